@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# cli_basic.sh: the corio program (SPEC §5): --version, -e, script args,
+# uncaught errors (traceback, exit 1), rule 11's corio.run in the main
+# chunk, and that cancelled timers do not keep the process alive (rule 7).
+# Usage: cli_basic.sh path/to/corio   (or CORIO=path/to/corio)
+. "$(dirname "$0")/lib.sh"
+
+NAME="--version prints a version and exits 0"
+run 10 "$CORIO" --version
+check_rc 0 && {
+  if grep -qiE 'corio[^0-9]*[0-9]+\.[0-9]+' "$TMP/out"; then pass
+  else fail "stdout has no 'corio <major>.<minor>' version"; fi
+}
+
+NAME="-e runs code, print goes to stdout"
+run 10 "$CORIO" -e 'print("hi", 1 + 1)'
+check_rc 0 && check_out_eq "$(printf 'hi\t2')" && pass
+
+NAME="the built corio finds its own modules without LUA_PATH"
+run 10 env -u LUA_PATH -u LUA_CPATH "$CORIO" -e \
+  'local corio = require("corio"); corio.sleep(0.01); print(type(corio.spawn))'
+check_rc 0 && check_out_eq "function" && pass
+
+NAME="-e code is the root task: it waits for the children it spawned"
+run 10 "$CORIO" -e '
+local corio = require("corio")
+corio.spawn(function() corio.sleep(0.05); print("child") end)
+print("main")'
+check_rc 0 && check_out_eq "$(printf 'main\nchild')" && pass
+
+NAME="script args: arg and ... are set as luajit sets them"
+run 10 "$CORIO" "$FIX/args.lua" a "b c"
+check_rc 0 && check_out_has "0=$FIX/args.lua" && check_out_has "n=2" \
+  && check_out_has "1=a" && check_out_has "2=b c" \
+  && check_out_has "varargs=2 a|b c" && pass
+corio_args="$(grep -v '^minus1=' "$TMP/out" || true)"
+corio_minus1="$(grep '^minus1=' "$TMP/out" || true)"
+
+NAME="script args: same as under luajit"
+run 10 "$LUAJIT" "$FIX/args.lua" a "b c"
+luajit_args="$(grep -v '^minus1=' "$TMP/out" || true)"
+if [ "$corio_args" = "$luajit_args" ]; then pass
+else fail "corio printed:
+$corio_args
+luajit printed:
+$luajit_args"; fi
+
+NAME="script args: arg[-1] is the interpreter"
+case "$corio_minus1" in
+  minus1=*corio) pass ;;
+  *) fail "arg[-1] should name the corio program, got '$corio_minus1'" ;;
+esac
+
+NAME="an uncaught error in the main chunk prints a traceback, exits 1"
+run 10 "$CORIO" "$FIX/error_main.lua"
+check_rc 1 && check_err_has "main chunk failed" \
+  && check_err_has "error_main.lua:3" && check_err_has "traceback" \
+  && check_err_has "error_main.lua:6" && pass
+
+NAME="rule 2: an unjoined child's error is not silent: traceback, exit 1"
+run 10 "$CORIO" "$FIX/error_child.lua"
+check_rc 1 && check_err_has "child task failed" \
+  && check_err_has "error_child.lua:4" && check_err_has "error_child.lua:6" \
+  && check_out_lacks "not reached" && pass
+
+NAME="a non-string error value is printed with tostring, exit 1"
+run 10 "$CORIO" "$FIX/error_table.lua"
+check_rc 1 && check_err_has "custom table error" && pass
+
+NAME="an uncaught error in -e code exits 1"
+run 10 "$CORIO" -e 'error("from -e")'
+check_rc 1 && check_err_has "from -e" && pass
+
+NAME="a syntax error in -e code exits 1"
+run 10 "$CORIO" -e 'this is not lua'
+check_rc 1 && { if [ -n "$ERR" ]; then pass; else fail "stderr is empty"; fi; }
+
+NAME="a missing script exits 1 and names it"
+run 10 "$CORIO" "$TMP/no_such_script.lua"
+check_rc 1 && check_err_has "no_such_script.lua" && pass
+
+NAME="os.exit(n) exits with n"
+run 10 "$CORIO" -e 'os.exit(3)'
+check_rc 3 && pass
+
+NAME="rule 11: the main chunk may call corio.run (results, errors, children)"
+run 10 "$CORIO" "$FIX/run_in_main.lua"
+check_rc 0 && check_out_eq "$(printf 'results\t3\tx\nchild of run done\nafter run\nraised\tfalse\terror\tinner failure\nnested\tfalse\ttrue')" \
+  && pass
+
+NAME="rule 11: corio.run inside a spawned task raises naming corio.scope"
+run 10 "$CORIO" -e '
+local corio = require("corio")
+local t = corio.spawn(function()
+  return pcall(corio.run, function() print("ran") end)
+end)
+local ok, err = t:join()
+print(ok, tostring(err):find("corio.scope", 1, true) ~= nil)'
+check_rc 0 && check_out_eq "$(printf 'false\ttrue')" && pass
+
+NAME="rule 7: a cancelled sleep's timer does not keep the process alive"
+start=$(date +%s)
+run 10 "$CORIO" -e '
+local corio = require("corio")
+corio.scope(function(s)
+  s:spawn(function() corio.sleep(100) end)
+  corio.sleep(0.01)
+  s:cancel()
+end)
+print(corio.move_on_after(0.01, corio.sleep, 100))'
+elapsed=$(( $(date +%s) - start ))
+check_rc 0 && check_out_eq "false" && {
+  if [ "$elapsed" -le 3 ]; then pass
+  else fail "took ${elapsed}s: a cancelled timer kept the loop alive"; fi
+}
+
+NAME="rule 1: corio.run (the CLI root) waits for every descendant"
+run 10 "$CORIO" -e '
+local corio = require("corio")
+corio.spawn(function()
+  corio.spawn(function() corio.sleep(0.05); print("grandchild") end)
+end)'
+check_rc 0 && check_out_eq "grandchild" && pass
+
+finish

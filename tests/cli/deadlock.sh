@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# deadlock.sh: rule 14: when the root has not finished and nothing can
+# ever wake a task, corio raises kind "deadlock" naming every blocked task
+# and where it waits, instead of hanging; and it never reports a deadlock
+# while a timer or thread work can still wake someone.
+# Usage: deadlock.sh path/to/corio   (or CORIO=path/to/corio)
+. "$(dirname "$0")/lib.sh"
+
+NAME="rule 14: a root joining a child that waits forever is a deadlock"
+run 15 "$CORIO" "$FIX/deadlock.lua"
+child="$(sed -n 's/^child=//p' "$TMP/out")"
+root="$(sed -n 's/^root=//p' "$TMP/out")"
+check_rc 1 && check_err_has "deadlock" \
+  && check_err_has "deadlock.lua:5" && check_err_has "deadlock.lua:10" \
+  && check_out_lacks "not reached" && {
+    if [ -n "$child" ] && [ -n "$root" ]; then
+      check_err_has "$child" && check_err_has "$root" && pass
+    else
+      fail "the fixture did not print the task names"
+    fi
+  }
+
+NAME="rule 14: two tasks waiting on each other's channels are a deadlock"
+run 15 "$CORIO" "$FIX/deadlock_channel.lua"
+check_rc 1 && check_err_has "deadlock" \
+  && check_err_has "deadlock_channel.lua:5" \
+  && check_err_has "deadlock_channel.lua:9" && pass
+
+NAME="rule 14: a root blocked on an event nobody can set is a deadlock"
+run 15 "$CORIO" -e 'local corio = require("corio"); corio.event():wait()'
+check_rc 1 && check_err_has "deadlock" && pass
+
+NAME="rule 14: a lock held forever by a blocked task is a deadlock"
+run 15 "$CORIO" -e '
+local corio = require("corio")
+local l = corio.lock()
+local s = corio.semaphore(0)
+corio.spawn(function() l:acquire(); s:acquire() end)
+corio.yield()
+l:acquire()'
+check_rc 1 && check_err_has "deadlock" && pass
+
+NAME="rule 14: tasks a timer or thread work will wake are not deadlocked"
+run 15 "$CORIO" "$FIX/no_deadlock.lua"
+check_rc 0 && check_out_eq "$(printf 'event set\nthread done')" && pass
+
+NAME="rule 14: under luajit, corio.run raises kind 'deadlock' and recovers"
+luajit_run 15 -e '
+local corio = require("corio")
+local ok, err = pcall(corio.run, function()
+  local ch = corio.channel()
+  ch:recv()
+end)
+print(ok, type(err) == "table" and err.kind or tostring(err))
+print(tostring(err):find("deadlock", 1, true) ~= nil)
+print(corio.run(function() corio.sleep(0.01); return "usable" end))'
+check_rc 0 && check_out_eq "$(printf 'false\tdeadlock\ntrue\nusable')" && pass
+
+finish

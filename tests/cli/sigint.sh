@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# sigint.sh: rule 12: the first SIGINT cancels the root task, cleanup
+# (defer, shield) runs, and the process exits 130; a second SIGINT exits
+# at once. Under a stock luajit, corio.run raises kind "interrupted".
+# Usage: sigint.sh path/to/corio   (or CORIO=path/to/corio)
+. "$(dirname "$0")/lib.sh"
+
+# Job control gives background jobs their own process group with SIGINT
+# not ignored, as in an interactive shell.
+set -m
+
+PID=""
+# start CMD...: run CMD in the background, output to $TMP/out and $TMP/err
+start() {
+  : >"$TMP/out"
+  : >"$TMP/err"
+  "$@" </dev/null >"$TMP/out" 2>"$TMP/err" &
+  PID=$!
+}
+# wait_for TEXT SECONDS: until stdout has TEXT; 1 if it never came
+wait_for() {
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do
+    if grep -qF -- "$1" "$TMP/out"; then return 0; fi
+    if ! kill -0 "$PID" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  grep -qF -- "$1" "$TMP/out"
+}
+# reap SECONDS: wait for the background process to exit; sets RC (124 when
+# it had to be killed), OUT, ERR and ELAPSED_MS
+reap() {
+  local i t0
+  t0=$(date +%s%N)
+  for ((i = 0; i < $1 * 20; i++)); do
+    if ! kill -0 "$PID" 2>/dev/null; then break; fi
+    sleep 0.05
+  done
+  if kill -0 "$PID" 2>/dev/null; then
+    kill -KILL "$PID" 2>/dev/null || true
+    set +e; wait "$PID" 2>/dev/null; set -e
+    RC=124
+  else
+    set +e; wait "$PID" 2>/dev/null; RC=$?; set -e
+  fi
+  ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+  OUT="$(cat "$TMP/out")"
+  ERR="$(cat "$TMP/err")"
+}
+
+NAME="rule 12: SIGINT cancels the root; defer and shield cleanup run; exit 130"
+start "$CORIO" "$FIX/sigint.lua"
+if wait_for "ready" 10; then
+  sleep 0.1
+  kill -INT "$PID"
+  reap 10
+  check_rc 130 && check_out_has "$(printf 'main sleep ended\tfalse\ttrue')" \
+    && check_out_has "child cleanup done" && check_out_has "root defer ran" \
+    && check_order "$TMP/out" "child cleanup done" "root defer ran" && pass
+else
+  reap 1
+  fail "the fixture never printed 'ready'"
+fi
+
+NAME="rule 12: SIGINT ends a plain sleep in -e code with exit 130"
+start "$CORIO" -e 'local corio = require("corio"); io.stdout:setvbuf("no"); print("ready"); corio.sleep(60)'
+if wait_for "ready" 10; then
+  sleep 0.1
+  kill -INT "$PID"
+  reap 10
+  check_rc 130 && pass
+else
+  reap 1
+  fail "never printed 'ready'"
+fi
+
+NAME="rule 12: a second SIGINT exits at once, cutting cleanup short"
+start "$CORIO" "$FIX/sigint_stubborn.lua"
+if wait_for "ready" 10; then
+  sleep 0.1
+  kill -INT "$PID"
+  if wait_for "cleanup started" 5; then
+    sleep 0.1
+    kill -INT "$PID"
+    reap 10
+    check_rc 130 && check_out_lacks "stubborn cleanup done" && {
+      if [ "$ELAPSED_MS" -le 2000 ]; then pass
+      else fail "took ${ELAPSED_MS} ms after the second SIGINT"; fi
+    }
+  else
+    reap 1
+    fail "the first SIGINT did not start the cleanup"
+  fi
+else
+  reap 1
+  fail "the fixture never printed 'ready'"
+fi
+
+NAME="rule 12: under luajit, SIGINT makes corio.run raise kind 'interrupted'"
+start env LUA_PATH="$CORIO_LUA_PATH" LUA_CPATH="$CORIO_LUA_CPATH" \
+  "$LUAJIT" "$FIX/sigint_run.lua"
+if wait_for "ready" 10; then
+  sleep 0.1
+  kill -INT "$PID"
+  reap 10
+  check_rc 0 && check_out_has "run defer ran" \
+    && check_out_has "$(printf 'run raised\tfalse\tinterrupted')" && pass
+else
+  reap 1
+  fail "the fixture never printed 'ready'"
+fi
+
+finish
