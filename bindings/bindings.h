@@ -1,0 +1,51 @@
+/*
+** bindings.h: helpers shared by the Lua C modules in bindings/: fetching
+** the runtime, the prologue of every blocking call (loop check, yield
+** check, checkpoint), argument errors in Lua's wording, and registration.
+*/
+#ifndef CORIO_BINDINGS_H
+#define CORIO_BINDINGS_H
+
+#include <math.h>
+
+#include "../runtime/internal.h"
+
+/* Every binding closure carries the runtime as upvalue 1. */
+#define RT(L) ((corio_rt *)lua_touserdata((L), lua_upvalueindex(1)))
+
+/* Returned (as `false, NOLOOP`) by a blocking call made outside a
+** running loop; the Lua wrapper then runs it under corio.run (rule 11). */
+extern char corio__noloop;
+#define CORIO_NOLOOP ((void *)&corio__noloop)
+
+typedef struct corio_reg {
+  const char *name;
+  lua_CFunction fn;
+} corio_reg;
+
+/* [-0, +0] Set the functions of r into the table at idx as closures over
+** the runtime. */
+void corio__register(lua_State *L, corio_rt *rt, int idx,
+                     const corio_reg *r);
+
+/* Raise "bad argument #n to 'fname' (msg)" positioned at the caller
+** `level` frames up (1: the code that called this C function; 2: its
+** caller, for functions reached through a wrapper in lua/corio). */
+int corio__argerror(lua_State *L, int level, int n, const char *fname,
+                    const char *msg);
+double corio__checkseconds(lua_State *L, int level, int idx, int n,
+                           const char *fname);
+
+/* The prologue of a blocking call named fname. Returns -1 when the call
+** may go on (the running task in *pt), or the number of values it pushed
+** for the C function to return: `false, NOLOOP` outside a loop, or
+** `false, Cancelled` at a cancelled checkpoint (rule 3). Raises when the
+** task cannot suspend here (a C call boundary). */
+int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
+                 const char *fname);
+
+/* [-0, +1] Push task t's userdata (t must be alive). */
+void corio__push_task(corio_rt *rt, lua_State *L, corio_task *t);
+corio_task *corio__check_task(lua_State *L, int idx);
+
+#endif

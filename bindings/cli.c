@@ -1,0 +1,211 @@
+/*
+** cli.c: the corio program. `corio script.lua [args]` runs the chunk as
+** the root task; `corio -e 'code'`; `corio test [busted args]` runs busted
+** specs inside the runtime (lua/corio/busted.lua); `corio --version`.
+** With no script, stdin is run as a script. Errors print their traceback
+** on stderr and exit 1; SIGINT cancels the root task and exits 130.
+*/
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <luajit.h>
+
+#include "../runtime/corio.h"
+
+#ifndef CORIO_BUILD_LUA_DIR
+#define CORIO_BUILD_LUA_DIR ""
+#endif
+#ifndef CORIO_BUILD_CMOD_DIR
+#define CORIO_BUILD_CMOD_DIR ""
+#endif
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: corio [options] [script [args]]\n"
+          "       corio test [busted options] [spec files or dirs]\n"
+          "options:\n"
+          "  -e code     run code as the root task\n"
+          "  --debug     report task steps that block the loop (also "
+          "CORIO_DEBUG=1)\n"
+          "  --version   print the version and exit\n"
+          "  -h, --help  this text\n"
+          "With no script, the program is read from standard input.\n");
+}
+
+static int file_exists(const char *p) { return access(p, R_OK) == 0; }
+
+/* Find corio's Lua modules: next to an installed binary
+** (<prefix>/share/lua/5.1), else in the source tree it was built from. */
+static void add_module_paths(corio_rt *rt) {
+  char exe[PATH_MAX], buf[PATH_MAX * 2 + 64], cbuf[PATH_MAX + 64];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) {
+    char *slash;
+    exe[n] = 0;
+    slash = strrchr(exe, '/');
+    if (slash != NULL) {
+      *slash = 0;
+      snprintf(buf, sizeof(buf), "%s/../share/lua/5.1/corio/init.lua", exe);
+      if (file_exists(buf)) {
+        snprintf(buf, sizeof(buf),
+                 "%s/../share/lua/5.1/?.lua;%s/../share/lua/5.1/?/init.lua",
+                 exe, exe);
+        snprintf(cbuf, sizeof(cbuf), "%s/../lib/lua/5.1/?.so", exe);
+        corio_add_paths(rt, buf, cbuf);
+        return;
+      }
+    }
+  }
+  snprintf(buf, sizeof(buf), "%s/?.lua;%s/?/init.lua", CORIO_BUILD_LUA_DIR,
+           CORIO_BUILD_LUA_DIR);
+  snprintf(cbuf, sizeof(cbuf), "%s/?.so", CORIO_BUILD_CMOD_DIR);
+  corio_add_paths(rt, buf, cbuf);
+}
+
+/* arg table as luajit makes it: arg[0] the script, arg[1..] its args,
+** negative indices the interpreter and options. */
+static void set_arg(lua_State *L, char **argv, int argc, int script) {
+  int i;
+  lua_createtable(L, argc - script - 1, script + 1);
+  for (i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+/* Print the error left on the stack by a failed run and pick the exit
+** status: 130 after SIGINT, else 1. */
+static int report(corio_rt *rt, int r) {
+  if (r == CORIO_EINTR_RUN) {
+    fprintf(stderr, "corio: interrupted\n");
+    return 130;
+  }
+  fprintf(stderr, "corio: %s\n", corio_errmsg(rt));
+  return 1;
+}
+
+static int run_test(corio_rt *rt, int argc, char **argv, int first) {
+  lua_State *L = corio_lua(rt);
+  int status, i;
+  set_arg(L, argv, argc, first - 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "corio.busted");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    fprintf(stderr, "corio test: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  lua_getfield(L, -1, "run");
+  lua_newtable(L);
+  for (i = first; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - first + 1);
+  }
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    lua_getglobal(L, "tostring");
+    lua_insert(L, -2);
+    lua_pcall(L, 1, 1, 0);
+    fprintf(stderr, "corio test: %s\n", lua_tostring(L, -1));
+    return 1;
+  }
+  status = (int)lua_tointeger(L, -1);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  corio_options opts;
+  corio_rt *rt;
+  lua_State *L;
+  int i, r, status = 0, script = 0;
+  const char *code = NULL;
+
+  for (i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-v") == 0) {
+      printf("corio %s (%s)\n", CORIO_VERSION, LUAJIT_VERSION);
+      return 0;
+    } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(argv[i], "--debug") == 0) {
+      setenv("CORIO_DEBUG", "1", 1);
+    } else if (strcmp(argv[i], "-e") == 0) {
+      if (i + 1 >= argc) {
+        usage(stderr);
+        return 2;
+      }
+      code = argv[++i];
+    } else if (strcmp(argv[i], "--") == 0) {
+      script = i + 1 < argc ? i + 1 : 0;
+      break;
+    } else if (argv[i][0] == '-' && argv[i][1] != 0) {
+      fprintf(stderr, "corio: unknown option '%s'\n", argv[i]);
+      usage(stderr);
+      return 2;
+    } else {
+      script = i;
+      break;
+    }
+  }
+
+  memset(&opts, 0, sizeof(opts));
+  opts.handle_signals = 1;
+  rt = corio_new(&opts);
+  if (rt == NULL) {
+    fprintf(stderr, "corio: cannot create the runtime\n");
+    return 1;
+  }
+  L = corio_lua(rt);
+  add_module_paths(rt);
+
+  if (script && strcmp(argv[script], "test") == 0 && code == NULL) {
+    status = run_test(rt, argc, argv, script + 1);
+    corio_free(rt);
+    return status;
+  }
+
+  corio_set_cli(rt, 1);
+  if (code != NULL) {
+    set_arg(L, argv, argc, script ? script - 1 : argc - 1);
+    if (script) {
+      /* `corio -e code script args`: run code, then the script */
+    }
+    r = corio_run_string(rt, code, "=(command line)");
+    if (r != 0) status = report(rt, r);
+    if (status != 0 || !script) {
+      corio_free(rt);
+      return status;
+    }
+  }
+  if (script) {
+    set_arg(L, argv, argc, script);
+    if (luaL_loadfile(L, argv[script]) != 0) {
+      fprintf(stderr, "corio: %s\n", lua_tostring(L, -1));
+      corio_free(rt);
+      return 1;
+    }
+  } else if (code == NULL) {
+    set_arg(L, argv, argc, 0);
+    if (luaL_loadfile(L, NULL) != 0) {  /* stdin */
+      fprintf(stderr, "corio: %s\n", lua_tostring(L, -1));
+      corio_free(rt);
+      return 1;
+    }
+  }
+  {
+    int nargs = 0;
+    if (script) {
+      for (i = script + 1; i < argc; i++, nargs++)
+        lua_pushstring(L, argv[i]);
+    }
+    r = corio_run_function(rt, nargs, 0);
+    if (r != 0) status = report(rt, r);
+  }
+  corio_free(rt);
+  return status;
+}

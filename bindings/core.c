@@ -1,0 +1,760 @@
+/*
+** core.c: the Lua C module "corio.core": tasks, scopes, sleep/yield, the
+** clock, run, and the testing hooks, over the runtime in runtime/. The
+** blocking functions here return `true, ...` or `false, err` and are
+** wrapped by lua/corio/init.lua, which raises (STYLE: errors are raised on
+** the task's own stack). Sync objects are in sync.c and channel.c.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "bindings.h"
+
+static const char *const STATUS[] = {"pending", "running", "done", "failed",
+                                     "cancelled"};
+
+/* ---- run ---------------------------------------------------------- */
+
+/* run(fn, ...) -> true, results... | false, err | "scope" (the CLI main
+** chunk asked to run fn as a child scope, rule 11). */
+static int l_run(lua_State *L) {
+  corio_rt *rt = RT(L);
+  if (rt->running) {
+    if (rt->cli_root && rt->current == rt->root && rt->root != NULL) {
+      lua_pushliteral(L, "scope");
+      return 1;
+    }
+    luaL_where(L, 2);
+    lua_pushliteral(L, "corio.run: called inside a running task; use "
+                       "corio.scope(fn) to run a group of tasks inside a "
+                       "task, or corio.spawn(fn) to start one");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return corio__argerror(L, 2, 1, "run",
+                           lua_pushfstring(L, "function expected, got %s",
+                                           luaL_typename(L, 1)));
+  return corio__run_root(rt, L, lua_gettop(L) - 1);
+}
+
+/* ---- spawn and tasks ---------------------------------------------- */
+
+static int spawn_into(lua_State *L, corio_rt *rt, corio_scope *s, int first,
+                      const char *fname, int level) {
+  int t = lua_type(L, first);
+  if (t != LUA_TFUNCTION) {
+    if (!(t == LUA_TTABLE && luaL_getmetafield(L, first, "__call")))
+      return corio__argerror(L, level, 1, fname,
+                             lua_pushfstring(L, "function expected, got %s",
+                                             luaL_typename(L, first)));
+    /* a callable table: call its __call with the table first */
+    lua_insert(L, first);
+  }
+  corio__spawn(rt, L, s, lua_gettop(L) - first);
+  (void)s;
+  return 1;
+}
+
+static int l_spawn(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = rt->current;
+  if (t == NULL)
+    return luaL_error(L, "corio.spawn: no task is running (call it inside "
+                      "corio.run, or use corio.run to start the first task)");
+  return spawn_into(L, rt, t->cur, 1, "spawn", 1);
+}
+
+static int l_current(lua_State *L) {
+  corio_rt *rt = RT(L);
+  if (rt->current == NULL) return 0;
+  corio__push_task(rt, L, rt->current);
+  return 1;
+}
+
+static int l_task_status(lua_State *L) {
+  corio_task *t = corio__check_task(L, 1);
+  lua_pushstring(L, STATUS[t->status]);
+  return 1;
+}
+
+static int l_task_cancel(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = corio__check_task(L, 1);
+  corio__cancel_task(rt, t);
+  return 0;
+}
+
+static int abort_join(corio_rt *rt, corio_task *t) {
+  (void)rt;
+  corio_list_remove(&t->u.wait);
+  return 1;
+}
+
+/* join(task) -> true, results... | false, err */
+static int l_task_join(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = corio__check_task(L, 1), *me;
+  int n = corio__enter(L, rt, &me, "join");
+  if (n >= 0) return n;
+  if (t->state == CORIO_ST_ENDED) {
+    n = corio__task_push_results(rt, L, t, 1);
+    return corio__fast(rt, L, me, n);
+  }
+  if (t == me)
+    return luaL_error(L, "task:join(): a task cannot join itself");
+  corio_list_push(&t->joiners, &me->u.wait);
+  return corio__suspend(L, me, abort_join, "join", t);
+}
+
+static int l_task_index(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = corio__check_task(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL) {
+    if (strcmp(k, "name") == 0) {
+      corio__task_name(rt, L, t);
+      return 1;
+    }
+    if (strcmp(k, "id") == 0) {
+      lua_pushinteger(L, (lua_Integer)t->id);
+      return 1;
+    }
+  }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_task_newindex(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = corio__check_task(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k == NULL || strcmp(k, "name") != 0)
+    return luaL_error(L, "task: field '%s' cannot be set (only 'name')",
+                      k ? k : luaL_typename(L, 2));
+  if (!lua_isstring(L, 3))
+    return corio__argerror(L, 1, 3, "name", "string expected");
+  lua_settop(L, 3);
+  if (t->name_ref == LUA_NOREF) t->name_ref = corio__ref(rt, L);
+  else corio__setref(rt, L, t->name_ref);
+  return 0;
+}
+
+static int l_task_tostring(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = corio__check_task(L, 1);
+  corio__task_name(rt, L, t);
+  lua_pushfstring(L, "corio.Task(%s, %s)", lua_tostring(L, -1),
+                  STATUS[t->status]);
+  return 1;
+}
+
+/* ---- sleep, yield, clock ------------------------------------------ */
+
+static int abort_sleep(corio_rt *rt, corio_task *t) {
+  corio__timer_stop(rt, &t->u.sleep);
+  return 1;
+}
+
+static int l_sleep(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  double s = corio__checkseconds(L, 2, 1, 1, "sleep");
+  int n = corio__enter(L, rt, &t, "sleep");
+  if (n >= 0) return n;
+  if (s == 0) {
+    lua_pushboolean(L, 1);
+    corio__ready(rt, t, NULL);
+    t->budget = CORIO_BUDGET;
+    t->wait_L = L;
+    t->wait_what = "yield";
+    lua_pushlightuserdata(L, CORIO_SENTINEL);
+    lua_insert(L, -2);
+    return lua_yield(L, 2);
+  }
+  if (s < 1e9) {
+    uint64_t when = corio__now(rt) + (uint64_t)(s * 1e9);
+    t->u.sleep.kind = CORIO_TIMER_SLEEP;
+    if (corio__timer_start(rt, &t->u.sleep, when) != 0)
+      return luaL_error(L, "corio.sleep: out of memory");
+    return corio__suspend(L, t, abort_sleep, "sleep", NULL);
+  }
+  return corio__suspend(L, t, abort_sleep, "sleep (forever)", NULL);
+}
+
+static int l_yield(lua_State *L) {
+  lua_settop(L, 0);
+  lua_pushnumber(L, 0);
+  return l_sleep(L);
+}
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (double)corio__now(RT(L)) / 1e9);
+  return 1;
+}
+
+/* ---- scopes ------------------------------------------------------- */
+
+static corio_xscope *check_scope(lua_State *L, int idx) {
+  return (corio_xscope *)luaL_checkudata(L, idx, "corio.Scope");
+}
+
+/* enter(kind [, seconds]) -> Scope. kind: 1 group, 2 timeout, 3 move_on,
+** 4 shield. Not a checkpoint. */
+static int l_scope_enter(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = rt->current;
+  int kind = (int)luaL_checkinteger(L, 1);
+  corio_xscope *x;
+  double secs = -1;
+  if (t == NULL) return luaL_error(L, "corio: no task is running");
+  if (kind == CORIO_SCOPE_TIMEOUT || kind == CORIO_SCOPE_MOVE_ON)
+    secs = corio__checkseconds(L, 2, 2, 1,
+                               kind == CORIO_SCOPE_TIMEOUT ? "timeout"
+                                                           : "move_on_after");
+  x = (corio_xscope *)lua_newuserdata(L, sizeof(*x));
+  memset(x, 0, sizeof(*x));
+  luaL_getmetatable(L, "corio.Scope");
+  lua_setmetatable(L, -2);
+  corio__scope_init(&x->s, kind, t, t->cur);
+  x->deadline.idx = UINT32_MAX;
+  x->deadline.kind = CORIO_TIMER_DEADLINE;
+  x->seconds = secs;
+  lua_pushvalue(L, -1);
+  x->ref = corio__ref(rt, L);
+  corio__scope_enter(rt, t, &x->s);
+  if (secs >= 0) {
+    if (secs == 0) {
+      /* Rule 6: a deadline already passed lets the body run to its first
+      ** checkpoint, where Cancelled is raised. */
+      x->s.fired = 1;
+      corio__scope_cancel(rt, &x->s);
+    } else if (secs < 1e9) {
+      if (corio__timer_start(rt, &x->deadline,
+                             corio__now(rt) + (uint64_t)(secs * 1e9)) != 0)
+        return luaL_error(L, "corio: out of memory");
+    }
+  }
+  return 1;
+}
+
+/* fail(scope, err): the body raised err: record it (unless Cancelled) and
+** cancel the scope so its children stop (rule 2). */
+static int l_scope_fail(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  lua_settop(L, 2);
+  if (corio__is_error(L, 2, "cancelled")) return 0;
+  corio__scope_add_error(rt, L, &x->s, 2);
+  corio__scope_cancel(rt, &x->s);
+  return 0;
+}
+
+/* wait(scope): block until the scope's children ended. Not a checkpoint
+** and not cancellable: cancelling the scope cancels the children. */
+static int l_scope_wait(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  corio_task *t = rt->current;
+  if (x->s.nchildren == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (rt->isyieldable != NULL) {
+    rt->isyieldable(L);
+    if (!lua_toboolean(L, -1))
+      return luaL_error(L, "corio.scope: cannot wait for the scope's tasks "
+                        "inside a C function boundary (see corio.sleep)");
+    lua_pop(L, 1);
+  }
+  x->s.waiting = 1;
+  return corio__suspend(L, t, NULL, "scope (waiting for its tasks)", x);
+}
+
+/* defers(scope) -> table | nil: take the scope's deferred functions. */
+static int l_scope_defers(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  if (x->s.defers == LUA_NOREF) return 0;
+  corio__getref(rt, L, x->s.defers);
+  corio__unref(rt, L, x->s.defers);
+  x->s.defers = LUA_NOREF;
+  return 1;
+}
+
+/* leave(scope, ok, err) -> 0 | 1 (absorbed) | 2, err (raise) */
+static int l_scope_leave(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  corio_task *t = rt->current;
+  int ok = lua_toboolean(L, 2);
+  lua_settop(L, 3);
+  corio__timer_stop(rt, &x->deadline);
+  if (t != NULL) corio__scope_leave(rt, t, &x->s);
+  x->s.closed = 1;
+  corio__unref(rt, L, x->ref);
+  x->ref = LUA_NOREF;
+  if (x->s.errs != LUA_NOREF) {
+    int n;
+    corio__getref(rt, L, x->s.errs);
+    corio__unref(rt, L, x->s.errs);
+    x->s.errs = LUA_NOREF;
+    n = (int)lua_objlen(L, -1);
+    lua_pushinteger(L, 2);
+    lua_rawgeti(L, -2, 1);
+    if (n > 1) {
+      if (!corio__is_error(L, -1, NULL)) {
+        corio__wrap_error(rt, L, NULL, NULL);
+      }
+      lua_pushvalue(L, -3);
+      lua_setfield(L, -2, "errors");
+    }
+    return 2;
+  }
+  if (!ok) {
+    if (corio__is_error(L, 3, "cancelled") && corio__scope_absorbs(&x->s)) {
+      x->s.caught = 1;
+      lua_pushinteger(L, 1);
+      return 1;
+    }
+    lua_pushinteger(L, 2);
+    lua_pushvalue(L, 3);
+    return 2;
+  }
+  lua_pushinteger(L, 0);
+  return 1;
+}
+
+static int l_scope_spawn(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  if (x->s.closed)
+    return luaL_error(L, "scope:spawn(): the scope has returned and takes "
+                      "no new tasks");
+  if (!rt->running)
+    return luaL_error(L, "scope:spawn(): the loop is not running");
+  return spawn_into(L, rt, &x->s, 2, "spawn", 1);
+}
+
+static int l_scope_cancel(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  if (!x->s.closed) corio__scope_cancel(rt, &x->s);
+  else x->s.cancelled = 1;
+  return 0;
+}
+
+static int l_scope_index(lua_State *L) {
+  corio_xscope *x = check_scope(L, 1);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && strcmp(k, "cancelled") == 0) {
+    lua_pushboolean(L, x->s.cancelled);
+    return 1;
+  }
+  if (k != NULL && strcmp(k, "cancel_caught") == 0) {
+    lua_pushboolean(L, x->s.caught);
+    return 1;
+  }
+  if (k != NULL && strcmp(k, "deadline_fired") == 0) {
+    lua_pushboolean(L, x->s.fired);
+    return 1;
+  }
+  if (k != NULL && strcmp(k, "timeout") == 0) {
+    if (x->seconds < 0) return 0;
+    lua_pushnumber(L, x->seconds);
+    return 1;
+  }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_scope_tostring(lua_State *L) {
+  corio_xscope *x = check_scope(L, 1);
+  static const char *const kinds[] = {"task", "scope", "timeout",
+                                      "move_on_after", "shield"};
+  lua_pushfstring(L, "corio.Scope(%s%s%s)", kinds[x->s.kind],
+                  x->s.cancelled ? ", cancelled" : "",
+                  x->s.closed ? ", returned" : "");
+  return 1;
+}
+
+/* defer(fn): run fn when the innermost body ends (see init.lua). */
+static int l_defer(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = rt->current;
+  corio_scope *s;
+  if (t == NULL) return luaL_error(L, "corio.defer: no task is running");
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return corio__argerror(L, 1, 1, "defer",
+                           lua_pushfstring(L, "function expected, got %s",
+                                           luaL_typename(L, 1)));
+  s = t->cur;
+  if (s->defers == LUA_NOREF) {
+    lua_createtable(L, 2, 0);
+    s->defers = corio__ref(rt, L);
+  }
+  corio__getref(rt, L, s->defers);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+  return 0;
+}
+
+/* task_fail(err): a deferred function of the running task's body raised. */
+static int l_task_fail(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = rt->current;
+  lua_settop(L, 1);
+  if (t == NULL) return 0;
+  if (corio__is_error(L, 1, "cancelled")) {
+    if (t->root.errs == LUA_NOREF) t->root.caught = 1;
+    return 0;
+  }
+  corio__scope_add_error(rt, L, &t->root, 1);
+  return 0;
+}
+
+/* ---- introspection ------------------------------------------------ */
+
+typedef struct tasks_ctx { corio_rt *rt; lua_State *L; int n; } tasks_ctx;
+
+static void add_task(corio_task *t, void *ud) {
+  tasks_ctx *c = ud;
+  lua_State *L = c->L;
+  char where[256];
+  lua_createtable(L, 0, 8);
+  corio__task_name(c->rt, L, t);
+  lua_setfield(L, -2, "name");
+  lua_pushinteger(L, (lua_Integer)t->id);
+  lua_setfield(L, -2, "id");
+  lua_pushstring(L, STATUS[t->status]);
+  lua_setfield(L, -2, "status");
+  corio__push_task(c->rt, L, t);
+  lua_setfield(L, -2, "task");
+  if (t->root.parent != NULL) {
+    corio__push_task(c->rt, L, t->root.parent->owner);
+    lua_setfield(L, -2, "parent_task");
+    corio__task_name(c->rt, L, t->root.parent->owner);
+    lua_setfield(L, -2, "parent");
+  }
+  if (t->state == CORIO_ST_BLOCKED || t->state == CORIO_ST_READY) {
+    if (t->wait_what != NULL && t->status != CORIO_PENDING) {
+      lua_pushstring(L, t->wait_what);
+      lua_setfield(L, -2, "waiting");
+    }
+  }
+  if (t != c->rt->current && t->status == CORIO_RUNNING &&
+      corio__where(c->rt, t, where, sizeof(where))) {
+    lua_pushstring(L, where);
+    lua_setfield(L, -2, "where");
+  }
+  if (t->spawn_src != NULL) {
+    const char *s = t->spawn_src;
+    lua_pushfstring(L, "%s:%d", s[0] == '@' || s[0] == '=' ? s + 1 : s,
+                    t->spawn_line);
+    lua_setfield(L, -2, "spawned_at");
+  }
+  lua_rawseti(L, -2, ++c->n);
+}
+
+static int l_tasks(lua_State *L) {
+  tasks_ctx c;
+  c.rt = RT(L);
+  c.L = L;
+  c.n = 0;
+  lua_newtable(L);
+  corio__walk_tasks(c.rt, add_task, &c);
+  return 1;
+}
+
+/* run_check() -> true when corio.run should run fn as a child scope of
+** the CLI's root task (rule 11's exception). */
+static int l_run_check(lua_State *L) {
+  corio_rt *rt = RT(L);
+  lua_pushboolean(L, rt->running && rt->cli_root && rt->root != NULL &&
+                         rt->current == rt->root);
+  return 1;
+}
+
+/* methods(name) -> the methods table of a corio metatable, so that
+** init.lua can wrap blocking methods. */
+static int l_methods(lua_State *L) {
+  luaL_getmetatable(L, luaL_checkstring(L, 1));
+  if (lua_isnil(L, -1)) return 1;
+  lua_getfield(L, -1, "methods");
+  return 1;
+}
+
+static int l_in_task(lua_State *L) {
+  lua_pushboolean(L, RT(L)->current != NULL);
+  return 1;
+}
+
+static int l_running(lua_State *L) {
+  lua_pushboolean(L, RT(L)->running);
+  return 1;
+}
+
+/* register_own(source): mark a chunk as corio's own, so that tracebacks'
+** "where" and spawn sites skip its frames. */
+static int l_register_own(lua_State *L) {
+  corio__add_own_src(RT(L), luaL_checkstring(L, 1));
+  return 0;
+}
+
+/* ---- testing hooks ------------------------------------------------ */
+
+/* vclock(on): switch the virtual clock with autojump on or off. */
+static int l_vclock(lua_State *L) {
+  corio_rt *rt = RT(L);
+  int on = lua_toboolean(L, 1);
+  if (lua_isnone(L, 1)) {
+    lua_pushboolean(L, rt->vclock);
+    return 1;
+  }
+  if (on && !rt->vclock) {
+    /* Re-base armed deadlines onto the virtual clock so that they keep
+    ** their remaining time. */
+    rt->vnow = uv_hrtime();
+    rt->vclock = 1;
+  } else if (!on && rt->vclock) {
+    uint64_t real = uv_hrtime();
+    uint32_t i;
+    /* Shift deadlines from virtual time back to real time; the order is
+    ** unchanged, so the heap stays valid. */
+    for (i = 0; i < rt->nheap; i++) {
+      uint64_t left = rt->heap[i]->when > rt->vnow
+                          ? rt->heap[i]->when - rt->vnow : 0;
+      rt->heap[i]->when = real + left;
+    }
+    rt->vclock = 0;
+    rt->armed_when = 0;
+  }
+  lua_pushboolean(L, rt->vclock);
+  return 1;
+}
+
+static int abort_idle(corio_rt *rt, corio_task *t) {
+  corio_list_remove(&t->u.wait);
+  rt->nidle--;
+  return 1;
+}
+
+/* idle(): block until every other task is blocked. */
+static int l_idle(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  int n = corio__enter(L, rt, &t, "wait_all_tasks_blocked");
+  if (n >= 0) return n;
+  corio_list_push(&rt->idle_waiters, &t->u.wait);
+  rt->nidle++;
+  return corio__suspend(L, t, abort_idle, "wait_all_tasks_blocked", NULL);
+}
+
+static int l_checkpoints(lua_State *L) {
+  corio_rt *rt = RT(L);
+  if (rt->current == NULL) return 0;
+  lua_pushnumber(L, rt->current->checkpoints);
+  return 1;
+}
+
+/* ---- errors ------------------------------------------------------- */
+
+static int l_error_tostring(lua_State *L) {
+  luaL_Buffer b;
+  int n, i;
+  luaL_buffinit(L, &b);
+  lua_getfield(L, 1, "message");
+  if (!lua_isstring(L, -1)) {
+    lua_pop(L, 1);
+    lua_getfield(L, 1, "kind");
+    lua_pushfstring(L, "corio error (%s)", lua_tostring(L, -1));
+    lua_remove(L, -2);
+  }
+  luaL_addvalue(&b);
+  lua_getfield(L, 1, "errors");
+  n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+  if (n > 1) {
+    lua_pushfstring(L, "\n(+%d more error%s:", n - 1, n > 2 ? "s" : "");
+    luaL_addvalue(&b);
+    for (i = 2; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "message");
+        lua_remove(L, -2);
+      }
+      lua_pushfstring(L, "\n  %s", lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                                        : "?");
+      lua_remove(L, -2);
+      luaL_addvalue(&b);
+    }
+    luaL_addstring(&b, ")");
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 1, "traceback");
+  if (lua_isstring(L, -1)) {
+    luaL_addstring(&b, "\n");
+    luaL_addvalue(&b);
+  } else {
+    lua_pop(L, 1);
+  }
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* error(kind, message [, fields]) -> a new error table of that kind */
+static int l_error_new(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  const char *msg = luaL_optstring(L, 2, kind);
+  corio__push_error(L, kind, msg);
+  if (lua_istable(L, 3)) {
+    lua_pushnil(L);
+    while (lua_next(L, 3)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -4);
+    }
+  }
+  return 1;
+}
+
+static int l_error_class(lua_State *L) {
+  corio__push_class(L, luaL_checkstring(L, 1));
+  return 1;
+}
+
+static int l_is_error(lua_State *L) {
+  lua_pushboolean(L, corio__is_error(L, 1, luaL_optstring(L, 2, NULL)));
+  return 1;
+}
+
+/* wrap(err [, thread]) -> err as a boundary error (rule 10) */
+static int l_error_wrap(lua_State *L) {
+  corio_rt *rt = RT(L);
+  lua_State *co = lua_tothread(L, 2);
+  lua_settop(L, 1);
+  corio__wrap_error(rt, L, co, NULL);
+  return 1;
+}
+
+/* ---- module ------------------------------------------------------- */
+
+static const corio_reg task_methods[] = {
+    {"join", l_task_join}, {"cancel", l_task_cancel},
+    {"status", l_task_status}, {NULL, NULL}};
+static const corio_reg task_meta[] = {{"__index", l_task_index},
+                                      {"__newindex", l_task_newindex},
+                                      {"__tostring", l_task_tostring},
+                                      {NULL, NULL}};
+static const corio_reg scope_methods[] = {
+    {"spawn", l_scope_spawn}, {"cancel", l_scope_cancel}, {NULL, NULL}};
+static const corio_reg scope_meta[] = {{"__index", l_scope_index},
+                                       {"__tostring", l_scope_tostring},
+                                       {NULL, NULL}};
+static const corio_reg funcs[] = {
+    {"run", l_run},
+    {"spawn", l_spawn},
+    {"current", l_current},
+    {"sleep", l_sleep},
+    {"yield", l_yield},
+    {"now", l_now},
+    {"join", l_task_join},
+    {"scope_enter", l_scope_enter},
+    {"scope_fail", l_scope_fail},
+    {"scope_wait", l_scope_wait},
+    {"scope_defers", l_scope_defers},
+    {"scope_leave", l_scope_leave},
+    {"defer", l_defer},
+    {"task_fail", l_task_fail},
+    {"tasks", l_tasks},
+    {"in_task", l_in_task},
+    {"run_check", l_run_check},
+    {"methods", l_methods},
+    {"running", l_running},
+    {"register_own", l_register_own},
+    {"vclock", l_vclock},
+    {"idle", l_idle},
+    {"checkpoints", l_checkpoints},
+    {"error", l_error_new},
+    {"error_class", l_error_class},
+    {"is_error", l_is_error},
+    {"wrap_error", l_error_wrap},
+    {NULL, NULL}};
+
+static void new_meta(lua_State *L, corio_rt *rt, const char *name,
+                     const corio_reg *meta, const corio_reg *methods) {
+  luaL_newmetatable(L, name);
+  corio__register(L, rt, -1, meta);
+  lua_newtable(L);
+  corio__register(L, rt, -1, methods);
+  lua_setfield(L, -2, "methods");
+  lua_pushliteral(L, "corio");
+  lua_setfield(L, -2, "__metatable");
+}
+
+int luaopen_corio_sync(lua_State *L);
+int luaopen_corio_channel(lua_State *L);
+
+static int rt_gc(lua_State *L) {
+  corio_rt **box = (corio_rt **)lua_touserdata(L, 1);
+  if (*box != NULL) corio__rt_destroy(*box, 1);
+  *box = NULL;
+  return 0;
+}
+
+int luaopen_corio_core(lua_State *L) {
+  corio_rt *rt = corio__rt(L);
+  if (rt == NULL) {
+    /* Loaded by a stock interpreter: the runtime belongs to the state and
+    ** is freed when the state closes. */
+    corio_rt **box = (corio_rt **)lua_newuserdata(L, sizeof(*box));
+    *box = NULL;
+    lua_newtable(L);
+    lua_pushcfunction(L, rt_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_setfield(L, LUA_REGISTRYINDEX, "corio.rtbox");
+    rt = corio__rt_create(L, NULL);
+    if (rt == NULL) return luaL_error(L, "corio: cannot create the runtime");
+    lua_getfield(L, LUA_REGISTRYINDEX, "corio.rtbox");
+    *(corio_rt **)lua_touserdata(L, -1) = rt;
+    lua_pop(L, 1);
+  }
+  /* error classes get their __tostring before any is created */
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.errclass");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "corio.errclass");
+  }
+  lua_pushcfunction(L, l_error_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+
+  new_meta(L, rt, "corio.Task", task_meta, task_methods);
+  lua_pushvalue(L, -1);
+  rt->ud_tasks = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  new_meta(L, rt, "corio.Scope", scope_meta, scope_methods);
+  lua_pop(L, 1);
+
+  lua_newtable(L);
+  corio__register(L, rt, -1, funcs);
+  lua_pushlightuserdata(L, CORIO_NOLOOP);
+  lua_setfield(L, -2, "NOLOOP");
+  lua_pushlightuserdata(L, CORIO_SENTINEL);
+  lua_setfield(L, -2, "SENTINEL");
+  lua_pushliteral(L, CORIO_VERSION);
+  lua_setfield(L, -2, "version");
+  luaopen_corio_sync(L);
+  lua_setfield(L, -2, "sync");
+  luaopen_corio_channel(L);
+  lua_setfield(L, -2, "channel");
+  return 1;
+}

@@ -1,0 +1,280 @@
+/*
+** sync.c: semaphores, locks and events for Lua. FIFO-fair by direct
+** hand-off: release gives the permit (or the lock) to the oldest waiter,
+** so a task arriving later cannot overtake it (rule 8). acquire and wait
+** return `true` or `false, err` and are wrapped by init.lua; release, set
+** and clear never block and never raise Cancelled.
+*/
+#include <string.h>
+
+#include "bindings.h"
+
+/* ---- semaphore ---------------------------------------------------- */
+
+static corio_sem *check_sem(lua_State *L) {
+  return (corio_sem *)luaL_checkudata(L, 1, "corio.Semaphore");
+}
+
+static int l_sem_new(lua_State *L) {
+  corio_sem *s;
+  double n = lua_type(L, 1) == LUA_TNONE ? 1 : -1;
+  if (lua_type(L, 1) == LUA_TNUMBER) n = lua_tonumber(L, 1);
+  else if (lua_type(L, 1) != LUA_TNONE)
+    return corio__argerror(L, 1, 1, "semaphore",
+                           lua_pushfstring(L, "number expected, got %s",
+                                           luaL_typename(L, 1)));
+  if (!(n >= 0) || n != (double)(long long)n)
+    return corio__argerror(L, 1, 1, "semaphore",
+                           lua_pushfstring(L, "non-negative integer "
+                                           "expected, got %s",
+                                           lua_tostring(L, 1)));
+  s = (corio_sem *)lua_newuserdata(L, sizeof(*s));
+  s->count = n;
+  corio_list_init(&s->waiters);
+  luaL_getmetatable(L, "corio.Semaphore");
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int l_sem_acquire(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_sem *s = check_sem(L);
+  corio_task *t;
+  int n = corio__enter(L, rt, &t, "acquire");
+  if (n >= 0) return n;
+  if (s->count > 0 && corio_list_empty(&s->waiters)) {
+    s->count--;
+    lua_pushboolean(L, 1);
+    return corio__fast(rt, L, t, 1);
+  }
+  corio_list_push(&s->waiters, &t->u.wait);
+  return corio__suspend(L, t, corio__abort_wait, "semaphore acquire", s);
+}
+
+static int l_sem_release(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_sem *s = check_sem(L);
+  corio_task *w = corio__wq_shift(&s->waiters);
+  if (w != NULL) corio__ready(rt, w, corio__deliver_true);
+  else s->count++;
+  return 0;
+}
+
+static int l_sem_index(lua_State *L) {
+  corio_sem *s = check_sem(L);
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && strcmp(k, "available") == 0) {
+    lua_pushnumber(L, s->count);
+    return 1;
+  }
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static int l_sem_tostring(lua_State *L) {
+  corio_sem *s = check_sem(L);
+  lua_pushfstring(L, "corio.Semaphore(available=%d)", (int)s->count);
+  return 1;
+}
+
+/* ---- lock ----------------------------------------------------------- */
+
+static corio_lock *check_lock(lua_State *L) {
+  return (corio_lock *)luaL_checkudata(L, 1, "corio.Lock");
+}
+
+static int l_lock_new(lua_State *L) {
+  corio_lock *k = (corio_lock *)lua_newuserdata(L, sizeof(*k));
+  memset(k, 0, sizeof(*k));
+  corio_list_init(&k->waiters);
+  k->broken_ref = LUA_NOREF;
+  luaL_getmetatable(L, "corio.Lock");
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int push_broken(corio_rt *rt, lua_State *L, corio_lock *k) {
+  lua_pushboolean(L, 0);
+  corio__getref(rt, L, k->broken_ref);
+  corio__push_error(L, "broken", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  return 2;
+}
+
+static void hold(corio_lock *k, corio_task *t) {
+  k->owner = t;
+  k->next_held = t->locks;
+  t->locks = k;
+}
+
+static int l_lock_acquire(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_lock *k = check_lock(L);
+  corio_task *t;
+  int n = corio__enter(L, rt, &t, "acquire");
+  if (n >= 0) return n;
+  if (k->broken_ref != LUA_NOREF) return push_broken(rt, L, k);
+  if (k->owner == t) {
+    luaL_where(L, 2);
+    lua_pushliteral(L, "lock:acquire(): the lock is already held by this "
+                       "task (corio locks are not re-entrant)");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  if (k->owner == NULL && corio_list_empty(&k->waiters)) {
+    hold(k, t);
+    lua_pushboolean(L, 1);
+    return corio__fast(rt, L, t, 1);
+  }
+  corio_list_push(&k->waiters, &t->u.wait);
+  return corio__suspend(L, t, corio__abort_wait, "lock acquire", k);
+}
+
+static int l_lock_release(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_lock *k = check_lock(L);
+  corio_task *w;
+  if (k->owner == NULL || k->owner != rt->current) {
+    luaL_where(L, 1);
+    if (k->owner == NULL) {
+      lua_pushliteral(L, "lock:release(): the lock is not held");
+    } else {
+      corio__task_name(rt, L, k->owner);
+      lua_pushfstring(L, "lock:release(): the lock is held by %s, not by "
+                      "the calling task", lua_tostring(L, -1));
+      lua_remove(L, -2);
+    }
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  corio__lock_unlink(k);
+  w = corio__wq_shift(&k->waiters);
+  if (w != NULL) {
+    hold(k, w);
+    corio__ready(rt, w, corio__deliver_true);
+  }
+  return 0;
+}
+
+static int l_lock_locked(lua_State *L) {
+  corio_lock *k = check_lock(L);
+  lua_pushboolean(L, k->owner != NULL);
+  return 1;
+}
+
+static int l_lock_gc(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_lock *k = check_lock(L);
+  /* A lock is collected only when no task refers to it, so none holds it
+  ** (the holder's task pins nothing of the lock, though: unlink). */
+  corio__lock_unlink(k);
+  if (k->broken_ref != LUA_NOREF && corio__rt(L) == rt)
+    corio__unref(rt, L, k->broken_ref);
+  k->broken_ref = LUA_NOREF;
+  return 0;
+}
+
+/* ---- event ---------------------------------------------------------- */
+
+static corio_event *check_event(lua_State *L) {
+  return (corio_event *)luaL_checkudata(L, 1, "corio.Event");
+}
+
+static int l_event_new(lua_State *L) {
+  corio_event *e = (corio_event *)lua_newuserdata(L, sizeof(*e));
+  e->set = 0;
+  corio_list_init(&e->waiters);
+  luaL_getmetatable(L, "corio.Event");
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static int l_event_wait(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_event *e = check_event(L);
+  corio_task *t;
+  int n = corio__enter(L, rt, &t, "wait");
+  if (n >= 0) return n;
+  if (e->set) {
+    lua_pushboolean(L, 1);
+    return corio__fast(rt, L, t, 1);
+  }
+  corio_list_push(&e->waiters, &t->u.wait);
+  return corio__suspend(L, t, corio__abort_wait, "event wait", e);
+}
+
+static int l_event_set(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_event *e = check_event(L);
+  e->set = 1;
+  corio__wq_wake_all(rt, &e->waiters, corio__deliver_true);
+  return 0;
+}
+
+static int l_event_clear(lua_State *L) {
+  check_event(L)->set = 0;
+  return 0;
+}
+
+static int l_event_is_set(lua_State *L) {
+  lua_pushboolean(L, check_event(L)->set);
+  return 1;
+}
+
+/* ---- module ------------------------------------------------------- */
+
+static int l_methods_index(lua_State *L) {
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
+static void meta(lua_State *L, corio_rt *rt, const char *name,
+                 lua_CFunction index, const corio_reg *methods,
+                 const corio_reg *extra) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  corio__register(L, rt, -1, methods);
+  lua_setfield(L, -2, "methods");
+  lua_pushlightuserdata(L, rt);
+  lua_pushcclosure(L, index, 1);
+  lua_setfield(L, -2, "__index");
+  if (extra != NULL) corio__register(L, rt, -1, extra);
+  lua_pushliteral(L, "corio");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+}
+
+int luaopen_corio_sync(lua_State *L) {
+  static const corio_reg sem_methods[] = {{"acquire", l_sem_acquire},
+                                          {"release", l_sem_release},
+                                          {NULL, NULL}};
+  static const corio_reg sem_extra[] = {{"__tostring", l_sem_tostring},
+                                        {NULL, NULL}};
+  static const corio_reg lock_methods[] = {{"acquire", l_lock_acquire},
+                                           {"release", l_lock_release},
+                                           {"locked", l_lock_locked},
+                                           {NULL, NULL}};
+  static const corio_reg lock_extra[] = {{"__gc", l_lock_gc}, {NULL, NULL}};
+  static const corio_reg event_methods[] = {{"wait", l_event_wait},
+                                            {"set", l_event_set},
+                                            {"clear", l_event_clear},
+                                            {"is_set", l_event_is_set},
+                                            {NULL, NULL}};
+  static const corio_reg funcs[] = {{"semaphore", l_sem_new},
+                                    {"lock", l_lock_new},
+                                    {"event", l_event_new},
+                                    {NULL, NULL}};
+  corio_rt *rt = corio__rt(L);
+  meta(L, rt, "corio.Semaphore", l_sem_index, sem_methods, sem_extra);
+  meta(L, rt, "corio.Lock", l_methods_index, lock_methods, lock_extra);
+  meta(L, rt, "corio.Event", l_methods_index, event_methods, NULL);
+  lua_newtable(L);
+  corio__register(L, rt, -1, funcs);
+  return 1;
+}

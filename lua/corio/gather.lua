@@ -1,0 +1,162 @@
+-- corio.gather: gather, map and first, built on corio.scope. Each runs its
+-- functions as child tasks of one scope, so a failure cancels the rest
+-- (unless return_errors), cancellation from outside reaches every child,
+-- and nothing outlives the call.
+local core = require "corio.core"
+
+core.register_own(debug.getinfo(1, "S").source)
+
+local M = {}
+local corio -- resolved at first use: corio requires this module
+
+local type, pcall, xpcall, error = type, pcall, xpcall, error
+local is_error, wrap_error = core.is_error, core.wrap_error
+
+local function lib()
+  corio = corio or require "corio"
+  return corio
+end
+
+-- As a task boundary would: keep corio errors, wrap other values, and keep
+-- the traceback of where it was raised.
+local function boundary(e)
+  e = wrap_error(e)
+  if e.traceback == nil then e.traceback = debug.traceback("", 2) end
+  return e
+end
+
+local function is_task(v)
+  return type(v) == "userdata" and tostring(v):sub(1, 11) == "corio.Task("
+end
+
+local function check_list(v, fname)
+  if type(v) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(v)), 3)
+  end
+end
+
+local function call_one(f)
+  if is_task(f) then return (f:join()) end
+  return (f())
+end
+
+function M.gather(fns, opts)
+  local c = lib()
+  check_list(fns, "gather")
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'gather' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  local n = #fns
+  for i = 1, n do
+    local f = fns[i]
+    if type(f) ~= "function" and not is_task(f) then
+      error(("bad argument #1 to 'gather' (element %d is a %s, expected a function or a Task)")
+        :format(i, type(f)), 2)
+    end
+  end
+  local return_errors = opts and opts.return_errors
+  local results, errors = {}, nil
+  c.scope(function(s)
+    for i = 1, n do
+      local f = fns[i]
+      if return_errors then
+        s:spawn(function()
+          local ok, v = xpcall(call_one, boundary, f)
+          if ok then
+            results[i] = v
+          elseif is_error(v, "cancelled") then
+            error(v, 0)
+          else
+            errors = errors or {}
+            errors[i] = v
+          end
+        end)
+      else
+        s:spawn(function() results[i] = call_one(f) end)
+      end
+    end
+  end)
+  if return_errors then return results, errors or {} end
+  return results
+end
+
+function M.map(items, fn, opts)
+  local c = lib()
+  check_list(items, "map")
+  if type(fn) ~= "function" then
+    error(("bad argument #2 to 'map' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  local n = #items
+  local limit = opts and opts.limit or n
+  if type(limit) ~= "number" or limit < 1 or limit ~= math.floor(limit) then
+    error(("bad argument #3 to 'map' (limit must be a positive integer, got %s)")
+      :format(tostring(limit)), 2)
+  end
+  local return_errors = opts and opts.return_errors
+  local results, errors = {}, nil
+  local next_i = 0
+  -- `limit` workers pull the next index in turn: order is kept in results
+  -- and at most `limit` calls run at once.
+  local function worker()
+    while next_i < n do
+      next_i = next_i + 1
+      local i = next_i
+      if return_errors then
+        local ok, v = xpcall(fn, boundary, items[i], i)
+        if ok then
+          results[i] = v
+        elseif is_error(v, "cancelled") then
+          error(v, 0)
+        else
+          errors = errors or {}
+          errors[i] = v
+        end
+      else
+        results[i] = (fn(items[i], i))
+      end
+    end
+  end
+  c.scope(function(s)
+    for _ = 1, math.min(limit, n) do s:spawn(worker) end
+  end)
+  if return_errors then return results, errors or {} end
+  return results
+end
+
+function M.first(fns)
+  local c = lib()
+  check_list(fns, "first")
+  local n = #fns
+  if n == 0 then error("bad argument #1 to 'first' (empty list)", 2) end
+  local winner, value
+  local errs, nerr = {}, 0
+  c.scope(function(s)
+    for i = 1, n do
+      local f = fns[i]
+      s:spawn(function()
+        local ok, v = xpcall(call_one, boundary, f)
+        if ok then
+          if winner == nil then
+            winner, value = i, v
+            s:cancel()
+          end
+        elseif is_error(v, "cancelled") then
+          error(v, 0)
+        else
+          nerr = nerr + 1
+          errs[nerr] = v
+        end
+      end)
+    end
+  end)
+  if winner ~= nil then return value, winner end
+  local first = errs[1]
+  if first == nil then
+    -- every function was cancelled without a winner (e.g. an outer cancel)
+    first = core.error("cancelled", "corio.first: every function was cancelled")
+  end
+  first.errors = errs
+  error(first, 0)
+end
+
+return M

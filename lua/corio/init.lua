@@ -1,0 +1,276 @@
+-- corio: structured concurrency for LuaJIT on libuv.
+-- This module is the Lua surface over the C core (corio.core): it raises
+-- the errors that blocking C calls return (so they are raised on the task's
+-- own stack), runs blocking calls made outside a loop under corio.run
+-- (SPEC rule 11), builds scopes/timeouts/shields on the core's scope
+-- primitives, and lets corio calls suspend through the user's own
+-- coroutines (rule 13). gather/map/first are in corio.gather.
+local core = require "corio.core"
+
+local M = {}
+
+local error, type, select, pcall, xpcall = error, type, select, pcall, xpcall
+local NOLOOP, SENT = core.NOLOOP, core.SENTINEL
+local in_task, is_error = core.in_task, core.is_error
+
+core.register_own(debug.getinfo(1, "S").source)
+
+M.version = core.version
+M.Error = core.error_class("error")
+M.Cancelled = core.error_class("cancelled")
+M.TimeoutError = core.error_class("timeout")
+M.DeadlockError = core.error_class("deadlock")
+
+function M.is_cancelled(err) return is_error(err, "cancelled") end
+M.is_error = is_error
+M.new_error = core.error
+M.now = core.now
+M.current = core.current
+M.spawn = core.spawn
+M.tasks = core.tasks
+M.defer = core.defer
+
+local SCOPE_GROUP, SCOPE_TIMEOUT, SCOPE_MOVE_ON, SCOPE_SHIELD = 1, 2, 3, 4
+local scope_enter, scope_fail, scope_wait = core.scope_enter, core.scope_fail, core.scope_wait
+local scope_defers, scope_leave = core.scope_defers, core.scope_leave
+
+-- run --------------------------------------------------------------------
+
+local function run_done(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+
+local scope
+
+local function as_child(_, fn, ...) return fn(...) end
+
+function M.run(fn, ...)
+  if core.run_check() then return scope(as_child, fn, ...) end
+  return run_done(core.run(fn, ...))
+end
+local run = M.run
+
+-- sleep and yield ---------------------------------------------------------
+
+local c_sleep, c_yield = core.sleep, core.yield
+
+function M.sleep(seconds)
+  local ok, e = c_sleep(seconds)
+  if ok then return end
+  if e == NOLOOP then return run(M.sleep, seconds) end
+  error(e, 0)
+end
+
+function M.yield()
+  local ok, e = c_yield()
+  if ok then return end
+  if e == NOLOOP then return end
+  error(e, 0)
+end
+
+-- scopes -------------------------------------------------------------------
+
+-- Run the deferred functions of scope s, newest first, under its cancel
+-- state. A handler error is recorded on the scope (after any error in
+-- flight, so it is chained, not lost); a Cancelled from a handler counts as
+-- the body's.
+local function run_scope_defers(s, list, ok, err)
+  for i = #list, 1, -1 do
+    local hok, herr = pcall(list[i])
+    if not hok then
+      if is_error(herr, "cancelled") then
+        if ok then ok, err = false, herr end
+      else
+        scope_fail(s, herr)
+      end
+    end
+  end
+  return ok, err
+end
+
+local timeout_error
+
+local function finish(s, kind, ok, ...)
+  local err
+  if not ok then
+    err = ...
+    scope_fail(s, err)
+  end
+  scope_wait(s)
+  local list = scope_defers(s)
+  local body_ok = ok
+  if list then ok, err = run_scope_defers(s, list, ok, err) end
+  local code, e = scope_leave(s, ok, err)
+  if code == 0 then
+    if not body_ok then return end
+    if kind == SCOPE_MOVE_ON then return true, ... end
+    return ...
+  elseif code == 1 then
+    if kind == SCOPE_TIMEOUT and s.deadline_fired then
+      error(timeout_error(s), 0)
+    elseif kind == SCOPE_MOVE_ON then
+      return false
+    end
+    return
+  end
+  error(e, 0)
+end
+
+local function check_fn(fn, name, n)
+  if type(fn) ~= "function" then
+    error(("bad argument #%d to '%s' (function expected, got %s)")
+      :format(n, name, type(fn)), 3)
+  end
+end
+
+function scope(fn, ...)
+  if not in_task() then return run(scope, fn, ...) end
+  check_fn(fn, "scope", 1)
+  local s = scope_enter(SCOPE_GROUP)
+  return finish(s, SCOPE_GROUP, pcall(fn, s, ...))
+end
+M.scope = scope
+
+timeout_error = function(s)
+  local e = core.error("timeout",
+    ("corio.timeout: the deadline of %g s passed"):format(s.timeout))
+  e.seconds = s.timeout
+  e.traceback = (debug.traceback("", 3):gsub("^\n", ""))
+  return e
+end
+
+function M.timeout(seconds, fn, ...)
+  if not in_task() then return run(M.timeout, seconds, fn, ...) end
+  check_fn(fn, "timeout", 2)
+  local s = scope_enter(SCOPE_TIMEOUT, seconds)
+  return finish(s, SCOPE_TIMEOUT, pcall(fn, ...))
+end
+
+function M.move_on_after(seconds, fn, ...)
+  if not in_task() then return run(M.move_on_after, seconds, fn, ...) end
+  check_fn(fn, "move_on_after", 2)
+  local s = scope_enter(SCOPE_MOVE_ON, seconds)
+  return finish(s, SCOPE_MOVE_ON, pcall(fn, ...))
+end
+
+function M.shield(fn, ...)
+  if not in_task() then return run(M.shield, fn, ...) end
+  check_fn(fn, "shield", 1)
+  local s = scope_enter(SCOPE_SHIELD)
+  return finish(s, SCOPE_SHIELD, pcall(fn, ...))
+end
+
+-- The deferred functions of a task's own body run on a fresh thread of the
+-- task once its body and children ended (runtime/task.c).
+do
+  local task_fail = core.task_fail
+  debug.getregistry()["corio.run_defers"] = function(list)
+    for i = #list, 1, -1 do
+      local ok, e = pcall(list[i])
+      if not ok then task_fail(e) end
+    end
+  end
+end
+
+-- tasks ----------------------------------------------------------------------
+
+local Task = core.methods("corio.Task")
+local c_join = Task.join
+
+local function join_done(task, ok, ...)
+  if ok then return ... end
+  local e = ...
+  if e == NOLOOP then error("task:join(): no loop is running", 2) end
+  error(e, 0)
+end
+
+function Task.join(task) return join_done(task, c_join(task)) end
+
+-- sync objects -------------------------------------------------------------
+
+local sync = core.sync
+M.semaphore = sync.semaphore
+M.lock = sync.lock
+M.event = sync.event
+M.channel = core.channel
+
+local function blocking_method(methods, name)
+  local c_fn = methods[name]
+  local wrapper
+  wrapper = function(self)
+    local ok, e = c_fn(self)
+    if ok then return end
+    if e == NOLOOP then return run(wrapper, self) end
+    error(e, 0)
+  end
+  methods[name] = wrapper
+end
+
+local function release_after(self, ok, ...)
+  self:release()
+  if ok then return ... end
+  error((...), 0)
+end
+
+local function with(self, fn, ...)
+  self:acquire()
+  return release_after(self, pcall(fn, ...))
+end
+
+local Sem, Lock, Event = core.methods("corio.Semaphore"), core.methods("corio.Lock"), core.methods("corio.Event")
+blocking_method(Sem, "acquire")
+blocking_method(Lock, "acquire")
+blocking_method(Event, "wait")
+Sem.with, Lock.with = with, with
+
+local Chan = core.methods("corio.Channel")
+do
+  local c_send, c_recv = Chan.send, Chan.recv
+  local function send(ch, v)
+    local ok, e = c_send(ch, v)
+    if ok then return end
+    if e == NOLOOP then return run(send, ch, v) end
+    error(e, 0)
+  end
+  local recv
+  local function recv_done(ch, ok, ...)
+    if ok then return ... end
+    local e = ...
+    if e == NOLOOP then return run(recv, ch) end
+    error(e, 0)
+  end
+  recv = function(ch) return recv_done(ch, c_recv(ch)) end
+  Chan.send, Chan.recv = send, recv
+  function Chan.iter(ch)
+    return function() return (recv(ch)) end
+  end
+end
+
+-- user coroutines (rule 13) ------------------------------------------------
+-- A corio call inside a coroutine the user resumes yields the sentinel;
+-- these wrappers pass that suspension up to the scheduler and hand the
+-- resume values back down, so the user's coroutine never sees it.
+do
+  local co_resume, co_yield, co_create = coroutine.resume, coroutine.yield, coroutine.create
+  local function pass(co, ok, first, ...)
+    if ok and first == SENT then
+      return pass(co, co_resume(co, co_yield(SENT, ...)))
+    end
+    return ok, first, ...
+  end
+  local function unwrap(ok, ...)
+    if ok then return ... end
+    error((...), 0)
+  end
+  coroutine.resume = function(co, ...) return pass(co, co_resume(co, ...)) end
+  coroutine.wrap = function(f)
+    local co = co_create(f)
+    return function(...) return unwrap(pass(co, co_resume(co, ...))) end
+  end
+end
+
+local gather = require "corio.gather"
+M.gather, M.map, M.first = gather.gather, gather.map, gather.first
+
+return M

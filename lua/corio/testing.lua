@@ -1,0 +1,49 @@
+-- corio.testing: helpers for tests of async code. autojump runs code on a
+-- virtual clock that jumps to the next deadline whenever every task is
+-- blocked (so a spec that sleeps an hour runs at once);
+-- wait_all_tasks_blocked waits until every other task is blocked;
+-- assert_checkpoints fails unless a function passed a checkpoint.
+local core = require "corio.core"
+local corio = require "corio"
+
+core.register_own(debug.getinfo(1, "S").source)
+
+local M = {}
+
+local function restore(was, ok, ...)
+  core.vclock(was)
+  if ok then return ... end
+  error((...), 0)
+end
+
+function M.autojump(fn, ...)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'autojump' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  if not core.in_task() then return corio.run(M.autojump, fn, ...) end
+  local was = core.vclock()
+  core.vclock(true)
+  return restore(was, pcall(fn, ...))
+end
+
+function M.wait_all_tasks_blocked()
+  local ok, e = core.idle()
+  if ok then return end
+  if e == core.NOLOOP then return end
+  error(e, 0)
+end
+
+local function count_after(before, ...)
+  if core.checkpoints() == before then
+    error("assert_checkpoints: the function returned without passing "
+      .. "through a checkpoint", 3)
+  end
+  return ...
+end
+
+function M.assert_checkpoints(fn, ...)
+  if not core.in_task() then return corio.run(M.assert_checkpoints, fn, ...) end
+  return count_after(core.checkpoints(), fn(...))
+end
+
+return M

@@ -1,0 +1,136 @@
+/*
+** cancel.c: cancel scopes. A scope is cancelled once (cancel() or its
+** deadline); "effectively cancelled" (eff) flows down the scope tree,
+** across task boundaries, and stops at shields. Checkpoints test only
+** t->cur->eff, so they are O(1); cancelling walks the affected subtree
+** once and wakes the tasks blocked in it. Deadlines are armed in timer.c.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+void corio__scope_init(corio_scope *s, int kind, corio_task *owner,
+                       corio_scope *parent) {
+  memset(s, 0, sizeof(*s));
+  s->kind = (uint8_t)kind;
+  s->owner = owner;
+  s->parent = parent;
+  s->shield = kind == CORIO_SCOPE_SHIELD;
+  s->eff = parent != NULL && !s->shield && parent->eff;
+  s->errs = LUA_NOREF;
+  s->defers = LUA_NOREF;
+  corio_list_init(&s->children);
+}
+
+/* Enter s inside t's innermost scope. */
+void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s) {
+  (void)rt;
+  s->parent = t->cur;
+  s->eff = !s->shield && t->cur->eff;
+  t->cur->inner = s;
+  t->cur = s;
+}
+
+void corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
+  (void)rt;
+  s->closed = 1;
+  if (t->cur == s) {
+    t->cur = s->parent;
+    t->cur->inner = NULL;
+  }
+}
+
+/* Wake t with Cancelled if it is blocked in an operation that can be
+** undone; otherwise note that Cancelled is owed. */
+static void wake_blocked(corio_rt *rt, corio_task *t) {
+  corio_abort_fn abort;
+  if (t->state != CORIO_ST_BLOCKED || t->abort == NULL) return;
+  abort = t->abort;
+  if (!abort(rt, t)) {
+    t->cancel_pending = 1;
+    return;
+  }
+  t->abort = NULL;
+  corio__ready(rt, t, corio__deliver_cancelled);
+}
+
+/* s just became effectively cancelled: mark its subtree. Iterative, with
+** the scopes' own work links as the stack, so deep trees cannot overflow
+** the C stack. */
+static void mark(corio_rt *rt, corio_scope *s) {
+  corio_scope *todo = s;
+  s->eff = 1;
+  s->work = NULL;
+  while (todo != NULL) {
+    corio_scope *x = todo;
+    corio_link *l;
+    todo = x->work;
+    if (x->owner != NULL && x->owner->cur == x) wake_blocked(rt, x->owner);
+    if (x->inner != NULL && !x->inner->shield && !x->inner->eff) {
+      x->inner->eff = 1;
+      x->inner->work = todo;
+      todo = x->inner;
+    }
+    for (l = x->children.next; l != &x->children; l = l->next) {
+      corio_task *c = corio_container_of(l, corio_task, sibling);
+      if (!c->root.eff) {
+        c->root.eff = 1;
+        c->root.work = todo;
+        todo = &c->root;
+      }
+    }
+  }
+}
+
+void corio__scope_cancel(corio_rt *rt, corio_scope *s) {
+  if (s->cancelled) return;
+  s->cancelled = 1;
+  if (!s->eff) mark(rt, s);
+}
+
+/* Rule 5: the outermost cancelled scope below a shield absorbs Cancelled;
+** a scope whose surroundings are cancelled too lets it pass. */
+int corio__scope_absorbs(corio_scope *s) {
+  if (!s->cancelled) return 0;
+  if (s->shield || s->parent == NULL) return 1;
+  return !s->parent->eff;
+}
+
+/* [-0, +0] Append the error at idx to s's error list unless it is there. */
+void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
+                            int idx) {
+  int n, i;
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  if (s->errs == LUA_NOREF) {
+    lua_createtable(L, 2, 0);
+    s->errs = corio__ref(rt, L);
+  }
+  corio__getref(rt, L, s->errs);
+  n = (int)lua_objlen(L, -1);
+  for (i = 1; i <= n; i++) {
+    int same;
+    lua_rawgeti(L, -1, i);
+    same = lua_rawequal(L, -1, idx);
+    lua_pop(L, 1);
+    if (same) {
+      lua_pop(L, 1);
+      return;
+    }
+  }
+  lua_pushvalue(L, idx);
+  lua_rawseti(L, -2, n + 1);
+  lua_pop(L, 1);
+}
+
+/* A child of s ended; when the last one ends, its waiting owner goes on. */
+void corio__scope_child_ended(corio_rt *rt, corio_scope *s) {
+  s->nchildren--;
+  if (s->nchildren != 0 || !s->waiting) return;
+  s->waiting = 0;
+  if (s->kind == CORIO_SCOPE_TASK) {
+    corio__task_try_finish(rt, s->owner);
+  } else {
+    s->owner->abort = NULL;
+    corio__ready(rt, s->owner, corio__deliver_true);
+  }
+}

@@ -1,0 +1,125 @@
+/*
+** error.c: building corio error tables from C. An error is a table
+** {kind, message, traceback, errors, value} whose metatable is the class of
+** its kind; classes live in the registry table "corio.errclass" and get
+** their __tostring from bindings/error.c. This file raises nothing.
+*/
+#include <string.h>
+
+#include "internal.h"
+
+static const char CLASSES[] = "corio.errclass";
+
+/* [-0, +1] The class table of kind, created on first use. */
+void corio__push_class(lua_State *L, const char *kind) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CLASSES);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, CLASSES);
+  }
+  lua_getfield(L, -1, kind);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushstring(L, kind);
+    lua_setfield(L, -2, "kind");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    lua_getfield(L, -2, "__tostring");   /* installed by bindings */
+    lua_setfield(L, -2, "__tostring");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, kind);
+  }
+  lua_remove(L, -2);
+}
+
+/* [-0, +1] */
+void corio__push_error(lua_State *L, const char *kind, const char *msg) {
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, msg);
+  lua_setfield(L, -2, "message");
+  corio__push_class(L, kind);
+  lua_setmetatable(L, -2);
+}
+
+void corio__push_cancelled(lua_State *L, const char *msg) {
+  corio__push_error(L, "cancelled", msg ? msg : "cancelled");
+}
+
+/* Is the value at idx a corio error (of this kind, if kind != NULL)? */
+int corio__is_error(lua_State *L, int idx, const char *kind) {
+  int r = 0;
+  if (!lua_istable(L, idx) || !lua_getmetatable(L, idx)) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, CLASSES);
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -2, "kind");
+    if (lua_isstring(L, -1)) {
+      lua_pushvalue(L, -1);
+      lua_rawget(L, -3);
+      r = lua_rawequal(L, -1, -4) &&
+          (kind == NULL || strcmp(lua_tostring(L, -2), kind) == 0);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+  return r;
+}
+
+/* Text for the spawn site of t: "task 3 spawned at f.lua:12". */
+static void push_origin(corio_rt *rt, lua_State *L, corio_task *t) {
+  corio__task_name(rt, L, t);
+  if (t->spawn_src != NULL) {
+    const char *s = t->spawn_src;
+    lua_pushfstring(L, "\n\t(%s spawned at %s:%d)", lua_tostring(L, -1),
+                    s[0] == '@' || s[0] == '=' ? s + 1 : s, t->spawn_line);
+  } else {
+    lua_pushfstring(L, "\n\t(in %s)", lua_tostring(L, -1));
+  }
+  lua_remove(L, -2);
+}
+
+/* [-1, +1] The error on top of L, raised in task t (whose dead thread co
+** still has the frames), becomes the boundary error: corio errors keep
+** their object and gain a traceback; other values are wrapped in kind
+** "error" with the original in .value (SPEC rule 10). */
+void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
+                       corio_task *t) {
+  int e = lua_gettop(L);
+  if (!corio__is_error(L, e, NULL)) {
+    lua_createtable(L, 0, 5);
+    lua_pushliteral(L, "error");
+    lua_setfield(L, -2, "kind");
+    lua_pushvalue(L, e);
+    lua_setfield(L, -2, "value");
+    if (lua_type(L, e) == LUA_TSTRING || lua_type(L, e) == LUA_TNUMBER) {
+      lua_pushvalue(L, e);
+    } else if (luaL_callmeta(L, e, "__tostring") && lua_isstring(L, -1)) {
+      /* the message is on top */
+    } else {
+      if (lua_gettop(L) > e + 1) lua_pop(L, 1);
+      lua_pushfstring(L, "(error object is a %s value)",
+                      luaL_typename(L, e));
+    }
+    lua_setfield(L, -2, "message");
+    corio__push_class(L, "error");
+    lua_setmetatable(L, -2);
+    lua_replace(L, e);
+  }
+  lua_getfield(L, e, "traceback");
+  if (lua_isnil(L, -1) && co != NULL) {
+    lua_pop(L, 1);
+    luaL_traceback(L, co, NULL, 0);
+    if (t != NULL) {
+      push_origin(rt, L, t);
+      lua_concat(L, 2);
+    }
+    lua_setfield(L, e, "traceback");
+  } else {
+    lua_pop(L, 1);
+  }
+}

@@ -1,0 +1,284 @@
+/*
+** internal.h: the runtime's data structures and the corio__ functions that
+** the files of runtime/ and bindings/ share. Nothing here is public API; the
+** public surface is corio.h.
+**
+** Ownership in one paragraph: a task is a full userdata (corio_task inline)
+** whose Lua thread runs the task body. While the task is alive, both the
+** userdata and the thread are pinned in the runtime's anchor table (slots
+** 2k and 2k+1, k = task->slot); C pointers to a task are valid exactly
+** while it is alive. When the task ends, the pins are dropped and its
+** results move to task->rnum (a number, boolean or nothing) or to the weak
+** results table keyed by the userdata.
+*/
+#ifndef CORIO_INTERNAL_H
+#define CORIO_INTERNAL_H
+
+#include <stdint.h>
+#include <lua.h>
+#include <lauxlib.h>
+#include <uv.h>
+
+#include "corio.h"
+#include "queue.h"
+
+typedef struct corio_task corio_task;
+typedef struct corio_scope corio_scope;
+typedef struct corio_timer corio_timer;
+typedef struct corio_lock corio_lock;
+
+/* A hook run when a blocked task is cancelled: undo what the blocking
+** operation holds (leave a queue, stop a transfer). Returns 1 if the task
+** can be woken now, 0 if the operation cannot be undone and will wake the
+** task itself when it completes (its result is then replaced by Cancelled
+** at the next checkpoint). Idempotent. */
+typedef int (*corio_abort_fn)(corio_rt *rt, corio_task *t);
+/* Pushes a woken task's resume values onto t->co just before it runs. */
+typedef void (*corio_deliver_fn)(corio_task *t);
+
+enum { CORIO_TIMER_SLEEP = 1, CORIO_TIMER_DEADLINE = 2 };
+
+struct corio_timer {
+  uint64_t when;  /* deadline in ns of the runtime clock */
+  uint32_t idx;   /* heap position; UINT32_MAX while not armed */
+  uint32_t seq;   /* arming order, breaks ties so equal deadlines are FIFO */
+  uint8_t kind;   /* CORIO_TIMER_* : what contains this timer */
+};
+
+enum {
+  CORIO_SCOPE_TASK,   /* the body of a task */
+  CORIO_SCOPE_GROUP,  /* corio.scope */
+  CORIO_SCOPE_TIMEOUT,
+  CORIO_SCOPE_MOVE_ON,
+  CORIO_SCOPE_SHIELD
+};
+
+/* A cancel scope and task group in one. Scopes form a tree across tasks:
+** a task's root scope has as parent the scope the task was spawned into. */
+struct corio_scope {
+  corio_scope *parent;  /* enclosing scope; NULL for the root task's root */
+  corio_scope *inner;   /* scope the owner entered inside this one, or NULL */
+  corio_task *owner;    /* task whose body runs in this scope */
+  corio_link children;  /* live tasks spawned into this scope */
+  uint32_t nchildren;
+  uint8_t kind;         /* CORIO_SCOPE_* */
+  uint8_t cancelled;    /* cancel() was called or the deadline fired */
+  uint8_t eff;          /* effectively cancelled: cancelled, or parent->eff
+                           and not shielded. Checkpoints read only this. */
+  uint8_t shield;
+  uint8_t closed;       /* returned: takes no new children */
+  uint8_t fired;        /* its own deadline fired */
+  uint8_t waiting;      /* owner is blocked until nchildren == 0 */
+  uint8_t caught;       /* a Cancelled belonging to this scope was absorbed */
+  corio_scope *work;    /* worklist link during cancel propagation */
+  int errs;             /* anchor ref: array of errors recorded, or NOREF */
+  int defers;           /* anchor ref: array of deferred functions, or NOREF */
+};
+
+/* A scope entered by corio.scope/timeout/move_on_after/shield: a userdata
+** of type "corio.Scope", pinned through ref while entered. */
+typedef struct corio_xscope {
+  corio_scope s;
+  corio_timer deadline;  /* armed when the scope has a deadline */
+  double seconds;        /* the relative timeout asked for, for messages */
+  int ref;               /* anchor ref to this userdata while entered */
+} corio_xscope;
+
+enum { /* task->status, as task:status() names them */
+  CORIO_PENDING, CORIO_RUNNING, CORIO_DONE, CORIO_FAILED, CORIO_CANCELLED
+};
+enum { /* task->state: where the scheduler has the task */
+  CORIO_ST_READY,    /* in the ready queue */
+  CORIO_ST_RUNNING,  /* being resumed */
+  CORIO_ST_BLOCKED,  /* suspended, woken by its operation or by cancel */
+  CORIO_ST_ENDING,   /* body returned; waits for children or defers */
+  CORIO_ST_ENDED
+};
+enum { /* task->rtype: where the ended task's results are */
+  CORIO_R_NONE, CORIO_R_NIL, CORIO_R_BOOL, CORIO_R_NUM, CORIO_R_TABLE
+};
+
+struct corio_task {
+  corio_scope root;       /* the task body's scope (must stay first) */
+  corio_link sibling;     /* in root.parent->children while alive */
+  lua_State *co;          /* the thread resumed by the scheduler */
+  lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
+  corio_task *ready_next; /* ready queue link */
+  corio_scope *cur;       /* innermost scope: checkpoints test cur->eff */
+  union {
+    corio_timer sleep;    /* CORIO_TIMER_SLEEP while in corio.sleep */
+    corio_link wait;      /* in a waiter queue while blocked on an object */
+  } u;
+  corio_abort_fn abort;   /* set while blocked and abortable */
+  corio_deliver_fn deliver; /* set while ready with values still to push */
+  void *wait_obj;         /* the object waited on (lock, channel, host op) */
+  const char *wait_what;  /* "sleep", "channel recv", ... for tasks() */
+  corio_link joiners;     /* tasks blocked in join() on this one */
+  corio_lock *locks;      /* locks this task holds (lock->next_held) */
+  double rnum;            /* result when rtype is NUM or BOOL */
+  const char *spawn_src;  /* interned chunk name of the spawn site */
+  int spawn_line;
+  uint32_t id;
+  int slot;               /* anchor slot pair, -1 once ended */
+  int name_ref;           /* anchor ref to a name string, or NOREF */
+  int wait_ref;           /* anchor ref: value of a blocked send, or NOREF */
+  uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
+  uint16_t budget;        /* fast-path completions left before a yield */
+  uint8_t status;         /* CORIO_PENDING.. */
+  uint8_t state;          /* CORIO_ST_* */
+  uint8_t rtype;          /* CORIO_R_* */
+  uint8_t cancel_pending; /* cancelled while in an operation that cannot be
+                             undone; Cancelled is raised at the next
+                             checkpoint (cur->eff stays set anyway) */
+  uint8_t is_root;
+};
+
+struct corio_lock {
+  corio_task *owner;      /* holder, or NULL */
+  corio_lock *next_held;  /* in owner->locks */
+  corio_link waiters;
+  int broken_ref;         /* anchor ref: message naming the dead owner */
+};
+
+typedef struct corio_sem {
+  double count;
+  corio_link waiters;
+} corio_sem;
+
+typedef struct corio_event {
+  int set;
+  corio_link waiters;
+} corio_event;
+
+typedef struct corio_channel {
+  uint32_t cap, n, head;  /* ring of values in the userdata's env table */
+  int closed;
+  corio_link recvq, sendq;
+} corio_channel;
+
+#define CORIO_BUDGET 64       /* fast paths a task may take between yields */
+#define CORIO_POLL_EVERY 1024 /* resumes between libuv polls while busy */
+
+struct corio_rt {
+  lua_State *L;             /* main state the runtime lives in */
+  uv_loop_t *loop;
+  uv_loop_t own_loop;       /* used when the host gave no loop */
+  uv_timer_t timer;         /* fires the earliest heap deadline */
+  uv_signal_t sigint, sigusr1;
+  corio_timer **heap;       /* min-heap of armed deadlines */
+  uint32_t nheap, heapcap, seq;
+  uint64_t armed_when;      /* deadline the uv timer is set for, or 0 */
+  corio_task *ready_head, *ready_tail;
+  corio_task *current;      /* task being resumed, or NULL */
+  corio_task *root;         /* root task of the running corio.run */
+  int anchor;               /* registry ref: table pinning tasks and refs */
+  int results;              /* registry ref: weak-keyed results table */
+  int *free_slots;          /* free task slot pairs */
+  int nfree, freecap, next_slot;
+  int *free_refs;           /* free single anchor refs (negative space) */
+  int nfreerefs, freerefscap, next_ref;
+  uint32_t next_id;
+  uint32_t ntasks;          /* live tasks */
+  uint32_t nexternal;       /* pending operations that wake tasks from
+                               outside: fs, curl, threads, host ops */
+  uint32_t nidle;           /* tasks in wait_all_tasks_blocked */
+  corio_link idle_waiters;
+  int running;              /* inside corio__run_root */
+  int interrupted;          /* SIGINT seen */
+  int cli_root;             /* the root task is the CLI main chunk */
+  int vclock;               /* virtual clock with autojump is on */
+  uint64_t vnow;            /* virtual clock, ns */
+  int timers_due;           /* the uv timer fired; process after uv_run */
+  int closing;
+  int own_state;             /* corio_new created rt->L */
+  int deadlock;             /* a deadlock was found in this run */
+  const char **own_srcs;    /* chunk names of corio's own Lua files */
+  int nown;
+  char errmsg[512];         /* last error of the C API */
+  /* interned spawn-site chunk names (strdup'd, freed with the runtime) */
+  char **srcs;
+  uint32_t nsrcs, srcscap;
+  int ud_tasks;             /* registry ref of the Task metatable */
+  int ref_cancelled;        /* registry ref of the Cancelled class */
+  int ref_coyield;          /* registry ref: coroutine.isyieldable */
+  lua_CFunction isyieldable;
+};
+
+/* Sentinel yielded by every corio suspension so that user coroutines can
+** pass it through to the scheduler (see init.lua's coroutine.resume). */
+extern char corio__sentinel;
+#define CORIO_SENTINEL ((void *)&corio__sentinel)
+
+/* rt.c */
+corio_rt *corio__rt(lua_State *L);  /* the runtime of L's state, or NULL */
+int corio__ref(corio_rt *rt, lua_State *L);          /* [-1, +0] */
+void corio__unref(corio_rt *rt, lua_State *L, int ref);
+void corio__getref(corio_rt *rt, lua_State *L, int ref); /* [-0, +1] */
+void corio__setref(corio_rt *rt, lua_State *L, int ref); /* [-1, +0] */
+void corio__push_anchor(corio_rt *rt, lua_State *L);     /* [-0, +1] */
+uint64_t corio__now(corio_rt *rt);
+const char *corio__intern_src(corio_rt *rt, const char *src);
+int corio__is_own_src(corio_rt *rt, const char *src);
+void corio__add_own_src(corio_rt *rt, const char *src);
+int corio__slot_alloc(corio_rt *rt);
+void corio__slot_free(corio_rt *rt, int slot);
+corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop);
+void corio__rt_destroy(corio_rt *rt, int lua_alive);
+
+/* loop.c */
+void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);
+int corio__run_root(corio_rt *rt, lua_State *L, int nargs);
+int corio__suspend(lua_State *L, corio_task *t, corio_abort_fn abort,
+                   const char *what, void *obj);
+int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals);
+void corio__walk_tasks(corio_rt *rt, void (*fn)(corio_task *, void *),
+                       void *ud);
+void corio__deliver_true(corio_task *t);
+void corio__deliver_cancelled(corio_task *t);
+int corio__step(corio_rt *rt, int mode);
+
+/* task.c */
+corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
+                         int nargs);
+void corio__task_body_ended(corio_rt *rt, corio_task *t, int status);
+int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
+                             int ud);
+void corio__task_try_finish(corio_rt *rt, corio_task *t);
+int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len);
+void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t);
+int corio__cancel_task(corio_rt *rt, corio_task *t);
+
+/* cancel.c */
+void corio__scope_init(corio_scope *s, int kind, corio_task *owner,
+                       corio_scope *parent);
+void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s);
+void corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s);
+void corio__scope_cancel(corio_rt *rt, corio_scope *s);
+int corio__scope_absorbs(corio_scope *s);
+void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
+                            int idx);
+void corio__scope_child_ended(corio_rt *rt, corio_scope *s);
+
+/* timer.c */
+int corio__timer_start(corio_rt *rt, corio_timer *tm, uint64_t when);
+void corio__timer_stop(corio_rt *rt, corio_timer *tm);
+void corio__timers_sync(corio_rt *rt);
+void corio__timers_fire(corio_rt *rt);
+uint64_t corio__timers_next(corio_rt *rt);
+
+/* error.c (bindings) builds error tables; the runtime only needs these */
+void corio__push_class(lua_State *L, const char *kind);
+void corio__push_error(lua_State *L, const char *kind, const char *msg);
+void corio__push_cancelled(lua_State *L, const char *msg);
+int corio__is_error(lua_State *L, int idx, const char *kind);
+void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
+                       corio_task *t);
+
+/* wait.c */
+int corio__abort_wait(corio_rt *rt, corio_task *t);
+corio_task *corio__wq_shift(corio_link *q);
+void corio__wq_wake_all(corio_rt *rt, corio_link *q, corio_deliver_fn fn);
+void corio__lock_unlink(corio_lock *k);
+void corio__locks_release_dead(corio_rt *rt, lua_State *L, corio_task *t);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+** loop.c: the scheduler. A FIFO ready queue of tasks is drained by
+** resuming each task's thread with lua_resume; libuv is polled only when
+** the queue is empty (blocking) or, while it stays busy, once every
+** CORIO_POLL_EVERY resumes (without blocking), so I/O and timers are not
+** starved. Blocking primitives suspend through corio__suspend; wakers make
+** a task ready with its resume values pushed, or with a deliver hook that
+** pushes them right before it runs (libuv callbacks never touch Lua).
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn) {
+  t->state = CORIO_ST_READY;
+  t->deliver = fn;
+  t->ready_next = NULL;
+  if (rt->ready_tail != NULL) rt->ready_tail->ready_next = t;
+  else rt->ready_head = t;
+  rt->ready_tail = t;
+}
+
+void corio__deliver_true(corio_task *t) { lua_pushboolean(t->co, 1); }
+
+void corio__deliver_cancelled(corio_task *t) {
+  lua_pushboolean(t->co, 0);
+  corio__push_cancelled(t->co, "cancelled");
+}
+
+/* Suspend the running task t from a lua_CFunction on thread L (t's own
+** thread or a user coroutine inside it). The caller has armed its
+** operation; abort undoes it on cancel (NULL: not abortable). Use as
+** `return corio__suspend(...)`. */
+int corio__suspend(lua_State *L, corio_task *t, corio_abort_fn abort,
+                   const char *what, void *obj) {
+  t->abort = abort;
+  t->wait_what = what;
+  t->wait_obj = obj;
+  t->wait_L = L;
+  t->state = CORIO_ST_BLOCKED;
+  t->budget = CORIO_BUDGET;
+  lua_pushlightuserdata(L, CORIO_SENTINEL);
+  return lua_yield(L, 1);
+}
+
+/* A fast path completed with nvals results on top of L. Within the
+** budget, return them at once; otherwise yield to the back of the ready
+** queue and hand them back on resume (rule 15: no starvation). */
+int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals) {
+  if (--t->budget > 0) return nvals;
+  t->budget = CORIO_BUDGET;
+  lua_pushlightuserdata(L, CORIO_SENTINEL);
+  lua_insert(L, -(nvals + 1));
+  t->wait_L = L;
+  t->wait_what = "yield";
+  corio__ready(rt, t, NULL);
+  return lua_yield(L, nvals + 1);
+}
+
+static void resume(corio_rt *rt, corio_task *t) {
+  lua_State *co = t->co;
+  int nargs, st;
+  if (t->deliver != NULL) {
+    corio_deliver_fn fn = t->deliver;
+    t->deliver = NULL;
+    fn(t);
+  }
+  nargs = lua_gettop(co);
+  if (t->status == CORIO_PENDING) {
+    nargs--;  /* the function itself */
+    t->status = CORIO_RUNNING;
+  }
+  t->state = CORIO_ST_RUNNING;
+  t->wait_L = NULL;
+  rt->current = t;
+  st = lua_resume(co, nargs);
+  rt->current = NULL;
+  if (st == LUA_YIELD) {
+    if (lua_gettop(co) >= 1 && lua_touserdata(co, 1) == CORIO_SENTINEL) {
+      lua_remove(co, 1);
+    } else {
+      /* A bare coroutine.yield() in a task body: treat as corio.yield()
+      ** without the checkpoint; the yielded values are dropped. */
+      lua_settop(co, 0);
+      t->wait_what = "yield";
+      corio__ready(rt, t, NULL);
+    }
+    return;
+  }
+  corio__task_body_ended(rt, t, st);
+}
+
+static void run_ready(corio_rt *rt) {
+  unsigned n = 0;
+  corio_task *t;
+  while ((t = rt->ready_head) != NULL) {
+    rt->ready_head = t->ready_next;
+    if (rt->ready_head == NULL) rt->ready_tail = NULL;
+    resume(rt, t);
+    if (++n == CORIO_POLL_EVERY) {
+      n = 0;
+      corio__timers_sync(rt);
+      uv_run(rt->loop, UV_RUN_NOWAIT);
+      if (rt->timers_due) corio__timers_fire(rt);
+    }
+  }
+}
+
+/* Wake every task in wait_all_tasks_blocked: nothing else is ready. */
+static void wake_idle(corio_rt *rt) {
+  corio_link *l;
+  while ((l = corio_list_shift(&rt->idle_waiters)) != NULL) {
+    corio_task *t = corio_container_of(l, corio_task, u.wait);
+    rt->nidle--;
+    t->abort = NULL;
+    corio__ready(rt, t, corio__deliver_true);
+  }
+}
+
+/* Visit every live task under s (depth first, spawn order). */
+static void walk(corio_scope *s, void (*fn)(corio_task *, void *), void *ud) {
+  for (; s != NULL; s = s->inner) {
+    corio_link *l;
+    for (l = s->children.next; l != &s->children; l = l->next) {
+      corio_task *c = corio_container_of(l, corio_task, sibling);
+      fn(c, ud);
+      walk(&c->root, fn, ud);
+    }
+  }
+}
+
+void corio__walk_tasks(corio_rt *rt, void (*fn)(corio_task *, void *),
+                       void *ud) {
+  if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
+  fn(rt->root, ud);
+  walk(&rt->root->root, fn, ud);
+}
+
+typedef struct dl_ctx { corio_rt *rt; luaL_Buffer *b; int n; } dl_ctx;
+
+static void describe_blocked(corio_task *t, void *ud) {
+  dl_ctx *c = ud;
+  char where[256];
+  lua_State *L = c->rt->L;
+  if (t->state != CORIO_ST_BLOCKED) return;
+  c->n++;
+  corio__task_name(c->rt, L, t);
+  lua_pushfstring(L, "\n  %s waits in %s", lua_tostring(L, -1),
+                  t->wait_what ? t->wait_what : "?");
+  lua_remove(L, -2);
+  luaL_addvalue(c->b);
+  if (corio__where(c->rt, t, where, sizeof(where))) {
+    lua_pushfstring(L, " at %s", where);
+    luaL_addvalue(c->b);
+  }
+}
+
+/* Rule 14: nothing can ever wake a task. Describe the blocked tasks in a
+** "deadlock" error, then cancel the root so that everything unwinds and
+** cleanup runs; corio.run raises the deadlock error. */
+static void deadlock(corio_rt *rt) {
+  lua_State *L = rt->L;
+  luaL_Buffer b;
+  dl_ctx c;
+  rt->deadlock++;
+  if (rt->deadlock > 1) return;
+  c.rt = rt;
+  c.b = &b;
+  c.n = 0;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "deadlock: every task is blocked and nothing can "
+                     "wake them (no timers, I/O or thread work pending):");
+  corio__walk_tasks(rt, describe_blocked, &c);
+  luaL_pushresult(&b);
+  corio__push_error(L, "deadlock", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  corio__scope_cancel(rt, &rt->root->root);
+}
+
+static void on_sigint(uv_signal_t *h, int signum) {
+  corio_rt *rt = h->data;
+  (void)signum;
+  if (rt->interrupted) {
+    /* Rule 12: a second SIGINT ends the process at once, as the default
+    ** action would have. */
+    signal(SIGINT, SIG_DFL);
+    raise(SIGINT);
+    return;
+  }
+  rt->interrupted = 1;
+  if (rt->root != NULL) corio__scope_cancel(rt, &rt->root->root);
+}
+
+/* One turn of the loop when nothing is ready: jump the virtual clock, or
+** block in libuv until something happens. mode: UV_RUN_ONCE or NOWAIT. */
+int corio__step(corio_rt *rt, int mode) {
+  if (rt->nidle && rt->ready_head == NULL) {
+    wake_idle(rt);
+    return 1;
+  }
+  corio__timers_sync(rt);
+  if (rt->vclock && rt->nheap) {
+    /* Autojump: take pending I/O first; if still idle, jump to the next
+    ** deadline. */
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+    if (rt->ready_head == NULL) {
+      uint64_t next = corio__timers_next(rt);
+      if (next > rt->vnow) rt->vnow = next;
+    }
+    corio__timers_fire(rt);
+    return 1;
+  }
+  if (rt->nheap == 0 && rt->nexternal == 0 && mode == UV_RUN_ONCE) {
+    deadlock(rt);
+    return 0;
+  }
+  uv_run(rt->loop, (uv_run_mode)mode);
+  if (rt->timers_due) corio__timers_fire(rt);
+  return 1;
+}
+
+/* [-(nargs+1), +n] Run the function below nargs arguments on L as the root
+** task until it and all descendants ended. Pushes (true, results...) or
+** (false, err) and returns their count. */
+int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
+  corio_task *root;
+  int n, ud;
+  rt->running = 1;
+  rt->interrupted = 0;
+  rt->deadlock = 0;
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  root = corio__spawn(rt, L, NULL, nargs);
+  ud = lua_gettop(L);
+  root->is_root = 1;
+  rt->root = root;
+  uv_signal_start(&rt->sigint, on_sigint, SIGINT);
+  while (root->state != CORIO_ST_ENDED) {
+    run_ready(rt);
+    if (root->state == CORIO_ST_ENDED) break;
+    if (!corio__step(rt, UV_RUN_ONCE) && rt->deadlock > 1) break;
+  }
+  uv_signal_stop(&rt->sigint);
+  rt->running = 0;
+  if (root->state != CORIO_ST_ENDED) {
+    /* Tasks ignored the cancel after a deadlock: abandon them (their
+    ** threads stay pinned until the runtime closes). */
+    rt->root = NULL;
+    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    lua_remove(L, ud);
+    return 2;
+  }
+  rt->root = NULL;
+  if (rt->deadlock) {
+    lua_pushboolean(L, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+    n = 2;
+  } else if (rt->interrupted && root->status != CORIO_FAILED) {
+    lua_pushboolean(L, 0);
+    corio__push_error(L, "interrupted", "interrupted by SIGINT");
+    n = 2;
+  } else {
+    n = corio__task_push_results(rt, L, root, ud);
+  }
+  lua_remove(L, ud);
+  return n;
+}

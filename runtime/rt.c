@@ -1,0 +1,242 @@
+/*
+** rt.c: creating and freeing a runtime, the anchor tables that pin Lua
+** values for C (tasks, refs), the clock, and interned chunk names.
+** The scheduler lives in loop.c; tasks in task.c.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+char corio__sentinel;
+
+static const char RT_KEY[] = "corio.rt";
+
+corio_rt *corio__rt(lua_State *L) {
+  corio_rt *rt;
+  lua_getfield(L, LUA_REGISTRYINDEX, RT_KEY);
+  rt = (corio_rt *)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return rt;
+}
+
+/* Grow an int stack; returns 0 or UV_ENOMEM. */
+static int push_int(int **v, int *n, int *cap, int x) {
+  if (*n == *cap) {
+    int nc = *cap ? *cap * 2 : 64;
+    int *nv = realloc(*v, sizeof(int) * (size_t)nc);
+    if (nv == NULL) return UV_ENOMEM;
+    *v = nv;
+    *cap = nc;
+  }
+  (*v)[(*n)++] = x;
+  return 0;
+}
+
+/* [-1, +0] Pin the value on top of L; returns its ref (>= 1). Refs live in
+** their own table so that task slots stay a dense array. */
+int corio__ref(corio_rt *rt, lua_State *L) {
+  int ref;
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_REFNIL;
+  }
+  ref = rt->nfreerefs ? rt->free_refs[--rt->nfreerefs] : ++rt->next_ref;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, 0);        /* the refs table lives at anchor[0] */
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 3);
+  return ref;
+}
+
+void corio__unref(corio_rt *rt, lua_State *L, int ref) {
+  if (ref <= 0) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, 0);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 2);
+  /* On ENOMEM the ref number is just never reused. */
+  (void)push_int(&rt->free_refs, &rt->nfreerefs, &rt->freerefscap, ref);
+}
+
+void corio__getref(corio_rt *rt, lua_State *L, int ref) {
+  if (ref <= 0) {
+    lua_pushnil(L);
+    return;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, 0);
+  lua_rawgeti(L, -1, ref);
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+}
+
+void corio__setref(corio_rt *rt, lua_State *L, int ref) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, 0);
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, ref);
+  lua_pop(L, 3);
+}
+
+void corio__push_anchor(corio_rt *rt, lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+}
+
+uint64_t corio__now(corio_rt *rt) {
+  return rt->vclock ? rt->vnow : uv_hrtime();
+}
+
+const char *corio__intern_src(corio_rt *rt, const char *src) {
+  uint32_t i;
+  char *copy;
+  if (src == NULL) return NULL;
+  /* Most programs spawn from a handful of chunks: a linear scan from the
+  ** most recent one is cheaper than hashing. */
+  for (i = rt->nsrcs; i-- > 0;)
+    if (rt->srcs[i] == src || strcmp(rt->srcs[i], src) == 0)
+      return rt->srcs[i];
+  if (rt->nsrcs == rt->srcscap) {
+    uint32_t nc = rt->srcscap ? rt->srcscap * 2 : 16;
+    char **nv = realloc(rt->srcs, sizeof(char *) * nc);
+    if (nv == NULL) return NULL;
+    rt->srcs = nv;
+    rt->srcscap = nc;
+  }
+  copy = strdup(src);
+  if (copy == NULL) return NULL;
+  rt->srcs[rt->nsrcs++] = copy;
+  return copy;
+}
+
+int corio__is_own_src(corio_rt *rt, const char *src) {
+  int i;
+  if (src == NULL || src[0] == '=' || src[0] == '[') return 1;
+  for (i = 0; i < rt->nown; i++)
+    if (strcmp(rt->own_srcs[i], src) == 0) return 1;
+  return 0;
+}
+
+void corio__add_own_src(corio_rt *rt, const char *src) {
+  const char **nv;
+  char *copy;
+  if (corio__is_own_src(rt, src)) return;
+  nv = realloc(rt->own_srcs, sizeof(char *) * (size_t)(rt->nown + 1));
+  if (nv == NULL) return;
+  rt->own_srcs = nv;
+  copy = strdup(src);
+  if (copy == NULL) return;
+  rt->own_srcs[rt->nown++] = copy;
+}
+
+int corio__slot_alloc(corio_rt *rt) {
+  if (rt->nfree) return rt->free_slots[--rt->nfree];
+  return rt->next_slot++;
+}
+
+void corio__slot_free(corio_rt *rt, int slot) {
+  (void)push_int(&rt->free_slots, &rt->nfree, &rt->freecap, slot);
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Create the runtime of L's state. loop may be NULL (own loop). */
+corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
+  corio_rt *rt = calloc(1, sizeof(*rt));
+  if (rt == NULL) return NULL;
+  rt->L = L;
+  if (loop == NULL) {
+    if (uv_loop_init(&rt->own_loop) != 0) {
+      free(rt);
+      return NULL;
+    }
+    rt->loop = &rt->own_loop;
+  } else {
+    rt->loop = loop;
+  }
+  /* The timer stays referenced: while a deadline is armed, it is what
+  ** keeps uv_run(UV_RUN_ONCE) waiting. */
+  if (uv_timer_init(rt->loop, &rt->timer) != 0) goto fail;
+  rt->timer.data = rt;
+  if (uv_signal_init(rt->loop, &rt->sigint) != 0) goto fail;
+  rt->sigint.data = rt;
+  uv_unref((uv_handle_t *)&rt->sigint);
+  if (uv_signal_init(rt->loop, &rt->sigusr1) != 0) goto fail;
+  rt->sigusr1.data = rt;
+  uv_unref((uv_handle_t *)&rt->sigusr1);
+  corio_list_init(&rt->idle_waiters);
+  rt->next_id = 1;
+
+  lua_newtable(L);                  /* anchor */
+  lua_newtable(L);
+  lua_rawseti(L, -2, 0);            /* anchor[0] = refs */
+  rt->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                  /* results, weak keys */
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  rt->results = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->ud_tasks = LUA_NOREF;
+  rt->ref_cancelled = LUA_NOREF;
+
+  lua_getglobal(L, "coroutine");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "isyieldable");
+    rt->isyieldable = lua_tocfunction(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+
+  lua_pushlightuserdata(L, rt);
+  lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
+  return rt;
+fail:
+  if (rt->loop == &rt->own_loop) {
+    uv_walk(rt->loop, close_walk, NULL);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    uv_loop_close(rt->loop);
+  }
+  free(rt);
+  return NULL;
+}
+
+/* Free the runtime's C memory and close its handles. The Lua state is not
+** touched beyond the registry (it may be closing). */
+void corio__rt_destroy(corio_rt *rt, int lua_alive) {
+  uint32_t i;
+  int j;
+  if (rt == NULL) return;
+  rt->closing = 1;
+  uv_close((uv_handle_t *)&rt->timer, NULL);
+  uv_close((uv_handle_t *)&rt->sigint, NULL);
+  uv_close((uv_handle_t *)&rt->sigusr1, NULL);
+  if (rt->loop == &rt->own_loop) {
+    uv_walk(rt->loop, close_walk, NULL);
+    uv_run(rt->loop, UV_RUN_DEFAULT);
+    (void)uv_loop_close(rt->loop);
+  } else {
+    /* An adopted loop runs our close callbacks when its host runs it; the
+    ** handles need no callback, so nothing refers to rt afterwards. */
+    uv_run(rt->loop, UV_RUN_NOWAIT);
+  }
+  if (lua_alive) {
+    lua_pushnil(rt->L);
+    lua_setfield(rt->L, LUA_REGISTRYINDEX, RT_KEY);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->anchor);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->results);
+  }
+  for (i = 0; i < rt->nsrcs; i++) free(rt->srcs[i]);
+  for (j = 0; j < rt->nown; j++) free((void *)rt->own_srcs[j]);
+  free(rt->srcs);
+  free(rt->own_srcs);
+  free(rt->heap);
+  free(rt->free_slots);
+  free(rt->free_refs);
+  free(rt);
+}

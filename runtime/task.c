@@ -1,0 +1,309 @@
+/*
+** task.c: the life of a task: spawn, the end of its body, waiting for its
+** children and defers, and the final outcome that joiners and its scope
+** see. The scheduler that resumes tasks is in loop.c; scope cancellation
+** in cancel.c.
+*/
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define TASK_UD(slot) (2 * (slot) + 1)
+#define TASK_CO(slot) (2 * (slot) + 2)
+
+/* Record where the spawning code is: the first frame outside corio's own
+** Lua files. Only the chunk name (interned) and line are kept. */
+static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
+  lua_Debug ar;
+  int level;
+  for (level = 1; level < 6 && lua_getstack(L, level, &ar); level++) {
+    if (!lua_getinfo(L, "Sl", &ar)) break;
+    if (ar.currentline > 0 && !corio__is_own_src(rt, ar.source)) {
+      t->spawn_src = corio__intern_src(rt, ar.source);
+      t->spawn_line = ar.currentline;
+      return;
+    }
+  }
+}
+
+/* [-(nargs+1), +1] Start fn(args) as a task in scope parent (NULL makes a
+** root task). The function and arguments move to the new thread; the
+** Task userdata is left on L. Returns NULL only on a Lua memory error,
+** which is raised. */
+corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
+                         int nargs) {
+  lua_State *co;
+  corio_task *t;
+  int slot;
+  co = lua_newthread(L);
+  t = (corio_task *)lua_newuserdata(L, sizeof(*t));
+  memset(t, 0, sizeof(*t));
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ud_tasks);
+  lua_setmetatable(L, -2);
+  slot = corio__slot_alloc(rt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, TASK_UD(slot));
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, TASK_CO(slot));
+  lua_pop(L, 1);
+  /* [fn args co ud] -> [ud co fn args] -> move fn args to co */
+  lua_insert(L, -(nargs + 3));
+  lua_insert(L, -(nargs + 2));
+  lua_xmove(L, co, nargs + 1);
+  lua_pop(L, 1);
+
+  corio__scope_init(&t->root, CORIO_SCOPE_TASK, t, parent);
+  corio_list_init(&t->sibling);
+  corio_list_init(&t->joiners);
+  t->co = co;
+  t->cur = &t->root;
+  t->slot = slot;
+  t->id = rt->next_id++;
+  t->name_ref = LUA_NOREF;
+  t->wait_ref = LUA_NOREF;
+  t->budget = CORIO_BUDGET;
+  t->status = CORIO_PENDING;
+  t->u.sleep.idx = UINT32_MAX;
+  if (parent != NULL) {
+    parent->nchildren++;
+    corio_list_push(&parent->children, &t->sibling);
+  }
+  spawn_site(rt, L, t);
+  rt->ntasks++;
+  corio__ready(rt, t, NULL);
+  return t;
+}
+
+/* [-0, +1] The task's name: the one set by the user, or "task <id>". */
+void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
+  if (t->name_ref != LUA_NOREF) corio__getref(rt, L, t->name_ref);
+  else lua_pushfstring(L, "task %d", (int)t->id);
+}
+
+/* The body (or the task's defer thread) returned or raised. For a body
+** that returned, its results are on t->co. */
+void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
+  lua_State *co = t->co;
+  lua_State *L = rt->L;
+  if (t->state == CORIO_ST_ENDING) {
+    /* The defer thread ended; handler errors were recorded by it. */
+    t->root.defers = LUA_NOREF;
+    corio__task_try_finish(rt, t);
+    return;
+  }
+  t->state = CORIO_ST_ENDING;
+  if (status == 0) {
+    int n = lua_gettop(co);
+    if (n == 0) {
+      t->rtype = CORIO_R_NONE;
+    } else if (n == 1 && lua_type(co, 1) == LUA_TNUMBER) {
+      t->rtype = CORIO_R_NUM;
+      t->rnum = lua_tonumber(co, 1);
+    } else if (n == 1 && lua_type(co, 1) == LUA_TBOOLEAN) {
+      t->rtype = CORIO_R_BOOL;
+      t->rnum = lua_toboolean(co, 1);
+    } else if (n == 1 && lua_isnil(co, 1)) {
+      t->rtype = CORIO_R_NIL;
+    } else {
+      /* results[ud] = co: the dead thread's stack holds the results. */
+      t->rtype = CORIO_R_TABLE;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+      lua_rawgeti(L, -1, TASK_UD(t->slot));
+      lua_replace(L, -2);
+      lua_pushthread(co);
+      lua_xmove(co, L, 1);
+      lua_rawset(L, -3);
+      lua_pop(L, 1);
+    }
+  } else if (corio__is_error(co, -1, "cancelled")) {
+    t->root.caught = 1;
+  } else {
+    lua_xmove(co, L, 1);
+    corio__wrap_error(rt, L, co, t);
+    corio__scope_add_error(rt, L, &t->root, -1);
+    lua_pop(L, 1);
+    corio__scope_cancel(rt, &t->root);
+  }
+  corio__task_try_finish(rt, t);
+}
+
+/* [-0, +n] Push (true, results...) or (false, err) of an ended task whose
+** userdata is at ud. Returns n. */
+int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
+                             int ud) {
+  ud = ud < 0 ? lua_gettop(L) + ud + 1 : ud;
+  lua_checkstack(L, 4);
+  switch (t->status) {
+  case CORIO_CANCELLED:
+    lua_pushboolean(L, 0);
+    corio__task_name(rt, L, t);
+    lua_pushfstring(L, "%s was cancelled", lua_tostring(L, -1));
+    lua_remove(L, -2);
+    corio__push_cancelled(L, lua_tostring(L, -1));
+    lua_remove(L, -2);
+    return 2;
+  case CORIO_FAILED:
+    lua_pushboolean(L, 0);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
+    lua_pushvalue(L, ud);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return 2;
+  default:
+    break;
+  }
+  lua_pushboolean(L, 1);
+  switch (t->rtype) {
+  case CORIO_R_NONE: return 1;
+  case CORIO_R_NIL: lua_pushnil(L); return 2;
+  case CORIO_R_BOOL: lua_pushboolean(L, t->rnum != 0); return 2;
+  case CORIO_R_NUM: lua_pushnumber(L, t->rnum); return 2;
+  default: {
+    lua_State *co;
+    int i, n;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
+    lua_pushvalue(L, ud);
+    lua_rawget(L, -2);
+    co = lua_tothread(L, -1);
+    lua_pop(L, 2);
+    if (co == NULL) return 1;
+    n = lua_gettop(co);
+    if (!lua_checkstack(L, n + 2)) luaL_error(L, "too many results");
+    for (i = 1; i <= n; i++) {
+      lua_pushvalue(co, i);
+      lua_xmove(co, L, 1);
+    }
+    return n + 1;
+  }
+  }
+}
+
+/* Start the task's root defers on a fresh thread of the same task. */
+static void start_defers(corio_rt *rt, corio_task *t) {
+  lua_State *L = rt->L;
+  lua_State *d;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  d = lua_newthread(L);
+  lua_rawseti(L, -2, TASK_CO(t->slot));   /* pins d instead of the body */
+  lua_pop(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.run_defers");
+  corio__getref(rt, L, t->root.defers);
+  corio__unref(rt, L, t->root.defers);
+  t->root.defers = LUA_NOREF;
+  lua_xmove(L, d, 2);
+  t->co = d;
+  t->status = CORIO_PENDING;   /* resume passes the function's args */
+  corio__ready(rt, t, NULL);
+}
+
+/* The task's outcome is final: tell joiners and the parent scope, drop
+** the pins. Returns the parent task when this was the last child its
+** ended body was waiting for (to finish next), else NULL. */
+static corio_task *finalize(corio_rt *rt, corio_task *t) {
+  lua_State *L = rt->L;
+  corio_scope *parent = t->root.parent;
+  corio_link *l;
+  int ud, top = lua_gettop(L);
+
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, TASK_UD(t->slot));
+  ud = lua_gettop(L);
+  if (t->root.errs != LUA_NOREF) {
+    int n;
+    t->status = CORIO_FAILED;
+    corio__getref(rt, L, t->root.errs);
+    n = (int)lua_objlen(L, -1);
+    lua_rawgeti(L, -1, 1);                 /* the first error */
+    if (n > 1) {
+      lua_pushvalue(L, -2);
+      lua_setfield(L, -2, "errors");
+    }
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
+    lua_pushvalue(L, ud);
+    lua_pushvalue(L, -3);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    if (parent != NULL) {                  /* rule 2 */
+      corio__scope_add_error(rt, L, parent, -1);
+      corio__scope_cancel(rt, parent);
+    }
+    lua_pop(L, 2);
+    corio__unref(rt, L, t->root.errs);
+    t->root.errs = LUA_NOREF;
+  } else if (t->root.caught) {
+    t->status = CORIO_CANCELLED;
+  } else {
+    t->status = CORIO_DONE;
+  }
+  if (t->locks != NULL) corio__locks_release_dead(rt, L, t);
+  while ((l = corio_list_shift(&t->joiners)) != NULL) {
+    corio_task *j = corio_container_of(l, corio_task, u.wait);
+    int n;
+    j->abort = NULL;
+    lua_pushvalue(L, ud);
+    lua_xmove(L, j->co, 1);
+    n = corio__task_push_results(rt, j->co, t, -1);
+    lua_remove(j->co, -(n + 1));
+    corio__ready(rt, j, NULL);
+  }
+  t->state = CORIO_ST_ENDED;
+  corio_list_remove(&t->sibling);
+  lua_pushnil(L);
+  lua_rawseti(L, ud - 1, TASK_UD(t->slot));
+  lua_pushnil(L);
+  lua_rawseti(L, ud - 1, TASK_CO(t->slot));
+  corio__slot_free(rt, t->slot);
+  t->slot = -1;
+  t->co = NULL;
+  t->wait_L = NULL;
+  rt->ntasks--;
+  lua_settop(L, top);
+  if (parent == NULL) return NULL;
+  parent->nchildren--;
+  if (parent->nchildren != 0 || !parent->waiting) return NULL;
+  parent->waiting = 0;
+  if (parent->kind == CORIO_SCOPE_TASK) return parent->owner;
+  parent->owner->abort = NULL;
+  corio__ready(rt, parent->owner, corio__deliver_true);
+  return NULL;
+}
+
+void corio__task_try_finish(corio_rt *rt, corio_task *t) {
+  while (t != NULL) {
+    if (t->root.nchildren > 0) {
+      t->root.waiting = 1;
+      return;
+    }
+    if (t->root.defers != LUA_NOREF) {
+      start_defers(rt, t);
+      return;
+    }
+    t = finalize(rt, t);
+  }
+}
+
+int corio__cancel_task(corio_rt *rt, corio_task *t) {
+  if (t->state == CORIO_ST_ENDED) return 0;
+  corio__scope_cancel(rt, &t->root);
+  return 0;
+}
+
+/* Where t waits: "file:line" of the first frame outside corio's own
+** files, in the thread that suspended. Returns 0 if nothing is known. */
+int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len) {
+  lua_State *w = t->wait_L != NULL ? t->wait_L : t->co;
+  lua_Debug ar;
+  int level;
+  if (w == NULL || t->state == CORIO_ST_ENDED) return 0;
+  for (level = 0; lua_getstack(w, level, &ar); level++) {
+    if (!lua_getinfo(w, "Sl", &ar)) break;
+    if (ar.currentline > 0 && !corio__is_own_src(rt, ar.source)) {
+      snprintf(buf, len, "%s:%d", ar.short_src, ar.currentline);
+      return 1;
+    }
+  }
+  return 0;
+}

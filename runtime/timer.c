@@ -1,0 +1,128 @@
+/*
+** timer.c: one uv_timer_t drives a min-heap of deadlines for all tasks
+** (corio.sleep) and scopes (timeout, move_on_after). Deadlines are kept in
+** nanoseconds of the runtime clock; ties fire in arming order.
+** The uv callback only notes that timers are due: the scheduler fires them
+** after uv_run returns, so no Lua work happens inside libuv.
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define NOT_ARMED UINT32_MAX
+
+static int before(const corio_timer *a, const corio_timer *b) {
+  if (a->when != b->when) return a->when < b->when;
+  return (int32_t)(a->seq - b->seq) < 0;
+}
+
+static void heap_set(corio_rt *rt, uint32_t i, corio_timer *tm) {
+  rt->heap[i] = tm;
+  tm->idx = i;
+}
+
+static void sift_up(corio_rt *rt, uint32_t i) {
+  corio_timer *tm = rt->heap[i];
+  while (i > 0) {
+    uint32_t p = (i - 1) / 2;
+    if (!before(tm, rt->heap[p])) break;
+    heap_set(rt, i, rt->heap[p]);
+    i = p;
+  }
+  heap_set(rt, i, tm);
+}
+
+static void sift_down(corio_rt *rt, uint32_t i) {
+  corio_timer *tm = rt->heap[i];
+  for (;;) {
+    uint32_t c = 2 * i + 1;
+    if (c >= rt->nheap) break;
+    if (c + 1 < rt->nheap && before(rt->heap[c + 1], rt->heap[c])) c++;
+    if (!before(rt->heap[c], tm)) break;
+    heap_set(rt, i, rt->heap[c]);
+    i = c;
+  }
+  heap_set(rt, i, tm);
+}
+
+int corio__timer_start(corio_rt *rt, corio_timer *tm, uint64_t when) {
+  if (rt->nheap == rt->heapcap) {
+    uint32_t nc = rt->heapcap ? rt->heapcap * 2 : 256;
+    corio_timer **nh = realloc(rt->heap, sizeof(*nh) * nc);
+    if (nh == NULL) return UV_ENOMEM;
+    rt->heap = nh;
+    rt->heapcap = nc;
+  }
+  tm->when = when;
+  tm->seq = rt->seq++;
+  rt->heap[rt->nheap] = tm;
+  tm->idx = rt->nheap++;
+  sift_up(rt, tm->idx);
+  return 0;
+}
+
+void corio__timer_stop(corio_rt *rt, corio_timer *tm) {
+  uint32_t i = tm->idx;
+  corio_timer *last;
+  if (i == NOT_ARMED || i >= rt->nheap || rt->heap[i] != tm) return;
+  tm->idx = NOT_ARMED;
+  last = rt->heap[--rt->nheap];
+  if (i == rt->nheap) return;
+  heap_set(rt, i, last);
+  if (i > 0 && before(last, rt->heap[(i - 1) / 2])) sift_up(rt, i);
+  else sift_down(rt, i);
+}
+
+uint64_t corio__timers_next(corio_rt *rt) {
+  return rt->nheap ? rt->heap[0]->when : 0;
+}
+
+static void on_timer(uv_timer_t *h) {
+  corio_rt *rt = h->data;
+  rt->armed_when = 0;
+  rt->timers_due = 1;
+}
+
+/* Arm the uv timer for the earliest deadline; called before every poll. */
+void corio__timers_sync(corio_rt *rt) {
+  uint64_t when, now, ms;
+  if (rt->nheap == 0 || rt->vclock) {
+    if (rt->armed_when) {
+      uv_timer_stop(&rt->timer);
+      rt->armed_when = 0;
+    }
+    return;
+  }
+  when = rt->heap[0]->when;
+  if (when == rt->armed_when) return;
+  now = uv_hrtime();
+  /* libuv counts whole milliseconds from its cached loop time; round up
+  ** so the timer never fires before the deadline (early wake-ups would
+  ** only re-arm). */
+  ms = when > now ? (when - now + 999999) / 1000000 : 0;
+  uv_update_time(rt->loop);
+  uv_timer_start(&rt->timer, on_timer, ms, 0);
+  rt->armed_when = when;
+}
+
+/* Fire every deadline that has passed, earliest first. Sleepers become
+** ready; scopes are cancelled (which may wake many tasks). */
+void corio__timers_fire(corio_rt *rt) {
+  uint64_t now = corio__now(rt);
+  rt->timers_due = 0;
+  while (rt->nheap && rt->heap[0]->when <= now) {
+    corio_timer *tm = rt->heap[0];
+    corio__timer_stop(rt, tm);
+    if (tm->kind == CORIO_TIMER_SLEEP) {
+      corio_task *t = corio_container_of(tm, corio_task, u.sleep);
+      t->abort = NULL;
+      corio__ready(rt, t, corio__deliver_true);
+    } else {
+      corio_xscope *x = corio_container_of(tm, corio_xscope, deadline);
+      if (!x->s.cancelled) {
+        x->s.fired = 1;
+        corio__scope_cancel(rt, &x->s);
+      }
+    }
+  }
+}
