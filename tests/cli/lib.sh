@@ -20,9 +20,11 @@ FIX="$HERE/fixtures"
 REPO="$(cd "$HERE/../.." && pwd)"
 LUAJIT="${LUAJIT:-luajit}"
 # Paths for a stock luajit to find corio (rule 11's synchronous fallback).
-# CTest sets them; the fallbacks fit a build tree next to the binary.
-CORIO_LUA_PATH="${CORIO_LUA_PATH:-$REPO/lua/?.lua;$REPO/lua/?/init.lua;;}"
-CORIO_LUA_CPATH="${CORIO_LUA_CPATH:-$(dirname "$CORIO")/lib/lua/5.1/?.so;;}"
+# CTest sets them and they come first; the source tree and a build tree
+# next to the binary follow, so a value that CMake's list splitting cut
+# at its first ';' still works.
+CORIO_LUA_PATH="${CORIO_LUA_PATH:+$CORIO_LUA_PATH;}$REPO/lua/?.lua;$REPO/lua/?/init.lua;;"
+CORIO_LUA_CPATH="${CORIO_LUA_CPATH:+$CORIO_LUA_CPATH;}$(dirname "$CORIO")/lib/lua/5.1/?.so;;"
 
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# cli_basic.sh: the corio program (SPEC §5): --version, -e, script args,
+# basics.sh: the corio program (SPEC §5): --version, -e, script args,
 # uncaught errors (traceback, exit 1), rule 11's corio.run in the main
 # chunk, and that cancelled timers do not keep the process alive (rule 7).
-# Usage: cli_basic.sh path/to/corio   (or CORIO=path/to/corio)
+# Usage: basics.sh path/to/corio   (or CORIO=path/to/corio)
 . "$(dirname "$0")/lib.sh"
 
 NAME="--version prints a version and exits 0"
