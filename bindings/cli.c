@@ -162,6 +162,12 @@ int main(int argc, char **argv) {
   }
   L = corio_lua(rt);
   add_module_paths(rt);
+  if (getenv("CORIO_GC_STRESS") != NULL && *getenv("CORIO_GC_STRESS") != '0') {
+    /* Collect all the time, so that a value C forgot to pin is freed (and
+    ** the sanitizer sees the use after free) now rather than later. */
+    lua_gc(L, LUA_GCSETPAUSE, 0);
+    lua_gc(L, LUA_GCSETSTEPMUL, 1000);
+  }
 
   if (script && strcmp(argv[script], "test") == 0 && code == NULL) {
     status = run_test(rt, argc, argv, script + 1);

@@ -75,7 +75,7 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
   t->checkpoints++;
   if (t->cur->eff) {
     lua_pushboolean(L, 0);
-    corio__push_cancelled(L, "cancelled");
+    corio__push_cancelled(L, L, "the task's scope is cancelled");
     return 2;
   }
   *pt = t;

@@ -6,6 +6,7 @@
 ** the task's own stack). Sync objects are in sync.c and channel.c.
 */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bindings.h"
@@ -185,10 +186,72 @@ static int l_sleep(lua_State *L) {
   return corio__suspend(L, t, abort_sleep, "sleep (forever)", NULL);
 }
 
+/* A sleep on the real clock with a libuv timer of its own, immune to the
+** virtual clock: for watchdogs such as the per-test timeout of busted
+** specs that run under autojump. */
+typedef struct real_sleep {
+  uv_timer_t h;
+  corio_task *t;  /* the sleeper, NULL once woken or aborted */
+  corio_rt *rt;
+} real_sleep;
+
+static void real_sleep_free(uv_handle_t *h) { free(h); }
+
+static void real_sleep_done(uv_timer_t *h) {
+  real_sleep *r = (real_sleep *)h;
+  corio_task *t = r->t;
+  r->t = NULL;
+  r->rt->nexternal--;
+  uv_close((uv_handle_t *)h, real_sleep_free);
+  t->abort = NULL;
+  corio__ready(r->rt, t, corio__deliver_true);
+}
+
+static int abort_real_sleep(corio_rt *rt, corio_task *t) {
+  real_sleep *r = t->wait_obj;
+  if (r != NULL && r->t == t) {
+    r->t = NULL;
+    rt->nexternal--;
+    uv_timer_stop(&r->h);
+    uv_close((uv_handle_t *)&r->h, real_sleep_free);
+  }
+  return 1;
+}
+
+static int l_sleep_real(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  real_sleep *r;
+  double s = corio__checkseconds(L, 2, 1, 1, "sleep_real");
+  int n = corio__enter(L, rt, &t, "sleep_real");
+  if (n >= 0) return n;
+  r = malloc(sizeof(*r));
+  if (r == NULL) return luaL_error(L, "corio.sleep_real: out of memory");
+  if (uv_timer_init(rt->loop, &r->h) != 0) {
+    free(r);
+    return luaL_error(L, "corio.sleep_real: cannot create a timer");
+  }
+  r->t = t;
+  r->rt = rt;
+  uv_timer_start(&r->h, real_sleep_done, (uint64_t)(s * 1000 + 0.999), 0);
+  rt->nexternal++;
+  return corio__suspend(L, t, abort_real_sleep, "sleep (real clock)", r);
+}
+
 static int l_yield(lua_State *L) {
   lua_settop(L, 0);
   lua_pushnumber(L, 0);
   return l_sleep(L);
+}
+
+/* checkpoint() -> true | false, Cancelled: rule 3 for calls built in
+** Lua (gather, map, first). */
+static int l_checkpoint(lua_State *L) {
+  corio_task *t;
+  int n = corio__enter(L, RT(L), &t, "checkpoint");
+  if (n >= 0) return n;
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 static int l_now(lua_State *L) {
@@ -298,20 +361,44 @@ static int l_scope_leave(lua_State *L) {
   corio__unref(rt, L, x->ref);
   x->ref = LUA_NOREF;
   if (x->s.errs != LUA_NOREF) {
-    int n;
+    int n, i;
     corio__getref(rt, L, x->s.errs);
     corio__unref(rt, L, x->s.errs);
     x->s.errs = LUA_NOREF;
     n = (int)lua_objlen(L, -1);
+    if (n > 1) {
+      /* Several errors: each becomes an error object so the first can
+      ** carry the list (rule 2). */
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        if (!corio__is_error(L, -1, NULL)) {
+          corio__wrap_error(rt, L, NULL, NULL);
+          lua_rawseti(L, -2, i);
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+    }
     lua_pushinteger(L, 2);
     lua_rawgeti(L, -2, 1);
-    if (n > 1) {
-      if (!corio__is_error(L, -1, NULL)) {
-        corio__wrap_error(rt, L, NULL, NULL);
-      }
+    if (corio__is_error(L, -1, NULL)) {
       lua_pushvalue(L, -3);
       lua_setfield(L, -2, "errors");
     }
+    return 2;
+  }
+  if (ok && x->s.child_cancelled && x->s.eff) {
+    /* The body returned, but a cancel cut children short: if it is this
+    ** scope's own (its deadline), the cancellation is caught here;
+    ** otherwise it goes on outwards, so code after the scope does not
+    ** run as if the children had finished. */
+    if (corio__scope_absorbs(&x->s)) {
+      x->s.caught = 1;
+      lua_pushinteger(L, 1);
+      return 1;
+    }
+    lua_pushinteger(L, 2);
+    corio__push_cancelled(L, L, "a task of the scope was cancelled");
     return 2;
   }
   if (!ok) {
@@ -565,10 +652,42 @@ static int l_checkpoints(lua_State *L) {
 
 /* ---- errors ------------------------------------------------------- */
 
+/* __index of error objects: class fields, and `errors` made on first use
+** ({err} for a real error, {} for Cancelled) so that every error has one
+** without a table per error raised. */
+static int l_error_index(lua_State *L) {
+  const char *k = lua_tostring(L, 2);
+  if (k != NULL && strcmp(k, "errors") == 0) {
+    lua_newtable(L);
+    if (!corio__is_error(L, 1, "cancelled")) {
+      lua_pushvalue(L, 1);
+      lua_rawseti(L, -2, 1);
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "errors");
+    return 1;
+  }
+  if (k != NULL && strcmp(k, "traceback") == 0) {
+    lua_pushliteral(L, "");
+    return 1;
+  }
+  if (!lua_getmetatable(L, 1)) return 0;
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}
+
 static int l_error_tostring(lua_State *L) {
   luaL_Buffer b;
   int n, i;
   luaL_buffinit(L, &b);
+  lua_getfield(L, 1, "kind");
+  if (lua_isstring(L, -1)) {
+    luaL_addvalue(&b);
+    luaL_addstring(&b, ": ");
+  } else {
+    lua_pop(L, 1);
+  }
   lua_getfield(L, 1, "message");
   if (!lua_isstring(L, -1)) {
     lua_pop(L, 1);
@@ -577,7 +696,8 @@ static int l_error_tostring(lua_State *L) {
     lua_remove(L, -2);
   }
   luaL_addvalue(&b);
-  lua_getfield(L, 1, "errors");
+  lua_pushliteral(L, "errors");
+  lua_rawget(L, 1);
   n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
   if (n > 1) {
     lua_pushfstring(L, "\n(+%d more error%s:", n - 1, n > 2 ? "s" : "");
@@ -597,7 +717,7 @@ static int l_error_tostring(lua_State *L) {
   }
   lua_pop(L, 1);
   lua_getfield(L, 1, "traceback");
-  if (lua_isstring(L, -1)) {
+  if (lua_isstring(L, -1) && lua_objlen(L, -1) > 0) {
     luaL_addstring(&b, "\n");
     luaL_addvalue(&b);
   } else {
@@ -662,6 +782,8 @@ static const corio_reg funcs[] = {
     {"current", l_current},
     {"sleep", l_sleep},
     {"yield", l_yield},
+    {"sleep_real", l_sleep_real},
+    {"checkpoint", l_checkpoint},
     {"now", l_now},
     {"join", l_task_join},
     {"scope_enter", l_scope_enter},
@@ -735,6 +857,8 @@ int luaopen_corio_core(lua_State *L) {
   }
   lua_pushcfunction(L, l_error_tostring);
   lua_setfield(L, -2, "__tostring");
+  lua_pushcfunction(L, l_error_index);
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
   new_meta(L, rt, "corio.Task", task_meta, task_methods);

@@ -25,7 +25,7 @@ void corio__push_class(lua_State *L, const char *kind) {
     lua_newtable(L);
     lua_pushstring(L, kind);
     lua_setfield(L, -2, "kind");
-    lua_pushvalue(L, -1);
+    lua_getfield(L, -2, "__index");      /* installed by bindings */
     lua_setfield(L, -2, "__index");
     lua_getfield(L, -2, "__tostring");   /* installed by bindings */
     lua_setfield(L, -2, "__tostring");
@@ -46,8 +46,13 @@ void corio__push_error(lua_State *L, const char *kind, const char *msg) {
   lua_setmetatable(L, -2);
 }
 
-void corio__push_cancelled(lua_State *L, const char *msg) {
+/* [-0, +1] A Cancelled error with the traceback of thread co (where the
+** checkpoint raised it). Cancelling is rare next to the operations it
+** interrupts, so the traceback is taken eagerly. */
+void corio__push_cancelled(lua_State *L, lua_State *co, const char *msg) {
   corio__push_error(L, "cancelled", msg ? msg : "cancelled");
+  luaL_traceback(L, co != NULL ? co : L, NULL, co == L ? 1 : 0);
+  lua_setfield(L, -2, "traceback");
 }
 
 /* Is the value at idx a corio error (of this kind, if kind != NULL)? */
@@ -110,10 +115,11 @@ void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
     lua_setmetatable(L, -2);
     lua_replace(L, e);
   }
-  lua_getfield(L, e, "traceback");
-  if (lua_isnil(L, -1) && co != NULL) {
+  lua_pushliteral(L, "traceback");
+  lua_rawget(L, e);
+  if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    luaL_traceback(L, co, NULL, 0);
+    luaL_traceback(L, co != NULL ? co : L, NULL, co != NULL ? 0 : 1);
     if (t != NULL) {
       push_origin(rt, L, t);
       lua_concat(L, 2);

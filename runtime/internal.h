@@ -70,6 +70,7 @@ struct corio_scope {
   uint8_t fired;        /* its own deadline fired */
   uint8_t waiting;      /* owner is blocked until nchildren == 0 */
   uint8_t caught;       /* a Cancelled belonging to this scope was absorbed */
+  uint8_t child_cancelled; /* a child task ended cancelled */
   corio_scope *work;    /* worklist link during cancel propagation */
   int errs;             /* anchor ref: array of errors recorded, or NOREF */
   int defers;           /* anchor ref: array of deferred functions, or NOREF */
@@ -269,7 +270,7 @@ uint64_t corio__timers_next(corio_rt *rt);
 /* error.c (bindings) builds error tables; the runtime only needs these */
 void corio__push_class(lua_State *L, const char *kind);
 void corio__push_error(lua_State *L, const char *kind, const char *msg);
-void corio__push_cancelled(lua_State *L, const char *msg);
+void corio__push_cancelled(lua_State *L, lua_State *co, const char *msg);
 int corio__is_error(lua_State *L, int idx, const char *kind);
 void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
                        corio_task *t);

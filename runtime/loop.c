@@ -26,7 +26,8 @@ void corio__deliver_true(corio_task *t) { lua_pushboolean(t->co, 1); }
 
 void corio__deliver_cancelled(corio_task *t) {
   lua_pushboolean(t->co, 0);
-  corio__push_cancelled(t->co, "cancelled");
+  corio__push_cancelled(t->co, t->wait_L, "the task was cancelled while "
+                        "it waited");
 }
 
 /* Suspend the running task t from a lua_CFunction on thread L (t's own

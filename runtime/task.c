@@ -142,7 +142,7 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
     corio__task_name(rt, L, t);
     lua_pushfstring(L, "%s was cancelled", lua_tostring(L, -1));
     lua_remove(L, -2);
-    corio__push_cancelled(L, lua_tostring(L, -1));
+    corio__push_cancelled(L, L, lua_tostring(L, -1));
     lua_remove(L, -2);
     return 2;
   case CORIO_FAILED:
@@ -235,6 +235,7 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
     t->root.errs = LUA_NOREF;
   } else if (t->root.caught) {
     t->status = CORIO_CANCELLED;
+    if (parent != NULL) parent->child_cancelled = 1;
   } else {
     t->status = CORIO_DONE;
   }

@@ -14,6 +14,7 @@ local is_error, wrap_error = core.is_error, core.wrap_error
 
 local function lib()
   corio = corio or require "corio"
+  corio._checkpoint()
   return corio
 end
 
@@ -21,7 +22,9 @@ end
 -- the traceback of where it was raised.
 local function boundary(e)
   e = wrap_error(e)
-  if e.traceback == nil then e.traceback = debug.traceback("", 2) end
+  if rawget(e, "traceback") == nil then
+    e.traceback = (debug.traceback("", 2):gsub("^\n", ""))
+  end
   return e
 end
 
@@ -87,7 +90,7 @@ function M.map(items, fn, opts)
     error(("bad argument #2 to 'map' (function expected, got %s)"):format(type(fn)), 2)
   end
   local n = #items
-  local limit = opts and opts.limit or n
+  local limit = opts and opts.limit or math.max(n, 1)
   if type(limit) ~= "number" or limit < 1 or limit ~= math.floor(limit) then
     error(("bad argument #3 to 'map' (limit must be a positive integer, got %s)")
       :format(tostring(limit)), 2)

@@ -12,6 +12,16 @@ local M = {}
 local error, type, select, pcall, xpcall = error, type, select, pcall, xpcall
 local NOLOOP, SENT = core.NOLOOP, core.SENTINEL
 local in_task, is_error = core.in_task, core.is_error
+local c_checkpoint = core.checkpoint
+
+-- A checkpoint for calls built in Lua (rule 3): raise Cancelled if the
+-- task's scope is cancelled.
+local function checkpoint()
+  local ok, e = c_checkpoint()
+  if ok or e == NOLOOP then return end
+  error(e, 0)
+end
+M._checkpoint = checkpoint
 
 core.register_own(debug.getinfo(1, "S").source)
 
@@ -111,6 +121,8 @@ local function finish(s, kind, ok, ...)
       error(timeout_error(s), 0)
     elseif kind == SCOPE_MOVE_ON then
       return false
+    elseif body_ok then
+      return ...
     end
     return
   end
@@ -134,7 +146,7 @@ M.scope = scope
 
 timeout_error = function(s)
   local e = core.error("timeout",
-    ("corio.timeout: the deadline of %g s passed"):format(s.timeout))
+    ("the deadline of %g s passed (corio.timeout)"):format(s.timeout))
   e.seconds = s.timeout
   e.traceback = (debug.traceback("", 3):gsub("^\n", ""))
   return e

@@ -26,6 +26,15 @@ function M.autojump(fn, ...)
   return restore(was, pcall(fn, ...))
 end
 
+-- sleep_real(seconds): sleep on the real clock even under autojump (for
+-- watchdogs, such as the per-test timeout of corio.busted).
+function M.sleep_real(seconds)
+  local ok, e = core.sleep_real(seconds)
+  if ok then return end
+  if e == core.NOLOOP then return corio.run(M.sleep_real, seconds) end
+  error(e, 0)
+end
+
 function M.wait_all_tasks_blocked()
   local ok, e = core.idle()
   if ok then return end

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Build corio twice (normal, and with AddressSanitizer + UBSan) and run the
+# whole CTest suite on each. Exits non-zero on any failure, sanitizer
+# report or leak.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+
+echo "== build (RelWithDebInfo)"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$JOBS"
+echo "== test"
+(cd build && ctest --output-on-failure -j"$JOBS")
+
+echo "== build (CORIO_SANITIZE=ON)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCORIO_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$JOBS"
+echo "== test under AddressSanitizer + UBSan (leaks fail), GC stressed"
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export CORIO_GC_STRESS=1
+(cd build-asan && ctest --output-on-failure -j"$JOBS")
