@@ -821,6 +821,7 @@ static void new_meta(lua_State *L, corio_rt *rt, const char *name,
 
 int luaopen_corio_sync(lua_State *L);
 int luaopen_corio_channel(lua_State *L);
+int luaopen_corio_thread(lua_State *L);
 
 static int rt_gc(lua_State *L) {
   corio_rt **box = (corio_rt **)lua_touserdata(L, 1);
@@ -880,5 +881,7 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "sync");
   luaopen_corio_channel(L);
   lua_setfield(L, -2, "channel");
+  luaopen_corio_thread(L);
+  lua_setfield(L, -2, "to_thread");
   return 1;
 }

@@ -192,6 +192,8 @@ struct corio_rt {
   int timers_due;           /* the uv timer fired; process after uv_run */
   int closing;
   int own_state;             /* corio_new created rt->L */
+  uint32_t nworkers;          /* to_thread work still on the pool */
+  struct corio_work_state *work_states; /* idle worker Lua states */
   int deadlock;             /* a deadlock was found in this run */
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
@@ -274,6 +276,13 @@ void corio__push_cancelled(lua_State *L, lua_State *co, const char *msg);
 int corio__is_error(lua_State *L, int idx, const char *kind);
 void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
                        corio_task *t);
+
+/* thread.c */
+int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
+                     size_t ncode, const char *args, size_t nargs,
+                     void **obj);
+extern corio_abort_fn corio__abort_work_hook;
+void corio__work_states_free(corio_rt *rt);
 
 /* wait.c */
 int corio__abort_wait(corio_rt *rt, corio_task *t);

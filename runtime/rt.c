@@ -231,6 +231,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->anchor);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->results);
   }
+  corio__work_states_free(rt);
   for (i = 0; i < rt->nsrcs; i++) free(rt->srcs[i]);
   for (j = 0; j < rt->nown; j++) free((void *)rt->own_srcs[j]);
   free(rt->srcs);

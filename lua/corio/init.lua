@@ -53,7 +53,10 @@ end
 
 local scope
 
-local function as_child(_, fn, ...) return fn(...) end
+-- The CLI's main chunk calling corio.run(fn): fn runs as a child task of
+-- the root (so, as under luajit, its errors cross a task boundary and
+-- corio.run inside fn raises).
+local function as_child(s, fn, ...) return s:spawn(fn, ...):join() end
 
 function M.run(fn, ...)
   if core.run_check() then return scope(as_child, fn, ...) end
@@ -279,6 +282,41 @@ do
   coroutine.wrap = function(f)
     local co = co_create(f)
     return function(...) return unwrap(pass(co, co_resume(co, ...))) end
+  end
+end
+
+-- to_thread ------------------------------------------------------------------
+do
+  local buffer = require "string.buffer"
+  local c_to_thread = core.to_thread
+  local unpack = unpack
+  local function pack(...) return { n = select("#", ...), ... } end
+  local function decoded(ok, wok, s)
+    if not ok then
+      if wok == NOLOOP then return nil, true end
+      error(wok, 0)
+    end
+    if not wok then
+      local msg, tb = s:match("^(.-)\n(stack traceback:.*)$")
+      error(core.error("error", msg or s, { traceback = tb or "" }), 0)
+    end
+    local r = buffer.decode(s)
+    return r
+  end
+  function M.to_thread(fn, ...)
+    if type(fn) ~= "function" then
+      error(("bad argument #1 to 'to_thread' (Lua function expected, got %s)")
+        :format(type(fn)), 2)
+    end
+    local okenc, args = pcall(buffer.encode, pack(...))
+    if not okenc then
+      error(("bad argument to 'to_thread' (cannot send the arguments to a "
+        .. "worker: %s; only nil, booleans, numbers, strings and tables of "
+        .. "those can cross)"):format(tostring(args)), 2)
+    end
+    local r, noloop = decoded(c_to_thread(fn, args))
+    if noloop then return run(M.to_thread, fn, ...) end
+    return unpack(r, 1, r.n)
   end
 end
 

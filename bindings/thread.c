@@ -1,0 +1,62 @@
+/*
+** thread.c (bindings): to_thread(fn, encoded_args) for init.lua, which
+** serialises the arguments and decodes the results. Refuses C functions
+** and functions with upvalues before anything runs.
+*/
+#include <string.h>
+
+#include "bindings.h"
+
+static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
+  luaL_addlstring((luaL_Buffer *)ud, (const char *)p, sz);
+  return 0;
+}
+
+/* to_thread(fn, args) -> true, ok, encoded | false, err */
+static int l_to_thread(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  const char *code, *args, *up;
+  size_t ncode, nargs;
+  luaL_Buffer b;
+  void *obj;
+  int n, r;
+  if (lua_type(L, 1) != LUA_TFUNCTION || lua_iscfunction(L, 1))
+    return corio__argerror(L, 2, 1, "to_thread",
+                           lua_type(L, 1) == LUA_TFUNCTION
+                               ? "a C function cannot run in a worker"
+                               : lua_pushfstring(L, "Lua function expected, "
+                                                 "got %s",
+                                                 luaL_typename(L, 1)));
+  if ((up = lua_getupvalue(L, 1, 1)) != NULL)
+    return corio__argerror(L, 2, 1, "to_thread",
+                           lua_pushfstring(L, "the function has upvalues "
+                                           "('%s'); a worker runs in its own "
+                                           "Lua state, so pass values as "
+                                           "arguments instead", up));
+  args = luaL_checklstring(L, 2, &nargs);
+  lua_settop(L, 2);
+  n = corio__enter(L, rt, &t, "to_thread");
+  if (n >= 0) return n;
+  luaL_buffinit(L, &b);
+  lua_pushvalue(L, 1);
+  if (lua_dump(L, writer, &b) != 0) {
+    return luaL_error(L, "corio.to_thread: cannot dump the function");
+  }
+  lua_pop(L, 1);
+  luaL_pushresult(&b);
+  code = lua_tolstring(L, -1, &ncode);
+  r = corio__to_thread(rt, t, code, ncode, args, nargs, &obj);
+  if (r != 0) {
+    lua_pushboolean(L, 0);
+    corio__push_error(L, "error", uv_strerror(r));
+    return 2;
+  }
+  return corio__suspend(L, t, corio__abort_work_hook, "to_thread", obj);
+}
+
+int luaopen_corio_thread(lua_State *L) {
+  lua_pushlightuserdata(L, corio__rt(L));
+  lua_pushcclosure(L, l_to_thread, 1);
+  return 1;
+}
