@@ -44,6 +44,13 @@ double corio__checkseconds(lua_State *L, int level, int idx, int n,
 int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
                  const char *fname);
 
+/* The object of type tname at idx (first field magic), or a "bad
+** argument" error naming fname. */
+void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
+                      const char *tname);
+#define CORIO_CHECK(L, idx, type, magic, tname) \
+  ((type *)corio__checkobj((L), (idx), sizeof(type), (magic), (tname)))
+
 /* [-0, +1] Push task t's userdata (t must be alive). */
 void corio__push_task(corio_rt *rt, lua_State *L, corio_task *t);
 corio_task *corio__check_task(lua_State *L, int idx);

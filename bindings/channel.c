@@ -12,7 +12,8 @@
 #include "bindings.h"
 
 static corio_channel *check_ch(lua_State *L) {
-  return (corio_channel *)luaL_checkudata(L, 1, "corio.Channel");
+  return CORIO_CHECK(L, 1, corio_channel, CORIO_MAGIC_CHANNEL,
+                     "corio.Channel");
 }
 
 static int l_ch_new(lua_State *L) {
@@ -32,6 +33,7 @@ static int l_ch_new(lua_State *L) {
   }
   c = (corio_channel *)lua_newuserdata(L, sizeof(*c));
   memset(c, 0, sizeof(*c));
+  c->magic = CORIO_MAGIC_CHANNEL;
   c->cap = (uint32_t)cap;
   corio_list_init(&c->recvq);
   corio_list_init(&c->sendq);
@@ -91,7 +93,6 @@ static int l_ch_send(lua_State *L) {
     return corio__argerror(L, 2, 1, "send", "nil cannot be sent on a "
                            "channel (a receiver could not tell it from the "
                            "end of the channel)");
-  lua_settop(L, 2);
   n = corio__enter(L, rt, &t, "send");
   if (n >= 0) return n;
   if (c->closed) {
@@ -112,7 +113,7 @@ static int l_ch_send(lua_State *L) {
     lua_pushvalue(L, 2);
     t->wait_ref = corio__ref(rt, L);
     corio_list_push(&c->sendq, &t->u.wait);
-    return corio__suspend(L, t, abort_send, "channel send", c);
+    return corio__suspend(rt, L, t, abort_send, "channel send", c);
   }
   lua_pushboolean(L, 1);
   return corio__fast(rt, L, t, 1);
@@ -124,7 +125,6 @@ static int l_ch_recv(lua_State *L) {
   corio_channel *c = check_ch(L);
   corio_task *t;
   int n;
-  lua_settop(L, 1);
   n = corio__enter(L, rt, &t, "recv");
   if (n >= 0) return n;
   lua_pushboolean(L, 1);
@@ -146,7 +146,7 @@ static int l_ch_recv(lua_State *L) {
   }
   lua_pop(L, 1);
   corio_list_push(&c->recvq, &t->u.wait);
-  return corio__suspend(L, t, corio__abort_wait, "channel recv", c);
+  return corio__suspend(rt, L, t, corio__abort_wait, "channel recv", c);
 }
 
 static int l_ch_try_send(lua_State *L) {

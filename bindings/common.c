@@ -42,6 +42,8 @@ double corio__checkseconds(lua_State *L, int level, int idx, int n,
 
 int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
                  const char *fname) {
+  /* Whether the task can suspend here is checked only when it must
+  ** (corio__suspend): a fast path inside a C callback is fine. */
   corio_task *t = rt->current;
   if (t == NULL) {
     if (rt->running)
@@ -50,27 +52,6 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
     lua_pushboolean(L, 0);
     lua_pushlightuserdata(L, CORIO_NOLOOP);
     return 2;
-  }
-  if (rt->isyieldable != NULL) {
-    int ok;
-    rt->isyieldable(L);
-    ok = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (!ok) {
-      luaL_where(L, 2);
-      lua_pushfstring(
-          L,
-          "corio.%s cannot suspend the task here: it is called from inside "
-          "a C function (a table.sort comparator, a string.gsub callback, "
-          "a module body run by require, a metamethod or callback called "
-          "from C, or another library's C function), and LuaJIT cannot "
-          "yield across a C call. Make the call outside that function "
-          "(e.g. fetch the data first, then sort), or move the work into "
-          "a task of its own",
-          fname);
-      lua_concat(L, 2);
-      return lua_error(L);
-    }
   }
   t->checkpoints++;
   if (t->cur->eff) {
@@ -88,6 +69,18 @@ void corio__push_task(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_remove(L, -2);
 }
 
+void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
+                      const char *tname) {
+  /* The magic alone identifies the type: every full userdata has room
+  ** for its first word in LuaJIT's allocation, and other libraries'
+  ** objects do not start with these values. */
+  void *p = lua_touserdata(L, idx);
+  (void)size;
+  if (p != NULL && *(uint32_t *)p == magic) return p;
+  luaL_typerror(L, idx, tname);
+  return NULL;
+}
+
 corio_task *corio__check_task(lua_State *L, int idx) {
-  return (corio_task *)luaL_checkudata(L, idx, "corio.Task");
+  return CORIO_CHECK(L, idx, corio_task, CORIO_MAGIC_TASK, "corio.Task");
 }

@@ -105,7 +105,7 @@ static int l_task_join(lua_State *L) {
   if (t == me)
     return luaL_error(L, "task:join(): a task cannot join itself");
   corio_list_push(&t->joiners, &me->u.wait);
-  return corio__suspend(L, me, abort_join, "join", t);
+  return corio__suspend(rt, L, me, abort_join, "join", t);
 }
 
 static int l_task_index(lua_State *L) {
@@ -167,6 +167,8 @@ static int l_sleep(lua_State *L) {
   int n = corio__enter(L, rt, &t, "sleep");
   if (n >= 0) return n;
   if (s == 0) {
+    if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+      return corio__cannot_suspend(L, "corio.sleep");
     lua_pushboolean(L, 1);
     corio__ready(rt, t, NULL);
     t->budget = CORIO_BUDGET;
@@ -181,9 +183,9 @@ static int l_sleep(lua_State *L) {
     t->u.sleep.kind = CORIO_TIMER_SLEEP;
     if (corio__timer_start(rt, &t->u.sleep, when) != 0)
       return luaL_error(L, "corio.sleep: out of memory");
-    return corio__suspend(L, t, abort_sleep, "sleep", NULL);
+    return corio__suspend(rt, L, t, abort_sleep, "sleep", NULL);
   }
-  return corio__suspend(L, t, abort_sleep, "sleep (forever)", NULL);
+  return corio__suspend(rt, L, t, abort_sleep, "sleep (forever)", NULL);
 }
 
 /* A sleep on the real clock with a libuv timer of its own, immune to the
@@ -235,13 +237,24 @@ static int l_sleep_real(lua_State *L) {
   r->rt = rt;
   uv_timer_start(&r->h, real_sleep_done, (uint64_t)(s * 1000 + 0.999), 0);
   rt->nexternal++;
-  return corio__suspend(L, t, abort_real_sleep, "sleep (real clock)", r);
+  return corio__suspend(rt, L, t, abort_real_sleep, "sleep (real clock)", r);
 }
 
+/* yield() -> true | false, Cancelled: to the back of the ready queue. */
 static int l_yield(lua_State *L) {
-  lua_settop(L, 0);
-  lua_pushnumber(L, 0);
-  return l_sleep(L);
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  int n = corio__enter(L, rt, &t, "yield");
+  if (n >= 0) return n;
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+    return corio__cannot_suspend(L, "corio.yield");
+  corio__ready(rt, t, NULL);
+  t->budget = CORIO_BUDGET;
+  t->wait_L = L;
+  t->wait_what = "yield";
+  lua_pushlightuserdata(L, CORIO_SENTINEL);
+  lua_pushboolean(L, 1);
+  return lua_yield(L, 2);
 }
 
 /* checkpoint() -> true | false, Cancelled: rule 3 for calls built in
@@ -262,7 +275,7 @@ static int l_now(lua_State *L) {
 /* ---- scopes ------------------------------------------------------- */
 
 static corio_xscope *check_scope(lua_State *L, int idx) {
-  return (corio_xscope *)luaL_checkudata(L, idx, "corio.Scope");
+  return CORIO_CHECK(L, idx, corio_xscope, CORIO_MAGIC_SCOPE, "corio.Scope");
 }
 
 /* enter(kind [, seconds]) -> Scope. kind: 1 group, 2 timeout, 3 move_on,
@@ -280,6 +293,7 @@ static int l_scope_enter(lua_State *L) {
                                                            : "move_on_after");
   x = (corio_xscope *)lua_newuserdata(L, sizeof(*x));
   memset(x, 0, sizeof(*x));
+  x->magic = CORIO_MAGIC_SCOPE;
   luaL_getmetatable(L, "corio.Scope");
   lua_setmetatable(L, -2);
   corio__scope_init(&x->s, kind, t, t->cur);
@@ -326,15 +340,10 @@ static int l_scope_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (rt->isyieldable != NULL) {
-    rt->isyieldable(L);
-    if (!lua_toboolean(L, -1))
-      return luaL_error(L, "corio.scope: cannot wait for the scope's tasks "
-                        "inside a C function boundary (see corio.sleep)");
-    lua_pop(L, 1);
-  }
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+    return corio__cannot_suspend(L, "corio.scope (waiting for its tasks)");
   x->s.waiting = 1;
-  return corio__suspend(L, t, NULL, "scope (waiting for its tasks)", x);
+  return corio__suspend(rt, L, t, NULL, "scope (waiting for its tasks)", x);
 }
 
 /* defers(scope) -> table | nil: take the scope's deferred functions. */
@@ -568,6 +577,13 @@ static int l_run_check(lua_State *L) {
   return 1;
 }
 
+/* metatable(name) -> a corio metatable, so that init.lua can give it a
+** Lua __index (LuaJIT runs those far faster than a C one). */
+static int l_metatable(lua_State *L) {
+  luaL_getmetatable(L, luaL_checkstring(L, 1));
+  return 1;
+}
+
 /* methods(name) -> the methods table of a corio metatable, so that
 ** init.lua can wrap blocking methods. */
 static int l_methods(lua_State *L) {
@@ -640,7 +656,7 @@ static int l_idle(lua_State *L) {
   if (n >= 0) return n;
   corio_list_push(&rt->idle_waiters, &t->u.wait);
   rt->nidle++;
-  return corio__suspend(L, t, abort_idle, "wait_all_tasks_blocked", NULL);
+  return corio__suspend(rt, L, t, abort_idle, "wait_all_tasks_blocked", NULL);
 }
 
 static int l_checkpoints(lua_State *L) {
@@ -797,6 +813,7 @@ static const corio_reg funcs[] = {
     {"in_task", l_in_task},
     {"run_check", l_run_check},
     {"methods", l_methods},
+    {"metatable", l_metatable},
     {"running", l_running},
     {"register_own", l_register_own},
     {"vclock", l_vclock},

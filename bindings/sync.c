@@ -12,7 +12,7 @@
 /* ---- semaphore ---------------------------------------------------- */
 
 static corio_sem *check_sem(lua_State *L) {
-  return (corio_sem *)luaL_checkudata(L, 1, "corio.Semaphore");
+  return CORIO_CHECK(L, 1, corio_sem, CORIO_MAGIC_SEM, "corio.Semaphore");
 }
 
 static int l_sem_new(lua_State *L) {
@@ -29,6 +29,7 @@ static int l_sem_new(lua_State *L) {
                                            "expected, got %s",
                                            lua_tostring(L, 1)));
   s = (corio_sem *)lua_newuserdata(L, sizeof(*s));
+  s->magic = CORIO_MAGIC_SEM;
   s->count = n;
   corio_list_init(&s->waiters);
   luaL_getmetatable(L, "corio.Semaphore");
@@ -48,7 +49,7 @@ static int l_sem_acquire(lua_State *L) {
     return corio__fast(rt, L, t, 1);
   }
   corio_list_push(&s->waiters, &t->u.wait);
-  return corio__suspend(L, t, corio__abort_wait, "semaphore acquire", s);
+  return corio__suspend(rt, L, t, corio__abort_wait, "semaphore acquire", s);
 }
 
 static int l_sem_release(lua_State *L) {
@@ -83,12 +84,13 @@ static int l_sem_tostring(lua_State *L) {
 /* ---- lock ----------------------------------------------------------- */
 
 static corio_lock *check_lock(lua_State *L) {
-  return (corio_lock *)luaL_checkudata(L, 1, "corio.Lock");
+  return CORIO_CHECK(L, 1, corio_lock, CORIO_MAGIC_LOCK, "corio.Lock");
 }
 
 static int l_lock_new(lua_State *L) {
   corio_lock *k = (corio_lock *)lua_newuserdata(L, sizeof(*k));
   memset(k, 0, sizeof(*k));
+  k->magic = CORIO_MAGIC_LOCK;
   corio_list_init(&k->waiters);
   k->broken_ref = LUA_NOREF;
   luaL_getmetatable(L, "corio.Lock");
@@ -130,7 +132,7 @@ static int l_lock_acquire(lua_State *L) {
     return corio__fast(rt, L, t, 1);
   }
   corio_list_push(&k->waiters, &t->u.wait);
-  return corio__suspend(L, t, corio__abort_wait, "lock acquire", k);
+  return corio__suspend(rt, L, t, corio__abort_wait, "lock acquire", k);
 }
 
 static int l_lock_release(lua_State *L) {
@@ -180,11 +182,12 @@ static int l_lock_gc(lua_State *L) {
 /* ---- event ---------------------------------------------------------- */
 
 static corio_event *check_event(lua_State *L) {
-  return (corio_event *)luaL_checkudata(L, 1, "corio.Event");
+  return CORIO_CHECK(L, 1, corio_event, CORIO_MAGIC_EVENT, "corio.Event");
 }
 
 static int l_event_new(lua_State *L) {
   corio_event *e = (corio_event *)lua_newuserdata(L, sizeof(*e));
+  e->magic = CORIO_MAGIC_EVENT;
   e->set = 0;
   corio_list_init(&e->waiters);
   luaL_getmetatable(L, "corio.Event");
@@ -203,7 +206,7 @@ static int l_event_wait(lua_State *L) {
     return corio__fast(rt, L, t, 1);
   }
   corio_list_push(&e->waiters, &t->u.wait);
-  return corio__suspend(L, t, corio__abort_wait, "event wait", e);
+  return corio__suspend(rt, L, t, corio__abort_wait, "event wait", e);
 }
 
 static int l_event_set(lua_State *L) {

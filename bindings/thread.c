@@ -52,7 +52,7 @@ static int l_to_thread(lua_State *L) {
     corio__push_error(L, "error", uv_strerror(r));
     return 2;
   }
-  return corio__suspend(L, t, corio__abort_work_hook, "to_thread", obj);
+  return corio__suspend(rt, L, t, corio__abort_work_hook, "to_thread", obj);
 }
 
 int luaopen_corio_thread(lua_State *L) {

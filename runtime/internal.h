@@ -79,6 +79,7 @@ struct corio_scope {
 /* A scope entered by corio.scope/timeout/move_on_after/shield: a userdata
 ** of type "corio.Scope", pinned through ref while entered. */
 typedef struct corio_xscope {
+  uint32_t magic;        /* CORIO_MAGIC_SCOPE */
   corio_scope s;
   corio_timer deadline;  /* armed when the scope has a deadline */
   double seconds;        /* the relative timeout asked for, for messages */
@@ -99,8 +100,18 @@ enum { /* task->rtype: where the ended task's results are */
   CORIO_R_NONE, CORIO_R_NIL, CORIO_R_BOOL, CORIO_R_NUM, CORIO_R_TABLE
 };
 
+/* Each Lua-visible object starts with a magic number, so bindings can
+** check an argument's type with a load and a compare instead of a
+** registry lookup by name (luaL_checkudata) on every call. */
+enum {
+  CORIO_MAGIC_TASK = 0x7a534b31, CORIO_MAGIC_SCOPE = 0x7a53434f,
+  CORIO_MAGIC_SEM = 0x7a53454d, CORIO_MAGIC_LOCK = 0x7a4c434b,
+  CORIO_MAGIC_EVENT = 0x7a45564e, CORIO_MAGIC_CHANNEL = 0x7a43484e
+};
+
 struct corio_task {
-  corio_scope root;       /* the task body's scope (must stay first) */
+  uint32_t magic;         /* CORIO_MAGIC_TASK */
+  corio_scope root;       /* the task body's scope */
   corio_link sibling;     /* in root.parent->children while alive */
   lua_State *co;          /* the thread resumed by the scheduler */
   lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
@@ -135,6 +146,7 @@ struct corio_task {
 };
 
 struct corio_lock {
+  uint32_t magic;         /* CORIO_MAGIC_LOCK */
   corio_task *owner;      /* holder, or NULL */
   corio_lock *next_held;  /* in owner->locks */
   corio_link waiters;
@@ -142,20 +154,32 @@ struct corio_lock {
 };
 
 typedef struct corio_sem {
+  uint32_t magic;         /* CORIO_MAGIC_SEM */
   double count;
   corio_link waiters;
 } corio_sem;
 
 typedef struct corio_event {
+  uint32_t magic;         /* CORIO_MAGIC_EVENT */
   int set;
   corio_link waiters;
 } corio_event;
 
 typedef struct corio_channel {
+  uint32_t magic;         /* CORIO_MAGIC_CHANNEL */
   uint32_t cap, n, head;  /* ring of values in the userdata's env table */
   int closed;
   corio_link recvq, sendq;
 } corio_channel;
+
+/* A spawn site's function and its chunk name (see task.c). */
+#define CORIO_SRCCACHE 8
+typedef struct corio_srccache {
+  const void *fn;     /* the function, pinned by ref */
+  const char *src;    /* interned chunk name, NULL for corio's own */
+  int own;
+  int ref;
+} corio_srccache;
 
 #define CORIO_BUDGET 64       /* fast paths a task may take between yields */
 #define CORIO_POLL_EVERY 1024 /* resumes between libuv polls while busy */
@@ -172,7 +196,8 @@ struct corio_rt {
   corio_task *ready_head, *ready_tail;
   corio_task *current;      /* task being resumed, or NULL */
   corio_task *root;         /* root task of the running corio.run */
-  int anchor;               /* registry ref: table pinning tasks and refs */
+  int anchor;               /* registry ref: table pinning tasks */
+  int refs;                 /* registry ref: table of corio__ref values */
   int results;              /* registry ref: weak-keyed results table */
   int *free_slots;          /* free task slot pairs */
   int nfree, freecap, next_slot;
@@ -201,6 +226,7 @@ struct corio_rt {
   /* interned spawn-site chunk names (strdup'd, freed with the runtime) */
   char **srcs;
   uint32_t nsrcs, srcscap;
+  corio_srccache srccache[CORIO_SRCCACHE]; /* see spawn_site in task.c */
   int ud_tasks;             /* registry ref of the Task metatable */
   int ref_cancelled;        /* registry ref of the Cancelled class */
   int ref_coyield;          /* registry ref: coroutine.isyieldable */
@@ -231,8 +257,10 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive);
 /* loop.c */
 void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);
 int corio__run_root(corio_rt *rt, lua_State *L, int nargs);
-int corio__suspend(lua_State *L, corio_task *t, corio_abort_fn abort,
-                   const char *what, void *obj);
+int corio__suspend(corio_rt *rt, lua_State *L, corio_task *t,
+                   corio_abort_fn abort, const char *what, void *obj);
+int corio__yieldable(corio_rt *rt, lua_State *L);
+int corio__cannot_suspend(lua_State *L, const char *what);
 int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals);
 void corio__walk_tasks(corio_rt *rt, void (*fn)(corio_task *, void *),
                        void *ud);

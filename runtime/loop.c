@@ -30,12 +30,42 @@ void corio__deliver_cancelled(corio_task *t) {
                         "it waited");
 }
 
+int corio__yieldable(corio_rt *rt, lua_State *L) {
+  int ok;
+  rt->isyieldable(L);
+  ok = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return ok;
+}
+
+int corio__cannot_suspend(lua_State *L, const char *what) {
+  luaL_where(L, 2);
+  lua_pushfstring(
+      L,
+      "corio: %s cannot suspend the task here: it is called from inside "
+      "a C function (a table.sort comparator, a string.gsub callback, "
+      "a module body run by require, a metamethod or callback called "
+      "from C, or another library's C function), and LuaJIT cannot "
+      "yield across a C call. Make the call outside that function "
+      "(e.g. fetch the data first, then sort), or move the work into "
+      "a task of its own",
+      what);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
 /* Suspend the running task t from a lua_CFunction on thread L (t's own
 ** thread or a user coroutine inside it). The caller has armed its
 ** operation; abort undoes it on cancel (NULL: not abortable). Use as
 ** `return corio__suspend(...)`. */
-int corio__suspend(lua_State *L, corio_task *t, corio_abort_fn abort,
-                   const char *what, void *obj) {
+int corio__suspend(corio_rt *rt, lua_State *L, corio_task *t,
+                   corio_abort_fn abort, const char *what, void *obj) {
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) {
+    /* Undo the armed operation, then explain (instead of LuaJIT's bare
+    ** "attempt to yield across C-call boundary"). */
+    if (abort != NULL) abort(rt, t);
+    return corio__cannot_suspend(L, what);
+  }
   t->abort = abort;
   t->wait_what = what;
   t->wait_obj = obj;
@@ -52,6 +82,7 @@ int corio__suspend(lua_State *L, corio_task *t, corio_abort_fn abort,
 int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals) {
   if (--t->budget > 0) return nvals;
   t->budget = CORIO_BUDGET;
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) return nvals;
   lua_pushlightuserdata(L, CORIO_SENTINEL);
   lua_insert(L, -(nvals + 1));
   t->wait_L = L;

@@ -42,21 +42,19 @@ int corio__ref(corio_rt *rt, lua_State *L) {
     return LUA_REFNIL;
   }
   ref = rt->nfreerefs ? rt->free_refs[--rt->nfreerefs] : ++rt->next_ref;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-  lua_rawgeti(L, -1, 0);        /* the refs table lives at anchor[0] */
-  lua_pushvalue(L, -3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->refs);
+  lua_insert(L, -2);
   lua_rawseti(L, -2, ref);
-  lua_pop(L, 3);
+  lua_pop(L, 1);
   return ref;
 }
 
 void corio__unref(corio_rt *rt, lua_State *L, int ref) {
   if (ref <= 0) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-  lua_rawgeti(L, -1, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->refs);
   lua_pushnil(L);
   lua_rawseti(L, -2, ref);
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   /* On ENOMEM the ref number is just never reused. */
   (void)push_int(&rt->free_refs, &rt->nfreerefs, &rt->freerefscap, ref);
 }
@@ -66,19 +64,16 @@ void corio__getref(corio_rt *rt, lua_State *L, int ref) {
     lua_pushnil(L);
     return;
   }
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-  lua_rawgeti(L, -1, 0);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->refs);
   lua_rawgeti(L, -1, ref);
-  lua_replace(L, -3);
-  lua_pop(L, 1);
+  lua_remove(L, -2);
 }
 
 void corio__setref(corio_rt *rt, lua_State *L, int ref) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-  lua_rawgeti(L, -1, 0);
-  lua_pushvalue(L, -3);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->refs);
+  lua_insert(L, -2);
   lua_rawseti(L, -2, ref);
-  lua_pop(L, 3);
+  lua_pop(L, 1);
 }
 
 void corio__push_anchor(corio_rt *rt, lua_State *L) {
@@ -172,10 +167,10 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   corio_list_init(&rt->idle_waiters);
   rt->next_id = 1;
 
-  lua_newtable(L);                  /* anchor */
-  lua_newtable(L);
-  lua_rawseti(L, -2, 0);            /* anchor[0] = refs */
+  lua_newtable(L);                  /* anchor: task slots */
   rt->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                  /* refs */
+  rt->refs = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);                  /* results, weak keys */
   lua_newtable(L);
   lua_pushliteral(L, "k");
@@ -229,6 +224,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     lua_pushnil(rt->L);
     lua_setfield(rt->L, LUA_REGISTRYINDEX, RT_KEY);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->anchor);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->refs);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->results);
   }
   corio__work_states_free(rt);

@@ -13,14 +13,36 @@
 #define TASK_CO(slot) (2 * (slot) + 2)
 
 /* Record where the spawning code is: the first frame outside corio's own
-** Lua files. Only the chunk name (interned) and line are kept. */
+** Lua files. Only the chunk name (interned) and line are kept. Chunk names
+** come from a small cache keyed by the frame's function, which the cache
+** pins (so a hit cannot be a new function at a freed one's address):
+** formatting the chunk name on every spawn would cost as much as the
+** rest of spawn. */
 static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_Debug ar;
   int level;
   for (level = 1; level < 6 && lua_getstack(L, level, &ar); level++) {
-    if (!lua_getinfo(L, "Sl", &ar)) break;
-    if (ar.currentline > 0 && !corio__is_own_src(rt, ar.source)) {
-      t->spawn_src = corio__intern_src(rt, ar.source);
+    const void *fn;
+    corio_srccache *c;
+    if (!lua_getinfo(L, "fl", &ar)) break;
+    fn = lua_topointer(L, -1);
+    c = &rt->srccache[((uintptr_t)fn >> 4) & (CORIO_SRCCACHE - 1)];
+    if (c->fn != fn) {
+      lua_pushvalue(L, -1);
+      if (c->ref == 0) c->ref = corio__ref(rt, L);
+      else corio__setref(rt, L, c->ref);
+      if (!lua_getinfo(L, ">S", &ar)) {
+        c->fn = NULL;
+        break;
+      }
+      c->fn = fn;
+      c->own = corio__is_own_src(rt, ar.source);
+      c->src = c->own ? NULL : corio__intern_src(rt, ar.source);
+    } else {
+      lua_pop(L, 1);
+    }
+    if (ar.currentline > 0 && !c->own) {
+      t->spawn_src = c->src;
       t->spawn_line = ar.currentline;
       return;
     }
@@ -39,6 +61,7 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   co = lua_newthread(L);
   t = (corio_task *)lua_newuserdata(L, sizeof(*t));
   memset(t, 0, sizeof(*t));
+  t->magic = CORIO_MAGIC_TASK;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ud_tasks);
   lua_setmetatable(L, -2);
   slot = corio__slot_alloc(rt);

@@ -249,17 +249,38 @@ do
     error(e, 0)
   end
   local recv
-  local function recv_done(ch, ok, ...)
-    if ok then return ... end
-    local e = ...
+  local function recv_fail(ch, e)
     if e == NOLOOP then return run(recv, ch) end
     error(e, 0)
   end
-  recv = function(ch) return recv_done(ch, c_recv(ch)) end
+  recv = function(ch)
+    local ok, v, closed = c_recv(ch)
+    if ok then
+      if closed then return nil, closed end
+      return v
+    end
+    return recv_fail(ch, v)
+  end
   Chan.send, Chan.recv = send, recv
   function Chan.iter(ch)
     return function() return (recv(ch)) end
   end
+end
+
+-- Method lookup in Lua: the C __index stays for properties (task.name,
+-- scope.cancelled, ...), methods are found first with one table lookup.
+for _, name in ipairs { "corio.Task", "corio.Scope", "corio.Semaphore", "corio.Channel" } do
+  local mt = core.metatable(name)
+  local methods, get = mt.methods, mt.__index
+  mt.__index = function(self, k)
+    local m = methods[k]
+    if m ~= nil then return m end
+    return get(self, k)
+  end
+end
+for _, name in ipairs { "corio.Lock", "corio.Event" } do
+  local mt = core.metatable(name)
+  mt.__index = mt.methods
 end
 
 -- user coroutines (rule 13) ------------------------------------------------
