@@ -87,8 +87,9 @@ static int l_task_cancel(lua_State *L) {
 }
 
 static int abort_join(corio_rt *rt, corio_task *t) {
+  corio_task *target = t->wait_obj;
   (void)rt;
-  corio_list_remove(&t->u.wait);
+  corio_ring_remove(&target->joiners, &t->u.wait);
   return 1;
 }
 
@@ -104,7 +105,7 @@ static int l_task_join(lua_State *L) {
   }
   if (t == me)
     return luaL_error(L, "task:join(): a task cannot join itself");
-  corio_list_push(&t->joiners, &me->u.wait);
+  corio_ring_push(&t->joiners, &me->u.wait);
   return corio__suspend(rt, L, me, abort_join, "join", t);
 }
 
@@ -173,7 +174,6 @@ static int l_sleep(lua_State *L) {
     corio__ready(rt, t, NULL);
     t->budget = CORIO_BUDGET;
     t->wait_L = L;
-    t->wait_what = "yield";
     lua_pushlightuserdata(L, CORIO_SENTINEL);
     lua_insert(L, -2);
     return lua_yield(L, 2);
@@ -251,7 +251,6 @@ static int l_yield(lua_State *L) {
   corio__ready(rt, t, NULL);
   t->budget = CORIO_BUDGET;
   t->wait_L = L;
-  t->wait_what = "yield";
   lua_pushlightuserdata(L, CORIO_SENTINEL);
   lua_pushboolean(L, 1);
   return lua_yield(L, 2);
@@ -511,6 +510,7 @@ static int l_task_fail(lua_State *L) {
     if (t->root.errs == LUA_NOREF) t->root.caught = 1;
     return 0;
   }
+  corio__wrap_error(rt, L, NULL, t);
   corio__scope_add_error(rt, L, &t->root, 1);
   return 0;
 }
@@ -538,8 +538,8 @@ static void add_task(corio_task *t, void *ud) {
     corio__task_name(c->rt, L, t->root.parent->owner);
     lua_setfield(L, -2, "parent");
   }
-  if (t->state == CORIO_ST_BLOCKED || t->state == CORIO_ST_READY) {
-    if (t->wait_what != NULL && t->status != CORIO_PENDING) {
+  if (t->state == CORIO_ST_BLOCKED) {
+    if (t->wait_what != NULL) {
       lua_pushstring(L, t->wait_what);
       lua_setfield(L, -2, "waiting");
     }

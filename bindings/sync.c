@@ -92,6 +92,7 @@ static int l_lock_new(lua_State *L) {
   memset(k, 0, sizeof(*k));
   k->magic = CORIO_MAGIC_LOCK;
   corio_list_init(&k->waiters);
+  corio_list_init(&k->held);
   k->broken_ref = LUA_NOREF;
   luaL_getmetatable(L, "corio.Lock");
   lua_setmetatable(L, -2);
@@ -104,12 +105,6 @@ static int push_broken(corio_rt *rt, lua_State *L, corio_lock *k) {
   corio__push_error(L, "broken", lua_tostring(L, -1));
   lua_remove(L, -2);
   return 2;
-}
-
-static void hold(corio_lock *k, corio_task *t) {
-  k->owner = t;
-  k->next_held = t->locks;
-  t->locks = k;
 }
 
 static int l_lock_acquire(lua_State *L) {
@@ -127,7 +122,7 @@ static int l_lock_acquire(lua_State *L) {
     return lua_error(L);
   }
   if (k->owner == NULL && corio_list_empty(&k->waiters)) {
-    hold(k, t);
+    corio__lock_hold(rt, k, t);
     lua_pushboolean(L, 1);
     return corio__fast(rt, L, t, 1);
   }
@@ -155,7 +150,7 @@ static int l_lock_release(lua_State *L) {
   corio__lock_unlink(k);
   w = corio__wq_shift(&k->waiters);
   if (w != NULL) {
-    hold(k, w);
+    corio__lock_hold(rt, k, w);
     corio__ready(rt, w, corio__deliver_true);
   }
   return 0;

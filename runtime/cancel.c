@@ -46,10 +46,7 @@ static void wake_blocked(corio_rt *rt, corio_task *t) {
   corio_abort_fn abort;
   if (t->state != CORIO_ST_BLOCKED || t->abort == NULL) return;
   abort = t->abort;
-  if (!abort(rt, t)) {
-    t->cancel_pending = 1;
-    return;
-  }
+  if (!abort(rt, t)) return;
   t->abort = NULL;
   corio__ready(rt, t, corio__deliver_cancelled);
 }

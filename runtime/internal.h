@@ -30,8 +30,8 @@ typedef struct corio_lock corio_lock;
 /* A hook run when a blocked task is cancelled: undo what the blocking
 ** operation holds (leave a queue, stop a transfer). Returns 1 if the task
 ** can be woken now, 0 if the operation cannot be undone and will wake the
-** task itself when it completes (its result is then replaced by Cancelled
-** at the next checkpoint). Idempotent. */
+** task itself when it completes (its result stands; the cancel surfaces
+** at the next checkpoint, as cur->eff stays set). Idempotent. */
 typedef int (*corio_abort_fn)(corio_rt *rt, corio_task *t);
 /* Pushes a woken task's resume values onto t->co just before it runs. */
 typedef void (*corio_deliver_fn)(corio_task *t);
@@ -39,10 +39,10 @@ typedef void (*corio_deliver_fn)(corio_task *t);
 enum { CORIO_TIMER_SLEEP = 1, CORIO_TIMER_DEADLINE = 2 };
 
 struct corio_timer {
-  uint64_t when;  /* deadline in ns of the runtime clock */
-  uint32_t idx;   /* heap position; UINT32_MAX while not armed */
-  uint32_t seq;   /* arming order, breaks ties so equal deadlines are FIFO */
-  uint8_t kind;   /* CORIO_TIMER_* : what contains this timer */
+  uint64_t when;      /* deadline in ns of the runtime clock */
+  uint32_t idx;       /* heap position; UINT32_MAX while not armed */
+  uint32_t seq : 30;  /* arming order: equal deadlines fire FIFO */
+  uint32_t kind : 2;  /* CORIO_TIMER_*: what contains this timer */
 };
 
 enum {
@@ -61,16 +61,16 @@ struct corio_scope {
   corio_task *owner;    /* task whose body runs in this scope */
   corio_link children;  /* live tasks spawned into this scope */
   uint32_t nchildren;
-  uint8_t kind;         /* CORIO_SCOPE_* */
-  uint8_t cancelled;    /* cancel() was called or the deadline fired */
   uint8_t eff;          /* effectively cancelled: cancelled, or parent->eff
                            and not shielded. Checkpoints read only this. */
-  uint8_t shield;
-  uint8_t closed;       /* returned: takes no new children */
-  uint8_t fired;        /* its own deadline fired */
-  uint8_t waiting;      /* owner is blocked until nchildren == 0 */
-  uint8_t caught;       /* a Cancelled belonging to this scope was absorbed */
-  uint8_t child_cancelled; /* a child task ended cancelled */
+  uint8_t kind : 3;     /* CORIO_SCOPE_* */
+  uint8_t cancelled : 1; /* cancel() was called or the deadline fired */
+  uint8_t shield : 1;
+  uint8_t closed : 1;   /* returned: takes no new children */
+  uint8_t fired : 1;    /* its own deadline fired */
+  uint8_t waiting : 1;  /* owner is blocked until nchildren == 0 */
+  uint8_t caught : 1;   /* a Cancelled belonging to this scope was absorbed */
+  uint8_t child_cancelled : 1; /* a child task ended cancelled */
   corio_scope *work;    /* worklist link during cancel propagation */
   int errs;             /* anchor ref: array of errors recorded, or NOREF */
   int defers;           /* anchor ref: array of deferred functions, or NOREF */
@@ -111,44 +111,48 @@ enum {
 
 struct corio_task {
   uint32_t magic;         /* CORIO_MAGIC_TASK */
+  uint32_t id;
   corio_scope root;       /* the task body's scope */
   corio_link sibling;     /* in root.parent->children while alive */
   lua_State *co;          /* the thread resumed by the scheduler */
   lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
-  corio_task *ready_next; /* ready queue link */
+  union {
+    corio_task *ready_next; /* ready queue link, while ready */
+    const char *wait_what;  /* "sleep", "channel recv"..., while blocked */
+  };
   corio_scope *cur;       /* innermost scope: checkpoints test cur->eff */
   union {
     corio_timer sleep;    /* CORIO_TIMER_SLEEP while in corio.sleep */
     corio_link wait;      /* in a waiter queue while blocked on an object */
   } u;
-  corio_abort_fn abort;   /* set while blocked and abortable */
-  corio_deliver_fn deliver; /* set while ready with values still to push */
-  void *wait_obj;         /* the object waited on (lock, channel, host op) */
-  const char *wait_what;  /* "sleep", "channel recv", ... for tasks() */
-  corio_link joiners;     /* tasks blocked in join() on this one */
-  corio_lock *locks;      /* locks this task holds (lock->next_held) */
-  double rnum;            /* result when rtype is NUM or BOOL */
+  union {                 /* a blocked task has no deliver hook, and a
+                             ready one no abort hook */
+    corio_abort_fn abort;     /* set while blocked and abortable */
+    corio_deliver_fn deliver; /* set while ready with values to push */
+  };
+  union {
+    void *wait_obj;       /* the object waited on (lock, channel, host op) */
+    double rnum;          /* after the end: result if rtype is NUM/BOOL */
+  };
+  corio_link *joiners;    /* ring of tasks blocked in join() on this one */
   const char *spawn_src;  /* interned chunk name of the spawn site */
   int spawn_line;
-  uint32_t id;
   int slot;               /* anchor slot pair, -1 once ended */
   int name_ref;           /* anchor ref to a name string, or NOREF */
   int wait_ref;           /* anchor ref: value of a blocked send, or NOREF */
   uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
   uint16_t budget;        /* fast-path completions left before a yield */
+  uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
   uint8_t status;         /* CORIO_PENDING.. */
   uint8_t state;          /* CORIO_ST_* */
   uint8_t rtype;          /* CORIO_R_* */
-  uint8_t cancel_pending; /* cancelled while in an operation that cannot be
-                             undone; Cancelled is raised at the next
-                             checkpoint (cur->eff stays set anyway) */
-  uint8_t is_root;
+  uint8_t in_defers;      /* the thread running is the defer thread */
 };
 
 struct corio_lock {
   uint32_t magic;         /* CORIO_MAGIC_LOCK */
   corio_task *owner;      /* holder, or NULL */
-  corio_lock *next_held;  /* in owner->locks */
+  corio_link held;        /* in rt->held_locks while owned */
   corio_link waiters;
   int broken_ref;         /* anchor ref: message naming the dead owner */
 };
@@ -208,6 +212,7 @@ struct corio_rt {
   uint32_t nexternal;       /* pending operations that wake tasks from
                                outside: fs, curl, threads, host ops */
   uint32_t nidle;           /* tasks in wait_all_tasks_blocked */
+  corio_link held_locks;    /* locks that have an owner (lock->held) */
   corio_link idle_waiters;
   int running;              /* inside corio__run_root */
   int interrupted;          /* SIGINT seen */
@@ -317,6 +322,7 @@ int corio__abort_wait(corio_rt *rt, corio_task *t);
 corio_task *corio__wq_shift(corio_link *q);
 void corio__wq_wake_all(corio_rt *rt, corio_link *q, corio_deliver_fn fn);
 void corio__lock_unlink(corio_lock *k);
+void corio__lock_hold(corio_rt *rt, corio_lock *k, corio_task *t);
 void corio__locks_release_dead(corio_rt *rt, lua_State *L, corio_task *t);
 
 #endif

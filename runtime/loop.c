@@ -86,7 +86,6 @@ int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals) {
   lua_pushlightuserdata(L, CORIO_SENTINEL);
   lua_insert(L, -(nvals + 1));
   t->wait_L = L;
-  t->wait_what = "yield";
   corio__ready(rt, t, NULL);
   return lua_yield(L, nvals + 1);
 }
@@ -116,7 +115,6 @@ static void resume(corio_rt *rt, corio_task *t) {
       /* A bare coroutine.yield() in a task body: treat as corio.yield()
       ** without the checkpoint; the yielded values are dropped. */
       lua_settop(co, 0);
-      t->wait_what = "yield";
       corio__ready(rt, t, NULL);
     }
     return;
@@ -267,7 +265,6 @@ int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
   root = corio__spawn(rt, L, NULL, nargs);
   ud = lua_gettop(L);
-  root->is_root = 1;
   rt->root = root;
   uv_signal_start(&rt->sigint, on_sigint, SIGINT);
   while (root->state != CORIO_ST_ENDED) {

@@ -40,4 +40,29 @@ static inline corio_link *corio_list_shift(corio_link *h) {
   return n;
 }
 
+/* A queue known by a pointer to its first node (NULL when empty), for
+** owners that cannot spare a whole list head: the nodes form a circle. */
+static inline void corio_ring_push(corio_link **head, corio_link *n) {
+  if (*head == NULL) {
+    n->prev = n->next = n;
+    *head = n;
+  } else {
+    n->next = *head;
+    n->prev = (*head)->prev;
+    (*head)->prev->next = n;
+    (*head)->prev = n;
+  }
+}
+
+static inline void corio_ring_remove(corio_link **head, corio_link *n) {
+  if (*head == n) *head = n->next == n ? NULL : n->next;
+  corio_list_remove(n);
+}
+
+static inline corio_link *corio_ring_shift(corio_link **head) {
+  corio_link *n = *head;
+  if (n != NULL) corio_ring_remove(head, n);
+  return n;
+}
+
 #endif

@@ -165,6 +165,7 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   rt->sigusr1.data = rt;
   uv_unref((uv_handle_t *)&rt->sigusr1);
   corio_list_init(&rt->idle_waiters);
+  corio_list_init(&rt->held_locks);
   rt->next_id = 1;
 
   lua_newtable(L);                  /* anchor: task slots */

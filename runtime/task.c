@@ -79,7 +79,6 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
 
   corio__scope_init(&t->root, CORIO_SCOPE_TASK, t, parent);
   corio_list_init(&t->sibling);
-  corio_list_init(&t->joiners);
   t->co = co;
   t->cur = &t->root;
   t->slot = slot;
@@ -110,8 +109,10 @@ void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
 void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
   lua_State *co = t->co;
   lua_State *L = rt->L;
-  if (t->state == CORIO_ST_ENDING) {
+  if (t->in_defers) {
     /* The defer thread ended; handler errors were recorded by it. */
+    t->in_defers = 0;
+    t->state = CORIO_ST_ENDING;
     t->root.defers = LUA_NOREF;
     corio__task_try_finish(rt, t);
     return;
@@ -208,6 +209,24 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
 static void start_defers(corio_rt *rt, corio_task *t) {
   lua_State *L = rt->L;
   lua_State *d;
+  if (t->rtype == CORIO_R_NUM || t->rtype == CORIO_R_BOOL ||
+      t->rtype == CORIO_R_NIL) {
+    /* rnum shares its storage with wait_obj, which a deferred function
+    ** that blocks (in a shield) would overwrite: keep the result on a
+    ** holder thread instead, as multiple results are kept. */
+    lua_State *h;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+    lua_rawgeti(L, -1, TASK_UD(t->slot));
+    lua_replace(L, -2);
+    h = lua_newthread(L);
+    if (t->rtype == CORIO_R_NUM) lua_pushnumber(h, t->rnum);
+    else if (t->rtype == CORIO_R_BOOL) lua_pushboolean(h, t->rnum != 0);
+    else lua_pushnil(h);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+    t->rtype = CORIO_R_TABLE;
+  }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
   d = lua_newthread(L);
   lua_rawseti(L, -2, TASK_CO(t->slot));   /* pins d instead of the body */
@@ -218,6 +237,7 @@ static void start_defers(corio_rt *rt, corio_task *t) {
   t->root.defers = LUA_NOREF;
   lua_xmove(L, d, 2);
   t->co = d;
+  t->in_defers = 1;
   t->status = CORIO_PENDING;   /* resume passes the function's args */
   corio__ready(rt, t, NULL);
 }
@@ -262,8 +282,8 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
   } else {
     t->status = CORIO_DONE;
   }
-  if (t->locks != NULL) corio__locks_release_dead(rt, L, t);
-  while ((l = corio_list_shift(&t->joiners)) != NULL) {
+  if (t->nlocks > 0) corio__locks_release_dead(rt, L, t);
+  while ((l = corio_ring_shift(&t->joiners)) != NULL) {
     corio_task *j = corio_container_of(l, corio_task, u.wait);
     int n;
     j->abort = NULL;

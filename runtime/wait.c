@@ -28,25 +28,29 @@ void corio__wq_wake_all(corio_rt *rt, corio_link *q, corio_deliver_fn fn) {
   while ((t = corio__wq_shift(q)) != NULL) corio__ready(rt, t, fn);
 }
 
+void corio__lock_hold(corio_rt *rt, corio_lock *k, corio_task *t) {
+  k->owner = t;
+  t->nlocks++;
+  corio_list_push(&rt->held_locks, &k->held);
+}
+
 void corio__lock_unlink(corio_lock *k) {
-  corio_task *o = k->owner;
-  corio_lock **p;
-  if (o == NULL) return;
-  for (p = &o->locks; *p != NULL; p = &(*p)->next_held)
-    if (*p == k) {
-      *p = k->next_held;
-      break;
-    }
-  k->next_held = NULL;
+  if (k->owner == NULL) return;
+  k->owner->nlocks--;
   k->owner = NULL;
+  corio_list_remove(&k->held);
 }
 
 /* Task t ended holding locks: each becomes broken. Its waiters, and every
-** later acquire, get an error of kind "broken" naming t. */
+** later acquire, get an error of kind "broken" naming t. Tasks rarely end
+** holding a lock, so finding them by a scan of the held locks is fine. */
 void corio__locks_release_dead(corio_rt *rt, lua_State *L, corio_task *t) {
-  while (t->locks != NULL) {
-    corio_lock *k = t->locks;
+  corio_link *l = rt->held_locks.next;
+  while (t->nlocks > 0 && l != &rt->held_locks) {
+    corio_lock *k = corio_container_of(l, corio_lock, held);
     corio_task *w;
+    l = l->next;
+    if (k->owner != t) continue;
     corio__lock_unlink(k);
     corio__task_name(rt, L, t);
     lua_pushfstring(L, "lock broken: its owner (%s) ended while holding "
