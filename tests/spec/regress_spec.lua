@@ -1,0 +1,55 @@
+-- regress_spec.lua: regression tests for bugs found in the core, one per
+-- bug, each written before its fix.
+local corio = require "corio"
+
+describe("regressions", function()
+  it("a task's own defer does not overwrite its number result", function()
+    local t = corio.spawn(function()
+      corio.defer(function() end)
+      return 42
+    end)
+    assert.same({ 42 }, { t:join() })
+  end)
+
+  it("a task's defer that blocks in a shield keeps the results", function()
+    local t1 = corio.spawn(function()
+      corio.defer(function() corio.shield(corio.sleep, 0.001) end)
+      return true
+    end)
+    local t2 = corio.spawn(function()
+      corio.defer(function() corio.shield(corio.sleep, 0.001) end)
+      return 1, "two", 3
+    end)
+    assert.same({ true }, { t1:join() })
+    assert.same({ 1, "two", 3 }, { t2:join() })
+  end)
+
+  it("an error in a task's own defer is wrapped like a body error", function()
+    local t
+    local ok, err = pcall(corio.scope, function(s)
+      t = s:spawn(function()
+        corio.defer(function() error("in defer", 0) end)
+        return 1
+      end)
+    end)
+    assert.is_false(ok)
+    assert.equal("error", err.kind)
+    assert.equal("in defer", err.value)
+    assert.equal("failed", t:status())
+  end)
+
+  it("recv returns exactly one value for a value, two at the end", function()
+    local ch = corio.channel(1)
+    ch:send("x")
+    ch:close()
+    assert.equal(1, select("#", ch:recv()))
+    assert.same({ nil, "closed" }, { ch:recv() })
+  end)
+
+  it("a deadline that cuts a child short makes move_on_after false", function()
+    local r = corio.move_on_after(0.01, function()
+      corio.spawn(corio.sleep, 10)
+    end)
+    assert.is_false(r)
+  end)
+end)
