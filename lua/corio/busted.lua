@@ -8,7 +8,8 @@ busted's `finally`. So spec files call async functions directly. File and
 `describe` bodies (also `insulate` and `expose`) only declare tests and stay
 plain calls; a blocking corio call there runs synchronously (SPEC §1 rule 11).
 A test's bodies are separate root tasks: before_each, the test, its finally
-and after_each each get their own loop run and their own timeout.
+and after_each each get their own loop run and their own timeout. The root
+task is named after the test (or the hook) in corio.tasks().
 
 Timeouts (default 5 s; the environment variable CORIO_TEST_TIMEOUT changes
 the default, "off" disables it):
@@ -20,37 +21,47 @@ the default, "off" disables it):
   it("slow", cb.timeout(1, function() ... end))   -- this one body
   cb.timeout(false)       -- no timeout (a hung test then hangs)
 
-A body that has not ended when its timeout fires fails with "timed out after
-N s" and, taken from corio.tasks() before anything is cancelled, every task
-of the test with the file:line where it was suspended. A body that returns
-while tasks it spawned are still alive fails with "test left tasks running"
-and names them; they are cancelled. "Still alive" is judged after the other
-tasks had the chance to run until they all block
-(corio.testing.wait_all_tasks_blocked), so a child that just finishes
-without blocking is not reported.
+A body that has not ended when its timeout fires fails with "test timed out
+after N s" and every task of the test with the file:line where it was
+suspended, taken from corio.tasks() before anything is cancelled. The
+timeout counts real time, also under corio.testing.autojump. A test that
+waits for something that can never happen is reported this way too (the
+timeout's timer keeps corio's deadlock detection from firing; with
+timeout(false) the deadlock error is reported instead). A body that
+returns while tasks it spawned are still alive fails with "test left N
+tasks running" and names them, with where they are suspended; they are
+cancelled. "Still alive" is judged after the other tasks ran until all of
+them block (corio.testing.wait_all_tasks_blocked), so a child that just
+finishes without blocking is not reported.
 
-Errors: an error that leaves a body crosses the root task's boundary, so
-corio wraps strings and luassert's tables in an error of kind "error" with
-the original in `.value`. The original value is raised again to busted, so
-an assertion is reported as an ordinary failure with its own message,
-`pending()` stays pending and a string error stays an error. The corio
-traceback (the raising task's stack and where it was spawned) goes into
-busted's trace (shown with -v) and, for string errors, after the message.
-Other real errors of the same scope (`err.errors`) are appended as notes.
+Errors: corio wraps a string or luassert table that crosses a task
+boundary in an error of kind "error" with the original in `.value`; the
+original is raised again to busted, so an assertion (in the test or in a
+child task) is an ordinary failure with luassert's message, `pending()`
+stays pending and a string error stays an error. The body's own errors
+are caught where they are raised. The traceback of the raising task (and
+where it was spawned), without the integration's frames, goes after the
+message of string and corio errors, and into busted's trace for failures
+(busted prints it with -v). Other real errors of the same test
+(`err.errors`) are appended as a note.
 
 The hook: busted/core.lua's `busted.safe(descriptor, run, element)` runs
-every block; run() wraps `safe` on the busted instance as busted.core
-creates it, and turns the body blocks' `run` into the task-running function
-above. `busted.getTrace` is wrapped so that busted reports the task's trace
-rather than this file's frame. Everything else (output handlers, --filter,
---pattern, .busted files) is busted's own. run() returns the number of
-failures plus errors, as busted's runner counts them (capped at 255 so that
-it never wraps to 0), 0 for a clean run, and 1 for a usage error.
+every block. run() wraps `safe` on the busted instance when busted.core
+creates it, and replaces the `run` of body blocks by the task-running
+function; `busted.getTrace` is wrapped to hand busted the task's trace
+instead of this file's frame. Everything else (output handlers, --filter,
+--pattern, --tags, .busted files) is busted's own.
+
+run() returns the number of failures plus errors as busted's runner counts
+them (capped at 255 so that it never wraps to 0), 0 for a clean run, 1 for
+a usage error, and 130 after SIGINT: SIGINT cancels the running body (its
+cleanup runs), no further test runs, the enclosing teardowns still do.
 
 Not here: the virtual clock (corio.testing), the CLI (bindings/cli.c).
 ]]
 
 local corio = require "corio"
+local testing = require "corio.testing"
 
 local M = {}
 
@@ -68,10 +79,11 @@ local BODY = {
 -- package.loaded, so that a spec's require does not load them again for
 -- every file (a C module would run its luaopen_ twice). Missing ones are
 -- skipped; a real load error shows up at the spec's own require.
-local PRELOAD = { "corio.testing", "corio.fs", "corio.http" }
+local PRELOAD = { "corio.fs", "corio.http" }
 
 local the_busted          -- the busted instance of the running `corio test`
 local ran = false         -- busted's runner works once per process
+local interrupted = false -- SIGINT cancelled a body: stop, exit 130
 -- Per block (busted context element: suite, file, describe) and per body
 -- function: seconds, or false for none. Weak keys: busted owns both.
 local block_timeouts = setmetatable({}, { __mode = "k" })
@@ -89,7 +101,8 @@ local function dir_of(path)
   return path and path:match("^(.*)/[^/]*$")
 end
 
-local own_dir = dir_of(debug.getinfo(1, "S").source:match("^@(.*)"))
+local own_file = debug.getinfo(1, "S").source:match("^@(.*)")
+local own_dir = dir_of(own_file)
 local busted_dir
 do
   local ok, core = pcall(require, "busted.core")
@@ -130,6 +143,32 @@ local function user_frame(tb)
     if not internal(file) then return file, tonumber(line) end
   end
   return nil
+end
+
+-- A task's traceback without the frames of this file, which runs every
+-- body, and, as busted's own traces do, starting at the first frame in the
+-- user's code (not in error(), luassert, busted or corio).
+local function trim_traceback(tb)
+  local lines, leading = {}, true
+  for line in (tb .. "\n"):gmatch("([^\n]*)\n") do
+    local frame = line:match("^%s*([^\n]-):%d+: in ")
+      or line:match("^%s*(%[C%]): in ")
+    local file = frame or line:match(" spawned at ([^\n]-):%d+%)$")
+    if frame and leading and internal(frame) then
+      file = own_file
+    elseif frame then
+      leading = false
+    end
+    if not (file and same_path(file, own_file)) then
+      lines[#lines + 1] = line
+    end
+  end
+  while lines[#lines] == "" do lines[#lines] = nil end
+  -- the xpcall that ran the body sat right below it
+  if (lines[#lines] or ""):match("^%s*%[C%]: in function 'xpcall'$") then
+    lines[#lines] = nil
+  end
+  return table.concat(lines, "\n")
 end
 
 local function make_trace(element, file, line, traceback, message)
@@ -209,8 +248,10 @@ end
 ---------------------------------------------------------------------------
 -- Running one body as a root task
 
-local function describe_task(e)
-  local s = ("'%s' (%s"):format(tostring(e.name), tostring(e.status))
+local function describe_task(e, root)
+  local s = ("'%s' (%s%s"):format(tostring(e.name),
+    rawequal(e.task, root) and "the test's own task, " or "",
+    tostring(e.status))
   if e.parent then s = s .. ", child of '" .. tostring(e.parent) .. "'" end
   s = s .. ")"
   if e.where then
@@ -232,44 +273,64 @@ local function tasks_but(a, b)
   return list
 end
 
--- Let the test's other tasks run until all of them block, so that a child
--- which just finishes is not taken for one left running.
-local function settle()
-  local testing = package.loaded["corio.testing"]
-  if type(testing) == "table" and testing.wait_all_tasks_blocked then
-    testing.wait_all_tasks_blocked()
-  else
-    corio.yield()
-  end
-end
-
--- Runs body as corio.run's root task, inside a scope next to a watcher
--- task that sleeps `seconds`, lists the tasks and cancels the scope.
--- scope:cancel() makes the scope return normally (SPEC rule 5), so the
--- flags in `out` say whether the body ended, timed out or left tasks.
-local function run_task(body, seconds)
+-- Runs body as the root task of corio.run (named `name`). A watcher child
+-- sleeps `seconds` of real time (the body may run on corio.testing's
+-- virtual clock), lists the tasks and cancels the root; the flags in `out`
+-- say whether the body ended, raised, timed out or left tasks.
+-- Once the body has returned, the other tasks get to run until all of them
+-- block (wait_all_tasks_blocked), so that a child which just finishes is
+-- not taken for one left running; what is still alive then was left, and
+-- is cancelled (task:cancel() is no error of the root's scope).
+-- The body's own error is caught where it is raised, with its traceback,
+-- and the other tasks are cancelled at once: a Cancelled that the body
+-- raises itself (join() on a task it cancelled) is not an error of the
+-- root's scope, so the run would otherwise wait for them all. A child's
+-- real error still ends corio.run (SPEC rule 2).
+local function run_task(body, seconds, name)
   local out = {}
+  local function cancel_all(list)
+    for _, e in ipairs(list) do e.task:cancel() end
+  end
+  local function on_error(e)
+    out.body_tb = (debug.traceback("", 2):gsub("^\n", ""))
+    return e
+  end
   local ok, err = pcall(corio.run, function()
     local root = corio.current()
+    root.name = name
     out.root = root
-    corio.scope(function(s)
-      local watcher
-      if seconds then
-        watcher = s:spawn(function()
-          corio.sleep(seconds)
-          out.timed_out = true
+    local watcher
+    if seconds then
+      watcher = corio.spawn(function()
+        testing.sleep_real(seconds)
+        out.timed_out = true
+        if out.returned then
+          -- a task that never blocks kept wait_all_tasks_blocked busy
+          out.left = tasks_but(corio.current(), root)
+          cancel_all(out.left)
+        else
           out.tasks = tasks_but(corio.current())
-          s:cancel()
-        end)
-      end
-      body()
-      if out.timed_out then return end
-      settle()
-      if out.timed_out then return end
-      local left = tasks_but(root, watcher)
-      if #left > 0 then out.left = left end
-      s:cancel()
-    end)
+          root:cancel()
+        end
+      end)
+      watcher.name = "corio.busted timeout"
+    end
+    local body_ok, e = xpcall(body, on_error)
+    if not body_ok then out.raised, out.body_error = true, e end
+    if out.timed_out then return end
+    if not body_ok then
+      cancel_all(tasks_but(root))
+      return
+    end
+    out.returned = true
+    testing.wait_all_tasks_blocked()
+    if out.timed_out then return end
+    local left = tasks_but(root, watcher)
+    if #left > 0 then
+      out.left = left
+      cancel_all(left)
+    end
+    if watcher then watcher:cancel() end
   end)
   return ok, err, out
 end
@@ -346,40 +407,65 @@ local function tasks_location(list, root)
   return best_file, best_line
 end
 
-local function task_lines(list)
+local function task_lines(list, root)
   local lines = {}
-  for _, e in ipairs(list) do lines[#lines + 1] = "\n  " .. describe_task(e) end
+  for _, e in ipairs(list) do
+    lines[#lines + 1] = "\n  " .. describe_task(e, root)
+  end
   return table.concat(lines)
 end
 
 -- Runs one body. Returns nothing when it passed, or the value to raise to
 -- busted and the trace to report with it.
-local function run_body(body, element, seconds)
-  local ok, err, out = run_task(body, seconds)
-  local trailer = ""
-  if not ok then
-    trailer = "\nafterwards the test raised: " .. one_line(err)
+local function run_body(body, element, seconds, name)
+  local ok, err, out = run_task(body, seconds, name)
+  if not ok and is_corio_error(err) and err.kind == "interrupted" then
+    -- SIGINT cancelled this body (rule 12): report it, run no further
+    -- tests (busted still runs the enclosing teardowns), exit 130.
+    interrupted = true
+    return true, tostring(err.message), make_trace(element)
   end
-  if out.timed_out then
-    local file, line = tasks_location(out.tasks, out.root)
-    local msg = ("test timed out after %s s; its tasks then:%s")
-      :format(fmt_seconds(seconds), task_lines(out.tasks)) .. trailer
-    if file then msg = ("%s:%d: %s"):format(file, line, msg) end
-    return true, busted_failure(msg), make_trace(element, file, line)
+  -- what the test raised after the timeout or with tasks left, if real
+  local trailer = ""
+  if out.raised and not corio.is_cancelled(out.body_error) then
+    trailer = "\nafterwards the test raised: " .. one_line(out.body_error)
+  elseif not ok and not corio.is_cancelled(err) then
+    trailer = "\nafterwards the test raised: " .. one_line(err)
   end
   if out.left then
     local file, line = tasks_location(out.left, out.root)
     local n = #out.left
-    local msg = ("test left %d task%s running:%s"):format(
-      n, n == 1 and "" or "s", task_lines(out.left)) .. trailer
+    local msg = ("test left %d task%s running%s:%s"):format(
+      n, n == 1 and "" or "s",
+      out.timed_out and (" (still running when the %s s timeout fired)")
+        :format(fmt_seconds(seconds)) or "",
+      task_lines(out.left, out.root)) .. trailer
     if file then msg = ("%s:%d: %s"):format(file, line, msg) end
     return true, busted_failure(msg), make_trace(element, file, line)
   end
-  if ok then return false end
+  if out.timed_out then
+    local file, line = tasks_location(out.tasks, out.root)
+    local msg = ("test timed out after %s s; its tasks then:%s")
+      :format(fmt_seconds(seconds), task_lines(out.tasks, out.root)) .. trailer
+    if file then msg = ("%s:%d: %s"):format(file, line, msg) end
+    return true, busted_failure(msg), make_trace(element, file, line)
+  end
+  if ok and not out.raised then return false end
 
-  local value = original(err)
-  local tb = is_corio_error(err) and err.traceback or nil
-  if type(tb) ~= "string" then tb = nil end
+  -- The error to report: the body's own, unless it is the Cancelled that
+  -- a child's real error caused; then corio.run raises that error.
+  local e, tb, note = err, nil, ""
+  if out.raised and not (corio.is_cancelled(out.body_error) and not ok) then
+    e, tb = out.body_error, out.body_tb
+    if not ok and not corio.is_cancelled(err) then
+      note = "\nthe test's other tasks raised: " .. one_line(err)
+    end
+  end
+  local value = original(e)
+  if is_corio_error(e) and type(e.traceback) == "string" then
+    tb = e.traceback
+  end
+  tb = tb and trim_traceback(tb)
   local file, line = user_frame(tb)
   if not file and type(value) == "table" and type(value.message) == "string"
   then
@@ -388,13 +474,20 @@ local function run_body(body, element, seconds)
   end
   -- A string error shows the task's traceback in its message, so busted's
   -- -v must not print it twice; failures show it with -v only.
-  local note = extra_errors(err, value)
+  note = extra_errors(e, value) .. note
   local trace_tb = tb
   if type(value) == "string" and tb then
     value = value .. "\n" .. tb
     trace_tb = nil
   elseif is_corio_error(value) then
-    trace_tb = nil -- its __tostring gives message and traceback
+    -- corio's other kinds (cancelled, timeout, deadlock, ...) are errors
+    -- to busted; written out, with the trimmed traceback
+    local msg = tostring(value.message):gsub("%s+$", "")
+    if msg:sub(1, #value.kind + 1) ~= value.kind .. ":" then
+      msg = value.kind .. ": " .. msg
+    end
+    value = msg .. (tb and "\n" .. tb or "")
+    trace_tb = nil
   end
   value = with_note(value, note)
   return true, value, make_trace(element, file, line, trace_tb)
@@ -403,8 +496,27 @@ end
 ---------------------------------------------------------------------------
 -- Installing into busted
 
+-- The root task's name in corio.tasks() and in reports: the test's name,
+-- or the hook's as spec files spell it.
+local HOOK_NAMES = { strict_setup = "setup", strict_teardown = "teardown" }
+
+local function task_name(descriptor, element)
+  if descriptor == "it" and type(element.name) == "string" then
+    return element.name
+  end
+  return HOOK_NAMES[descriptor] or descriptor
+end
+
 local function install(busted)
   the_busted = busted
+
+  -- After SIGINT, no further test runs. skipAll is set after busted
+  -- published the error: its runner resets skipAll when it counts one.
+  local function after_safe(...)
+    if interrupted then busted.skipAll = true end
+    return ...
+  end
+
   local safe, get_trace = busted.safe, busted.getTrace
 
   function busted.safe(descriptor, run, element)
@@ -412,15 +524,15 @@ local function install(busted)
     then
       local body = run
       run = function()
-        local failed, value, trace =
-          run_body(body, element, timeout_for(body, element))
+        local failed, value, trace = run_body(body, element,
+          timeout_for(body, element), task_name(descriptor, element))
         if failed then
           handoff_trace = trace
           error(value, 0)
         end
       end
     end
-    return safe(descriptor, run, element)
+    return after_safe(safe(descriptor, run, element))
   end
 
   function busted.getTrace(element, level, msg)
@@ -473,8 +585,9 @@ function M.run(args)
   compat.exit = saved_exit
   package.loaded["busted.core"] = make_core
 
+  if not ok and getmetatable(err) ~= Exit then error(err, 0) end
+  if interrupted then return 130 end
   if ok then return 0 end
-  if getmetatable(err) ~= Exit then error(err, 0) end
   local code = tonumber(err.code) or 1
   if code > 255 then code = 255 end
   return code
