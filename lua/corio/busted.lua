@@ -513,6 +513,7 @@ local function install(busted)
   -- After SIGINT, no further test runs. skipAll is set after busted
   -- published the error: its runner resets skipAll when it counts one.
   local function after_safe(...)
+    handoff_trace = nil -- taken by safe's handler; never for a later call
     if interrupted then busted.skipAll = true end
     return ...
   end
