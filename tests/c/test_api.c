@@ -1,0 +1,143 @@
+/*
+** test_api.c: the public C API of corio.h: creating runtimes (own state
+** and loop, or adopted ones), running strings and functions as the root
+** task, results and errors, two runtimes in one process, and closing
+** with every handle released (uv_loop_close succeeds).
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "corio.h"
+
+static int failures;
+
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
+              #cond);                                                 \
+      failures++;                                                     \
+    }                                                                 \
+  } while (0)
+
+static void add_paths(corio_rt *rt) {
+  char buf[4096];
+  snprintf(buf, sizeof(buf), "%s/?.lua;%s/?/init.lua", CORIO_BUILD_LUA_DIR,
+           CORIO_BUILD_LUA_DIR);
+  corio_add_paths(rt, buf, NULL);
+}
+
+static void test_run_string(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  CHECK(rt != NULL);
+  add_paths(rt);
+  L = corio_lua(rt);
+  CHECK(corio_run_string(rt,
+                         "local corio = require 'corio'\n"
+                         "local t = corio.spawn(function() corio.sleep(0.01)"
+                         " return 5 end)\n"
+                         "RESULT = t:join() * 2",
+                         "=test") == 0);
+  lua_getglobal(L, "RESULT");
+  CHECK(lua_tonumber(L, -1) == 10);
+  lua_pop(L, 1);
+  corio_free(rt);
+}
+
+static void test_run_function_results_and_errors(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  int top;
+  add_paths(rt);
+  L = corio_lua(rt);
+  top = lua_gettop(L);
+  CHECK(luaL_loadstring(L, "local a, b = ... "
+                           "require('corio').sleep(0) return a + b, 'x'") == 0);
+  lua_pushinteger(L, 2);
+  lua_pushinteger(L, 3);
+  CHECK(corio_run_function(rt, 2, 2) == 0);
+  CHECK(lua_gettop(L) == top + 2);
+  CHECK(lua_tonumber(L, -2) == 5);
+  CHECK(strcmp(lua_tostring(L, -1), "x") == 0);
+  lua_settop(L, top);
+
+  /* an error: CORIO_ELUA, the error object left on the stack, errmsg set */
+  CHECK(corio_run_string(rt, "error('boom', 0)", "=err") == CORIO_ELUA);
+  CHECK(strstr(corio_errmsg(rt), "boom") != NULL);
+  CHECK(lua_istable(L, -1));
+  lua_getfield(L, -1, "kind");
+  CHECK(strcmp(lua_tostring(L, -1), "error") == 0);
+  lua_settop(L, top);
+
+  /* a syntax error is reported, nothing runs */
+  CHECK(corio_run_string(rt, "this is not lua", "=bad") == CORIO_ELUA);
+  CHECK(strstr(corio_errmsg(rt), "bad") != NULL);
+  lua_settop(L, top);
+
+  /* a deadlock is an error of kind "deadlock", and the runtime recovers */
+  CHECK(corio_run_string(rt, "require('corio').channel():recv()", "=dl") ==
+        CORIO_ELUA);
+  CHECK(strstr(corio_errmsg(rt), "deadlock") != NULL);
+  lua_settop(L, top);
+  CHECK(corio_run_string(rt, "require('corio').sleep(0.001)", "=ok") == 0);
+  corio_free(rt);
+}
+
+static void test_adopted_state_and_loop(void) {
+  uv_loop_t loop;
+  lua_State *L = luaL_newstate();
+  corio_options opts;
+  corio_rt *rt;
+  luaL_openlibs(L);
+  CHECK(uv_loop_init(&loop) == 0);
+  memset(&opts, 0, sizeof(opts));
+  opts.L = L;
+  opts.loop = &loop;
+  rt = corio_new(&opts);
+  CHECK(rt != NULL);
+  CHECK(corio_lua(rt) == L);
+  CHECK(corio_loop(rt) == &loop);
+  /* one runtime per state */
+  CHECK(corio_new(&opts) == NULL);
+  add_paths(rt);
+  CHECK(corio_run_string(rt, "require('corio').sleep(0.005)", "=a") == 0);
+  corio_free(rt);
+  /* the host's loop and state are still the host's */
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+  lua_close(L);
+}
+
+static void test_two_runtimes(void) {
+  corio_rt *a = corio_new(NULL), *b = corio_new(NULL);
+  CHECK(a != NULL && b != NULL);
+  add_paths(a);
+  add_paths(b);
+  CHECK(corio_run_string(a, "X = require('corio').gather({function() "
+                            "return 1 end})[1]", "=a") == 0);
+  CHECK(corio_run_string(b, "X = 2 require('corio').sleep(0)", "=b") == 0);
+  lua_getglobal(corio_lua(a), "X");
+  lua_getglobal(corio_lua(b), "X");
+  CHECK(lua_tonumber(corio_lua(a), -1) == 1);
+  CHECK(lua_tonumber(corio_lua(b), -1) == 2);
+  corio_free(a);
+  corio_free(b);
+}
+
+int main(void) {
+  test_run_string();
+  test_run_function_results_and_errors();
+  test_adopted_state_and_loop();
+  test_two_runtimes();
+  if (failures) {
+    fprintf(stderr, "test_api: %d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("test_api: all checks passed\n");
+  return 0;
+}
