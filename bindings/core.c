@@ -235,7 +235,14 @@ static int l_sleep_real(lua_State *L) {
   }
   r->t = t;
   r->rt = rt;
-  uv_timer_start(&r->h, real_sleep_done, (uint64_t)(s * 1000 + 0.999), 0);
+  /* libuv counts from its cached loop time, which is stale after work
+  ** done outside the loop: refresh it so the sleep is not cut short. */
+  uv_update_time(rt->loop);
+  if (uv_timer_start(&r->h, real_sleep_done, (uint64_t)(s * 1000 + 0.999),
+                     0) != 0) {
+    uv_close((uv_handle_t *)&r->h, real_sleep_free);
+    return luaL_error(L, "corio.sleep_real: cannot start a timer");
+  }
   rt->nexternal++;
   return corio__suspend(rt, L, t, abort_real_sleep, "sleep (real clock)", r);
 }

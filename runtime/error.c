@@ -88,6 +88,34 @@ static void push_origin(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_remove(L, -2);
 }
 
+/* [-0, +1 or +0] A scope body's handler (init.lua) noted the traceback
+** of a non-corio error raised on thread co: push it if that note is for
+** the value at e. */
+static int noted_traceback(lua_State *L, lua_State *co, int e) {
+  int found = 0;
+  if (co == NULL) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.tb");
+  if (lua_istable(L, -1)) {
+    lua_pushthread(co);
+    lua_xmove(co, L, 1);
+    lua_rawget(L, -2);
+    if (lua_istable(L, -1)) {
+      lua_rawgeti(L, -1, 1);
+      lua_pushliteral(L, "value");   /* e is the wrapper by now */
+      lua_rawget(L, e);
+      if (lua_rawequal(L, -1, -2)) {
+        lua_rawgeti(L, -3, 2);
+        lua_replace(L, -5);
+        found = 1;
+      }
+      lua_pop(L, 2);
+    }
+    lua_pop(L, 1);
+  }
+  if (!found) lua_pop(L, 1);
+  return found;
+}
+
 /* [-1, +1] The error on top of L, raised in task t (whose dead thread co
 ** still has the frames), becomes the boundary error: corio errors keep
 ** their object and gain a traceback; other values are wrapped in kind
@@ -119,7 +147,8 @@ void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
   lua_rawget(L, e);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    luaL_traceback(L, co != NULL ? co : L, NULL, co != NULL ? 0 : 1);
+    if (!noted_traceback(L, co, e))
+      luaL_traceback(L, co != NULL ? co : L, NULL, co != NULL ? 0 : 1);
     if (t != NULL) {
       push_origin(rt, L, t);
       lua_concat(L, 2);

@@ -200,11 +200,14 @@ static void deadlock(corio_rt *rt) {
   c.b = &b;
   c.n = 0;
   luaL_buffinit(L, &b);
-  luaL_addstring(&b, "deadlock: every task is blocked and nothing can "
-                     "wake them (no timers, I/O or thread work pending):");
+  luaL_addstring(&b, "every task is blocked and nothing can wake them "
+                     "(no timers, I/O or thread work pending):");
   corio__walk_tasks(rt, describe_blocked, &c);
   luaL_pushresult(&b);
   corio__push_error(L, "deadlock", lua_tostring(L, -1));
+  lua_pushliteral(L, "traceback");
+  lua_pushvalue(L, -3);      /* where each task waits is the useful trace */
+  lua_rawset(L, -3);
   lua_remove(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
   corio__scope_cancel(rt, &rt->root->root);

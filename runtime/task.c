@@ -142,7 +142,11 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
       lua_rawset(L, -3);
       lua_pop(L, 1);
     }
-  } else if (corio__is_error(co, -1, "cancelled")) {
+  } else if (corio__is_error(co, -1, "cancelled") && t->root.eff) {
+    /* Cancelled by its own scope chain: the task ends "cancelled", and
+    ** that is not an error of its scope (rule 2). A Cancelled raised in a
+    ** task nobody cancelled (e.g. from joining a cancelled task) is an
+    ** ordinary error below. */
     t->root.caught = 1;
   } else {
     lua_xmove(co, L, 1);

@@ -132,6 +132,26 @@ local function finish(s, kind, ok, ...)
   error(e, 0)
 end
 
+-- Scope bodies run under xpcall with this handler, so an error keeps the
+-- traceback of where it was raised: a corio error gets it in .traceback;
+-- any other value is raised on unchanged (rule 10), and its traceback is
+-- noted for the task's thread, where the task boundary finds it if the
+-- value ends the task.
+local body_tracebacks = setmetatable({}, { __mode = "k" })
+debug.getregistry()["corio.tb"] = body_tracebacks
+local traceback, co_running = debug.traceback, coroutine.running
+local function body_handler(e)
+  if is_error(e) then
+    if rawget(e, "traceback") == nil then
+      e.traceback = (traceback("", 2):gsub("^\n", ""))
+    end
+  else
+    local co = co_running()
+    if co then body_tracebacks[co] = { e, (traceback("", 2):gsub("^\n", "")) } end
+  end
+  return e
+end
+
 local function check_fn(fn, name, n)
   if type(fn) ~= "function" then
     error(("bad argument #%d to '%s' (function expected, got %s)")
@@ -143,7 +163,7 @@ function scope(fn, ...)
   if not in_task() then return run(scope, fn, ...) end
   check_fn(fn, "scope", 1)
   local s = scope_enter(SCOPE_GROUP)
-  return finish(s, SCOPE_GROUP, pcall(fn, s, ...))
+  return finish(s, SCOPE_GROUP, xpcall(fn, body_handler, s, ...))
 end
 M.scope = scope
 
@@ -159,21 +179,21 @@ function M.timeout(seconds, fn, ...)
   if not in_task() then return run(M.timeout, seconds, fn, ...) end
   check_fn(fn, "timeout", 2)
   local s = scope_enter(SCOPE_TIMEOUT, seconds)
-  return finish(s, SCOPE_TIMEOUT, pcall(fn, ...))
+  return finish(s, SCOPE_TIMEOUT, xpcall(fn, body_handler, ...))
 end
 
 function M.move_on_after(seconds, fn, ...)
   if not in_task() then return run(M.move_on_after, seconds, fn, ...) end
   check_fn(fn, "move_on_after", 2)
   local s = scope_enter(SCOPE_MOVE_ON, seconds)
-  return finish(s, SCOPE_MOVE_ON, pcall(fn, ...))
+  return finish(s, SCOPE_MOVE_ON, xpcall(fn, body_handler, ...))
 end
 
 function M.shield(fn, ...)
   if not in_task() then return run(M.shield, fn, ...) end
   check_fn(fn, "shield", 1)
   local s = scope_enter(SCOPE_SHIELD)
-  return finish(s, SCOPE_SHIELD, pcall(fn, ...))
+  return finish(s, SCOPE_SHIELD, xpcall(fn, body_handler, ...))
 end
 
 -- The deferred functions of a task's own body run on a fresh thread of the

@@ -52,4 +52,46 @@ describe("regressions", function()
     end)
     assert.is_false(r)
   end)
+
+  it("an error in a scope body keeps the line that raised it", function()
+    local line
+    local t
+    pcall(corio.scope, function(s)
+      t = s:spawn(function()
+        corio.scope(function()
+          corio.sleep(0)
+          line = debug.getinfo(1, "l").currentline + 1
+          error("inscope")
+        end)
+      end)
+    end)
+    local ok, err = pcall(t.join, t)
+    assert.is_false(ok)
+    assert.truthy(err.traceback:find("regress_spec.lua:" .. line, 1, true),
+      err.traceback)
+  end)
+
+  it("a Cancelled from joining a cancelled task fails the joiner", function()
+    local sibling
+    local ok, err = pcall(corio.scope, function(s)
+      local victim = s:spawn(corio.sleep, 10)
+      victim:cancel()
+      s:spawn(function()
+        local okc, e = pcall(corio.sleep, 10)
+        sibling = okc and "ok" or e.kind
+      end)
+      victim:join()                 -- raises Cancelled in a live task
+    end)
+    assert.is_false(ok)
+    assert.equal("cancelled", err.kind)
+    assert.equal("cancelled", sibling)  -- it was an error: siblings stop
+  end)
+
+  it("sleep_real is not cut short by time spent outside the loop", function()
+    local t0 = os.clock()
+    while os.clock() - t0 < 0.05 do end   -- busy, no checkpoint
+    local w0 = corio.now()
+    require("corio.testing").sleep_real(0.05)
+    assert.is_true(corio.now() - w0 >= 0.045)
+  end)
 end)
