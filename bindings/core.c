@@ -330,7 +330,10 @@ static int l_scope_fail(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
   lua_settop(L, 2);
-  if (corio__is_error(L, 2, "cancelled")) return 0;
+  /* A Cancelled in a cancelled scope is the cancellation itself; one in
+  ** a scope nobody cancelled (e.g. from joining a cancelled task) is an
+  ** error like any other. */
+  if (corio__is_error(L, 2, "cancelled") && x->s.eff) return 0;
   corio__scope_add_error(rt, L, &x->s, 2);
   corio__scope_cancel(rt, &x->s);
   return 0;
