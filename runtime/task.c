@@ -58,7 +58,9 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   lua_State *co;
   corio_task *t;
   int slot;
-  co = lua_newthread(L);
+  co = lua_newthread(L);                  /* [fn args co] */
+  lua_insert(L, -(nargs + 2));            /* [co fn args] */
+  lua_xmove(L, co, nargs + 1);            /* [co] */
   t = (corio_task *)lua_newuserdata(L, sizeof(*t));
   memset(t, 0, sizeof(*t));
   t->magic = CORIO_MAGIC_TASK;
@@ -70,12 +72,8 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   lua_rawseti(L, -2, TASK_UD(slot));
   lua_pushvalue(L, -3);
   lua_rawseti(L, -2, TASK_CO(slot));
-  lua_pop(L, 1);
-  /* [fn args co ud] -> [ud co fn args] -> move fn args to co */
-  lua_insert(L, -(nargs + 3));
-  lua_insert(L, -(nargs + 2));
-  lua_xmove(L, co, nargs + 1);
-  lua_pop(L, 1);
+  lua_pop(L, 1);                          /* [co ud] */
+  lua_replace(L, -2);                     /* [ud] */
 
   corio__scope_init(&t->root, CORIO_SCOPE_TASK, t, parent);
   corio_list_init(&t->sibling);
@@ -253,11 +251,14 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
   lua_State *L = rt->L;
   corio_scope *parent = t->root.parent;
   corio_link *l;
-  int ud, top = lua_gettop(L);
+  int ud = 0, anchor, top = lua_gettop(L);
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-  lua_rawgeti(L, -1, TASK_UD(t->slot));
-  ud = lua_gettop(L);
+  anchor = top + 1;
+  if (t->root.errs != LUA_NOREF || t->joiners != NULL) {
+    lua_rawgeti(L, anchor, TASK_UD(t->slot));
+    ud = anchor + 1;
+  }
   if (t->root.errs != LUA_NOREF) {
     int n;
     t->status = CORIO_FAILED;
@@ -300,9 +301,9 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
   t->state = CORIO_ST_ENDED;
   corio_list_remove(&t->sibling);
   lua_pushnil(L);
-  lua_rawseti(L, ud - 1, TASK_UD(t->slot));
+  lua_rawseti(L, anchor, TASK_UD(t->slot));
   lua_pushnil(L);
-  lua_rawseti(L, ud - 1, TASK_CO(t->slot));
+  lua_rawseti(L, anchor, TASK_CO(t->slot));
   corio__slot_free(rt, t->slot);
   t->slot = -1;
   t->co = NULL;
