@@ -140,8 +140,14 @@ describe("task:join", function()
     local ev = corio.event()
     local t = corio.spawn(function() ev:wait(); return 7 end)
     local got = {}
-    local j1 = corio.spawn(function() got[#got + 1] = t:join() end)
-    local j2 = corio.spawn(function() got[#got + 1] = t:join() end)
+    -- join first: `got[#got + 1] = t:join()` would pick the slot before
+    -- suspending, so both joiners would write slot 1
+    local function joiner()
+      local v = t:join()
+      got[#got + 1] = v
+    end
+    local j1 = corio.spawn(joiner)
+    local j2 = corio.spawn(joiner)
     corio.yield()
     ev:set()
     j1:join(); j2:join()
