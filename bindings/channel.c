@@ -34,6 +34,7 @@ static int l_ch_new(lua_State *L) {
   c = (corio_channel *)lua_newuserdata(L, sizeof(*c));
   memset(c, 0, sizeof(*c));
   c->magic = CORIO_MAGIC_CHANNEL;
+  c->rt = RT(L);
   c->cap = (uint32_t)cap;
   corio_list_init(&c->recvq);
   corio_list_init(&c->sendq);
@@ -65,28 +66,32 @@ static void buf_pop(lua_State *L, corio_channel *c, int b) {
   c->n--;
 }
 
+/* A blocked sender keeps its value on its own suspended thread (it
+** yielded it, see corio__suspend_keep): the value needs no ref, and
+** whoever wakes the sender clears it. */
+
 /* Take the value of the oldest blocked sender (pushed on L) and wake it. */
 static int take_sender(corio_rt *rt, lua_State *L, corio_channel *c) {
   corio_task *s = corio__wq_shift(&c->sendq);
   if (s == NULL) return 0;
-  corio__getref(rt, L, s->wait_ref);
-  corio__unref(rt, L, s->wait_ref);
-  s->wait_ref = LUA_NOREF;
+  lua_pushvalue(s->co, 1);
+  lua_xmove(s->co, L, 1);
+  lua_settop(s->co, 0);
   corio__ready(rt, s, corio__deliver_true);
   return 1;
 }
 
 static int abort_send(corio_rt *rt, corio_task *t) {
+  (void)rt;
   corio_list_remove(&t->u.wait);
-  corio__unref(rt, rt->L, t->wait_ref);
-  t->wait_ref = LUA_NOREF;
+  if (t->state == CORIO_ST_BLOCKED) lua_settop(t->co, 0);  /* undelivered */
   return 1;
 }
 
 /* send(ch, v) -> true | false, err */
 static int l_ch_send(lua_State *L) {
-  corio_rt *rt = RT(L);
   corio_channel *c = check_ch(L);
+  corio_rt *rt = c->rt;
   corio_task *t, *r;
   int n;
   if (lua_isnoneornil(L, 2))
@@ -110,10 +115,9 @@ static int l_ch_send(lua_State *L) {
     buf_push(L, c, 3, 2);
     lua_pop(L, 1);
   } else {
-    lua_pushvalue(L, 2);
-    t->wait_ref = corio__ref(rt, L);
     corio_list_push(&c->sendq, &t->u.wait);
-    return corio__suspend(rt, L, t, abort_send, "channel send", c);
+    lua_pushvalue(L, 2);
+    return corio__suspend_keep(rt, L, t, abort_send, "channel send", c, 1);
   }
   lua_pushboolean(L, 1);
   return corio__fast(rt, L, t, 1);
@@ -121,8 +125,8 @@ static int l_ch_send(lua_State *L) {
 
 /* recv(ch) -> true, v | true, nil, "closed" | false, err */
 static int l_ch_recv(lua_State *L) {
-  corio_rt *rt = RT(L);
   corio_channel *c = check_ch(L);
+  corio_rt *rt = c->rt;
   corio_task *t;
   int n;
   n = corio__enter(L, rt, &t, "recv");
@@ -225,8 +229,7 @@ static int l_ch_close(lua_State *L) {
     corio__ready(rt, t, NULL);
   }
   while ((t = corio__wq_shift(&c->sendq)) != NULL) {
-    corio__unref(rt, L, t->wait_ref);
-    t->wait_ref = LUA_NOREF;
+    lua_settop(t->co, 0);  /* its value is not delivered */
     lua_pushboolean(t->co, 0);
     push_closed(L, "channel:send(): the channel was closed while the send "
                    "waited");

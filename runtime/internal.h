@@ -139,7 +139,6 @@ struct corio_task {
   int spawn_line;
   int slot;               /* anchor slot pair, -1 once ended */
   int name_ref;           /* anchor ref to a name string, or NOREF */
-  int wait_ref;           /* anchor ref: value of a blocked send, or NOREF */
   uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
   uint16_t budget;        /* fast-path completions left before a yield */
   uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
@@ -171,7 +170,8 @@ typedef struct corio_event {
 
 typedef struct corio_channel {
   uint32_t magic;         /* CORIO_MAGIC_CHANNEL */
-  uint32_t cap, n, head;  /* ring of values in the userdata's env table */
+  uint32_t cap, n, head;
+  corio_rt *rt;           /* runtime of the state that made it */  /* ring of values in the userdata's env table */
   int closed;
   corio_link recvq, sendq;
 } corio_channel;
@@ -264,6 +264,9 @@ void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);
 int corio__run_root(corio_rt *rt, lua_State *L, int nargs);
 int corio__suspend(corio_rt *rt, lua_State *L, corio_task *t,
                    corio_abort_fn abort, const char *what, void *obj);
+int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
+                        corio_abort_fn abort, const char *what, void *obj,
+                        int nkeep);
 int corio__yieldable(corio_rt *rt, lua_State *L);
 int corio__cannot_suspend(lua_State *L, const char *what);
 int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals);

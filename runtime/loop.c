@@ -60,6 +60,15 @@ int corio__cannot_suspend(lua_State *L, const char *what) {
 ** `return corio__suspend(...)`. */
 int corio__suspend(corio_rt *rt, lua_State *L, corio_task *t,
                    corio_abort_fn abort, const char *what, void *obj) {
+  return corio__suspend_keep(rt, L, t, abort, what, obj, 0);
+}
+
+/* corio__suspend keeping the nkeep values on top of L on t->co while the
+** task is blocked (a blocked sender's value): they are t->co's stack
+** 1..nkeep, and whoever wakes or aborts the task clears them first. */
+int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
+                        corio_abort_fn abort, const char *what, void *obj,
+                        int nkeep) {
   if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) {
     /* Undo the armed operation, then explain (instead of LuaJIT's bare
     ** "attempt to yield across C-call boundary"). */
@@ -73,7 +82,8 @@ int corio__suspend(corio_rt *rt, lua_State *L, corio_task *t,
   t->state = CORIO_ST_BLOCKED;
   t->budget = CORIO_BUDGET;
   lua_pushlightuserdata(L, CORIO_SENTINEL);
-  return lua_yield(L, 1);
+  lua_insert(L, -(nkeep + 1));
+  return lua_yield(L, nkeep + 1);
 }
 
 /* A fast path completed with nvals results on top of L. Within the

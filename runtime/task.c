@@ -82,7 +82,6 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   t->slot = slot;
   t->id = rt->next_id++;
   t->name_ref = LUA_NOREF;
-  t->wait_ref = LUA_NOREF;
   t->budget = CORIO_BUDGET;
   t->status = CORIO_PENDING;
   t->u.sleep.idx = UINT32_MAX;
