@@ -906,6 +906,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "NOLOOP");
   lua_pushlightuserdata(L, CORIO_SENTINEL);
   lua_setfield(L, -2, "SENTINEL");
+  lua_pushlightuserdata(L, &corio__opmark);
+  lua_setfield(L, -2, "OPMARK");
   lua_pushliteral(L, CORIO_VERSION);
   lua_setfield(L, -2, "version");
   luaopen_corio_sync(L);

@@ -66,6 +66,55 @@ void corio_set_cli(corio_rt *rt, int on);
 /* Register the C modules of corio into L's package.preload. */
 void corio_preload(lua_State *L);
 
+/* ---- Host-defined async functions -------------------------------------
+** A host's lua_CFunction can suspend the task that called it and finish
+** later from the loop thread (any libuv callback of the host) or, through
+** corio_op_post, from any thread:
+**
+**   static int l_compute(lua_State *L) {
+**     struct job *j = start_job(luaL_checknumber(L, 1));
+**     corio_op *op = corio_op_begin(L, job_cancel, j);
+**     if (op == NULL) return lua_error(L);   // message on the stack
+**     j->op = op;
+**     return corio_op_suspend(L, op);
+**   }
+**   // later, on the loop thread:
+**   lua_pushnumber(corio_lua(rt), result);
+**   corio_op_resume(j->op, 1);               // the task gets the value
+**
+** Expose such a function with corio_push_async(L, l_compute): the wrapper
+** raises the errors the task is resumed with (corio_op_fail, or Cancelled)
+** on the task's own stack. If the task is cancelled while suspended, the
+** op's cancel callback runs (on the loop thread) and the task goes on at
+** once with Cancelled; the host must still end the op with
+** corio_op_resume or corio_op_fail (which then only free it). Until an op
+** ends, the runtime counts it as pending work (no deadlock is reported). */
+typedef struct corio_op corio_op;
+typedef void (*corio_op_cancel_cb)(corio_op *op, void *data);
+typedef void (*corio_op_post_cb)(corio_op *op, void *arg);
+
+/* Start an op for the task running L's function. Returns NULL outside a
+** task (or without memory) with an error message pushed on L. */
+corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
+                         void *data);
+/* Suspend the task: `return corio_op_suspend(L, op);` */
+int corio_op_suspend(lua_State *L, corio_op *op);
+/* Resume the task with the n values on top of corio_lua(rt) (popped).
+** Returns 0, or UV_ECANCELED if the task was cancelled (values dropped).
+** Loop thread only. Frees op. */
+int corio_op_resume(corio_op *op, int n);
+/* Resume the task with an error of this kind and message (raised in the
+** task as a corio error table). Returns as corio_op_resume. Frees op. */
+int corio_op_fail(corio_op *op, const char *kind, const char *message);
+/* From any thread: run fn(op, arg) on the loop thread soon (where it may
+** call corio_op_resume). Returns 0 or a UV_E* code. */
+int corio_op_post(corio_op *op, corio_op_post_cb fn, void *arg);
+/* The runtime of an op (for corio_lua). */
+corio_rt *corio_op_runtime(corio_op *op);
+/* [-0, +1] Push a Lua function that calls fn (which may suspend with
+** corio_op_suspend) and raises the error the task is resumed with. */
+void corio_push_async(lua_State *L, lua_CFunction fn);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@
 #ifndef CORIO_INTERNAL_H
 #define CORIO_INTERNAL_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <lua.h>
 #include <lauxlib.h>
@@ -29,9 +30,10 @@ typedef struct corio_lock corio_lock;
 
 /* A hook run when a blocked task is cancelled: undo what the blocking
 ** operation holds (leave a queue, stop a transfer). Returns 1 if the task
-** can be woken now, 0 if the operation cannot be undone and will wake the
-** task itself when it completes (its result stands; the cancel surfaces
-** at the next checkpoint, as cur->eff stays set). Idempotent. */
+** can be woken now with Cancelled, 0 if the hook woke the task itself or
+** the operation cannot be undone and will wake the task when it completes
+** (its result stands; the cancel surfaces at the next checkpoint, as
+** cur->eff stays set). Idempotent. */
 typedef int (*corio_abort_fn)(corio_rt *rt, corio_task *t);
 /* Pushes a woken task's resume values onto t->co just before it runs. */
 typedef void (*corio_deliver_fn)(corio_task *t);
@@ -223,6 +225,10 @@ struct corio_rt {
   int closing;
   int own_state;             /* corio_new created rt->L */
   uint32_t nworkers;          /* to_thread work still on the pool */
+  uv_async_t async;           /* wakes the loop for corio_op_post */
+  pthread_mutex_t post_lock;  /* guards posted */
+  struct corio_op *posted;    /* ops posted from other threads */
+  uint32_t nops;              /* host ops pending (corio_op_begin..end) */
   struct corio_work_state *work_states; /* idle worker Lua states */
   int deadlock;             /* a deadlock was found in this run */
   const char **own_srcs;    /* chunk names of corio's own Lua files */
@@ -319,6 +325,12 @@ int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
                      void **obj);
 extern corio_abort_fn corio__abort_work_hook;
 void corio__work_states_free(corio_rt *rt);
+
+/* host.c */
+extern char corio__opmark;
+int corio__host_init(corio_rt *rt);
+void corio__host_close(corio_rt *rt);
+void corio__host_free(corio_rt *rt);
 
 /* wait.c */
 int corio__abort_wait(corio_rt *rt, corio_task *t);

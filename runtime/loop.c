@@ -285,9 +285,10 @@ int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
     if (root->state == CORIO_ST_ENDED) break;
     if (!corio__step(rt, UV_RUN_ONCE) && rt->deadlock > 1) break;
   }
-  /* to_thread work whose caller was cancelled still runs: wait for it, so
-  ** nothing outlives corio.run. */
-  while (rt->nworkers > 0) uv_run(rt->loop, UV_RUN_ONCE);
+  /* Work whose task was cancelled may still be running (to_thread
+  ** workers, fs requests, host ops the host has not ended yet): wait for
+  ** it, so nothing outlives corio.run. */
+  while (rt->nexternal > 0) uv_run(rt->loop, UV_RUN_ONCE);
   uv_signal_stop(&rt->sigint);
   rt->running = 0;
   if (root->state != CORIO_ST_ENDED) {

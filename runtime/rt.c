@@ -164,6 +164,7 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   if (uv_signal_init(rt->loop, &rt->sigusr1) != 0) goto fail;
   rt->sigusr1.data = rt;
   uv_unref((uv_handle_t *)&rt->sigusr1);
+  if (corio__host_init(rt) != 0) goto fail;
   corio_list_init(&rt->idle_waiters);
   corio_list_init(&rt->held_locks);
   rt->next_id = 1;
@@ -212,6 +213,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_close((uv_handle_t *)&rt->sigint, NULL);
   uv_close((uv_handle_t *)&rt->sigusr1, NULL);
+  corio__host_close(rt);
   if (rt->loop == &rt->own_loop) {
     uv_walk(rt->loop, close_walk, NULL);
     uv_run(rt->loop, UV_RUN_DEFAULT);
@@ -229,6 +231,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->results);
   }
   corio__work_states_free(rt);
+  corio__host_free(rt);
   for (i = 0; i < rt->nsrcs; i++) free(rt->srcs[i]);
   for (j = 0; j < rt->nown; j++) free((void *)rt->own_srcs[j]);
   free(rt->srcs);

@@ -361,6 +361,23 @@ do
   end
 end
 
+-- Async functions of an embedding host (corio_push_async in corio.h):
+-- values a suspended call resumes with start with OPMARK, then ok.
+do
+  local OPMARK = core.OPMARK
+  local function op_done(ok, ...)
+    if ok then return ... end
+    error((...), 0)
+  end
+  local function done(first, ...)
+    if first == OPMARK then return op_done(...) end
+    return first, ...
+  end
+  debug.getregistry()["corio.async_wrap"] = function(cfn)
+    return function(...) return done(cfn(...)) end
+  end
+end
+
 local gather = require "corio.gather"
 M.gather, M.map, M.first = gather.gather, gather.map, gather.first
 

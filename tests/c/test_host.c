@@ -1,0 +1,169 @@
+/*
+** test_host.c: host-defined async functions (corio_op_* in corio.h): a
+** host timer on an adopted loop resumes a task with values or an error;
+** cancelling the task calls the host's cancel callback and a late resume
+** reports UV_ECANCELED; an op cannot begin outside a task; posting from
+** another thread wakes the loop. Ends with uv_loop_close() == 0.
+*/
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "corio.h"
+
+static int failures, cancels, late_cancelled;
+
+#define CHECK(cond)                                                   \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
+              #cond);                                                 \
+      failures++;                                                     \
+    }                                                                 \
+  } while (0)
+
+typedef struct req {
+  uv_timer_t timer;   /* a handle of the host's own on the shared loop */
+  corio_op *op;
+  int mode;           /* 0 resume with 2 values, 1 fail */
+  int n;
+} req;
+
+static void req_closed(uv_handle_t *h) { free(h); }
+
+static void req_fire(uv_timer_t *h) {
+  req *r = (req *)h;
+  lua_State *L = corio_lua(corio_op_runtime(r->op));
+  if (r->mode == 0) {
+    lua_pushinteger(L, r->n * 10);
+    lua_pushliteral(L, "ok");
+    if (corio_op_resume(r->op, 2) == UV_ECANCELED) late_cancelled++;
+  } else {
+    if (corio_op_fail(r->op, "hostfail", "the host said no") ==
+        UV_ECANCELED)
+      late_cancelled++;
+  }
+  uv_close((uv_handle_t *)h, req_closed);
+}
+
+static void req_cancel(corio_op *op, void *data) {
+  (void)op;
+  (void)data;
+  cancels++;   /* the timer still fires later and ends the op */
+}
+
+static int l_wait(lua_State *L) {
+  req *r = calloc(1, sizeof(*r));
+  corio_op *op;
+  r->n = (int)luaL_checkinteger(L, 1);
+  r->mode = lua_toboolean(L, 2);
+  op = corio_op_begin(L, req_cancel, r);
+  if (op == NULL) {
+    free(r);
+    return lua_error(L);
+  }
+  r->op = op;
+  uv_timer_init(corio_loop(corio_op_runtime(op)), &r->timer);
+  uv_timer_start(&r->timer, req_fire, 5, 0);
+  return corio_op_suspend(L, op);
+}
+
+/* returns without suspending: plain values pass through the wrapper */
+static int l_now(lua_State *L) {
+  lua_pushliteral(L, "direct");
+  lua_pushinteger(L, 7);
+  return 2;
+}
+
+typedef struct tjob { corio_op *op; pthread_t th; } tjob;
+
+static void tjob_done(corio_op *op, void *arg) {
+  tjob *j = arg;
+  pthread_join(j->th, NULL);
+  lua_pushliteral(corio_lua(corio_op_runtime(op)), "from thread");
+  corio_op_resume(op, 1);
+  free(j);
+}
+
+static void *tjob_run(void *arg) {
+  tjob *j = arg;
+  corio_op_post(j->op, tjob_done, j);
+  return NULL;
+}
+
+static int l_thread(lua_State *L) {
+  tjob *j = calloc(1, sizeof(*j));
+  j->op = corio_op_begin(L, NULL, NULL);
+  if (j->op == NULL) {
+    free(j);
+    return lua_error(L);
+  }
+  pthread_create(&j->th, NULL, tjob_run, j);
+  return corio_op_suspend(L, j->op);
+}
+
+static const char SCRIPT[] =
+    "local corio = require 'corio'\n"
+    "local a, b = host.wait(4)\n"
+    "assert(a == 40 and b == 'ok', 'resume values')\n"
+    "local ok, e = pcall(host.wait, 1, true)\n"
+    "assert(not ok and e.kind == 'hostfail' and e.message == 'the host said no')\n"
+    "assert(select('#', host.now()) == 2 and host.now() == 'direct')\n"
+    "local r = corio.gather({function() return host.wait(1) end,\n"
+    "                        function() return host.wait(2) end})\n"
+    "assert(r[1] == 10 and r[2] == 20, 'concurrent waits')\n"
+    "assert(corio.move_on_after(0.001, host.wait, 9) == false)\n"
+    "assert(host.thread() == 'from thread')\n"
+    "CANCELLED_OK = true\n";
+
+int main(void) {
+  uv_loop_t loop;
+  lua_State *L = luaL_newstate();
+  corio_options o;
+  corio_rt *rt;
+  luaL_openlibs(L);
+  CHECK(uv_loop_init(&loop) == 0);
+  memset(&o, 0, sizeof(o));
+  o.L = L;
+  o.loop = &loop;
+  rt = corio_new(&o);
+  CHECK(rt != NULL);
+  corio_add_paths(rt, CORIO_BUILD_LUA_DIR "/?.lua;" CORIO_BUILD_LUA_DIR
+                      "/?/init.lua", NULL);
+  /* outside a task, an op cannot begin */
+  CHECK(corio_op_begin(L, NULL, NULL) == NULL);
+  CHECK(strstr(lua_tostring(L, -1), "outside") != NULL);
+  lua_pop(L, 1);
+
+  lua_newtable(L);
+  corio_push_async(L, l_wait);
+  lua_setfield(L, -2, "wait");
+  corio_push_async(L, l_now);
+  lua_setfield(L, -2, "now");
+  corio_push_async(L, l_thread);
+  lua_setfield(L, -2, "thread");
+  lua_setglobal(L, "host");
+  if (corio_run_string(rt, SCRIPT, "=script") != 0)
+    fprintf(stderr, "script: %s\n", corio_errmsg(rt)), failures++;
+  lua_getglobal(L, "CANCELLED_OK");
+  CHECK(lua_toboolean(L, -1));
+  lua_pop(L, 1);
+  /* the cancelled wait: the cancel callback ran, and the late resume
+  ** (the run waited for the op to end) was told so */
+  CHECK(cancels == 1);
+  CHECK(late_cancelled == 1);
+  corio_free(rt);
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+  lua_close(L);
+  if (failures) {
+    fprintf(stderr, "test_host: %d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("test_host: all checks passed\n");
+  return 0;
+}
