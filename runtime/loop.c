@@ -82,7 +82,7 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
   t->state = CORIO_ST_BLOCKED;
   t->budget = CORIO_BUDGET;
   lua_pushlightuserdata(L, CORIO_SENTINEL);
-  lua_insert(L, -(nkeep + 1));
+  if (nkeep > 0) lua_insert(L, -(nkeep + 1));
   return lua_yield(L, nkeep + 1);
 }
 
@@ -119,8 +119,10 @@ static void resume(corio_rt *rt, corio_task *t) {
   st = lua_resume(co, nargs);
   rt->current = NULL;
   if (st == LUA_YIELD) {
-    if (lua_gettop(co) >= 1 && lua_touserdata(co, 1) == CORIO_SENTINEL) {
-      lua_remove(co, 1);
+    int n = lua_gettop(co);
+    if (n >= 1 && lua_touserdata(co, 1) == CORIO_SENTINEL) {
+      if (n == 1) lua_settop(co, 0);   /* the common case: no kept values */
+      else lua_remove(co, 1);
     } else {
       /* A bare coroutine.yield() in a task body: treat as corio.yield()
       ** without the checkpoint; the yielded values are dropped. */
