@@ -35,10 +35,13 @@ static void usage(FILE *f) {
           "CORIO_DEBUG=1)\n"
           "  --version   print the version and exit\n"
           "  -h, --help  this text\n"
-          "With no script, the program is read from standard input.\n");
+          "With no script: a REPL on a terminal (each entry runs as a "
+          "task),\nelse the program is read from standard input.\n");
 }
 
 static int file_exists(const char *p) { return access(p, R_OK) == 0; }
+
+int corio__repl(corio_rt *rt);
 
 /* Find corio's Lua modules: next to an installed binary
 ** (<prefix>/share/lua/5.1), else in the source tree it was built from. */
@@ -195,6 +198,11 @@ int main(int argc, char **argv) {
       corio_free(rt);
       return 1;
     }
+  } else if (code == NULL && isatty(0)) {
+    set_arg(L, argv, argc, 0);
+    status = corio__repl(rt);
+    corio_free(rt);
+    return status;
   } else if (code == NULL) {
     set_arg(L, argv, argc, 0);
     if (luaL_loadfile(L, NULL) != 0) {  /* stdin */

@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Drive the corio REPL through a pseudo-terminal: an expression, `= expr`,
+a line that sleeps, a multi-line entry, an error, Ctrl-C cancelling a long
+sleep (the REPL survives), and Ctrl-D exiting. Prints 'N passed, N failed'."""
+import os, pty, select, subprocess, sys, time
+
+corio = sys.argv[1] if len(sys.argv) > 1 else "build/corio"
+master, slave = pty.openpty()
+p = subprocess.Popen([corio], stdin=slave, stdout=slave, stderr=slave,
+                     close_fds=True, start_new_session=True)
+os.close(slave)
+out = b""
+
+def read_until(token, timeout=5.0):
+    global out
+    end = time.time() + timeout
+    while time.time() < end:
+        if token.encode() in out:
+            return True
+        r, _, _ = select.select([master], [], [], 0.05)
+        if r:
+            try:
+                out += os.read(master, 4096)
+            except OSError:
+                break
+    return token.encode() in out
+
+def send(s):
+    os.write(master, s.encode())
+
+passed = failed = 0
+def check(name, ok):
+    global passed, failed
+    if ok:
+        passed += 1; print("ok - " + name)
+    else:
+        failed += 1; print("FAIL - " + name); print("  output so far: %r" % out[-600:])
+
+check("banner", read_until("each entry runs as a task"))
+send("1 + 2\n");                       check("bare expression prints", read_until("\r\n3\r\n"))
+send("x = 20\n"); send("= x * 2\n");  check("= expr prints", read_until("40"))
+send("corio.sleep(0.05) print('slept ' .. 7)\n"); check("a line that sleeps", read_until("slept 7"))
+send("for i = 1, 2 do\n");            check("continuation prompt", read_until(">> "))
+send("io.write('it', i, ' ') end\n"); check("multi-line entry runs", read_until("it1 it2"))
+send("error('boom here')\n");         check("error is printed", read_until("boom here"))
+send("corio.defer(function() print('cleanup ran') end) corio.sleep(30)\n")
+time.sleep(0.3)
+os.kill(p.pid, 2)
+check("Ctrl-C cancels the entry and runs cleanup", read_until("cleanup ran") and read_until("interrupted"))
+send("print('still ' .. 'alive')\n"); check("REPL survives Ctrl-C", read_until("still alive"))
+send("\x04")
+try:
+    rc = p.wait(timeout=5)
+except subprocess.TimeoutExpired:
+    p.kill(); rc = None
+check("Ctrl-D exits with 0", rc == 0)
+print("repl: %d passed, %d failed" % (passed, failed))
+sys.exit(1 if failed else 0)
