@@ -603,6 +603,12 @@ static int l_methods(lua_State *L) {
   return 1;
 }
 
+/* debug_mode() -> boolean: --debug / CORIO_DEBUG is on */
+static int l_debug_mode(lua_State *L) {
+  lua_pushboolean(L, RT(L)->debug);
+  return 1;
+}
+
 static int l_in_task(lua_State *L) {
   lua_pushboolean(L, RT(L)->current != NULL);
   return 1;
@@ -821,6 +827,7 @@ static const corio_reg funcs[] = {
     {"task_fail", l_task_fail},
     {"tasks", l_tasks},
     {"in_task", l_in_task},
+    {"debug_mode", l_debug_mode},
     {"run_check", l_run_check},
     {"methods", l_methods},
     {"metatable", l_metatable},

@@ -229,6 +229,16 @@ struct corio_rt {
   pthread_mutex_t post_lock;  /* guards posted */
   struct corio_op *posted;    /* ops posted from other threads */
   uint32_t nops;              /* host ops pending (corio_op_begin..end) */
+  /* --debug: the watchdog (debug.c) and what the loop tells it */
+  int debug, slow_ms, dbg_stop;
+  pthread_t dbg_thread;
+  pthread_mutex_t dbg_mu;
+  pthread_cond_t dbg_cv;
+  uint32_t step_seq;          /* bumped at each resume (atomic) */
+  int in_step;                /* a task is being resumed (atomic) */
+  int step_flagged;           /* the current step was reported (atomic) */
+  uint64_t flagged_at;        /* when that step began, about */
+  int dump_due;               /* SIGUSR1 seen: print the task tree */
   struct corio_work_state *work_states; /* idle worker Lua states */
   int deadlock;             /* a deadlock was found in this run */
   const char **own_srcs;    /* chunk names of corio's own Lua files */
@@ -325,6 +335,11 @@ int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
                      void **obj);
 extern corio_abort_fn corio__abort_work_hook;
 void corio__work_states_free(corio_rt *rt);
+
+/* debug.c */
+int corio__debug_start(corio_rt *rt, int slow_ms);
+void corio__debug_stop(corio_rt *rt);
+void corio__debug_step_end(corio_rt *rt);
 
 /* host.c */
 extern char corio__opmark;

@@ -116,7 +116,16 @@ static void resume(corio_rt *rt, corio_task *t) {
   t->state = CORIO_ST_RUNNING;
   t->wait_L = NULL;
   rt->current = t;
+  if (rt->debug) {
+    __atomic_add_fetch(&rt->step_seq, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&rt->in_step, 1, __ATOMIC_RELAXED);
+  }
   st = lua_resume(co, nargs);
+  if (rt->debug) {
+    __atomic_store_n(&rt->in_step, 0, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&rt->step_flagged, __ATOMIC_ACQUIRE))
+      corio__debug_step_end(rt);
+  }
   rt->current = NULL;
   if (st == LUA_YIELD) {
     int n = lua_gettop(co);
@@ -134,6 +143,8 @@ static void resume(corio_rt *rt, corio_task *t) {
   corio__task_body_ended(rt, t, st);
 }
 
+static void dump_tasks(corio_rt *rt);
+
 static void run_ready(corio_rt *rt) {
   unsigned n = 0;
   corio_task *t;
@@ -146,6 +157,7 @@ static void run_ready(corio_rt *rt) {
       corio__timers_sync(rt);
       uv_run(rt->loop, UV_RUN_NOWAIT);
       if (rt->timers_due) corio__timers_fire(rt);
+      if (rt->dump_due) dump_tasks(rt);
     }
   }
 }
@@ -225,6 +237,51 @@ static void deadlock(corio_rt *rt) {
   corio__scope_cancel(rt, &rt->root->root);
 }
 
+static void on_sigusr1(uv_signal_t *h, int signum) {
+  corio_rt *rt = h->data;
+  (void)signum;
+  rt->dump_due = 1;   /* printed by the scheduler, outside libuv */
+}
+
+/* The task tree, as corio.tasks() sees it, on stderr (SIGUSR1). */
+static void dump_tree(corio_rt *rt, corio_scope *s, int depth) {
+  lua_State *L = rt->L;
+  for (; s != NULL; s = s->inner) {
+    corio_link *l;
+    for (l = s->children.next; l != &s->children; l = l->next) {
+      corio_task *c = corio_container_of(l, corio_task, sibling);
+      char where[256];
+      static const char *const st[] = {"pending", "running", "done",
+                                       "failed", "cancelled"};
+      corio__task_name(rt, L, c);
+      fprintf(stderr, "%*s%s [%s]", 2 * depth, "", lua_tostring(L, -1),
+              st[c->status]);
+      lua_pop(L, 1);
+      if (c->state == CORIO_ST_BLOCKED && c->wait_what != NULL)
+        fprintf(stderr, " waiting in %s", c->wait_what);
+      if (c->status == CORIO_RUNNING && corio__where(rt, c, where,
+                                                    sizeof(where)))
+        fprintf(stderr, " at %s", where);
+      if (c->spawn_src != NULL)
+        fprintf(stderr, " (spawned at %s:%d)",
+                c->spawn_src[0] == '@' ? c->spawn_src + 1 : c->spawn_src,
+                c->spawn_line);
+      fputc('\n', stderr);
+      dump_tree(rt, &c->root, depth + 1);
+    }
+  }
+}
+
+static void dump_tasks(corio_rt *rt) {
+  rt->dump_due = 0;
+  fprintf(stderr, "corio: %u live task(s):\n", rt->ntasks);
+  if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
+  corio__task_name(rt, rt->L, rt->root);
+  fprintf(stderr, "%s [running] (root)\n", lua_tostring(rt->L, -1));
+  lua_pop(rt->L, 1);
+  dump_tree(rt, &rt->root->root, 1);
+}
+
 static void on_sigint(uv_signal_t *h, int signum) {
   corio_rt *rt = h->data;
   (void)signum;
@@ -264,6 +321,7 @@ int corio__step(corio_rt *rt, int mode) {
   }
   uv_run(rt->loop, (uv_run_mode)mode);
   if (rt->timers_due) corio__timers_fire(rt);
+  if (rt->dump_due) dump_tasks(rt);
   return 1;
 }
 
@@ -282,6 +340,7 @@ int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
   ud = lua_gettop(L);
   rt->root = root;
   uv_signal_start(&rt->sigint, on_sigint, SIGINT);
+  uv_signal_start(&rt->sigusr1, on_sigusr1, SIGUSR1);
   while (root->state != CORIO_ST_ENDED) {
     run_ready(rt);
     if (root->state == CORIO_ST_ENDED) break;
@@ -292,6 +351,7 @@ int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
   ** it, so nothing outlives corio.run. */
   while (rt->nexternal > 0) uv_run(rt->loop, UV_RUN_ONCE);
   uv_signal_stop(&rt->sigint);
+  uv_signal_stop(&rt->sigusr1);
   rt->running = 0;
   if (root->state != CORIO_ST_ENDED) {
     /* Tasks ignored the cancel after a deadlock: abandon them (their

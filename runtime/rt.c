@@ -192,6 +192,13 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
 
   lua_pushlightuserdata(L, rt);
   lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
+  {
+    const char *d = getenv("CORIO_DEBUG");
+    if (d != NULL && *d != 0 && *d != '0') {
+      const char *ms = getenv("CORIO_DEBUG_SLOW_MS");
+      (void)corio__debug_start(rt, ms != NULL ? atoi(ms) : 100);
+    }
+  }
   return rt;
 fail:
   if (rt->loop == &rt->own_loop) {
@@ -210,6 +217,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   int j;
   if (rt == NULL) return;
   rt->closing = 1;
+  corio__debug_stop(rt);
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_close((uv_handle_t *)&rt->sigint, NULL);
   uv_close((uv_handle_t *)&rt->sigusr1, NULL);

@@ -378,6 +378,32 @@ do
   end
 end
 
+-- Debug mode: blocking stdlib calls made inside a task are reported once
+-- per call site, with what to use instead. They still run.
+if core.debug_mode() then
+  local seen = {}
+  local function watch(tbl, lib, name, instead)
+    local orig = tbl[name]
+    if type(orig) ~= "function" then return end
+    tbl[name] = function(...)
+      if in_task() then
+        local info = debug.getinfo(2, "Sl")
+        local site = info and (info.short_src .. ":" .. tostring(info.currentline)) or "?"
+        local key = name .. "@" .. site
+        if not seen[key] then
+          seen[key] = true
+          io.stderr:write(("corio: %s.%s at %s blocks the loop inside a task; %s\n")
+            :format(lib, name, site, instead))
+        end
+      end
+      return orig(...)
+    end
+  end
+  watch(os, "os", "execute", "run it with corio.to_thread(function(c) return os.execute(c) end, cmd)")
+  watch(io, "io", "popen", "read the command's output in corio.to_thread")
+  watch(io, "io", "read", "read standard input in corio.to_thread, or before the loop starts")
+end
+
 local gather = require "corio.gather"
 M.gather, M.map, M.first = gather.gather, gather.map, gather.first
 
