@@ -12,7 +12,7 @@ static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
   return 0;
 }
 
-/* to_thread(fn, args) -> true, ok, encoded | false, err */
+/* to_thread(fn, args [, bytecode]) -> true, ok, encoded | false, err */
 static int l_to_thread(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t;
@@ -35,17 +35,19 @@ static int l_to_thread(lua_State *L) {
                                            "Lua state, so pass values as "
                                            "arguments instead", up));
   args = luaL_checklstring(L, 2, &nargs);
-  lua_settop(L, 2);
+  lua_settop(L, 3);
   n = corio__enter(L, rt, &t, "to_thread");
   if (n >= 0) return n;
-  luaL_buffinit(L, &b);
-  lua_pushvalue(L, 1);
-  if (lua_dump(L, writer, &b) != 0) {
-    return luaL_error(L, "corio.to_thread: cannot dump the function");
+  if (lua_type(L, 3) != LUA_TSTRING) {   /* not dumped by the caller */
+    luaL_buffinit(L, &b);
+    lua_pushvalue(L, 1);
+    if (lua_dump(L, writer, &b) != 0)
+      return luaL_error(L, "corio.to_thread: cannot dump the function");
+    lua_pop(L, 1);
+    luaL_pushresult(&b);
+    lua_replace(L, 3);
   }
-  lua_pop(L, 1);
-  luaL_pushresult(&b);
-  code = lua_tolstring(L, -1, &ncode);
+  code = lua_tolstring(L, 3, &ncode);
   r = corio__to_thread(rt, t, code, ncode, args, nargs, &obj);
   if (r != 0) {
     lua_pushboolean(L, 0);

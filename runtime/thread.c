@@ -39,21 +39,33 @@ static const char DRIVER[] =
     "local buffer = require 'string.buffer'\n"
     "local unpack, select, xpcall, traceback = unpack, select, xpcall, "
     "debug.traceback\n"
-    "local function pack(...) return {n = select('#', ...), ...} end\n"
-    "return function(fn, args)\n"
-    "  local a = buffer.decode(args)\n"
-    "  local r = pack(xpcall(fn, function(e)\n"
-    "    if type(e) ~= 'string' then\n"
-    "      local ok, s = pcall(tostring, e)\n"
-    "      e = ok and s or '(error object is a ' .. type(e) .. ' value)'\n"
-    "    end\n"
-    "    return traceback(e, 2)\n"
-    "  end, unpack(a, 1, a.n)))\n"
-    "  if not r[1] then return false, r[2] end\n"
-    "  local ok, s = pcall(buffer.encode, {n = r.n - 1, unpack(r, 2, r.n)})\n"
-    "  if not ok then return false, 'corio.to_thread: cannot send the "
+    "local encode, decode, pcall, tostring = buffer.encode, buffer.decode, "
+    "pcall, tostring\n"
+    "local function handler(e)\n"
+    "  if type(e) ~= 'string' then\n"
+    "    local ok, s = pcall(tostring, e)\n"
+    "    e = ok and s or '(error object is a ' .. type(e) .. ' value)'\n"
+    "  end\n"
+    "  return traceback(e, 2)\n"
+    "end\n"
+    "local function finish(ok, ...)\n"
+    "  if not ok then return false, ... end\n"
+    "  local eok, s = pcall(encode, {n = select('#', ...), ...})\n"
+    "  if not eok then return false, 'corio.to_thread: cannot send the "
     "results back: ' .. tostring(s) end\n"
     "  return true, s\n"
+    "end\n"
+    "local loaded = setmetatable({}, {__mode = 'v'})\n"
+    "return function(code, args)\n"
+    "  local fn = loaded[code]\n"
+    "  if fn == nil then\n"
+    "    local err\n"
+    "    fn, err = loadstring(code, '=to_thread function')\n"
+    "    if not fn then return false, err end\n"
+    "    loaded[code] = fn\n"
+    "  end\n"
+    "  local a = decode(args)\n"
+    "  return finish(xpcall(fn, handler, unpack(a, 1, a.n)))\n"
     "end\n";
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -125,14 +137,10 @@ static void work_cb(uv_work_t *req) {
     return;
   }
   L = ws->L;
+  /* The driver keeps functions it loaded, keyed by their bytecode, so a
+  ** function sent again is not parsed again. */
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.driver");
-  if (luaL_loadbuffer(L, w->code, w->ncode, "=to_thread function") != 0) {
-    s = lua_tolstring(L, -1, &n);
-    set_out(w, s, n, 0);
-    lua_settop(L, 0);
-    state_put(w->rt, ws);
-    return;
-  }
+  lua_pushlstring(L, w->code, w->ncode);
   lua_pushlstring(L, w->args, w->nargs);
   if (lua_pcall(L, 2, 2, 0) != 0) {
     s = lua_tolstring(L, -1, &n);
@@ -142,7 +150,6 @@ static void work_cb(uv_work_t *req) {
     set_out(w, s ? s : "", s ? n : 0, lua_toboolean(L, -2));
   }
   lua_settop(L, 0);
-  lua_gc(L, LUA_GCCOLLECT, 0);  /* keep idle worker states small */
   state_put(w->rt, ws);
 }
 

@@ -332,6 +332,8 @@ do
   local c_to_thread = core.to_thread
   local unpack = unpack
   local function pack(...) return { n = select("#", ...), ... } end
+  -- bytecode of functions already sent, so each is dumped once
+  local dumped = setmetatable({}, { __mode = "k" })
   local function decoded(ok, wok, s)
     if not ok then
       if wok == NOLOOP then return nil, true end
@@ -355,7 +357,16 @@ do
         .. "worker: %s; only nil, booleans, numbers, strings and tables of "
         .. "those can cross)"):format(tostring(args)), 2)
     end
-    local r, noloop = decoded(c_to_thread(fn, args))
+    local code = dumped[fn]
+    if code == nil then
+      if debug.getinfo(fn, "u").nups > 0 then
+        code = false   -- let the core refuse it with its message
+      else
+        code = string.dump(fn)
+        dumped[fn] = code
+      end
+    end
+    local r, noloop = decoded(c_to_thread(fn, args, code or nil))
     if noloop then return run(M.to_thread, fn, ...) end
     return unpack(r, 1, r.n)
   end
