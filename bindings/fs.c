@@ -1,0 +1,586 @@
+/*
+** fs.c (bindings): the C half of corio.fs. Blocking calls (open, fill,
+** flush, close, path requests) return `true, ...` or `false, err` and are
+** wrapped by lua/corio/fs.lua, which raises. The read formats and line
+** splitting work on the file's C buffer and never block: they return the
+** value, or NEED_FILL / NEED_FLUSH for the wrapper to run the blocking
+** step and ask again, so a line costs one C call and one lua_pushlstring,
+** and the task goes back to the loop once per buffer refill.
+*/
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bindings.h"
+#include "../runtime/fs.h"
+
+static char need_fill, need_flush;
+#define NEED_FILL ((void *)&need_fill)
+#define NEED_FLUSH ((void *)&need_flush)
+
+/* ---- helpers ------------------------------------------------------ */
+
+static corio_file *check_file(lua_State *L, int idx, const char *fname) {
+  corio_file_ud *u = lua_touserdata(L, idx);
+  if (u == NULL || u->magic != CORIO_MAGIC_FILE)
+    corio__argerror(L, 2, 1, fname,
+                    lua_pushfstring(L, "corio.File expected, got %s",
+                                    luaL_typename(L, idx)));
+  return u->f;
+}
+
+/* [-0, +2] false, err of kind "closed" */
+static int push_closed(lua_State *L, corio_file *f, const char *op) {
+  lua_pushboolean(L, 0);
+  lua_pushfstring(L, "%s %s: the file is closed", op, f->path);
+  corio__push_error(L, "closed", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  lua_pushstring(L, f->path);
+  lua_setfield(L, -2, "path");
+  lua_pushstring(L, op);
+  lua_setfield(L, -2, "op");
+  return 2;
+}
+
+static int push_fail(lua_State *L, const char *op, const char *path,
+                     int code) {
+  lua_pushboolean(L, 0);
+  corio__fs_push_error(L, op, path, code);
+  return 2;
+}
+
+/* Another task's request is in flight on this file. */
+static int push_busy(lua_State *L, corio_file *f, const char *op) {
+  return push_fail(L, op, f->path, UV_EBUSY);
+}
+
+/* Submit-or-fail tail of a blocking file call: suspend t on f. */
+static int file_wait(corio_rt *rt, lua_State *L, corio_task *t,
+                     corio_file *f, int r, const char *op,
+                     const char *what) {
+  if (r != 0) return push_fail(L, op, f->path, r);
+  return corio__suspend(rt, L, t, corio__fs_abort, what, f);
+}
+
+/* A request cannot be withdrawn once submitted (the abort hook returns
+** 0), so refuse to suspend before submitting if the task cannot yield. */
+static void check_yieldable(corio_rt *rt, lua_State *L, const char *what) {
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+    corio__cannot_suspend(L, what);
+}
+
+/* A checkpoint on the fast path of a blocking call (rule 3): pushes
+** `false, Cancelled` and returns 2 if the running task is cancelled. */
+static int cancelled(lua_State *L, corio_rt *rt) {
+  corio_task *t = rt->current;
+  if (t == NULL) return 0;
+  t->checkpoints++;
+  if (!t->cur->eff) return 0;
+  lua_pushboolean(L, 0);
+  corio__push_cancelled(L, L, "the task's scope is cancelled");
+  return 2;
+}
+
+/* ---- open --------------------------------------------------------- */
+
+/* open(path, mode, bufsize) -> true, file | false, err */
+static int l_open(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  const char *path, *mode, *m;
+  int fmode = 0, flags = 0, n, r;
+  size_t bufsize = 0;
+  void *obj;
+  if (lua_type(L, 1) != LUA_TSTRING)
+    return corio__argerror(L, 2, 1, "open",
+                           lua_pushfstring(L, "string expected, got %s",
+                                           luaL_typename(L, 1)));
+  path = lua_tostring(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    mode = "r";
+  } else if (lua_type(L, 2) != LUA_TSTRING) {
+    return corio__argerror(L, 2, 2, "open",
+                           lua_pushfstring(L, "string expected, got %s",
+                                           luaL_typename(L, 2)));
+  } else {
+    mode = lua_tostring(L, 2);
+  }
+  m = mode;
+  switch (*m) {
+  case 'r': fmode = CORIO_FS_READ; break;
+  case 'w': fmode = CORIO_FS_WRITE; flags = O_CREAT | O_TRUNC; break;
+  case 'a':
+    fmode = CORIO_FS_WRITE | CORIO_FS_APPEND;
+    flags = O_CREAT | O_APPEND;
+    break;
+  default: m = NULL;
+  }
+  if (m != NULL) {
+    m++;
+    if (*m == '+') {
+      fmode |= CORIO_FS_READ | CORIO_FS_WRITE;
+      m++;
+    }
+    while (*m == 'b') m++;
+    if (*m != '\0') m = NULL;
+  }
+  if (m == NULL)
+    return corio__argerror(L, 2, 2, "open",
+                           lua_pushfstring(L, "invalid mode '%s'", mode));
+  if (!lua_isnoneornil(L, 3)) {
+    double b = lua_tonumber(L, 3);
+    if (!(b >= 1 && b <= (double)(1 << 30)))
+      return corio__argerror(L, 2, 3, "open",
+                             "buffer_size must be a number in [1, 2^30]");
+    bufsize = (size_t)b;
+  }
+  n = corio__enter(L, rt, &t, "open");
+  if (n >= 0) return n;
+  check_yieldable(rt, L, "corio.fs.open");
+  r = corio__fs_op(rt, t, CORIO_FS_OPEN, path, NULL, flags, fmode, bufsize,
+                   &obj);
+  if (r != 0) return push_fail(L, "open", path, r);
+  return corio__suspend(rt, L, t, corio__fs_abort, "fs.open", obj);
+}
+
+/* ---- reading ------------------------------------------------------ */
+
+/* line(f) -> line | nothing: the fast path of lines() and read("l"): a
+** whole line in the buffer, no request in flight, no write buffered,
+** the task not cancelled. Anything else goes to the wrapper's slow path. */
+static int l_line(lua_State *L) {
+  corio_file_ud *u = lua_touserdata(L, 1);
+  corio_task *t = RT(L)->current;
+  corio_file *f;
+  if (u == NULL || u->magic != CORIO_MAGIC_FILE) return 0;
+  f = u->f;
+  if (f->rpos < f->rlen && f->op == CORIO_FOP_NONE && f->wlen == 0) {
+    const char *p = f->rbuf + f->rpos;
+    const char *nl = memchr(p, '\n', f->rlen - f->rpos);
+    if (nl != NULL) {
+      if (t != NULL) {
+        if (t->cur->eff) return 0;
+        t->checkpoints++;
+      }
+      lua_pushlstring(L, p, (size_t)(nl - p) + lua_toboolean(L, 2));
+      f->rpos += (size_t)(nl - p) + 1;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* The same fast paths as plain C functions for LuaJIT's FFI, which a
+** trace calls inline: a lua_CFunction call ends the trace and stitches a
+** new one, which costs more than the rest of a line's work. They only
+** read and write the buffer; anything else (refill, closed file, cancel)
+** returns 0/-1 and the wrapper takes the slow path with the Lua API. */
+
+/* A whole line at *p, *n bytes (with the newline if keep): 1, or 0. */
+int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep) {
+  corio_task *t;
+  const char *s, *nl;
+  if (f->rpos >= f->rlen || f->op != CORIO_FOP_NONE || f->wlen != 0)
+    return 0;
+  s = f->rbuf + f->rpos;
+  nl = memchr(s, '\n', f->rlen - f->rpos);
+  if (nl == NULL) return 0;
+  if ((t = f->rt->current) != NULL) {
+    if (t->cur->eff) return 0;
+    t->checkpoints++;
+  }
+  *p = s;
+  *n = (size_t)(nl - s) + (keep != 0);
+  f->rpos += (size_t)(nl - s) + 1;
+  return 1;
+}
+
+/* Append n bytes: 0, 1 (appended; the buffer is full, flush it), or -1
+** (nothing done: take the slow path, which reports why). */
+int corio__fs_ffi_put(corio_file *f, const char *s, size_t n) {
+  corio_task *t;
+  if (f->closed || !(f->mode & CORIO_FS_WRITE) || f->rlen != 0 ||
+      f->op != CORIO_FOP_NONE || f->wlen + n > f->wcap)
+    return -1;
+  if ((t = f->rt->current) != NULL) {
+    if (t->cur->eff) return -1;
+    t->checkpoints++;
+  }
+  memcpy(f->wbuf + f->wlen, s, n);
+  f->wlen += n;
+  return f->wlen - f->woff >= f->wdef;
+}
+
+/* ptr(file) -> lightuserdata: the corio_file for the FFI calls. */
+static int l_ptr(lua_State *L) {
+  lua_pushlightuserdata(L, check_file(L, 1, "ptr"));
+  return 1;
+}
+
+static int is_num_char(int c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+         (c >= 'A' && c <= 'Z') || c == '.' || c == '+' || c == '-';
+}
+
+/* "n": skip white space, then take the longest prefix strtod accepts
+** (fscanf's "%lf", as LuaJIT's io reads numbers). */
+static int read_number(lua_State *L, corio_file *f) {
+  char tmp[201];
+  size_t i, n;
+  char *end;
+  double d;
+  while (f->rpos < f->rlen &&
+         strchr(" \t\n\v\f\r", f->rbuf[f->rpos]) != NULL &&
+         f->rbuf[f->rpos] != '\0')
+    f->rpos++;
+  if (f->rpos == f->rlen && !f->eof) return -1;
+  for (i = f->rpos, n = 0; i < f->rlen && n < 200; i++, n++) {
+    if (!is_num_char((unsigned char)f->rbuf[i])) break;
+    tmp[n] = f->rbuf[i];
+  }
+  if (i == f->rlen && n < 200 && !f->eof) return -1;
+  tmp[n] = '\0';
+  d = strtod(tmp, &end);
+  if (end == tmp) {
+    lua_pushnil(L);
+    return 1;
+  }
+  f->rpos += (size_t)(end - tmp);
+  lua_pushnumber(L, d);
+  return 1;
+}
+
+/* Take one format from the buffer: 1 (value pushed; nil means fail) or
+** -1 (more bytes are needed). */
+static int take(lua_State *L, corio_file *f, int fmt, size_t count) {
+  size_t avail = f->rlen - f->rpos;
+  const char *p = f->rbuf + f->rpos;
+  switch (fmt) {
+  case 'l':
+  case 'L': {
+    const char *nl = avail ? memchr(p, '\n', avail) : NULL;
+    if (nl != NULL) {
+      size_t k = (size_t)(nl - p);
+      lua_pushlstring(L, p, k + (fmt == 'L'));
+      f->rpos += k + 1;
+      return 1;
+    }
+    if (!f->eof) return -1;
+    if (avail == 0) lua_pushnil(L);
+    else lua_pushlstring(L, p, avail);
+    f->rpos = f->rlen;
+    return 1;
+  }
+  case 'a':
+    if (!f->eof) return -1;
+    lua_pushlstring(L, p, avail);
+    f->rpos = f->rlen;
+    if (f->rcap > 4 * f->rdef) {
+      /* give back the memory of a large read("a") */
+      free(f->rbuf);
+      f->rbuf = NULL;
+      f->rcap = f->rpos = f->rlen = 0;
+    }
+    return 1;
+  case 'n':
+    return read_number(L, f);
+  default: /* count */
+    if (avail >= count && (count > 0 || avail > 0)) {
+      lua_pushlstring(L, p, count);
+      f->rpos += count;
+      return 1;
+    }
+    if (!f->eof) return -1;
+    if (avail == 0) lua_pushnil(L);
+    else {
+      lua_pushlstring(L, p, avail);
+      f->rpos = f->rlen;
+    }
+    return 1;
+  }
+}
+
+/* read1(f, fmt, argn) -> value (nil: fail) | NEED_FILL | NEED_FLUSH |
+** false, err */
+static int l_read1(lua_State *L) {
+  corio_file *f = check_file(L, 1, "read");
+  int fmt, n, argn = (int)lua_tointeger(L, 3);
+  size_t count = 0;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    double c = lua_tonumber(L, 2);
+    if (!(c >= 0))
+      return corio__argerror(L, 2, argn, "read", "invalid format");
+    fmt = 'c';
+    count = c > (double)SIZE_MAX / 2 ? SIZE_MAX / 2 : (size_t)c;
+  } else {
+    const char *s = lua_tostring(L, 2);
+    if (s != NULL && *s == '*') s++;
+    if (s == NULL || (*s != 'a' && *s != 'l' && *s != 'L' && *s != 'n'))
+      return corio__argerror(L, 2, argn, "read", "invalid format");
+    fmt = *s;
+  }
+  if (f->closed) return push_closed(L, f, "read");
+  if (!(f->mode & CORIO_FS_READ))
+    return push_fail(L, "read", f->path, UV_EBADF);
+  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "read");
+  if ((n = cancelled(L, RT(L))) != 0) return n;
+  if (f->wlen > 0) {
+    lua_pushlightuserdata(L, NEED_FLUSH);
+    return 1;
+  }
+  if (take(L, f, fmt, count) < 0) lua_pushlightuserdata(L, NEED_FILL);
+  return 1;
+}
+
+/* fill(f) -> true | false, err: read more into the buffer (a checkpoint). */
+static int l_fill(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_file *f = check_file(L, 1, "read");
+  corio_task *t;
+  int n;
+  if (f->closed) return push_closed(L, f, "read");
+  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "read");
+  n = corio__enter(L, rt, &t, "read");
+  if (n >= 0) return n;
+  check_yieldable(rt, L, "corio.fs read");
+  return file_wait(rt, L, t, f, corio__fs_fill(f, t), "read", "fs read");
+}
+
+/* ---- writing ------------------------------------------------------ */
+
+/* A write after reads in "+" modes: put the kernel position back where
+** the reader is and drop the read buffer, as stdio does. */
+static void drop_read_buffer(corio_file *f) {
+  if (f->rpos < f->rlen && f->fd >= 0)
+    lseek(f->fd, -(off_t)(f->rlen - f->rpos), SEEK_CUR);
+  f->rpos = f->rlen = 0;
+  f->eof = 0;
+}
+
+/* write(f, ...) -> true | NEED_FLUSH | false, err. Every value is
+** buffered; NEED_FLUSH asks the wrapper to flush (the buffer is full). */
+static int l_write(lua_State *L) {
+  corio_file *f = check_file(L, 1, "write");
+  int i, top = lua_gettop(L);
+  for (i = 2; i <= top; i++) {
+    int ty = lua_type(L, i);
+    if (ty != LUA_TSTRING && ty != LUA_TNUMBER)
+      return corio__argerror(L, 2, i - 1, "write",
+                             lua_pushfstring(L, "string expected, got %s",
+                                             luaL_typename(L, i)));
+  }
+  if (f->closed) return push_closed(L, f, "write");
+  if (!(f->mode & CORIO_FS_WRITE))
+    return push_fail(L, "write", f->path, UV_EBADF);
+  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "write");
+  if ((i = cancelled(L, RT(L))) != 0) return i;
+  if (f->rlen > 0) drop_read_buffer(f);
+  for (i = 2; i <= top; i++) {
+    size_t n;
+    const char *s;
+    char num[64];
+    int r;
+    if (lua_type(L, i) == LUA_TNUMBER) {
+      n = (size_t)snprintf(num, sizeof(num), "%.14g", lua_tonumber(L, i));
+      s = num;
+    } else {
+      s = lua_tolstring(L, i, &n);
+    }
+    if ((r = corio__fs_append(f, s, n)) != 0)
+      return push_fail(L, "write", f->path, r);
+  }
+  if (f->wlen - f->woff >= f->wdef) lua_pushlightuserdata(L, NEED_FLUSH);
+  else lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* flush(f) -> true | false, err (a checkpoint) */
+static int l_flush(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_file *f = check_file(L, 1, "flush");
+  corio_task *t;
+  int n;
+  if (f->closed) return push_closed(L, f, "flush");
+  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "flush");
+  n = corio__enter(L, rt, &t, "flush");
+  if (n >= 0) return n;
+  if (f->woff == f->wlen) {
+    f->wlen = f->woff = 0;
+    lua_pushboolean(L, 1);
+    return corio__fast(rt, L, t, 1);
+  }
+  check_yieldable(rt, L, "corio.fs flush");
+  return file_wait(rt, L, t, f, corio__fs_flush(f, t), "write", "fs write");
+}
+
+/* ---- seek and close ----------------------------------------------- */
+
+/* seek(f, whence, offset) -> pos | NEED_FLUSH | false, err. lseek does
+** no I/O, so it runs on the loop thread. */
+static int l_seek(lua_State *L) {
+  corio_file *f = check_file(L, 1, "seek");
+  const char *w = luaL_optstring(L, 2, "cur");
+  double off = 0;
+  off_t k, pos;
+  int whence;
+  if (strcmp(w, "set") == 0) whence = SEEK_SET;
+  else if (strcmp(w, "cur") == 0) whence = SEEK_CUR;
+  else if (strcmp(w, "end") == 0) whence = SEEK_END;
+  else
+    return corio__argerror(L, 2, 1, "seek",
+                           lua_pushfstring(L, "invalid option '%s'", w));
+  if (!lua_isnoneornil(L, 3)) {
+    if (lua_type(L, 3) != LUA_TNUMBER)
+      return corio__argerror(L, 2, 2, "seek",
+                             lua_pushfstring(L, "number expected, got %s",
+                                             luaL_typename(L, 3)));
+    off = lua_tonumber(L, 3);
+  }
+  if (f->closed) return push_closed(L, f, "seek");
+  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "seek");
+  if (f->wlen > f->woff) {
+    lua_pushlightuserdata(L, NEED_FLUSH);
+    return 1;
+  }
+  k = lseek(f->fd, 0, SEEK_CUR);
+  if (k < 0) return push_fail(L, "seek", f->path, -errno);
+  pos = k - (off_t)(f->rlen - f->rpos);
+  if (whence == SEEK_CUR && off == 0) {
+    lua_pushnumber(L, (double)pos);
+    return 1;
+  }
+  if (whence == SEEK_CUR) k = lseek(f->fd, pos + (off_t)off, SEEK_SET);
+  else k = lseek(f->fd, (off_t)off, whence);
+  if (k < 0) return push_fail(L, "seek", f->path, -errno);
+  f->rpos = f->rlen = 0;
+  f->eof = 0;
+  lua_pushnumber(L, (double)k);
+  return 1;
+}
+
+/* close(f) -> true | false, err: write what is buffered, then close. A
+** cancelled task still closes the file (dropping unwritten data) and gets
+** Cancelled, as trio's aclose does. */
+static int l_close(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_file *f = check_file(L, 1, "close");
+  corio_task *t;
+  int n;
+  if (f->closed) return push_closed(L, f, "close");
+  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "close");
+  n = corio__enter(L, rt, &t, "close");
+  if (n >= 0) {
+    if (lua_touserdata(L, -1) != CORIO_NOLOOP) corio__fs_close_now(f);
+    return n;
+  }
+  check_yieldable(rt, L, "corio.fs close");
+  f->rpos = f->rlen = 0;
+  return file_wait(rt, L, t, f, corio__fs_close(f, t), "close", "fs close");
+}
+
+static int l_file_gc(lua_State *L) {
+  corio_file_ud *u = lua_touserdata(L, 1);
+  if (u != NULL && u->magic == CORIO_MAGIC_FILE && u->f != NULL) {
+    corio__fs_file_gc(u->f);
+    u->f = NULL;
+  }
+  return 0;
+}
+
+static int l_file_tostring(lua_State *L) {
+  corio_file *f = check_file(L, 1, "tostring");
+  lua_pushfstring(L, "corio.File(%s%s)", f->path,
+                  f->closed ? ", closed" : "");
+  return 1;
+}
+
+/* state(f) -> "file" | "closed file" (io.type's answer) */
+static int l_state(lua_State *L) {
+  corio_file_ud *u = lua_touserdata(L, 1);
+  if (u == NULL || u->magic != CORIO_MAGIC_FILE) return 0;
+  lua_pushstring(L, u->f->closed ? "closed file" : "file");
+  return 1;
+}
+
+/* ---- path requests ------------------------------------------------ */
+
+static int path_op(lua_State *L, int op, const char *fname, int npaths,
+                   int arg) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  const char *p1, *p2 = NULL;
+  void *obj;
+  int n, r, i;
+  for (i = 1; i <= npaths; i++)
+    if (lua_type(L, i) != LUA_TSTRING)
+      return corio__argerror(L, 2, i, fname,
+                             lua_pushfstring(L, "string expected, got %s",
+                                             luaL_typename(L, i)));
+  p1 = lua_tostring(L, 1);
+  if (npaths > 1) p2 = lua_tostring(L, 2);
+  n = corio__enter(L, rt, &t, fname);
+  if (n >= 0) return n;
+  check_yieldable(rt, L, fname);
+  r = corio__fs_op(rt, t, op, p1, p2, arg, 0, 0, &obj);
+  if (r != 0) return push_fail(L, fname, p1, r);
+  return corio__suspend(rt, L, t, corio__fs_abort, fname, obj);
+}
+
+static int l_stat(lua_State *L) {
+  return path_op(L, lua_toboolean(L, 2) ? CORIO_FS_LSTAT : CORIO_FS_STAT,
+                 "stat", 1, 0);
+}
+static int l_mkdir(lua_State *L) {
+  int mode = lua_isnumber(L, 2) ? (int)lua_tointeger(L, 2) : 0777;
+  return path_op(L, CORIO_FS_MKDIR, "mkdir", 1, mode);
+}
+static int l_unlink(lua_State *L) {
+  return path_op(L, CORIO_FS_UNLINK, "remove", 1, 0);
+}
+static int l_rmdir(lua_State *L) {
+  return path_op(L, CORIO_FS_RMDIR, "remove", 1, 0);
+}
+static int l_rename(lua_State *L) {
+  return path_op(L, CORIO_FS_RENAME, "rename", 2, 0);
+}
+static int l_scandir(lua_State *L) {
+  return path_op(L, CORIO_FS_SCANDIR, "scandir", 1, 0);
+}
+static int l_copy(lua_State *L) {
+  return path_op(L, CORIO_FS_COPY, "copy", 2, 0);
+}
+
+int luaopen_corio_fs(lua_State *L) {
+  static const corio_reg fns[] = {
+      {"open", l_open},       {"line", l_line},   {"read1", l_read1},
+      {"fill", l_fill},       {"write", l_write}, {"flush", l_flush},
+      {"seek", l_seek},       {"close", l_close}, {"state", l_state},
+      {"stat", l_stat},       {"mkdir", l_mkdir}, {"unlink", l_unlink},
+      {"rmdir", l_rmdir},     {"rename", l_rename},   {"ptr", l_ptr},
+      {"scandir", l_scandir}, {"copy", l_copy},   {NULL, NULL}};
+  corio_rt *rt = corio__rt(L);
+  lua_newtable(L);
+  corio__register(L, rt, -1, fns);
+  lua_pushlightuserdata(L, NEED_FILL);
+  lua_setfield(L, -2, "NEED_FILL");
+  lua_pushlightuserdata(L, NEED_FLUSH);
+  lua_setfield(L, -2, "NEED_FLUSH");
+  lua_pushlightuserdata(L, (void *)corio__fs_ffi_line);
+  lua_setfield(L, -2, "ffi_line");
+  lua_pushlightuserdata(L, (void *)corio__fs_ffi_put);
+  lua_setfield(L, -2, "ffi_put");
+  if (luaL_newmetatable(L, "corio.File")) {
+    lua_pushcfunction(L, l_file_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushlightuserdata(L, rt);
+    lua_pushcclosure(L, l_file_tostring, 1);
+    lua_setfield(L, -2, "__tostring");
+    lua_newtable(L);
+    lua_setfield(L, -2, "methods");
+  }
+  lua_setfield(L, -2, "File");  /* the metatable, for fs.lua */
+  return 1;
+}

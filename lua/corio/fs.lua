@@ -1,0 +1,416 @@
+-- corio.fs: files on libuv's fs requests (SPEC §3), io-like. The C half
+-- (corio.core.fs, bindings/fs.c + runtime/fs.c) buffers reads and writes
+-- and splits lines; this module raises the errors the C calls return (on
+-- the task's own stack), runs blocking calls made outside a loop under
+-- corio.run (rule 11), and builds with_open, read_file, mkdir{parents}...
+--
+-- Errors: kind "fs" with op, path, code ("ENOENT") and errno; kind
+-- "closed" for a file used after close. Every blocking call here is a
+-- checkpoint. A submitted request cannot be undone: a task cancelled while
+-- it waits for one gets the result, and the cancel surfaces at its next
+-- checkpoint (SPEC rule 7).
+local core = require "corio.core"
+local corio = require "corio"
+
+core.register_own(debug.getinfo(1, "S").source)
+
+local c = core.fs
+local NOLOOP = core.NOLOOP
+local NEED_FILL, NEED_FLUSH = c.NEED_FILL, c.NEED_FLUSH
+local error, type, select, pcall, unpack, tostring = error, type, select, pcall, unpack, tostring
+local run, shield, in_task = corio.run, corio.shield, core.in_task
+
+local M = {}
+
+-- A File is a table {_ud = userdata, _p = pointer}: the userdata owns the
+-- C file (its __gc closes it); the FFI pointer lets JIT-compiled traces
+-- call the per-line fast paths inline (a lua_CFunction call would end the
+-- trace at every line). Without the FFI, the C functions do the same work.
+local File = {}
+local FileMT = { __index = File, __metatable = "corio.File" }
+M.File = File
+
+local ffi_ok, ffi = pcall(require, "ffi")
+local ffi_line, ffi_put, ffi_string, pp, pn, ffi_cast
+if ffi_ok then
+  ffi_line = ffi.cast("int (*)(void *, const char **, size_t *, int)", c.ffi_line)
+  ffi_put = ffi.cast("int (*)(void *, const char *, size_t)", c.ffi_put)
+  ffi_string, ffi_cast = ffi.string, ffi.cast
+  pp, pn = ffi.new("const char *[1]"), ffi.new("size_t[1]")
+end
+local c_ptr = c.ptr
+
+local function wrap(ud)
+  local p = ffi_ok and ffi_cast("void *", c_ptr(ud)) or nil
+  return setmetatable({ _ud = ud, _p = p }, FileMT)
+end
+
+FileMT.__tostring = function(f) return tostring(f._ud) end
+
+local function ud_of(f, fname)
+  local ud = type(f) == "table" and rawget(f, "_ud")
+  if not ud then
+    error(("bad argument #1 to '%s' (corio.File expected, got %s)"):format(fname, type(f)), 3)
+  end
+  return ud
+end
+
+-- One blocking C call: its value, or raise its error.
+local function call(fn, ...)
+  local ok, v = fn(...)
+  if ok then return v end
+  if v == NOLOOP then return run(call, fn, ...) end
+  error(v, 0)
+end
+
+local c_fill, c_flush = c.fill, c.flush
+local function fill(f) return call(c_fill, f) end
+local function flush(f) return call(c_flush, f) end
+
+-- open --------------------------------------------------------------------
+
+local c_open = c.open
+
+-- fs.open(path [, mode [, {buffer_size = n}]]) -> File. A checkpoint.
+function M.open(path, mode, opts)
+  local size
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error(("bad argument #3 to 'open' (table expected, got %s)"):format(type(opts)), 2)
+    end
+    size = opts.buffer_size
+  end
+  local ok, f = c_open(path, mode, size)
+  if ok then return wrap(f) end
+  if f == NOLOOP then return run(M.open, path, mode, opts) end
+  error(f, 0)
+end
+
+-- io.type's answer: "file", "closed file" or nil.
+function M.type(f)
+  if getmetatable(f) ~= "corio.File" then return nil end
+  return c.state(f._ud)
+end
+
+-- reading -----------------------------------------------------------------
+
+local c_read1, c_line = c.read1, c.line
+
+local function check_fmt(fmt, i)
+  local t = type(fmt)
+  if t == "number" then
+    if fmt >= 0 then return end
+  elseif t == "string" then
+    if fmt:match("^%*?[alLn]") then return end
+  end
+  error(("bad argument #%d to 'read' (invalid format)"):format(i), 3)
+end
+
+-- One format: its value (nil at EOF), filling the buffer as needed.
+local function read1(f, fmt, i)
+  f = f._ud
+  while true do
+    local v, e = c_read1(f, fmt, i)
+    if v == NEED_FILL then
+      fill(f)
+    elseif v == NEED_FLUSH then
+      flush(f)
+    elseif v == false then
+      error(e, 0)
+    else
+      return v
+    end
+  end
+end
+
+local function read_many(f, n, ...)
+  local out = {}
+  for i = 1, n do
+    local v = read1(f, (select(i, ...)), i)
+    out[i] = v
+    if v == nil then return unpack(out, 1, i) end
+  end
+  return unpack(out, 1, n)
+end
+
+-- f:read(fmt...) as Lua's io: "a", "l", "L", "n" (also "*a"...), counts.
+-- A checkpoint.
+function File.read(f, ...)
+  ud_of(f, "read")
+  local n = select("#", ...)
+  if n == 0 then
+    local s = c_line(f._ud)
+    if s then return s end
+    return read1(f, "l", 1)
+  end
+  for i = 1, n do check_fmt((select(i, ...)), i) end
+  if n == 1 then return read1(f, (...), 1) end
+  return read_many(f, n, ...)
+end
+
+-- f:lines(fmt...): an iterator of f:read(fmt...); "l"/"L" take whole
+-- lines straight from the C buffer. The file stays open at the end.
+function File.lines(f, ...)
+  local n = select("#", ...)
+  local fmt = ...
+  if n == 0 or (n == 1 and type(fmt) == "string" and fmt:match("^%*?[lL]")) then
+    local keep = n == 1 and fmt:match("^%*?L") ~= nil or nil
+    local k = keep and "L" or "l"
+    local ud, p = ud_of(f, "lines"), f._p
+    if p then
+      local ikeep = keep and 1 or 0
+      return function()
+        if ffi_line(p, pp, pn, ikeep) ~= 0 then return ffi_string(pp[0], pn[0]) end
+        return read1(f, k, 1)
+      end
+    end
+    return function()
+      local s = c_line(ud, keep)
+      if s then return s end
+      return read1(f, k, 1)
+    end
+  end
+  for i = 1, n do check_fmt((select(i, ...)), i) end
+  local fmts = { ... }
+  return function() return read_many(f, n, unpack(fmts, 1, n)) end
+end
+
+-- f:chunks([size]): an iterator of strings of size bytes (65536 by
+-- default; the last may be shorter).
+function File.chunks(f, size)
+  ud_of(f, "chunks")
+  if size == nil then size = 65536 end
+  if type(size) ~= "number" or size < 1 or size ~= size then
+    error(("bad argument #1 to 'chunks' (positive number expected, got %s)")
+      :format(tostring(size)), 2)
+  end
+  size = math.floor(size)
+  return function() return read1(f, size, 1) end
+end
+
+-- writing -----------------------------------------------------------------
+
+local c_write, c_seek, c_close = c.write, c.seek, c.close
+
+-- f:write(...) -> f: strings and numbers into the write buffer; a full
+-- buffer is written out before returning. A checkpoint.
+local function write_slow(f, ...)
+  local r, e = c_write(f._ud, ...)
+  if r == true then return f end
+  if r == NEED_FLUSH then
+    flush(f._ud)
+    return f
+  end
+  error(e, 0)
+end
+
+local function put(f, p, v)
+  if type(v) ~= "string" then
+    if type(v) ~= "number" then return false end
+    v = tostring(v)
+  end
+  local r = ffi_put(p, v, #v)
+  if r == 0 then return true end
+  if r < 0 then return false end
+  flush(f._ud)
+  return true
+end
+
+function File.write(f, ...)
+  local p = type(f) == "table" and f._p
+  if not p then return write_slow(f, ...) end
+  local n = select("#", ...)
+  if n == 2 then
+    -- the common f:write(s, "\n") without a loop in the trace
+    local a, b = ...
+    if not put(f, p, a) then return write_slow(f, ...) end
+    if not put(f, p, b) then return write_slow(f, b) end
+    return f
+  end
+  for i = 1, n do
+    local v = select(i, ...)
+    if type(v) ~= "string" then
+      -- numbers as io writes them ("%.14g", as tostring does)
+      if type(v) ~= "number" then return write_slow(f, ...) end
+      v = tostring(v)
+    end
+    local r = ffi_put(p, v, #v)
+    if r ~= 0 then
+      if r < 0 then return write_slow(f, select(i, ...)) end
+      flush(f._ud)
+    end
+  end
+  return f
+end
+
+-- f:flush() -> f. A checkpoint; raises the error of a failed write.
+function File.flush(f)
+  flush(ud_of(f, "flush"))
+  return f
+end
+
+-- f:seek([whence [, offset]]) -> position, as io ("set", "cur", "end").
+-- Writes what is buffered first.
+function File.seek(f, whence, offset)
+  while true do
+    local r, e = c_seek(ud_of(f, "seek"), whence, offset)
+    if r == NEED_FLUSH then
+      flush(f._ud)
+    elseif r == false then
+      error(e, 0)
+    else
+      return r
+    end
+  end
+end
+
+-- f:close() -> true: writes what is buffered, then closes; raises the
+-- error of the write or the close. A checkpoint: a cancelled task still
+-- closes the file, dropping unwritten data, then gets Cancelled (use
+-- with_open, or close inside corio.shield, to write it out regardless).
+function File.close(f)
+  local ok, e = c_close(ud_of(f, "close"))
+  if ok then return true end
+  if e == NOLOOP then return run(File.close, f) end
+  error(e, 0)
+end
+
+-- with_open ---------------------------------------------------------------
+
+local function close_after(f, ok, ...)
+  if c.state(f._ud) == "file" then
+    if ok then
+      shield(File.close, f)
+    else
+      -- the body's error wins; the close error goes with it
+      local cok, cerr = pcall(shield, File.close, f)
+      local e = ...
+      if not cok and type(e) == "table" and e.close_error == nil then
+        pcall(function() e.close_error = cerr end)
+      end
+    end
+  end
+  if ok then return ... end
+  error((...), 0)
+end
+
+-- fs.with_open(path, mode, fn) -> fn's results: fn(f), and f is closed
+-- however fn ends (error or cancel); buffered data is written out under a
+-- shield, so a cancel does not lose it.
+function M.with_open(path, mode, fn)
+  if type(fn) ~= "function" then
+    error(("bad argument #3 to 'with_open' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  if not in_task() then return run(M.with_open, path, mode, fn) end
+  local f = M.open(path, mode)
+  return close_after(f, pcall(fn, f))
+end
+
+local function read_all(f) return f:read("a") end
+
+function M.read_file(path)
+  return M.with_open(path, "rb", read_all)
+end
+
+function M.write_file(path, data)
+  if type(data) ~= "string" and type(data) ~= "number" then
+    error(("bad argument #2 to 'write_file' (string expected, got %s)"):format(type(data)), 2)
+  end
+  return M.with_open(path, "wb", function(f) f:write(data) end)
+end
+
+-- fs.lines(path, fmt...): like io.lines: the file closes at the end.
+function M.lines(path, ...)
+  local f = M.open(path, "r")
+  local it = File.lines(f, ...)
+  return function()
+    local v = it()
+    if v == nil and c.state(f._ud) == "file" then f:close() end
+    return v
+  end
+end
+
+-- paths -------------------------------------------------------------------
+
+local c_stat, c_mkdir, c_unlink, c_rmdir = c.stat, c.mkdir, c.unlink, c.rmdir
+local c_rename, c_scandir, c_copy = c.rename, c.scandir, c.copy
+
+-- fs.stat(path [, {follow = false}]) -> {size, mtime, mode, type, ...}
+function M.stat(path, opts)
+  return call(c_stat, path, opts ~= nil and opts.follow == false)
+end
+
+-- fs.exists(path) -> boolean: false when the path (or a parent) is
+-- missing; other errors (EACCES) raise.
+function M.exists(path)
+  local ok, v = c_stat(path)
+  if ok then return true end
+  if v == NOLOOP then return run(M.exists, path) end
+  if type(v) == "table" and (v.code == "ENOENT" or v.code == "ENOTDIR") then
+    return false
+  end
+  error(v, 0)
+end
+
+-- fs.mkdir(path [, {parents = true, mode = 0777}]): with parents, missing
+-- parents are made and an existing directory is fine (mkdir -p).
+function M.mkdir(path, opts)
+  local parents, mode = false, nil
+  if opts ~= nil then
+    if type(opts) ~= "table" then
+      error(("bad argument #2 to 'mkdir' (table expected, got %s)"):format(type(opts)), 2)
+    end
+    parents, mode = opts.parents, opts.mode
+  end
+  local ok, e = c_mkdir(path, mode)
+  if ok then return end
+  if e == NOLOOP then return run(M.mkdir, path, opts) end
+  if parents and type(e) == "table" then
+    if e.code == "EEXIST" then
+      local st_ok, st = pcall(M.stat, path)
+      if st_ok and st.type == "directory" then return end
+    elseif e.code == "ENOENT" then
+      local parent = path:match("^(.*[^/])/+[^/]+/*$")
+      if parent then
+        M.mkdir(parent, opts)
+        return M.mkdir(path, opts)
+      end
+    end
+  end
+  error(e, 0)
+end
+
+-- fs.remove(path): a file, or an empty directory (as os.remove).
+function M.remove(path)
+  local ok, e = c_unlink(path)
+  if ok then return end
+  if e == NOLOOP then return run(M.remove, path) end
+  if type(e) == "table" and (e.code == "EISDIR" or e.code == "EPERM") then
+    local ok2, e2 = c_rmdir(path)
+    if ok2 then return end
+    if e.code == "EISDIR" or (type(e2) == "table" and e2.code ~= "ENOTDIR") then
+      error(e2, 0)
+    end
+  end
+  error(e, 0)
+end
+
+function M.rename(src, dst) call(c_rename, src, dst) end
+
+-- fs.copy(src, dst): uv_fs_copyfile (copy_file_range/sendfile).
+function M.copy(src, dst) call(c_copy, src, dst) end
+
+-- fs.scandir(path) -> iterator of name, type ("file", "directory",
+-- "link", ...). The listing is read at once.
+function M.scandir(path)
+  local list = call(c_scandir, path)
+  local i = -1
+  return function()
+    i = i + 2
+    local name = list[i]
+    if name == nil then return nil end
+    return name, list[i + 1]
+  end
+end
+
+return M

@@ -1,0 +1,521 @@
+/*
+** fs.c: corio.fs's C core: buffered files and path requests on libuv's fs
+** requests (the thread pool), so file I/O never blocks the loop. A file
+** has one request in flight at most; the waiting task is woken by the
+** completion with a deliver hook. Requests cannot be undone: the abort
+** hook returns 0, the task gets the result and the cancel surfaces at its
+** next checkpoint (SPEC rule 7). Line splitting and formats live in
+** bindings/fs.c; the Lua surface in lua/corio/fs.lua.
+*/
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fs.h"
+
+/* ---- errors ------------------------------------------------------- */
+
+void corio__fs_push_error(lua_State *L, const char *op, const char *path,
+                          int code) {
+  const char *name = uv_err_name(code);
+  lua_pushfstring(L, "%s %s: %s (%s)", op, path ? path : "?", name,
+                  uv_strerror(code));
+  corio__push_error(L, "fs", lua_tostring(L, -1));
+  lua_remove(L, -2);
+  lua_pushstring(L, op);
+  lua_setfield(L, -2, "op");
+  if (path != NULL) {
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+  }
+  lua_pushstring(L, name);
+  lua_setfield(L, -2, "code");
+  lua_pushinteger(L, -code);
+  lua_setfield(L, -2, "errno");
+}
+
+int corio__fs_abort(corio_rt *rt, corio_task *t) {
+  (void)rt;
+  (void)t;
+  return 0;
+}
+
+/* ---- files -------------------------------------------------------- */
+
+corio_file *corio__fs_file_new(corio_rt *rt, const char *path, int mode,
+                               size_t bufsize) {
+  corio_file *f = calloc(1, sizeof(*f));
+  if (f == NULL) return NULL;
+  f->path = strdup(path);
+  if (f->path == NULL) {
+    free(f);
+    return NULL;
+  }
+  f->rt = rt;
+  f->fd = -1;
+  f->mode = mode;
+  f->rdef = f->wdef = bufsize ? bufsize : CORIO_FS_BUFSIZE;
+  return f;
+}
+
+static void file_free(corio_file *f) {
+  free(f->rbuf);
+  free(f->wbuf);
+  free(f->path);
+  free(f);
+}
+
+/* Write what is buffered and close, synchronously: for finalisers. */
+static void file_close_sync(corio_file *f) {
+  uv_fs_t req;
+  while (f->fd >= 0 && f->woff < f->wlen) {
+    uv_buf_t b = uv_buf_init(f->wbuf + f->woff,
+                             (unsigned)(f->wlen - f->woff));
+    int r = uv_fs_write(NULL, &req, f->fd, &b, 1, -1, NULL);
+    uv_fs_req_cleanup(&req);
+    if (r <= 0) break;
+    f->woff += (size_t)r;
+  }
+  f->wlen = f->woff = 0;
+  if (f->fd >= 0) {
+    uv_fs_close(NULL, &req, f->fd, NULL);
+    uv_fs_req_cleanup(&req);
+    f->fd = -1;
+  }
+}
+
+void corio__fs_file_gc(corio_file *f) {
+  if (f->op != CORIO_FOP_NONE) {
+    f->orphan = 1;
+    return;
+  }
+  file_close_sync(f);
+  file_free(f);
+}
+
+static void deliver_file(corio_task *t) {
+  corio_file *f = t->wait_obj;
+  t->wait_obj = NULL;
+  if (f->err < 0) {
+    lua_pushboolean(t->co, 0);
+    corio__fs_push_error(t->co, f->errop, f->path, f->err);
+    f->err = 0;
+  } else {
+    lua_pushboolean(t->co, 1);
+  }
+}
+
+static int submit_write(corio_file *f);
+
+/* The request of f completed (or a chain step failed to submit). */
+static void file_done(corio_file *f) {
+  corio_rt *rt = f->rt;
+  corio_task *t = f->t;
+  f->op = CORIO_FOP_NONE;
+  f->t = NULL;
+  rt->nexternal--;
+  if (f->orphan) {
+    file_close_sync(f);
+    file_free(f);
+    return;
+  }
+  if (t != NULL) {
+    t->abort = NULL;
+    corio__ready(rt, t, deliver_file);
+  }
+}
+
+static void set_err(corio_file *f, const char *op, int r) {
+  if (f->err == 0) {
+    f->err = r;
+    f->errop = op;
+  }
+}
+
+static void file_cb(uv_fs_t *req) {
+  corio_file *f = req->data;
+  ssize_t r = req->result;
+  uv_fs_req_cleanup(req);
+  switch (f->op) {
+  case CORIO_FOP_READ:
+    if (r < 0) set_err(f, "read", (int)r);
+    else if (r == 0) f->eof = 1;
+    else f->rlen += (size_t)r;
+    break;
+  case CORIO_FOP_WRITE:
+  case CORIO_FOP_CLOSE_WRITE:
+    if (r < 0) {
+      set_err(f, "write", (int)r);
+      f->wlen = f->woff = 0;  /* reported once, not written again */
+    } else {
+      f->woff += (size_t)r;
+      if (f->woff < f->wlen) {
+        /* a short write (pipes): go on with the rest */
+        int e = submit_write(f);
+        if (e == 0) return;
+        set_err(f, "write", e);
+        f->wlen = f->woff = 0;
+      } else {
+        f->wlen = f->woff = 0;
+      }
+    }
+    if (f->op == CORIO_FOP_CLOSE_WRITE) {
+      int fd = f->fd, e;
+      f->op = CORIO_FOP_CLOSE;
+      f->fd = -1;
+      e = uv_fs_close(f->rt->loop, &f->req, fd, file_cb);
+      if (e == 0) return;
+      set_err(f, "close", e);
+    }
+    break;
+  case CORIO_FOP_CLOSE:
+    if (r < 0) set_err(f, "close", (int)r);
+    break;
+  }
+  file_done(f);
+}
+
+static int submit_write(corio_file *f) {
+  uv_buf_t b = uv_buf_init(f->wbuf + f->woff, (unsigned)(f->wlen - f->woff));
+  return uv_fs_write(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
+}
+
+static void start(corio_file *f, corio_task *t, int op) {
+  f->op = op;
+  f->t = t;
+  f->req.data = f;
+  f->rt->nexternal++;
+}
+
+static int grow(char **buf, size_t *cap, size_t need) {
+  size_t n = *cap ? *cap : 4096;
+  char *p;
+  while (n < need) n *= 2;
+  if (n == *cap) return 0;
+  p = realloc(*buf, n);
+  if (p == NULL) return UV_ENOMEM;
+  *buf = p;
+  *cap = n;
+  return 0;
+}
+
+int corio__fs_fill(corio_file *f, corio_task *t) {
+  size_t room;
+  uv_buf_t b;
+  int r;
+  if (f->rbuf == NULL && (r = grow(&f->rbuf, &f->rcap, f->rdef)) != 0)
+    return r;
+  if (f->rpos > 0) {
+    /* Keep the unread tail (a partial line) at the front. */
+    memmove(f->rbuf, f->rbuf + f->rpos, f->rlen - f->rpos);
+    f->rlen -= f->rpos;
+    f->rpos = 0;
+  } else if (f->rlen == f->rcap && f->rcap > f->rdef / 2 &&
+             (r = grow(&f->rbuf, &f->rcap, f->rcap * 2)) != 0) {
+    return r;
+  }
+  room = f->rcap - f->rlen;
+  if (room > CORIO_FS_MAXREQ) room = CORIO_FS_MAXREQ;
+  b = uv_buf_init(f->rbuf + f->rlen, (unsigned)room);
+  start(f, t, CORIO_FOP_READ);
+  r = uv_fs_read(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
+  if (r != 0) {
+    f->op = CORIO_FOP_NONE;
+    f->t = NULL;
+    f->rt->nexternal--;
+  }
+  return r;
+}
+
+int corio__fs_append(corio_file *f, const char *s, size_t n) {
+  if (f->wlen + n > f->wcap) {
+    int r;
+    if (f->woff > 0) {
+      memmove(f->wbuf, f->wbuf + f->woff, f->wlen - f->woff);
+      f->wlen -= f->woff;
+      f->woff = 0;
+    }
+    if (f->wlen + n > f->wcap &&
+        (r = grow(&f->wbuf, &f->wcap, f->wlen + n < f->wdef
+                                          ? f->wdef : f->wlen + n)) != 0)
+      return r;
+  }
+  memcpy(f->wbuf + f->wlen, s, n);
+  f->wlen += n;
+  return 0;
+}
+
+int corio__fs_flush(corio_file *f, corio_task *t) {
+  int r;
+  start(f, t, CORIO_FOP_WRITE);
+  r = submit_write(f);
+  if (r != 0) {
+    f->op = CORIO_FOP_NONE;
+    f->t = NULL;
+    f->rt->nexternal--;
+  }
+  return r;
+}
+
+int corio__fs_close(corio_file *f, corio_task *t) {
+  int r, fd = f->fd;
+  f->closed = 1;
+  if (f->woff < f->wlen) {
+    start(f, t, CORIO_FOP_CLOSE_WRITE);
+    r = submit_write(f);
+    if (r == 0) return 0;
+    /* cannot even submit: report it, still close */
+    f->rt->nexternal--;
+    set_err(f, "write", r);
+    f->wlen = f->woff = 0;
+  }
+  start(f, t, CORIO_FOP_CLOSE);
+  f->fd = -1;
+  r = uv_fs_close(f->rt->loop, &f->req, fd, file_cb);
+  if (r != 0) {
+    f->op = CORIO_FOP_NONE;
+    f->t = NULL;
+    f->rt->nexternal--;
+  }
+  return r;
+}
+
+static void close_now_cb(uv_fs_t *req) {
+  corio_rt *rt = req->data;
+  rt->nexternal--;
+  uv_fs_req_cleanup(req);
+  free(req);
+}
+
+void corio__fs_close_now(corio_file *f) {
+  uv_fs_t *req;
+  f->closed = 1;
+  f->wlen = f->woff = 0;
+  f->rlen = f->rpos = 0;
+  if (f->fd < 0) return;
+  req = malloc(sizeof(*req));
+  if (req != NULL) {
+    req->data = f->rt;
+    if (uv_fs_close(f->rt->loop, req, f->fd, close_now_cb) == 0) {
+      f->rt->nexternal++;
+      f->fd = -1;
+      return;
+    }
+    free(req);
+  }
+  file_close_sync(f);
+}
+
+/* ---- path requests ------------------------------------------------ */
+
+typedef struct corio_fsop {
+  uv_fs_t req;
+  corio_rt *rt;
+  corio_task *t;
+  int op;
+  int mode;             /* open: CORIO_FS_* */
+  size_t bufsize;       /* open: buffer size */
+  char *path, *path2;
+} corio_fsop;
+
+static const char *const OPNAMES[] = {"open", "stat", "lstat", "mkdir",
+                                      "remove", "rmdir", "rename",
+                                      "scandir", "copy"};
+
+static void fsop_free(corio_fsop *o) {
+  uv_fs_req_cleanup(&o->req);
+  free(o->path);
+  free(o->path2);
+  free(o);
+}
+
+static const char *type_name(uv_dirent_type_t t) {
+  switch (t) {
+  case UV_DIRENT_FILE: return "file";
+  case UV_DIRENT_DIR: return "directory";
+  case UV_DIRENT_LINK: return "link";
+  case UV_DIRENT_FIFO: return "fifo";
+  case UV_DIRENT_SOCKET: return "socket";
+  case UV_DIRENT_CHAR: return "char";
+  case UV_DIRENT_BLOCK: return "block";
+  default: return "unknown";
+  }
+}
+
+static const char *stat_type(uint64_t m) {
+  switch (m & S_IFMT) {
+  case S_IFREG: return "file";
+  case S_IFDIR: return "directory";
+  case S_IFLNK: return "link";
+  case S_IFIFO: return "fifo";
+  case S_IFSOCK: return "socket";
+  case S_IFCHR: return "char";
+  case S_IFBLK: return "block";
+  default: return "unknown";
+  }
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static double ts(uv_timespec_t t) {
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void push_stat(lua_State *L, const uv_stat_t *s) {
+  lua_createtable(L, 0, 14);
+  set_num(L, "size", (double)s->st_size);
+  set_num(L, "mode", (double)(s->st_mode & 07777));
+  lua_pushstring(L, stat_type(s->st_mode));
+  lua_setfield(L, -2, "type");
+  set_num(L, "mtime", ts(s->st_mtim));
+  set_num(L, "atime", ts(s->st_atim));
+  set_num(L, "ctime", ts(s->st_ctim));
+  set_num(L, "uid", (double)s->st_uid);
+  set_num(L, "gid", (double)s->st_gid);
+  set_num(L, "nlink", (double)s->st_nlink);
+  set_num(L, "ino", (double)s->st_ino);
+  set_num(L, "dev", (double)s->st_dev);
+  set_num(L, "blksize", (double)s->st_blksize);
+  set_num(L, "blocks", (double)s->st_blocks);
+}
+
+static void deliver_op(corio_task *t) {
+  corio_fsop *o = t->wait_obj;
+  lua_State *L = t->co;
+  ssize_t r = o->req.result;
+  t->wait_obj = NULL;
+  if (r < 0) {
+    lua_pushboolean(L, 0);
+    corio__fs_push_error(L, OPNAMES[o->op], o->path, (int)r);
+    fsop_free(o);
+    return;
+  }
+  lua_pushboolean(L, 1);
+  switch (o->op) {
+  case CORIO_FS_OPEN: {
+    corio_file *f = corio__fs_file_new(o->rt, o->path, o->mode, o->bufsize);
+    uv_fs_t sreq;
+    int isdir = 0;
+    if (uv_fs_fstat(NULL, &sreq, (uv_file)r, NULL) == 0)
+      isdir = S_ISDIR(sreq.statbuf.st_mode);
+    uv_fs_req_cleanup(&sreq);
+    if (f == NULL || isdir) {
+      /* A directory opens for reading on Linux; refuse it here, as
+      ** Python's open() does, rather than fail at the first read. */
+      uv_fs_close(NULL, &sreq, (uv_file)r, NULL);
+      uv_fs_req_cleanup(&sreq);
+      lua_pop(L, 1);
+      lua_pushboolean(L, 0);
+      corio__fs_push_error(L, "open", o->path,
+                           f == NULL ? UV_ENOMEM : UV_EISDIR);
+      if (f != NULL) file_free(f);
+      break;
+    }
+    f->fd = (uv_file)r;
+    corio__fs_push_file(L, f);
+    break;
+  }
+  case CORIO_FS_STAT:
+  case CORIO_FS_LSTAT:
+    push_stat(L, &o->req.statbuf);
+    break;
+  case CORIO_FS_SCANDIR: {
+    uv_dirent_t ent;
+    int i = 0;
+    lua_newtable(L);
+    while (uv_fs_scandir_next(&o->req, &ent) == 0) {
+      lua_pushstring(L, ent.name);
+      lua_rawseti(L, -2, ++i);
+      lua_pushstring(L, type_name(ent.type));
+      lua_rawseti(L, -2, ++i);
+    }
+    break;
+  }
+  default:
+    break;
+  }
+  fsop_free(o);
+}
+
+static void op_cb(uv_fs_t *req) {
+  corio_fsop *o = req->data;
+  o->rt->nexternal--;
+  o->t->abort = NULL;
+  corio__ready(o->rt, o->t, deliver_op);
+}
+
+static int open_flags(int mode) {
+  int fl = O_CLOEXEC;
+  if ((mode & CORIO_FS_READ) && (mode & CORIO_FS_WRITE)) fl |= O_RDWR;
+  else if (mode & CORIO_FS_WRITE) fl |= O_WRONLY;
+  else fl |= O_RDONLY;
+  return fl;
+}
+
+int corio__fs_op(corio_rt *rt, corio_task *t, int op, const char *path,
+                 const char *path2, int arg, int mode, size_t bufsize,
+                 void **obj) {
+  corio_fsop *o = calloc(1, sizeof(*o));
+  uv_loop_t *loop = rt->loop;
+  int r;
+  if (o == NULL) return UV_ENOMEM;
+  o->path = strdup(path);
+  if (path2 != NULL) o->path2 = strdup(path2);
+  if (o->path == NULL || (path2 != NULL && o->path2 == NULL)) {
+    free(o->path);
+    free(o->path2);
+    free(o);
+    return UV_ENOMEM;
+  }
+  o->rt = rt;
+  o->t = t;
+  o->op = op;
+  o->mode = mode;
+  o->bufsize = bufsize;
+  o->req.data = o;
+  switch (op) {
+  case CORIO_FS_OPEN:
+    r = uv_fs_open(loop, &o->req, path, open_flags(mode) | arg, 0666, op_cb);
+    break;
+  case CORIO_FS_STAT: r = uv_fs_stat(loop, &o->req, path, op_cb); break;
+  case CORIO_FS_LSTAT: r = uv_fs_lstat(loop, &o->req, path, op_cb); break;
+  case CORIO_FS_MKDIR:
+    r = uv_fs_mkdir(loop, &o->req, path, arg, op_cb);
+    break;
+  case CORIO_FS_UNLINK: r = uv_fs_unlink(loop, &o->req, path, op_cb); break;
+  case CORIO_FS_RMDIR: r = uv_fs_rmdir(loop, &o->req, path, op_cb); break;
+  case CORIO_FS_RENAME:
+    r = uv_fs_rename(loop, &o->req, path, path2, op_cb);
+    break;
+  case CORIO_FS_SCANDIR:
+    r = uv_fs_scandir(loop, &o->req, path, 0, op_cb);
+    break;
+  case CORIO_FS_COPY:
+    r = uv_fs_copyfile(loop, &o->req, path, path2, 0, op_cb);
+    break;
+  default:
+    r = UV_EINVAL;
+  }
+  if (r != 0) {
+    free(o->path);
+    free(o->path2);
+    free(o);
+    return r;
+  }
+  rt->nexternal++;
+  *obj = o;
+  return 0;
+}
+
+/* The metatable "corio.File" is registered by bindings/fs.c. */
+void corio__fs_push_file(lua_State *L, corio_file *f) {
+  corio_file_ud *u = (corio_file_ud *)lua_newuserdata(L, sizeof(*u));
+  u->magic = CORIO_MAGIC_FILE;
+  u->f = f;
+  luaL_getmetatable(L, "corio.File");
+  lua_setmetatable(L, -2);
+}

@@ -1,0 +1,91 @@
+/*
+** fs.h: the file object and fs requests of runtime/fs.c, shared with
+** bindings/fs.c. Internal, like internal.h.
+*/
+#ifndef CORIO_FS_H
+#define CORIO_FS_H
+
+#include "internal.h"
+
+#define CORIO_MAGIC_FILE 0x7a46494c
+#define CORIO_FS_BUFSIZE 65536      /* default read and write buffer */
+#define CORIO_FS_MAXREQ (4 << 20)   /* largest single read request */
+
+enum { /* corio_file->mode */
+  CORIO_FS_READ = 1, CORIO_FS_WRITE = 2, CORIO_FS_APPEND = 4
+};
+
+enum { /* what a file's request is doing */
+  CORIO_FOP_NONE, CORIO_FOP_READ, CORIO_FOP_WRITE, CORIO_FOP_CLOSE_WRITE,
+  CORIO_FOP_CLOSE
+};
+
+/* A buffered file. The Lua userdata holds a pointer to it (as luv does):
+** the request may still run on the thread pool when Lua drops the
+** userdata, so only the request's completion may free it then. Reads and
+** writes go through the kernel's file position (offset -1), as stdio
+** does, so pipes and character devices work; one request at a time. */
+typedef struct corio_file {
+  uv_fs_t req;          /* the request in flight while op != NONE */
+  corio_rt *rt;
+  corio_task *t;        /* task waiting for req, or NULL */
+  char *path;           /* for error messages (malloc'd) */
+  uv_file fd;           /* -1 once closed */
+  int mode;             /* CORIO_FS_* */
+  int op;               /* CORIO_FOP_* in flight */
+  int err;              /* first error of the request in flight, or 0 */
+  const char *errop;    /* the operation that failed ("read", "write") */
+  int orphan;           /* the userdata was collected while op != NONE */
+  int eof;              /* a read returned 0; cleared by seek and write */
+  int closed;           /* close() was called: methods raise "closed" */
+  char *rbuf;           /* unread bytes are rbuf[rpos, rlen) */
+  size_t rcap, rpos, rlen, rdef;
+  char *wbuf;           /* bytes not yet written: wbuf[woff, wlen) */
+  size_t wcap, wlen, woff, wdef;
+} corio_file;
+
+typedef struct corio_file_ud {
+  uint32_t magic;       /* CORIO_MAGIC_FILE */
+  corio_file *f;
+} corio_file_ud;
+
+/* Operations of corio__fs_op (path requests). */
+enum {
+  CORIO_FS_OPEN, CORIO_FS_STAT, CORIO_FS_LSTAT, CORIO_FS_MKDIR,
+  CORIO_FS_UNLINK, CORIO_FS_RMDIR, CORIO_FS_RENAME, CORIO_FS_SCANDIR,
+  CORIO_FS_COPY
+};
+
+corio_file *corio__fs_file_new(corio_rt *rt, const char *path, int mode,
+                               size_t bufsize);
+/* The userdata was collected: close now if idle, else when the request
+** completes. Synchronous on the loop thread (a finaliser cannot wait). */
+void corio__fs_file_gc(corio_file *f);
+/* Submit a request on f for task t (which then suspends with
+** corio__fs_abort). 0, or a negative UV_E* (nothing was submitted). */
+int corio__fs_fill(corio_file *f, corio_task *t);
+int corio__fs_flush(corio_file *f, corio_task *t);
+int corio__fs_close(corio_file *f, corio_task *t);
+/* Close without waiting (a cancelled close): unwritten data is dropped. */
+void corio__fs_close_now(corio_file *f);
+/* Append n bytes to f's write buffer. 0 or UV_ENOMEM. */
+int corio__fs_append(corio_file *f, const char *s, size_t n);
+/* The abort hook of every fs suspension: a submitted request cannot be
+** undone, so it returns 0 (SPEC rule 7). */
+int corio__fs_abort(corio_rt *rt, corio_task *t);
+/* Start a path request; path2 for rename/copy, arg for mkdir's mode or
+** open's flags. On success *obj is what the task waits on. */
+int corio__fs_op(corio_rt *rt, corio_task *t, int op, const char *path,
+                 const char *path2, int arg, int mode, size_t bufsize,
+                 void **obj);
+/* [-0, +1] an fs error: kind "fs", op, path, code, errno, message. */
+void corio__fs_push_error(lua_State *L, const char *op, const char *path,
+                          int code);
+/* [-0, +1] push a new file userdata for f (metatable "corio.File"). */
+void corio__fs_push_file(lua_State *L, corio_file *f);
+
+/* bindings/fs.c: the fast paths for LuaJIT's FFI (see there). */
+int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep);
+int corio__fs_ffi_put(corio_file *f, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,602 @@
+-- fs_spec.lua: SPEC §3 corio.fs through the public API: open modes, every
+-- read format against Lua's io on the same file, lines and chunks, write,
+-- seek, flush, close, with_open, the path functions, errors (path, code),
+-- large files, the loop staying free while a file streams, cancellation
+-- (rule 7) and collection of unclosed files. Files live in a temporary
+-- directory made from os.tmpname() and removed afterwards.
+
+local corio = require("corio")
+local fs = require("corio.fs")
+
+local function catch(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error, but the call succeeded")
+  return err
+end
+
+local function pack(...) return { n = select("#", ...), ... } end
+
+local dir
+
+local function path(name) return dir .. "/" .. name end
+
+-- Write a file with Lua's io, so fs is checked against an independent
+-- writer.
+local function io_write(p, data)
+  local f = assert(io.open(p, "wb"))
+  f:write(data)
+  f:close()
+end
+
+local function io_read(p)
+  local f = assert(io.open(p, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- A large file of numbered lines, made once.
+local BIG_LINES = 80000
+local big
+
+local function big_file()
+  if big then return big end
+  big = path("big.txt")
+  local f = assert(io.open(big, "wb"))
+  for i = 1, BIG_LINES do
+    f:write(("line %06d %s\n"):format(i, ("abcdefghij"):rep(6)))
+  end
+  f:close()
+  return big
+end
+
+local function rm_rf(d)
+  -- os.remove on each entry; the directory has no subdirectories left
+  -- except the ones the tests made, which they remove themselves.
+  local p = io.popen('rm -rf "' .. d .. '"')
+  p:close()
+end
+
+setup(function()
+  local base = os.tmpname()
+  os.remove(base)
+  dir = base .. ".corio-fs"
+  assert(os.execute('mkdir -p "' .. dir .. '"') == 0 or true)
+end)
+
+teardown(function()
+  if dir then rm_rf(dir) end
+end)
+
+describe("fs.open / read / write / close", function()
+  it("round-trips data written with write and read back with read('a')", function()
+    local p = path("rt.txt")
+    local f = fs.open(p, "w")
+    assert.equal(f, f:write("hello ", 42, " ", 1.5, "\n"))
+    f:write("second line")
+    assert.is_true(f:close())
+    assert.equal("hello 42 1.5\nsecond line", io_read(p))
+    local g = fs.open(p, "rb")
+    assert.equal("hello 42 1.5\nsecond line", g:read("a"))
+    assert.equal("", g:read("a"))
+    assert.is_nil(g:read("l"))
+    g:close()
+  end)
+
+  it("writes numbers as io does (%.14g)", function()
+    local p = path("num.txt")
+    local f = fs.open(p, "w")
+    f:write(1 / 3, " ", 1e100, " ", -0.0, " ", 2 ^ 53)
+    f:close()
+    local g = assert(io.open(path("num_io.txt"), "w"))
+    g:write(1 / 3, " ", 1e100, " ", -0.0, " ", 2 ^ 53)
+    g:close()
+    assert.equal(io_read(path("num_io.txt")), io_read(p))
+  end)
+
+  it("accepts io.open's modes and rejects others", function()
+    local p = path("modes.txt")
+    io_write(p, "abc\n")
+    for _, m in ipairs { "r", "rb", "r+", "r+b", "w", "wb", "w+", "a", "ab", "a+", "a+b" } do
+      local f = fs.open(p, m)
+      assert.equal("file", fs.type(f))
+      f:close()
+      assert.equal("closed file", fs.type(f))
+    end
+    for _, m in ipairs { "x", "rw", "", "r++", "br", "w+x" } do
+      local e = catch(fs.open, p, m)
+      assert.matches("bad argument #2 to 'open' %(invalid mode", tostring(e))
+    end
+    assert.matches("bad argument #1 to 'open'", tostring(catch(fs.open, 42)))
+    assert.is_nil(fs.type("not a file"))
+  end)
+
+  it("'a' appends and 'a+' reads from the start", function()
+    local p = path("app.txt")
+    io_write(p, "one\n")
+    local f = fs.open(p, "a")
+    f:write("two\n")
+    f:close()
+    local g = fs.open(p, "a+")
+    assert.equal("one", g:read("l"))
+    g:write("three\n")
+    g:close()
+    assert.equal("one\ntwo\nthree\n", io_read(p))
+  end)
+
+  it("'w' truncates; 'r+' reads and writes in place", function()
+    local p = path("rplus.txt")
+    io_write(p, "0123456789")
+    local f = fs.open(p, "r+")
+    assert.equal("012", f:read(3))
+    f:write("abc")
+    assert.equal("6789", f:read("a"))
+    f:seek("set", 0)
+    assert.equal("012abc6789", f:read("a"))
+    f:close()
+    local g = fs.open(p, "w")
+    g:close()
+    assert.equal("", io_read(p))
+  end)
+
+  it("reads every format exactly as Lua's io", function()
+    local p = path("formats.txt")
+    io_write(p, "first line\n  42  3.5e2 -7 0x10 nan?\nabc\n\n\nlast without newline")
+    local seqs = {
+      { "l" }, { "L" }, { "a" }, { "n" }, { 5 }, { 0 }, { 1 }, { "*l" }, { "*L" },
+      { "*a" }, { "*n" }, { "n", "l" }, { "l", "l", "l" }, { 1, "l", 3 },
+      { "l", "n", "n", "n", "n", "l" }, { 100 }, { "L", 0, "a" },
+    }
+    for _, seq in ipairs(seqs) do
+      local a = assert(io.open(p, "rb"))
+      local b = fs.open(p, "rb")
+      for round = 1, 12 do
+        local want = pack(a:read(unpack(seq)))
+        local got = pack(b:read(unpack(seq)))
+        assert.same(want, got, ("format %s, round %d"):format(
+          table.concat((function()
+            local t = {}
+            for i, v in ipairs(seq) do t[i] = tostring(v) end
+            return t
+          end)(), ","), round))
+      end
+      a:close()
+      b:close()
+    end
+  end)
+
+  it("read() with no format reads a line", function()
+    local p = path("noformat.txt")
+    io_write(p, "a\nb")
+    local f = fs.open(p)
+    assert.equal("a", f:read())
+    assert.equal("b", f:read())
+    assert.is_nil(f:read())
+    f:close()
+  end)
+
+  it("rejects bad formats and bad write arguments", function()
+    local p = path("bad.txt")
+    io_write(p, "x")
+    local f = fs.open(p, "r+")
+    assert.matches("bad argument #1 to 'read' %(invalid format%)", tostring(catch(f.read, f, "x")))
+    assert.matches("bad argument #2 to 'read' %(invalid format%)", tostring(catch(f.read, f, "l", {})))
+    assert.matches("bad argument #2 to 'write' %(string expected, got table%)",
+      tostring(catch(f.write, f, "ok", {})))
+    assert.matches("bad argument #1 to 'seek' %(invalid option 'middle'%)",
+      tostring(catch(f.seek, f, "middle")))
+    assert.matches("bad argument #1 to 'chunks'", tostring(catch(f.chunks, f, 0)))
+    f:close()
+  end)
+
+  it("seeks as io: set, cur, end", function()
+    local p = path("seek.txt")
+    io_write(p, "0123456789\nabc\n")
+    local f = fs.open(p)
+    assert.equal(0, f:seek())
+    assert.equal("0123456789", f:read("l"))
+    assert.equal(11, f:seek("cur"))
+    assert.equal(15, f:seek("end"))
+    assert.equal(3, f:seek("set", 3))
+    assert.equal("34", f:read(2))
+    assert.equal(7, f:seek("cur", 2))
+    assert.equal("789", f:read(3))
+    assert.equal(13, f:seek("end", -2))
+    assert.equal("c\n", f:read("a"))
+    f:close()
+  end)
+
+  it("flush writes the buffer out before close", function()
+    local p = path("flush.txt")
+    local f = fs.open(p, "w")
+    f:write("buffered")
+    assert.equal("", io_read(p))
+    assert.equal(f, f:flush())
+    assert.equal("buffered", io_read(p))
+    f:close()
+  end)
+
+  it("raises kind 'closed' on use after close", function()
+    local p = path("closed.txt")
+    io_write(p, "x\n")
+    local f = fs.open(p)
+    f:close()
+    for _, call in ipairs {
+      function() return f:read("l") end, function() return f:write("x") end,
+      function() return f:lines()() end, function() return f:seek("set") end,
+      function() return f:flush() end, function() return f:close() end,
+    } do
+      local e = catch(call)
+      assert.equal("closed", e.kind)
+      assert.equal(p, e.path)
+      assert.matches("closed", e.message)
+    end
+  end)
+end)
+
+describe("fs lines and chunks", function()
+  it("f:lines() matches io.lines, with and without a final newline", function()
+    for _, data in ipairs { "a\nbb\n\nccc\n", "a\nbb\n\nccc", "", "\n", "no newline" } do
+      local p = path("lines.txt")
+      io_write(p, data)
+      local want, got = {}, {}
+      for l in io.lines(p) do want[#want + 1] = l end
+      local f = fs.open(p)
+      for l in f:lines() do got[#got + 1] = l end
+      f:close()
+      assert.same(want, got)
+      local got2 = {}
+      for l in fs.lines(p) do got2[#got2 + 1] = l end
+      assert.same(want, got2)
+    end
+  end)
+
+  it("lines('L') keeps newlines; lines with formats reads like read", function()
+    local p = path("linesL.txt")
+    io_write(p, "1 2\n3 x\n")
+    local got = {}
+    local f = fs.open(p)
+    for l in f:lines("L") do got[#got + 1] = l end
+    f:close()
+    assert.same({ "1 2\n", "3 x\n" }, got)
+    local nums = {}
+    f = fs.open(p)
+    for n in f:lines("n") do nums[#nums + 1] = n end
+    f:close()
+    assert.same({ 1, 2, 3 }, nums)
+  end)
+
+  it("handles lines longer than the buffer", function()
+    local p = path("long.txt")
+    local long = ("x"):rep(200000)
+    io_write(p, "short\n" .. long .. "\nend")
+    local got = {}
+    local f = fs.open(p, "r", { buffer_size = 1024 })
+    for l in f:lines() do got[#got + 1] = l end
+    f:close()
+    assert.equal(3, #got)
+    assert.equal(long, got[2])
+    assert.equal("end", got[3])
+  end)
+
+  it("f:chunks(size) yields the file in pieces of size bytes", function()
+    local p = path("chunks.txt")
+    local data = ("0123456789"):rep(1000) .. "tail"
+    io_write(p, data)
+    local f = fs.open(p, "rb")
+    local parts = {}
+    for c in f:chunks(3000) do parts[#parts + 1] = c end
+    f:close()
+    assert.equal(4, #parts)
+    assert.equal(3000, #parts[1])
+    assert.equal(data, table.concat(parts))
+  end)
+
+  it("fs.lines raises at once for a missing file", function()
+    local e = catch(fs.lines, path("missing.txt"))
+    assert.equal("ENOENT", e.code)
+  end)
+
+  it("works inside the user's coroutines (rule 13)", function()
+    local p = path("co.txt")
+    io_write(p, "a\nb\nc\n")
+    local it = coroutine.wrap(function()
+      for l in fs.lines(p) do coroutine.yield(l) end
+    end)
+    assert.equal("a", it())
+    assert.equal("b", it())
+    assert.equal("c", it())
+  end)
+end)
+
+describe("fs large files", function()
+  it("streams a file of several MiB by lines, as io does", function()
+    local p = big_file()
+    local n, sum = 0, 0
+    local f = fs.open(p)
+    for l in f:lines() do
+      n = n + 1
+      sum = sum + #l
+    end
+    f:close()
+    local n2, sum2 = 0, 0
+    for l in io.lines(p) do
+      n2 = n2 + 1
+      sum2 = sum2 + #l
+    end
+    assert.equal(BIG_LINES, n)
+    assert.equal(n2, n)
+    assert.equal(sum2, sum)
+  end)
+
+  it("copies a large file by lines with write, upper-cased", function()
+    local p, q = big_file(), path("big_upper.txt")
+    fs.with_open(q, "w", function(out)
+      for l in fs.lines(p) do out:write(l:upper(), "\n") end
+    end)
+    assert.equal(io_read(p):upper(), io_read(q))
+    fs.remove(q)
+  end)
+
+  it("reads and writes whole large files", function()
+    local p, q = big_file(), path("big_copy.txt")
+    local data = fs.read_file(p)
+    assert.equal(io_read(p), data)
+    fs.write_file(q, data)
+    assert.equal(data, io_read(q))
+    fs.remove(q)
+  end)
+
+  it("does not block the loop while a large file streams", function()
+    local p = big_file()
+    local ticks, done = 0, false
+    corio.scope(function(s)
+      s:spawn(function()
+        while not done do
+          ticks = ticks + 1
+          corio.sleep(0)
+        end
+      end)
+      s:spawn(function()
+        local f = fs.open(p, "r", { buffer_size = 4096 })
+        local n = 0
+        for _ in f:lines() do n = n + 1 end
+        f:close()
+        assert.equal(BIG_LINES, n)
+        done = true
+      end)
+    end)
+    -- one refill per 4 KiB: the ticker ran between them
+    assert.is_true(ticks > 100, "ticks: " .. ticks)
+  end)
+end)
+
+describe("fs errors", function()
+  it("names the path and the errno symbol (ENOENT)", function()
+    local p = path("nope/missing.txt")
+    local e = catch(fs.open, p, "r")
+    assert.equal("fs", e.kind)
+    assert.equal("ENOENT", e.code)
+    assert.equal("open", e.op)
+    assert.equal(p, e.path)
+    assert.is_number(e.errno)
+    assert.matches("open", e.message)
+    assert.matches(p, e.message, 1, true)
+    assert.matches("ENOENT", tostring(e))
+  end)
+
+  it("raises EISDIR for a directory", function()
+    assert.equal("EISDIR", catch(fs.open, dir, "r").code)
+    assert.equal("EISDIR", catch(fs.open, dir, "w").code)
+  end)
+
+  it("raises EACCES for a file without permission", function()
+    if os.getenv("USER") == "root" or io.popen("id -u"):read("*l") == "0" then
+      return pending("running as root: permissions are not enforced")
+    end
+    local p = path("noperm.txt")
+    io_write(p, "x")
+    os.execute('chmod 000 "' .. p .. '"')
+    local e = catch(fs.open, p, "r")
+    assert.equal("EACCES", e.code)
+    os.execute('chmod 644 "' .. p .. '"')
+  end)
+
+  it("never swallows a write error (/dev/full)", function()
+    local f = fs.open("/dev/full", "w")
+    f:write("x")
+    local e = catch(f.flush, f)
+    assert.equal("fs", e.kind)
+    assert.equal("ENOSPC", e.code)
+    assert.equal("write", e.op)
+    f:close()
+    -- unflushed data reaching the disk at close raises there
+    local g = fs.open("/dev/full", "w")
+    g:write(("y"):rep(100))
+    local e2 = catch(g.close, g)
+    assert.equal("ENOSPC", e2.code)
+    assert.equal("closed file", fs.type(g))
+    -- a write that fills the buffer raises at write
+    local h = fs.open("/dev/full", "w", { buffer_size = 16 })
+    local e3 = catch(h.write, h, ("z"):rep(64))
+    assert.equal("ENOSPC", e3.code)
+    h:close()
+  end)
+
+  it("raises EBADF for reading a write-only file", function()
+    local f = fs.open(path("wo.txt"), "w")
+    assert.equal("EBADF", catch(f.read, f, "l").code)
+    f:close()
+    local g = fs.open(path("wo.txt"), "r")
+    assert.equal("EBADF", catch(g.write, g, "x").code)
+    g:close()
+  end)
+end)
+
+describe("fs paths", function()
+  it("stat, exists", function()
+    local p = path("st.txt")
+    io_write(p, "12345")
+    local st = fs.stat(p)
+    assert.equal(5, st.size)
+    assert.equal("file", st.type)
+    assert.is_number(st.mtime)
+    assert.is_true(math.abs(st.mtime - os.time()) < 100)
+    assert.is_number(st.mode)
+    assert.equal("directory", fs.stat(dir).type)
+    assert.is_true(fs.exists(p))
+    assert.is_false(fs.exists(path("nothing")))
+    assert.is_false(fs.exists(p .. "/below-a-file"))
+    assert.equal("ENOENT", catch(fs.stat, path("nothing")).code)
+  end)
+
+  it("mkdir, with parents; remove; rename", function()
+    local d = path("a/b/c")
+    assert.equal("ENOENT", catch(fs.mkdir, d).code)
+    fs.mkdir(d, { parents = true })
+    assert.equal("directory", fs.stat(d).type)
+    fs.mkdir(d, { parents = true })  -- exists: fine
+    assert.equal("EEXIST", catch(fs.mkdir, d).code)
+    local f1 = d .. "/f"
+    fs.write_file(f1, "data")
+    fs.rename(f1, d .. "/g")
+    assert.is_false(fs.exists(f1))
+    assert.equal("data", fs.read_file(d .. "/g"))
+    assert.equal("ENOTEMPTY", catch(fs.remove, d).code)
+    fs.remove(d .. "/g")
+    fs.remove(d)
+    assert.is_false(fs.exists(d))
+    assert.equal("ENOENT", catch(fs.remove, d).code)
+    assert.equal("ENOENT", catch(fs.rename, d, d .. "x").code)
+    fs.remove(path("a/b"))
+    fs.remove(path("a"))
+  end)
+
+  it("scandir lists names and types", function()
+    local d = path("scan")
+    fs.mkdir(d)
+    fs.write_file(d .. "/x.txt", "x")
+    fs.mkdir(d .. "/sub")
+    local seen = {}
+    for name, ty in fs.scandir(d) do seen[name] = ty end
+    assert.same({ ["x.txt"] = "file", sub = "directory" }, seen)
+    assert.equal("ENOENT", catch(fs.scandir, d .. "/none").code)
+  end)
+
+  it("copy copies a file", function()
+    local p, q = big_file(), path("copied.txt")
+    fs.copy(p, q)
+    assert.equal(io_read(p), io_read(q))
+    fs.remove(q)
+    assert.equal("ENOENT", catch(fs.copy, path("none"), q).code)
+  end)
+end)
+
+describe("fs cancellation and cleanup", function()
+  it("rule 7: a timeout cancels a read of a large file at a refill", function()
+    local p = big_file()
+    local f = fs.open(p, "r", { buffer_size = 4096 })
+    local n = 0
+    local ok = corio.move_on_after(0.002, function()
+      for _ in f:lines() do
+        n = n + 1
+        corio.sleep(0.0001)
+      end
+    end)
+    assert.is_false(ok)
+    assert.is_true(n < BIG_LINES)
+    -- the file is intact: reading goes on where it stopped
+    local rest = 0
+    for _ in f:lines() do rest = rest + 1 end
+    assert.equal(BIG_LINES, n + rest)
+    f:close()
+  end)
+
+  it("rule 7: a read cancelled while its request runs gets its data", function()
+    local p = big_file()
+    local f = fs.open(p, "r")
+    local got
+    corio.scope(function(s)
+      local t = s:spawn(function() got = f:read("a") end)
+      s:spawn(function()
+        corio.yield()
+        t:cancel()
+      end)
+    end)
+    -- the read("a") either completed or was cut at a refill; the file is
+    -- usable afterwards either way
+    if got then assert.equal(#io_read(p), #got) end
+    f:seek("set", 0)
+    assert.equal(io_read(p), f:read("a"))
+    f:close()
+  end)
+
+  it("with_open closes the file when fn raises", function()
+    local kept
+    local e = catch(fs.with_open, path("wo_err.txt"), "w", function(f)
+      kept = f
+      f:write("saved")
+      error("boom")
+    end)
+    assert.matches("boom", tostring(e))
+    assert.equal("closed file", fs.type(kept))
+    assert.equal("saved", io_read(path("wo_err.txt")))
+  end)
+
+  it("with_open closes the file when cancelled, writing its buffer", function()
+    local kept
+    local ok = corio.move_on_after(0.01, function()
+      fs.with_open(path("wo_cancel.txt"), "w", function(f)
+        kept = f
+        f:write("before cancel")
+        corio.sleep(10)
+      end)
+    end)
+    assert.is_false(ok)
+    assert.equal("closed file", fs.type(kept))
+    assert.equal("before cancel", io_read(path("wo_cancel.txt")))
+  end)
+
+  it("with_open returns fn's results", function()
+    io_write(path("wr.txt"), "abc")
+    local a, b = fs.with_open(path("wr.txt"), "r", function(f) return f:read(1), 7 end)
+    assert.equal("a", a)
+    assert.equal(7, b)
+  end)
+
+  it("close in a cancelled task still closes, then raises Cancelled", function()
+    local f = fs.open(path("cc.txt"), "w")
+    corio.scope(function(s)
+      s:cancel()
+      local e = catch(f.close, f)
+      assert.is_true(corio.is_cancelled(e))
+    end)
+    assert.equal("closed file", fs.type(f))
+  end)
+
+  it("rule 3: file calls are checkpoints", function()
+    local p = path("cp.txt")
+    io_write(p, "a\nb\n")
+    local f = fs.open(p)
+    corio.scope(function(s)
+      s:cancel()
+      assert.is_true(corio.is_cancelled(catch(f.read, f, "l")))
+      assert.is_true(corio.is_cancelled(catch(f.lines(f))))
+      assert.is_true(corio.is_cancelled(catch(fs.stat, p)))
+    end)
+    assert.equal("a", f:read("l"))
+    f:close()
+  end)
+
+  it("an unclosed file is closed and flushed when collected", function()
+    local p = path("gc.txt")
+    do
+      local f = fs.open(p, "w")
+      f:write("flushed by gc")
+      f = nil
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.equal("flushed by gc", io_read(p))
+  end)
+end)
