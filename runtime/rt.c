@@ -108,7 +108,7 @@ const char *corio__intern_src(corio_rt *rt, const char *src) {
 
 int corio__is_own_src(corio_rt *rt, const char *src) {
   int i;
-  if (src == NULL || src[0] == '=' || src[0] == '[') return 1;
+  if (src == NULL || strcmp(src, "=[C]") == 0) return 1;
   for (i = 0; i < rt->nown; i++)
     if (strcmp(rt->own_srcs[i], src) == 0) return 1;
   return 0;

@@ -95,10 +95,46 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   return t;
 }
 
-/* [-0, +1] The task's name: the one set by the user, or "task <id>". */
+/* The definition site of the task's function ("file.lua:12"), found on
+** its thread: the function itself while pending, the bottom frame once
+** running. 0 if unknown (ended, or corio's own code at the bottom). */
+static int def_site(corio_rt *rt, lua_State *L, corio_task *t, char *buf,
+                    size_t len) {
+  lua_Debug ar;
+  lua_State *co = t->co;
+  int level = 0;
+  if (co == NULL || t->in_defers) return 0;
+  if (t->status == CORIO_PENDING) {
+    if (lua_gettop(co) < 1 || !lua_isfunction(co, 1)) return 0;
+    lua_pushvalue(co, 1);
+    lua_xmove(co, L, 1);
+    if (!lua_getinfo(L, ">S", &ar)) return 0;
+  } else {
+    while (lua_getstack(co, level + 1, &ar)) level++;
+    if (!lua_getstack(co, level, &ar) || !lua_getinfo(co, "S", &ar))
+      return 0;
+  }
+  if (ar.linedefined <= 0 || corio__is_own_src(rt, ar.source)) return 0;
+  snprintf(buf, len, "%s:%d", ar.short_src, ar.linedefined);
+  return 1;
+}
+
+/* [-0, +1] The task's name: the one set by the user, else "task <id>"
+** with the definition site of its function, e.g. "task 5 (app.lua:12)".
+** A default name is kept once made, so it outlives the task's thread. */
 void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
-  if (t->name_ref != LUA_NOREF) corio__getref(rt, L, t->name_ref);
-  else lua_pushfstring(L, "task %d", (int)t->id);
+  char site[256];
+  if (t->name_ref != LUA_NOREF) {
+    corio__getref(rt, L, t->name_ref);
+    return;
+  }
+  if (def_site(rt, L, t, site, sizeof(site))) {
+    lua_pushfstring(L, "task %d (%s)", (int)t->id, site);
+    lua_pushvalue(L, -1);
+    t->name_ref = corio__ref(rt, L);
+  } else {
+    lua_pushfstring(L, "task %d", (int)t->id);
+  }
 }
 
 /* The body (or the task's defer thread) returned or raised. For a body
