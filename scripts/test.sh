@@ -19,4 +19,7 @@ echo "== test under AddressSanitizer + UBSan (leaks fail), GC stressed"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export CORIO_GC_STRESS=1
+# Sanitizers and a GC collecting all the time make code ~10x slower: give
+# each spec test more time than the default 5 s.
+export CORIO_TEST_TIMEOUT=60
 (cd build-asan && ctest --output-on-failure -j"$JOBS")
