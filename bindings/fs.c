@@ -52,6 +52,10 @@ static int push_fail(lua_State *L, const char *op, const char *path,
   return 2;
 }
 
+/* A request other than a write-behind is in flight: another task's. */
+#define FG_BUSY(f) \
+  ((f)->op != CORIO_FOP_NONE && (f)->op != CORIO_FOP_BEHIND)
+
 /* Another task's request is in flight on this file. */
 static int push_busy(lua_State *L, corio_file *f, const char *op) {
   return push_fail(L, op, f->path, UV_EBUSY);
@@ -203,7 +207,7 @@ int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep) {
 int corio__fs_ffi_put(corio_file *f, const char *s, size_t n) {
   corio_task *t;
   if (f->closed || !(f->mode & CORIO_FS_WRITE) || f->rlen != 0 ||
-      f->op != CORIO_FOP_NONE || f->wlen + n > f->wcap)
+      FG_BUSY(f) || f->wlen + n > f->wcap)
     return -1;
   if ((t = f->rt->current) != NULL) {
     if (t->cur->eff) return -1;
@@ -375,7 +379,7 @@ static int l_write(lua_State *L) {
   if (f->closed) return push_closed(L, f, "write");
   if (!(f->mode & CORIO_FS_WRITE))
     return push_fail(L, "write", f->path, UV_EBADF);
-  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "write");
+  if (FG_BUSY(f)) return push_busy(L, f, "write");
   if ((i = cancelled(L, RT(L))) != 0) return i;
   if (f->rlen > 0) drop_read_buffer(f);
   for (i = 2; i <= top; i++) {
@@ -397,20 +401,72 @@ static int l_write(lua_State *L) {
   return 1;
 }
 
-/* flush(f) -> true | false, err (a checkpoint) */
+/* Wait for the write-behind in flight; the task is woken with true, or
+** false and its error; the wrapper then asks again. */
+static int wait_behind(corio_rt *rt, lua_State *L, corio_task *t,
+                       corio_file *f) {
+  check_yieldable(rt, L, "corio.fs write");
+  f->t = t;
+  return corio__suspend(rt, L, t, corio__fs_abort, "fs write", f);
+}
+
+/* The error of a write-behind nobody waited for: raised now. */
+static int take_err(lua_State *L, corio_file *f) {
+  int e = f->err;
+  const char *op = f->errop;
+  f->err = 0;
+  return push_fail(L, op, f->path, e);
+}
+
+/* push(f) -> true, 1 | true (waited: ask again) | false, err: the write
+** buffer is full: a write-only file starts writing it in the background
+** and goes on filling the other buffer; others write it out now. */
+static int l_push(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_file *f = check_file(L, 1, "write");
+  corio_task *t;
+  int n, r;
+  if (f->closed) return push_closed(L, f, "write");
+  if (FG_BUSY(f)) return push_busy(L, f, "write");
+  n = corio__enter(L, rt, &t, "write");
+  if (n >= 0) return n;
+  if (f->op == CORIO_FOP_BEHIND) return wait_behind(rt, L, t, f);
+  if (f->err < 0) return take_err(L, f);
+  if (f->woff == f->wlen) {
+    lua_pushboolean(L, 1);
+    lua_pushinteger(L, 1);
+    return corio__fast(rt, L, t, 2);
+  }
+  if (f->mode & CORIO_FS_READ) {
+    check_yieldable(rt, L, "corio.fs write");
+    return file_wait(rt, L, t, f, corio__fs_flush(f, t), "write",
+                     "fs write");
+  }
+  if ((r = corio__fs_behind(f)) != 0)
+    return push_fail(L, "write", f->path, r);
+  lua_pushboolean(L, 1);
+  lua_pushinteger(L, 1);
+  return corio__fast(rt, L, t, 2);
+}
+
+/* flush(f) -> true, 1 | true (progress: ask again) | false, err (a
+** checkpoint) */
 static int l_flush(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_file *f = check_file(L, 1, "flush");
   corio_task *t;
   int n;
   if (f->closed) return push_closed(L, f, "flush");
-  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "flush");
+  if (FG_BUSY(f)) return push_busy(L, f, "flush");
   n = corio__enter(L, rt, &t, "flush");
   if (n >= 0) return n;
+  if (f->op == CORIO_FOP_BEHIND) return wait_behind(rt, L, t, f);
+  if (f->err < 0) return take_err(L, f);
   if (f->woff == f->wlen) {
     f->wlen = f->woff = 0;
     lua_pushboolean(L, 1);
-    return corio__fast(rt, L, t, 1);
+    lua_pushinteger(L, 1);
+    return corio__fast(rt, L, t, 2);
   }
   check_yieldable(rt, L, "corio.fs flush");
   return file_wait(rt, L, t, f, corio__fs_flush(f, t), "write", "fs write");
@@ -440,8 +496,8 @@ static int l_seek(lua_State *L) {
     off = lua_tonumber(L, 3);
   }
   if (f->closed) return push_closed(L, f, "seek");
-  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "seek");
-  if (f->wlen > f->woff) {
+  if (FG_BUSY(f)) return push_busy(L, f, "seek");
+  if (f->wlen > f->woff || f->op == CORIO_FOP_BEHIND || f->err < 0) {
     lua_pushlightuserdata(L, NEED_FLUSH);
     return 1;
   }
@@ -470,12 +526,13 @@ static int l_close(lua_State *L) {
   corio_task *t;
   int n;
   if (f->closed) return push_closed(L, f, "close");
-  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "close");
+  if (FG_BUSY(f)) return push_busy(L, f, "close");
   n = corio__enter(L, rt, &t, "close");
   if (n >= 0) {
     if (lua_touserdata(L, -1) != CORIO_NOLOOP) corio__fs_close_now(f);
     return n;
   }
+  if (f->op == CORIO_FOP_BEHIND) return wait_behind(rt, L, t, f);
   check_yieldable(rt, L, "corio.fs close");
   f->rpos = f->rlen = 0;
   return file_wait(rt, L, t, f, corio__fs_close(f, t), "close", "fs close");
@@ -556,7 +613,7 @@ static int l_copy(lua_State *L) {
 int luaopen_corio_fs(lua_State *L) {
   static const corio_reg fns[] = {
       {"open", l_open},       {"line", l_line},   {"read1", l_read1},
-      {"fill", l_fill},       {"write", l_write}, {"flush", l_flush},
+      {"fill", l_fill},       {"write", l_write}, {"flush", l_flush}, {"push", l_push},
       {"seek", l_seek},       {"close", l_close}, {"state", l_state},
       {"stat", l_stat},       {"mkdir", l_mkdir}, {"unlink", l_unlink},
       {"rmdir", l_rmdir},     {"rename", l_rename},   {"ptr", l_ptr},

@@ -60,6 +60,7 @@ corio_file *corio__fs_file_new(corio_rt *rt, const char *path, int mode,
 }
 
 static void file_free(corio_file *f) {
+  free(f->bbuf);
   free(f->rbuf);
   free(f->wbuf);
   free(f->path);
@@ -115,6 +116,11 @@ static void file_done(corio_file *f) {
   f->op = CORIO_FOP_NONE;
   f->t = NULL;
   rt->nexternal--;
+  if (f->drop_close) {
+    f->drop_close = 0;
+    f->wlen = f->woff = 0;
+    file_close_sync(f);
+  }
   if (f->orphan) {
     file_close_sync(f);
     file_free(f);
@@ -171,6 +177,22 @@ static void file_cb(uv_fs_t *req) {
     break;
   case CORIO_FOP_CLOSE:
     if (r < 0) set_err(f, "close", (int)r);
+    break;
+  case CORIO_FOP_BEHIND:
+    if (r < 0) {
+      set_err(f, "write", (int)r);
+    } else {
+      f->boff += (size_t)r;
+      if (f->boff < f->blen) {
+        uv_buf_t b = uv_buf_init(f->bbuf + f->boff,
+                                 (unsigned)(f->blen - f->boff));
+        int e = uv_fs_write(f->rt->loop, &f->req, f->fd, &b, 1, -1,
+                            file_cb);
+        if (e == 0) return;
+        set_err(f, "write", e);
+      }
+    }
+    f->blen = f->boff = 0;
     break;
   }
   file_done(f);
@@ -258,6 +280,29 @@ int corio__fs_flush(corio_file *f, corio_task *t) {
   return r;
 }
 
+int corio__fs_behind(corio_file *f) {
+  char *p = f->bbuf;
+  size_t cap = f->bcap;
+  uv_buf_t b;
+  int r;
+  f->bbuf = f->wbuf;
+  f->bcap = f->wcap;
+  f->boff = f->woff;
+  f->blen = f->wlen;
+  f->wbuf = p;
+  f->wcap = cap;
+  f->wlen = f->woff = 0;
+  b = uv_buf_init(f->bbuf + f->boff, (unsigned)(f->blen - f->boff));
+  start(f, NULL, CORIO_FOP_BEHIND);
+  r = uv_fs_write(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
+  if (r != 0) {
+    f->op = CORIO_FOP_NONE;
+    f->rt->nexternal--;
+    f->blen = f->boff = 0;
+  }
+  return r;
+}
+
 int corio__fs_close(corio_file *f, corio_task *t) {
   int r, fd = f->fd;
   f->closed = 1;
@@ -294,6 +339,11 @@ void corio__fs_close_now(corio_file *f) {
   f->wlen = f->woff = 0;
   f->rlen = f->rpos = 0;
   if (f->fd < 0) return;
+  if (f->op != CORIO_FOP_NONE) {
+    /* a write-behind runs on the fd: close when it ends */
+    f->drop_close = 1;
+    return;
+  }
   req = malloc(sizeof(*req));
   if (req != NULL) {
     req->data = f->rt;

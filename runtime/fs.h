@@ -17,7 +17,8 @@ enum { /* corio_file->mode */
 
 enum { /* what a file's request is doing */
   CORIO_FOP_NONE, CORIO_FOP_READ, CORIO_FOP_WRITE, CORIO_FOP_CLOSE_WRITE,
-  CORIO_FOP_CLOSE
+  CORIO_FOP_CLOSE,
+  CORIO_FOP_BEHIND      /* write-behind of bbuf; no task waits unless t */
 };
 
 /* A buffered file. The Lua userdata holds a pointer to it (as luv does):
@@ -42,6 +43,13 @@ typedef struct corio_file {
   size_t rcap, rpos, rlen, rdef;
   char *wbuf;           /* bytes not yet written: wbuf[woff, wlen) */
   size_t wcap, wlen, woff, wdef;
+  /* Write-behind (write-only files): a full write buffer is swapped
+  ** with bbuf and written in the background while the task fills the
+  ** other; its error is raised by the next write that must wait, flush
+  ** or close. */
+  char *bbuf;           /* bytes in flight: bbuf[boff, blen) */
+  size_t bcap, blen, boff;
+  int drop_close;       /* closed while a request ran: close when it ends */
 } corio_file;
 
 typedef struct corio_file_ud {
@@ -65,6 +73,9 @@ void corio__fs_file_gc(corio_file *f);
 ** corio__fs_abort). 0, or a negative UV_E* (nothing was submitted). */
 int corio__fs_fill(corio_file *f, corio_task *t);
 int corio__fs_flush(corio_file *f, corio_task *t);
+/* Start writing the full write buffer in the background (no task waits).
+** Only when f->op is NONE and the file is write-only. */
+int corio__fs_behind(corio_file *f);
 int corio__fs_close(corio_file *f, corio_task *t);
 /* Close without waiting (a cancelled close): unwritten data is dropped. */
 void corio__fs_close_now(corio_file *f);

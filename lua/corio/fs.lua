@@ -63,9 +63,26 @@ local function call(fn, ...)
   error(v, 0)
 end
 
-local c_fill, c_flush = c.fill, c.flush
+local c_fill, c_flush, c_push = c.fill, c.flush, c.push
 local function fill(f) return call(c_fill, f) end
-local function flush(f) return call(c_flush, f) end
+
+-- Blocking calls that may only make progress (wait for a write-behind,
+-- write part of the buffer): `true, 1` when done, `true` to ask again.
+local function until_done(fn, f)
+  while true do
+    local ok, v = fn(f)
+    if ok then
+      if v == 1 then return end
+    elseif v == NOLOOP then
+      return run(until_done, fn, f)
+    else
+      error(v, 0)
+    end
+  end
+end
+local function flush(f) return until_done(c_flush, f) end
+-- the write buffer is full
+local function push(f) return until_done(c_push, f) end
 
 -- open --------------------------------------------------------------------
 
@@ -198,7 +215,7 @@ local function write_slow(f, ...)
   local r, e = c_write(f._ud, ...)
   if r == true then return f end
   if r == NEED_FLUSH then
-    flush(f._ud)
+    push(f._ud)
     return f
   end
   error(e, 0)
@@ -212,7 +229,7 @@ local function put(f, p, v)
   local r = ffi_put(p, v, #v)
   if r == 0 then return true end
   if r < 0 then return false end
-  flush(f._ud)
+  push(f._ud)
   return true
 end
 
@@ -237,7 +254,7 @@ function File.write(f, ...)
     local r = ffi_put(p, v, #v)
     if r ~= 0 then
       if r < 0 then return write_slow(f, select(i, ...)) end
-      flush(f._ud)
+      push(f._ud)
     end
   end
   return f
@@ -269,10 +286,25 @@ end
 -- closes the file, dropping unwritten data, then gets Cancelled (use
 -- with_open, or close inside corio.shield, to write it out regardless).
 function File.close(f)
-  local ok, e = c_close(ud_of(f, "close"))
-  if ok then return true end
-  if e == NOLOOP then return run(File.close, f) end
-  error(e, 0)
+  local ud = ud_of(f, "close")
+  local first
+  while true do
+    local ok, e = c_close(ud)
+    if ok then
+      -- true after waiting for a write-behind: close for real now
+      if c.state(ud) == "closed file" then break end
+    elseif e == NOLOOP then
+      return run(File.close, f)
+    elseif first or c.state(ud) == "closed file" then
+      first = first or e
+      break
+    else
+      -- the write-behind failed: close anyway, then raise its error
+      first = e
+    end
+  end
+  if first then error(first, 0) end
+  return true
 end
 
 -- with_open ---------------------------------------------------------------

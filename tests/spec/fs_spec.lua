@@ -206,6 +206,21 @@ describe("fs.open / read / write / close", function()
     f:close()
   end)
 
+  it("keeps the order of data written through small buffers", function()
+    local p = path("order.txt")
+    local f = fs.open(p, "w", { buffer_size = 7 })
+    local want = {}
+    for i = 1, 2000 do
+      f:write(i, i % 3 == 0 and "\n" or ",")
+      want[#want + 1] = tostring(i) .. (i % 3 == 0 and "\n" or ",")
+    end
+    f:seek("set", 0)
+    f:write("X")
+    f:close()
+    want[1] = "X,"
+    assert.equal(table.concat(want), io_read(p))
+  end)
+
   it("flush writes the buffer out before close", function()
     local p = path("flush.txt")
     local f = fs.open(p, "w")
@@ -416,11 +431,33 @@ describe("fs errors", function()
     local e2 = catch(g.close, g)
     assert.equal("ENOSPC", e2.code)
     assert.equal("closed file", fs.type(g))
-    -- a write that fills the buffer raises at write
+    -- a full buffer is written in the background while the next one
+    -- fills (write-behind); the write that has to wait for it raises
     local h = fs.open("/dev/full", "w", { buffer_size = 16 })
-    local e3 = catch(h.write, h, ("z"):rep(64))
+    local writes = 0
+    local e3 = catch(function()
+      for _ = 1, 4 do
+        h:write(("z"):rep(64))
+        writes = writes + 1
+      end
+    end)
     assert.equal("ENOSPC", e3.code)
+    assert.equal("write", e3.op)
+    assert.is_true(writes < 4)
+    pcall(h.close, h)
+    assert.equal("closed file", fs.type(h))
+  end)
+
+  it("a background write error is raised by flush or close", function()
+    local h = fs.open("/dev/full", "w", { buffer_size = 16 })
+    h:write(("z"):rep(32))  -- starts writing in the background
+    local e = catch(h.flush, h)
+    assert.equal("ENOSPC", e.code)
     h:close()
+    local g = fs.open("/dev/full", "w", { buffer_size = 16 })
+    g:write(("z"):rep(32))
+    assert.equal("ENOSPC", catch(g.close, g).code)
+    assert.equal("closed file", fs.type(g))
   end)
 
   it("raises EBADF for reading a write-only file", function()
