@@ -856,9 +856,8 @@ static void new_meta(lua_State *L, corio_rt *rt, const char *name,
 int luaopen_corio_sync(lua_State *L);
 int luaopen_corio_channel(lua_State *L);
 int luaopen_corio_thread(lua_State *L);
-/* Modules with their own issue (files bindings/fs.c, bindings/http.c):
-** present when linked in. Each pushes its table of functions. */
-int luaopen_corio_fs(lua_State *L) __attribute__((weak));
+int luaopen_corio_fs(lua_State *L);
+/* The HTTP client (bindings/http.c): present when linked in. */
 int luaopen_corio_http(lua_State *L) __attribute__((weak));
 
 static int rt_gc(lua_State *L) {
@@ -923,10 +922,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "channel");
   luaopen_corio_thread(L);
   lua_setfield(L, -2, "to_thread");
-  if (luaopen_corio_fs != NULL) {
-    luaopen_corio_fs(L);
-    lua_setfield(L, -2, "fs");
-  }
+  luaopen_corio_fs(L);
+  lua_setfield(L, -2, "fs");
   if (luaopen_corio_http != NULL) {
     luaopen_corio_http(L);
     lua_setfield(L, -2, "http");
