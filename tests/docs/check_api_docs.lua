@@ -56,20 +56,20 @@ local function documented(spellings)
   return false
 end
 
+local function sh(cmd)
+  local p = io.popen(cmd)
+  if not p then return "" end
+  local out = p:read("*a") or ""
+  p:close()
+  return out
+end
+
+-- Is the file committed? Outside a git work tree (a tarball), yes.
+local in_git = sh("cd '" .. root .. "' && git rev-parse --is-inside-work-tree 2>/dev/null")
+  :match("true") ~= nil
 local function committed(rel)
-  local p = io.popen("cd '" .. root .. "' && git ls-files --error-unmatch '"
-    .. rel .. "' 2>/dev/null")
-  if not p then return true end
-  local out = p:read("*a")
-  local ok = p:close()
-  -- no git (a tarball): treat every file as committed
-  if out == "" and ok ~= true and ok ~= 0 then
-    local g = io.popen("cd '" .. root .. "' && git rev-parse 2>/dev/null && echo yes")
-    local isgit = g and g:read("*a") or ""
-    if g then g:close() end
-    return not isgit:match("yes")
-  end
-  return out ~= ""
+  if not in_git then return true end
+  return sh("cd '" .. root .. "' && git ls-files -- '" .. rel .. "' 2>/dev/null") ~= ""
 end
 
 local checks = {}   -- {label, spellings, strict}
@@ -135,7 +135,7 @@ for _, mod in ipairs(modules) do
         loaded_ok = false
       end
     else
-      local strict = committed(file)
+      local strict = not mod.optional or committed(file)
       if not strict then
         print(("warning: %s is not committed yet; its names are only reported"):format(file))
       end
