@@ -266,8 +266,12 @@ static int l_ch_len(lua_State *L) {
 
 static int l_ch_tostring(lua_State *L) {
   corio_channel *c = check_ch(L);
-  lua_pushfstring(L, "corio.Channel(%d/%d%s)", (int)c->n, (int)c->cap,
-                  c->closed ? ", closed" : "");
+  if (c->cap == UINT32_MAX)
+    lua_pushfstring(L, "corio.Channel(%d/inf%s)", (int)c->n,
+                    c->closed ? ", closed" : "");
+  else
+    lua_pushfstring(L, "corio.Channel(%d/%d%s)", (int)c->n, (int)c->cap,
+                    c->closed ? ", closed" : "");
   return 1;
 }
 

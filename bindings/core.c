@@ -103,8 +103,12 @@ static int l_task_join(lua_State *L) {
     n = corio__task_push_results(rt, L, t, 1);
     return corio__fast(rt, L, me, n);
   }
-  if (t == me)
-    return luaL_error(L, "task:join(): a task cannot join itself");
+  if (t == me) {
+    luaL_where(L, 2);
+    lua_pushliteral(L, "task:join(): a task cannot join itself");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
   corio_ring_push(&t->joiners, &me->u.wait);
   return corio__suspend(rt, L, me, abort_join, "join", t);
 }

@@ -162,6 +162,22 @@ static int l_lock_locked(lua_State *L) {
   return 1;
 }
 
+static int l_lock_tostring(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_lock *k = check_lock(L);
+  if (k->broken_ref != LUA_NOREF) {
+    lua_pushliteral(L, "corio.Lock(broken)");
+  } else if (k->owner != NULL) {
+    corio__task_name(rt, L, k->owner);
+    lua_pushfstring(L, "corio.Lock(held by %s)", lua_tostring(L, -1));
+  } else {
+    lua_pushliteral(L, "corio.Lock(free)");
+  }
+  return 1;
+}
+
+static int l_event_tostring(lua_State *L);
+
 static int l_lock_gc(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_lock *k = check_lock(L);
@@ -217,6 +233,12 @@ static int l_event_clear(lua_State *L) {
   return 0;
 }
 
+static int l_event_tostring(lua_State *L) {
+  lua_pushstring(L, check_event(L)->set ? "corio.Event(set)"
+                                        : "corio.Event(clear)");
+  return 1;
+}
+
 static int l_event_is_set(lua_State *L) {
   lua_pushboolean(L, check_event(L)->set);
   return 1;
@@ -258,7 +280,11 @@ int luaopen_corio_sync(lua_State *L) {
                                            {"release", l_lock_release},
                                            {"locked", l_lock_locked},
                                            {NULL, NULL}};
-  static const corio_reg lock_extra[] = {{"__gc", l_lock_gc}, {NULL, NULL}};
+  static const corio_reg lock_extra[] = {{"__gc", l_lock_gc},
+                                         {"__tostring", l_lock_tostring},
+                                         {NULL, NULL}};
+  static const corio_reg event_extra[] = {{"__tostring", l_event_tostring},
+                                          {NULL, NULL}};
   static const corio_reg event_methods[] = {{"wait", l_event_wait},
                                             {"set", l_event_set},
                                             {"clear", l_event_clear},
@@ -271,7 +297,7 @@ int luaopen_corio_sync(lua_State *L) {
   corio_rt *rt = corio__rt(L);
   meta(L, rt, "corio.Semaphore", l_sem_index, sem_methods, sem_extra);
   meta(L, rt, "corio.Lock", l_methods_index, lock_methods, lock_extra);
-  meta(L, rt, "corio.Event", l_methods_index, event_methods, NULL);
+  meta(L, rt, "corio.Event", l_methods_index, event_methods, event_extra);
   lua_newtable(L);
   corio__register(L, rt, -1, funcs);
   return 1;

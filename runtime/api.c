@@ -45,6 +45,7 @@ corio_rt *corio_new(const corio_options *opts) {
     return NULL;
   }
   rt->own_state = own;
+  rt->handle_signals = opts != NULL ? opts->handle_signals : 1;
   corio_preload(L);
   return rt;
 }
@@ -108,9 +109,9 @@ static int ensure_loaded(corio_rt *rt) {
   return 0;
 }
 
-int corio_run_function(corio_rt *rt, int nargs, int nresults) {
+int corio_start(corio_rt *rt, int nargs) {
   lua_State *L = rt->L;
-  int base = lua_gettop(L) - nargs - 1, n, r;
+  int base = lua_gettop(L) - nargs - 1, r;
   rt->errmsg[0] = 0;
   if ((r = ensure_loaded(rt)) != 0) {
     lua_settop(L, base);
@@ -122,14 +123,28 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults) {
     lua_settop(L, base);
     return UV_EBUSY;
   }
-  n = corio__run_root(rt, L, nargs);
+  corio__run_start(rt, L, nargs);
+  return 0;
+}
+
+int corio_step(corio_rt *rt, int wait) {
+  if (!rt->running || rt->root == NULL) return 0;
+  return corio__run_step(rt, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+}
+
+int corio_finish(corio_rt *rt, int nresults) {
+  lua_State *L = rt->L;
+  int base = lua_gettop(L), n;
+  if (!rt->running || rt->root == NULL) {
+    snprintf(rt->errmsg, sizeof(rt->errmsg), "corio: no run to finish");
+    return UV_EINVAL;
+  }
+  while (corio__run_step(rt, UV_RUN_ONCE)) {
+  }
+  n = corio__run_finish(rt, L);
   if (lua_toboolean(L, -n)) {
     lua_remove(L, -n);
-    n--;
-    if (nresults != LUA_MULTRET) {
-      lua_settop(L, base + nresults);
-    }
-    (void)n;
+    if (nresults != LUA_MULTRET) lua_settop(L, base + nresults);
     return 0;
   }
   /* leave the error object alone on the stack */
@@ -137,6 +152,12 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults) {
   set_errmsg(rt, L);
   if (corio__is_error(L, -1, "interrupted")) return CORIO_EINTR_RUN;
   return CORIO_ELUA;
+}
+
+int corio_run_function(corio_rt *rt, int nargs, int nresults) {
+  int r = corio_start(rt, nargs);
+  if (r != 0) return r;
+  return corio_finish(rt, nresults);
 }
 
 int corio_run_string(corio_rt *rt, const char *code, const char *name) {

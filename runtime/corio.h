@@ -32,8 +32,10 @@ typedef struct corio_rt corio_rt;
 typedef struct corio_options {
   lua_State *L;     /* adopt this state (NULL: create one with all libs) */
   uv_loop_t *loop;  /* adopt this loop (NULL: the runtime owns a loop) */
-  int handle_signals; /* 1: SIGINT cancels the root task, SIGUSR1 dumps
-                         the task tree (as the corio CLI does) */
+  int handle_signals; /* 1: during a run, SIGINT cancels the root task and
+                         SIGUSR1 prints the task tree (as the corio CLI
+                         does); 0: the host keeps its signals. With no
+                         options, 1. */
 } corio_options;
 
 /* Create a runtime. opts may be NULL. Loads the corio modules into the
@@ -50,10 +52,23 @@ const char *corio_errmsg(corio_rt *rt);
 /* Run a file / a string / the function on top of the stack (with nargs
 ** arguments above it) as the root task, driving the loop until the root
 ** and all its descendants ended. Results of the function are left on the
-** stack (corio_run_function only). */
+** stack (corio_run_function only). On failure the error value (a corio
+** error table, or the message of a load error) is left on top of the
+** stack, and corio_errmsg describes it. */
 int corio_run_file(corio_rt *rt, const char *path);
 int corio_run_string(corio_rt *rt, const char *code, const char *name);
 int corio_run_function(corio_rt *rt, int nargs, int nresults);
+
+/* The same run, stepped by a host that drives its own loop:
+** corio_start starts the function below nargs arguments as the root task
+** (it does not run yet); corio_step runs the ready tasks and one turn of
+** the loop (wait = 0: UV_RUN_NOWAIT; 1: wait for an event) and returns 1
+** while the run goes on, 0 when it is over; corio_finish completes the
+** run (waiting if needed) and leaves results or the error as
+** corio_run_function does. */
+int corio_start(corio_rt *rt, int nargs);
+int corio_step(corio_rt *rt, int wait);
+int corio_finish(corio_rt *rt, int nresults);
 
 /* Where Lua modules are searched: prepend to package.path/cpath. */
 void corio_add_paths(corio_rt *rt, const char *lua_path,

@@ -224,6 +224,8 @@ struct corio_rt {
   int timers_due;           /* the uv timer fired; process after uv_run */
   int closing;
   int own_state;             /* corio_new created rt->L */
+  int handle_signals;        /* SIGINT cancels the root; SIGUSR1 dumps */
+  int root_ref;              /* ref to the root task's userdata in a run */
   uint32_t nworkers;          /* to_thread work still on the pool */
   uv_async_t async;           /* wakes the loop for corio_op_post */
   pthread_mutex_t post_lock;  /* guards posted */
@@ -278,6 +280,9 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive);
 /* loop.c */
 void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);
 int corio__run_root(corio_rt *rt, lua_State *L, int nargs);
+void corio__run_start(corio_rt *rt, lua_State *L, int nargs);
+int corio__run_step(corio_rt *rt, int mode);
+int corio__run_finish(corio_rt *rt, lua_State *L);
 int corio__suspend(corio_rt *rt, lua_State *L, corio_task *t,
                    corio_abort_fn abort, const char *what, void *obj);
 int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,

@@ -315,7 +315,7 @@ int corio__step(corio_rt *rt, int mode) {
     corio__timers_fire(rt);
     return 1;
   }
-  if (rt->nheap == 0 && rt->nexternal == 0 && mode == UV_RUN_ONCE) {
+  if (rt->nheap == 0 && rt->nexternal == 0 && rt->ready_head == NULL) {
     deadlock(rt);
     return 0;
   }
@@ -325,46 +325,63 @@ int corio__step(corio_rt *rt, int mode) {
   return 1;
 }
 
-/* [-(nargs+1), +n] Run the function below nargs arguments on L as the root
-** task until it and all descendants ended. Pushes (true, results...) or
-** (false, err) and returns their count. */
-int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
+/* [-(nargs+1), +0] Start the function below nargs arguments on L as the
+** root task; corio__run_step drives it, corio__run_finish collects it. */
+void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
   corio_task *root;
-  int n, ud;
   rt->running = 1;
   rt->interrupted = 0;
   rt->deadlock = 0;
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
   root = corio__spawn(rt, L, NULL, nargs);
-  ud = lua_gettop(L);
+  rt->root_ref = corio__ref(rt, L);   /* the root's results outlive it */
   rt->root = root;
-  uv_signal_start(&rt->sigint, on_sigint, SIGINT);
-  uv_signal_start(&rt->sigusr1, on_sigusr1, SIGUSR1);
-  while (root->state != CORIO_ST_ENDED) {
-    run_ready(rt);
-    if (root->state == CORIO_ST_ENDED) break;
-    if (!corio__step(rt, UV_RUN_ONCE) && rt->deadlock > 1) break;
+  if (rt->handle_signals) {
+    uv_signal_start(&rt->sigint, on_sigint, SIGINT);
+    uv_signal_start(&rt->sigusr1, on_sigusr1, SIGUSR1);
   }
-  /* Work whose task was cancelled may still be running (to_thread
-  ** workers, fs requests, host ops the host has not ended yet): wait for
-  ** it, so nothing outlives corio.run. */
-  while (rt->nexternal > 0) uv_run(rt->loop, UV_RUN_ONCE);
-  uv_signal_stop(&rt->sigint);
-  uv_signal_stop(&rt->sigusr1);
+}
+
+/* Run the ready tasks, then one turn of libuv (UV_RUN_ONCE waits for an
+** event, UV_RUN_NOWAIT does not). Returns 1 while the run goes on, 0 once
+** the root and all its descendants ended and no work of theirs is still
+** pending (to_thread workers, fs requests, host ops of cancelled tasks:
+** nothing outlives the run). */
+int corio__run_step(corio_rt *rt, int mode) {
+  corio_task *root = rt->root;
+  run_ready(rt);
+  if (root->state == CORIO_ST_ENDED) {
+    if (rt->nexternal == 0) return 0;
+    uv_run(rt->loop, (uv_run_mode)mode);
+    return 1;
+  }
+  if (!corio__step(rt, mode) && rt->deadlock > 1) return 0;
+  return 1;
+}
+
+/* [-0, +n] End the run: push (true, results...) or (false, err) and
+** return their count. */
+int corio__run_finish(corio_rt *rt, lua_State *L) {
+  corio_task *root = rt->root;
+  int n, ud;
+  if (rt->handle_signals) {
+    uv_signal_stop(&rt->sigint);
+    uv_signal_stop(&rt->sigusr1);
+  }
   rt->running = 0;
+  rt->root = NULL;
+  corio__getref(rt, L, rt->root_ref);
+  corio__unref(rt, L, rt->root_ref);
+  rt->root_ref = LUA_NOREF;
+  ud = lua_gettop(L);
   if (root->state != CORIO_ST_ENDED) {
     /* Tasks ignored the cancel after a deadlock: abandon them (their
     ** threads stay pinned until the runtime closes). */
-    rt->root = NULL;
-    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
     lua_pushboolean(L, 0);
-    lua_insert(L, -2);
-    lua_remove(L, ud);
-    return 2;
-  }
-  rt->root = NULL;
-  if (rt->deadlock) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+    n = 2;
+  } else if (rt->deadlock) {
     lua_pushboolean(L, 0);
     lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
     n = 2;
@@ -377,4 +394,14 @@ int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
   }
   lua_remove(L, ud);
   return n;
+}
+
+/* [-(nargs+1), +n] Run the function below nargs arguments on L as the root
+** task until it and all descendants ended. Pushes (true, results...) or
+** (false, err) and returns their count. */
+int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
+  corio__run_start(rt, L, nargs);
+  while (corio__run_step(rt, UV_RUN_ONCE)) {
+  }
+  return corio__run_finish(rt, L);
 }

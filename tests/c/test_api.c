@@ -113,6 +113,51 @@ static void test_adopted_state_and_loop(void) {
   lua_close(L);
 }
 
+static int host_ticks;
+static void host_tick(uv_timer_t *h) { (void)h; host_ticks++; }
+
+/* A host that drives its own loop: it steps corio without blocking while
+** its own timer keeps ticking on the same loop. */
+static void test_stepping_with_host_handles(void) {
+  uv_loop_t loop;
+  uv_timer_t tick;
+  corio_options o;
+  corio_rt *rt;
+  lua_State *L;
+  int steps = 0, r;
+  CHECK(uv_loop_init(&loop) == 0);
+  CHECK(uv_timer_init(&loop, &tick) == 0);
+  CHECK(uv_timer_start(&tick, host_tick, 1, 1) == 0);
+  memset(&o, 0, sizeof(o));
+  o.loop = &loop;
+  o.handle_signals = 0;
+  rt = corio_new(&o);
+  add_paths(rt);
+  L = corio_lua(rt);
+  CHECK(luaL_loadstring(L, "local corio = require 'corio' "
+                           "local t = corio.spawn(corio.sleep, 0.03) "
+                           "corio.sleep(0.02) t:join() return 'stepped'") ==
+        0);
+  CHECK(corio_start(rt, 0) == 0);
+  while ((r = corio_step(rt, 0)) == 1) {
+    steps++;
+    uv_run(&loop, UV_RUN_ONCE);   /* the host's own turn of its loop */
+  }
+  CHECK(r == 0);
+  CHECK(corio_finish(rt, 1) == 0);
+  CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "stepped") == 0);
+  lua_pop(L, 1);
+  CHECK(steps > 1);
+  CHECK(host_ticks > 5);
+  /* stepping again after the end: nothing to do */
+  CHECK(corio_step(rt, 0) == 0);
+  CHECK(corio_finish(rt, 0) == UV_EINVAL);
+  corio_free(rt);
+  uv_close((uv_handle_t *)&tick, NULL);
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 static void test_two_runtimes(void) {
   corio_rt *a = corio_new(NULL), *b = corio_new(NULL);
   CHECK(a != NULL && b != NULL);
@@ -134,6 +179,7 @@ int main(void) {
   test_run_function_results_and_errors();
   test_adopted_state_and_loop();
   test_two_runtimes();
+  test_stepping_with_host_handles();
   if (failures) {
     fprintf(stderr, "test_api: %d check(s) failed\n", failures);
     return 1;
