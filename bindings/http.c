@@ -1,0 +1,243 @@
+/*
+** http.c (bindings): the C functions behind lua/corio/http.lua. A client
+** object wraps one runtime/http.c client (a curl multi); a stream object
+** holds one transfer whose body is read chunk by chunk. These functions
+** take arguments already checked by the Lua module (it raises the kind
+** "invalid" errors); they build no response objects, which the module
+** makes from the values pushed here.
+*/
+#include <stdlib.h>
+
+#include "bindings.h"
+
+/* runtime/http.c (to move into internal.h) */
+typedef struct corio_http corio_http;
+typedef struct corio_xfer corio_xfer;
+corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
+                            long maxage, int verify, const char *cainfo,
+                            int http2);
+int corio__http_headers(corio_http *h, const char **lines, int n);
+void corio__http_close(corio_http *h);
+void corio__http_gc(corio_http *h, int rt_alive);
+int corio__http_closed(corio_http *h);
+void corio__http_stats(corio_http *h, double *out);
+corio_xfer *corio__xfer_get(corio_http *h);
+void corio__xfer_put(corio_xfer *x);
+int corio__xfer_header(corio_xfer *x, const char *line);
+int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
+                      const char *body, size_t nbody, int has_body,
+                      int stream, const double *to);
+const char *corio__xfer_errmsg(corio_xfer *x);
+int corio__xfer_start(corio_xfer *x, corio_task *t);
+void corio__xfer_bind(corio_xfer *x, void **box);
+int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t);
+void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused);
+int corio__xfer_close(corio_xfer *x);
+void corio__xfer_gc(corio_xfer *x, int rt_alive);
+extern corio_abort_fn corio__http_abort;
+
+#define CLIENT_MT "corio.HttpClient"
+#define STREAM_MT "corio.HttpStream"
+
+typedef struct client_box {
+  corio_http *h;  /* NULL once collected */
+} client_box;
+
+static client_box *check_client(lua_State *L, int idx) {
+  return (client_box *)luaL_checkudata(L, idx, CLIENT_MT);
+}
+
+/* [-0, +2] false, err of kind with msg. */
+static int fail(lua_State *L, const char *kind, const char *msg) {
+  lua_pushboolean(L, 0);
+  corio__push_error(L, kind, msg);
+  return 2;
+}
+
+/* client(max_conn, max_keepalive, keepalive_expiry, verify, cainfo, http2,
+** header_lines) -> client */
+static int l_client(lua_State *L) {
+  corio_rt *rt = RT(L);
+  long max_conn = (long)luaL_optnumber(L, 1, 0);
+  long max_keep = (long)luaL_optnumber(L, 2, -1);
+  long maxage = (long)luaL_optnumber(L, 3, 0);
+  int verify = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
+  const char *cainfo = luaL_optstring(L, 5, NULL);
+  int http2 = lua_toboolean(L, 6);
+  client_box *c = (client_box *)lua_newuserdata(L, sizeof(*c));
+  c->h = NULL;
+  luaL_getmetatable(L, CLIENT_MT);
+  lua_setmetatable(L, -2);
+  c->h = corio__http_new(rt, max_conn, max_keep, maxage, verify, cainfo,
+                         http2);
+  if (c->h == NULL) return luaL_error(L, "corio.http: cannot create a "
+                                      "client (out of memory?)");
+  if (lua_istable(L, 7)) {
+    int i, n = (int)lua_objlen(L, 7);
+    const char **lines = malloc(sizeof(*lines) * (n ? n : 1));
+    if (lines == NULL) return luaL_error(L, "corio.http: out of memory");
+    for (i = 0; i < n; i++) {
+      lua_rawgeti(L, 7, i + 1);
+      lines[i] = lua_tostring(L, -1);  /* pinned by the table */
+      lua_pop(L, 1);
+    }
+    i = corio__http_headers(c->h, lines, n);
+    free(lines);
+    if (i != 0) return luaL_error(L, "corio.http: out of memory");
+  }
+  return 1;
+}
+
+/* request(client, method, url, header_lines|nil, body|nil, connect, read,
+** write, pool, total [, stream]) -> true, status, head, body, version,
+** elapsed, redirect | false, err. Blocks until the response (or, given a
+** stream object, its headers) arrived. */
+static int l_request(lua_State *L) {
+  corio_rt *rt = RT(L);
+  client_box *c = check_client(L, 1);
+  const char *method = luaL_checkstring(L, 2);
+  const char *url = luaL_checkstring(L, 3);
+  const char *body = NULL;
+  size_t nbody = 0;
+  double to[5];
+  void **box = NULL;
+  corio_task *t;
+  corio_xfer *x;
+  int i, n, r;
+  if (!lua_isnoneornil(L, 5)) body = luaL_checklstring(L, 5, &nbody);
+  for (i = 0; i < 5; i++) to[i] = luaL_optnumber(L, 6 + i, 0);
+  if (!lua_isnoneornil(L, 11)) box = luaL_checkudata(L, 11, STREAM_MT);
+  n = corio__enter(L, rt, &t, "http request");
+  if (n >= 0) return n;
+  if (c->h == NULL || corio__http_closed(c->h))
+    return fail(L, "closed", "the client was closed");
+  if (box != NULL && *box != NULL)
+    return fail(L, "invalid", "the stream object is in use");
+  x = corio__xfer_get(c->h);
+  if (x == NULL) return fail(L, "error", "out of memory");
+  if (lua_istable(L, 4)) {
+    int nh = (int)lua_objlen(L, 4);
+    for (i = 1; i <= nh; i++) {
+      lua_rawgeti(L, 4, i);
+      r = corio__xfer_header(x, lua_tostring(L, -1));
+      lua_pop(L, 1);
+      if (r != 0) {
+        corio__xfer_put(x);
+        return fail(L, "error", "out of memory");
+      }
+    }
+  }
+  r = corio__xfer_setup(x, method, url, body, nbody, body != NULL,
+                        box != NULL, to);
+  if (r == 0) r = corio__xfer_start(x, t);
+  if (r != 0) {
+    lua_pushboolean(L, 0);
+    corio__push_error(L, r == UV_EINVAL ? "invalid" : "error",
+                      corio__xfer_errmsg(x));
+    corio__xfer_put(x);
+    return 2;
+  }
+  if (box != NULL) {
+    corio__xfer_bind(x, box);
+    lua_pushvalue(L, 1);  /* the stream keeps its client alive */
+    lua_setfenv(L, 11);
+  }
+  return corio__suspend(rt, L, t, corio__http_abort, "http request", x);
+}
+
+static int l_stream_new(lua_State *L) {
+  void **box = (void **)lua_newuserdata(L, sizeof(void *));
+  *box = NULL;
+  luaL_getmetatable(L, STREAM_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* read(stream) -> true, chunk | true, nil (end) | false, err */
+static int l_read(lua_State *L) {
+  corio_rt *rt = RT(L);
+  void **box = luaL_checkudata(L, 1, STREAM_MT);
+  corio_task *t;
+  int n = corio__enter(L, rt, &t, "http stream read");
+  if (n >= 0) return n;
+  if (*box == NULL) return fail(L, "closed", "the stream is closed");
+  n = corio__xfer_read(L, (corio_xfer *)*box, t);
+  if (n >= 0) return corio__fast(rt, L, t, n);
+  return corio__suspend(rt, L, t, corio__http_abort, "http stream read",
+                        *box);
+}
+
+/* close_stream(stream) -> true | false, err */
+static int l_close_stream(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, STREAM_MT);
+  if (*box != NULL && corio__xfer_close((corio_xfer *)*box) != 0)
+    return fail(L, "invalid", "the stream is being read by another task");
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* buffered(stream) -> bytes held in C, paused */
+static int l_buffered(lua_State *L) {
+  void **box = luaL_checkudata(L, 1, STREAM_MT);
+  size_t len = 0;
+  int paused = 0;
+  if (*box != NULL) corio__xfer_buffered((corio_xfer *)*box, &len, &paused);
+  lua_pushnumber(L, (double)len);
+  lua_pushboolean(L, paused);
+  return 2;
+}
+
+static int l_stream_gc(lua_State *L) {
+  void **box = lua_touserdata(L, 1);
+  if (*box != NULL) corio__xfer_gc((corio_xfer *)*box, corio__rt(L) != NULL);
+  return 0;
+}
+
+static int l_close(lua_State *L) {
+  client_box *c = check_client(L, 1);
+  if (c->h != NULL) corio__http_close(c->h);
+  return 0;
+}
+
+static int l_client_gc(lua_State *L) {
+  client_box *c = lua_touserdata(L, 1);
+  if (c->h != NULL) corio__http_gc(c->h, corio__rt(L) != NULL);
+  c->h = NULL;
+  return 0;
+}
+
+/* stats(client) -> opened, reused, idle, in_flight */
+static int l_stats(lua_State *L) {
+  client_box *c = check_client(L, 1);
+  double s[4] = {0, 0, 0, 0};
+  int i;
+  if (c->h != NULL) corio__http_stats(c->h, s);
+  for (i = 0; i < 4; i++) lua_pushnumber(L, s[i]);
+  return 4;
+}
+
+static const corio_reg funcs[] = {
+    {"client", l_client},     {"request", l_request},
+    {"stream", l_stream_new}, {"read", l_read},
+    {"close_stream", l_close_stream}, {"buffered", l_buffered},
+    {"close", l_close},       {"stats", l_stats},
+    {NULL, NULL}};
+
+int luaopen_corio_http(lua_State *L) {
+  corio_rt *rt = corio__rt(L);
+  luaL_newmetatable(L, CLIENT_MT);
+  lua_pushcfunction(L, l_client_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "corio");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, STREAM_MT);
+  lua_pushcfunction(L, l_stream_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushliteral(L, "corio");
+  lua_setfield(L, -2, "__metatable");
+  lua_pop(L, 1);
+  lua_newtable(L);
+  corio__register(L, rt, -1, funcs);
+  return 1;
+}

@@ -1,0 +1,688 @@
+-- corio.http: an httpx-like HTTP client on libcurl's multi interface,
+-- driven by corio's libuv loop (runtime/http.c). This module checks the
+-- arguments (kind "invalid" errors, before anything is sent), builds URLs
+-- (base_url, params), headers and bodies, follows redirects, and makes
+-- the response objects; the transfers themselves, the pool and the
+-- timeouts are in C. A request blocks only its own task; outside a
+-- running loop it runs to completion synchronously (SPEC rule 11).
+local core = require "corio.core"
+local corio = require "corio"
+
+local c = core.http
+local c_request, c_read, c_new_stream = c.request, c.read, c.stream
+local NOLOOP = core.NOLOOP
+local new_error = core.error
+local type, error, pairs, ipairs, tostring, tonumber = type, error, pairs, ipairs, tostring, tonumber
+local setmetatable, rawget, rawset, select = setmetatable, rawget, rawset, select
+local concat, sort = table.concat, table.sort
+local byte, fmt = string.byte, string.format
+
+core.register_own(debug.getinfo(1, "S").source)
+
+local M = {}
+M.version = corio.version
+
+local cjson_mod
+local function cjson()
+  if not cjson_mod then cjson_mod = require "cjson" end
+  return cjson_mod
+end
+
+-- errors ------------------------------------------------------------------
+
+local function http_error(kind, method, url, msg, fields)
+  local e = new_error(kind, fmt("%s %s: %s", method, tostring(url), msg), fields)
+  e.method, e.url = method, url
+  e.traceback = debug.traceback("", 3):gsub("^\n", "")
+  return e
+end
+
+-- An error from C names neither method nor URL: add them.
+local function decorate(e, method, url)
+  if type(e) == "table" and e.kind and e.url == nil then
+    e.message = fmt("%s %s: %s", method, url, tostring(e.message))
+    e.method, e.url = method, url
+  end
+  return e
+end
+
+local function invalid(fname, n, what, msg)
+  error(new_error("invalid", fmt("bad argument #%d to '%s' (%s%s)", n, fname,
+    what and (what .. ": ") or "", msg)), 3)
+end
+
+-- URLs --------------------------------------------------------------------
+
+local function urlencode(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(ch)
+    return fmt("%%%02X", byte(ch))
+  end))
+end
+M.urlencode = urlencode
+
+local function encode_pairs(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+  sort(keys)
+  local out = {}
+  for _, k in ipairs(keys) do
+    local v = t[k]
+    if v == nil then v = t[tonumber(k)] end
+    if type(v) == "table" then
+      for _, x in ipairs(v) do out[#out + 1] = urlencode(k) .. "=" .. urlencode(x) end
+    else
+      out[#out + 1] = urlencode(k) .. "=" .. urlencode(v)
+    end
+  end
+  return concat(out, "&")
+end
+
+-- Remove "." and ".." segments (RFC 3986 5.2.4).
+local function remove_dots(path)
+  local out = {}
+  local trailing = path:sub(-1) == "/" or path:match("/%.%.?$") ~= nil
+  for seg in path:gmatch("[^/]+") do
+    if seg == ".." then
+      if #out > 0 then out[#out] = nil end
+    elseif seg ~= "." then
+      out[#out + 1] = seg
+    end
+  end
+  local p = "/" .. concat(out, "/")
+  if trailing and p ~= "/" then p = p .. "/" end
+  return p
+end
+
+-- Join a relative URL to base_url keeping the base path ("/x" and "x" both
+-- append to it, as httpx does).
+local function join(base, rel)
+  local origin, bpath = base:match("^(%a[%w+.-]*://[^/?#]*)([^?#]*)")
+  if not origin then return nil end
+  if bpath == "" or bpath:sub(-1) ~= "/" then bpath = bpath .. "/" end
+  local rpath, rest = rel:match("^([^?#]*)(.*)$")
+  rpath = rpath:gsub("^/", "")
+  if rpath == "" and rest == "" then return origin .. (bpath == "/" and "/" or bpath:sub(1, -2)) end
+  return origin .. remove_dots(bpath .. rpath) .. rest
+end
+M._join = join
+
+local function origin_of(url)
+  local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
+  if not scheme then return url end
+  auth = auth:gsub("^.*@", ""):lower()
+  scheme = scheme:lower()
+  if not auth:find(":%d+$") then auth = auth .. (scheme == "https" and ":443" or ":80") end
+  return scheme .. "://" .. auth
+end
+
+-- headers -------------------------------------------------------------------
+
+-- Case-insensitive header tables: keys are stored lower-case; lookups of
+-- any case find them.
+local Headers = {
+  __index = function(t, k)
+    if type(k) == "string" then return rawget(t, k:lower()) end
+  end,
+  __newindex = function(t, k, v)
+    rawset(t, type(k) == "string" and k:lower() or k, v)
+  end,
+}
+local function headers_of(list)
+  local h = setmetatable({}, Headers)
+  for i = 1, #list, 2 do
+    local k, v = list[i], list[i + 1]
+    local old = rawget(h, k)
+    rawset(h, k, old and (old .. ", " .. v) or v)
+  end
+  return h
+end
+
+-- Parse curl's raw header block: the status line, then "Name: value".
+local function parse_head(raw)
+  local list, reason = {}, nil
+  for line in raw:gmatch("([^\r\n]*)\r?\n") do
+    if reason == nil then
+      reason = line:match("^HTTP/%S+%s+%d+%s*(.*)$") or ""
+    else
+      local k, v = line:match("^([^:%s]+)%s*:%s*(.-)%s*$")
+      if k then
+        list[#list + 1] = k:lower()
+        list[#list + 1] = v
+      end
+    end
+  end
+  return list, reason or ""
+end
+
+local function check_header(fname, name, value)
+  if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
+    invalid(fname, 2, "headers", "invalid header name " .. fmt("%q", tostring(name)))
+  end
+  local tv = type(value)
+  if tv ~= "string" and tv ~= "number" then
+    invalid(fname, 2, "headers", fmt("header %s: string expected, got %s", name, tv))
+  end
+  value = tostring(value)
+  if value:find("[\r\n%z]") then
+    invalid(fname, 2, "headers", fmt("header %s: value contains CR, LF or NUL", name))
+  end
+  return value
+end
+
+-- Merge default and request headers (request wins, case-insensitive) into
+-- an ordered list of {lower name, Name, value}.
+local function merge_headers(fname, defaults, extra)
+  local out, index = {}, {}
+  local function put(k, v)
+    local lk = k:lower()
+    local i = index[lk]
+    if i then out[i][2], out[i][3] = k, v
+    else
+      out[#out + 1] = { lk, k, v }
+      index[lk] = #out
+    end
+  end
+  if defaults then for _, e in ipairs(defaults) do put(e[2], e[3]) end end
+  if extra then
+    if type(extra) ~= "table" then invalid(fname, 2, "headers", "table expected, got " .. type(extra)) end
+    local keys = {}
+    for k in pairs(extra) do keys[#keys + 1] = k end
+    sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    for _, k in ipairs(keys) do put(k, check_header(fname, k, extra[k])) end
+  end
+  return out, index
+end
+
+local function header_lines(list)
+  local lines = {}
+  for i, e in ipairs(list) do lines[i] = e[2] .. ": " .. e[3] end
+  return lines
+end
+
+-- timeouts ------------------------------------------------------------------
+
+local PHASES = { connect = 1, read = 2, write = 3, pool = 4, total = 5 }
+
+local function check_secs(fname, what, v)
+  if type(v) ~= "number" or v ~= v or v < 0 then
+    invalid(fname, 2, what, "non-negative number expected, got " .. tostring(v))
+  end
+  return v
+end
+
+-- {connect, read, write, pool, total} from a number, a table or false,
+-- over base.
+local function norm_timeout(fname, t, base)
+  if t == nil then return base end
+  if t == false then return { 0, 0, 0, 0, 0 } end
+  if type(t) == "number" then
+    check_secs(fname, "timeout", t)
+    return { t, t, t, t, base and base[5] or 0 }
+  end
+  if type(t) ~= "table" then
+    invalid(fname, 2, "timeout", "number or table expected, got " .. type(t))
+  end
+  local out = { 0, 0, 0, 0, 0 }
+  if base then for i = 1, 5 do out[i] = base[i] end end
+  for k, v in pairs(t) do
+    local i = PHASES[k]
+    if not i then invalid(fname, 2, "timeout", "unknown phase '" .. tostring(k) .. "'") end
+    out[i] = v == false and 0 or check_secs(fname, "timeout." .. k, v)
+  end
+  return out
+end
+
+-- responses -----------------------------------------------------------------
+
+local VERSIONS = { [1] = "HTTP/1.0", [2] = "HTTP/1.1", [3] = "HTTP/2", [30] = "HTTP/3" }
+
+local Response = {}
+local response_mt = {}
+response_mt.__index = function(r, k)
+  if k == "headers" or k == "reason_phrase" then
+    local list, reason = parse_head(rawget(r, "_raw") or "")
+    local h = headers_of(list)
+    rawset(r, "_list", list)
+    rawset(r, "headers", h)
+    rawset(r, "reason_phrase", reason)
+    return rawget(r, k)
+  end
+  return Response[k]
+end
+response_mt.__tostring = function(r)
+  return fmt("<Response [%d %s]>", r.status, r.url)
+end
+M.Response = Response
+
+function Response.get_all(r, name)
+  local _ = r.headers
+  local out, lk = {}, name:lower()
+  local list = rawget(r, "_list")
+  for i = 1, #list, 2 do
+    if list[i] == lk then out[#out + 1] = list[i + 1] end
+  end
+  return out
+end
+
+function Response.text(r)
+  local body = rawget(r, "_body")
+  if body == nil and rawget(r, "_stream") then body = r:read() end
+  return body or ""
+end
+Response.read = nil  -- set below with streams
+
+function Response.json(r)
+  local ok, v = pcall(cjson().decode, r:text())
+  if not ok then
+    error(http_error("protocol", r.request_method or "GET", r.url,
+      "the response body is not valid JSON (" .. tostring(v) .. ")"), 2)
+  end
+  return v
+end
+
+function Response.raise_for_status(r)
+  local s = r.status
+  if s >= 200 and s < 300 then return r end
+  local e = http_error("status", r.request_method or "GET", r.url,
+    (fmt("status %d %s", s, r.reason_phrase or ""):gsub("%s+$", "")))
+  e.response, e.status = r, s
+  error(e, 2)
+end
+
+function Response.is_success(r) return r.status >= 200 and r.status < 300 end
+
+local function new_response(method, url, status, raw, body, ver, elapsed, redirect)
+  return setmetatable({
+    status = status, url = url, http_version = VERSIONS[ver] or "HTTP/1.1",
+    elapsed = elapsed, request_method = method, _raw = raw, _body = body,
+    _redirect = redirect,
+  }, response_mt)
+end
+
+-- streams -------------------------------------------------------------------
+
+local function stream_closed(r)
+  return http_error("closed", r.request_method, r.url,
+    rawget(r, "_consumed") and "the stream's body was already consumed" or "the stream is closed")
+end
+
+local read_chunk
+read_chunk = function(r)
+  local box = rawget(r, "_stream")
+  if box == nil or rawget(r, "_closed") then error(stream_closed(r), 3) end
+  if rawget(r, "_iter") then  -- a transport's body iterator
+    local chunk = r._iter()
+    if chunk == nil then rawset(r, "_closed", true); rawset(r, "_consumed", true) end
+    return chunk
+  end
+  local ok, chunk = c_read(box)
+  if not ok then
+    if chunk == NOLOOP then return corio.run(read_chunk, r) end
+    c.close_stream(box)
+    rawset(r, "_closed", true)
+    error(decorate(chunk, r.request_method, r.url), 0)
+  end
+  if chunk == nil then
+    c.close_stream(box)  -- the transfer is complete: its connection goes back
+    rawset(r, "_closed", true)
+    rawset(r, "_consumed", true)
+  end
+  return chunk
+end
+
+function Response.iter_bytes(r)
+  if rawget(r, "_closed") then error(stream_closed(r), 2) end
+  return function() return read_chunk(r) end
+end
+
+function Response.iter_lines(r)
+  if rawget(r, "_closed") then error(stream_closed(r), 2) end
+  local buf, pending, done = "", {}, false
+  local i = 0
+  return function()
+    while true do
+      if i < #pending then
+        i = i + 1
+        return pending[i]
+      end
+      if done then return nil end
+      pending, i = {}, 0
+      local chunk = read_chunk(r)
+      if chunk == nil then
+        done = true
+        if buf ~= "" then pending[1] = buf:gsub("\r$", ""); buf = "" end
+      else
+        buf = buf .. chunk
+        local last = 1
+        for line, pos in buf:gmatch("([^\n]*)\n()") do
+          pending[#pending + 1] = line:gsub("\r$", "")
+          last = pos
+        end
+        buf = buf:sub(last)
+      end
+    end
+  end
+end
+
+-- The rest of a stream's body as one string.
+function Response.read(r)
+  local body = rawget(r, "_body")
+  if body then return body end
+  local parts = {}
+  for chunk in r:iter_bytes() do parts[#parts + 1] = chunk end
+  body = concat(parts)
+  rawset(r, "_body", body)
+  return body
+end
+
+function Response.close(r)
+  local box = rawget(r, "_stream")
+  if box and not rawget(r, "_closed") then
+    rawset(r, "_closed", true)
+    if not rawget(r, "_iter") then c.close_stream(box) end
+  end
+end
+
+-- For tests: bytes the C side holds for this stream, and whether the
+-- transfer is paused.
+function Response._buffered(r)
+  local box = rawget(r, "_stream")
+  if not box or rawget(r, "_iter") then return 0, false end
+  return c.buffered(box)
+end
+
+-- the client ---------------------------------------------------------------
+
+local Client = {}
+Client.__index = Client
+M.Client = Client
+
+local CLIENT_OPTS = {
+  base_url = true, headers = true, timeout = true, limits = true, http2 = true,
+  follow_redirects = true, max_redirects = true, verify = true, transport = true,
+  ca_bundle = true,
+}
+local LIMIT_OPTS = { max_connections = true, max_keepalive = true, keepalive_expiry = true }
+local REQUEST_OPTS = {
+  params = true, headers = true, json = true, body = true, form = true,
+  timeout = true, follow_redirects = true, max_redirects = true,
+}
+local DEFAULT_TIMEOUT = { 5, 5, 5, 5, 0 }
+
+function M.client(opts)
+  if opts == nil then opts = {} end
+  if type(opts) ~= "table" then invalid("client", 1, nil, "table expected, got " .. type(opts)) end
+  for k in pairs(opts) do
+    if not CLIENT_OPTS[k] then invalid("client", 1, nil, "unknown option '" .. tostring(k) .. "'") end
+  end
+  local self = setmetatable({}, Client)
+  if opts.base_url ~= nil then
+    if type(opts.base_url) ~= "string" or not opts.base_url:match("^https?://") then
+      invalid("client", 1, "base_url", "an http or https URL expected, got " .. tostring(opts.base_url))
+    end
+    self.base_url = opts.base_url
+  end
+  self._headers = merge_headers("client", nil, opts.headers)
+  self._timeout = norm_timeout("client", opts.timeout, DEFAULT_TIMEOUT)
+  self.follow_redirects = opts.follow_redirects and true or false
+  self.max_redirects = opts.max_redirects or 20
+  local limits = opts.limits or {}
+  if type(limits) ~= "table" then invalid("client", 1, "limits", "table expected") end
+  for k in pairs(limits) do
+    if not LIMIT_OPTS[k] then invalid("client", 1, "limits", "unknown option '" .. tostring(k) .. "'") end
+  end
+  local verify, ca = opts.verify, opts.ca_bundle
+  if type(verify) == "string" then ca, verify = verify, true end
+  if verify == nil then verify = true end
+  if ca ~= nil and type(ca) ~= "string" then invalid("client", 1, "ca_bundle", "path string expected") end
+  if opts.transport ~= nil then
+    if type(opts.transport) ~= "function" then
+      invalid("client", 1, "transport", "function expected, got " .. type(opts.transport))
+    end
+    self._transport = opts.transport
+  else
+    self._c = c.client(limits.max_connections or 100, limits.max_keepalive or 20,
+      limits.keepalive_expiry or 5, verify and true or false, ca, opts.http2 and true or false,
+      header_lines(self._headers))
+  end
+  return self
+end
+
+local function check_url(self, fname, url)
+  if type(url) ~= "string" then
+    invalid(fname, 1, "url", "string expected, got " .. type(url))
+  end
+  local scheme = url:match("^(%a[%w+.-]*)://")
+  if not scheme then
+    if self.base_url then
+      return join(self.base_url, url)
+    end
+    invalid(fname, 1, "url", "URL without scheme: " .. fmt("%q", url))
+  end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then
+    invalid(fname, 1, "url", "unsupported scheme '" .. scheme .. "' in " .. url)
+  end
+  if url:find("[%s%z]") then invalid(fname, 1, "url", "URL contains whitespace: " .. fmt("%q", url)) end
+  return url
+end
+
+local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+-- One exchange through the transport function.
+local function via_transport(self, method, url, hlist, body, stream)
+  local h = setmetatable({}, Headers)
+  for _, e in ipairs(hlist) do rawset(h, e[1], e[3]) end
+  local resp = self._transport({ method = method, url = url, headers = h, body = body })
+  if type(resp) ~= "table" then
+    error(http_error("protocol", method, url, "the transport returned " .. type(resp)), 0)
+  end
+  local list = {}
+  for k, v in pairs(resp.headers or {}) do
+    if type(v) == "table" then
+      for _, x in ipairs(v) do list[#list + 1] = k:lower(); list[#list + 1] = tostring(x) end
+    else
+      list[#list + 1] = k:lower(); list[#list + 1] = tostring(v)
+    end
+  end
+  local r = setmetatable({
+    status = resp.status or 200, url = url, http_version = resp.http_version or "HTTP/1.1",
+    elapsed = 0, request_method = method, _list = list, headers = headers_of(list),
+    reason_phrase = resp.reason or "",
+  }, response_mt)
+  local b = resp.body
+  local loc = r.headers.location
+  if loc then r._redirect = loc:match("^%a[%w+.-]*://") and loc or join(url:match("^(%a[%w+.-]*://[^/?#]*)") .. "/", loc) end
+  if type(b) == "function" then
+    if stream then
+      r._stream, r._iter = true, b
+    else
+      local parts = {}
+      for chunk in b do parts[#parts + 1] = chunk end
+      r._body = concat(parts)
+    end
+  else
+    b = b == nil and "" or tostring(b)
+    if stream then
+      local done = false
+      r._stream, r._iter = true, function()
+        if done or b == "" then return nil end
+        done = true
+        return b
+      end
+    else
+      r._body = b
+    end
+  end
+  return r
+end
+
+local function exchange(self, method, url, hlist, lines, body, to, stream)
+  if self._transport then return via_transport(self, method, url, hlist, body, stream) end
+  if self._closed then error(http_error("closed", method, url, "the client was closed"), 0) end
+  local box = stream and c_new_stream() or nil
+  local ok, status, raw, rbody, ver, elapsed, redirect =
+    c_request(self._c, method, url, lines, body, to[1], to[2], to[3], to[4], to[5], box)
+  if not ok then
+    if status == NOLOOP then
+      return corio.run(exchange, self, method, url, hlist, lines, body, to, stream)
+    end
+    error(decorate(status, method, url), 0)
+  end
+  local r = new_response(method, url, status, raw, rbody, ver, elapsed, redirect)
+  if box then r._stream = box end
+  return r
+end
+
+-- Send a request and follow redirects if asked to.
+local function send(self, fname, method, url, opts)
+  local to, follow, maxr = self._timeout, self.follow_redirects, self.max_redirects
+  local hlist, lines, body = self._headers, nil, nil
+  local stream = fname == "stream"
+  if opts ~= nil then
+    if type(opts) ~= "table" then invalid(fname, 2, "opts", "table expected, got " .. type(opts)) end
+    for k in pairs(opts) do
+      if not REQUEST_OPTS[k] then invalid(fname, 2, nil, "unknown option '" .. tostring(k) .. "'") end
+    end
+    if opts.params ~= nil then
+      if type(opts.params) ~= "table" then invalid(fname, 2, "params", "table expected") end
+      local q = encode_pairs(opts.params)
+      if q ~= "" then
+        local base, frag = url:match("^([^#]*)(.*)$")
+        url = base .. (base:find("?", 1, true) and (base:sub(-1) == "?" and "" or "&") or "?") .. q .. frag
+      end
+    end
+    local nb = (opts.json ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0)
+    if nb > 1 then invalid(fname, 2, nil, "give only one of json, body and form") end
+    local ctype
+    if opts.json ~= nil then
+      local ok, s = pcall(cjson().encode, opts.json)
+      if not ok then invalid(fname, 2, "json", tostring(s)) end
+      body, ctype = s, "application/json"
+    elseif opts.form ~= nil then
+      if type(opts.form) ~= "table" then invalid(fname, 2, "form", "table expected") end
+      body, ctype = encode_pairs(opts.form), "application/x-www-form-urlencoded"
+    elseif opts.body ~= nil then
+      if type(opts.body) ~= "string" then invalid(fname, 2, "body", "string expected, got " .. type(opts.body)) end
+      body = opts.body
+    end
+    if opts.headers ~= nil or body ~= nil then
+      local index
+      hlist, index = merge_headers(fname, self._headers, opts.headers)
+      if body ~= nil and not index["content-type"] then
+        hlist[#hlist + 1] = ctype and { "content-type", "Content-Type", ctype } or { "content-type", "Content-Type", "" }
+      end
+    end
+    to = norm_timeout(fname, opts.timeout, to)
+    if opts.follow_redirects ~= nil then follow = opts.follow_redirects and true or false end
+    if opts.max_redirects ~= nil then maxr = opts.max_redirects end
+  end
+  if hlist ~= self._headers or body ~= nil then
+    lines = header_lines(hlist)
+    if body ~= nil then lines[#lines + 1] = "Expect:" end
+  end
+  local hops = 0
+  while true do
+    local r = exchange(self, method, url, hlist, lines, body, to, stream)
+    local target = rawget(r, "_redirect")
+    if not follow or not target or not REDIRECTS[r.status] then return r end
+    if stream then r:close() end
+    hops = hops + 1
+    if hops > maxr then
+      error(http_error("redirect", method, url, fmt("too many redirects (more than %d)", maxr)), 0)
+    end
+    local scheme = target:match("^(%a[%w+.-]*):")
+    if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
+      error(http_error("redirect", method, url, "redirect to an unsupported URL: " .. target), 0)
+    end
+    local s = r.status
+    local changed = false
+    if (s == 301 or s == 302 or s == 303) and method ~= "GET" and method ~= "HEAD" then
+      method, body, changed = "GET", nil, true
+    end
+    local drop_auth = origin_of(target) ~= origin_of(url)
+    if changed or drop_auth then
+      local nl = {}
+      for _, e in ipairs(hlist) do
+        if not (drop_auth and e[1] == "authorization")
+          and not (changed and (e[1] == "content-type" or e[1] == "content-length")) then
+          nl[#nl + 1] = e
+        end
+      end
+      hlist = nl
+      lines = header_lines(hlist)
+    end
+    url = target
+  end
+end
+
+local function method_fn(method)
+  local fname = method:lower()
+  return function(self, url, opts)
+    return send(self, fname, method, check_url(self, fname, url), opts)
+  end
+end
+
+Client.get = method_fn("GET")
+Client.post = method_fn("POST")
+Client.put = method_fn("PUT")
+Client.patch = method_fn("PATCH")
+Client.delete = method_fn("DELETE")
+Client.head = method_fn("HEAD")
+Client.options = method_fn("OPTIONS")
+
+local function check_method(fname, method)
+  if type(method) ~= "string" or not method:match("^%a+$") then
+    invalid(fname, 1, "method", "an HTTP method name expected, got " .. tostring(method))
+  end
+  return method:upper()
+end
+
+function Client.request(self, method, url, opts)
+  method = check_method("request", method)
+  return send(self, "request", method, check_url(self, "request", url), opts)
+end
+
+-- stream(method, url [, opts] [, fn]): returns once the headers arrived;
+-- with fn, calls fn(r) and closes r however fn ends.
+function Client.stream(self, method, url, opts, fn)
+  if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
+  method = check_method("stream", method)
+  local r = send(self, "stream", method, check_url(self, "stream", url), opts)
+  if fn == nil then return r end
+  local function finish(ok, ...)
+    r:close()
+    if not ok then error((...), 0) end
+    return ...
+  end
+  return finish(pcall(fn, r))
+end
+
+function Client.close(self)
+  if self._closed then return end
+  self._closed = true
+  if self._c then c.close(self._c) end
+end
+
+function Client.stats(self)
+  if not self._c then return { opened = 0, reused = 0, idle = 0, in_flight = 0 } end
+  local opened, reused, idle, in_flight = c.stats(self._c)
+  return { opened = opened, reused = reused, idle = idle, in_flight = in_flight }
+end
+
+-- module level: a shared default client ----------------------------------
+
+local default
+local function default_client()
+  if default == nil or default._closed then default = M.client() end
+  return default
+end
+
+for _, name in ipairs { "get", "post", "put", "patch", "delete", "head", "options" } do
+  local m = Client[name]
+  M[name] = function(url, opts) return m(default_client(), url, opts) end
+end
+function M.request(method, url, opts) return Client.request(default_client(), method, url, opts) end
+function M.stream(method, url, opts, fn) return Client.stream(default_client(), method, url, opts, fn) end
+
+return M

@@ -1,0 +1,945 @@
+/*
+** http.c: libcurl's multi_socket interface on the runtime's libuv loop.
+** One CURLM per client (its connection pool); one uv_poll_t per socket
+** curl asks us to watch and one uv_timer_t per multi for curl's timeout;
+** each request is an easy handle (pooled on a free list, curl_easy_reset
+** between uses) bound to the task that waits for it. No Lua runs in any
+** libuv or curl callback: they fill C buffers and wake the task with
+** corio__ready; the deliver hooks below push the results on the task's
+** own stack. Argument parsing and the Lua objects are in bindings/http.c;
+** URLs, redirects and response objects in lua/corio/http.lua.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "internal.h"
+
+/* The phases of a transfer, in order; each may have a timeout (ms) that
+** the transfer's own timer enforces. read and write are "the longest gap
+** without bytes": every byte moved pushes their deadline back. */
+enum { PH_POOL, PH_CONNECT, PH_WRITE, PH_READ, PH_N };
+static const char *const phase_names[PH_N] = {"pool", "connect", "write",
+                                              "read"};
+
+/* What a waiting task waits for. */
+enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
+
+/* A stream's buffer pauses the transfer once it holds this many bytes.
+** It may overshoot by what one socket_action reads (curl 7.88 reads up to
+** 100 buffers of 16 KiB while the socket stays readable), so a stream
+** holds at most about 1.7 MiB. Chunks handed to Lua are at most this
+** size, under LuaJIT's mmap threshold (128 KiB). */
+#define STREAM_HIGH (64 * 1024)
+/* Response headers beyond this are a protocol error (h11 uses 64 KiB). */
+#define MAX_HEADER_BYTES (64 * 1024)
+
+typedef struct corio_http corio_http;
+typedef struct corio_xfer corio_xfer;
+
+struct corio_xfer {
+  uv_timer_t timer;      /* phase timeouts; closed only when x is freed */
+  corio_http *h;
+  CURL *easy;            /* kept across uses; curl_easy_reset between */
+  corio_link link;       /* in h->active while in use, h->free after */
+  corio_link pause_link; /* in h->to_pause while want_pause */
+  corio_task *t;         /* the waiting task, or NULL */
+  void **box;            /* a stream's userdata slot pointing here */
+  struct curl_slist *hdrs; /* this request's header list (owned) */
+  char *buf;             /* body bytes; buf[off..len) not handed out */
+  size_t off, len, cap;
+  char *head;            /* raw header block of the current response */
+  size_t hlen, hcap;
+  uint64_t last;         /* loop time (ms) of the last phase change/byte */
+  uint64_t armed;        /* loop time the timer fires at, 0 if stopped */
+  uint32_t to[PH_N];     /* phase timeouts in ms, 0 = none */
+  uint32_t total;        /* total timeout in ms, 0 = none */
+  uint8_t phase;         /* PH_* */
+  uint8_t wait;          /* W_* */
+  uint8_t stream;        /* body is read in chunks */
+  uint8_t in_multi;      /* added to h->multi */
+  uint8_t head_done;     /* the final response's headers arrived */
+  uint8_t done;          /* the transfer ended; rc and err say how */
+  uint8_t paused;        /* paused with curl_easy_pause(CURLPAUSE_RECV) */
+  uint8_t want_pause;    /* in h->to_pause: pause after socket_action */
+  uint8_t new_conn;      /* this transfer opened a connection */
+  uint8_t has_body;
+  CURLcode rc;
+  const char *err_kind;  /* our own verdict, overriding rc's mapping */
+  const char *err_phase; /* for kind "timeout" */
+  char errmsg[128];      /* the message that goes with err_kind */
+  char errbuf[CURL_ERROR_SIZE]; /* curl's own message */
+};
+
+typedef struct http_sock {
+  uv_poll_t poll;
+  corio_http *h;
+  corio_link link;       /* in h->socks */
+  curl_socket_t fd;
+  int events;            /* UV_READABLE|UV_WRITABLE being polled */
+} http_sock;
+
+struct corio_http {
+  corio_rt *rt;
+  CURLM *multi;
+  uv_timer_t timer;      /* curl's timeout */
+  corio_link active;     /* transfers in use */
+  corio_link free;       /* idle transfers (easy handle + timer) */
+  corio_link socks;      /* sockets being polled */
+  corio_link to_pause;   /* streams whose buffer is full */
+  struct curl_slist *defhdrs; /* the client's default headers */
+  char *cainfo;
+  long maxage;           /* keepalive_expiry, s (0: curl's default) */
+  long http2;
+  int verify;
+  uint32_t nhandles;     /* open uv handles (closing included) */
+  uint32_t nlive;        /* xfers allocated, free list included */
+  uint32_t in_flight;    /* xfers in the multi */
+  uint64_t opened, reused, nopen;
+  int closed;            /* client:close() or gc: no new requests */
+  int gc;                /* the Lua object is gone */
+  int dead;              /* the runtime is gone: touch no uv handle */
+};
+
+static int curl_ready = 0;
+
+static void http_maybe_free(corio_http *h) {
+  if (h->gc && h->closed && h->nhandles == 0 && h->nlive == 0) {
+    free(h->cainfo);
+    free(h);
+  }
+}
+
+/* ---- buffers -------------------------------------------------------- */
+
+static int grow(char **p, size_t *cap, size_t need) {
+  size_t n = *cap ? *cap : 1024;
+  char *q;
+  if (need <= *cap) return 0;
+  while (n < need) n *= 2;
+  q = realloc(*p, n);
+  if (q == NULL) return -1;
+  *p = q;
+  *cap = n;
+  return 0;
+}
+
+/* ---- timers ---------------------------------------------------------- */
+
+static uint64_t loop_now(corio_http *h) { return uv_now(h->rt->loop); }
+
+static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
+                      const char *msg);
+static void xfer_timer_cb(uv_timer_t *tm);
+
+/* Arm the transfer's timer for its current phase, unless it already fires
+** earlier: every wake-up re-checks the deadline, so arming late is safe
+** and byte callbacks only have to store the time. */
+static void xfer_arm(corio_xfer *x) {
+  uint32_t ms = x->to[x->phase];
+  uint64_t when, now;
+  if (ms == 0 || x->h->dead) return;
+  when = x->last + ms;
+  if (x->armed != 0 && x->armed <= when) return;
+  x->armed = when;
+  now = loop_now(x->h);
+  uv_timer_start(&x->timer, xfer_timer_cb, when > now ? when - now : 0, 0);
+}
+
+static void xfer_phase(corio_xfer *x, int phase) {
+  x->phase = (uint8_t)phase;
+  x->last = loop_now(x->h);
+  xfer_arm(x);
+}
+
+static void xfer_timer_cb(uv_timer_t *tm) {
+  corio_xfer *x = (corio_xfer *)tm;
+  uint64_t now = loop_now(x->h);
+  uint32_t ms = x->to[x->phase];
+  x->armed = 0;
+  if (!x->in_multi || ms == 0) return;
+  if (x->paused) x->last = now;  /* a slow consumer is not a slow server */
+  if (now >= x->last + ms) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "%s timeout (%g s) expired",
+             phase_names[x->phase], ms / 1000.0);
+    xfer_fail(x, "timeout", phase_names[x->phase], msg);
+    return;
+  }
+  xfer_arm(x);
+}
+
+/* ---- completion ------------------------------------------------------ */
+
+static void deliver(corio_task *t);
+
+/* Wake the task waiting on x, if any. */
+static void xfer_wake(corio_xfer *x) {
+  corio_task *t = x->t;
+  if (t == NULL) return;
+  x->t = NULL;
+  if (x->h->dead) return;  /* the runtime and its tasks are gone */
+  x->h->rt->nexternal--;
+  t->abort = NULL;
+  corio__ready(x->h->rt, t, deliver);
+  /* A wake-up from the timers phase (curl's timer, a phase timeout) must
+  ** not be followed by a blocking poll in the same uv_run: the task is
+  ** ready now. */
+  uv_stop(x->h->rt->loop);
+}
+
+/* Take x out of the multi (from outside curl's callbacks only). */
+static void xfer_remove(corio_xfer *x) {
+  if (x->want_pause) {
+    x->want_pause = 0;
+    corio_list_remove(&x->pause_link);
+  }
+  if (x->in_multi) {
+    x->in_multi = 0;
+    x->h->in_flight--;
+    if (x->h->multi != NULL) curl_multi_remove_handle(x->h->multi, x->easy);
+  }
+  if (x->armed && !x->h->dead) uv_timer_stop(&x->timer);
+  x->armed = 0;
+}
+
+static void xfer_end(corio_xfer *x, CURLcode rc) {
+  xfer_remove(x);
+  if (!x->done) {
+    x->done = 1;
+    x->rc = rc;
+  }
+  xfer_wake(x);
+}
+
+static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
+                      const char *msg) {
+  if (!x->done) {
+    x->err_kind = kind;
+    x->err_phase = phase;
+    snprintf(x->errmsg, sizeof(x->errmsg), "%s", msg);
+  }
+  xfer_end(x, CURLE_ABORTED_BY_CALLBACK);
+}
+
+/* Backpressure: a stream whose buffer is full stops reading. The write
+** callback never returns CURL_WRITEFUNC_PAUSE nor pauses from inside: in
+** curl 7.88 that keeps the rest of a read buffer aside, and after
+** CURLPAUSE_CONT the socket is sometimes never watched again (a stalled
+** transfer, seen in tests). Pausing once socket_action has returned
+** leaves nothing aside. */
+static void apply_pauses(corio_http *h) {
+  corio_link *l;
+  while ((l = corio_list_shift(&h->to_pause)) != NULL) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, pause_link);
+    x->want_pause = 0;
+    if (x->in_multi && !x->paused && x->len - x->off >= STREAM_HIGH) {
+      x->paused = 1;
+      curl_easy_pause(x->easy, CURLPAUSE_RECV);
+    }
+  }
+}
+
+static void check_done(corio_http *h) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
+    corio_xfer *x;
+    CURLcode rc;
+    if (m->msg != CURLMSG_DONE) continue;
+    rc = m->data.result;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    xfer_end(x, rc);
+  }
+}
+
+/* ---- curl callbacks (no Lua here) ----------------------------------- */
+
+static void poll_cb(uv_poll_t *p, int status, int events) {
+  http_sock *s = (http_sock *)p;
+  corio_http *h = s->h;
+  int running, flags = 0;
+  if (status < 0) flags = CURL_CSELECT_ERR;
+  else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  /* s may be closed inside (CURL_POLL_REMOVE): do not touch it after. */
+  curl_multi_socket_action(h->multi, s->fd, flags, &running);
+  check_done(h);
+  apply_pauses(h);
+}
+
+static void sock_closed(uv_handle_t *hd) {
+  http_sock *s = (http_sock *)hd;
+  corio_http *h = s->h;
+  free(s);
+  h->nhandles--;
+  http_maybe_free(h);
+}
+
+static void sock_close(http_sock *s) {
+  corio_list_remove(&s->link);
+  uv_close((uv_handle_t *)&s->poll, sock_closed);
+}
+
+static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
+                     void *sockp) {
+  corio_http *h = userp;
+  http_sock *s = sockp;
+  int ev;
+  (void)e;
+  if (h->dead) return 0;
+  if (what == CURL_POLL_REMOVE) {
+    if (s != NULL) {
+      curl_multi_assign(h->multi, fd, NULL);
+      sock_close(s);
+    }
+    return 0;
+  }
+  if (s == NULL) {
+    s = malloc(sizeof(*s));
+    if (s == NULL) return -1;
+    if (uv_poll_init_socket(h->rt->loop, &s->poll, fd) != 0) {
+      free(s);
+      return -1;
+    }
+    s->h = h;
+    s->fd = fd;
+    s->events = 0;
+    corio_list_push(&h->socks, &s->link);
+    h->nhandles++;
+    curl_multi_assign(h->multi, fd, s);
+  }
+  ev = (what & CURL_POLL_IN ? UV_READABLE : 0) |
+       (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
+  /* uv_poll_start stops and re-adds the fd (two epoll_ctl calls): only
+  ** when the events really change. */
+  if (ev != s->events) {
+    s->events = ev;
+    if (uv_poll_start(&s->poll, ev, poll_cb) != 0) return -1;
+  }
+  return 0;
+}
+
+static void curl_timeout_cb(uv_timer_t *tm) {
+  corio_http *h = tm->data;
+  int running;
+  curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+  check_done(h);
+  apply_pauses(h);
+}
+
+/* curl asks for a timeout. 0 means "soon", never from inside this
+** callback: a 0 ms uv timer runs it on the next loop turn, which also
+** batches every transfer added by the tasks that ran this turn. */
+static int timer_cb(CURLM *m, long ms, void *userp) {
+  corio_http *h = userp;
+  (void)m;
+  if (h->dead || h->closed == 2) return 0;
+  if (ms < 0) uv_timer_stop(&h->timer);
+  else uv_timer_start(&h->timer, curl_timeout_cb, (uint64_t)ms, 0);
+  return 0;
+}
+
+static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
+  corio_xfer *x = ud;
+  n *= sz;
+  x->last = loop_now(x->h);
+  if (x->off == x->len) x->off = x->len = 0;
+  if (x->off > 0 && x->len + n > x->cap) {  /* compact before growing */
+    memmove(x->buf, x->buf + x->off, x->len - x->off);
+    x->len -= x->off;
+    x->off = 0;
+  }
+  if (grow(&x->buf, &x->cap, x->len + n) != 0) return 0;
+  memcpy(x->buf + x->len, p, n);
+  x->len += n;
+  if (x->stream && x->len - x->off >= STREAM_HIGH && !x->want_pause &&
+      !x->paused) {
+    x->want_pause = 1;
+    corio_list_push(&x->h->to_pause, &x->pause_link);
+  }
+  if (x->wait == W_BODY) xfer_wake(x);
+  return n;
+}
+
+static size_t header_cb(char *p, size_t sz, size_t n, void *ud) {
+  corio_xfer *x = ud;
+  n *= sz;
+  x->last = loop_now(x->h);
+  if (x->phase != PH_READ) xfer_phase(x, PH_READ);
+  if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) x->hlen = 0; /* 1xx: anew */
+  if (x->hlen + n > MAX_HEADER_BYTES) {
+    x->err_kind = "protocol";
+    snprintf(x->errmsg, sizeof(x->errmsg),
+             "the response headers exceed %d bytes", MAX_HEADER_BYTES);
+    return 0;
+  }
+  if (grow(&x->head, &x->hcap, x->hlen + n) != 0) return 0;
+  memcpy(x->head + x->hlen, p, n);
+  x->hlen += n;
+  if ((n == 2 && p[0] == '\r') || (n == 1 && p[0] == '\n')) {
+    long code = 0;
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200 || code == 101) {
+      x->head_done = 1;
+      if (x->wait == W_HEAD) xfer_wake(x);
+    }
+  }
+  return n;
+}
+
+static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
+                                   struct curl_sockaddr *a) {
+  corio_xfer *x = ud;
+  curl_socket_t fd;
+  (void)purpose;
+  fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+  if (fd == CURL_SOCKET_BAD) return fd;
+  x->h->opened++;
+  x->h->nopen++;
+  x->new_conn = 1;
+  if (x->phase == PH_POOL) xfer_phase(x, PH_CONNECT);
+  return fd;
+}
+
+static int closesocket_cb(void *ud, curl_socket_t fd) {
+  corio_http *h = ud;
+  if (h->nopen > 0) h->nopen--;
+  return close(fd);
+}
+
+/* The connection is there (new or reused): the request goes out now. */
+static int prereq_cb(void *ud, char *ip, char *lip, int port, int lport) {
+  corio_xfer *x = ud;
+  (void)ip; (void)lip; (void)port; (void)lport;
+  if (!x->new_conn) x->h->reused++;
+  xfer_phase(x, x->has_body ? PH_WRITE : PH_READ);
+  return CURL_PREREQFUNC_OK;
+}
+
+static int progress_cb(void *ud, curl_off_t dt, curl_off_t dn,
+                       curl_off_t ut, curl_off_t un) {
+  corio_xfer *x = ud;
+  (void)dt; (void)dn;
+  if (x->phase == PH_WRITE) {
+    if (ut > 0 && un >= ut) xfer_phase(x, PH_READ);
+    else if (un > 0) x->last = loop_now(x->h);
+  }
+  return 0;
+}
+
+/* ---- the client ----------------------------------------------------- */
+
+static void http_timer_closed(uv_handle_t *hd) {
+  corio_http *h = hd->data;
+  h->nhandles--;
+  http_maybe_free(h);
+}
+
+corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
+                            long maxage, int verify, const char *cainfo,
+                            int http2) {
+  corio_http *h;
+  if (!curl_ready) {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return NULL;
+    curl_ready = 1;
+  }
+  h = calloc(1, sizeof(*h));
+  if (h == NULL) return NULL;
+  h->rt = rt;
+  h->multi = curl_multi_init();
+  if (h->multi == NULL) goto fail;
+  if (cainfo != NULL && (h->cainfo = strdup(cainfo)) == NULL) goto fail;
+  if (uv_timer_init(rt->loop, &h->timer) != 0) goto fail;
+  h->timer.data = h;
+  h->nhandles = 1;
+  corio_list_init(&h->active);
+  corio_list_init(&h->free);
+  corio_list_init(&h->socks);
+  corio_list_init(&h->to_pause);
+  h->verify = verify;
+  h->http2 = http2;
+  h->maxage = maxage;
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  if (max_conn > 0) {
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conn);
+    curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_conn);
+  }
+  if (max_keep >= 0)
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, max_keep);
+  return h;
+fail:
+  if (h->multi != NULL) curl_multi_cleanup(h->multi);
+  free(h->cainfo);
+  free(h);
+  return NULL;
+}
+
+/* Replace the default header lines ("Name: value"). */
+int corio__http_headers(corio_http *h, const char **lines, int n) {
+  struct curl_slist *l = NULL, *nl;
+  int i;
+  for (i = 0; i < n; i++) {
+    nl = curl_slist_append(l, lines[i]);
+    if (nl == NULL) {
+      curl_slist_free_all(l);
+      return UV_ENOMEM;
+    }
+    l = nl;
+  }
+  curl_slist_free_all(h->defhdrs);
+  h->defhdrs = l;
+  return 0;
+}
+
+static void xfer_closed(uv_handle_t *hd) {
+  corio_xfer *x = (corio_xfer *)hd;
+  corio_http *h = x->h;
+  curl_easy_cleanup(x->easy);
+  free(x->buf);
+  free(x->head);
+  free(x);
+  h->nhandles--;
+  h->nlive--;
+  http_maybe_free(h);
+}
+
+static void xfer_destroy(corio_xfer *x) {
+  corio_list_remove(&x->link);
+  curl_slist_free_all(x->hdrs);
+  x->hdrs = NULL;
+  if (x->h->dead) {  /* the loop already closed the handle */
+    corio_http *h = x->h;
+    curl_easy_cleanup(x->easy);
+    free(x->buf);
+    free(x->head);
+    free(x);
+    h->nhandles--;
+    h->nlive--;
+    return;
+  }
+  uv_close((uv_handle_t *)&x->timer, xfer_closed);
+}
+
+/* Give x back: to the free list, or closed if the client is closed. The
+** stream box, if any, no longer points to it. */
+static void xfer_release(corio_xfer *x) {
+  xfer_remove(x);
+  if (x->box != NULL) *x->box = NULL;
+  x->box = NULL;
+  if (x->h->closed) {
+    corio_http *h = x->h;
+    xfer_destroy(x);
+    http_maybe_free(h);
+    return;
+  }
+  curl_slist_free_all(x->hdrs);
+  x->hdrs = NULL;
+  /* keep small buffers for the next request */
+  if (x->cap > 256 * 1024) {
+    free(x->buf);
+    x->buf = NULL;
+    x->cap = 0;
+  }
+  corio_list_remove(&x->link);
+  corio_list_push(&x->h->free, &x->link);
+}
+
+/* A transfer for a new request: from the free list, or a new one. */
+corio_xfer *corio__xfer_get(corio_http *h) {
+  corio_link *l = corio_list_shift(&h->free);
+  corio_xfer *x;
+  if (l != NULL) {
+    x = corio_container_of(l, corio_xfer, link);
+    corio_list_push(&h->active, &x->link);
+    return x;
+  }
+  x = calloc(1, sizeof(*x));
+  if (x == NULL) return NULL;
+  x->easy = curl_easy_init();
+  if (x->easy == NULL || uv_timer_init(h->rt->loop, &x->timer) != 0) {
+    if (x->easy != NULL) curl_easy_cleanup(x->easy);
+    free(x);
+    return NULL;
+  }
+  x->h = h;
+  corio_list_init(&x->pause_link);
+  h->nhandles++;
+  h->nlive++;
+  corio_list_init(&x->link);
+  corio_list_push(&h->active, &x->link);
+  return x;
+}
+
+/* Give back a transfer that was never started. */
+void corio__xfer_put(corio_xfer *x) { xfer_release(x); }
+
+int corio__xfer_header(corio_xfer *x, const char *line) {
+  struct curl_slist *l = curl_slist_append(x->hdrs, line);
+  if (l == NULL) return UV_ENOMEM;
+  x->hdrs = l;
+  return 0;
+}
+
+static uint32_t to_ms(double s) {
+  if (!(s > 0)) return 0;
+  if (s > 4e6) return UINT32_MAX / 2;
+  return (uint32_t)(s * 1000 + 0.5) ? (uint32_t)(s * 1000 + 0.5) : 1;
+}
+
+/* Set the easy handle up for one request. to[]: connect, read, write,
+** pool, total, in seconds (<= 0: none). */
+int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
+                      const char *body, size_t nbody, int has_body,
+                      int stream, const double *to) {
+  corio_http *h = x->h;
+  CURL *e = x->easy;
+  CURLcode rc = CURLE_OK;
+  curl_easy_reset(e);
+  x->off = x->len = x->hlen = 0;
+  x->phase = PH_POOL;
+  x->wait = W_NONE;
+  x->done = x->head_done = x->paused = x->new_conn = 0;
+  x->stream = (uint8_t)(stream != 0);
+  x->has_body = (uint8_t)(has_body != 0);
+  x->rc = CURLE_OK;
+  x->err_kind = x->err_phase = NULL;
+  x->errmsg[0] = x->errbuf[0] = 0;
+  x->to[PH_CONNECT] = to_ms(to[0]);
+  x->to[PH_READ] = to_ms(to[1]);
+  x->to[PH_WRITE] = to_ms(to[2]);
+  x->to[PH_POOL] = to_ms(to[3]);
+  x->total = to_ms(to[4]);
+#define SET(opt, v) \
+  do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, v); } while (0)
+  SET(CURLOPT_URL, url);
+  SET(CURLOPT_PRIVATE, (char *)x);
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_ERRORBUFFER, x->errbuf);
+  SET(CURLOPT_WRITEFUNCTION, write_cb);
+  SET(CURLOPT_WRITEDATA, x);
+  SET(CURLOPT_HEADERFUNCTION, header_cb);
+  SET(CURLOPT_HEADERDATA, x);
+  SET(CURLOPT_OPENSOCKETFUNCTION, opensocket_cb);
+  SET(CURLOPT_OPENSOCKETDATA, x);
+  SET(CURLOPT_CLOSESOCKETFUNCTION, closesocket_cb);
+  SET(CURLOPT_CLOSESOCKETDATA, h);
+  SET(CURLOPT_PREREQFUNCTION, prereq_cb);
+  SET(CURLOPT_PREREQDATA, x);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_USERAGENT, "corio/" CORIO_VERSION);
+  SET(CURLOPT_HTTPHEADER, x->hdrs != NULL ? x->hdrs : h->defhdrs);
+  if (!h->verify) {
+    SET(CURLOPT_SSL_VERIFYPEER, 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, 0L);
+  }
+  if (h->cainfo != NULL) SET(CURLOPT_CAINFO, h->cainfo);
+  if (h->http2)
+    SET(CURLOPT_HTTP_VERSION, strncmp(url, "https:", 6) == 0
+                                  ? (long)CURL_HTTP_VERSION_2TLS
+                                  : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+  else
+    SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  if (h->maxage > 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
+  if (x->to[PH_CONNECT]) SET(CURLOPT_CONNECTTIMEOUT_MS, (long)x->to[PH_CONNECT]);
+  if (x->total) SET(CURLOPT_TIMEOUT_MS, (long)x->total);
+  if (strcmp(method, "HEAD") == 0) {
+    SET(CURLOPT_NOBODY, 1L);
+  } else if (strcmp(method, "POST") == 0) {
+    SET(CURLOPT_POST, 1L);
+  } else if (strcmp(method, "GET") != 0 || has_body) {
+    SET(CURLOPT_CUSTOMREQUEST, method);
+  }
+  if (has_body) {
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)nbody);
+    SET(CURLOPT_COPYPOSTFIELDS, body);
+    SET(CURLOPT_NOPROGRESS, 0L);
+    SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
+    SET(CURLOPT_XFERINFODATA, x);
+  }
+#undef SET
+  if (rc != CURLE_OK) {
+    snprintf(x->errmsg, sizeof(x->errmsg), "%s", curl_easy_strerror(rc));
+    return rc == CURLE_OUT_OF_MEMORY ? UV_ENOMEM : UV_EINVAL;
+  }
+  return 0;
+}
+
+const char *corio__xfer_errmsg(corio_xfer *x) { return x->errmsg; }
+
+/* Add the transfer to the multi; task t waits for its response (or, for
+** a stream, its headers). */
+int corio__xfer_start(corio_xfer *x, corio_task *t) {
+  corio_http *h = x->h;
+  CURLMcode mc;
+  if (h->closed) return UV_ECANCELED;
+  mc = curl_multi_add_handle(h->multi, x->easy);
+  if (mc != CURLM_OK) {
+    snprintf(x->errmsg, sizeof(x->errmsg), "%s", curl_multi_strerror(mc));
+    return UV_ENOMEM;
+  }
+  x->in_multi = 1;
+  h->in_flight++;
+  x->last = loop_now(h);
+  xfer_arm(x);
+  x->t = t;
+  x->wait = x->stream ? W_HEAD : W_RESPONSE;
+  h->rt->nexternal++;
+  return 0;
+}
+
+/* Cancel: the transfer leaves the multi at once (rule 7); a stream whose
+** body is being read keeps its transfer, the read alone is undone. */
+static int abort_xfer(corio_rt *rt, corio_task *t) {
+  corio_xfer *x = t->wait_obj;
+  t->wait_obj = NULL;
+  if (x == NULL || x->t != t) return 1;
+  x->t = NULL;
+  rt->nexternal--;
+  if (x->wait == W_BODY) {
+    x->wait = W_NONE;
+    return 1;
+  }
+  x->wait = W_NONE;
+  xfer_release(x);
+  return 1;
+}
+corio_abort_fn corio__http_abort = abort_xfer;
+
+/* ---- delivering results ---------------------------------------------- */
+
+static const char *rc_kind(corio_xfer *x, CURLcode rc, const char **phase) {
+  switch (rc) {
+  case CURLE_OPERATION_TIMEDOUT:
+    if (x->phase <= PH_CONNECT) *phase = phase_names[x->phase];
+    else *phase = x->total ? "total" : phase_names[x->phase];
+    return "timeout";
+  case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST:
+  case CURLE_COULDNT_RESOLVE_PROXY:
+    return "connect";
+  case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE: case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH: case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_SHUTDOWN_FAILED: case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_ENGINE_NOTFOUND: case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED: case CURLE_USE_SSL_FAILED:
+  case CURLE_SSL_CLIENTCERT:
+    return "tls";
+  case CURLE_WEIRD_SERVER_REPLY: case CURLE_UNSUPPORTED_PROTOCOL:
+  case CURLE_PARTIAL_FILE: case CURLE_GOT_NOTHING: case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM: case CURLE_BAD_CONTENT_ENCODING:
+  case CURLE_HTTP3: case CURLE_QUIC_CONNECT_ERROR:
+    return "protocol";
+  case CURLE_URL_MALFORMAT:
+    return "invalid";
+  default:
+    return "network";
+  }
+}
+
+static int failed(corio_xfer *x) {
+  return x->done && (x->rc != CURLE_OK || x->err_kind != NULL);
+}
+
+/* [-0, +2] false, err. */
+static int push_err(lua_State *L, corio_xfer *x) {
+  const char *phase = x->err_phase, *kind = x->err_kind, *msg;
+  if (kind == NULL) kind = rc_kind(x, x->rc, &phase);
+  if (x->err_kind != NULL) msg = x->errmsg;
+  else if (x->errbuf[0] != 0) msg = x->errbuf;
+  else msg = curl_easy_strerror(x->rc);
+  lua_pushboolean(L, 0);
+  corio__push_error(L, kind, msg);
+  if (phase != NULL) {
+    lua_pushstring(L, phase);
+    lua_setfield(L, -2, "phase");
+  }
+  lua_pushinteger(L, (lua_Integer)x->rc);
+  lua_setfield(L, -2, "curl_code");
+  return 2;
+}
+
+/* [-0, +6] true, status, raw headers, body|nil, http version, elapsed,
+** then the redirect target or nil. */
+static int push_head(lua_State *L, corio_xfer *x, int body) {
+  long code = 0, ver = 0;
+  curl_off_t us = 0;
+  char *redir = NULL;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  curl_easy_getinfo(x->easy, CURLINFO_HTTP_VERSION, &ver);
+  curl_easy_getinfo(x->easy, CURLINFO_TOTAL_TIME_T, &us);
+  lua_pushboolean(L, 1);
+  lua_pushinteger(L, code);
+  lua_pushlstring(L, x->head, x->hlen);
+  if (body) lua_pushlstring(L, x->buf ? x->buf : "", x->len);
+  else lua_pushnil(L);
+  lua_pushinteger(L, ver);
+  lua_pushnumber(L, (double)us / 1e6);
+  if (code >= 300 && code < 400 &&
+      curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_URL, &redir) == CURLE_OK &&
+      redir != NULL)
+    lua_pushstring(L, redir);
+  else
+    lua_pushnil(L);
+  return 7;
+}
+
+/* [-0, +2] the next chunk of a stream: true, chunk | true, nil at the
+** end | false, err. Returns -1 if nothing is there yet. */
+static int push_chunk(lua_State *L, corio_xfer *x) {
+  if (x->len > x->off) {
+    /* At most STREAM_HIGH per chunk: one socket_action may have read up
+    ** to 100 buffers (curl's maxloops). */
+    size_t n = x->len - x->off;
+    if (n > STREAM_HIGH) n = STREAM_HIGH;
+    lua_pushboolean(L, 1);
+    lua_pushlstring(L, x->buf + x->off, n);
+    x->off += n;
+    if (x->off == x->len) x->off = x->len = 0;
+    if (x->paused && x->in_multi && x->len - x->off < STREAM_HIGH) {
+      x->paused = 0;
+      x->last = loop_now(x->h);
+      curl_easy_pause(x->easy, CURLPAUSE_CONT);
+    }
+    return 2;
+  }
+  if (!x->done) return -1;
+  if (failed(x)) return push_err(L, x);
+  lua_pushboolean(L, 1);
+  lua_pushnil(L);
+  return 2;
+}
+
+static void deliver(corio_task *t) {
+  corio_xfer *x = t->wait_obj;
+  lua_State *L = t->co;
+  int w = x->wait;
+  t->wait_obj = NULL;
+  x->wait = W_NONE;
+  if (w == W_BODY) {
+    if (push_chunk(L, x) < 0) {  /* cannot happen: woken with data */
+      lua_pushboolean(L, 1);
+      lua_pushliteral(L, "");
+    }
+    return;
+  }
+  if (failed(x) || (w == W_HEAD && !x->head_done)) {
+    if (!failed(x)) {
+      x->err_kind = "protocol";
+      snprintf(x->errmsg, sizeof(x->errmsg), "the response ended before "
+               "its headers");
+    }
+    push_err(L, x);
+    xfer_release(x);
+    return;
+  }
+  push_head(L, x, w == W_RESPONSE);
+  if (w == W_RESPONSE) xfer_release(x);
+}
+
+/* ---- streams ----------------------------------------------------------- */
+
+/* Bind a stream's userdata slot to x. */
+void corio__xfer_bind(corio_xfer *x, void **box) {
+  x->box = box;
+  *box = x;
+}
+
+/* read(): the next chunk now (pushed, count returned), or -1 after arming
+** t to wait for it. */
+int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t) {
+  int n = push_chunk(L, x);
+  if (n >= 0) return n;
+  x->t = t;
+  x->wait = W_BODY;
+  x->h->rt->nexternal++;
+  return -1;
+}
+
+/* Bytes buffered and whether the transfer is paused (for tests). */
+void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused) {
+  *len = x->len - x->off;
+  *paused = x->paused;
+}
+
+/* close(): drop the transfer; a body not read to the end closes its
+** connection (curl does not reuse a connection mid-response). */
+int corio__xfer_close(corio_xfer *x) {
+  if (x->t != NULL) return UV_EBUSY;
+  xfer_release(x);
+  return 0;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+void corio__http_close(corio_http *h) {
+  corio_link *l, *next;
+  if (h->closed) return;
+  h->closed = 1;
+  for (l = h->active.next; l != &h->active; l = next) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    next = l->next;
+    /* A waiting task gets "closed" and releases x when it runs; an
+    ** unread stream keeps x until its box lets go. */
+    if (x->in_multi) xfer_fail(x, "closed", NULL, "the client was closed");
+  }
+  while ((l = corio_list_shift(&h->free)) != NULL) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    corio_list_init(&x->link);
+    xfer_destroy(x);
+  }
+  h->closed = 2;  /* timer_cb: ignore curl's last wishes */
+  curl_multi_cleanup(h->multi);
+  h->multi = NULL;
+  curl_slist_free_all(h->defhdrs);
+  h->defhdrs = NULL;
+  while ((l = h->socks.next) != &h->socks) {
+    http_sock *s = corio_container_of(l, http_sock, link);
+    if (h->dead) {
+      corio_list_remove(&s->link);
+      free(s);
+      h->nhandles--;
+    } else {
+      sock_close(s);
+    }
+  }
+  if (h->dead) h->nhandles--;
+  else uv_close((uv_handle_t *)&h->timer, http_timer_closed);
+}
+
+/* The client's Lua object is collected. rt_alive: 0 when the runtime was
+** destroyed first (its loop closed every handle already). */
+void corio__http_gc(corio_http *h, int rt_alive) {
+  if (!rt_alive && !h->closed) h->dead = 1;
+  corio__http_close(h);
+  h->gc = 1;
+  http_maybe_free(h);
+}
+
+/* A stream box collected while its transfer is still held. */
+void corio__xfer_gc(corio_xfer *x, int rt_alive) {
+  corio_http *h = x->h;
+  if (!rt_alive) h->dead = 1;
+  if (x->t != NULL) return;  /* a task is blocked on it: it holds the box */
+  xfer_release(x);
+  http_maybe_free(h);
+}
+
+void corio__http_stats(corio_http *h, double *out) {
+  out[0] = (double)h->opened;
+  out[1] = (double)h->reused;
+  out[2] = h->nopen > h->in_flight ? (double)(h->nopen - h->in_flight) : 0;
+  out[3] = (double)h->in_flight;
+}
+
+int corio__http_closed(corio_http *h) { return h->closed != 0; }

@@ -1,0 +1,209 @@
+#!/usr/bin/python3
+"""Test server for tests/spec/http_spec.lua (Python 3 standard library).
+
+Listens on 127.0.0.1 with an ephemeral port, prints "PORT <n>" and its
+pid on the first line of stdout, and serves HTTP/1.1 with keep-alive:
+well-behaved routes plus fault routes that break the protocol on purpose
+(slow headers, slow body, reset mid-body, truncated chunked body, garbage
+status line, oversized headers, never answering, redirect chains). It
+exits when its parent dies or after --lifetime seconds, so a crashed spec
+never leaves it behind.
+"""
+import json
+import os
+import socket
+import socketserver
+import struct
+import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "corio-test"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send_body(self, status, body, ctype="text/plain", headers=()):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def raw(self, data):
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def read_body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def handle_any(self):
+        u = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        path = u.path
+        body = self.read_body()
+        if path == "/ok":
+            return self.send_body(200, "hello")
+        if path == "/echo":
+            hdrs = {}
+            for k, v in self.headers.items():
+                hdrs.setdefault(k.lower(), []).append(v)
+            out = {
+                "method": self.command,
+                "path": path,
+                "query": u.query,
+                "args": urllib.parse.parse_qs(u.query),
+                "headers": {k: ", ".join(v) for k, v in hdrs.items()},
+                "body": body.decode("latin-1"),
+                "port": self.client_address[1],
+            }
+            return self.send_body(200, json.dumps(out), "application/json")
+        if path.startswith("/status/"):
+            code = int(path.split("/")[2])
+            return self.send_body(code, "status %d" % code)
+        if path.startswith("/bytes/"):
+            n = int(path.split("/")[2])
+            return self.send_body(200, b"x" * n, "application/octet-stream")
+        if path == "/json":
+            return self.send_body(200, '{"a": [1, 2], "b": "c"}',
+                                  "application/json")
+        if path == "/notjson":
+            return self.send_body(200, "{nope", "application/json")
+        if path == "/headers":
+            self.send_response(200)
+            self.send_header("Set-Cookie", "a=1")
+            self.send_header("Set-Cookie", "b=2")
+            self.send_header("X-Mixed-Case", "yes")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path == "/slow-headers":
+            time.sleep(float(q.get("d", "2")))
+            return self.send_body(200, "late")
+        if path == "/slow-body":
+            # headers, some bytes, a pause of d, then the rest
+            d = float(q.get("d", "2"))
+            self.send_response(200)
+            self.send_header("Content-Length", "10")
+            self.end_headers()
+            self.raw(b"12345")
+            time.sleep(d)
+            self.raw(b"67890")
+            return
+        if path == "/drip":
+            # n bytes, one every d seconds: never a long gap
+            n, d = int(q.get("n", "5")), float(q.get("d", "0.05"))
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            for _ in range(n):
+                self.raw(b".")
+                time.sleep(d)
+            return
+        if path == "/reset":
+            self.send_response(200)
+            self.send_header("Content-Length", "100000")
+            self.end_headers()
+            self.raw(b"x" * 1000)
+            time.sleep(0.05)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        if path == "/truncated-chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.raw(b"5\r\nhello\r\n10\r\nabc")
+            self.close_connection = True
+            return
+        if path == "/garbage":
+            self.raw(b"HELLO THERE\r\nthis is not http\r\n\r\n")
+            self.close_connection = True
+            return
+        if path == "/big-headers":
+            self.send_response(200)
+            for i in range(200):
+                self.send_header("X-Big-%d" % i, "v" * 1000)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if path == "/never":
+            time.sleep(3600)
+            return
+        if path.startswith("/redirect/"):
+            n = int(path.split("/")[2])
+            if n <= 0:
+                return self.send_body(200, "landed")
+            return self.send_body(302, "", headers=[
+                ("Location", "/redirect/%d" % (n - 1))])
+        if path == "/redirect-to":
+            code = int(q.get("code", "302"))
+            return self.send_body(code, "", headers=[("Location", q["url"])])
+        if path == "/stream":
+            # n chunks of size bytes, chunked encoding
+            n, size = int(q.get("n", "10")), int(q.get("size", "1000"))
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            chunk = b"y" * size
+            for _ in range(n):
+                self.raw(b"%x\r\n%s\r\n" % (size, chunk))
+            self.raw(b"0\r\n\r\n")
+            return
+        if path == "/lines":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in [b"one\r\ntw", b"o\nthr", b"ee\r", b"\nfour"]:
+                self.raw(b"%x\r\n%s\r\n" % (len(part), part))
+                time.sleep(0.01)
+            self.raw(b"0\r\n\r\n")
+            return
+        return self.send_body(404, "not found")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = \
+        do_OPTIONS = handle_any
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def handle_error(self, request, client_address):
+        pass  # the fault routes break connections on purpose
+
+
+def main():
+    lifetime = 300.0
+    if len(sys.argv) > 2 and sys.argv[1] == "--lifetime":
+        lifetime = float(sys.argv[2])
+    srv = Server(("127.0.0.1", 0), Handler)
+    print("PORT %d %d" % (srv.server_address[1], os.getpid()), flush=True)
+    parent = os.getppid()
+
+    def watchdog():
+        t0 = time.time()
+        while time.time() - t0 < lifetime and os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(0)
+
+    threading.Thread(target=watchdog, daemon=True).start()
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

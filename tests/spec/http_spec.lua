@@ -1,0 +1,448 @@
+-- http_spec.lua: SPEC §2 corio.http against tests/http/server.py, which
+-- this spec starts on 127.0.0.1 (ephemeral port) and stops at the end.
+-- Every fault case runs under a corio.timeout deadline, so a hang fails
+-- the test instead of hanging CI, and checks that the client still works
+-- afterwards.
+
+local corio = require("corio")
+local http = require("corio.http")
+
+local src = os.getenv("CORIO_SOURCE_DIR") or "."
+local server, pid, port, base
+
+local function catch(fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert(not ok, "expected an error, but the call succeeded")
+  return err
+end
+
+-- Run fn under a deadline: a hang fails the test with a timeout.
+local function within(secs, fn, ...)
+  return corio.timeout(secs, fn, ...)
+end
+
+local function still_works(c)
+  local r = within(2, c.get, c, "/ok")
+  assert.equal(200, r.status)
+  assert.equal("hello", r:text())
+end
+
+local function url(path) return base .. path end
+
+setup(function()
+  server = assert(io.popen("exec /usr/bin/python3 " .. src .. "/tests/http/server.py"))
+  local line = server:read("*l")
+  port, pid = line:match("^PORT (%d+) (%d+)")
+  assert(port, "the test server did not start: " .. tostring(line))
+  base = "http://127.0.0.1:" .. port
+end)
+
+teardown(function()
+  if pid then os.execute("kill " .. pid) end
+  if server then server:close() end
+end)
+
+describe("corio.http responses", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  it("gets a response with status, body, headers, url, version, elapsed", function()
+    local r = c:get("/ok")
+    assert.equal(200, r.status)
+    assert.equal("hello", r:text())
+    assert.equal("5", r.headers["Content-Length"])
+    assert.equal("5", r.headers["content-length"])
+    assert.equal("text/plain", r.headers["CONTENT-TYPE"])
+    assert.equal(url("/ok"), r.url)
+    assert.equal("HTTP/1.1", r.http_version)
+    assert.is_true(r.elapsed >= 0 and r.elapsed < 2)
+    assert.equal("OK", r.reason_phrase)
+  end)
+
+  it("joins repeated headers with ', ' and keeps each in get_all", function()
+    local r = c:get("/headers")
+    assert.equal("a=1, b=2", r.headers["set-cookie"])
+    assert.same({ "a=1", "b=2" }, r:get_all("Set-Cookie"))
+    assert.equal("yes", r.headers["x-mixed-case"])
+  end)
+
+  it("decodes JSON, and names the URL when the body is not JSON", function()
+    assert.same({ a = { 1, 2 }, b = "c" }, c:get("/json"):json())
+    local err = catch(function() return c:get("/notjson"):json() end)
+    assert.equal("protocol", err.kind)
+    assert.truthy(tostring(err):find(url("/notjson"), 1, true))
+  end)
+
+  it("raise_for_status raises kind status with the response", function()
+    local r = c:get("/status/404")
+    assert.equal(404, r.status)
+    local err = catch(r.raise_for_status, r)
+    assert.equal("status", err.kind)
+    assert.equal(r, err.response)
+    assert.truthy(err.message:find("GET " .. url("/status/404"), 1, true))
+    local ok = c:get("/ok")
+    assert.equal(ok, ok:raise_for_status())
+  end)
+
+  it("sends json, form and raw bodies with every method", function()
+    local e = c:post("/echo", { json = { x = 1 } }):json()
+    assert.equal("POST", e.method)
+    assert.equal('{"x":1}', e.body)
+    assert.equal("application/json", e.headers["content-type"])
+    e = c:put("/echo", { form = { a = "b c", d = { 1, 2 } } }):json()
+    assert.equal("PUT", e.method)
+    assert.equal("a=b%20c&d=1&d=2", e.body)
+    assert.equal("application/x-www-form-urlencoded", e.headers["content-type"])
+    e = c:patch("/echo", { body = "raw" }):json()
+    assert.equal("PATCH", e.method)
+    assert.equal("raw", e.body)
+    assert.is_nil(e.headers["content-type"])
+    assert.equal("DELETE", c:delete("/echo"):json().method)
+    assert.equal("OPTIONS", c:request("options", "/echo"):json().method)
+    local h = c:head("/ok")
+    assert.equal(200, h.status)
+    assert.equal("", h:text())
+  end)
+
+  it("encodes params after a query already in the URL", function()
+    local e = c:get("/echo?z=0", { params = { a = "x y", b = { 1, 2 } } }):json()
+    assert.equal("z=0&a=x%20y&b=1&b=2", e.query)
+  end)
+
+  it("joins relative URLs to base_url keeping its path", function()
+    assert.equal("http://h/api/x", http._join("http://h/api", "/x"))
+    assert.equal("http://h/api/x", http._join("http://h/api/", "x"))
+    assert.equal("http://h/x?q=1", http._join("http://h/api", "../x?q=1"))
+    local c2 = http.client { base_url = base .. "/nothing/.." }
+    assert.equal(200, c2:get("ok").status)
+    c2:close()
+  end)
+
+  it("merges default headers with the request's (request wins, any case)", function()
+    local c2 = http.client { base_url = base, headers = { ["X-A"] = "1", ["X-B"] = "2" } }
+    local e = c2:get("/echo", { headers = { ["x-b"] = "3", ["X-C"] = 4 } }):json()
+    assert.equal("1", e.headers["x-a"])
+    assert.equal("3", e.headers["x-b"])
+    assert.equal("4", e.headers["x-c"])
+    assert.truthy(e.headers["user-agent"]:match("^corio/"))
+    c2:close()
+  end)
+
+  it("turns user:pass@ into Basic auth", function()
+    local e = c:get("http://u:p@127.0.0.1:" .. port .. "/echo"):json()
+    assert.equal("Basic dTpw", e.headers["authorization"])
+  end)
+
+  it("module-level functions use a shared pooled client", function()
+    assert.equal(200, http.get(url("/ok")).status)
+    assert.equal("POST", http.post(url("/echo"), { body = "x" }):json().method)
+  end)
+
+  it("reuses connections and shows it in stats()", function()
+    for _ = 1, 5 do c:get("/ok") end
+    local s = c:stats()
+    assert.equal(1, s.opened)
+    assert.equal(4, s.reused)
+    assert.equal(1, s.idle)
+    assert.equal(0, s.in_flight)
+  end)
+end)
+
+describe("corio.http bad input", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  local function invalid(fn, what)
+    local err = catch(fn)
+    assert.equal("invalid", err.kind)
+    if what then assert.truthy(err.message:find(what, 1, true), err.message) end
+  end
+
+  it("raises kind invalid naming the argument, before anything is sent", function()
+    local plain = http.client {}
+    invalid(function() plain:get(42) end, "url")
+    invalid(function() plain:get("127.0.0.1/x") end, "without scheme")
+    invalid(function() plain:get("ftp://x/y") end, "scheme")
+    invalid(function() c:get("/ok", { bogus = 1 }) end, "bogus")
+    invalid(function() c:get("/ok", "opts") end, "opts")
+    invalid(function() c:get("/ok", { headers = { ["X-A"] = "a\r\nX-Evil: 1" } }) end, "X-A")
+    invalid(function() c:get("/ok", { timeout = -1 }) end, "timeout")
+    invalid(function() c:get("/ok", { timeout = { lunch = 1 } }) end, "lunch")
+    invalid(function() c:post("/ok", { json = {}, body = "x" }) end, "only one")
+    invalid(function() http.client { nope = true } end, "nope")
+    invalid(function() http.client(3) end)
+    invalid(function() c:request(nil, "/ok") end, "method")
+    assert.equal(0, c:stats().opened)
+    assert.equal(0, plain:stats().opened)
+    plain:close()
+  end)
+end)
+
+describe("corio.http faults", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  local function fails(kind, fn)
+    local err = catch(within, 3, fn)
+    assert.equal(kind, err.kind, tostring(err))
+    return err
+  end
+
+  it("refused port: kind connect", function()
+    local err = fails("connect", function() return c:get("http://127.0.0.1:1/") end)
+    assert.truthy(err.message:find("GET http://127.0.0.1:1/", 1, true))
+    still_works(c)
+  end)
+
+  it("slow headers: timeout, phase read", function()
+    local t0 = corio.now()
+    local err = fails("timeout", function() return c:get("/slow-headers?d=3", { timeout = 0.3 }) end)
+    assert.equal("read", err.phase)
+    assert.is_true(corio.now() - t0 < 1.5)
+    still_works(c)
+  end)
+
+  it("slow body: timeout, phase read (the longest gap without bytes)", function()
+    local err = fails("timeout", function() return c:get("/slow-body?d=3", { timeout = { read = 0.3 } }) end)
+    assert.equal("read", err.phase)
+    still_works(c)
+  end)
+
+  it("a body that keeps dripping never hits the read timeout", function()
+    local r = within(3, c.get, c, "/drip?n=10&d=0.05", { timeout = { read = 0.3 } })
+    assert.equal("..........", r:text())
+  end)
+
+  it("total timeout: phase total", function()
+    local err = fails("timeout", function()
+      return c:get("/drip?n=40&d=0.05", { timeout = { read = 1, total = 0.4 } })
+    end)
+    assert.equal("total", err.phase)
+    still_works(c)
+  end)
+
+  it("no free connection: timeout, phase pool", function()
+    local c1 = http.client { base_url = base, limits = { max_connections = 1 } }
+    corio.scope(function(s)
+      local hog = s:spawn(function() return pcall(c1.get, c1, "/slow-headers?d=1") end)
+      corio.sleep(0.1)
+      local err = fails("timeout", function() return c1:get("/ok", { timeout = { pool = 0.2 } }) end)
+      assert.equal("pool", err.phase)
+      hog:join()
+    end)
+    still_works(c1)
+    c1:close()
+  end)
+
+  it("reset mid-body: kind network", function()
+    fails("network", function() return c:get("/reset") end)
+    still_works(c)
+  end)
+
+  it("truncated chunked body: kind protocol", function()
+    fails("protocol", function() return c:get("/truncated-chunked") end)
+    still_works(c)
+  end)
+
+  it("garbage status line: kind protocol", function()
+    fails("protocol", function() return c:get("/garbage") end)
+    still_works(c)
+  end)
+
+  it("oversized headers: kind protocol", function()
+    fails("protocol", function() return c:get("/big-headers") end)
+    still_works(c)
+  end)
+
+  it("a server that never answers: the deadline cancels the transfer at once", function()
+    local t0 = corio.now()
+    assert.is_false(corio.move_on_after(0.2, c.get, c, "/never"))
+    assert.is_true(corio.now() - t0 < 1)
+    assert.equal(0, c:stats().in_flight)
+    still_works(c)
+  end)
+
+  it("task:cancel() removes the transfer and leaves the client usable", function()
+    corio.scope(function(s)
+      local t = s:spawn(c.get, c, "/never")
+      corio.sleep(0.05)
+      assert.equal(1, c:stats().in_flight)
+      t:cancel()
+      assert.is_true(corio.is_cancelled(catch(t.join, t)))
+      assert.equal(0, c:stats().in_flight)
+    end)
+    still_works(c)
+  end)
+end)
+
+describe("corio.http redirects", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  it("are off by default", function()
+    local r = c:get("/redirect/2")
+    assert.equal(302, r.status)
+    assert.equal("/redirect/1", r.headers.location)
+  end)
+
+  it("follow a 302 chain to the final URL when asked", function()
+    local r = within(3, c.get, c, "/redirect/3", { follow_redirects = true })
+    assert.equal(200, r.status)
+    assert.equal("landed", r:text())
+    assert.equal(url("/redirect/0"), r.url)
+  end)
+
+  it("stop after max_redirects with kind redirect", function()
+    local c2 = http.client { base_url = base, follow_redirects = true, max_redirects = 2 }
+    local err = catch(within, 3, c2.get, c2, "/redirect/5")
+    assert.equal("redirect", err.kind)
+    still_works(c2)
+    c2:close()
+  end)
+
+  it("refuse a redirect to another scheme", function()
+    local err = catch(within, 3, c.get, c, "/redirect-to?url=ftp://x/y", { follow_redirects = true })
+    assert.equal("redirect", err.kind)
+  end)
+
+  it("turn POST into GET on 303 and keep it on 307", function()
+    local to = http.urlencode(url("/echo"))
+    local e = c:post("/redirect-to?code=303&url=" .. to, { body = "b", follow_redirects = true }):json()
+    assert.equal("GET", e.method)
+    assert.equal("", e.body)
+    e = c:post("/redirect-to?code=307&url=" .. to, { body = "b", follow_redirects = true }):json()
+    assert.equal("POST", e.method)
+    assert.equal("b", e.body)
+  end)
+
+  it("drop Authorization when the origin changes", function()
+    local other = http.urlencode("http://localhost:" .. port .. "/echo")
+    local e = c:get("/redirect-to?url=" .. other,
+      { headers = { Authorization = "secret" }, follow_redirects = true }):json()
+    assert.is_nil(e.headers["authorization"])
+    e = c:get("/redirect-to?url=/echo", { headers = { Authorization = "secret" }, follow_redirects = true }):json()
+    assert.equal("secret", e.headers["authorization"])
+  end)
+end)
+
+describe("corio.http streams", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  it("return after the headers and iterate the body", function()
+    local r = c:stream("GET", "/stream?n=20&size=10000")
+    assert.equal(200, r.status)
+    local n = 0
+    for chunk in r:iter_bytes() do n = n + #chunk end
+    assert.equal(200000, n)
+    local err = catch(r.iter_bytes, r)
+    assert.equal("closed", err.kind)
+  end)
+
+  it("iter_lines joins lines split across chunks", function()
+    local lines = {}
+    c:stream("GET", "/lines", nil, function(r)
+      for line in r:iter_lines() do lines[#lines + 1] = line end
+    end)
+    assert.same({ "one", "two", "three", "four" }, lines)
+  end)
+
+  it("reading after close() raises kind closed; the client goes on", function()
+    local r = c:stream("GET", "/stream?n=100&size=100000")
+    r:iter_bytes()()
+    r:close()
+    assert.equal("closed", catch(r.iter_bytes, r).kind)
+    still_works(c)
+  end)
+
+  it("backpressure: a slow consumer pauses the transfer, the buffer stays bounded", function()
+    local r = c:stream("GET", "/stream?n=400&size=65536")  -- 25 MiB
+    local n = #r:iter_bytes()()
+    corio.sleep(0.3)
+    local held, paused = r:_buffered()
+    assert.is_true(paused)
+    assert.is_true(held <= 2 * 1024 * 1024, "held " .. held)
+    for chunk in r:iter_bytes() do
+      n = n + #chunk
+      assert.is_true(#chunk <= 64 * 1024)
+    end
+    assert.equal(400 * 65536, n)
+    still_works(c)
+  end)
+
+  it("stream timeouts and faults raise while reading", function()
+    local r = c:stream("GET", "/slow-body?d=3", { timeout = { read = 0.3 } })
+    local err = catch(within, 3, function() for _ in r:iter_bytes() do end end)
+    assert.equal("timeout", err.kind)
+    assert.equal("read", err.phase)
+    still_works(c)
+  end)
+end)
+
+describe("corio.http transport", function()
+  it("runs requests through an in-process function", function()
+    local seen
+    local c = http.client {
+      base_url = "http://mock",
+      transport = function(req)
+        seen = req
+        if req.url:find("/fail") then error("boom") end
+        return { status = 201, headers = { ["X-Y"] = "z", ["Set-Cookie"] = { "a", "b" } }, body = "made" }
+      end,
+    }
+    local r = c:post("/things", { json = { 1 }, headers = { ["X-Trace"] = "t" } })
+    assert.equal(201, r.status)
+    assert.equal("made", r:text())
+    assert.equal("z", r.headers["x-y"])
+    assert.same({ "a", "b" }, r:get_all("set-cookie"))
+    assert.equal("POST", seen.method)
+    assert.equal("http://mock/things", seen.url)
+    assert.equal("t", seen.headers["X-TRACE"])
+    assert.equal("[1]", seen.body)
+    assert.truthy(tostring(catch(c.get, c, "/fail")):find("boom"))
+    local chunks = { "ab", "cd" }
+    local c2 = http.client { transport = function()
+      local i = 0
+      return { status = 200, body = function() i = i + 1; return chunks[i] end }
+    end }
+    local got = {}
+    c2:stream("GET", "http://mock/s", function(s)
+      for ch in s:iter_bytes() do got[#got + 1] = ch end
+    end)
+    assert.same(chunks, got)
+  end)
+end)
+
+describe("corio.http client lifetime", function()
+  it("close() fails requests in flight with kind closed and may be repeated", function()
+    local c = http.client { base_url = base }
+    corio.scope(function(s)
+      local t = s:spawn(function() return catch(c.get, c, "/never") end)
+      corio.sleep(0.05)
+      c:close()
+      assert.equal("closed", t:join().kind)
+    end)
+    c:close()
+    assert.equal("closed", catch(c.get, c, "/ok").kind)
+  end)
+
+  it("rule 11: outside a loop, a request runs synchronously", function()
+    local luajit = os.getenv("LUAJIT") or "luajit"
+    local cmd = ("LUA_PATH=%q LUA_CPATH=%q %s -e %q"):format(
+      os.getenv("CORIO_LUA_PATH") or (src .. "/lua/?.lua;" .. src .. "/lua/?/init.lua;;"),
+      os.getenv("CORIO_LUA_CPATH") or (src .. "/build/lib/lua/5.1/?.so;;"), luajit,
+      "local http = require 'corio.http'; local r = http.get('" .. url("/ok") .. "');"
+        .. "io.write(r.status, ' ', r:text()); local s = http.stream('GET', '"
+        .. url("/stream?n=3&size=5") .. "'); local n = 0;"
+        .. "for ch in s:iter_bytes() do n = n + #ch end io.write(' ', n)")
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+    assert.equal("200 hello 15", out)
+  end)
+end)
