@@ -222,6 +222,7 @@ struct corio_rt {
   int vclock;               /* virtual clock with autojump is on */
   uint64_t vnow;            /* virtual clock, ns */
   int timers_due;           /* the uv timer fired; process after uv_run */
+  int in_uv;                /* inside corio's own uv_run */
   int closing;
   int own_state;             /* corio_new created rt->L */
   int handle_signals;        /* SIGINT cancels the root; SIGUSR1 dumps */

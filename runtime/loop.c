@@ -14,6 +14,11 @@
 #include "internal.h"
 
 void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn) {
+  /* Made ready from a libuv callback inside corio's uv_run: make that turn
+  ** of the loop end without blocking in poll (a callback that ran before
+  ** the poll, e.g. an overdue timer, would otherwise leave the task
+  ** waiting for the next unrelated event). */
+  if (rt->in_uv) uv_stop(rt->loop);
   t->state = CORIO_ST_READY;
   t->deliver = fn;
   t->ready_next = NULL;
@@ -145,6 +150,14 @@ static void resume(corio_rt *rt, corio_task *t) {
 
 static void dump_tasks(corio_rt *rt);
 
+/* One uv_run of corio's own, with in_uv set so that wake-ups from the
+** callbacks it runs stop it from blocking (see corio__ready). */
+static void uv_run_in(corio_rt *rt, uv_run_mode mode) {
+  rt->in_uv = 1;
+  uv_run(rt->loop, mode);
+  rt->in_uv = 0;
+}
+
 static void run_ready(corio_rt *rt) {
   unsigned n = 0;
   corio_task *t;
@@ -155,7 +168,7 @@ static void run_ready(corio_rt *rt) {
     if (++n == CORIO_POLL_EVERY) {
       n = 0;
       corio__timers_sync(rt);
-      uv_run(rt->loop, UV_RUN_NOWAIT);
+      uv_run_in(rt, UV_RUN_NOWAIT);
       if (rt->timers_due) corio__timers_fire(rt);
       if (rt->dump_due) dump_tasks(rt);
     }
@@ -241,6 +254,7 @@ static void on_sigusr1(uv_signal_t *h, int signum) {
   corio_rt *rt = h->data;
   (void)signum;
   rt->dump_due = 1;   /* printed by the scheduler, outside libuv */
+  if (rt->in_uv) uv_stop(rt->loop);
 }
 
 /* The task tree, as corio.tasks() sees it, on stderr (SIGUSR1). */
@@ -307,7 +321,7 @@ int corio__step(corio_rt *rt, int mode) {
   if (rt->vclock && rt->nheap) {
     /* Autojump: take pending I/O first; if still idle, jump to the next
     ** deadline. */
-    uv_run(rt->loop, UV_RUN_NOWAIT);
+    uv_run_in(rt, UV_RUN_NOWAIT);
     if (rt->ready_head == NULL) {
       uint64_t next = corio__timers_next(rt);
       if (next > rt->vnow) rt->vnow = next;
@@ -319,7 +333,7 @@ int corio__step(corio_rt *rt, int mode) {
     deadlock(rt);
     return 0;
   }
-  uv_run(rt->loop, (uv_run_mode)mode);
+  uv_run_in(rt, (uv_run_mode)mode);
   if (rt->timers_due) corio__timers_fire(rt);
   if (rt->dump_due) dump_tasks(rt);
   return 1;
@@ -353,7 +367,7 @@ int corio__run_step(corio_rt *rt, int mode) {
   run_ready(rt);
   if (root->state == CORIO_ST_ENDED) {
     if (rt->nexternal == 0) return 0;
-    uv_run(rt->loop, (uv_run_mode)mode);
+    uv_run_in(rt, (uv_run_mode)mode);
     return 1;
   }
   if (!corio__step(rt, mode) && rt->deadlock > 1) return 0;

@@ -81,6 +81,8 @@ static void on_timer(uv_timer_t *h) {
   corio_rt *rt = h->data;
   rt->armed_when = 0;
   rt->timers_due = 1;
+  /* the scheduler fires them when uv_run returns: do not block first */
+  if (rt->in_uv) uv_stop(rt->loop);
 }
 
 /* Arm the uv timer for the earliest deadline; called before every poll. */
