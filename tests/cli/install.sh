@@ -44,7 +44,10 @@ int main(void) {
   return r != 0;
 }
 C
-if PKG_CONFIG_PATH="$P/prefix/lib/pkgconfig" cc -o "$P/host" "$P/host.c" \
+# a sanitized libcorio needs a sanitized host program
+SAN=""
+[ "${CORIO_SANITIZE:-0}" = 1 ] && SAN="-fsanitize=address,undefined"
+if PKG_CONFIG_PATH="$P/prefix/lib/pkgconfig" cc $SAN -o "$P/host" "$P/host.c" \
      $(PKG_CONFIG_PATH="$P/prefix/lib/pkgconfig" pkg-config --cflags --libs corio) > "$P/log" 2>&1 \
    && (cd / && LD_LIBRARY_PATH="$P/prefix/lib" LUA_PATH="$P/prefix/share/lua/5.1/?.lua;$P/prefix/share/lua/5.1/?/init.lua;;" "$P/host") > "$P/log" 2>&1 \
    && grep -q "embedded ok" "$P/log"; then
