@@ -52,9 +52,11 @@ static int push_fail(lua_State *L, const char *op, const char *path,
   return 2;
 }
 
-/* A request other than a write-behind is in flight: another task's. */
-#define FG_BUSY(f) \
-  ((f)->op != CORIO_FOP_NONE && (f)->op != CORIO_FOP_BEHIND)
+/* A request other than a write-behind or a read-ahead is in flight:
+** another task's. */
+#define FG_BUSY(f)                                                  \
+  ((f)->op != CORIO_FOP_NONE && (f)->op != CORIO_FOP_BEHIND &&      \
+   (f)->op != CORIO_FOP_AHEAD)
 
 /* Another task's request is in flight on this file. */
 static int push_busy(lua_State *L, corio_file *f, const char *op) {
@@ -66,6 +68,19 @@ static int file_wait(corio_rt *rt, lua_State *L, corio_task *t,
                      corio_file *f, int r, const char *op,
                      const char *what) {
   if (r != 0) return push_fail(L, op, f->path, r);
+  return corio__suspend(rt, L, t, corio__fs_abort, what, f);
+}
+
+/* Wait for the background request in flight (a write-behind or a
+** read-ahead, which no task waits for otherwise): the task is woken with
+** true (or false and a write-behind's error) and asks again. Another
+** task already waiting on it makes the file busy. */
+static int wait_bg(corio_rt *rt, lua_State *L, corio_task *t,
+                   corio_file *f, const char *op, const char *what) {
+  if (f->t != NULL) return push_busy(L, f, op);
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+    corio__cannot_suspend(L, what);
+  f->t = t;
   return corio__suspend(rt, L, t, corio__fs_abort, what, f);
 }
 
@@ -161,7 +176,7 @@ static int l_line(lua_State *L) {
   corio_file *f;
   if (u == NULL || u->magic != CORIO_MAGIC_FILE) return 0;
   f = u->f;
-  if (f->rpos < f->rlen && f->op == CORIO_FOP_NONE && f->wlen == 0) {
+  if (f->rpos < f->rlen && !FG_BUSY(f) && f->wlen == 0) {
     const char *p = f->rbuf + f->rpos;
     const char *nl = memchr(p, '\n', f->rlen - f->rpos);
     if (nl != NULL) {
@@ -187,8 +202,7 @@ static int l_line(lua_State *L) {
 int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep) {
   corio_task *t;
   const char *s, *nl;
-  if (f->rpos >= f->rlen || f->op != CORIO_FOP_NONE || f->wlen != 0)
-    return 0;
+  if (f->rpos >= f->rlen || FG_BUSY(f) || f->wlen != 0) return 0;
   s = f->rbuf + f->rpos;
   nl = memchr(s, '\n', f->rlen - f->rpos);
   if (nl == NULL) return 0;
@@ -329,7 +343,7 @@ static int l_read1(lua_State *L) {
   if (f->closed) return push_closed(L, f, "read");
   if (!(f->mode & CORIO_FS_READ))
     return push_fail(L, "read", f->path, UV_EBADF);
-  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "read");
+  if (FG_BUSY(f)) return push_busy(L, f, "read");
   if ((n = cancelled(L, RT(L))) != 0) return n;
   if (f->wlen > 0) {
     lua_pushlightuserdata(L, NEED_FLUSH);
@@ -339,16 +353,25 @@ static int l_read1(lua_State *L) {
   return 1;
 }
 
-/* fill(f) -> true | false, err: read more into the buffer (a checkpoint). */
+/* fill(f) -> true | false, err: read more into the buffer (a checkpoint).
+** A read-ahead in flight is waited for (true: ask again); a completed one
+** becomes the buffer at once. */
 static int l_fill(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_file *f = check_file(L, 1, "read");
   corio_task *t;
   int n;
   if (f->closed) return push_closed(L, f, "read");
-  if (f->op != CORIO_FOP_NONE) return push_busy(L, f, "read");
+  if (FG_BUSY(f)) return push_busy(L, f, "read");
   n = corio__enter(L, rt, &t, "read");
   if (n >= 0) return n;
+  if (f->op == CORIO_FOP_AHEAD) return wait_bg(rt, L, t, f, "read", "fs read");
+  if (f->aready) {
+    int r = corio__fs_take_ahead(f);
+    if (r != 0) return push_fail(L, "read", f->path, r);
+    lua_pushboolean(L, 1);
+    return corio__fast(rt, L, t, 1);
+  }
   check_yieldable(rt, L, "corio.fs read");
   return file_wait(rt, L, t, f, corio__fs_fill(f, t), "read", "fs read");
 }
@@ -401,13 +424,9 @@ static int l_write(lua_State *L) {
   return 1;
 }
 
-/* Wait for the write-behind in flight; the task is woken with true, or
-** false and its error; the wrapper then asks again. */
 static int wait_behind(corio_rt *rt, lua_State *L, corio_task *t,
                        corio_file *f) {
-  check_yieldable(rt, L, "corio.fs write");
-  f->t = t;
-  return corio__suspend(rt, L, t, corio__fs_abort, "fs write", f);
+  return wait_bg(rt, L, t, f, "write", "fs write");
 }
 
 /* The error of a write-behind nobody waited for: raised now. */
@@ -501,9 +520,14 @@ static int l_seek(lua_State *L) {
     lua_pushlightuserdata(L, NEED_FLUSH);
     return 1;
   }
+  if (f->op == CORIO_FOP_AHEAD) {
+    /* the kernel position moves until it ends: wait for it (fill) */
+    lua_pushlightuserdata(L, NEED_FILL);
+    return 1;
+  }
   k = lseek(f->fd, 0, SEEK_CUR);
   if (k < 0) return push_fail(L, "seek", f->path, -errno);
-  pos = k - (off_t)(f->rlen - f->rpos);
+  pos = k - (off_t)(f->rlen - f->rpos) - (off_t)f->alen;
   if (whence == SEEK_CUR && off == 0) {
     lua_pushnumber(L, (double)pos);
     return 1;
@@ -513,6 +537,7 @@ static int l_seek(lua_State *L) {
   if (k < 0) return push_fail(L, "seek", f->path, -errno);
   f->rpos = f->rlen = 0;
   f->eof = 0;
+  corio__fs_drop_ahead(f);
   lua_pushnumber(L, (double)k);
   return 1;
 }
@@ -533,6 +558,8 @@ static int l_close(lua_State *L) {
     return n;
   }
   if (f->op == CORIO_FOP_BEHIND) return wait_behind(rt, L, t, f);
+  if (f->op == CORIO_FOP_AHEAD)
+    return wait_bg(rt, L, t, f, "close", "fs close");
   check_yieldable(rt, L, "corio.fs close");
   f->rpos = f->rlen = 0;
   return file_wait(rt, L, t, f, corio__fs_close(f, t), "close", "fs close");

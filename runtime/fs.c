@@ -60,6 +60,7 @@ corio_file *corio__fs_file_new(corio_rt *rt, const char *path, int mode,
 }
 
 static void file_free(corio_file *f) {
+  free(f->abuf);
   free(f->bbuf);
   free(f->rbuf);
   free(f->wbuf);
@@ -108,11 +109,13 @@ static void deliver_file(corio_task *t) {
 }
 
 static int submit_write(corio_file *f);
+static int submit_ahead(corio_file *f);
 
 /* The request of f completed (or a chain step failed to submit). */
 static void file_done(corio_file *f) {
   corio_rt *rt = f->rt;
   corio_task *t = f->t;
+  int op = f->op;
   f->op = CORIO_FOP_NONE;
   f->t = NULL;
   rt->nexternal--;
@@ -126,6 +129,9 @@ static void file_done(corio_file *f) {
     file_free(f);
     return;
   }
+  /* A read the task waited for: read the next bytes ahead while it
+  ** consumes these (a failed submit just means no read-ahead). */
+  if (op == CORIO_FOP_READ && f->err == 0) submit_ahead(f);
   if (t != NULL) {
     t->abort = NULL;
     corio__ready(rt, t, deliver_file);
@@ -178,6 +184,12 @@ static void file_cb(uv_fs_t *req) {
   case CORIO_FOP_CLOSE:
     if (r < 0) set_err(f, "close", (int)r);
     break;
+  case CORIO_FOP_AHEAD:
+    if (r < 0) f->aerr = (int)r;
+    else if (r == 0) f->aeof = 1;
+    else f->alen = (size_t)r;
+    f->aready = 1;
+    break;
   case CORIO_FOP_BEHIND:
     if (r < 0) {
       set_err(f, "write", (int)r);
@@ -222,12 +234,96 @@ static int grow(char **buf, size_t *cap, size_t need) {
   return 0;
 }
 
+/* Start the read-ahead into abuf, if the file reads only and none is
+** pending. 0, or a negative UV_E* (nothing was started). */
+static int submit_ahead(corio_file *f) {
+  size_t room;
+  uv_buf_t b;
+  int r;
+  if (f->mode != CORIO_FS_READ || f->fd < 0 || f->closed || f->eof ||
+      f->aready || f->op != CORIO_FOP_NONE)
+    return 0;
+  if (f->acap < CORIO_FS_HEADROOM + 4096) {
+    char *p = malloc(CORIO_FS_HEADROOM + f->rdef);
+    if (p == NULL) return UV_ENOMEM;
+    free(f->abuf);
+    f->abuf = p;
+    f->acap = CORIO_FS_HEADROOM + f->rdef;
+  }
+  room = f->acap - CORIO_FS_HEADROOM;
+  if (room > CORIO_FS_MAXREQ) room = CORIO_FS_MAXREQ;
+  b = uv_buf_init(f->abuf + CORIO_FS_HEADROOM, (unsigned)room);
+  f->alen = 0;
+  f->aeof = f->aerr = 0;
+  start(f, NULL, CORIO_FOP_AHEAD);
+  r = uv_fs_read(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
+  if (r != 0) {
+    f->op = CORIO_FOP_NONE;
+    f->rt->nexternal--;
+  }
+  return r;
+}
+
+void corio__fs_drop_ahead(corio_file *f) {
+  f->aready = f->aeof = f->aerr = 0;
+  f->alen = 0;
+}
+
+int corio__fs_take_ahead(corio_file *f) {
+  size_t tail = f->rlen - f->rpos;
+  int r;
+  f->aready = 0;
+  if (f->aerr < 0) {
+    r = f->aerr;
+    f->aerr = 0;
+    return r;
+  }
+  if (f->aeof) {
+    f->aeof = 0;
+    f->eof = 1;
+    return 0;
+  }
+  if (tail <= CORIO_FS_HEADROOM) {
+    /* the tail goes in front of the new bytes; the buffers swap */
+    char *p = f->abuf;
+    size_t cap = f->acap;
+    if (tail > 0)
+      memcpy(p + CORIO_FS_HEADROOM - tail, f->rbuf + f->rpos, tail);
+    f->abuf = f->rbuf;
+    f->acap = f->rcap;
+    f->rbuf = p;
+    f->rcap = cap;
+    f->rpos = CORIO_FS_HEADROOM - tail;
+    f->rlen = CORIO_FS_HEADROOM + f->alen;
+  } else {
+    /* a long line: append the new bytes to it */
+    if (f->rpos > 0) {
+      memmove(f->rbuf, f->rbuf + f->rpos, tail);
+      f->rpos = 0;
+      f->rlen = tail;
+    }
+    if (tail + f->alen > f->rcap &&
+        (r = grow(&f->rbuf, &f->rcap, tail + f->alen)) != 0)
+      return r;  /* the read-ahead's bytes are lost: report it */
+    memcpy(f->rbuf + tail, f->abuf + CORIO_FS_HEADROOM, f->alen);
+    f->rlen = tail + f->alen;
+  }
+  f->alen = 0;
+  submit_ahead(f);
+  return 0;
+}
+
 int corio__fs_fill(corio_file *f, corio_task *t) {
   size_t room;
   uv_buf_t b;
   int r;
-  if (f->rbuf == NULL && (r = grow(&f->rbuf, &f->rcap, f->rdef)) != 0)
-    return r;
+  if (f->rbuf == NULL) {
+    /* room for a read-ahead's headroom when this buffer becomes abuf */
+    size_t n = f->mode == CORIO_FS_READ ? f->rdef + CORIO_FS_HEADROOM
+                                         : f->rdef;
+    if ((f->rbuf = malloc(n)) == NULL) return UV_ENOMEM;
+    f->rcap = n;
+  }
   if (f->rpos > 0) {
     /* Keep the unread tail (a partial line) at the front. */
     memmove(f->rbuf, f->rbuf + f->rpos, f->rlen - f->rpos);
@@ -306,6 +402,7 @@ int corio__fs_behind(corio_file *f) {
 int corio__fs_close(corio_file *f, corio_task *t) {
   int r, fd = f->fd;
   f->closed = 1;
+  corio__fs_drop_ahead(f);
   if (f->woff < f->wlen) {
     start(f, t, CORIO_FOP_CLOSE_WRITE);
     r = submit_write(f);
@@ -338,9 +435,10 @@ void corio__fs_close_now(corio_file *f) {
   f->closed = 1;
   f->wlen = f->woff = 0;
   f->rlen = f->rpos = 0;
+  corio__fs_drop_ahead(f);
   if (f->fd < 0) return;
   if (f->op != CORIO_FOP_NONE) {
-    /* a write-behind runs on the fd: close when it ends */
+    /* a write-behind or read-ahead runs on the fd: close when it ends */
     f->drop_close = 1;
     return;
   }

@@ -10,6 +10,9 @@
 #define CORIO_MAGIC_FILE 0x7a46494c
 #define CORIO_FS_BUFSIZE 65536      /* default read and write buffer */
 #define CORIO_FS_MAXREQ (4 << 20)   /* largest single read request */
+/* Room kept in front of a read-ahead buffer: the unread tail (a partial
+** line) of the buffer being consumed is copied there when they swap. */
+#define CORIO_FS_HEADROOM 16384
 
 enum { /* corio_file->mode */
   CORIO_FS_READ = 1, CORIO_FS_WRITE = 2, CORIO_FS_APPEND = 4
@@ -18,7 +21,8 @@ enum { /* corio_file->mode */
 enum { /* what a file's request is doing */
   CORIO_FOP_NONE, CORIO_FOP_READ, CORIO_FOP_WRITE, CORIO_FOP_CLOSE_WRITE,
   CORIO_FOP_CLOSE,
-  CORIO_FOP_BEHIND      /* write-behind of bbuf; no task waits unless t */
+  CORIO_FOP_BEHIND,     /* write-behind of bbuf; no task waits unless t */
+  CORIO_FOP_AHEAD       /* read-ahead into abuf; no task waits unless t */
 };
 
 /* A buffered file. The Lua userdata holds a pointer to it (as luv does):
@@ -50,6 +54,17 @@ typedef struct corio_file {
   char *bbuf;           /* bytes in flight: bbuf[boff, blen) */
   size_t bcap, blen, boff;
   int drop_close;       /* closed while a request ran: close when it ends */
+  /* Read-ahead (read-only files): while lines are taken from rbuf, the
+  ** next bytes are read into abuf[HEADROOM, ...) in the background; the
+  ** next fill swaps the buffers (the unread tail goes into the headroom)
+  ** without waiting. The file owns the request: close waits for it, a
+  ** collected file is freed when it completes. Its error is kept in aerr
+  ** and raised by the fill that needs those bytes. */
+  char *abuf;
+  size_t acap, alen;    /* alen bytes at abuf + HEADROOM */
+  int aready;           /* the read-ahead completed: alen/aeof/aerr valid */
+  int aeof;             /* it read 0 bytes */
+  int aerr;             /* it failed: a negative UV_E* */
 } corio_file;
 
 typedef struct corio_file_ud {
@@ -72,6 +87,11 @@ void corio__fs_file_gc(corio_file *f);
 /* Submit a request on f for task t (which then suspends with
 ** corio__fs_abort). 0, or a negative UV_E* (nothing was submitted). */
 int corio__fs_fill(corio_file *f, corio_task *t);
+/* A completed read-ahead (f->aready) becomes the read buffer and the
+** next one starts; no task waits. 0, or its negative UV_E* error. */
+int corio__fs_take_ahead(corio_file *f);
+/* Forget a completed read-ahead (seek, close). */
+void corio__fs_drop_ahead(corio_file *f);
 int corio__fs_flush(corio_file *f, corio_task *t);
 /* Start writing the full write buffer in the background (no task waits).
 ** Only when f->op is NONE and the file is write-only. */

@@ -273,6 +273,8 @@ function File.seek(f, whence, offset)
     local r, e = c_seek(ud_of(f, "seek"), whence, offset)
     if r == NEED_FLUSH then
       flush(f._ud)
+    elseif r == NEED_FILL then
+      fill(f._ud) -- waits for the read-ahead in flight
     elseif r == false then
       error(e, 0)
     else

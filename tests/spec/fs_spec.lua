@@ -386,6 +386,138 @@ describe("fs large files", function()
   end)
 end)
 
+describe("fs read-ahead", function()
+  -- The number of a line of big_file().
+  local function num(l) return tonumber(l:sub(6, 11)) end
+
+  it("lines longer than the headroom and the buffer, default buffer", function()
+    local p = path("ra_long.txt")
+    local parts = {}
+    for i = 1, 40 do
+      parts[#parts + 1] = ("%d:"):format(i) .. ("y"):rep((i * 7919) % 90000)
+    end
+    io_write(p, table.concat(parts, "\n") .. "\n")
+    local want, got = {}, {}
+    for l in io.lines(p) do want[#want + 1] = l end
+    local f = fs.open(p)
+    for l in f:lines() do got[#got + 1] = l end
+    f:close()
+    assert.same(want, got)
+  end)
+
+  it("read formats across buffer swaps match io", function()
+    local p = big_file()
+    local f, g = fs.open(p, "r", { buffer_size = 4096 }), assert(io.open(p, "rb"))
+    for i = 1, 3000 do
+      local fmt = ({ "l", 37, "L", 5000, "n" })[i % 5 + 1]
+      local a, b = f:read(fmt), g:read(fmt == "n" and "*n" or fmt)
+      assert.equal(b, a)
+    end
+    assert.equal(g:read("a"), f:read("a"))
+    g:close()
+    f:close()
+  end)
+
+  it("seek accounts for the bytes read ahead", function()
+    local p = big_file()
+    local f = fs.open(p, "r", { buffer_size = 4096 })
+    local first = f:read("l")
+    -- the read-ahead is in flight now: the position is still the reader's
+    assert.equal(#first + 1, f:seek("cur"))
+    for _ = 1, 200 do f:read("l") end
+    local pos = f:seek()
+    local g = assert(io.open(p, "rb"))
+    g:seek("set", pos)
+    assert.equal(g:read("l"), f:read("l"))
+    assert.equal(0, f:seek("set", 0))
+    assert.equal(first, f:read("l"))
+    g:close()
+    f:close()
+  end)
+
+  it("close while a read-ahead is in flight waits for it, then closes", function()
+    local p = big_file()
+    for _ = 1, 20 do
+      local f = fs.open(p)
+      assert.is_string(f:read("l"))  -- the read-ahead starts here
+      assert.is_true(f:close())
+      assert.equal("closed file", fs.type(f))
+    end
+  end)
+
+  it("a cancelled close with a read-ahead in flight still closes", function()
+    local p = big_file()
+    local f = fs.open(p)
+    f:read("l")
+    corio.scope(function(s)
+      s:cancel()
+      assert.is_true(corio.is_cancelled(catch(f.close, f)))
+    end)
+    assert.equal("closed file", fs.type(f))
+    corio.sleep(0.01)  -- the read-ahead ends and the fd is closed
+  end)
+
+  it("rule 7: cancelled while waiting for a read-ahead, no line is lost", function()
+    local p = big_file()
+    local f = fs.open(p, "r", { buffer_size = 4096 })
+    local last, cancels = 0, 0
+    while last < BIG_LINES do
+      corio.scope(function(s)
+        local t = s:spawn(function()
+          for l in f:lines() do
+            local n = num(l)
+            assert.equal(last + 1, n)
+            last = n
+          end
+        end)
+        s:spawn(function()
+          corio.yield()
+          t:cancel()
+          cancels = cancels + 1
+        end)
+      end)
+    end
+    assert.equal(BIG_LINES, last)
+    assert.is_true(cancels > 10)
+    assert.is_nil(f:read("l"))
+    f:close()
+  end)
+
+  it("a file collected with a read-ahead in flight is freed when it ends", function()
+    local p = big_file()
+    for _ = 1, 10 do
+      local f = fs.open(p)
+      f:read("l")
+      f = nil
+      collectgarbage()
+      collectgarbage()
+    end
+    corio.sleep(0.02)
+    local f = fs.open(p)
+    assert.equal(1, num(f:read("l")))
+    f:close()
+  end)
+
+  it("two tasks reading one file: no hang, at most one told EBUSY", function()
+    local p = big_file()
+    local f = fs.open(p, "r", { buffer_size = 4096 })
+    local errs = 0
+    corio.scope(function(s)
+      for _ = 1, 2 do
+        s:spawn(function()
+          local ok, e = pcall(function() for _ in f:lines() do end end)
+          if not ok then
+            assert.equal("EBUSY", e.code)
+            errs = errs + 1
+          end
+        end)
+      end
+    end)
+    assert.is_true(errs <= 1)
+    f:close()
+  end)
+end)
+
 describe("fs errors", function()
   it("names the path and the errno symbol (ENOENT)", function()
     local p = path("nope/missing.txt")
