@@ -188,8 +188,11 @@ static void xfer_wake(corio_xfer *x) {
   corio__ready(x->h->rt, t, deliver);
   /* A wake-up from the timers phase (curl's timer, a phase timeout) must
   ** not be followed by a blocking poll in the same uv_run: the task is
-  ** ready now. */
-  uv_stop(x->h->rt->loop);
+  ** ready now. Only inside corio's uv_run: a stop flag left set outside
+  ** it (client:close() wakes tasks from Lua) makes the next uv_run a
+  ** no-op, the one in corio_free included, whose closing handles then
+  ** never finish and the loop cannot be closed. */
+  if (x->h->rt->in_uv) uv_stop(x->h->rt->loop);
 }
 
 /* Take x out of the multi (from outside curl's callbacks only). */
@@ -920,8 +923,23 @@ void corio__http_close(corio_http *h) {
 /* The client's Lua object is collected. rt_alive: 0 when the runtime was
 ** destroyed first (its loop closed every handle already). */
 void corio__http_gc(corio_http *h, int rt_alive) {
-  if (!rt_alive && !h->closed) h->dead = 1;
+  /* Even when closed: the loop closed the handles still open. */
+  if (!rt_alive) h->dead = 1;
   corio__http_close(h);
+  if (h->dead) {
+    /* No task will run again to release its transfer; a stream box still
+    ** alive releases its own when it is collected. */
+    corio_link *l, *next;
+    for (l = h->active.next; l != &h->active; l = next) {
+      corio_xfer *x = corio_container_of(l, corio_xfer, link);
+      next = l->next;
+      if (x->box == NULL) {
+        x->t = NULL;
+        xfer_remove(x);
+        xfer_destroy(x);
+      }
+    }
+  }
   h->gc = 1;
   http_maybe_free(h);
 }
@@ -929,7 +947,10 @@ void corio__http_gc(corio_http *h, int rt_alive) {
 /* A stream box collected while its transfer is still held. */
 void corio__xfer_gc(corio_xfer *x, int rt_alive) {
   corio_http *h = x->h;
-  if (!rt_alive) h->dead = 1;
+  if (!rt_alive) {
+    h->dead = 1;
+    x->t = NULL;  /* the task went with the runtime */
+  }
   if (x->t != NULL) return;  /* a task is blocked on it: it holds the box */
   xfer_release(x);
   http_maybe_free(h);
