@@ -185,14 +185,9 @@ static void xfer_wake(corio_xfer *x) {
   if (x->h->dead) return;  /* the runtime and its tasks are gone */
   x->h->rt->nexternal--;
   t->abort = NULL;
+  /* corio__ready stops corio's uv_run: no blocking poll follows a
+  ** wake-up from curl's timer or a phase timeout. */
   corio__ready(x->h->rt, t, deliver);
-  /* A wake-up from the timers phase (curl's timer, a phase timeout) must
-  ** not be followed by a blocking poll in the same uv_run: the task is
-  ** ready now. Only inside corio's uv_run: a stop flag left set outside
-  ** it (client:close() wakes tasks from Lua) makes the next uv_run a
-  ** no-op, the one in corio_free included, whose closing handles then
-  ** never finish and the loop cannot be closed. */
-  if (x->h->rt->in_uv) uv_stop(x->h->rt->loop);
 }
 
 /* Take x out of the multi (from outside curl's callbacks only). */
