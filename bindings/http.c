@@ -9,32 +9,7 @@
 #include <stdlib.h>
 
 #include "bindings.h"
-
-/* runtime/http.c (to move into internal.h) */
-typedef struct corio_http corio_http;
-typedef struct corio_xfer corio_xfer;
-corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
-                            long maxage, int verify, const char *cainfo,
-                            int http2);
-int corio__http_headers(corio_http *h, const char **lines, int n);
-void corio__http_close(corio_http *h);
-void corio__http_gc(corio_http *h, int rt_alive);
-int corio__http_closed(corio_http *h);
-void corio__http_stats(corio_http *h, double *out);
-corio_xfer *corio__xfer_get(corio_http *h);
-void corio__xfer_put(corio_xfer *x);
-int corio__xfer_header(corio_xfer *x, const char *line);
-int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
-                      const char *body, size_t nbody, int has_body,
-                      int stream, const double *to);
-const char *corio__xfer_errmsg(corio_xfer *x);
-int corio__xfer_start(corio_xfer *x, corio_task *t);
-void corio__xfer_bind(corio_xfer *x, void **box);
-int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t);
-void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused);
-int corio__xfer_close(corio_xfer *x);
-void corio__xfer_gc(corio_xfer *x, int rt_alive);
-extern corio_abort_fn corio__http_abort;
+#include "../runtime/http.h"
 
 #define CLIENT_MT "corio.HttpClient"
 #define STREAM_MT "corio.HttpStream"

@@ -17,7 +17,7 @@
 
 #include <curl/curl.h>
 
-#include "internal.h"
+#include "http.h"
 
 /* The phases of a transfer, in order; each may have a timeout (ms) that
 ** the transfer's own timer enforces. read and write are "the longest gap
@@ -37,9 +37,6 @@ enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
 #define STREAM_HIGH (64 * 1024)
 /* Response headers beyond this are a protocol error (h11 uses 64 KiB). */
 #define MAX_HEADER_BYTES (64 * 1024)
-
-typedef struct corio_http corio_http;
-typedef struct corio_xfer corio_xfer;
 
 struct corio_xfer {
   uv_timer_t timer;      /* phase timeouts; closed only when x is freed */

@@ -1,0 +1,55 @@
+/*
+** http.h: the client (a curl multi on the runtime's loop) and transfers
+** of runtime/http.c, shared with bindings/http.c. Internal, like
+** internal.h.
+*/
+#ifndef CORIO_HTTP_H
+#define CORIO_HTTP_H
+
+#include "internal.h"
+
+typedef struct corio_http corio_http;  /* a client: one pool */
+typedef struct corio_xfer corio_xfer;  /* one request's transfer */
+
+/* A client; max_keep < 0: curl's default; maxage 0: curl's default.
+** NULL when out of memory. */
+corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
+                            long maxage, int verify, const char *cainfo,
+                            int http2);
+/* Replace the default header lines ("Name: value"). 0 or UV_ENOMEM. */
+int corio__http_headers(corio_http *h, const char **lines, int n);
+/* Close: fail requests in flight with kind "closed". May be repeated. */
+void corio__http_close(corio_http *h);
+/* The client's Lua object is collected; rt_alive is 0 when the runtime
+** was destroyed first (its loop closed every handle already). */
+void corio__http_gc(corio_http *h, int rt_alive);
+int corio__http_closed(corio_http *h);
+/* out[4]: connections opened, reused, idle, requests in flight. */
+void corio__http_stats(corio_http *h, double *out);
+
+/* A transfer for a new request (NULL: out of memory); put gives back one
+** that was never started. */
+corio_xfer *corio__xfer_get(corio_http *h);
+void corio__xfer_put(corio_xfer *x);
+/* Add a request header line; then headers replace the client's. */
+int corio__xfer_header(corio_xfer *x, const char *line);
+/* Set the request up. to[]: connect, read, write, pool, total in seconds
+** (<= 0: none). 0, UV_EINVAL or UV_ENOMEM (message: corio__xfer_errmsg). */
+int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
+                      const char *body, size_t nbody, int has_body,
+                      int stream, const double *to);
+const char *corio__xfer_errmsg(corio_xfer *x);
+/* Start the transfer; task t then suspends with corio__http_abort. */
+int corio__xfer_start(corio_xfer *x, corio_task *t);
+/* Streams: bind the userdata slot, read the next chunk (pushed and the
+** count returned, or -1 after arming t), bytes held, close, gc. */
+void corio__xfer_bind(corio_xfer *x, void **box);
+int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t);
+void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused);
+int corio__xfer_close(corio_xfer *x);
+void corio__xfer_gc(corio_xfer *x, int rt_alive);
+
+/* The abort hook of every http suspension (SPEC rule 7). */
+extern corio_abort_fn corio__http_abort;
+
+#endif
