@@ -31,10 +31,11 @@ local FileMT = { __index = File, __metatable = "corio.File" }
 M.File = File
 
 local ffi_ok, ffi = pcall(require, "ffi")
-local ffi_line, ffi_put, ffi_string, pp, pn, ffi_cast
+local ffi_line, ffi_put, ffi_put2, ffi_string, pp, pn, ffi_cast
 if ffi_ok then
   ffi_line = ffi.cast("int (*)(void *, const char **, size_t *, int)", c.ffi_line)
   ffi_put = ffi.cast("int (*)(void *, const char *, size_t)", c.ffi_put)
+  ffi_put2 = ffi.cast("int (*)(void *, const char *, size_t, const char *, size_t)", c.ffi_put2)
   ffi_string, ffi_cast = ffi.string, ffi.cast
   pp, pn = ffi.new("const char *[1]"), ffi.new("size_t[1]")
 end
@@ -240,6 +241,15 @@ function File.write(f, ...)
   if n == 2 then
     -- the common f:write(s, "\n") without a loop in the trace
     local a, b = ...
+    if type(a) == "string" and type(b) == "string" then
+      local r = ffi_put2(p, a, #a, b, #b)
+      if r == 0 then return f end
+      if r > 0 then
+        push(f._ud)
+        return f
+      end
+      -- r < 0: nothing was written; the slow path reports why
+    end
     if not put(f, p, a) then return write_slow(f, ...) end
     if not put(f, p, b) then return write_slow(f, b) end
     return f
