@@ -56,6 +56,16 @@ void corio_free(corio_rt *rt) {
   if (rt == NULL) return;
   L = rt->L;
   own = rt->own_state;
+  if (rt->running && rt->root != NULL) {
+    /* A run the host started and did not finish: cancel it and let its
+    ** cleanup (defer, shield) run before anything is freed. */
+    int top = lua_gettop(L);
+    corio__scope_cancel(rt, &rt->root->root);
+    while (corio__run_step(rt, UV_RUN_ONCE)) {
+    }
+    corio__run_finish(rt, L);
+    lua_settop(L, top);
+  }
   corio__rt_destroy(rt, 1);
   if (own) lua_close(L);
 }

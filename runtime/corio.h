@@ -41,8 +41,9 @@ typedef struct corio_options {
 /* Create a runtime. opts may be NULL. Loads the corio modules into the
 ** state (package.preload) so that `require "corio"` works. */
 corio_rt *corio_new(const corio_options *opts);
-/* Cancel what is still running, free the runtime, close the state if it
-** was created by corio_new and the loop if it is owned. */
+/* Free the runtime, close the state if it was created by corio_new and
+** the loop if it is owned. A run started with corio_start and not
+** finished is cancelled first, and its cleanup (defer, shield) runs. */
 void corio_free(corio_rt *rt);
 
 lua_State *corio_lua(corio_rt *rt);

@@ -158,6 +158,35 @@ static void test_stepping_with_host_handles(void) {
   CHECK(uv_loop_close(&loop) == 0);
 }
 
+static int cleanup_ran;
+static int l_mark(lua_State *L) {
+  (void)L;
+  cleanup_ran++;
+  return 0;
+}
+
+/* Closing a runtime in the middle of a run cancels the tasks; their
+** cleanup runs, and nothing leaks (checked under ASan). */
+static void test_free_with_pending_tasks(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  add_paths(rt);
+  L = corio_lua(rt);
+  lua_register(L, "mark", l_mark);
+  CHECK(luaL_loadstring(L,
+                        "local corio = require 'corio' "
+                        "for i = 1, 3 do corio.spawn(function() "
+                        "  corio.defer(mark) corio.sleep(10) end) end "
+                        "corio.spawn(function() corio.channel():recv() end) "
+                        "corio.defer(mark) "
+                        "corio.sleep(10)") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  CHECK(corio_step(rt, 0) == 1);
+  CHECK(corio_step(rt, 0) == 1);
+  corio_free(rt);
+  CHECK(cleanup_ran == 4);
+}
+
 static void test_two_runtimes(void) {
   corio_rt *a = corio_new(NULL), *b = corio_new(NULL);
   CHECK(a != NULL && b != NULL);
@@ -180,6 +209,7 @@ int main(void) {
   test_adopted_state_and_loop();
   test_two_runtimes();
   test_stepping_with_host_handles();
+  test_free_with_pending_tasks();
   if (failures) {
     fprintf(stderr, "test_api: %d check(s) failed\n", failures);
     return 1;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every example in examples/ runs here, so none rots (the embedding host
+# runs as its own test). The HTTP example runs against the test server.
+set -u
+CORIO=${1:-build/corio}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+TMP=$(mktemp -d)
+pass=0 fail=0
+srv=
+cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$TMP"; }
+trap cleanup EXIT
+ok() { pass=$((pass + 1)); echo "ok - $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL - $1"; sed 's/^/    /' "$TMP/out" | tail -20; }
+
+timeout 60 "$CORIO" "$ROOT/examples/demo.lua" > "$TMP/out" 2>&1
+if [ $? = 0 ] && grep -q "gathered user 2, user 3, user 4" "$TMP/out" \
+   && grep -q "at most 2 ran at once" "$TMP/out" && grep -q "kind=timeout" "$TMP/out" \
+   && grep -q "channel delivered 1 4 9 16 25" "$TMP/out"; then ok "examples/demo.lua"
+else bad "examples/demo.lua"; fi
+
+timeout 120 "$CORIO" "$ROOT/examples/fs_upper.lua" > "$TMP/out" 2>&1
+if [ $? = 0 ]; then ok "examples/fs_upper.lua"; else bad "examples/fs_upper.lua"; fi
+
+if [ -f "$ROOT/examples/http_fetch.lua" ]; then
+  python3 "$ROOT/tests/http/server.py" > "$TMP/srv" 2>&1 &
+  srv=$!
+  for _ in $(seq 100); do grep -q PORT "$TMP/srv" 2>/dev/null && break; sleep 0.05; done
+  port=$(awk '/PORT/ {print $2; exit}' "$TMP/srv")
+  timeout 60 "$CORIO" "$ROOT/examples/http_fetch.lua" "http://127.0.0.1:$port" /bytes/1024 > "$TMP/out" 2>&1
+  if [ $? = 0 ] && grep -q "^one:" "$TMP/out" && grep -q "^gather:" "$TMP/out" && grep -q "^map:" "$TMP/out"; then
+    ok "examples/http_fetch.lua"
+  else bad "examples/http_fetch.lua (port $port)"; fi
+fi
+echo "examples: $pass passed, $fail failed"
+[ $fail = 0 ]
