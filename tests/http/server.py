@@ -5,7 +5,8 @@ Listens on 127.0.0.1 with an ephemeral port, prints "PORT <n>" and its
 pid on the first line of stdout, and serves HTTP/1.1 with keep-alive:
 well-behaved routes plus fault routes that break the protocol on purpose
 (slow headers, slow body, reset mid-body, truncated chunked body, garbage
-status line, oversized headers, never answering, redirect chains). It
+status line, oversized headers, never answering, redirect chains, a
+request body never read). With --tls CERT KEY it speaks HTTPS. It
 exits when its parent dies or after --lifetime seconds, so a crashed spec
 never leaves it behind.
 """
@@ -52,6 +53,12 @@ class Handler(BaseHTTPRequestHandler):
         u = urllib.parse.urlsplit(self.path)
         q = dict(urllib.parse.parse_qsl(u.query))
         path = u.path
+        if path == "/no-read":
+            # never reads the request body: an upload stalls once the
+            # socket buffers are full (write timeout)
+            time.sleep(float(q.get("d", "3")))
+            self.close_connection = True
+            return
         body = self.read_body()
         if path == "/ok":
             return self.send_body(200, "hello")
@@ -189,9 +196,23 @@ class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
 
 def main():
     lifetime = 300.0
-    if len(sys.argv) > 2 and sys.argv[1] == "--lifetime":
-        lifetime = float(sys.argv[2])
+    tls = None
+    args = sys.argv[1:]
+    while args:
+        if args[0] == "--lifetime" and len(args) > 1:
+            lifetime = float(args[1])
+            args = args[2:]
+        elif args[0] == "--tls" and len(args) > 2:
+            tls = (args[1], args[2])  # certificate, key (PEM files)
+            args = args[3:]
+        else:
+            sys.exit("usage: server.py [--lifetime S] [--tls CERT KEY]")
     srv = Server(("127.0.0.1", 0), Handler)
+    if tls:
+        import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(tls[0], tls[1])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print("PORT %d %d" % (srv.server_address[1], os.getpid()), flush=True)
     parent = os.getppid()
 

@@ -257,6 +257,17 @@ describe("corio.http faults", function()
     still_works(c)
   end)
 
+  it("an upload the server never reads: timeout, phase write", function()
+    local body = string.rep("u", 64 * 1024 * 1024)  -- beyond any socket buffer
+    local t0 = corio.now()
+    local err = fails("timeout", function()
+      return c:post("/no-read?d=3", { body = body, timeout = { write = 0.3 } })
+    end)
+    assert.equal("write", err.phase)
+    assert.is_true(corio.now() - t0 < 2)
+    still_works(c)
+  end)
+
   it("a server that never answers: the deadline cancels the transfer at once", function()
     local t0 = corio.now()
     assert.is_false(corio.move_on_after(0.2, c.get, c, "/never"))
@@ -444,5 +455,72 @@ describe("corio.http client lifetime", function()
     local out = p:read("*a")
     p:close()
     assert.equal("200 hello 15", out)
+  end)
+end)
+
+describe("corio.http TLS (self-signed certificate)", function()
+  local dir, cert, tls_server, tls_pid, tls_base, why_not
+
+  setup(function()
+    if os.execute("command -v openssl >/dev/null 2>&1") ~= 0 then
+      -- python's ssl module can serve TLS but cannot make a certificate
+      why_not = "openssl is not installed: no way to make a certificate"
+      return
+    end
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    cert = dir .. "/cert.pem"
+    local cmd = ("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+      .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s >/dev/null 2>&1"):format(dir, cert)
+    assert(os.execute(cmd) == 0, "openssl could not make a certificate")
+    tls_server = assert(io.popen(("exec /usr/bin/python3 %s/tests/http/server.py --tls %s %s/key.pem")
+      :format(src, cert, dir)))
+    local line = tls_server:read("*l")
+    local p
+    p, tls_pid = line:match("^PORT (%d+) (%d+)")
+    assert(p, "the TLS test server did not start: " .. tostring(line))
+    tls_base = "https://127.0.0.1:" .. p
+  end)
+
+  teardown(function()
+    if tls_pid then os.execute("kill " .. tls_pid) end
+    if tls_server then tls_server:close() end
+    if dir then os.execute("rm -rf " .. dir) end
+  end)
+
+  it("verifies by default: an unknown certificate fails with kind tls", function()
+    if why_not then return pending(why_not) end
+    local c = http.client { base_url = tls_base }
+    local err = catch(within, 5, c.get, c, "/ok")
+    assert.equal("tls", err.kind, tostring(err))
+    assert.truthy(err.message:find("GET " .. tls_base .. "/ok", 1, true))
+    c:close()
+  end)
+
+  it("verify = false accepts it", function()
+    if why_not then return pending(why_not) end
+    local c = http.client { base_url = tls_base, verify = false }
+    local r = within(5, c.get, c, "/ok")
+    assert.equal(200, r.status)
+    assert.equal("hello", r:text())
+    c:close()
+  end)
+
+  it("a CA bundle holding the certificate verifies it", function()
+    if why_not then return pending(why_not) end
+    for _, opts in ipairs { { ca_bundle = cert }, { verify = cert } } do
+      opts.base_url = tls_base
+      local c = http.client(opts)
+      local r = within(5, c.get, c, "/ok")
+      assert.equal(200, r.status)
+      assert.equal("hello", r:text())
+      c:close()
+    end
+    -- and the client that failed goes on working against a plain server
+    local c = http.client { base_url = tls_base }
+    assert.equal("tls", catch(within, 5, c.get, c, "/ok").kind)
+    assert.equal(200, within(2, c.get, c, base .. "/ok").status)
+    c:close()
   end)
 end)
