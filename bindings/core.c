@@ -860,6 +860,7 @@ static void new_meta(lua_State *L, corio_rt *rt, const char *name,
 int luaopen_corio_sync(lua_State *L);
 int luaopen_corio_channel(lua_State *L);
 int luaopen_corio_thread(lua_State *L);
+int luaopen_corio_thread_pool(lua_State *L);
 int luaopen_corio_fs(lua_State *L);
 /* The HTTP client (bindings/http.c): present when linked in. */
 int luaopen_corio_http(lua_State *L) __attribute__((weak));
@@ -926,6 +927,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "channel");
   luaopen_corio_thread(L);
   lua_setfield(L, -2, "to_thread");
+  luaopen_corio_thread_pool(L);
+  lua_setfield(L, -2, "thread_pool_size");
   luaopen_corio_fs(L);
   lua_setfield(L, -2, "fs");
   if (luaopen_corio_http != NULL) {

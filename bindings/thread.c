@@ -3,6 +3,7 @@
 ** serialises the arguments and decodes the results. Refuses C functions
 ** and functions with upvalues before anything runs.
 */
+#include <stdlib.h>
 #include <string.h>
 
 #include "bindings.h"
@@ -55,6 +56,28 @@ static int l_to_thread(lua_State *L) {
     return 2;
   }
   return corio__suspend(rt, L, t, corio__abort_work_hook, "to_thread", obj);
+}
+
+/* thread_pool_size(n): size libuv's thread pool before it starts. */
+static int l_pool_size(lua_State *L) {
+  lua_Number n = luaL_checknumber(L, 1);
+  const char *env;
+  if (n < 1 || n > 1024 || n != (lua_Number)(int)n)
+    return corio__argerror(L, 1, 1, "thread_pool_size",
+                           "an integer from 1 to 1024 expected");
+  if (corio__pool_size((int)n) != 0) {
+    env = getenv("UV_THREADPOOL_SIZE");
+    return luaL_error(L, "corio.thread_pool_size: the thread pool already "
+                      "runs (with %s threads): set the size before the "
+                      "first to_thread or file call", env ? env : "4");
+  }
+  return 0;
+}
+
+int luaopen_corio_thread_pool(lua_State *L) {
+  lua_pushlightuserdata(L, corio__rt(L));
+  lua_pushcclosure(L, l_pool_size, 1);
+  return 1;
 }
 
 int luaopen_corio_thread(lua_State *L) {

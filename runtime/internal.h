@@ -341,6 +341,8 @@ int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
                      void **obj);
 extern corio_abort_fn corio__abort_work_hook;
 void corio__work_states_free(corio_rt *rt);
+int corio__pool_size(int n);
+void corio__pool_used(void);
 
 /* debug.c */
 int corio__debug_start(corio_rt *rt, int slow_ms);

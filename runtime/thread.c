@@ -7,6 +7,7 @@
 ** background; its result is dropped, and corio.run waits for it.
 */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,21 @@ static const char DRIVER[] =
     "end\n";
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* libuv sizes its thread pool (shared by the whole process) from
+** UV_THREADPOOL_SIZE when the pool first starts. */
+static int pool_started;
+
+/* Set the pool size before first use. Returns 0, or UV_EBUSY once the
+** pool runs (to_thread or file I/O already used it). */
+int corio__pool_size(int n) {
+  char buf[16];
+  if (pool_started) return UV_EBUSY;
+  snprintf(buf, sizeof(buf), "%d", n);
+  return setenv("UV_THREADPOOL_SIZE", buf, 1) == 0 ? 0 : UV_EINVAL;
+}
+
+void corio__pool_used(void) { pool_started = 1; }
 
 static corio_work_state *state_get(corio_rt *rt) {
   corio_work_state *ws;
@@ -217,6 +233,7 @@ int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
   w->rt = rt;
   w->t = t;
   w->req.data = w;
+  pool_started = 1;
   r = uv_queue_work(rt->loop, &w->req, work_cb, after_work);
   if (r != 0) {
     work_free(w);

@@ -39,6 +39,7 @@ M.current = core.current
 M.spawn = core.spawn
 M.tasks = core.tasks
 M.defer = core.defer
+M.thread_pool_size = core.thread_pool_size
 
 local SCOPE_GROUP, SCOPE_TIMEOUT, SCOPE_MOVE_ON, SCOPE_SHIELD = 1, 2, 3, 4
 local scope_enter, scope_fail, scope_wait = core.scope_enter, core.scope_fail, core.scope_wait
