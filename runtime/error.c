@@ -131,8 +131,15 @@ void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
     lua_setfield(L, -2, "value");
     if (lua_type(L, e) == LUA_TSTRING || lua_type(L, e) == LUA_TNUMBER) {
       lua_pushvalue(L, e);
-    } else if (luaL_callmeta(L, e, "__tostring") && lua_isstring(L, -1)) {
-      /* the message is on top */
+    } else if (luaL_getmetafield(L, e, "__tostring")) {
+      /* a user __tostring may fail: call it protected (no error may leave
+      ** the scheduler, which runs this) */
+      lua_pushvalue(L, e);
+      if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isstring(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushfstring(L, "(error object is a %s value)",
+                        luaL_typename(L, e));
+      }
     } else {
       if (lua_gettop(L) > e + 1) lua_pop(L, 1);
       lua_pushfstring(L, "(error object is a %s value)",

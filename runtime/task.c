@@ -137,11 +137,35 @@ void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
   }
 }
 
+/* The body ended inside scopes it never left (their exit raised, e.g. a
+** scope waited for its tasks inside a C call boundary): close them here.
+** Their timers stop, and their live children become children of the
+** task's own body, which then waits for them, so nothing is orphaned. */
+static void unwind_scopes(corio_rt *rt, corio_task *t) {
+  while (t->cur != &t->root) {
+    corio_scope *s = t->cur;
+    corio_xscope *x = corio_container_of(s, corio_xscope, s);
+    corio_link *l;
+    while ((l = corio_list_shift(&s->children)) != NULL) {
+      corio_task *c = corio_container_of(l, corio_task, sibling);
+      c->root.parent = &t->root;
+      corio_list_push(&t->root.children, l);
+      t->root.nchildren++;
+    }
+    s->nchildren = 0;
+    corio__timer_stop(rt, &x->deadline);
+    corio__scope_leave(rt, t, s);
+    corio__unref(rt, rt->L, x->ref);
+    x->ref = LUA_NOREF;
+  }
+}
+
 /* The body (or the task's defer thread) returned or raised. For a body
 ** that returned, its results are on t->co. */
 void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
   lua_State *co = t->co;
   lua_State *L = rt->L;
+  if (t->cur != &t->root) unwind_scopes(rt, t);
   if (t->in_defers) {
     /* The defer thread ended; handler errors were recorded by it. */
     t->in_defers = 0;

@@ -94,4 +94,29 @@ describe("regressions", function()
     require("corio.testing").sleep_real(0.05)
     assert.is_true(corio.now() - w0 >= 0.045)
   end)
+
+  it("a scope left open by a C-boundary error hands its tasks to the body", function()
+    local done = false
+    local t = corio.spawn(function()
+      pcall(table.sort, { 3, 1, 2 }, function(a, b)
+        corio.scope(function(s)
+          s:spawn(function() corio.sleep(0.01); done = true end)
+        end)                          -- cannot wait for its task here
+        return a < b
+      end)
+    end)
+    t:join()                          -- the task waited for the orphan
+    assert.is_true(done)
+  end)
+
+  it("an error object whose __tostring fails is still reported", function()
+    local bad = setmetatable({}, { __tostring = function() error("no") end })
+    local ok, err = pcall(corio.scope, function(s)
+      s:spawn(function() error(bad) end)
+    end)
+    assert.is_false(ok)
+    assert.equal("error", err.kind)
+    assert.is_true(rawequal(bad, err.value))
+    assert.truthy(err.message:find("table value", 1, true))
+  end)
 end)
