@@ -51,6 +51,8 @@ void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
 #define CORIO_CHECK(L, idx, type, magic, tname) \
   ((type *)corio__checkobj((L), (idx), sizeof(type), (magic), (tname)))
 
+int corio__method(lua_State *L);
+
 /* [-0, +1] Push task t's userdata (t must be alive). */
 void corio__push_task(corio_rt *rt, lua_State *L, corio_task *t);
 corio_task *corio__check_task(lua_State *L, int idx);

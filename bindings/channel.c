@@ -88,11 +88,31 @@ static int abort_send(corio_rt *rt, corio_task *t) {
   return 1;
 }
 
+/* Deliver the value at index 2 without blocking: to the oldest waiting
+** receiver, else into the buffer. Returns 0 if the channel is full. */
+static int offer(corio_rt *rt, lua_State *L, corio_channel *c) {
+  corio_task *r = corio__wq_shift(&c->recvq);
+  if (r != NULL) {
+    lua_pushboolean(r->co, 1);
+    lua_pushvalue(L, 2);
+    lua_xmove(L, r->co, 1);
+    corio__ready(rt, r, NULL);
+    return 1;
+  }
+  if (c->n < c->cap) {
+    lua_getfenv(L, 1);
+    buf_push(L, c, lua_gettop(L), 2);
+    lua_pop(L, 1);
+    return 1;
+  }
+  return 0;
+}
+
 /* send(ch, v) -> true | false, err */
 static int l_ch_send(lua_State *L) {
   corio_channel *c = check_ch(L);
   corio_rt *rt = c->rt;
-  corio_task *t, *r;
+  corio_task *t;
   int n;
   if (lua_isnoneornil(L, 2))
     return corio__argerror(L, 2, 1, "send", "nil cannot be sent on a "
@@ -105,16 +125,7 @@ static int l_ch_send(lua_State *L) {
     push_closed(L, "channel:send(): the channel is closed");
     return 2;
   }
-  if ((r = corio__wq_shift(&c->recvq)) != NULL) {
-    lua_pushboolean(r->co, 1);
-    lua_pushvalue(L, 2);
-    lua_xmove(L, r->co, 1);
-    corio__ready(rt, r, NULL);
-  } else if (c->n < c->cap) {
-    lua_getfenv(L, 1);
-    buf_push(L, c, 3, 2);
-    lua_pop(L, 1);
-  } else {
+  if (!offer(rt, L, c)) {
     corio_list_push(&c->sendq, &t->u.wait);
     lua_pushvalue(L, 2);
     return corio__suspend_keep(rt, L, t, abort_send, "channel send", c, 1);
@@ -156,7 +167,6 @@ static int l_ch_recv(lua_State *L) {
 static int l_ch_try_send(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_channel *c = check_ch(L);
-  corio_task *r;
   if (lua_isnoneornil(L, 2))
     return corio__argerror(L, 1, 1, "try_send", "nil cannot be sent on a "
                            "channel");
@@ -171,20 +181,7 @@ static int l_ch_try_send(lua_State *L) {
     lua_setfield(L, -2, "message");
     return lua_error(L);
   }
-  if ((r = corio__wq_shift(&c->recvq)) != NULL) {
-    lua_pushboolean(r->co, 1);
-    lua_pushvalue(L, 2);
-    lua_xmove(L, r->co, 1);
-    corio__ready(rt, r, NULL);
-  } else if (c->n < c->cap) {
-    lua_getfenv(L, 1);
-    buf_push(L, c, 3, 2);
-    lua_pop(L, 1);
-  } else {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
-  lua_pushboolean(L, 1);
+  lua_pushboolean(L, offer(rt, L, c));
   return 1;
 }
 
@@ -252,11 +249,7 @@ static int l_ch_index(lua_State *L) {
       return 1;
     }
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
+  return corio__method(L);
 }
 
 static int l_ch_len(lua_State *L) {

@@ -84,3 +84,14 @@ void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
 corio_task *corio__check_task(lua_State *L, int idx) {
   return CORIO_CHECK(L, idx, corio_task, CORIO_MAGIC_TASK, "corio.Task");
 }
+
+/* [-0, +1] The method named by index 2 of the object at index 1, from its
+** metatable's methods table: the tail of every C __index (init.lua puts a
+** faster Lua __index in front of them). */
+int corio__method(lua_State *L) {
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}

@@ -127,11 +127,7 @@ static int l_task_index(lua_State *L) {
       return 1;
     }
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
+  return corio__method(L);
 }
 
 static int l_task_newindex(lua_State *L) {
@@ -476,11 +472,7 @@ static int l_scope_index(lua_State *L) {
     lua_pushnumber(L, x->seconds);
     return 1;
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
+  return corio__method(L);
 }
 
 static int l_scope_tostring(lua_State *L) {

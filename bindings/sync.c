@@ -68,11 +68,7 @@ static int l_sem_index(lua_State *L) {
     lua_pushnumber(L, s->count);
     return 1;
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
+  return corio__method(L);
 }
 
 static int l_sem_tostring(lua_State *L) {
@@ -246,14 +242,6 @@ static int l_event_is_set(lua_State *L) {
 
 /* ---- module ------------------------------------------------------- */
 
-static int l_methods_index(lua_State *L) {
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
-}
-
 static void meta(lua_State *L, corio_rt *rt, const char *name,
                  lua_CFunction index, const corio_reg *methods,
                  const corio_reg *extra) {
@@ -296,8 +284,8 @@ int luaopen_corio_sync(lua_State *L) {
                                     {NULL, NULL}};
   corio_rt *rt = corio__rt(L);
   meta(L, rt, "corio.Semaphore", l_sem_index, sem_methods, sem_extra);
-  meta(L, rt, "corio.Lock", l_methods_index, lock_methods, lock_extra);
-  meta(L, rt, "corio.Event", l_methods_index, event_methods, event_extra);
+  meta(L, rt, "corio.Lock", corio__method, lock_methods, lock_extra);
+  meta(L, rt, "corio.Event", corio__method, event_methods, event_extra);
   lua_newtable(L);
   corio__register(L, rt, -1, funcs);
   return 1;

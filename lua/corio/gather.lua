@@ -38,6 +38,24 @@ local function check_list(v, fname)
   end
 end
 
+-- Run fn(...) for results[i]; with return_errors (errs given), a failure
+-- goes to errs[i] instead of failing the scope (a Cancelled still
+-- propagates).
+local function collect(results, errs, i, fn, ...)
+  if not errs then
+    results[i] = (fn(...))
+    return
+  end
+  local ok, v = xpcall(fn, boundary, ...)
+  if ok then
+    results[i] = v
+  elseif is_error(v, "cancelled") then
+    error(v, 0)
+  else
+    errs[i] = v
+  end
+end
+
 local function call_one(f)
   if is_task(f) then return (f:join()) end
   return (f())
@@ -58,28 +76,14 @@ function M.gather(fns, opts)
     end
   end
   local return_errors = opts and opts.return_errors
-  local results, errors = {}, nil
+  local results, errors = {}, return_errors and {} or nil
   c.scope(function(s)
     for i = 1, n do
       local f = fns[i]
-      if return_errors then
-        s:spawn(function()
-          local ok, v = xpcall(call_one, boundary, f)
-          if ok then
-            results[i] = v
-          elseif is_error(v, "cancelled") then
-            error(v, 0)
-          else
-            errors = errors or {}
-            errors[i] = v
-          end
-        end)
-      else
-        s:spawn(function() results[i] = call_one(f) end)
-      end
+      s:spawn(function() collect(results, errors, i, call_one, f) end)
     end
   end)
-  if return_errors then return results, errors or {} end
+  if return_errors then return results, errors end
   return results
 end
 
@@ -96,7 +100,7 @@ function M.map(items, fn, opts)
       :format(tostring(limit)), 2)
   end
   local return_errors = opts and opts.return_errors
-  local results, errors = {}, nil
+  local results, errors = {}, return_errors and {} or nil
   local next_i = 0
   -- `limit` workers pull the next index in turn: order is kept in results
   -- and at most `limit` calls run at once.
@@ -104,25 +108,13 @@ function M.map(items, fn, opts)
     while next_i < n do
       next_i = next_i + 1
       local i = next_i
-      if return_errors then
-        local ok, v = xpcall(fn, boundary, items[i], i)
-        if ok then
-          results[i] = v
-        elseif is_error(v, "cancelled") then
-          error(v, 0)
-        else
-          errors = errors or {}
-          errors[i] = v
-        end
-      else
-        results[i] = (fn(items[i], i))
-      end
+      collect(results, errors, i, fn, items[i], i)
     end
   end
   c.scope(function(s)
     for _ = 1, math.min(limit, n) do s:spawn(worker) end
   end)
-  if return_errors then return results, errors or {} end
+  if return_errors then return results, errors end
   return results
 end
 
