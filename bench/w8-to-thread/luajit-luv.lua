@@ -16,5 +16,5 @@ local dt = (uv.hrtime() - t0) / 1e9
 for i = 1, N do
   if results[i] ~= i then io.stderr:write("FAIL at " .. i .. "\n"); os.exit(1) end
 end
-print(string.format("RESULT t1-to-thread luajit-luv us_per_call=%.2f wall_s=%.4f n=%d",
+print(string.format("RESULT w8-to-thread luajit-luv us_per_call=%.2f wall_s=%.4f n=%d",
   dt * 1e6 / N, dt, N))

@@ -14,6 +14,6 @@ corio.run(function()
   for i = 1, N do
     if r[i] ~= i then io.stderr:write("FAIL at " .. i .. "\n"); os.exit(1) end
   end
-  print(string.format("RESULT t1-to-thread corio us_per_call=%.2f wall_s=%.4f n=%d",
+  print(string.format("RESULT w8-to-thread corio us_per_call=%.2f wall_s=%.4f n=%d",
     dt * 1e6 / N, dt, N))
 end)

@@ -17,6 +17,6 @@ async def main():
     dt = time.perf_counter() - t0
     if r != list(range(N)):
         print("FAIL", file=sys.stderr); sys.exit(1)
-    print("RESULT t1-to-thread py-asyncio us_per_call=%.2f wall_s=%.4f n=%d" % (dt * 1e6 / N, dt, N))
+    print("RESULT w8-to-thread py-asyncio us_per_call=%.2f wall_s=%.4f n=%d" % (dt * 1e6 / N, dt, N))
 
 asyncio.run(main())

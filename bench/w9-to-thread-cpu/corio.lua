@@ -20,6 +20,6 @@ corio.run(function()
   end
   run(2) -- warm the worker states
   local one, two = run(1), run(2)
-  print(string.format("RESULT t2-to-thread-cpu corio speedup=%.2f one_worker_s=%.3f two_workers_s=%.3f n=%d",
+  print(string.format("RESULT w9-to-thread-cpu corio speedup=%.2f one_worker_s=%.3f two_workers_s=%.3f n=%d",
     one / two, one, two, N))
 end)
