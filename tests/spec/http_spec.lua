@@ -116,6 +116,10 @@ describe("corio.http responses", function()
     assert.equal("http://h/x?q=1", http._join("http://h/api", "../x?q=1"))
     local c2 = http.client { base_url = base .. "/nothing/.." }
     assert.equal(200, c2:get("ok").status)
+    assert.equal(url("/ok"), c2:get("ok").url)
+    c2.base_url = base .. "/status/"  -- a URL checked before is joined anew
+    assert.equal(404, c2:get("404").status)
+    assert.equal(404, c2:get("404").status)
     c2:close()
   end)
 
