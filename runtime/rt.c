@@ -225,9 +225,15 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   uv_close((uv_handle_t *)&rt->sigusr1, NULL);
   corio__host_close(rt);
   if (rt->loop == &rt->own_loop) {
+    int tries;
     uv_walk(rt->loop, close_walk, NULL);
-    uv_run(rt->loop, UV_RUN_DEFAULT);
-    (void)uv_loop_close(rt->loop);
+    /* A uv_stop left over from outside corio's own uv_run would end the
+    ** first run before the close callbacks: run again until it closes. */
+    for (tries = 0; tries < 4; tries++) {
+      uv_run(rt->loop, UV_RUN_DEFAULT);
+      if (uv_loop_close(rt->loop) != UV_EBUSY) break;
+      uv_walk(rt->loop, close_walk, NULL);
+    }
   } else {
     /* An adopted loop runs our close callbacks when its host runs it; the
     ** handles need no callback, so nothing refers to rt afterwards. */
