@@ -223,11 +223,9 @@ struct corio_rt {
   uint64_t vnow;            /* virtual clock, ns */
   int timers_due;           /* the uv timer fired; process after uv_run */
   int in_uv;                /* inside corio's own uv_run */
-  int closing;
   int own_state;             /* corio_new created rt->L */
   int handle_signals;        /* SIGINT cancels the root; SIGUSR1 dumps */
   int root_ref;              /* ref to the root task's userdata in a run */
-  uint32_t nworkers;          /* to_thread work still on the pool */
   uv_async_t async;           /* wakes the loop for corio_op_post */
   pthread_mutex_t post_lock;  /* guards posted */
   struct corio_op *posted;    /* ops posted from other threads */
@@ -252,8 +250,6 @@ struct corio_rt {
   uint32_t nsrcs, srcscap;
   corio_srccache srccache[CORIO_SRCCACHE]; /* see spawn_site in task.c */
   int ud_tasks;             /* registry ref of the Task metatable */
-  int ref_cancelled;        /* registry ref of the Cancelled class */
-  int ref_coyield;          /* registry ref: coroutine.isyieldable */
   lua_CFunction isyieldable;
 };
 

@@ -182,7 +182,6 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   lua_setmetatable(L, -2);
   rt->results = luaL_ref(L, LUA_REGISTRYINDEX);
   rt->ud_tasks = LUA_NOREF;
-  rt->ref_cancelled = LUA_NOREF;
 
   lua_getglobal(L, "coroutine");
   if (lua_istable(L, -1)) {
@@ -218,7 +217,6 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   uint32_t i;
   int j;
   if (rt == NULL) return;
-  rt->closing = 1;
   corio__debug_stop(rt);
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_close((uv_handle_t *)&rt->sigint, NULL);

@@ -191,7 +191,6 @@ static void after_work(uv_work_t *req, int status) {
   corio_work *w = req->data;
   corio_rt *rt = w->rt;
   rt->nexternal--;
-  rt->nworkers--;
   if (w->t == NULL) {  /* the caller was cancelled: drop the result */
     work_free(w);
     return;
@@ -240,7 +239,6 @@ int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
     return r;
   }
   rt->nexternal++;
-  rt->nworkers++;
   *obj = w;
   return 0;
 }
