@@ -716,6 +716,7 @@ int corio__fs_op(corio_rt *rt, corio_task *t, int op, const char *path,
   uv_loop_t *loop = rt->loop;
   int r;
   if (o == NULL) return UV_ENOMEM;
+  corio__pool_used();   /* every file use starts here: the pool now runs */
   o->path = strdup(path);
   if (path2 != NULL) o->path2 = strdup(path2);
   if (o->path == NULL || (path2 != NULL && o->path2 == NULL)) {

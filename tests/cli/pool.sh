@@ -16,5 +16,10 @@ check() { if echo "$out" | grep -q "$2"; then pass=$((pass+1)); echo "ok - $1"; 
 check "a bad size is a bad argument" "bad argument #1 to 'thread_pool_size'"
 check "after first use it refuses, naming the size in force" "already runs (with 2 threads)"
 check "to_thread works with the pool it sized" "^5$"
+out=$("$CORIO" -e '
+local corio = require "corio"
+require("corio.fs").exists("/")
+print(pcall(corio.thread_pool_size, 3))' 2>&1)
+check "file I/O starts the pool too" "already runs"
 echo "pool: $pass passed, $fail failed"
 [ $fail = 0 ]
