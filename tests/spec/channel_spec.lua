@@ -4,18 +4,9 @@
 -- are in scope_spec.lua (rule 3); bad arguments in errors_spec.lua.
 
 local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch, new_log = helpers.catch, helpers.new_log
 local testing = require("corio.testing")
-
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, but the call succeeded")
-  return err
-end
-
-local function new_log()
-  local log = {}
-  return log, function(v) log[#log + 1] = v end
-end
 
 local function index_of(list, v)
   for i, x in ipairs(list) do if x == v then return i end end

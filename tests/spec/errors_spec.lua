@@ -4,12 +4,8 @@
 -- Deadlock errors (rule 14) are checked from the CLI in tests/cli/.
 
 local corio = require("corio")
-
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, but the call succeeded")
-  return err
-end
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
 
 local function cancelled_error()
   local err

@@ -6,13 +6,9 @@
 -- directory made from os.tmpname() and removed afterwards.
 
 local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
 local fs = require("corio.fs")
-
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, but the call succeeded")
-  return err
-end
 
 local function pack(...) return { n = select("#", ...), ... } end
 

@@ -5,16 +5,12 @@
 -- afterwards.
 
 local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
 local http = require("corio.http")
 
 local src = os.getenv("CORIO_SOURCE_DIR") or "."
 local server, pid, port, base
-
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, but the call succeeded")
-  return err
-end
 
 -- Run fn under a deadline: a hang fails the test with a timeout.
 local function within(secs, fn, ...)

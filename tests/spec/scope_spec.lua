@@ -4,24 +4,9 @@
 -- channel_spec.lua. Timed tests run on the virtual clock (autojump).
 
 local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch, new_log, near, outcome = helpers.catch, helpers.new_log, helpers.near, helpers.outcome
 local testing = require("corio.testing")
-
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, but the call succeeded")
-  return err
-end
-
-local function new_log()
-  local log = {}
-  return log, function(v) log[#log + 1] = v end
-end
-
-local function near(expected, got, tol)
-  tol = tol or 0.01
-  assert(math.abs(got - expected) <= tol,
-    ("expected %.4f (+-%g), got %.4f"):format(expected, tol, got))
-end
 
 local function autojump(fn)
   return testing.autojump(fn)
@@ -42,12 +27,6 @@ local function sole_body_error(err)
 end
 
 -- what a pcall'ed checkpoint ended with, as a word for logs
-local function outcome(ok, err)
-  if ok then return "ok" end
-  if corio.is_cancelled(err) then return "cancelled" end
-  if type(err) == "table" and err.kind then return err.kind end
-  return "error: " .. tostring(err)
-end
 
 describe("corio.scope", function()
   it("passes (scope, ...) to fn and returns fn's results", function()

@@ -4,24 +4,9 @@
 -- 3); bad constructor arguments in errors_spec.lua.
 
 local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch, new_log, near = helpers.catch, helpers.new_log, helpers.near
 local testing = require("corio.testing")
-
-local function catch(fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert(not ok, "expected an error, but the call succeeded")
-  return err
-end
-
-local function new_log()
-  local log = {}
-  return log, function(v) log[#log + 1] = v end
-end
-
-local function near(expected, got, tol)
-  tol = tol or 0.01
-  assert(math.abs(got - expected) <= tol,
-    ("expected %.4f (+-%g), got %.4f"):format(expected, tol, got))
-end
 
 describe("corio.semaphore", function()
   it("counts permits in s.available", function()
