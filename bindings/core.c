@@ -247,20 +247,27 @@ static int l_sleep_real(lua_State *L) {
   return corio__suspend(rt, L, t, abort_real_sleep, "sleep (real clock)", r);
 }
 
-/* yield() -> true | false, Cancelled: to the back of the ready queue. */
+/* yield(): to the back of the ready queue. This one is the public
+** function itself, with no Lua wrapper: its only error, Cancelled, is
+** raised on entry (on the task's own stack), and a task that yielded is
+** ready, never woken with an error. Outside a loop it does nothing. */
 static int l_yield(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t;
-  int n = corio__enter(L, rt, &t, "yield");
-  if (n >= 0) return n;
+  int n;
+  lua_settop(L, 0);
+  n = corio__enter(L, rt, &t, "yield");
+  if (n >= 0) {
+    if (lua_touserdata(L, -1) == CORIO_NOLOOP) return 0;
+    return lua_error(L);   /* the Cancelled on top */
+  }
   if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
     return corio__cannot_suspend(L, "corio.yield");
   corio__ready(rt, t, NULL);
   t->budget = CORIO_BUDGET;
   t->wait_L = L;
   lua_pushlightuserdata(L, CORIO_SENTINEL);
-  lua_pushboolean(L, 1);
-  return lua_yield(L, 2);
+  return lua_yield(L, 1);
 }
 
 /* checkpoint() -> true | false, Cancelled: rule 3 for calls built in

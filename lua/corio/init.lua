@@ -76,12 +76,8 @@ function M.sleep(seconds)
   error(e, 0)
 end
 
-function M.yield()
-  local ok, e = c_yield()
-  if ok then return end
-  if e == NOLOOP then return end
-  error(e, 0)
-end
+-- corio.yield is the C function itself (see bindings/core.c l_yield).
+M.yield = c_yield
 
 -- scopes -------------------------------------------------------------------
 
