@@ -22,6 +22,20 @@ static int l_to_thread(lua_State *L) {
   luaL_Buffer b;
   void *obj;
   int n, r;
+  corio_threadfn *tf = lua_touserdata(L, 1);
+  if (tf != NULL && tf->magic == CORIO_MAGIC_THREADFN) {
+    args = luaL_checklstring(L, 2, &nargs);
+    n = corio__enter(L, rt, &t, "to_thread");
+    if (n >= 0) return n;
+    r = corio__to_thread(rt, t, NULL, 0, tf->fn, args, nargs, &obj);
+    if (r != 0) {
+      lua_pushboolean(L, 0);
+      corio__push_error(L, "error", uv_strerror(r));
+      return 2;
+    }
+    return corio__suspend(rt, L, t, corio__abort_work_hook, "to_thread",
+                          obj);
+  }
   if (lua_type(L, 1) != LUA_TFUNCTION || lua_iscfunction(L, 1))
     return corio__argerror(L, 2, 1, "to_thread",
                            lua_type(L, 1) == LUA_TFUNCTION
@@ -49,7 +63,7 @@ static int l_to_thread(lua_State *L) {
     lua_replace(L, 3);
   }
   code = lua_tolstring(L, 3, &ncode);
-  r = corio__to_thread(rt, t, code, ncode, args, nargs, &obj);
+  r = corio__to_thread(rt, t, code, ncode, NULL, args, nargs, &obj);
   if (r != 0) {
     lua_pushboolean(L, 0);
     corio__push_error(L, "error", uv_strerror(r));
@@ -72,6 +86,12 @@ static int l_pool_size(lua_State *L) {
                       "first to_thread or file call", env ? env : "4");
   }
   return 0;
+}
+
+void corio_push_thread_fn(lua_State *L, lua_CFunction fn) {
+  corio_threadfn *tf = lua_newuserdata(L, sizeof(*tf));
+  tf->magic = CORIO_MAGIC_THREADFN;
+  tf->fn = fn;
 }
 
 int luaopen_corio_thread_pool(lua_State *L) {

@@ -131,6 +131,12 @@ corio_rt *corio_op_runtime(corio_op *op);
 ** corio_op_suspend) and raises the error the task is resumed with. */
 void corio_push_async(lua_State *L, lua_CFunction fn);
 
+/* [-0, +1] Push a value that corio.to_thread accepts in place of a Lua
+** function: fn runs on a worker thread, in the worker's own lua_State,
+** called with the (copied) arguments; it returns values as any
+** lua_CFunction (nil, booleans, numbers, strings, tables of those). */
+void corio_push_thread_fn(lua_State *L, lua_CFunction fn);
+
 #ifdef __cplusplus
 }
 #endif

@@ -108,8 +108,15 @@ enum { /* task->rtype: where the ended task's results are */
 enum {
   CORIO_MAGIC_TASK = 0x7a534b31, CORIO_MAGIC_SCOPE = 0x7a53434f,
   CORIO_MAGIC_SEM = 0x7a53454d, CORIO_MAGIC_LOCK = 0x7a4c434b,
-  CORIO_MAGIC_EVENT = 0x7a45564e, CORIO_MAGIC_CHANNEL = 0x7a43484e
+  CORIO_MAGIC_EVENT = 0x7a45564e, CORIO_MAGIC_CHANNEL = 0x7a43484e,
+  CORIO_MAGIC_THREADFN = 0x7a544846
 };
+
+/* A host's C function for corio.to_thread (corio_push_thread_fn). */
+typedef struct corio_threadfn {
+  uint32_t magic;          /* CORIO_MAGIC_THREADFN */
+  lua_CFunction fn;
+} corio_threadfn;
 
 struct corio_task {
   uint32_t magic;         /* CORIO_MAGIC_TASK */
@@ -333,8 +340,8 @@ void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
 
 /* thread.c */
 int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
-                     size_t ncode, const char *args, size_t nargs,
-                     void **obj);
+                     size_t ncode, lua_CFunction cfn, const char *args,
+                     size_t nargs, void **obj);
 extern corio_abort_fn corio__abort_work_hook;
 void corio__work_states_free(corio_rt *rt);
 int corio__pool_size(int n);

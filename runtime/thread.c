@@ -19,8 +19,9 @@ typedef struct corio_work {
   uv_work_t req;
   corio_rt *rt;
   corio_task *t;   /* the caller; NULL once it was cancelled */
-  char *code;      /* bytecode of the function */
+  char *code;      /* bytecode of the function, or NULL: */
   size_t ncode;
+  lua_CFunction cfn; /* a host's C function (corio_push_thread_fn) */
   char *args;      /* string.buffer encoding of {n=, ...} */
   size_t nargs;
   char *out;       /* encoded results, or an error message */
@@ -58,7 +59,7 @@ static const char DRIVER[] =
     "end\n"
     "local loaded = setmetatable({}, {__mode = 'v'})\n"
     "return function(code, args)\n"
-    "  local fn = loaded[code]\n"
+    "  local fn = type(code) == 'function' and code or loaded[code]\n"
     "  if fn == nil then\n"
     "    local err\n"
     "    fn, err = loadstring(code, '=to_thread function')\n"
@@ -156,7 +157,8 @@ static void work_cb(uv_work_t *req) {
   /* The driver keeps functions it loaded, keyed by their bytecode, so a
   ** function sent again is not parsed again. */
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.driver");
-  lua_pushlstring(L, w->code, w->ncode);
+  if (w->cfn != NULL) lua_pushcfunction(L, w->cfn);
+  else lua_pushlstring(L, w->code, w->ncode);
   lua_pushlstring(L, w->args, w->nargs);
   if (lua_pcall(L, 2, 2, 0) != 0) {
     s = lua_tolstring(L, -1, &n);
@@ -214,18 +216,19 @@ static int abort_work(corio_rt *rt, corio_task *t) {
 /* Start fn (bytecode) with encoded args for task t; on success the caller
 ** suspends with corio__suspend(..., corio__abort_work_hook, ..., obj). */
 int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
-                     size_t ncode, const char *args, size_t nargs,
-                     void **obj) {
+                     size_t ncode, lua_CFunction cfn, const char *args,
+                     size_t nargs, void **obj) {
   corio_work *w = calloc(1, sizeof(*w));
   int r;
   if (w == NULL) return UV_ENOMEM;
-  w->code = malloc(ncode);
+  w->cfn = cfn;
+  w->code = malloc(ncode ? ncode : 1);
   w->args = malloc(nargs ? nargs : 1);
   if (w->code == NULL || w->args == NULL) {
     work_free(w);
     return UV_ENOMEM;
   }
-  memcpy(w->code, code, ncode);
+  if (ncode) memcpy(w->code, code, ncode);
   memcpy(w->args, args, nargs);
   w->ncode = ncode;
   w->nargs = nargs;

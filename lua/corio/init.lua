@@ -344,7 +344,8 @@ do
     return r
   end
   function M.to_thread(fn, ...)
-    if type(fn) ~= "function" then
+    local host_fn = type(fn) == "userdata"   -- corio_push_thread_fn
+    if type(fn) ~= "function" and not host_fn then
       error(("bad argument #1 to 'to_thread' (Lua function expected, got %s)")
         :format(type(fn)), 2)
     end
@@ -354,7 +355,7 @@ do
         .. "worker: %s; only nil, booleans, numbers, strings and tables of "
         .. "those can cross)"):format(tostring(args)), 2)
     end
-    local code = dumped[fn]
+    local code = host_fn or dumped[fn]
     if code == nil then
       if debug.getinfo(fn, "u").nups > 0 then
         code = false   -- let the core refuse it with its message
@@ -363,6 +364,7 @@ do
         dumped[fn] = code
       end
     end
+    if code == true then code = nil end
     local r, noloop = decoded(c_to_thread(fn, args, code or nil))
     if noloop then return run(M.to_thread, fn, ...) end
     return unpack(r, 1, r.n)

@@ -106,6 +106,14 @@ static int l_thread(lua_State *L) {
   return corio_op_suspend(L, j->op);
 }
 
+/* Runs on a worker thread, in the worker's own state. */
+static int w_square(lua_State *W) {
+  lua_Number x = luaL_checknumber(W, 1);
+  lua_pushnumber(W, x * x);
+  lua_pushstring(W, "from a worker");
+  return 2;
+}
+
 static const char SCRIPT[] =
     "local corio = require 'corio'\n"
     "local a, b = host.wait(4)\n"
@@ -118,6 +126,10 @@ static const char SCRIPT[] =
     "assert(r[1] == 10 and r[2] == 20, 'concurrent waits')\n"
     "assert(corio.move_on_after(0.001, host.wait, 9) == false)\n"
     "assert(host.thread() == 'from thread')\n"
+    "local sq, who = corio.to_thread(host.square, 7)\n"
+    "assert(sq == 49 and who == 'from a worker', 'host thread fn')\n"
+    "local ok2, e2 = pcall(corio.to_thread, host.square, 'x')\n"
+    "assert(not ok2 and tostring(e2):find('number expected'), tostring(e2))\n"
     "CANCELLED_OK = true\n";
 
 int main(void) {
@@ -146,6 +158,8 @@ int main(void) {
   lua_setfield(L, -2, "now");
   corio_push_async(L, l_thread);
   lua_setfield(L, -2, "thread");
+  corio_push_thread_fn(L, w_square);
+  lua_setfield(L, -2, "square");
   lua_setglobal(L, "host");
   if (corio_run_string(rt, SCRIPT, "=script") != 0)
     fprintf(stderr, "script: %s\n", corio_errmsg(rt)), failures++;
