@@ -861,8 +861,7 @@ int luaopen_corio_channel(lua_State *L);
 int luaopen_corio_thread(lua_State *L);
 int luaopen_corio_thread_pool(lua_State *L);
 int luaopen_corio_fs(lua_State *L);
-/* The HTTP client (bindings/http.c): present when linked in. */
-int luaopen_corio_http(lua_State *L) __attribute__((weak));
+int luaopen_corio_http(lua_State *L);
 
 static int rt_gc(lua_State *L) {
   corio_rt **box = (corio_rt **)lua_touserdata(L, 1);
@@ -930,9 +929,7 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "thread_pool_size");
   luaopen_corio_fs(L);
   lua_setfield(L, -2, "fs");
-  if (luaopen_corio_http != NULL) {
-    luaopen_corio_http(L);
-    lua_setfield(L, -2, "http");
-  }
+  luaopen_corio_http(L);
+  lua_setfield(L, -2, "http");
   return 1;
 }

@@ -18,22 +18,7 @@
 #include <lualib.h>
 
 #include "corio.h"
-
-/* corio.core finds the http module through a weak reference: pull
-** bindings/http.o out of the static library. */
-int luaopen_corio_http(lua_State *L);
-int (*volatile keep_http)(lua_State *) = luaopen_corio_http;
-
-static int failures;
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                 \
-      failures++;                                                     \
-    }                                                                 \
-  } while (0)
+#include "check.h"
 
 static int listen_any(int *port) {
   struct sockaddr_in a;
