@@ -12,17 +12,7 @@
 #include <lualib.h>
 
 #include "corio.h"
-
-static int failures;
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                 \
-      failures++;                                                     \
-    }                                                                 \
-  } while (0)
+#include "check.h"
 
 static void add_paths(corio_rt *rt) {
   char buf[4096];

@@ -14,17 +14,9 @@
 #include <lualib.h>
 
 #include "corio.h"
+#include "check.h"
 
-static int failures, cancels, late_cancelled;
-
-#define CHECK(cond)                                                   \
-  do {                                                                \
-    if (!(cond)) {                                                    \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-              #cond);                                                 \
-      failures++;                                                     \
-    }                                                                 \
-  } while (0)
+static int cancels, late_cancelled;
 
 typedef struct req {
   uv_timer_t timer;   /* a handle of the host's own on the shared loop */
