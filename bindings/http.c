@@ -10,6 +10,7 @@
 
 #include "bindings.h"
 #include "../runtime/http.h"
+#include "../runtime/curl_dyn.h"
 
 #define CLIENT_MT "corio.HttpClient"
 #define STREAM_MT "corio.HttpStream"
@@ -39,7 +40,11 @@ static int l_client(lua_State *L) {
   int verify = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
   const char *cainfo = luaL_optstring(L, 5, NULL);
   int http2 = lua_toboolean(L, 6);
-  client_box *c = (client_box *)lua_newuserdata(L, sizeof(*c));
+  client_box *c;
+  char err[256];
+  if (corio__curl_load(err, sizeof(err)) != 0)
+    return luaL_error(L, "corio.http: %s", err);
+  c = (client_box *)lua_newuserdata(L, sizeof(*c));
   c->h = NULL;
   luaL_getmetatable(L, CLIENT_MT);
   lua_setmetatable(L, -2);
