@@ -32,7 +32,9 @@
 #include <string.h>
 #include <unistd.h>
 #ifdef __linux__
+#include <linux/futex.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #else
 #include <fcntl.h>
 #endif
@@ -70,7 +72,7 @@ struct corio_work {
 typedef struct corio_worker {
   struct corio_pool *p;
   pthread_t th;
-  pthread_cond_t cv;
+  pthread_cond_t cv;            /* (not on Linux: a futex on wake) */
   int wake;                    /* set (under mu) by whoever wakes it */
   struct corio_worker *next_idle;
   lua_State *L;
@@ -409,6 +411,34 @@ static void wake_loop(corio_pool *p) {
   /* EAGAIN: the counter (or pipe) is full, so the loop is woken anyway */
 }
 
+/* Sleep (mu held, and held again on return) until wk->wake is set. On
+** Linux a futex on wk->wake: one system call to sleep and one to wake,
+** and the lock is not left marked contended as a condition wait leaves
+** it. */
+static void park(corio_pool *p, corio_worker *wk) {
+#ifdef __linux__
+  pthread_mutex_unlock(&p->mu);
+  while (__atomic_load_n(&wk->wake, __ATOMIC_ACQUIRE) == 0)
+    syscall(SYS_futex, &wk->wake, FUTEX_WAIT_PRIVATE, 0, NULL, NULL, 0);
+  pthread_mutex_lock(&p->mu);
+#else
+  while (!wk->wake) pthread_cond_wait(&wk->cv, &p->mu);
+#endif
+}
+
+/* Set wk->wake (mu held); then unpark(wk) once mu is released. */
+static void set_wake(corio_worker *wk) {
+  __atomic_store_n(&wk->wake, 1, __ATOMIC_RELEASE);
+}
+
+static void unpark(corio_worker *wk) {
+#ifdef __linux__
+  syscall(SYS_futex, &wk->wake, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+#else
+  pthread_cond_signal(&wk->cv);
+#endif
+}
+
 static void *worker_main(void *arg) {
   corio_worker *wk = arg;
   corio_pool *p = wk->p;
@@ -438,11 +468,10 @@ static void *worker_main(void *arg) {
     if (p->stop) break;
     /* sleep until a request is queued for this worker */
     p->navail--;
-    wk->wake = 0;
+    __atomic_store_n(&wk->wake, 0, __ATOMIC_RELAXED);
     wk->next_idle = p->idle;
     p->idle = wk;
-    while (!wk->wake && !p->stop) pthread_cond_wait(&wk->cv, &p->mu);
-    if (!wk->wake) break;   /* stopped while asleep */
+    park(p, wk);   /* woken for a request, or to stop */
   }
   pthread_mutex_unlock(&p->mu);
   if (wk->L != NULL) lua_close(wk->L);
@@ -624,9 +653,9 @@ void corio__work_states_free(corio_rt *rt) {
   if (p == NULL) return;
   pthread_mutex_lock(&p->mu);
   p->stop = 1;
-  for (i = 0; i < p->nthreads; i++)
-    pthread_cond_signal(&p->workers[i]->cv);
+  for (i = 0; i < p->nthreads; i++) set_wake(p->workers[i]);
   pthread_mutex_unlock(&p->mu);
+  for (i = 0; i < p->nthreads; i++) unpark(p->workers[i]);
   for (i = 0; i < p->nthreads; i++) {
     pthread_join(p->workers[i]->th, NULL);
     pthread_cond_destroy(&p->workers[i]->cv);
@@ -701,7 +730,7 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
     if (p->idle != NULL) {
       wake = p->idle;
       p->idle = wake->next_idle;
-      wake->wake = 1;
+      set_wake(wake);
       p->navail++;
     } else if (p->nthreads < p->size) {
       if (start_worker(p) != 0 && p->nthreads == 0) r = UV_EAGAIN;
@@ -712,7 +741,7 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
     p->qlen = 0;
   }
   pthread_mutex_unlock(&p->mu);
-  if (wake != NULL) pthread_cond_signal(&wake->cv);
+  if (wake != NULL) unpark(wake);
   if (r != 0) {
     work_release(p, w);
     return r;
