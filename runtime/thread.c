@@ -93,6 +93,8 @@ typedef struct corio_pool {
   int stop;                    /* (mu) */
   int rfd, wfd;                /* the wake-up: eventfd (rfd == wfd) */
   uv_poll_t *poll;
+  uv_prepare_t *prep;          /* takes finished requests before a poll */
+  int sleeping;                /* the loop may block: wake it (mu) */
   uint32_t inflight;           /* loop thread only */
   corio_work *free;            /* requests kept for reuse (loop thread) */
   int nfree;
@@ -446,7 +448,7 @@ static void *worker_main(void *arg) {
   for (;;) {
     corio_work *w = p->qhead;
     if (w != NULL) {
-      int first;
+      int wake;
       p->qhead = w->next;
       if (p->qhead == NULL) p->qtail = NULL;
       p->qlen--;
@@ -454,11 +456,12 @@ static void *worker_main(void *arg) {
       pthread_mutex_unlock(&p->mu);
       run_work(wk, w);
       pthread_mutex_lock(&p->mu);
-      first = p->done == NULL;
+      wake = p->sleeping;
+      p->sleeping = 0;   /* one wake-up is enough */
       w->next = p->done;
       p->done = w;
       p->navail++;
-      if (first) {
+      if (wake) {
         pthread_mutex_unlock(&p->mu);
         wake_loop(p);
         pthread_mutex_lock(&p->mu);
@@ -558,19 +561,17 @@ static void deliver_work(corio_task *t) {
   work_release(p, w);
 }
 
-static void on_done(uv_poll_t *h, int status, int events) {
-  corio_pool *p = h->data;
+/* Make the callers of the finished requests ready (loop thread), with
+** sleeping (under mu) set to whether the loop may block afterwards.
+** Returns how many there were. */
+static int take_done(corio_pool *p, int sleeping) {
   corio_rt *rt = p->rt;
   corio_work *list, *w = NULL;
-  uint64_t v;
-  (void)status;
-  (void)events;
-  while (read(p->rfd, &v, p->rfd == p->wfd ? sizeof(v) : 1) > 0 &&
-         p->rfd != p->wfd) {
-  }
+  int n = 0;
   pthread_mutex_lock(&p->mu);
   list = p->done;
   p->done = NULL;
+  p->sleeping = sleeping && list == NULL;
   pthread_mutex_unlock(&p->mu);
   while (list != NULL) {   /* newest first: restore the order */
     corio_work *next = list->next;
@@ -581,7 +582,10 @@ static void on_done(uv_poll_t *h, int status, int events) {
   while (w != NULL) {
     corio_work *next = w->next;
     rt->nexternal--;
-    if (--p->inflight == 0) uv_unref((uv_handle_t *)p->poll);
+    if (--p->inflight == 0) {
+      uv_unref((uv_handle_t *)p->poll);
+      uv_prepare_stop(p->prep);
+    }
     if (w->t == NULL) {   /* the caller was cancelled: drop the result */
       work_release(p, w);
     } else {
@@ -589,7 +593,40 @@ static void on_done(uv_poll_t *h, int status, int events) {
       corio__ready(rt, w->t, deliver_work);
     }
     w = next;
+    n++;
   }
+  return n;
+}
+
+/* Woken by a worker: the loop was, or was about to be, blocked. */
+static void on_done(uv_poll_t *h, int status, int events) {
+  corio_pool *p = h->data;
+  uint64_t v;
+  (void)status;
+  (void)events;
+  while (read(p->rfd, &v, p->rfd == p->wfd ? sizeof(v) : 1) > 0 &&
+         p->rfd != p->wfd) {
+  }
+  take_done(p, 0);
+}
+
+/* Before every poll of the loop: take what finished while the loop was
+** busy (no wake-up needed for those), and tell the workers that the loop
+** may now block, so the next one to finish wakes it. A task made ready
+** here stops corio's own run of the loop from blocking (corio__ready);
+** in a run of the host's, nothing would: then the poll is woken. */
+static void on_prepare(uv_prepare_t *h) {
+  corio_pool *p = h->data;
+  int pending;
+  if (p->rt->in_uv) {
+    take_done(p, 1);
+    return;
+  }
+  pthread_mutex_lock(&p->mu);
+  pending = p->done != NULL;
+  p->sleeping = !pending;
+  pthread_mutex_unlock(&p->mu);
+  if (pending) wake_loop(p);
 }
 
 static void pool_destroy(corio_pool *p) {
@@ -628,15 +665,21 @@ static corio_pool *pool_get(corio_rt *rt) {
   }
 #endif
   p->poll = malloc(sizeof(*p->poll));
+  p->prep = malloc(sizeof(*p->prep));
   if (p->workers == NULL || p->rfd < 0 || p->poll == NULL ||
-      uv_poll_init(rt->loop, p->poll, p->rfd) != 0) {
+      p->prep == NULL || uv_poll_init(rt->loop, p->poll, p->rfd) != 0) {
     free(p->poll);
+    free(p->prep);
     pool_destroy(p);
     return NULL;
   }
   p->poll->data = p;
   uv_poll_start(p->poll, UV_READABLE, on_done);
   uv_unref((uv_handle_t *)p->poll);
+  uv_prepare_init(rt->loop, p->prep);
+  p->prep->data = p;
+  uv_unref((uv_handle_t *)p->prep);
+  p->sleeping = 1;
   rt->work_states = (struct corio_work_state *)p;
   return p;
 }
@@ -666,6 +709,8 @@ void corio__work_states_free(corio_rt *rt) {
   work_free_list(p->free);
   if (uv_is_closing((uv_handle_t *)p->poll)) free(p->poll);
   else uv_close((uv_handle_t *)p->poll, free_handle);
+  if (uv_is_closing((uv_handle_t *)p->prep)) free(p->prep);
+  else uv_close((uv_handle_t *)p->prep, free_handle);
   pool_destroy(p);
   rt->work_states = NULL;
 }
@@ -746,7 +791,10 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
     work_release(p, w);
     return r;
   }
-  if (p->inflight++ == 0) uv_ref((uv_handle_t *)p->poll);
+  if (p->inflight++ == 0) {
+    uv_ref((uv_handle_t *)p->poll);
+    uv_prepare_start(p->prep, on_prepare);
+  }
   rt->nexternal++;
   return 0;
 }
