@@ -771,6 +771,7 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
   else p->qhead = w;
   p->qtail = w;
   p->qlen++;
+  if (p->inflight == 0) p->sleeping = 1;   /* until a prepare says more */
   if (p->qlen > (uint32_t)(p->navail > 0 ? p->navail : 0)) {
     if (p->idle != NULL) {
       wake = p->idle;
