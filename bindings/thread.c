@@ -83,7 +83,8 @@ static int l_to_thread(lua_State *L) {
     code = lua_tolstring(L, 2, &ncode);
   } else {
     corio_threadfn *tf = lua_touserdata(L, 2);
-    if (tf == NULL || lua_rawequal(L, 1, 2) == 0 ||
+    if (tf == NULL || lua_type(L, 2) != LUA_TUSERDATA ||
+        lua_rawequal(L, 1, 2) == 0 || lua_objlen(L, 2) < sizeof(*tf) ||
         tf->magic != CORIO_MAGIC_THREADFN)
       return refuse(L);
     cfn = tf->fn;

@@ -46,7 +46,7 @@
 
 /* Requests kept for reuse, and the buffer size a kept one may hold. */
 #define FREE_MAX 64
-#define KEEP_BUF 16384
+#define KEEP_BUF 4096
 /* Functions a worker keeps loaded before it starts its cache afresh. */
 #define CACHE_MAX 256
 

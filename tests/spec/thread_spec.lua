@@ -113,6 +113,22 @@ describe("corio.to_thread refusals", function()
     assert.matches("upvalues %('up'%)", tostring(err))
   end)
 
+  it("refuses other userdata", function()
+    local err = catch(corio.to_thread, io.stdout)
+    assert.matches("Lua function expected, got userdata", tostring(err))
+  end)
+
+  it("a cancelled scope's call raises Cancelled and runs nothing", function()
+    local ran = false
+    corio.scope(function(s)
+      s:cancel()
+      local ok, err = pcall(corio.to_thread, function() return 1 end)
+      ran = ok
+      assert.is_true(corio.is_cancelled(err))
+    end)
+    assert.is_false(ran)
+  end)
+
   it("says when the results cannot come back", function()
     local err = catch(corio.to_thread, function() return print end)
     assert.matches("cannot send the results back", tostring(err))
