@@ -96,7 +96,9 @@ static int l_to_thread(lua_State *L) {
     return lua_gettop(L);
   }
   w = corio__work_new(rt);
-  if (w == NULL) return luaL_error(L, "corio.to_thread: out of memory");
+  if (w == NULL)
+    return luaL_error(L, "corio.to_thread: cannot start the worker pool "
+                      "(out of memory or file descriptors)");
   if (corio__work_code(w, code, ncode, cfn) != 0) {
     corio__work_drop(rt, w);
     return luaL_error(L, "corio.to_thread: out of memory");
