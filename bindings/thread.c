@@ -17,8 +17,9 @@
 static int bad_args(lua_State *L, const char *why) {
   luaL_where(L, 2);
   lua_pushfstring(L, "bad argument to 'to_thread' (cannot send the "
-                  "arguments to a worker: %s; only nil, booleans, numbers, "
-                  "strings and tables of those can cross)", why);
+                  "arguments to a worker: %s%s; only nil, booleans, numbers, "
+                  "strings and tables of those can cross)", why,
+                  strstr(why, "too deep") != NULL ? CORIO_TOO_DEEP : "");
   lua_concat(L, 2);
   return lua_error(L);
 }

@@ -390,6 +390,11 @@ static void run_work(corio_worker *wk, corio_work *w) {
     lua_pushvalue(L, S_ENCODE);
     lua_insert(L, -2);
     if (lua_pcall(L, 1, 1, 0) != 0) {
+      const char *e = lua_tostring(L, -1);
+      if (e != NULL && strstr(e, "too deep") != NULL) {
+        lua_pushliteral(L, CORIO_TOO_DEEP);
+        lua_concat(L, 2);
+      }
       fail_top(L, w, "corio.to_thread: cannot send the results back: ");
     } else {
       s = lua_tolstring(L, -1, &n);

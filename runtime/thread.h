@@ -9,6 +9,9 @@
 
 typedef struct corio_work corio_work;
 
+/* Said after string.buffer's "too deep to serialize". */
+#define CORIO_TOO_DEEP " (cyclic data, or tables nested over 100 deep)"
+
 /* A request to fill and queue, or NULL (out of memory, or the pool could
 ** not start). */
 corio_work *corio__work_new(corio_rt *rt);

@@ -79,6 +79,13 @@ describe("corio.to_thread refusals", function()
     t.self = t
     local err = catch(corio.to_thread, function(x) return x end, t)
     assert.matches("cannot send the arguments", tostring(err))
+    assert.matches("cyclic data", tostring(err))
+    err = catch(corio.to_thread, function()
+      local r = {}
+      r.r = r
+      return r
+    end)
+    assert.matches("cannot send the results back: .*cyclic data", tostring(err))
   end)
 
   it("refuses before anything runs", function()
