@@ -1,41 +1,32 @@
 /*
-** thread.c (bindings): to_thread(fn, encoded_args) for init.lua, which
-** serialises the arguments and decodes the results. Refuses C functions
-** and functions with upvalues before anything runs.
+** thread.c (bindings): to_thread(fn, code, ...) for init.lua, which
+** dumps the function once (code: its bytecode, or false to have it
+** refused here) or passes a host's C function (corio_push_thread_fn) as
+** code. Arguments that are not all nil, booleans, numbers or strings are
+** encoded with string.buffer here, and refused before anything runs when
+** they cannot be.
 */
 #include <stdlib.h>
 #include <string.h>
 
 #include "bindings.h"
+#include "../runtime/thread.h"
 
-static int writer(lua_State *L, const void *p, size_t sz, void *ud) {
-  luaL_addlstring((luaL_Buffer *)ud, (const char *)p, sz);
-  return 0;
+/* Raise "bad argument to 'to_thread' (...)" at the caller of the Lua
+** wrapper. */
+static int bad_args(lua_State *L, const char *why) {
+  luaL_where(L, 2);
+  lua_pushfstring(L, "bad argument to 'to_thread' (cannot send the "
+                  "arguments to a worker: %s%s; only nil, booleans, numbers, "
+                  "strings and tables of those can cross)", why,
+                  strstr(why, "too deep") != NULL ? CORIO_TOO_DEEP : "");
+  lua_concat(L, 2);
+  return lua_error(L);
 }
 
-/* to_thread(fn, args [, bytecode]) -> true, ok, encoded | false, err */
-static int l_to_thread(lua_State *L) {
-  corio_rt *rt = RT(L);
-  corio_task *t;
-  const char *code, *args, *up;
-  size_t ncode, nargs;
-  luaL_Buffer b;
-  void *obj;
-  int n, r;
-  corio_threadfn *tf = lua_touserdata(L, 1);
-  if (tf != NULL && tf->magic == CORIO_MAGIC_THREADFN) {
-    args = luaL_checklstring(L, 2, &nargs);
-    n = corio__enter(L, rt, &t, "to_thread");
-    if (n >= 0) return n;
-    r = corio__to_thread(rt, t, NULL, 0, tf->fn, args, nargs, &obj);
-    if (r != 0) {
-      lua_pushboolean(L, 0);
-      corio__push_error(L, "error", uv_strerror(r));
-      return 2;
-    }
-    return corio__suspend(rt, L, t, corio__abort_work_hook, "to_thread",
-                          obj);
-  }
+/* fn (arg 1) cannot run in a worker: say why. */
+static int refuse(lua_State *L) {
+  const char *up;
   if (lua_type(L, 1) != LUA_TFUNCTION || lua_iscfunction(L, 1))
     return corio__argerror(L, 2, 1, "to_thread",
                            lua_type(L, 1) == LUA_TFUNCTION
@@ -49,30 +40,84 @@ static int l_to_thread(lua_State *L) {
                                            "('%s'); a worker runs in its own "
                                            "Lua state, so pass values as "
                                            "arguments instead", up));
-  args = luaL_checklstring(L, 2, &nargs);
-  lua_settop(L, 3);
-  n = corio__enter(L, rt, &t, "to_thread");
-  if (n >= 0) return n;
-  if (lua_type(L, 3) != LUA_TSTRING) {   /* not dumped by the caller */
-    luaL_buffinit(L, &b);
-    lua_pushvalue(L, 1);
-    if (lua_dump(L, writer, &b) != 0)
-      return luaL_error(L, "corio.to_thread: cannot dump the function");
-    lua_pop(L, 1);
-    luaL_pushresult(&b);
-    lua_replace(L, 3);
-  }
-  code = lua_tolstring(L, 3, &ncode);
-  r = corio__to_thread(rt, t, code, ncode, NULL, args, nargs, &obj);
-  if (r != 0) {
-    lua_pushboolean(L, 0);
-    corio__push_error(L, "error", uv_strerror(r));
-    return 2;
-  }
-  return corio__suspend(rt, L, t, corio__abort_work_hook, "to_thread", obj);
+  return corio__argerror(L, 2, 1, "to_thread", "cannot dump the function");
 }
 
-/* thread_pool_size(n): size libuv's thread pool before it starts. */
+/* The arguments at 3..top as one string.buffer encoding, into w. */
+static void encode_args(lua_State *L, corio_rt *rt, corio_work *w, int top) {
+  int i;
+  size_t n;
+  const char *s;
+  lua_pushvalue(L, lua_upvalueindex(2));   /* string.buffer.encode */
+  lua_createtable(L, top - 2, 1);
+  for (i = 3; i <= top; i++) {
+    lua_pushvalue(L, i);
+    lua_rawseti(L, -2, i - 2);
+  }
+  lua_pushinteger(L, top - 2);
+  lua_setfield(L, -2, "n");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    corio__work_drop(rt, w);
+    return (void)bad_args(L, lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                                 : "(no message)");
+  }
+  s = lua_tolstring(L, -1, &n);
+  if (corio__work_args_encoded(w, s, n) != 0) {
+    corio__work_drop(rt, w);
+    (void)luaL_error(L, "corio.to_thread: out of memory");
+  }
+  lua_pop(L, 1);
+}
+
+/* to_thread(fn, code, ...) -> true, results... | false, 1, encoded |
+** false, 2, worker error | false, NOLOOP or error, fn, code, ... */
+static int l_to_thread(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  const char *code = NULL;
+  size_t ncode = 0;
+  lua_CFunction cfn = NULL;
+  corio_work *w;
+  int top = lua_gettop(L), n, r;
+  if (top < 2) lua_settop(L, top = 2);
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    code = lua_tolstring(L, 2, &ncode);
+  } else {
+    corio_threadfn *tf = lua_touserdata(L, 2);
+    if (tf == NULL || lua_type(L, 2) != LUA_TUSERDATA ||
+        lua_rawequal(L, 1, 2) == 0 || lua_objlen(L, 2) < sizeof(*tf) ||
+        tf->magic != CORIO_MAGIC_THREADFN)
+      return refuse(L);
+    cfn = tf->fn;
+  }
+  n = corio__enter(L, rt, &t, "to_thread");
+  if (n >= 0) {   /* false, NOLOOP | false, Cancelled: then the call */
+    lua_insert(L, 1);
+    lua_insert(L, 1);
+    return lua_gettop(L);
+  }
+  w = corio__work_new(rt);
+  if (w == NULL)
+    return luaL_error(L, "corio.to_thread: cannot start the worker pool "
+                      "(out of memory or file descriptors)");
+  if (corio__work_code(w, code, ncode, cfn) != 0) {
+    corio__work_drop(rt, w);
+    return luaL_error(L, "corio.to_thread: out of memory");
+  }
+  r = corio__work_args(w, L, 3, top);
+  if (r < 0) {
+    corio__work_drop(rt, w);
+    return luaL_error(L, "corio.to_thread: out of memory");
+  }
+  if (r > 0) encode_args(L, rt, w, top);
+  r = corio__work_queue(rt, t, w);
+  if (r != 0)
+    return luaL_error(L, "corio.to_thread: cannot start a worker: %s",
+                      uv_strerror(r));
+  return corio__suspend(rt, L, t, corio__abort_work_hook, "to_thread", w);
+}
+
+/* thread_pool_size(n): size the thread pools before they start. */
 static int l_pool_size(lua_State *L) {
   lua_Number n = luaL_checknumber(L, 1);
   const char *env;
@@ -102,6 +147,11 @@ int luaopen_corio_thread_pool(lua_State *L) {
 
 int luaopen_corio_thread(lua_State *L) {
   lua_pushlightuserdata(L, corio__rt(L));
-  lua_pushcclosure(L, l_to_thread, 1);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "string.buffer");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "encode");
+  lua_remove(L, -2);
+  lua_pushcclosure(L, l_to_thread, 2);
   return 1;
 }

@@ -247,7 +247,7 @@ struct corio_rt {
   int step_flagged;           /* the current step was reported (atomic) */
   uint64_t flagged_at;        /* when that step began, about */
   int dump_due;               /* SIGUSR1 seen: print the task tree */
-  struct corio_work_state *work_states; /* idle worker Lua states */
+  struct corio_work_state *work_states; /* to_thread's worker pool */
   int deadlock;             /* a deadlock was found in this run */
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
@@ -338,10 +338,7 @@ int corio__is_error(lua_State *L, int idx, const char *kind);
 void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
                        corio_task *t);
 
-/* thread.c */
-int corio__to_thread(corio_rt *rt, corio_task *t, const char *code,
-                     size_t ncode, lua_CFunction cfn, const char *args,
-                     size_t nargs, void **obj);
+/* thread.c (requests: thread.h) */
 extern corio_abort_fn corio__abort_work_hook;
 void corio__work_states_free(corio_rt *rt);
 int corio__pool_size(int n);

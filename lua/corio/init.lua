@@ -327,47 +327,45 @@ end
 do
   local buffer = require "string.buffer"
   local c_to_thread = core.to_thread
-  local unpack = unpack
-  local function pack(...) return { n = select("#", ...), ... } end
+  local unpack, getinfo, dump = unpack, debug.getinfo, string.dump
   -- bytecode of functions already sent, so each is dumped once
   local dumped = setmetatable({}, { __mode = "k" })
-  local function decoded(ok, wok, s)
-    if not ok then
-      if wok == NOLOOP then return nil, true end
-      error(wok, 0)
+  -- What the core needs for fn: its bytecode; fn itself for a host's C
+  -- function (corio_push_thread_fn); false to have the core refuse it.
+  local function prepare(fn)
+    local tf = type(fn)
+    if tf == "userdata" then return fn end
+    if tf ~= "function" then
+      error(("bad argument #1 to 'to_thread' (Lua function expected, got %s)")
+        :format(tf), 3)
     end
-    if not wok then
+    local info = getinfo(fn, "Su")
+    if info.nups > 0 or info.what == "C" then return false end
+    local code = dump(fn)
+    dumped[fn] = code
+    return code
+  end
+  local function slow(kind, ...)
+    if kind == 1 then   -- results that needed string.buffer
+      local r = buffer.decode((...))
+      return unpack(r, 1, r.n)
+    elseif kind == 2 then   -- the worker's error, with its traceback
+      local s = ...
       local msg, tb = s:match("^(.-)\n(stack traceback:.*)$")
       error(core.error("error", msg or s, { traceback = tb or "" }), 0)
+    elseif kind == NOLOOP then
+      return run(M.to_thread, (...), select(3, ...))
     end
-    local r = buffer.decode(s)
-    return r
+    error(kind, 0)
+  end
+  local function done(ok, ...)
+    if ok then return ... end
+    return slow(...)
   end
   function M.to_thread(fn, ...)
-    local host_fn = type(fn) == "userdata"   -- corio_push_thread_fn
-    if type(fn) ~= "function" and not host_fn then
-      error(("bad argument #1 to 'to_thread' (Lua function expected, got %s)")
-        :format(type(fn)), 2)
-    end
-    local okenc, args = pcall(buffer.encode, pack(...))
-    if not okenc then
-      error(("bad argument to 'to_thread' (cannot send the arguments to a "
-        .. "worker: %s; only nil, booleans, numbers, strings and tables of "
-        .. "those can cross)"):format(tostring(args)), 2)
-    end
-    local code = host_fn or dumped[fn]
-    if code == nil then
-      if debug.getinfo(fn, "u").nups > 0 then
-        code = false   -- let the core refuse it with its message
-      else
-        code = string.dump(fn)
-        dumped[fn] = code
-      end
-    end
-    if code == true then code = nil end
-    local r, noloop = decoded(c_to_thread(fn, args, code or nil))
-    if noloop then return run(M.to_thread, fn, ...) end
-    return unpack(r, 1, r.n)
+    local code = dumped[fn]
+    if code == nil then code = prepare(fn) end
+    return done(c_to_thread(fn, code, ...))
   end
 end
 

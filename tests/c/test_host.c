@@ -3,7 +3,9 @@
 ** host timer on an adopted loop resumes a task with values or an error;
 ** cancelling the task calls the host's cancel callback and a late resume
 ** reports UV_ECANCELED; an op cannot begin outside a task; posting from
-** another thread wakes the loop. Ends with uv_loop_close() == 0.
+** another thread wakes the loop; a host C function runs on a to_thread
+** worker; to_thread calls in a host that runs its own loop between
+** corio_step calls. Ends with uv_loop_close() == 0.
 */
 #include <pthread.h>
 #include <stdio.h>
@@ -124,6 +126,54 @@ static const char SCRIPT[] =
     "assert(not ok2 and tostring(e2):find('number expected'), tostring(e2))\n"
     "CANCELLED_OK = true\n";
 
+/* A host that runs its own loop between corio_step calls, with no handle
+** of its own on it: to_thread calls finishing while corio is busy, or while
+** the host's uv_run is about to poll, still wake that poll. */
+static void test_host_runs_loop_with_to_thread(void) {
+  uv_loop_t loop;
+  corio_options o;
+  corio_rt *rt;
+  lua_State *L;
+  int r, steps = 0;
+  CHECK(uv_loop_init(&loop) == 0);
+  memset(&o, 0, sizeof(o));
+  o.loop = &loop;
+  o.handle_signals = 0;
+  rt = corio_new(&o);
+  CHECK(rt != NULL);
+  corio_add_paths(rt, CORIO_BUILD_LUA_DIR "/?.lua;" CORIO_BUILD_LUA_DIR
+                      "/?/init.lua", NULL);
+  L = corio_lua(rt);
+  CHECK(luaL_loadstring(L,
+      "local corio = require 'corio'\n"
+      "local items = {}\n"
+      "for i = 1, 200 do items[i] = i end\n"
+      "local r = corio.map(items, function(i)\n"
+      "  return corio.to_thread(function(x)\n"
+      "    if x % 2 == 0 then\n"   /* some finish at once, some later */
+      "      local ffi = require 'ffi'\n"
+      "      pcall(ffi.cdef, 'int usleep(unsigned int usec);')\n"
+      "      ffi.C.usleep(1000)\n"
+      "    end\n"
+      "    return x + 1\n"
+      "  end, i)\n"
+      "end, { limit = 4 })\n"
+      "for i = 1, 200 do assert(r[i] == i + 1) end\n"
+      "return 'threaded'") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  while ((r = corio_step(rt, 0)) == 1 && steps < 100000) {
+    steps++;
+    uv_run(&loop, UV_RUN_ONCE);   /* the host's own turn: may block */
+  }
+  CHECK(r == 0);
+  CHECK(corio_finish(rt, 1) == 0);
+  CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "threaded") == 0);
+  lua_pop(L, 1);
+  corio_free(rt);
+  CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+}
+
 int main(void) {
   uv_loop_t loop;
   lua_State *L = luaL_newstate();
@@ -166,6 +216,7 @@ int main(void) {
   CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
   CHECK(uv_loop_close(&loop) == 0);
   lua_close(L);
+  test_host_runs_loop_with_to_thread();
   if (failures) {
     fprintf(stderr, "test_host: %d check(s) failed\n", failures);
     return 1;

@@ -35,6 +35,15 @@ local ok, err = pcall(corio.timeout, 0.01, corio.sleep, 5)
 print(ok, err.kind)'
 check_rc 0 && check_out_eq "$(printf '1\na\tb\nfalse\ttimeout')" && pass
 
+NAME="rule 11: corio.to_thread outside a loop runs it to completion"
+luajit_run 10 -e '
+local corio = require("corio")
+local a, t = corio.to_thread(function(x) return x * 2, { x } end, 21)
+print(a, t[1])
+local ok, err = pcall(corio.to_thread, function() error("in worker") end)
+print(ok, err.kind, (err.message:match("in worker")))'
+check_rc 0 && check_out_eq "$(printf '42\t21\nfalse\terror\tin worker')" && pass
+
 NAME="rule 11: corio.run returns fn's results and waits for descendants"
 luajit_run 10 -e '
 local corio = require("corio")

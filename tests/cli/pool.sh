@@ -21,5 +21,45 @@ local corio = require "corio"
 require("corio.fs").exists("/")
 print(pcall(corio.thread_pool_size, 3))' 2>&1)
 check "file I/O starts the pool too" "already runs"
+
+# The pool size is honoured: two calls that each block for 0.3 s run one
+# after the other on 1 worker, side by side on 2 (set by the environment).
+two_sleeps='
+local corio = require "corio"
+local function nap(s)
+  local ffi = require "ffi"
+  ffi.cdef "int usleep(unsigned int usec);"
+  ffi.C.usleep(s * 1e6)
+  return s
+end
+local t0 = corio.now()
+corio.gather({ function() return corio.to_thread(nap, 0.3) end,
+               function() return corio.to_thread(nap, 0.3) end })
+print(string.format("took %.2f", corio.now() - t0))'
+out=$(UV_THREADPOOL_SIZE=1 "$CORIO" -e "$two_sleeps" 2>&1)
+check "one worker runs the calls one after the other" "took 0\.[6-9]"
+out=$(UV_THREADPOOL_SIZE=2 "$CORIO" -e "$two_sleeps" 2>&1)
+check "two workers run them side by side" "took 0\.[345]"
+
+# A cancelled caller returns at once; its worker finishes in the background
+# and the run waits for it before the program ends.
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+out=$("$CORIO" -e '
+local corio = require "corio"
+local t0 = corio.now()
+corio.move_on_after(0.05, function()
+  corio.to_thread(function(path)
+    local t = os.clock()
+    while os.clock() - t < 0.3 do end
+    local f = assert(io.open(path, "w"))
+    f:write("worker done")
+    f:close()
+  end, arg[1])
+end)
+print(string.format("caller back after %.2f", corio.now() - t0))' "$TMP/flag" 2>&1)
+check "the cancelled caller is back at once" "caller back after 0\.[01]"
+out="$(cat "$TMP/flag" 2>&1)"
+check "the run waited for the worker to finish" "^worker done$"
 echo "pool: $pass passed, $fail failed"
 [ $fail = 0 ]
