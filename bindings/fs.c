@@ -305,6 +305,8 @@ static void want_more(corio_file *f, int fmt, size_t count) {
   if (fmt == 'c') {
     f->want = count;
     f->asize = count;
+    /* chunks of this size are mapped afresh by LuaJIT's allocator */
+    if (count >= CORIO_FS_BIGSTR) corio__big_blocks(f->rt);
   } else {
     f->want = 2 * avail;
     f->asize = avail;

@@ -17,6 +17,9 @@
 ** kernel copies page-cache bytes to a destination misaligned by 16 bytes
 ** at a third of the speed (measured: 1.4 against 5-7 GiB/s). */
 #define CORIO_FS_ALIGN 64
+/* Chunks from this size on make the state allocate big blocks with
+** malloc (corio__big_blocks, api.c). */
+#define CORIO_FS_BIGSTR (128 << 10)
 
 enum { /* corio_file->mode */
   CORIO_FS_READ = 1, CORIO_FS_WRITE = 2, CORIO_FS_APPEND = 4
