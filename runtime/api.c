@@ -3,6 +3,7 @@
 ** with its own or an adopted lua_State and loop, running Lua as the root
 ** task, and error messages. The CLI is one client of it (bindings/cli.c).
 */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ void corio_preload(lua_State *L) {
 #define CACHE_BYTES ((size_t)64 << 20)
 
 typedef struct state_alloc {
+  struct state_alloc *prev, *next;  /* in allocs */
   lua_Alloc f;   /* LuaJIT's allocator */
   void *ud;
   void **set;    /* the big blocks from malloc: open addressing */
@@ -47,6 +49,12 @@ typedef struct state_alloc {
   size_t bytes;  /* their size */
   struct { void *p; size_t size; } cache[CACHE_SLOTS];
 } state_alloc;
+
+/* Every wrapper installed: a program that exits without closing its
+** state (os.exit) leaves its big blocks reachable from here, which leak
+** checkers want. */
+static pthread_mutex_t allocs_lock = PTHREAD_MUTEX_INITIALIZER;
+static state_alloc *allocs;
 
 static size_t slot_of(const state_alloc *a, const void *p) {
   return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) & (a->setcap - 1);
@@ -183,6 +191,11 @@ void corio__big_blocks(corio_rt *rt) {
   if ((a = calloc(1, sizeof(*a))) == NULL) return;
   a->f = lua_getallocf(L, &a->ud);
   lua_setallocf(L, alloc_big, a);
+  pthread_mutex_lock(&allocs_lock);
+  a->next = allocs;
+  if (allocs != NULL) allocs->prev = a;
+  allocs = a;
+  pthread_mutex_unlock(&allocs_lock);
 }
 
 static void close_state(lua_State *L) {
@@ -191,6 +204,11 @@ static void close_state(lua_State *L) {
   lua_close(L);
   if (f == alloc_big) {
     state_alloc *a = ud;
+    pthread_mutex_lock(&allocs_lock);
+    if (a->prev != NULL) a->prev->next = a->next;
+    else allocs = a->next;
+    if (a->next != NULL) a->next->prev = a->prev;
+    pthread_mutex_unlock(&allocs_lock);
     while (a->n > 0) free(a->cache[--a->n].p);
     free(a->set);
     free(a);
