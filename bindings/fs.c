@@ -243,9 +243,8 @@ int corio__fs_ffi_put2(corio_file *f, const char *a, size_t na,
   corio_task *t;
   char *w;
   if (f->closed || !(f->mode & CORIO_FS_WRITE) || f->rlen != 0 ||
-      FG_BUSY(f) || f->wlen + na + nb > f->wcap || IS_BIG(f, na) ||
-      IS_BIG(f, nb))
-    return -1;
+      FG_BUSY(f) || f->wlen + na + nb > f->wcap || IS_BIG(f, na + nb))
+    return -1;  /* (both together as long as the buffer: the slow path) */
   if ((t = f->rt->current) != NULL) {
     if (t->cur->eff) return -1;
     t->checkpoints++;

@@ -115,7 +115,6 @@ static void deliver_file(corio_task *t) {
 
 static int submit_write(corio_file *f);
 static int submit_ahead(corio_file *f);
-static int submit_segs(corio_file *f);
 
 /* The request of f completed (or a chain step failed to submit). */
 static void file_done(corio_file *f) {
@@ -196,36 +195,43 @@ static void file_cb(uv_fs_t *req) {
     else f->alen = (size_t)r;
     f->aready = 1;
     break;
-  case CORIO_FOP_BEHIND:
-    if (r < 0) {
-      set_err(f, "write", (int)r);
-    } else {
-      size_t k = (size_t)r;
-      while (k > 0 && f->nseg > 0) {
-        if (k < f->bseg[0].len) {
-          f->bseg[0].base += k;
-          f->bseg[0].len -= k;
-          k = 0;
-        } else {
-          k -= f->bseg[0].len;
-          f->bseg[0] = f->bseg[1];
-          f->nseg--;
-        }
+  }
+  file_done(f);
+}
+
+/* A write-behind on the thread pool: bseg's bytes in pieces of at most
+** CORIO_FS_WPIECE, each one write(2), going on after short writes. The
+** loop thread leaves bseg, nseg and fd alone until behind_done. */
+static void behind_work(uv_work_t *w) {
+  corio_file *f = w->data;
+  unsigned i;
+  f->wres = 0;
+  for (i = 0; i < f->nseg; i++) {
+    const char *p = f->bseg[i].base;
+    size_t left = f->bseg[i].len;
+    while (left > 0) {
+      ssize_t k = write(f->fd, p, left < CORIO_FS_WPIECE ? left
+                                                          : CORIO_FS_WPIECE);
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        f->wres = -errno;
+        return;
       }
-      if (f->nseg > 0) {
-        /* a short write (pipes): go on with the rest */
-        int e = submit_segs(f);
-        if (e == 0) return;
-        set_err(f, "write", e);
-      }
+      p += k;
+      left -= (size_t)k;
     }
-    f->nseg = 0;
-    if (f->bref > 0) {
-      /* the string written straight from may be collected now */
-      corio__unref(f->rt, f->rt->L, f->bref);
-      f->bref = 0;
-    }
-    break;
+  }
+}
+
+static void behind_done(uv_work_t *w, int status) {
+  corio_file *f = w->data;
+  int r = status < 0 ? status : f->wres;
+  if (r < 0) set_err(f, "write", r);
+  f->nseg = 0;
+  if (f->bref > 0) {
+    /* the string written straight from may be collected now */
+    corio__unref(f->rt, f->rt->L, f->bref);
+    f->bref = 0;
   }
   file_done(f);
 }
@@ -235,11 +241,6 @@ static int submit_write(corio_file *f) {
   return uv_fs_write(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
 }
 
-/* uv_fs_write copies the bufs array: bseg may change meanwhile. */
-static int submit_segs(corio_file *f) {
-  return uv_fs_write(f->rt->loop, &f->req, f->fd, f->bseg, f->nseg, -1,
-                     file_cb);
-}
 
 /* A read buffer: CORIO_FS_ALIGN-aligned (see fs.h). */
 static char *rbuf_alloc(size_t n) {
@@ -441,7 +442,8 @@ static void swap_out(corio_file *f) {
 static int submit_behind(corio_file *f) {
   int r;
   start(f, NULL, CORIO_FOP_BEHIND);
-  r = submit_segs(f);
+  f->work.data = f;
+  r = uv_queue_work(f->rt->loop, &f->work, behind_work, behind_done);
   if (r != 0) {
     f->op = CORIO_FOP_NONE;
     f->rt->nexternal--;

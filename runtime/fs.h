@@ -20,6 +20,10 @@
 /* Chunks from this size on make the state allocate big blocks with
 ** malloc (corio__big_blocks, api.c). */
 #define CORIO_FS_BIGSTR (128 << 10)
+/* Writes in the background go out in write(2)s of at most this: a 1 MiB
+** write into new page cache after the machine idled a few seconds ran at
+** a quarter of the speed of 256 KiB ones (large folios; measured). */
+#define CORIO_FS_WPIECE (256 << 10)
 
 enum { /* corio_file->mode */
   CORIO_FS_READ = 1, CORIO_FS_WRITE = 2, CORIO_FS_APPEND = 4
@@ -65,7 +69,9 @@ typedef struct corio_file {
   ** even if the file is collected meanwhile. */
   char *bbuf;           /* the buffer swapped out of wbuf */
   size_t bcap;
-  uv_buf_t bseg[2];     /* what is left to write: bbuf's bytes, a string */
+  uv_work_t work;       /* the write-behind runs as thread-pool work */
+  ssize_t wres;         /* its result: 0 or a negative errno */
+  uv_buf_t bseg[2];     /* what it writes: bbuf's bytes, then a string */
   unsigned nseg;
   int bref;             /* corio__ref of the string in bseg, or 0 */
   int drop_close;       /* closed while a request ran: close when it ends */
