@@ -17,9 +17,14 @@
 #include "bindings.h"
 #include "../runtime/fs.h"
 
-static char need_fill, need_flush;
+static char need_fill, need_flush, need_big;
 #define NEED_FILL ((void *)&need_fill)
 #define NEED_FLUSH ((void *)&need_flush)
+#define NEED_BIG ((void *)&need_big)
+
+/* A string at least as long as the write buffer is written straight from
+** the Lua string (wbig) rather than copied into the buffer. */
+#define IS_BIG(f, n) ((n) >= (f)->wdef)
 
 /* ---- helpers ------------------------------------------------------ */
 
@@ -221,7 +226,7 @@ int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep) {
 int corio__fs_ffi_put(corio_file *f, const char *s, size_t n) {
   corio_task *t;
   if (f->closed || !(f->mode & CORIO_FS_WRITE) || f->rlen != 0 ||
-      FG_BUSY(f) || f->wlen + n > f->wcap)
+      FG_BUSY(f) || f->wlen + n > f->wcap || IS_BIG(f, n))
     return -1;
   if ((t = f->rt->current) != NULL) {
     if (t->cur->eff) return -1;
@@ -238,8 +243,8 @@ int corio__fs_ffi_put2(corio_file *f, const char *a, size_t na,
   corio_task *t;
   char *w;
   if (f->closed || !(f->mode & CORIO_FS_WRITE) || f->rlen != 0 ||
-      FG_BUSY(f) || f->wlen + na + nb > f->wcap)
-    return -1;
+      FG_BUSY(f) || f->wlen + na + nb > f->wcap || IS_BIG(f, na + nb))
+    return -1;  /* (both together as long as the buffer: the slow path) */
   if ((t = f->rt->current) != NULL) {
     if (t->cur->eff) return -1;
     t->checkpoints++;
@@ -289,6 +294,22 @@ static int read_number(lua_State *L, corio_file *f) {
   f->rpos += (size_t)(end - tmp);
   lua_pushnumber(L, d);
   return 1;
+}
+
+/* Take needs more bytes: say how many for the fill (a count, or twice
+** what is buffered: a long line or "a" doubles its reads) and size the
+** read-ahead that follows (the count: chunks stay one read each). */
+static void want_more(corio_file *f, int fmt, size_t count) {
+  size_t avail = f->rlen - f->rpos;
+  if (fmt == 'c') {
+    f->want = count;
+    f->asize = count;
+    /* chunks of this size are mapped afresh by LuaJIT's allocator */
+    if (count >= CORIO_FS_BIGSTR) corio__big_blocks(f->rt);
+  } else {
+    f->want = 2 * avail;
+    f->asize = avail;
+  }
 }
 
 /* Take one format from the buffer: 1 (value pushed; nil means fail) or
@@ -365,11 +386,15 @@ static int l_read1(lua_State *L) {
     return push_fail(L, "read", f->path, UV_EBADF);
   if (FG_BUSY(f)) return push_busy(L, f, "read");
   if ((n = cancelled(L, RT(L))) != 0) return n;
-  if (f->wlen > 0) {
+  if (f->wlen > 0 || f->op == CORIO_FOP_BEHIND) {
+    /* "+" modes: what was written goes out before reading */
     lua_pushlightuserdata(L, NEED_FLUSH);
     return 1;
   }
-  if (take(L, f, fmt, count) < 0) lua_pushlightuserdata(L, NEED_FILL);
+  if (take(L, f, fmt, count) < 0) {
+    want_more(f, fmt, count);
+    lua_pushlightuserdata(L, NEED_FILL);
+  }
   return 1;
 }
 
@@ -385,7 +410,8 @@ static int l_fill(lua_State *L) {
   if (FG_BUSY(f)) return push_busy(L, f, "read");
   n = corio__enter(L, rt, &t, "read");
   if (n >= 0) return n;
-  if (f->op == CORIO_FOP_AHEAD) return wait_bg(rt, L, t, f, "read", "fs read");
+  if (f->op == CORIO_FOP_AHEAD || f->op == CORIO_FOP_BEHIND)
+    return wait_bg(rt, L, t, f, "read", "fs read");
   if (f->aready) {
     int r = corio__fs_take_ahead(f);
     if (r != 0) return push_fail(L, "read", f->path, r);
@@ -435,6 +461,13 @@ static int l_write(lua_State *L) {
       s = num;
     } else {
       s = lua_tolstring(L, i, &n);
+      if (IS_BIG(f, n)) {
+        /* the values before it are buffered; the wrapper writes this
+        ** one with wbig and the rest with write again */
+        lua_pushlightuserdata(L, NEED_BIG);
+        lua_pushinteger(L, i - 1);
+        return 2;
+      }
     }
     if ((r = corio__fs_append(f, s, n)) != 0)
       return push_fail(L, "write", f->path, r);
@@ -485,6 +518,42 @@ static int l_push(lua_State *L) {
     return push_fail(L, "write", f->path, r);
   lua_pushboolean(L, 1);
   lua_pushinteger(L, 1);
+  return corio__fast(rt, L, t, 2);
+}
+
+/* wbig(f, s) -> true, 1 (being written in the background) | true, 2
+** (the same; a "+" file: flush to wait for it) | true (waited for the
+** write in flight: ask again) | false, err. A checkpoint. The buffered
+** bytes and then s go out in one request, straight from s, which is
+** pinned until it ends. */
+static int l_wbig(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_file *f = check_file(L, 1, "write");
+  corio_task *t;
+  size_t len;
+  const char *s = lua_tolstring(L, 2, &len);
+  int n, r, ref;
+  if (s == NULL || lua_type(L, 2) != LUA_TSTRING)
+    return corio__argerror(L, 2, 1, "write",
+                           lua_pushfstring(L, "string expected, got %s",
+                                           luaL_typename(L, 2)));
+  if (f->closed) return push_closed(L, f, "write");
+  if (!(f->mode & CORIO_FS_WRITE))
+    return push_fail(L, "write", f->path, UV_EBADF);
+  if (FG_BUSY(f)) return push_busy(L, f, "write");
+  n = corio__enter(L, rt, &t, "write");
+  if (n >= 0) return n;
+  if (f->op == CORIO_FOP_BEHIND) return wait_bg(rt, L, t, f, "write", "fs write");
+  if (f->err < 0) return take_err(L, f);
+  if (f->rlen > 0) drop_read_buffer(f);
+  lua_settop(L, 2);
+  ref = corio__ref(rt, L);
+  if ((r = corio__fs_direct(f, s, len, ref)) != 0) {
+    corio__unref(rt, L, ref);
+    return push_fail(L, "write", f->path, r);
+  }
+  lua_pushboolean(L, 1);
+  lua_pushinteger(L, f->mode & CORIO_FS_READ ? 2 : 1);
   return corio__fast(rt, L, t, 2);
 }
 
@@ -661,6 +730,7 @@ int luaopen_corio_fs(lua_State *L) {
   static const corio_reg fns[] = {
       {"open", l_open},       {"line", l_line},   {"read1", l_read1},
       {"fill", l_fill},       {"write", l_write}, {"flush", l_flush}, {"push", l_push},
+      {"wbig", l_wbig},
       {"seek", l_seek},       {"close", l_close}, {"state", l_state},
       {"stat", l_stat},       {"mkdir", l_mkdir}, {"unlink", l_unlink},
       {"rmdir", l_rmdir},     {"rename", l_rename},   {"ptr", l_ptr},
@@ -672,6 +742,8 @@ int luaopen_corio_fs(lua_State *L) {
   lua_setfield(L, -2, "NEED_FILL");
   lua_pushlightuserdata(L, NEED_FLUSH);
   lua_setfield(L, -2, "NEED_FLUSH");
+  lua_pushlightuserdata(L, NEED_BIG);
+  lua_setfield(L, -2, "NEED_BIG");
   lua_pushlightuserdata(L, (void *)corio__fs_ffi_line);
   lua_setfield(L, -2, "ffi_line");
   lua_pushlightuserdata(L, (void *)corio__fs_ffi_put);

@@ -3,6 +3,8 @@
 ** with its own or an adopted lua_State and loop, running Lua as the root
 ** task, and error messages. The CLI is one client of it (bindings/cli.c).
 */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,198 @@ void corio_preload(lua_State *L) {
   lua_pop(L, 2);
 }
 
+/* Big blocks. LuaJIT's allocator maps each block over 128 KiB afresh
+** and unmaps it when freed, so a program making large strings (a file
+** read by 1 MiB chunks) pays a page fault per 4 KiB of each, which costs
+** more than the copy. corio__big_blocks (called by corio.fs when it
+** starts reading large chunks) puts a wrapper in front of it in a state
+** corio made: new blocks of BIG_BLOCK bytes and more come from malloc,
+** and freed ones are kept (up to CACHE_BYTES) for the next of about
+** their size, as the collector frees strings in bursts that malloc would
+** give back to the system. The wrapper is installed late, so a set of
+** the blocks it made tells them from LuaJIT's; small blocks (nearly all)
+** go straight through, and a state that never reads large chunks pays
+** nothing. */
+#define BIG_BLOCK ((size_t)128 * 1024)
+#define CACHE_SLOTS 128
+#define CACHE_BYTES ((size_t)64 << 20)
+
+typedef struct state_alloc {
+  struct state_alloc *prev, *next;  /* in allocs */
+  lua_Alloc f;   /* LuaJIT's allocator */
+  void *ud;
+  void **set;    /* the big blocks from malloc: open addressing */
+  size_t setcap, setn;
+  int n;         /* cached blocks */
+  size_t bytes;  /* their size */
+  struct { void *p; size_t size; } cache[CACHE_SLOTS];
+} state_alloc;
+
+/* Every wrapper installed: a program that exits without closing its
+** state (os.exit) leaves its big blocks reachable from here, which leak
+** checkers want. */
+static pthread_mutex_t allocs_lock = PTHREAD_MUTEX_INITIALIZER;
+static state_alloc *allocs;
+
+static size_t slot_of(const state_alloc *a, const void *p) {
+  return (size_t)(((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull) & (a->setcap - 1);
+}
+
+static int set_has(const state_alloc *a, const void *p) {
+  size_t i;
+  if (a->setn == 0) return 0;
+  for (i = slot_of(a, p); a->set[i] != NULL; i = (i + 1) & (a->setcap - 1))
+    if (a->set[i] == p) return 1;
+  return 0;
+}
+
+/* 0, or -1 when the set cannot grow (p is then not added). */
+static int set_add(state_alloc *a, void *p) {
+  size_t i;
+  if (2 * (a->setn + 1) > a->setcap) {
+    size_t cap = a->setcap ? 2 * a->setcap : 64, j;
+    void **old = a->set, **nw = calloc(cap, sizeof(*nw));
+    if (nw == NULL) return -1;
+    a->set = nw;
+    j = a->setcap;
+    a->setcap = cap;
+    while (j-- > 0)
+      if (old[j] != NULL) {
+        for (i = slot_of(a, old[j]); nw[i] != NULL; i = (i + 1) & (cap - 1)) {
+        }
+        nw[i] = old[j];
+      }
+    free(old);
+  }
+  for (i = slot_of(a, p); a->set[i] != NULL; i = (i + 1) & (a->setcap - 1)) {
+  }
+  a->set[i] = p;
+  a->setn++;
+  return 0;
+}
+
+static void set_del(state_alloc *a, void *p) {
+  size_t m = a->setcap - 1, i = slot_of(a, p), j, k;
+  while (a->set[i] != p) i = (i + 1) & m;
+  /* backward shift: move later entries of the run into the hole */
+  for (j = (i + 1) & m; a->set[j] != NULL; j = (j + 1) & m) {
+    k = slot_of(a, a->set[j]);
+    if (((j - k) & m) >= ((j - i) & m)) {
+      a->set[i] = a->set[j];
+      i = j;
+    }
+  }
+  a->set[i] = NULL;
+  a->setn--;
+}
+
+/* A new big block (in the set), or NULL. */
+static void *big_get(state_alloc *a, size_t size) {
+  void *p = NULL;
+  int i;
+  for (i = 0; i < a->n; i++) {
+    if (a->cache[i].size >= size && a->cache[i].size - size <= size / 4) {
+      p = a->cache[i].p;
+      a->bytes -= a->cache[i].size;
+      a->cache[i] = a->cache[--a->n];
+      break;
+    }
+  }
+  if (p == NULL && (p = malloc(size)) == NULL) return NULL;
+  if (set_add(a, p) != 0) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+static void big_put(state_alloc *a, void *p, size_t size) {
+  set_del(a, p);
+  if (a->n < CACHE_SLOTS && a->bytes + size <= CACHE_BYTES) {
+    a->cache[a->n].p = p;
+    a->cache[a->n++].size = size;  /* at least; free() knows the rest */
+    a->bytes += size;
+  } else {
+    free(p);
+  }
+}
+
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void *alloc_slow(state_alloc *a, void *p, size_t osize, size_t nsize) {
+  void *q;
+  if (p == NULL) osize = 0;
+  if (p != NULL && !set_has(a, p)) {
+    /* LuaJIT's own block: it stays LuaJIT's, unless it grows big */
+    if (osize >= BIG_BLOCK || nsize < BIG_BLOCK)
+      return a->f(a->ud, p, osize, nsize);
+    if ((q = big_get(a, nsize)) == NULL) return a->f(a->ud, p, osize, nsize);
+    memcpy(q, p, osize);
+    a->f(a->ud, p, osize, 0);
+    return q;
+  }
+  if (p == NULL) {
+    if (nsize < BIG_BLOCK) return a->f(a->ud, NULL, 0, nsize);
+    /* a failed big_get (no memory for the set): LuaJIT's then */
+    return (q = big_get(a, nsize)) != NULL ? q : a->f(a->ud, NULL, 0, nsize);
+  }
+  /* a block of ours */
+  if (nsize == 0) {
+    big_put(a, p, osize);
+    return NULL;
+  }
+  if (nsize >= BIG_BLOCK) {
+    /* out of the set first: p is not to be looked at after realloc.
+    ** The set does not grow when one goes out and one comes back in. */
+    set_del(a, p);
+    q = realloc(p, nsize);
+    (void)set_add(a, q != NULL ? q : p);
+    return q;
+  }
+  if ((q = a->f(a->ud, NULL, 0, nsize)) == NULL) return NULL;
+  memcpy(q, p, nsize);
+  big_put(a, p, osize);
+  return q;
+}
+
+static void *alloc_big(void *ud, void *p, size_t osize, size_t nsize) {
+  state_alloc *a = ud;
+  if ((osize | nsize) < BIG_BLOCK) return a->f(a->ud, p, osize, nsize);
+  return alloc_slow(a, p, osize, nsize);
+}
+
+void corio__big_blocks(corio_rt *rt) {
+  lua_State *L = rt->L;
+  state_alloc *a;
+  if (!rt->own_state || lua_getallocf(L, NULL) == alloc_big) return;
+  if ((a = calloc(1, sizeof(*a))) == NULL) return;
+  a->f = lua_getallocf(L, &a->ud);
+  lua_setallocf(L, alloc_big, a);
+  pthread_mutex_lock(&allocs_lock);
+  a->next = allocs;
+  if (allocs != NULL) allocs->prev = a;
+  allocs = a;
+  pthread_mutex_unlock(&allocs_lock);
+}
+
+static void close_state(lua_State *L) {
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  lua_close(L);
+  if (f == alloc_big) {
+    state_alloc *a = ud;
+    pthread_mutex_lock(&allocs_lock);
+    if (a->prev != NULL) a->prev->next = a->next;
+    else allocs = a->next;
+    if (a->next != NULL) a->next->prev = a->prev;
+    pthread_mutex_unlock(&allocs_lock);
+    while (a->n > 0) free(a->cache[--a->n].p);
+    free(a->set);
+    free(a);
+  }
+}
+
 struct corio_box {
   corio_rt *rt;
   int own_state;
@@ -36,12 +230,12 @@ corio_rt *corio_new(const corio_options *opts) {
     luaL_openlibs(L);
   }
   if (corio__rt(L) != NULL) {  /* one runtime per state */
-    if (own) lua_close(L);
+    if (own) close_state(L);
     return NULL;
   }
   rt = corio__rt_create(L, opts != NULL ? opts->loop : NULL);
   if (rt == NULL) {
-    if (own) lua_close(L);
+    if (own) close_state(L);
     return NULL;
   }
   rt->own_state = own;
@@ -67,7 +261,7 @@ void corio_free(corio_rt *rt) {
     lua_settop(L, top);
   }
   corio__rt_destroy(rt, 1);
-  if (own) lua_close(L);
+  if (own) close_state(L);
 }
 
 lua_State *corio_lua(corio_rt *rt) { return rt->L; }

@@ -195,22 +195,43 @@ static void file_cb(uv_fs_t *req) {
     else f->alen = (size_t)r;
     f->aready = 1;
     break;
-  case CORIO_FOP_BEHIND:
-    if (r < 0) {
-      set_err(f, "write", (int)r);
-    } else {
-      f->boff += (size_t)r;
-      if (f->boff < f->blen) {
-        uv_buf_t b = uv_buf_init(f->bbuf + f->boff,
-                                 (unsigned)(f->blen - f->boff));
-        int e = uv_fs_write(f->rt->loop, &f->req, f->fd, &b, 1, -1,
-                            file_cb);
-        if (e == 0) return;
-        set_err(f, "write", e);
+  }
+  file_done(f);
+}
+
+/* A write-behind on the thread pool: bseg's bytes in pieces of at most
+** CORIO_FS_WPIECE, each one write(2), going on after short writes. The
+** loop thread leaves bseg, nseg and fd alone until behind_done. */
+static void behind_work(uv_work_t *w) {
+  corio_file *f = w->data;
+  unsigned i;
+  f->wres = 0;
+  for (i = 0; i < f->nseg; i++) {
+    const char *p = f->bseg[i].base;
+    size_t left = f->bseg[i].len;
+    while (left > 0) {
+      ssize_t k = write(f->fd, p, left < CORIO_FS_WPIECE ? left
+                                                          : CORIO_FS_WPIECE);
+      if (k < 0) {
+        if (errno == EINTR) continue;
+        f->wres = -errno;
+        return;
       }
+      p += k;
+      left -= (size_t)k;
     }
-    f->blen = f->boff = 0;
-    break;
+  }
+}
+
+static void behind_done(uv_work_t *w, int status) {
+  corio_file *f = w->data;
+  int r = status < 0 ? status : f->wres;
+  if (r < 0) set_err(f, "write", r);
+  f->nseg = 0;
+  if (f->bref > 0) {
+    /* the string written straight from may be collected now */
+    corio__unref(f->rt, f->rt->L, f->bref);
+    f->bref = 0;
   }
   file_done(f);
 }
@@ -220,6 +241,21 @@ static int submit_write(corio_file *f) {
   return uv_fs_write(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
 }
 
+
+/* A read buffer: CORIO_FS_ALIGN-aligned (see fs.h). */
+static char *rbuf_alloc(size_t n) {
+  void *p;
+  if (posix_memalign(&p, CORIO_FS_ALIGN, n) != 0) return NULL;
+  return p;
+}
+
+/* Clamp a read size to [rdef, MAXREQ]. */
+static size_t read_size(const corio_file *f, size_t n) {
+  if (n < f->rdef) n = f->rdef;
+  if (n > CORIO_FS_MAXREQ) n = CORIO_FS_MAXREQ;
+  return n;
+}
+
 static void start(corio_file *f, corio_task *t, int op) {
   f->op = op;
   f->t = t;
@@ -227,6 +263,7 @@ static void start(corio_file *f, corio_task *t, int op) {
   f->rt->nexternal++;
 }
 
+/* Grow the write buffer to hold need bytes. */
 static int grow(char **buf, size_t *cap, size_t need) {
   size_t n = *cap ? *cap : 4096;
   char *p;
@@ -248,15 +285,16 @@ static int submit_ahead(corio_file *f) {
   if (f->mode != CORIO_FS_READ || f->fd < 0 || f->closed || f->eof ||
       f->aready || f->op != CORIO_FOP_NONE)
     return 0;
-  if (f->acap < CORIO_FS_HEADROOM + 4096) {
-    char *p = malloc(CORIO_FS_HEADROOM + f->rdef);
+  /* As much as the last read that had to wait asked for (a chunk), so
+  ** that chunks stay in step with the reads; rdef for lines. */
+  room = read_size(f, f->asize);
+  if (f->acap < CORIO_FS_HEADROOM + room) {
+    char *p = rbuf_alloc(CORIO_FS_HEADROOM + room);
     if (p == NULL) return UV_ENOMEM;
     free(f->abuf);
     f->abuf = p;
-    f->acap = CORIO_FS_HEADROOM + f->rdef;
+    f->acap = CORIO_FS_HEADROOM + room;
   }
-  room = f->acap - CORIO_FS_HEADROOM;
-  if (room > CORIO_FS_MAXREQ) room = CORIO_FS_MAXREQ;
   b = uv_buf_init(f->abuf + CORIO_FS_HEADROOM, (unsigned)room);
   f->alen = 0;
   f->aeof = f->aerr = 0;
@@ -302,14 +340,19 @@ int corio__fs_take_ahead(corio_file *f) {
     f->rlen = CORIO_FS_HEADROOM + f->alen;
   } else {
     /* a long line: append the new bytes to it */
-    if (f->rpos > 0) {
+    if (tail + f->alen > f->rcap) {
+      size_t cap = f->rcap * 2 > tail + f->alen ? f->rcap * 2
+                                                 : tail + f->alen;
+      char *p = rbuf_alloc(cap);
+      if (p == NULL) return UV_ENOMEM;  /* the read-ahead's bytes are lost */
+      memcpy(p, f->rbuf + f->rpos, tail);
+      free(f->rbuf);
+      f->rbuf = p;
+      f->rcap = cap;
+    } else if (f->rpos > 0) {
       memmove(f->rbuf, f->rbuf + f->rpos, tail);
-      f->rpos = 0;
-      f->rlen = tail;
     }
-    if (tail + f->alen > f->rcap &&
-        (r = grow(&f->rbuf, &f->rcap, tail + f->alen)) != 0)
-      return r;  /* the read-ahead's bytes are lost: report it */
+    f->rpos = 0;
     memcpy(f->rbuf + tail, f->abuf + CORIO_FS_HEADROOM, f->alen);
     f->rlen = tail + f->alen;
   }
@@ -319,27 +362,29 @@ int corio__fs_take_ahead(corio_file *f) {
 }
 
 int corio__fs_fill(corio_file *f, corio_task *t) {
-  size_t room;
+  size_t avail = f->rlen - f->rpos;
+  /* Read what the waiting read still needs (at least rdef), so that a
+  ** chunk comes from one read; the unread tail (a partial line) is kept
+  ** in front, placed so that the read lands aligned. */
+  size_t room = read_size(f, f->want > avail ? f->want - avail : 0);
+  size_t at = (CORIO_FS_ALIGN - avail % CORIO_FS_ALIGN) % CORIO_FS_ALIGN;
   uv_buf_t b;
   int r;
-  if (f->rbuf == NULL) {
-    /* room for a read-ahead's headroom when this buffer becomes abuf */
-    size_t n = f->mode == CORIO_FS_READ ? f->rdef + CORIO_FS_HEADROOM
-                                         : f->rdef;
-    if ((f->rbuf = malloc(n)) == NULL) return UV_ENOMEM;
+  if (f->rbuf == NULL || f->rcap < at + avail + room) {
+    /* read-only: room for a read-ahead's headroom when it becomes abuf */
+    size_t n = at + avail + room +
+               (f->mode == CORIO_FS_READ ? CORIO_FS_HEADROOM : 0);
+    char *p = rbuf_alloc(n);
+    if (p == NULL) return UV_ENOMEM;
+    if (avail > 0) memcpy(p + at, f->rbuf + f->rpos, avail);
+    free(f->rbuf);
+    f->rbuf = p;
     f->rcap = n;
+  } else if (f->rpos != at) {
+    memmove(f->rbuf + at, f->rbuf + f->rpos, avail);
   }
-  if (f->rpos > 0) {
-    /* Keep the unread tail (a partial line) at the front. */
-    memmove(f->rbuf, f->rbuf + f->rpos, f->rlen - f->rpos);
-    f->rlen -= f->rpos;
-    f->rpos = 0;
-  } else if (f->rlen == f->rcap && f->rcap > f->rdef / 2 &&
-             (r = grow(&f->rbuf, &f->rcap, f->rcap * 2)) != 0) {
-    return r;
-  }
-  room = f->rcap - f->rlen;
-  if (room > CORIO_FS_MAXREQ) room = CORIO_FS_MAXREQ;
+  f->rpos = at;
+  f->rlen = at + avail;
   b = uv_buf_init(f->rbuf + f->rlen, (unsigned)room);
   start(f, t, CORIO_FOP_READ);
   r = uv_fs_read(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
@@ -381,27 +426,44 @@ int corio__fs_flush(corio_file *f, corio_task *t) {
   return r;
 }
 
-int corio__fs_behind(corio_file *f) {
+/* The buffered bytes become bseg[0] (wbuf and bbuf swap). */
+static void swap_out(corio_file *f) {
   char *p = f->bbuf;
   size_t cap = f->bcap;
-  uv_buf_t b;
-  int r;
   f->bbuf = f->wbuf;
   f->bcap = f->wcap;
-  f->boff = f->woff;
-  f->blen = f->wlen;
+  f->bseg[0] = uv_buf_init(f->bbuf + f->woff, (unsigned)(f->wlen - f->woff));
+  f->nseg = 1;
   f->wbuf = p;
   f->wcap = cap;
   f->wlen = f->woff = 0;
-  b = uv_buf_init(f->bbuf + f->boff, (unsigned)(f->blen - f->boff));
+}
+
+static int submit_behind(corio_file *f) {
+  int r;
   start(f, NULL, CORIO_FOP_BEHIND);
-  r = uv_fs_write(f->rt->loop, &f->req, f->fd, &b, 1, -1, file_cb);
+  f->work.data = f;
+  r = uv_queue_work(f->rt->loop, &f->work, behind_work, behind_done);
   if (r != 0) {
     f->op = CORIO_FOP_NONE;
     f->rt->nexternal--;
-    f->blen = f->boff = 0;
+    f->nseg = 0;
+    f->bref = 0;
   }
   return r;
+}
+
+int corio__fs_behind(corio_file *f) {
+  swap_out(f);
+  return submit_behind(f);
+}
+
+int corio__fs_direct(corio_file *f, const char *s, size_t n, int ref) {
+  f->nseg = 0;
+  if (f->woff < f->wlen) swap_out(f);
+  f->bseg[f->nseg++] = uv_buf_init((char *)s, (unsigned)n);
+  f->bref = ref;
+  return submit_behind(f);
 }
 
 int corio__fs_close(corio_file *f, corio_task *t) {

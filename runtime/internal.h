@@ -280,6 +280,9 @@ int corio__slot_alloc(corio_rt *rt);
 void corio__slot_free(corio_rt *rt, int slot);
 corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop);
 void corio__rt_destroy(corio_rt *rt, int lua_alive);
+/* In a state corio made, allocate big blocks with malloc from now on
+** (api.c; corio.fs calls it before reading large chunks). */
+void corio__big_blocks(corio_rt *rt);
 
 /* loop.c */
 void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);

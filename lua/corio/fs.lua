@@ -16,7 +16,7 @@ core.register_own(debug.getinfo(1, "S").source)
 
 local c = core.fs
 local NOLOOP = core.NOLOOP
-local NEED_FILL, NEED_FLUSH = c.NEED_FILL, c.NEED_FLUSH
+local NEED_FILL, NEED_FLUSH, NEED_BIG = c.NEED_FILL, c.NEED_FLUSH, c.NEED_BIG
 local error, type, select, pcall, unpack, tostring = error, type, select, pcall, unpack, tostring
 local run, shield, in_task = corio.run, corio.shield, core.in_task
 
@@ -208,7 +208,24 @@ end
 
 -- writing -----------------------------------------------------------------
 
-local c_write, c_seek, c_close = c.write, c.seek, c.close
+local c_write, c_seek, c_close, c_wbig = c.write, c.seek, c.close, c.wbig
+
+-- A string at least as long as the buffer: written straight from the
+-- string, after what is buffered, in the background (a "+" file waits).
+local function write_big(ud, s)
+  while true do
+    local ok, v = c_wbig(ud, s)
+    if ok then
+      if v == 1 then return end
+      if v == 2 then return flush(ud) end
+      -- waited for the write in flight: ask again
+    elseif v == NOLOOP then
+      return run(write_big, ud, s)
+    else
+      error(v, 0)
+    end
+  end
+end
 
 -- f:write(...) -> f: strings and numbers into the write buffer; a full
 -- buffer is written out before returning. A checkpoint.
@@ -217,6 +234,12 @@ local function write_slow(f, ...)
   if r == true then return f end
   if r == NEED_FLUSH then
     push(f._ud)
+    return f
+  end
+  if r == NEED_BIG then
+    -- the values before the e-th are buffered
+    write_big(f._ud, (select(e, ...)))
+    if e < select("#", ...) then return write_slow(f, select(e + 1, ...)) end
     return f
   end
   error(e, 0)

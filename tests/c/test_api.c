@@ -193,6 +193,61 @@ static void test_two_runtimes(void) {
   corio_free(b);
 }
 
+/* A state corio made allocates big blocks with malloc once corio.fs
+** reads large chunks (api.c): LuaJIT's own big blocks made before (a
+** table's array, a coroutine's stack) are resized and freed by LuaJIT's
+** allocator still; blocks that grow across 128 KiB and shrink back (the
+** collector shrinks stacks and the string buffer) move between the two;
+** big strings are freed and reused. Under ASan a block freed by the
+** wrong allocator fails. */
+static void test_big_blocks(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  double sum = 0;
+  int i;
+  CHECK(rt != NULL);
+  add_paths(rt);
+  L = corio_lua(rt);
+  CHECK(corio_run_string(
+            rt,
+            "local function deep(n) if n == 0 then return 0 end"
+            " return 1 + deep(n - 1) end\n"
+            "local function stack() return coroutine.wrap(function()"
+            " return deep(10000) end)() end\n"
+            "local t = {}\n"
+            "for i = 1, 100000 do t[i] = i end\n"
+            "local depth = stack()\n"
+            "local fs = require 'corio.fs'\n"
+            "local p = os.tmpname()\n"
+            "local h = io.open(p, 'wb') h:write(('x'):rep(300000)) h:close()\n"
+            "local f = fs.open(p, 'rb')\n"
+            "local chunk = f:read(300000)\n"
+            "f:close() os.remove(p)\n"
+            "for i = 100001, 300000 do t[i] = i end\n"
+            "depth = depth + stack()\n"
+            "local co = coroutine.create(function() deep(10000)"
+            " coroutine.yield() return 1 end)\n"
+            "coroutine.resume(co)\n"
+            "local sum = #chunk\n"
+            "for i = 1, 40 do\n"
+            "  local s = string.rep(string.char(65 + i % 26), 1048576 + i)\n"
+            "  sum = sum + #s + s:byte(-1)\n"
+            "  if i % 8 == 0 then collectgarbage() end\n"
+            "end\n"
+            "local u = {}\n"
+            "for i = 1, 100000 do u[i] = i end\n"
+            "t = nil\n"
+            "for _ = 1, 8 do collectgarbage() end\n"
+            "local _, one = coroutine.resume(co)\n"
+            "RESULT = u[100000] + depth + sum + one\n",
+            "=big") == 0);
+  lua_getglobal(L, "RESULT");
+  for (i = 1; i <= 40; i++) sum += 1048576 + i + 65 + i % 26;
+  CHECK(lua_tonumber(L, -1) == 100000 + 20000 + 300000 + sum + 1);
+  lua_pop(L, 1);
+  corio_free(rt);
+}
+
 int main(void) {
   test_run_string();
   test_run_function_results_and_errors();
@@ -200,6 +255,7 @@ int main(void) {
   test_two_runtimes();
   test_stepping_with_host_handles();
   test_free_with_pending_tasks();
+  test_big_blocks();
   if (failures) {
     fprintf(stderr, "test_api: %d check(s) failed\n", failures);
     return 1;

@@ -514,6 +514,237 @@ describe("fs read-ahead", function()
   end)
 end)
 
+describe("fs large reads and writes", function()
+  -- Reads of at least the buffer size are read whole into an aligned
+  -- buffer (one request per chunk, read ahead by the chunk's size);
+  -- strings at least as long as the write buffer are written straight
+  -- from the string, after the buffered bytes, in the background.
+  local MiB = 1048576
+
+  -- About 5.4 MiB, every 9 bytes numbered, with an odd tail: a byte out
+  -- of place shows.
+  local data
+  local function big_data()
+    if data then return data end
+    local t = {}
+    for i = 1, 600000 do t[i] = ("%08d|"):format(i) end
+    data = table.concat(t) .. "odd tail"
+    return data
+  end
+  local data_path
+  local function data_file()
+    if data_path then return data_path end
+    data_path = path("large.bin")
+    io_write(data_path, big_data())
+    return data_path
+  end
+
+  -- A distinct 1 MiB string for each i.
+  local function chunk(i) return ("%07d\n"):format(i):rep(MiB / 8) end
+
+  local function same(want, got, what)
+    assert(want == got, ("%s: %s bytes expected, got %s (or different bytes)")
+      :format(what, want and #want or "nil", got and #got or "nil"))
+  end
+
+  it("read(n) of large counts returns what io returns, to the end", function()
+    local p = data_file()
+    for _, n in ipairs({ 65536, 65537, MiB, 1000000, 3 * MiB + 5, 5 * MiB }) do
+      local a, b = assert(io.open(p, "rb")), fs.open(p, "rb")
+      local i = 0
+      repeat
+        i = i + 1
+        local want, got = a:read(n), b:read(n)
+        same(want, got, ("read(%d) #%d"):format(n, i))
+      until want == nil
+      assert.is_nil(b:read(n))
+      a:close()
+      b:close()
+    end
+  end)
+
+  it("chunks(n): pieces of n bytes, a shorter last one, then the end", function()
+    local p, d = data_file(), big_data()
+    local f = fs.open(p, "rb")
+    local parts = {}
+    for c in f:chunks(MiB) do parts[#parts + 1] = c end
+    f:close()
+    assert.equal(math.ceil(#d / MiB), #parts)
+    for i = 1, #parts - 1 do assert.equal(MiB, #parts[i]) end
+    assert.equal(#d % MiB, #parts[#parts])
+    same(d, table.concat(parts), "chunks")
+    -- a chunk larger than the file; a file of exactly two chunks
+    f = fs.open(p, "rb")
+    local it = f:chunks(8 * MiB)
+    same(d, it(), "one chunk")
+    assert.is_nil(it())
+    f:close()
+    local q = path("two_chunks.bin")
+    io_write(q, d:sub(1, 2 * 65536))
+    f = fs.open(q, "rb")
+    local n = 0
+    for c in f:chunks(65536) do
+      n = n + 1
+      same(d:sub((n - 1) * 65536 + 1, n * 65536), c, "chunk " .. n)
+    end
+    f:close()
+    assert.equal(2, n)
+  end)
+
+  it("mixed small and large reads match io, whatever the buffer size", function()
+    local p = data_file()
+    local seq = { "l", MiB, 10, "l", 200000, "L", 65536, 3, 2 * MiB, "n", 65535,
+                  1, 4 * MiB + 1, "a", 10, "l" }
+    for _, size in ipairs({ false, 4096, 16 }) do
+      local a = assert(io.open(p, "rb"))
+      local b = fs.open(p, "rb", size and { buffer_size = size } or nil)
+      for i, fmt in ipairs(seq) do
+        local want = a:read(fmt == "n" and "*n" or fmt)
+        same(want, b:read(fmt), ("buffer %s, step %d (%s)"):format(tostring(size), i, fmt))
+      end
+      a:close()
+      b:close()
+    end
+  end)
+
+  it("large and small writes keep their order", function()
+    for _, size in ipairs({ false, 4096, 16 }) do
+      local q = path("order_big.bin")
+      local f = fs.open(q, "wb", size and { buffer_size = size } or nil)
+      local want = {}
+      local function w(...)
+        f:write(...)
+        for i = 1, select("#", ...) do want[#want + 1] = tostring((select(i, ...))) end
+      end
+      w("head")
+      w(chunk(1))
+      w("mid", 42)
+      w(chunk(2):sub(1, 200000))
+      w("x", chunk(3), "y", 7, chunk(4):sub(1, 70000))
+      -- small writes while a large one is in flight go after it
+      for i = 1, 300 do w(("s%d;"):format(i), i % 7 == 0 and chunk(i):sub(1, 5000 + i) or "") end
+      w(chunk(5))
+      f:close()
+      same(table.concat(want), io_read(q), "buffer " .. tostring(size))
+    end
+  end)
+
+  it("'+' modes: a large write lands where the reader was", function()
+    local p, d = path("rplus_big.bin"), big_data()
+    io_write(p, d)
+    local f = fs.open(p, "r+b")
+    assert.equal(d:sub(1, 10), f:read(10))
+    local x = ("X"):rep(100000)
+    f:write(x)
+    assert.equal(100010, f:seek())
+    same(d:sub(100011, 100020), f:read(10), "read after the write")
+    f:seek("set", 0)
+    same(d:sub(1, 10) .. x .. d:sub(100011), f:read("a"), "whole file")
+    f:close()
+    local g = fs.open(path("wplus_big.bin"), "w+b")
+    g:write("a", chunk(1), "b")
+    g:seek("set", 0)
+    same("a" .. chunk(1) .. "b", g:read("a"), "w+")
+    g:close()
+  end)
+
+  it("never swallows the error of a large write (/dev/full)", function()
+    -- the write goes out in the background: flush raises its error
+    local f = fs.open("/dev/full", "wb")
+    f:write(chunk(1))
+    local e = catch(f.flush, f)
+    assert.equal("fs", e.kind)
+    assert.equal("ENOSPC", e.code)
+    assert.equal("write", e.op)
+    assert.equal("/dev/full", e.path)
+    f:close()
+    -- close raises it
+    local g = fs.open("/dev/full", "wb")
+    g:write("small first", chunk(2))
+    assert.equal("ENOSPC", catch(g.close, g).code)
+    assert.equal("closed file", fs.type(g))
+    -- the next large write waits for it and raises
+    local h = fs.open("/dev/full", "wb")
+    h:write(chunk(3))
+    assert.equal("ENOSPC", catch(h.write, h, chunk(4)).code)
+    h:close()
+    -- a "+" file waits for its large write
+    local k = fs.open("/dev/full", "w+b")
+    assert.equal("ENOSPC", catch(k.write, k, chunk(5)).code)
+    k:close()
+  end)
+
+  it("rule 7: cancelled during large writes, whole writes land, in order", function()
+    local q = path("cancel_big.bin")
+    local f = fs.open(q, "wb")
+    local done, outcome = 0, nil
+    corio.scope(function(s)
+      local t = s:spawn(function()
+        local ok, e = pcall(function()
+          for i = 1, 64 do
+            f:write(chunk(i))
+            done = i
+          end
+        end)
+        outcome = helpers.outcome(ok, e)
+      end)
+      s:spawn(function()
+        while done < 3 do corio.yield() end
+        t:cancel()
+      end)
+    end)
+    assert.equal("cancelled", outcome)
+    assert.is_true(done >= 3 and done < 64, "done: " .. done)
+    f:close()
+    local got = io_read(q)
+    assert.equal(done * MiB, #got)
+    for i = 1, done do
+      assert(got:sub((i - 1) * MiB + 1, i * MiB) == chunk(i), "chunk " .. i)
+    end
+  end)
+
+  it("rule 7: cancelled during large reads, no byte is lost", function()
+    local p, d = data_file(), big_data()
+    local f = fs.open(p, "rb")
+    local parts, cancels, eof = {}, 0, false
+    while not eof do
+      corio.scope(function(s)
+        local t = s:spawn(function()
+          local n = #parts % 2 == 0 and 262144 or 300001
+          for c in f:chunks(n) do parts[#parts + 1] = c end
+          eof = true
+        end)
+        s:spawn(function()
+          corio.yield()
+          t:cancel()
+          cancels = cancels + 1
+        end)
+      end)
+    end
+    assert.is_true(cancels > 3, "cancels: " .. cancels)
+    same(d, table.concat(parts), "all chunks")
+    f:close()
+  end)
+
+  it("a file collected with a large write in flight writes it out", function()
+    local q = path("gc_big.bin")
+    do
+      local f = fs.open(q, "wb")
+      f:write(chunk(7))   -- in flight; only the runtime holds the string
+      f:write("tail")     -- buffered behind it
+      f = nil
+    end
+    collectgarbage()
+    collectgarbage()
+    local want = chunk(7) .. "tail"
+    for _ = 1, 200 do
+      if #io_read(q) == #want then break end
+      corio.sleep(0.01)
+    end
+    same(want, io_read(q), "collected file")
+  end)
+end)
+
 describe("fs errors", function()
   it("names the path and the errno symbol (ENOENT)", function()
     local p = path("nope/missing.txt")
