@@ -38,6 +38,26 @@ enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
 /* Response headers beyond this are a protocol error (h11 uses 64 KiB). */
 #define MAX_HEADER_BYTES (64 * 1024)
 
+/* HTTP/2 in clear text with prior knowledge. libcurl 7.88 fails a request
+** that reuses an h2c connection while asking for prior knowledge ("Error
+** in the HTTP2 framing layer", curl issue 10634, fixed in 7.89), but
+** reuses it fine when asked for CURL_HTTP_VERSION_2_0. So a request asks
+** for prior knowledge only when no h2c connection to its origin is open or
+** being opened by this client; otherwise for 2_0, which reuses (or waits
+** for, with CURLOPT_PIPEWAIT) that connection. One entry per origin;
+** refs counts its open h2c sockets plus prior-knowledge transfers that
+** have not opened theirs yet. */
+typedef struct h2c_origin {
+  corio_link link;       /* in h->h2c */
+  uint32_t refs;
+  char key[1];           /* "host:port", lower-case */
+} h2c_origin;
+
+typedef struct h2c_sock {
+  curl_socket_t fd;
+  h2c_origin *o;
+} h2c_sock;
+
 struct corio_xfer {
   uv_timer_t timer;      /* phase timeouts; closed only when x is freed */
   corio_http *h;
@@ -64,6 +84,8 @@ struct corio_xfer {
   uint8_t paused;        /* paused with curl_easy_pause(CURLPAUSE_RECV) */
   uint8_t want_pause;    /* in h->to_pause: pause after socket_action */
   uint8_t new_conn;      /* this transfer opened a connection */
+  uint8_t h2c_pending;   /* holds a ref on h2o until its socket opens */
+  h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
   uint8_t has_body;
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
@@ -88,6 +110,9 @@ struct corio_http {
   corio_link free;       /* idle transfers (easy handle + timer) */
   corio_link socks;      /* sockets being polled */
   corio_link to_pause;   /* streams whose buffer is full */
+  corio_link h2c;        /* h2c_origin entries */
+  h2c_sock *h2socks;     /* open h2c sockets and their origins */
+  size_t nh2socks, caph2socks;
   struct curl_slist *defhdrs; /* the client's default headers */
   char *cainfo;
   long maxage;           /* keepalive_expiry, s (0: curl's default) */
@@ -104,8 +129,76 @@ struct corio_http {
 
 static int curl_ready = 0;
 
+static void h2c_unref(corio_http *h, h2c_origin *o) {
+  (void)h;
+  if (--o->refs == 0) {
+    corio_list_remove(&o->link);
+    free(o);
+  }
+}
+
+static void h2c_free_all(corio_http *h) {
+  corio_link *l;
+  while ((l = corio_list_shift(&h->h2c)) != NULL)
+    free(corio_container_of(l, h2c_origin, link));
+  free(h->h2socks);
+  h->h2socks = NULL;
+  h->nh2socks = h->caph2socks = 0;
+}
+
+/* "host:port" of an http:// URL into key (lower-case, no userinfo); 0 if
+** it does not fit. */
+static int h2c_key(const char *url, char *key, size_t cap) {
+  const char *p = url + 7, *end = p, *at;
+  size_t n;
+  while (*end && *end != '/' && *end != '?' && *end != '#') end++;
+  for (at = p; at < end; at++)
+    if (*at == '@') p = at + 1;
+  n = (size_t)(end - p);
+  if (n + 4 >= cap) return 0;
+  for (at = p; at < end; at++)
+    *key++ = (char)((*at >= 'A' && *at <= 'Z') ? *at + 32 : *at);
+  /* a bare host means port 80 (an IPv6 literal ends with ']') */
+  if (n == 0 || memchr(p, ':', n) == NULL || end[-1] == ']') {
+    memcpy(key, ":80", 3);
+    key += 3;
+  }
+  *key = 0;
+  return 1;
+}
+
+/* Whether a request to url may ask for prior knowledge; if so, x takes a
+** ref on its origin until its socket opens (or it ends). */
+static int h2c_claim(corio_xfer *x, const char *url) {
+  corio_http *h = x->h;
+  char key[512];
+  corio_link *l;
+  h2c_origin *o;
+  if (!h2c_key(url, key, sizeof(key))) return 1;
+  for (l = h->h2c.next; l != &h->h2c; l = l->next) {
+    o = corio_container_of(l, h2c_origin, link);
+    if (strcmp(o->key, key) == 0) return 0;  /* reuse that connection */
+  }
+  o = malloc(sizeof(*o) + strlen(key));
+  if (o == NULL) return 1;
+  strcpy(o->key, key);
+  o->refs = 1;
+  corio_list_push(&h->h2c, &o->link);
+  x->h2o = o;
+  x->h2c_pending = 1;
+  return 1;
+}
+
+/* x ends or starts over: drop a claim its socket did not take over. */
+static void h2c_release(corio_xfer *x) {
+  if (x->h2o != NULL && x->h2c_pending) h2c_unref(x->h, x->h2o);
+  x->h2o = NULL;
+  x->h2c_pending = 0;
+}
+
 static void http_maybe_free(corio_http *h) {
   if (h->gc && h->closed && h->nhandles == 0 && h->nlive == 0) {
+    h2c_free_all(h);
     free(h->cainfo);
     free(h);
   }
@@ -198,6 +291,7 @@ static void xfer_remove(corio_xfer *x) {
     x->h->in_flight--;
     if (x->h->multi != NULL) curl_multi_remove_handle(x->h->multi, x->easy);
   }
+  h2c_release(x);
   if (x->armed && !x->h->dead) uv_timer_stop(&x->timer);
   x->armed = 0;
 }
@@ -399,13 +493,35 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
   x->h->opened++;
   x->h->nopen++;
   x->new_conn = 1;
+  if (x->h2o != NULL) {  /* an h2c connection: later requests reuse it */
+    corio_http *h = x->h;
+    if (h->nh2socks == h->caph2socks) {
+      size_t cap = h->caph2socks ? 2 * h->caph2socks : 4;
+      h2c_sock *a = realloc(h->h2socks, cap * sizeof(*a));
+      if (a == NULL) return fd;  /* untracked: the next request opens one */
+      h->h2socks = a;
+      h->caph2socks = cap;
+    }
+    h->h2socks[h->nh2socks].fd = fd;
+    h->h2socks[h->nh2socks++].o = x->h2o;
+    if (x->h2c_pending) x->h2c_pending = 0;  /* the socket keeps the ref */
+    else x->h2o->refs++;
+  }
   if (x->phase == PH_POOL) xfer_phase(x, PH_CONNECT);
   return fd;
 }
 
 static int closesocket_cb(void *ud, curl_socket_t fd) {
   corio_http *h = ud;
+  size_t i;
   if (h->nopen > 0) h->nopen--;
+  for (i = 0; i < h->nh2socks; i++) {
+    if (h->h2socks[i].fd == fd) {
+      h2c_unref(h, h->h2socks[i].o);
+      h->h2socks[i] = h->h2socks[--h->nh2socks];
+      break;
+    }
+  }
   return close(fd);
 }
 
@@ -458,6 +574,7 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
   corio_list_init(&h->free);
   corio_list_init(&h->socks);
   corio_list_init(&h->to_pause);
+  corio_list_init(&h->h2c);
   h->verify = verify;
   h->http2 = http2;
   h->maxage = maxage;
@@ -638,11 +755,15 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     SET(CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (h->cainfo != NULL) SET(CURLOPT_CAINFO, h->cainfo);
-  if (h->http2)
-    SET(CURLOPT_HTTP_VERSION, strncmp(url, "https:", 6) == 0
-                                  ? (long)CURL_HTTP_VERSION_2TLS
-                                  : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-  else
+  h2c_release(x);
+  if (h->http2) {
+    long v = (long)CURL_HTTP_VERSION_2TLS;
+    if (strncmp(url, "http:", 5) == 0)
+      v = h2c_claim(x, url) ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                            : (long)CURL_HTTP_VERSION_2_0;
+    SET(CURLOPT_HTTP_VERSION, v);
+    SET(CURLOPT_PIPEWAIT, 1L);  /* wait to multiplex, not a new connection */
+  } else
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   if (h->maxage > 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
   if (x->to[PH_CONNECT]) SET(CURLOPT_CONNECTTIMEOUT_MS, (long)x->to[PH_CONNECT]);

@@ -1,0 +1,145 @@
+-- http2_spec.lua: corio.http over HTTP/2 against a private nginx (from
+-- apt) that tests/http/nginx.sh starts on free 127.0.0.1 ports: h2c with
+-- prior knowledge, and h2 over TLS with a self-signed certificate. Skipped,
+-- with the reason, only when nginx or openssl is missing; CI installs both
+-- (scripts/setup.sh).
+
+local corio = require("corio")
+local http = require("corio.http")
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
+
+local src = os.getenv("CORIO_SOURCE_DIR") or "."
+local dir, why_not, h2c, h2s, cert
+
+local function within(secs, fn, ...) return corio.timeout(secs, fn, ...) end
+
+-- The 256 KiB file nginx serves: byte i is i % 251.
+local function pattern_ok(body)
+  if #body ~= 262144 then return false, "length " .. #body end
+  for i = 1, #body, 4099 do
+    if body:byte(i) ~= (i - 1) % 251 then return false, "byte " .. i end
+  end
+  return true
+end
+
+setup(function()
+  dir = os.tmpname()
+  os.remove(dir)
+  assert(os.execute("mkdir -p " .. dir) == 0)
+  local p = assert(io.popen(("bash %s/tests/http/nginx.sh start %s 2>&1"):format(src, dir)))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  local a, b = out:match("PORTS (%d+) (%d+)")
+  if a then
+    h2c = "http://127.0.0.1:" .. a
+    h2s = "https://127.0.0.1:" .. b
+    cert = dir .. "/cert.pem"
+  elseif out:find("not installed", 1, true) then
+    why_not = out:gsub("%s+$", "")
+  else
+    error("tests/http/nginx.sh failed (" .. tostring(ok) .. " " .. tostring(code) .. "): " .. out)
+  end
+end)
+
+teardown(function()
+  if dir then
+    os.execute(("bash %s/tests/http/nginx.sh stop %s; rm -rf %s"):format(src, dir, dir))
+  end
+end)
+
+describe("corio.http HTTP/2", function()
+  it("h2c with prior knowledge: http_version is HTTP/2", function()
+    if why_not then return pending(why_not) end
+    local c = http.client { base_url = h2c, http2 = true }
+    local r = within(5, c.get, c, "/ok")
+    assert.equal(200, r.status)
+    assert.equal("HTTP/2", r.http_version)
+    assert.equal("hello", r:text())
+    assert.equal("5", r.headers["content-length"])
+    r = within(5, c.get, c, "/256k.bin")
+    assert.equal("HTTP/2", r.http_version)
+    assert(pattern_ok(r:text()))
+    c:close()
+  end)
+
+  it("h2 over TLS (ALPN), verified with the CA bundle", function()
+    if why_not then return pending(why_not) end
+    local c = http.client { base_url = h2s, http2 = true, verify = cert }
+    local r = within(5, c.get, c, "/ok")
+    assert.equal(200, r.status)
+    assert.equal("HTTP/2", r.http_version)
+    assert.equal("hello", r:text())
+    assert.equal(h2s .. "/ok", r.url)
+    c:close()
+    -- without http2 the same server speaks HTTP/1.1
+    c = http.client { base_url = h2s, verify = cert }
+    r = within(5, c.get, c, "/ok")
+    assert.equal("HTTP/1.1", r.http_version)
+    c:close()
+    -- and TLS verification still applies to h2
+    c = http.client { base_url = h2s, http2 = true }
+    assert.equal("tls", catch(within, 5, c.get, c, "/ok").kind)
+    c:close()
+  end)
+
+  for _, which in ipairs { "h2c", "h2 over TLS" } do
+    it(which .. ": concurrent requests share one multiplexed connection", function()
+      if why_not then return pending(why_not) end
+      local base = which == "h2c" and h2c or h2s
+      local c = http.client { base_url = base, http2 = true, verify = cert }
+      local fns = {}
+      for i = 1, 20 do
+        fns[i] = function()
+          local r = c:get("/256k.bin")
+          assert.equal("HTTP/2", r.http_version)
+          assert(pattern_ok(r:text()))
+          return r.status
+        end
+      end
+      local st = within(10, corio.gather, fns)
+      for i = 1, 20 do assert.equal(200, st[i]) end
+      local s = c:stats()
+      assert.equal(1, s.opened)
+      assert.equal(19, s.reused)
+      assert.equal(1, s.idle)
+      assert.equal(0, s.in_flight)
+      c:close()
+    end)
+  end
+
+  it("streams over h2 with backpressure and reads the body intact", function()
+    if why_not then return pending(why_not) end
+    local c = http.client { base_url = h2c, http2 = true }
+    local parts, peak = {}, 0
+    within(10, c.stream, c, "GET", "/256k.bin", function(r)
+      assert.equal("HTTP/2", r.http_version)
+      for chunk in r:iter_bytes() do
+        parts[#parts + 1] = chunk
+        corio.sleep(0.002)  -- a slow consumer
+        local held = r:_buffered()
+        if held > peak then peak = held end
+      end
+    end)
+    assert(pattern_ok(table.concat(parts)))
+    assert(peak <= 1024 * 1024, "buffered " .. peak)
+    -- the connection went back to the pool
+    local r = within(5, c.get, c, "/ok")
+    assert.equal("hello", r:text())
+    assert.equal(1, c:stats().opened)
+    c:close()
+  end)
+
+  it("a stream closed early leaves the h2 client usable", function()
+    if why_not then return pending(why_not) end
+    local c = http.client { base_url = h2c, http2 = true }
+    local r = within(5, c.stream, c, "GET", "/256k.bin")
+    local first = within(5, r.iter_bytes(r))
+    assert.truthy(#first > 0)
+    r:close()
+    assert.equal("closed", catch(r.read, r).kind)
+    local r2 = within(5, c.get, c, "/256k.bin")
+    assert(pattern_ok(r2:text()))
+    c:close()
+  end)
+end)
