@@ -86,6 +86,7 @@ struct corio_xfer {
   uint8_t new_conn;      /* this transfer opened a connection */
   uint8_t h2c_pending;   /* holds a ref on h2o until its socket opens */
   h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
+  uint32_t conn_id;      /* its connection (local address), 0: none yet */
   uint8_t has_body;
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
@@ -115,7 +116,8 @@ struct corio_http {
   size_t nh2socks, caph2socks;
   struct curl_slist *defhdrs; /* the client's default headers */
   char *cainfo;
-  long maxage;           /* keepalive_expiry, s (0: curl's default) */
+  long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
+  int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
   long http2;
   int verify;
   uint32_t nhandles;     /* open uv handles (closing included) */
@@ -528,7 +530,11 @@ static int closesocket_cb(void *ud, curl_socket_t fd) {
 /* The connection is there (new or reused): the request goes out now. */
 static int prereq_cb(void *ud, char *ip, char *lip, int port, int lport) {
   corio_xfer *x = ud;
-  (void)ip; (void)lip; (void)port; (void)lport;
+  uint32_t id = (uint32_t)lport;
+  (void)ip; (void)port;
+  /* a connection is known by its local address (port, IP hashed) */
+  while (lip != NULL && *lip) id = id * 31u + (unsigned char)*lip++;
+  x->conn_id = id ? id : 1;
   if (!x->new_conn) x->h->reused++;
   xfer_phase(x, x->has_body ? PH_WRITE : PH_READ);
   return CURL_PREREQFUNC_OK;
@@ -554,7 +560,7 @@ static void http_timer_closed(uv_handle_t *hd) {
 }
 
 corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
-                            long maxage, int verify, const char *cainfo,
+                            double expiry, int verify, const char *cainfo,
                             int http2) {
   corio_http *h;
   if (!curl_ready) {
@@ -577,7 +583,16 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
   corio_list_init(&h->h2c);
   h->verify = verify;
   h->http2 = http2;
-  h->maxage = maxage;
+  /* curl closes a cached connection when its idle time in whole seconds
+  ** exceeds CURLOPT_MAXAGE_CONN: expiry e (rounded up to seconds) is
+  ** ceil(e) - 1. 0 (expiry or max_keepalive) is no reuse at all. */
+  h->maxage = -1;
+  if (expiry > 0) {
+    double up = expiry > 1e6 ? 1e6 : expiry;
+    h->maxage = (long)up;
+    if ((double)h->maxage == up) h->maxage--;
+  }
+  h->no_reuse = expiry == 0 || max_keep == 0;
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -586,7 +601,7 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conn);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_conn);
   }
-  if (max_keep >= 0)
+  if (max_keep > 0)
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, max_keep);
   return h;
 fail:
@@ -721,6 +736,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->phase = PH_POOL;
   x->wait = W_NONE;
   x->done = x->head_done = x->paused = x->new_conn = 0;
+  x->conn_id = 0;
   x->stream = (uint8_t)(stream != 0);
   x->has_body = (uint8_t)(has_body != 0);
   x->rc = CURLE_OK;
@@ -765,7 +781,8 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     SET(CURLOPT_PIPEWAIT, 1L);  /* wait to multiplex, not a new connection */
   } else
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  if (h->maxage > 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
+  if (h->maxage >= 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
+  if (h->no_reuse) SET(CURLOPT_FORBID_REUSE, 1L);
   if (x->to[PH_CONNECT]) SET(CURLOPT_CONNECTTIMEOUT_MS, (long)x->to[PH_CONNECT]);
   if (x->total) SET(CURLOPT_TIMEOUT_MS, (long)x->total);
   if (strcmp(method, "HEAD") == 0) {
@@ -1069,10 +1086,31 @@ void corio__xfer_gc(corio_xfer *x, int rt_alive) {
   http_maybe_free(h);
 }
 
+/* idle: open connections no transfer uses. A transfer waiting for a
+** free connection or for a name holds none, and HTTP/2 transfers share
+** one: count the distinct connections of the transfers in the multi
+** (CURLINFO_ACTIVESOCKET is unset until a transfer ends, so prereq_cb
+** notes each transfer's connection). */
 void corio__http_stats(corio_http *h, double *out) {
+  uint32_t seen[64];
+  uint64_t busy = 0, nseen = 0, i;
+  corio_link *l;
+  for (l = h->active.next; l != &h->active; l = l->next) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    if (!x->in_multi) continue;
+    if (x->phase == PH_CONNECT) {  /* opening its own connection */
+      busy++;
+      continue;
+    }
+    if (x->conn_id == 0) continue;  /* waiting for one */
+    for (i = 0; i < nseen && seen[i] != x->conn_id; i++) {}
+    if (i < nseen) continue;
+    if (nseen < 64) seen[nseen++] = x->conn_id;
+    busy++;
+  }
   out[0] = (double)h->opened;
   out[1] = (double)h->reused;
-  out[2] = h->nopen > h->in_flight ? (double)(h->nopen - h->in_flight) : 0;
+  out[2] = h->nopen > busy ? (double)(h->nopen - busy) : 0;
   out[3] = (double)h->in_flight;
 }
 

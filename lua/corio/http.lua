@@ -428,8 +428,13 @@ function M.client(opts)
   self.max_redirects = opts.max_redirects or 20
   local limits = opts.limits or {}
   if type(limits) ~= "table" then invalid("client", 1, "limits", "table expected") end
-  for k in pairs(limits) do
+  for k, v in pairs(limits) do
     if not LIMIT_OPTS[k] then invalid("client", 1, "limits", "unknown option '" .. tostring(k) .. "'") end
+    local min = k == "max_connections" and 1 or 0
+    if type(v) ~= "number" or v ~= v or v < min or (k ~= "keepalive_expiry" and v % 1 ~= 0) then
+      invalid("client", 1, "limits." .. k, (k == "keepalive_expiry" and "non-negative number"
+        or min == 1 and "positive integer" or "non-negative integer") .. " expected, got " .. tostring(v))
+    end
   end
   local verify, ca = opts.verify, opts.ca_bundle
   if type(verify) == "string" then ca, verify = verify, true end

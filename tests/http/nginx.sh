@@ -32,7 +32,9 @@ printf hello > "$dir/www/ok"
 /usr/bin/python3 -c '
 import sys
 sys.stdout.buffer.write(bytes(i % 251 for i in range(262144)))' > "$dir/www/256k.bin"
-chmod 644 "$dir/www/ok" "$dir/www/256k.bin"
+# 16 MiB: more than curl takes in before a paused stream stops the flow
+for _ in $(seq 64); do cat "$dir/www/256k.bin"; done > "$dir/www/16m.bin"
+chmod 644 "$dir/www/ok" "$dir/www/256k.bin" "$dir/www/16m.bin"
 
 # Two free ports: bind to port 0, read the port, close. Another process
 # could take one before nginx binds it; nginx then fails and so does the
