@@ -87,6 +87,14 @@ struct corio_xfer {
   uint8_t h2c_pending;   /* holds a ref on h2o until its socket opens */
   h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
   uint32_t conn_id;      /* its connection (local address), 0: none yet */
+  /* The options the easy handle holds from its last plain request (no
+  ** body, the client's headers): a request that differs only by URL sets
+  ** just that, without curl_easy_reset and the ~25 setopts after it. */
+  uint8_t plain;         /* the fields below describe the easy handle */
+  uint8_t plain_stream;
+  char plain_method[12];
+  uint32_t plain_to[PH_N + 1];
+  uint32_t plain_gen;    /* h->hdr_gen at the time */
   uint8_t has_body;
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
@@ -115,6 +123,8 @@ struct corio_http {
   h2c_sock *h2socks;     /* open h2c sockets and their origins */
   size_t nh2socks, caph2socks;
   struct curl_slist *defhdrs; /* the client's default headers */
+  uint32_t hdr_gen;      /* bumped when defhdrs changes */
+  uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
   char *cainfo;
   long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
   int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
@@ -420,6 +430,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
 static void curl_timeout_cb(uv_timer_t *tm) {
   corio_http *h = tm->data;
   int running;
+  h->timer_due = 0;
   curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done(h);
   apply_pauses(h);
@@ -432,8 +443,19 @@ static int timer_cb(CURLM *m, long ms, void *userp) {
   corio_http *h = userp;
   (void)m;
   if (h->dead || h->closed == 2) return 0;
-  if (ms < 0) uv_timer_stop(&h->timer);
-  else uv_timer_start(&h->timer, curl_timeout_cb, (uint64_t)ms, 0);
+  if (ms < 0) {
+    uv_timer_stop(&h->timer);
+    h->timer_due = 0;
+    return 0;
+  }
+  /* Every curl_multi_add_handle asks for 0 ms: when the timer already
+  ** fires on this loop turn, leave it (uv_timer_start re-sorts its heap). */
+  if (ms == 0 && h->timer_due != 0 && h->timer_due <= loop_now(h) &&
+      uv_is_active((uv_handle_t *)&h->timer))
+    return 0;
+  h->timer_due = loop_now(h) + (uint64_t)ms;
+  if (h->timer_due == 0) h->timer_due = 1;
+  uv_timer_start(&h->timer, curl_timeout_cb, (uint64_t)ms, 0);
   return 0;
 }
 
@@ -625,6 +647,7 @@ int corio__http_headers(corio_http *h, const char **lines, int n) {
   }
   curl_slist_free_all(h->defhdrs);
   h->defhdrs = l;
+  h->hdr_gen++;
   return 0;
 }
 
@@ -731,7 +754,15 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   corio_http *h = x->h;
   CURL *e = x->easy;
   CURLcode rc = CURLE_OK;
-  curl_easy_reset(e);
+  uint32_t tms[PH_N + 1];
+  size_t mlen = strlen(method);
+  int plain = !has_body && x->hdrs == NULL && mlen < sizeof(x->plain_method);
+  tms[PH_CONNECT] = to_ms(to[0]);
+  tms[PH_READ] = to_ms(to[1]);
+  tms[PH_WRITE] = to_ms(to[2]);
+  tms[PH_POOL] = to_ms(to[3]);
+  tms[PH_N] = to_ms(to[4]);
+  h2c_release(x);
   x->off = x->len = x->hlen = 0;
   x->phase = PH_POOL;
   x->wait = W_NONE;
@@ -742,11 +773,28 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->rc = CURLE_OK;
   x->err_kind = x->err_phase = NULL;
   x->errmsg[0] = x->errbuf[0] = 0;
-  x->to[PH_CONNECT] = to_ms(to[0]);
-  x->to[PH_READ] = to_ms(to[1]);
-  x->to[PH_WRITE] = to_ms(to[2]);
-  x->to[PH_POOL] = to_ms(to[3]);
-  x->total = to_ms(to[4]);
+  memcpy(x->to, tms, sizeof(x->to));
+  x->total = tms[PH_N];
+  if (plain && x->plain && x->plain_gen == h->hdr_gen &&
+      x->plain_stream == (stream != 0) &&
+      memcmp(x->plain_to, tms, sizeof(tms)) == 0 &&
+      memcmp(x->plain_method, method, mlen + 1) == 0) {
+    x->plain = 0;  /* until this setup succeeded */
+    rc = curl_easy_setopt(e, CURLOPT_URL, url);
+    if (rc == CURLE_OK && h->http2 && strncmp(url, "http:", 5) == 0)
+      rc = curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                            h2c_claim(x, url)
+                                ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                                : (long)CURL_HTTP_VERSION_2_0);
+    if (rc == CURLE_OK) {
+      x->plain = 1;
+      return 0;
+    }
+    rc = CURLE_OK;
+    h2c_release(x);
+  }
+  x->plain = 0;
+  curl_easy_reset(e);
 #define SET(opt, v) \
   do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, v); } while (0)
   SET(CURLOPT_URL, url);
@@ -764,14 +812,12 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   SET(CURLOPT_PREREQFUNCTION, prereq_cb);
   SET(CURLOPT_PREREQDATA, x);
   SET(CURLOPT_PROTOCOLS_STR, "http,https");
-  SET(CURLOPT_USERAGENT, "corio/" CORIO_VERSION);
   SET(CURLOPT_HTTPHEADER, x->hdrs != NULL ? x->hdrs : h->defhdrs);
   if (!h->verify) {
     SET(CURLOPT_SSL_VERIFYPEER, 0L);
     SET(CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (h->cainfo != NULL) SET(CURLOPT_CAINFO, h->cainfo);
-  h2c_release(x);
   if (h->http2) {
     long v = (long)CURL_HTTP_VERSION_2TLS;
     if (strncmp(url, "http:", 5) == 0)
@@ -803,6 +849,13 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   if (rc != CURLE_OK) {
     snprintf(x->errmsg, sizeof(x->errmsg), "%s", curl_easy_strerror(rc));
     return rc == CURLE_OUT_OF_MEMORY ? UV_ENOMEM : UV_EINVAL;
+  }
+  if (plain) {
+    x->plain = 1;
+    x->plain_stream = (uint8_t)(stream != 0);
+    memcpy(x->plain_method, method, mlen + 1);
+    memcpy(x->plain_to, tms, sizeof(tms));
+    x->plain_gen = h->hdr_gen;
   }
   return 0;
 }

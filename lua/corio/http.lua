@@ -408,6 +408,7 @@ local REQUEST_OPTS = {
   timeout = true, follow_redirects = true, max_redirects = true,
 }
 local DEFAULT_TIMEOUT = { 5, 5, 5, 5, 0 }
+local DEFAULT_HEADERS = { { "user-agent", "User-Agent", "corio/" .. corio.version } }
 
 function M.client(opts)
   if opts == nil then opts = {} end
@@ -422,7 +423,9 @@ function M.client(opts)
     end
     self.base_url = opts.base_url
   end
-  self._headers = merge_headers("client", nil, opts.headers)
+  -- The default User-Agent is a header line like the others (not curl's
+  -- CURLOPT_USERAGENT, which costs an allocation and a format per request).
+  self._headers = merge_headers("client", DEFAULT_HEADERS, opts.headers)
   self._timeout = norm_timeout("client", opts.timeout, DEFAULT_TIMEOUT)
   self.follow_redirects = opts.follow_redirects and true or false
   self.max_redirects = opts.max_redirects or 20
