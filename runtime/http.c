@@ -35,6 +35,18 @@ enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
 ** holds at most about 1.7 MiB. Chunks handed to Lua are at most this
 ** size, under LuaJIT's mmap threshold (128 KiB). */
 #define STREAM_HIGH (64 * 1024)
+/* HTTP/1 streams ("direct"): the write callback never copies. While no
+** task is reading, it returns CURL_WRITEFUNC_PAUSE, so curl keeps the bytes
+** of its current read (at most one receive buffer) and stops reading; the
+** reading task unpauses from its own context: curl_easy_pause(CONT) hands
+** the kept bytes to the write callback at once, and a socket_action run
+** right after reads on. There the callback makes each piece a Lua string
+** straight from curl's buffer: one copy instead of two. A read returns
+** at most DIRECT_MAX pieces (curl hands out at most 16 KiB per call; it
+** reads up to 100 receive buffers while the socket stays readable, and
+** the pieces beyond DIRECT_MAX pause the transfer again). */
+#define DIRECT_MAX 256
+#define DIRECT_BUFSIZE (64 * 1024)
 /* Response headers beyond this are a protocol error (h11 uses 64 KiB). */
 #define MAX_HEADER_BYTES (64 * 1024)
 
@@ -85,6 +97,8 @@ struct corio_xfer {
   uint8_t want_pause;    /* in h->to_pause: pause after socket_action */
   uint8_t new_conn;      /* this transfer opened a connection */
   uint8_t h2c_pending;   /* holds a ref on h2o until its socket opens */
+  uint8_t h2c_mode;      /* h2c: 1 prior knowledge, 2 reuse (2_0) */
+  uint8_t h2c_redo;      /* 2_0 wanted a new connection: see h2c_redo */
   h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
   uint32_t conn_id;      /* its connection (local address), 0: none yet */
   /* The options the easy handle holds from its last plain request (no
@@ -96,6 +110,10 @@ struct corio_xfer {
   uint32_t plain_to[PH_N + 1];
   uint32_t plain_gen;    /* h->hdr_gen at the time */
   uint8_t has_body;
+  uint8_t direct;        /* an HTTP/1 stream read without a C buffer */
+  lua_State *dL;         /* a direct read in progress pushes here */
+  corio_xfer *gc_next;   /* in h->gc_later */
+  int dn;                /* pieces it pushed */
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
   const char *err_phase; /* for kind "timeout" */
@@ -125,6 +143,8 @@ struct corio_http {
   struct curl_slist *defhdrs; /* the client's default headers */
   uint32_t hdr_gen;      /* bumped when defhdrs changes */
   uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
+  int in_curl;           /* a direct read is inside curl */
+  corio_xfer *gc_later;  /* streams collected while in_curl */
   char *cainfo;
   long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
   int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
@@ -181,24 +201,58 @@ static int h2c_key(const char *url, char *key, size_t cap) {
 
 /* Whether a request to url may ask for prior knowledge; if so, x takes a
 ** ref on its origin until its socket opens (or it ends). */
-static int h2c_claim(corio_xfer *x, const char *url) {
+static int h2c_claim(corio_xfer *x, const char *url, int force) {
   corio_http *h = x->h;
   char key[512];
   corio_link *l;
-  h2c_origin *o;
+  h2c_origin *o = NULL;
+  x->h2c_mode = 1;
   if (!h2c_key(url, key, sizeof(key))) return 1;
   for (l = h->h2c.next; l != &h->h2c; l = l->next) {
     o = corio_container_of(l, h2c_origin, link);
-    if (strcmp(o->key, key) == 0) return 0;  /* reuse that connection */
+    if (strcmp(o->key, key) == 0) break;
+    o = NULL;
   }
-  o = malloc(sizeof(*o) + strlen(key));
-  if (o == NULL) return 1;
-  strcpy(o->key, key);
-  o->refs = 1;
-  corio_list_push(&h->h2c, &o->link);
+  if (o != NULL && !force) {  /* reuse that connection */
+    x->h2c_mode = 2;
+    return 0;
+  }
+  if (o == NULL) {
+    o = malloc(sizeof(*o) + strlen(key));
+    if (o == NULL) return 1;
+    strcpy(o->key, key);
+    o->refs = 0;
+    corio_list_push(&h->h2c, &o->link);
+  }
+  o->refs++;
   x->h2o = o;
   x->h2c_pending = 1;
   return 1;
+}
+
+/* A request that asked for 2_0 to reuse an h2c connection needs a new one
+** after all (the connection closed meanwhile, or curl would not wait for
+** it): with 2_0 curl would try an HTTP/1.1 Upgrade, which a prior
+** knowledge server does not speak. opensocket_cb refuses the socket and
+** check_done adds the transfer again, asking for prior knowledge. */
+static int h2c_redo(corio_xfer *x) {
+  corio_http *h = x->h;
+  char *url = NULL;
+  x->h2c_redo = 0;
+  curl_multi_remove_handle(h->multi, x->easy);
+  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+  if (url == NULL) return -1;
+  h2c_claim(x, url, 1);
+  x->errbuf[0] = 0;
+  x->phase = PH_POOL;
+  curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
+                   (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+  if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+    x->in_multi = 0;
+    h->in_flight--;
+    return -1;
+  }
+  return 0;
 }
 
 /* x ends or starts over: drop a claim its socket did not take over. */
@@ -206,6 +260,7 @@ static void h2c_release(corio_xfer *x) {
   if (x->h2o != NULL && x->h2c_pending) h2c_unref(x->h, x->h2o);
   x->h2o = NULL;
   x->h2c_pending = 0;
+  x->h2c_mode = 0;
 }
 
 static void http_maybe_free(corio_http *h) {
@@ -354,6 +409,7 @@ static void check_done(corio_http *h) {
     if (m->msg != CURLMSG_DONE) continue;
     rc = m->data.result;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    if (x->h2c_redo && h2c_redo(x) == 0) continue;
     xfer_end(x, rc);
   }
 }
@@ -463,6 +519,16 @@ static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   corio_xfer *x = ud;
   n *= sz;
   x->last = loop_now(x->h);
+  if (x->direct) {
+    if (x->dL != NULL && x->dn < DIRECT_MAX) {
+      lua_pushlstring(x->dL, p, n);
+      x->dn++;
+      return n;
+    }
+    x->paused = 1;
+    if (x->wait == W_BODY) xfer_wake(x);
+    return CURL_WRITEFUNC_PAUSE;
+  }
   if (x->off == x->len) x->off = x->len = 0;
   if (x->off > 0 && x->len + n > x->cap) {  /* compact before growing */
     memmove(x->buf, x->buf + x->off, x->len - x->off);
@@ -512,6 +578,10 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
   corio_xfer *x = ud;
   curl_socket_t fd;
   (void)purpose;
+  if (x->h2c_mode == 2) {  /* see h2c_redo */
+    x->h2c_redo = 1;
+    return CURL_SOCKET_BAD;
+  }
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd == CURL_SOCKET_BAD) return fd;
   x->h->opened++;
@@ -770,6 +840,8 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->conn_id = 0;
   x->stream = (uint8_t)(stream != 0);
   x->has_body = (uint8_t)(has_body != 0);
+  x->direct = (uint8_t)(stream && !h->http2);
+  x->dL = NULL;
   x->rc = CURLE_OK;
   x->err_kind = x->err_phase = NULL;
   x->errmsg[0] = x->errbuf[0] = 0;
@@ -783,7 +855,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     rc = curl_easy_setopt(e, CURLOPT_URL, url);
     if (rc == CURLE_OK && h->http2 && strncmp(url, "http:", 5) == 0)
       rc = curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                            h2c_claim(x, url)
+                            h2c_claim(x, url, 0)
                                 ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
                                 : (long)CURL_HTTP_VERSION_2_0);
     if (rc == CURLE_OK) {
@@ -821,12 +893,13 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   if (h->http2) {
     long v = (long)CURL_HTTP_VERSION_2TLS;
     if (strncmp(url, "http:", 5) == 0)
-      v = h2c_claim(x, url) ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+      v = h2c_claim(x, url, 0) ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
                             : (long)CURL_HTTP_VERSION_2_0;
     SET(CURLOPT_HTTP_VERSION, v);
     SET(CURLOPT_PIPEWAIT, 1L);  /* wait to multiplex, not a new connection */
   } else
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  if (x->direct) SET(CURLOPT_BUFFERSIZE, (long)DIRECT_BUFSIZE);
   if (h->maxage >= 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
   if (h->no_reuse) SET(CURLOPT_FORBID_REUSE, 1L);
   if (x->to[PH_CONNECT]) SET(CURLOPT_CONNECTTIMEOUT_MS, (long)x->to[PH_CONNECT]);
@@ -980,8 +1053,45 @@ static int push_head(lua_State *L, corio_xfer *x, int body) {
   return 7;
 }
 
+/* A direct stream's read, in the reading task's context: unpause, so
+** that curl hands over what it kept, and read on. Pushes the pieces;
+** returns how many. Making strings may run the collector inside curl's
+** callbacks: a stream of this client collected then is released only
+** after curl returned (corio__xfer_gc), since curl forbids calls into a
+** multi from its callbacks. */
+static int direct_read(lua_State *L, corio_xfer *x) {
+  corio_http *h = x->h;
+  int running;
+  if (!x->in_multi || !x->paused || h->dead) return 0;
+  if (!lua_checkstack(L, DIRECT_MAX + 4)) return 0;
+  h->in_curl++;
+  x->dL = L;
+  x->dn = 0;
+  x->paused = 0;
+  x->last = loop_now(h);
+  curl_easy_pause(x->easy, CURLPAUSE_CONT);
+  /* The unpause made the transfer due: run it now to read what the
+  ** socket has, unless the kept bytes filled this read already. */
+  if (!x->paused && x->in_multi) {
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(h);
+    apply_pauses(h);
+  }
+  x->dL = NULL;
+  if (--h->in_curl == 0) {
+    while (h->gc_later != NULL) {  /* streams collected meanwhile */
+      corio_xfer *y = h->gc_later;
+      h->gc_later = y->gc_next;
+      y->gc_next = NULL;
+      xfer_release(y);
+    }
+  }
+  return x->dn;
+}
+
 /* [-0, +2] the next chunk of a stream: true, chunk | true, nil at the
-** end | false, err. Returns -1 if nothing is there yet. */
+** end | false, err; a direct stream may give several chunks: true, c1,
+** c2, ... Returns -1 if nothing is there yet. */
 static int push_chunk(lua_State *L, corio_xfer *x) {
   if (x->len > x->off) {
     /* At most STREAM_HIGH per chunk: one socket_action may have read up
@@ -998,6 +1108,13 @@ static int push_chunk(lua_State *L, corio_xfer *x) {
       curl_easy_pause(x->easy, CURLPAUSE_CONT);
     }
     return 2;
+  }
+  if (x->direct && x->paused) {
+    int n;
+    lua_pushboolean(L, 1);
+    n = direct_read(L, x);
+    if (n > 0) return n + 1;
+    lua_pop(L, 1);
   }
   if (!x->done) return -1;
   if (failed(x)) return push_err(L, x);
@@ -1135,6 +1252,13 @@ void corio__xfer_gc(corio_xfer *x, int rt_alive) {
     x->t = NULL;  /* the task went with the runtime */
   }
   if (x->t != NULL) return;  /* a task is blocked on it: it holds the box */
+  if (h->in_curl && !h->dead) {  /* inside curl's callbacks: see direct_read */
+    if (x->box != NULL) *x->box = NULL;
+    x->box = NULL;
+    x->gc_next = h->gc_later;
+    h->gc_later = x;
+    return;
+  }
   xfer_release(x);
   http_maybe_free(h);
 }

@@ -306,8 +306,26 @@ local function stream_closed(r)
     rawget(r, "_consumed") and "the stream's body was already consumed" or "the stream is closed")
 end
 
+-- A read may give several chunks at once (HTTP/1 streams hand over what
+-- curl read in one go): the first is returned, the rest wait in r._q.
+local function queue(r, ok, chunk, ...)
+  if select("#", ...) > 0 then
+    rawset(r, "_q", { ... })
+    rawset(r, "_qi", 1)
+  end
+  return ok, chunk
+end
+
 local read_chunk
 read_chunk = function(r)
+  local q = rawget(r, "_q")
+  if q then
+    local i = rawget(r, "_qi")
+    local chunk = q[i]
+    if q[i + 1] == nil then rawset(r, "_q", nil) else rawset(r, "_qi", i + 1) end
+    if rawget(r, "_closed") then error(stream_closed(r), 3) end
+    return chunk
+  end
   local box = rawget(r, "_stream")
   if box == nil or rawget(r, "_closed") then error(stream_closed(r), 3) end
   if rawget(r, "_iter") then  -- a transport's body iterator
@@ -315,7 +333,7 @@ read_chunk = function(r)
     if chunk == nil then rawset(r, "_closed", true); rawset(r, "_consumed", true) end
     return chunk
   end
-  local ok, chunk = c_read(box)
+  local ok, chunk = queue(r, c_read(box))
   if not ok then
     if chunk == NOLOOP then return corio.run(read_chunk, r) end
     c.close_stream(box)
