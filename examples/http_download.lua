@@ -43,15 +43,15 @@ local ok, err = pcall(client.stream, client, "GET", url, function(r)
 end)
 client:close()
 
+-- Failing with an error (not os.exit) lets the runtime close: the exit
+-- status is 1 and the message goes to stderr.
 if not ok then
-  io.stderr:write("download failed: ", type(err) == "table" and err.message or tostring(err), "\n")
   if fs.exists(part) then fs.remove(part) end
-  os.exit(1)
+  error("download failed: " .. (type(err) == "table" and err.message or tostring(err)), 0)
 end
 if total and got ~= total then  -- cannot happen: curl checks the length
   fs.remove(part)
-  io.stderr:write(("download failed: %d of %d bytes\n"):format(got, total))
-  os.exit(1)
+  error(("download failed: %d of %d bytes"):format(got, total), 0)
 end
 fs.rename(part, output)
 local dt = corio.now() - t0
