@@ -2,11 +2,13 @@
 ** http.c: libcurl's multi_socket interface on the runtime's libuv loop.
 ** One CURLM per client (its connection pool); one uv_poll_t per socket
 ** curl asks us to watch and one uv_timer_t per multi for curl's timeout;
-** each request is an easy handle (pooled on a free list, curl_easy_reset
-** between uses) bound to the task that waits for it. No Lua runs in any
-** libuv or curl callback: they fill C buffers and wake the task with
-** corio__ready; the deliver hooks below push the results on the task's
-** own stack. Argument parsing and the Lua objects are in bindings/http.c;
+** each request is an easy handle (pooled on a free list; curl_easy_reset
+** between uses unless only the URL changes) bound to the task that waits
+** for it. No Lua runs in any libuv or curl callback: they fill C buffers
+** and wake the task with corio__ready; the deliver hooks below push the
+** results on the task's own stack. The one exception is an HTTP/1
+** stream's read (direct_read), where the reading task itself drives curl
+** and the write callback makes Lua strings (no Lua code runs there). Argument parsing and the Lua objects are in bindings/http.c;
 ** URLs, redirects and response objects in lua/corio/http.lua.
 */
 #include <stdio.h>
@@ -29,7 +31,8 @@ static const char *const phase_names[PH_N] = {"pool", "connect", "write",
 /* What a waiting task waits for. */
 enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
 
-/* A stream's buffer pauses the transfer once it holds this many bytes.
+/* An HTTP/2 stream's buffer pauses the transfer once it holds this many
+** bytes.
 ** It may overshoot by what one socket_action reads (curl 7.88 reads up to
 ** 100 buffers of 16 KiB while the socket stays readable), so a stream
 ** holds at most about 1.7 MiB. Chunks handed to Lua are at most this
@@ -382,12 +385,11 @@ static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
   xfer_end(x, CURLE_ABORTED_BY_CALLBACK);
 }
 
-/* Backpressure: a stream whose buffer is full stops reading. The write
-** callback never returns CURL_WRITEFUNC_PAUSE nor pauses from inside: in
-** curl 7.88 that keeps the rest of a read buffer aside, and after
-** CURLPAUSE_CONT the socket is sometimes never watched again (a stalled
-** transfer, seen in tests). Pausing once socket_action has returned
-** leaves nothing aside. */
+/* Backpressure for HTTP/2 streams (HTTP/1 ones are "direct", see
+** DIRECT_MAX): a stream whose buffer is full stops reading. For these the
+** write callback does not return CURL_WRITEFUNC_PAUSE: curl 7.88 would
+** keep the rest of a read buffer aside for every stream of the connection.
+** Pausing once socket_action has returned leaves nothing aside. */
 static void apply_pauses(corio_http *h) {
   corio_link *l;
   while ((l = corio_list_shift(&h->to_pause)) != NULL) {
