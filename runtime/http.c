@@ -147,6 +147,8 @@ struct corio_http {
   uint32_t hdr_gen;      /* bumped when defhdrs changes */
   uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
   int in_curl;           /* a direct read is inside curl */
+  uv_timer_t kick;       /* HTTP/2: see kick_cb */
+  uint64_t moved, kicked_at; /* write_cb calls; at the last kick check */
   corio_xfer *gc_later;  /* streams collected while in_curl */
   char *cainfo;
   long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
@@ -485,6 +487,36 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
   return 0;
 }
 
+/* HTTP/2 watchdog. With libcurl 7.88 on the multi_socket API, an h2
+** connection with several streams sometimes goes quiet: the server waits
+** for a WINDOW_UPDATE that curl queued but sends only when one of the
+** connection's transfers runs again, and nothing makes one run. While an
+** HTTP/2 client has requests in flight, every KICK_MS without a byte
+** received runs the transfers of each of its sockets. */
+#define KICK_MS 20
+static void kick_cb(uv_timer_t *tm) {
+  corio_http *h = tm->data;
+  corio_link *l;
+  curl_socket_t fds[16];
+  int running, i, n = 0;
+  if (h->in_flight == 0 || h->closed) {
+    uv_timer_stop(tm);
+    return;
+  }
+  if (h->moved != h->kicked_at) {
+    h->kicked_at = h->moved;
+    return;
+  }
+  /* socket_action may close sockets: take their fds first */
+  for (l = h->socks.next; l != &h->socks && n < 16; l = l->next)
+    fds[n++] = corio_container_of(l, http_sock, link)->fd;
+  for (i = 0; i < n && h->multi != NULL; i++)
+    curl_multi_socket_action(h->multi, fds[i],
+                             CURL_CSELECT_IN | CURL_CSELECT_OUT, &running);
+  check_done(h);
+  apply_pauses(h);
+}
+
 static void curl_timeout_cb(uv_timer_t *tm) {
   corio_http *h = tm->data;
   int running;
@@ -521,6 +553,7 @@ static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   corio_xfer *x = ud;
   n *= sz;
   x->last = loop_now(x->h);
+  x->h->moved++;
   if (x->direct) {
     if (x->dL != NULL && x->dn < DIRECT_MAX) {
       lua_pushlstring(x->dL, p, n);
@@ -670,6 +703,9 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
   if (uv_timer_init(rt->loop, &h->timer) != 0) goto fail;
   h->timer.data = h;
   h->nhandles = 1;
+  uv_timer_init(rt->loop, &h->kick);  /* only fails for a bad loop */
+  h->kick.data = h;
+  h->nhandles = 2;
   corio_list_init(&h->active);
   corio_list_init(&h->free);
   corio_list_init(&h->socks);
@@ -955,6 +991,8 @@ int corio__xfer_start(corio_xfer *x, corio_task *t) {
   x->t = t;
   x->wait = x->stream ? W_HEAD : W_RESPONSE;
   h->rt->nexternal++;
+  if (h->http2 && !uv_is_active((uv_handle_t *)&h->kick))
+    uv_timer_start(&h->kick, kick_cb, KICK_MS, KICK_MS);
   return 0;
 }
 
@@ -1218,8 +1256,11 @@ void corio__http_close(corio_http *h) {
       sock_close(s);
     }
   }
-  if (h->dead) h->nhandles--;
-  else uv_close((uv_handle_t *)&h->timer, http_timer_closed);
+  if (h->dead) h->nhandles -= 2;
+  else {
+    uv_close((uv_handle_t *)&h->timer, http_timer_closed);
+    uv_close((uv_handle_t *)&h->kick, http_timer_closed);
+  }
 }
 
 /* The client's Lua object is collected. rt_alive: 0 when the runtime was

@@ -98,31 +98,33 @@ describe("corio.http HTTP/2", function()
     c:close()
   end)
 
-  -- (h2c is left out here: with libcurl 7.88 on the multi_socket API, a
-  -- burst of requests multiplexed on an h2c connection now and then
-  -- stalls one of them until its read timeout; over TLS it does not.)
-  for _, which in ipairs { "h2 over TLS" } do
+  -- With libcurl 7.88 on the multi_socket API, a burst like this on an
+  -- h2c connection used to stall now and then until the read timeout (see
+  -- kick_cb in runtime/http.c): each runs 5 times here.
+  for _, which in ipairs { "h2c", "h2 over TLS" } do
     it(which .. ": concurrent requests share one multiplexed connection", function()
       if why_not then return pending(why_not) end
-      local base = h2s
-      local c = http.client { base_url = base, http2 = true, verify = cert }
-      local fns = {}
-      for i = 1, 20 do
-        fns[i] = function()
-          local r = c:get("/256k.bin")
-          assert.equal("HTTP/2", r.http_version)
-          assert(pattern_ok(r:text()))
-          return r.status
+      local base = which == "h2c" and h2c or h2s
+      for _ = 1, 5 do
+        local c = http.client { base_url = base, http2 = true, verify = cert }
+        local fns = {}
+        for i = 1, 20 do
+          fns[i] = function()
+            local r = c:get("/256k.bin")
+            assert.equal("HTTP/2", r.http_version)
+            assert(pattern_ok(r:text()))
+            return r.status
+          end
         end
+        local st = within(15, corio.gather, fns)
+        for i = 1, 20 do assert.equal(200, st[i]) end
+        local s = c:stats()
+        assert.equal(1, s.opened)
+        assert.equal(19, s.reused)
+        assert.equal(1, s.idle)
+        assert.equal(0, s.in_flight)
+        c:close()
       end
-      local st = within(10, corio.gather, fns)
-      for i = 1, 20 do assert.equal(200, st[i]) end
-      local s = c:stats()
-      assert.equal(1, s.opened)
-      assert.equal(19, s.reused)
-      assert.equal(1, s.idle)
-      assert.equal(0, s.in_flight)
-      c:close()
     end)
   end
 
