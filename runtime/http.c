@@ -492,8 +492,11 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
 ** for a WINDOW_UPDATE that curl queued but sends only when one of the
 ** connection's transfers runs again, and nothing makes one run. While an
 ** HTTP/2 client has requests in flight, every KICK_MS without a byte
-** received runs the transfers of each of its sockets. */
+** received runs the transfers of each of its sockets; while that brings
+** nothing (a stream whose reader is slow, a slow server) the interval
+** doubles, up to KICK_MAX_MS. */
 #define KICK_MS 20
+#define KICK_MAX_MS 1000
 static void kick_cb(uv_timer_t *tm) {
   corio_http *h = tm->data;
   corio_link *l;
@@ -505,8 +508,11 @@ static void kick_cb(uv_timer_t *tm) {
   }
   if (h->moved != h->kicked_at) {
     h->kicked_at = h->moved;
+    if (uv_timer_get_repeat(tm) != KICK_MS) uv_timer_set_repeat(tm, KICK_MS);
     return;
   }
+  if (uv_timer_get_repeat(tm) < KICK_MAX_MS)
+    uv_timer_set_repeat(tm, 2 * uv_timer_get_repeat(tm));
   /* socket_action may close sockets: take their fds first */
   for (l = h->socks.next; l != &h->socks && n < 16; l = l->next)
     fds[n++] = corio_container_of(l, http_sock, link)->fd;
