@@ -1104,12 +1104,16 @@ static int push_head(lua_State *L, corio_xfer *x, int body) {
 ** returns how many. Making strings may run the collector inside curl's
 ** callbacks: a stream of this client collected then is released only
 ** after curl returned (corio__xfer_gc), since curl forbids calls into a
-** multi from its callbacks. */
+** multi from its callbacks. (Should LuaJIT run out of memory there, its
+** error would unwind through curl's frames: a known limit.) */
 static int direct_read(lua_State *L, corio_xfer *x) {
   corio_http *h = x->h;
   int running;
   if (!x->in_multi || !x->paused || h->dead) return 0;
-  if (!lua_checkstack(L, DIRECT_MAX + 4)) return 0;
+  if (!lua_checkstack(L, DIRECT_MAX + 4)) {  /* fail, rather than stall */
+    xfer_fail(x, "error", NULL, "no Lua stack space for the stream's chunks");
+    return 0;
+  }
   h->in_curl++;
   x->dL = L;
   x->dn = 0;

@@ -492,6 +492,29 @@ describe("corio.http streams", function()
     still_works(c)
   end)
 
+  it("a stream dropped unread is released, also while another is being read", function()
+    -- A's finalizer may run inside B's read, while curl calls back into
+    -- corio (the release then waits until curl returned)
+    do
+      local a = c:stream("GET", "/stream?n=400&size=65536")
+      assert.equal(200, a.status)
+    end
+    local r = c:stream("GET", "/stream?n=400&size=65536")
+    local n, i = 0, 0
+    for chunk in r:iter_bytes() do
+      n = n + #chunk
+      i = i + 1
+      if i % 50 == 0 then collectgarbage("step", 100) end
+    end
+    assert.equal(400 * 65536, n)
+    collectgarbage()
+    collectgarbage()
+    still_works(c)
+    local s = c:stats()
+    assert.equal(0, s.in_flight)
+    assert.equal(1, s.idle)  -- A's connection closed (body not drained)
+  end)
+
   it("stream timeouts and faults raise while reading", function()
     local r = c:stream("GET", "/slow-body?d=3", { timeout = { read = 0.3 } })
     local err = catch(within, 3, function() for _ in r:iter_bytes() do end end)
