@@ -36,7 +36,7 @@ static int l_client(lua_State *L) {
   corio_rt *rt = RT(L);
   long max_conn = (long)luaL_optnumber(L, 1, 0);
   long max_keep = (long)luaL_optnumber(L, 2, -1);
-  long maxage = (long)luaL_optnumber(L, 3, 0);
+  double expiry = luaL_optnumber(L, 3, -1);
   int verify = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
   const char *cainfo = luaL_optstring(L, 5, NULL);
   int http2 = lua_toboolean(L, 6);
@@ -48,7 +48,7 @@ static int l_client(lua_State *L) {
   c->h = NULL;
   luaL_getmetatable(L, CLIENT_MT);
   lua_setmetatable(L, -2);
-  c->h = corio__http_new(rt, max_conn, max_keep, maxage, verify, cainfo,
+  c->h = corio__http_new(rt, max_conn, max_keep, expiry, verify, cainfo,
                          http2);
   if (c->h == NULL) return luaL_error(L, "corio.http: cannot create a "
                                       "client (out of memory?)");

@@ -2,11 +2,13 @@
 ** http.c: libcurl's multi_socket interface on the runtime's libuv loop.
 ** One CURLM per client (its connection pool); one uv_poll_t per socket
 ** curl asks us to watch and one uv_timer_t per multi for curl's timeout;
-** each request is an easy handle (pooled on a free list, curl_easy_reset
-** between uses) bound to the task that waits for it. No Lua runs in any
-** libuv or curl callback: they fill C buffers and wake the task with
-** corio__ready; the deliver hooks below push the results on the task's
-** own stack. Argument parsing and the Lua objects are in bindings/http.c;
+** each request is an easy handle (pooled on a free list; curl_easy_reset
+** between uses unless only the URL changes) bound to the task that waits
+** for it. No Lua runs in any libuv or curl callback: they fill C buffers
+** and wake the task with corio__ready; the deliver hooks below push the
+** results on the task's own stack. The one exception is an HTTP/1
+** stream's read (direct_read), where the reading task itself drives curl
+** and the write callback makes Lua strings (no Lua code runs there). Argument parsing and the Lua objects are in bindings/http.c;
 ** URLs, redirects and response objects in lua/corio/http.lua.
 */
 #include <stdio.h>
@@ -29,14 +31,47 @@ static const char *const phase_names[PH_N] = {"pool", "connect", "write",
 /* What a waiting task waits for. */
 enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
 
-/* A stream's buffer pauses the transfer once it holds this many bytes.
+/* An HTTP/2 stream's buffer pauses the transfer once it holds this many
+** bytes.
 ** It may overshoot by what one socket_action reads (curl 7.88 reads up to
 ** 100 buffers of 16 KiB while the socket stays readable), so a stream
 ** holds at most about 1.7 MiB. Chunks handed to Lua are at most this
 ** size, under LuaJIT's mmap threshold (128 KiB). */
 #define STREAM_HIGH (64 * 1024)
+/* HTTP/1 streams ("direct"): the write callback never copies. While no
+** task is reading, it returns CURL_WRITEFUNC_PAUSE, so curl keeps the bytes
+** of its current read (at most one receive buffer) and stops reading; the
+** reading task unpauses from its own context: curl_easy_pause(CONT) hands
+** the kept bytes to the write callback at once, and a socket_action run
+** right after reads on. There the callback makes each piece a Lua string
+** straight from curl's buffer: one copy instead of two. A read returns
+** at most DIRECT_MAX pieces (curl hands out at most 16 KiB per call; it
+** reads up to 100 receive buffers while the socket stays readable, and
+** the pieces beyond DIRECT_MAX pause the transfer again). */
+#define DIRECT_MAX 256
+#define DIRECT_BUFSIZE (256 * 1024)  /* fewer recv calls; as the 256k C floor */
 /* Response headers beyond this are a protocol error (h11 uses 64 KiB). */
 #define MAX_HEADER_BYTES (64 * 1024)
+
+/* HTTP/2 in clear text with prior knowledge. libcurl 7.88 fails a request
+** that reuses an h2c connection while asking for prior knowledge ("Error
+** in the HTTP2 framing layer", curl issue 10634, fixed in 7.89), but
+** reuses it fine when asked for CURL_HTTP_VERSION_2_0. So a request asks
+** for prior knowledge only when no h2c connection to its origin is open or
+** being opened by this client; otherwise for 2_0, which reuses (or waits
+** for, with CURLOPT_PIPEWAIT) that connection. One entry per origin;
+** refs counts its open h2c sockets plus prior-knowledge transfers that
+** have not opened theirs yet. */
+typedef struct h2c_origin {
+  corio_link link;       /* in h->h2c */
+  uint32_t refs;
+  char key[1];           /* "host:port", lower-case */
+} h2c_origin;
+
+typedef struct h2c_sock {
+  curl_socket_t fd;
+  h2c_origin *o;
+} h2c_sock;
 
 struct corio_xfer {
   uv_timer_t timer;      /* phase timeouts; closed only when x is freed */
@@ -64,7 +99,24 @@ struct corio_xfer {
   uint8_t paused;        /* paused with curl_easy_pause(CURLPAUSE_RECV) */
   uint8_t want_pause;    /* in h->to_pause: pause after socket_action */
   uint8_t new_conn;      /* this transfer opened a connection */
+  uint8_t h2c_pending;   /* holds a ref on h2o until its socket opens */
+  uint8_t h2c_mode;      /* h2c: 1 prior knowledge, 2 reuse (2_0) */
+  uint8_t h2c_redo;      /* 2_0 wanted a new connection: see h2c_redo */
+  h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
+  uint32_t conn_id;      /* its connection (local address), 0: none yet */
+  /* The options the easy handle holds from its last plain request (no
+  ** body, the client's headers): a request that differs only by URL sets
+  ** just that, without curl_easy_reset and the ~25 setopts after it. */
+  uint8_t plain;         /* the fields below describe the easy handle */
+  uint8_t plain_stream;
+  char plain_method[12];
+  uint32_t plain_to[PH_N + 1];
+  uint32_t plain_gen;    /* h->hdr_gen at the time */
   uint8_t has_body;
+  uint8_t direct;        /* an HTTP/1 stream read without a C buffer */
+  lua_State *dL;         /* a direct read in progress pushes here */
+  corio_xfer *gc_next;   /* in h->gc_later */
+  int dn;                /* pieces it pushed */
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
   const char *err_phase; /* for kind "timeout" */
@@ -88,9 +140,19 @@ struct corio_http {
   corio_link free;       /* idle transfers (easy handle + timer) */
   corio_link socks;      /* sockets being polled */
   corio_link to_pause;   /* streams whose buffer is full */
+  corio_link h2c;        /* h2c_origin entries */
+  h2c_sock *h2socks;     /* open h2c sockets and their origins */
+  size_t nh2socks, caph2socks;
   struct curl_slist *defhdrs; /* the client's default headers */
+  uint32_t hdr_gen;      /* bumped when defhdrs changes */
+  uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
+  int in_curl;           /* a direct read is inside curl */
+  uv_timer_t kick;       /* HTTP/2: see kick_cb */
+  uint64_t moved, kicked_at; /* write_cb calls; at the last kick check */
+  corio_xfer *gc_later;  /* streams collected while in_curl */
   char *cainfo;
-  long maxage;           /* keepalive_expiry, s (0: curl's default) */
+  long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
+  int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
   long http2;
   int verify;
   uint32_t nhandles;     /* open uv handles (closing included) */
@@ -104,8 +166,111 @@ struct corio_http {
 
 static int curl_ready = 0;
 
+static void h2c_unref(corio_http *h, h2c_origin *o) {
+  (void)h;
+  if (--o->refs == 0) {
+    corio_list_remove(&o->link);
+    free(o);
+  }
+}
+
+static void h2c_free_all(corio_http *h) {
+  corio_link *l;
+  while ((l = corio_list_shift(&h->h2c)) != NULL)
+    free(corio_container_of(l, h2c_origin, link));
+  free(h->h2socks);
+  h->h2socks = NULL;
+  h->nh2socks = h->caph2socks = 0;
+}
+
+/* "host:port" of an http:// URL into key (lower-case, no userinfo); 0 if
+** it does not fit. */
+static int h2c_key(const char *url, char *key, size_t cap) {
+  const char *p = url + 7, *end = p, *at;
+  size_t n;
+  while (*end && *end != '/' && *end != '?' && *end != '#') end++;
+  for (at = p; at < end; at++)
+    if (*at == '@') p = at + 1;
+  n = (size_t)(end - p);
+  if (n + 4 >= cap) return 0;
+  for (at = p; at < end; at++)
+    *key++ = (char)((*at >= 'A' && *at <= 'Z') ? *at + 32 : *at);
+  /* a bare host means port 80 (an IPv6 literal ends with ']') */
+  if (n == 0 || memchr(p, ':', n) == NULL || end[-1] == ']') {
+    memcpy(key, ":80", 3);
+    key += 3;
+  }
+  *key = 0;
+  return 1;
+}
+
+/* Whether a request to url may ask for prior knowledge; if so, x takes a
+** ref on its origin until its socket opens (or it ends). */
+static int h2c_claim(corio_xfer *x, const char *url, int force) {
+  corio_http *h = x->h;
+  char key[512];
+  corio_link *l;
+  h2c_origin *o = NULL;
+  x->h2c_mode = 1;
+  if (!h2c_key(url, key, sizeof(key))) return 1;
+  for (l = h->h2c.next; l != &h->h2c; l = l->next) {
+    o = corio_container_of(l, h2c_origin, link);
+    if (strcmp(o->key, key) == 0) break;
+    o = NULL;
+  }
+  if (o != NULL && !force) {  /* reuse that connection */
+    x->h2c_mode = 2;
+    return 0;
+  }
+  if (o == NULL) {
+    o = malloc(sizeof(*o) + strlen(key));
+    if (o == NULL) return 1;
+    strcpy(o->key, key);
+    o->refs = 0;
+    corio_list_push(&h->h2c, &o->link);
+  }
+  o->refs++;
+  x->h2o = o;
+  x->h2c_pending = 1;
+  return 1;
+}
+
+/* A request that asked for 2_0 to reuse an h2c connection needs a new one
+** after all (the connection closed meanwhile, or curl would not wait for
+** it): with 2_0 curl would try an HTTP/1.1 Upgrade, which a prior
+** knowledge server does not speak. opensocket_cb refuses the socket and
+** check_done adds the transfer again, asking for prior knowledge. */
+static int h2c_redo(corio_xfer *x) {
+  corio_http *h = x->h;
+  char *url = NULL;
+  x->h2c_redo = 0;
+  curl_multi_remove_handle(h->multi, x->easy);
+  curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
+  if (url == NULL) return -1;
+  h2c_claim(x, url, 1);
+  x->errbuf[0] = 0;
+  x->phase = PH_POOL;
+  curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
+                   (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+  if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
+    x->in_multi = 0;
+    h->in_flight--;
+    return -1;
+  }
+  return 0;
+}
+
+/* x ends or starts over: drop a claim its socket did not take over. */
+static void h2c_release(corio_xfer *x) {
+  if (x->h2o != NULL && x->h2c_pending) h2c_unref(x->h, x->h2o);
+  x->h2o = NULL;
+  x->h2c_pending = 0;
+  x->h2c_mode = 0;
+}
+
 static void http_maybe_free(corio_http *h) {
   if (h->gc && h->closed && h->nhandles == 0 && h->nlive == 0) {
+    h2c_free_all(h);
     free(h->cainfo);
     free(h);
   }
@@ -198,6 +363,7 @@ static void xfer_remove(corio_xfer *x) {
     x->h->in_flight--;
     if (x->h->multi != NULL) curl_multi_remove_handle(x->h->multi, x->easy);
   }
+  h2c_release(x);
   if (x->armed && !x->h->dead) uv_timer_stop(&x->timer);
   x->armed = 0;
 }
@@ -221,12 +387,11 @@ static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
   xfer_end(x, CURLE_ABORTED_BY_CALLBACK);
 }
 
-/* Backpressure: a stream whose buffer is full stops reading. The write
-** callback never returns CURL_WRITEFUNC_PAUSE nor pauses from inside: in
-** curl 7.88 that keeps the rest of a read buffer aside, and after
-** CURLPAUSE_CONT the socket is sometimes never watched again (a stalled
-** transfer, seen in tests). Pausing once socket_action has returned
-** leaves nothing aside. */
+/* Backpressure for HTTP/2 streams (HTTP/1 ones are "direct", see
+** DIRECT_MAX): a stream whose buffer is full stops reading. For these the
+** write callback does not return CURL_WRITEFUNC_PAUSE: curl 7.88 would
+** keep the rest of a read buffer aside for every stream of the connection.
+** Pausing once socket_action has returned leaves nothing aside. */
 static void apply_pauses(corio_http *h) {
   corio_link *l;
   while ((l = corio_list_shift(&h->to_pause)) != NULL) {
@@ -248,6 +413,7 @@ static void check_done(corio_http *h) {
     if (m->msg != CURLMSG_DONE) continue;
     rc = m->data.result;
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    if (x->h2c_redo && h2c_redo(x) == 0) continue;
     xfer_end(x, rc);
   }
 }
@@ -321,9 +487,46 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
   return 0;
 }
 
+/* HTTP/2 watchdog. With libcurl 7.88 on the multi_socket API, an h2
+** connection with several streams sometimes goes quiet: the server waits
+** for a WINDOW_UPDATE that curl queued but sends only when one of the
+** connection's transfers runs again, and nothing makes one run. While an
+** HTTP/2 client has requests in flight, every KICK_MS without a byte
+** received runs the transfers of each of its sockets; while that brings
+** nothing (a stream whose reader is slow, a slow server) the interval
+** doubles, up to KICK_MAX_MS. */
+#define KICK_MS 20
+#define KICK_MAX_MS 1000
+static void kick_cb(uv_timer_t *tm) {
+  corio_http *h = tm->data;
+  corio_link *l;
+  curl_socket_t fds[16];
+  int running, i, n = 0;
+  if (h->in_flight == 0 || h->closed) {
+    uv_timer_stop(tm);
+    return;
+  }
+  if (h->moved != h->kicked_at) {
+    h->kicked_at = h->moved;
+    if (uv_timer_get_repeat(tm) != KICK_MS) uv_timer_set_repeat(tm, KICK_MS);
+    return;
+  }
+  if (uv_timer_get_repeat(tm) < KICK_MAX_MS)
+    uv_timer_set_repeat(tm, 2 * uv_timer_get_repeat(tm));
+  /* socket_action may close sockets: take their fds first */
+  for (l = h->socks.next; l != &h->socks && n < 16; l = l->next)
+    fds[n++] = corio_container_of(l, http_sock, link)->fd;
+  for (i = 0; i < n && h->multi != NULL; i++)
+    curl_multi_socket_action(h->multi, fds[i],
+                             CURL_CSELECT_IN | CURL_CSELECT_OUT, &running);
+  check_done(h);
+  apply_pauses(h);
+}
+
 static void curl_timeout_cb(uv_timer_t *tm) {
   corio_http *h = tm->data;
   int running;
+  h->timer_due = 0;
   curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
   check_done(h);
   apply_pauses(h);
@@ -336,8 +539,19 @@ static int timer_cb(CURLM *m, long ms, void *userp) {
   corio_http *h = userp;
   (void)m;
   if (h->dead || h->closed == 2) return 0;
-  if (ms < 0) uv_timer_stop(&h->timer);
-  else uv_timer_start(&h->timer, curl_timeout_cb, (uint64_t)ms, 0);
+  if (ms < 0) {
+    uv_timer_stop(&h->timer);
+    h->timer_due = 0;
+    return 0;
+  }
+  /* Every curl_multi_add_handle asks for 0 ms: when the timer already
+  ** fires on this loop turn, leave it (uv_timer_start re-sorts its heap). */
+  if (ms == 0 && h->timer_due != 0 && h->timer_due <= loop_now(h) &&
+      uv_is_active((uv_handle_t *)&h->timer))
+    return 0;
+  h->timer_due = loop_now(h) + (uint64_t)ms;
+  if (h->timer_due == 0) h->timer_due = 1;
+  uv_timer_start(&h->timer, curl_timeout_cb, (uint64_t)ms, 0);
   return 0;
 }
 
@@ -345,6 +559,17 @@ static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   corio_xfer *x = ud;
   n *= sz;
   x->last = loop_now(x->h);
+  x->h->moved++;
+  if (x->direct) {
+    if (x->dL != NULL && x->dn < DIRECT_MAX) {
+      lua_pushlstring(x->dL, p, n);
+      x->dn++;
+      return n;
+    }
+    x->paused = 1;
+    if (x->wait == W_BODY) xfer_wake(x);
+    return CURL_WRITEFUNC_PAUSE;
+  }
   if (x->off == x->len) x->off = x->len = 0;
   if (x->off > 0 && x->len + n > x->cap) {  /* compact before growing */
     memmove(x->buf, x->buf + x->off, x->len - x->off);
@@ -394,25 +619,55 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
   corio_xfer *x = ud;
   curl_socket_t fd;
   (void)purpose;
+  if (x->h2c_mode == 2) {  /* see h2c_redo */
+    x->h2c_redo = 1;
+    return CURL_SOCKET_BAD;
+  }
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd == CURL_SOCKET_BAD) return fd;
   x->h->opened++;
   x->h->nopen++;
   x->new_conn = 1;
+  if (x->h2o != NULL) {  /* an h2c connection: later requests reuse it */
+    corio_http *h = x->h;
+    if (h->nh2socks == h->caph2socks) {
+      size_t cap = h->caph2socks ? 2 * h->caph2socks : 4;
+      h2c_sock *a = realloc(h->h2socks, cap * sizeof(*a));
+      if (a == NULL) return fd;  /* untracked: the next request opens one */
+      h->h2socks = a;
+      h->caph2socks = cap;
+    }
+    h->h2socks[h->nh2socks].fd = fd;
+    h->h2socks[h->nh2socks++].o = x->h2o;
+    if (x->h2c_pending) x->h2c_pending = 0;  /* the socket keeps the ref */
+    else x->h2o->refs++;
+  }
   if (x->phase == PH_POOL) xfer_phase(x, PH_CONNECT);
   return fd;
 }
 
 static int closesocket_cb(void *ud, curl_socket_t fd) {
   corio_http *h = ud;
+  size_t i;
   if (h->nopen > 0) h->nopen--;
+  for (i = 0; i < h->nh2socks; i++) {
+    if (h->h2socks[i].fd == fd) {
+      h2c_unref(h, h->h2socks[i].o);
+      h->h2socks[i] = h->h2socks[--h->nh2socks];
+      break;
+    }
+  }
   return close(fd);
 }
 
 /* The connection is there (new or reused): the request goes out now. */
 static int prereq_cb(void *ud, char *ip, char *lip, int port, int lport) {
   corio_xfer *x = ud;
-  (void)ip; (void)lip; (void)port; (void)lport;
+  uint32_t id = (uint32_t)lport;
+  (void)ip; (void)port;
+  /* a connection is known by its local address (port, IP hashed) */
+  while (lip != NULL && *lip) id = id * 31u + (unsigned char)*lip++;
+  x->conn_id = id ? id : 1;
   if (!x->new_conn) x->h->reused++;
   xfer_phase(x, x->has_body ? PH_WRITE : PH_READ);
   return CURL_PREREQFUNC_OK;
@@ -438,7 +693,7 @@ static void http_timer_closed(uv_handle_t *hd) {
 }
 
 corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
-                            long maxage, int verify, const char *cainfo,
+                            double expiry, int verify, const char *cainfo,
                             int http2) {
   corio_http *h;
   if (!curl_ready) {
@@ -454,13 +709,26 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
   if (uv_timer_init(rt->loop, &h->timer) != 0) goto fail;
   h->timer.data = h;
   h->nhandles = 1;
+  uv_timer_init(rt->loop, &h->kick);  /* only fails for a bad loop */
+  h->kick.data = h;
+  h->nhandles = 2;
   corio_list_init(&h->active);
   corio_list_init(&h->free);
   corio_list_init(&h->socks);
   corio_list_init(&h->to_pause);
+  corio_list_init(&h->h2c);
   h->verify = verify;
   h->http2 = http2;
-  h->maxage = maxage;
+  /* curl closes a cached connection when its idle time in whole seconds
+  ** exceeds CURLOPT_MAXAGE_CONN: expiry e (rounded up to seconds) is
+  ** ceil(e) - 1. 0 (expiry or max_keepalive) is no reuse at all. */
+  h->maxage = -1;
+  if (expiry > 0) {
+    double up = expiry > 1e6 ? 1e6 : expiry;
+    h->maxage = (long)up;
+    if ((double)h->maxage == up) h->maxage--;
+  }
+  h->no_reuse = expiry == 0 || max_keep == 0;
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
@@ -469,7 +737,7 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conn);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_conn);
   }
-  if (max_keep >= 0)
+  if (max_keep > 0)
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, max_keep);
   return h;
 fail:
@@ -493,6 +761,7 @@ int corio__http_headers(corio_http *h, const char **lines, int n) {
   }
   curl_slist_free_all(h->defhdrs);
   h->defhdrs = l;
+  h->hdr_gen++;
   return 0;
 }
 
@@ -599,21 +868,49 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   corio_http *h = x->h;
   CURL *e = x->easy;
   CURLcode rc = CURLE_OK;
-  curl_easy_reset(e);
+  uint32_t tms[PH_N + 1];
+  size_t mlen = strlen(method);
+  int plain = !has_body && x->hdrs == NULL && mlen < sizeof(x->plain_method);
+  tms[PH_CONNECT] = to_ms(to[0]);
+  tms[PH_READ] = to_ms(to[1]);
+  tms[PH_WRITE] = to_ms(to[2]);
+  tms[PH_POOL] = to_ms(to[3]);
+  tms[PH_N] = to_ms(to[4]);
+  h2c_release(x);
   x->off = x->len = x->hlen = 0;
   x->phase = PH_POOL;
   x->wait = W_NONE;
   x->done = x->head_done = x->paused = x->new_conn = 0;
+  x->conn_id = 0;
   x->stream = (uint8_t)(stream != 0);
   x->has_body = (uint8_t)(has_body != 0);
+  x->direct = (uint8_t)(stream && !h->http2);
+  x->dL = NULL;
   x->rc = CURLE_OK;
   x->err_kind = x->err_phase = NULL;
   x->errmsg[0] = x->errbuf[0] = 0;
-  x->to[PH_CONNECT] = to_ms(to[0]);
-  x->to[PH_READ] = to_ms(to[1]);
-  x->to[PH_WRITE] = to_ms(to[2]);
-  x->to[PH_POOL] = to_ms(to[3]);
-  x->total = to_ms(to[4]);
+  memcpy(x->to, tms, sizeof(x->to));
+  x->total = tms[PH_N];
+  if (plain && x->plain && x->plain_gen == h->hdr_gen &&
+      x->plain_stream == (stream != 0) &&
+      memcmp(x->plain_to, tms, sizeof(tms)) == 0 &&
+      memcmp(x->plain_method, method, mlen + 1) == 0) {
+    x->plain = 0;  /* until this setup succeeded */
+    rc = curl_easy_setopt(e, CURLOPT_URL, url);
+    if (rc == CURLE_OK && h->http2 && strncmp(url, "http:", 5) == 0)
+      rc = curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                            h2c_claim(x, url, 0)
+                                ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                                : (long)CURL_HTTP_VERSION_2_0);
+    if (rc == CURLE_OK) {
+      x->plain = 1;
+      return 0;
+    }
+    rc = CURLE_OK;
+    h2c_release(x);
+  }
+  x->plain = 0;
+  curl_easy_reset(e);
 #define SET(opt, v) \
   do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, v); } while (0)
   SET(CURLOPT_URL, url);
@@ -631,20 +928,24 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   SET(CURLOPT_PREREQFUNCTION, prereq_cb);
   SET(CURLOPT_PREREQDATA, x);
   SET(CURLOPT_PROTOCOLS_STR, "http,https");
-  SET(CURLOPT_USERAGENT, "corio/" CORIO_VERSION);
   SET(CURLOPT_HTTPHEADER, x->hdrs != NULL ? x->hdrs : h->defhdrs);
   if (!h->verify) {
     SET(CURLOPT_SSL_VERIFYPEER, 0L);
     SET(CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (h->cainfo != NULL) SET(CURLOPT_CAINFO, h->cainfo);
-  if (h->http2)
-    SET(CURLOPT_HTTP_VERSION, strncmp(url, "https:", 6) == 0
-                                  ? (long)CURL_HTTP_VERSION_2TLS
-                                  : (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
-  else
+  if (h->http2) {
+    long v = (long)CURL_HTTP_VERSION_2TLS;
+    if (strncmp(url, "http:", 5) == 0)
+      v = h2c_claim(x, url, 0) ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+                            : (long)CURL_HTTP_VERSION_2_0;
+    SET(CURLOPT_HTTP_VERSION, v);
+    SET(CURLOPT_PIPEWAIT, 1L);  /* wait to multiplex, not a new connection */
+  } else
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  if (h->maxage > 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
+  if (x->direct) SET(CURLOPT_BUFFERSIZE, (long)DIRECT_BUFSIZE);
+  if (h->maxage >= 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
+  if (h->no_reuse) SET(CURLOPT_FORBID_REUSE, 1L);
   if (x->to[PH_CONNECT]) SET(CURLOPT_CONNECTTIMEOUT_MS, (long)x->to[PH_CONNECT]);
   if (x->total) SET(CURLOPT_TIMEOUT_MS, (long)x->total);
   if (strcmp(method, "HEAD") == 0) {
@@ -665,6 +966,13 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   if (rc != CURLE_OK) {
     snprintf(x->errmsg, sizeof(x->errmsg), "%s", curl_easy_strerror(rc));
     return rc == CURLE_OUT_OF_MEMORY ? UV_ENOMEM : UV_EINVAL;
+  }
+  if (plain) {
+    x->plain = 1;
+    x->plain_stream = (uint8_t)(stream != 0);
+    memcpy(x->plain_method, method, mlen + 1);
+    memcpy(x->plain_to, tms, sizeof(tms));
+    x->plain_gen = h->hdr_gen;
   }
   return 0;
 }
@@ -689,6 +997,8 @@ int corio__xfer_start(corio_xfer *x, corio_task *t) {
   x->t = t;
   x->wait = x->stream ? W_HEAD : W_RESPONSE;
   h->rt->nexternal++;
+  if (h->http2 && !uv_is_active((uv_handle_t *)&h->kick))
+    uv_timer_start(&h->kick, kick_cb, KICK_MS, KICK_MS);
   return 0;
 }
 
@@ -789,8 +1099,49 @@ static int push_head(lua_State *L, corio_xfer *x, int body) {
   return 7;
 }
 
+/* A direct stream's read, in the reading task's context: unpause, so
+** that curl hands over what it kept, and read on. Pushes the pieces;
+** returns how many. Making strings may run the collector inside curl's
+** callbacks: a stream of this client collected then is released only
+** after curl returned (corio__xfer_gc), since curl forbids calls into a
+** multi from its callbacks. (Should LuaJIT run out of memory there, its
+** error would unwind through curl's frames: a known limit.) */
+static int direct_read(lua_State *L, corio_xfer *x) {
+  corio_http *h = x->h;
+  int running;
+  if (!x->in_multi || !x->paused || h->dead) return 0;
+  if (!lua_checkstack(L, DIRECT_MAX + 4)) {  /* fail, rather than stall */
+    xfer_fail(x, "error", NULL, "no Lua stack space for the stream's chunks");
+    return 0;
+  }
+  h->in_curl++;
+  x->dL = L;
+  x->dn = 0;
+  x->paused = 0;
+  x->last = loop_now(h);
+  curl_easy_pause(x->easy, CURLPAUSE_CONT);
+  /* The unpause made the transfer due: run it now to read what the
+  ** socket has, unless the kept bytes filled this read already. */
+  if (!x->paused && x->in_multi) {
+    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    check_done(h);
+    apply_pauses(h);
+  }
+  x->dL = NULL;
+  if (--h->in_curl == 0) {
+    while (h->gc_later != NULL) {  /* streams collected meanwhile */
+      corio_xfer *y = h->gc_later;
+      h->gc_later = y->gc_next;
+      y->gc_next = NULL;
+      xfer_release(y);
+    }
+  }
+  return x->dn;
+}
+
 /* [-0, +2] the next chunk of a stream: true, chunk | true, nil at the
-** end | false, err. Returns -1 if nothing is there yet. */
+** end | false, err; a direct stream may give several chunks: true, c1,
+** c2, ... Returns -1 if nothing is there yet. */
 static int push_chunk(lua_State *L, corio_xfer *x) {
   if (x->len > x->off) {
     /* At most STREAM_HIGH per chunk: one socket_action may have read up
@@ -807,6 +1158,13 @@ static int push_chunk(lua_State *L, corio_xfer *x) {
       curl_easy_pause(x->easy, CURLPAUSE_CONT);
     }
     return 2;
+  }
+  if (x->direct && x->paused) {
+    int n;
+    lua_pushboolean(L, 1);
+    n = direct_read(L, x);
+    if (n > 0) return n + 1;
+    lua_pop(L, 1);
   }
   if (!x->done) return -1;
   if (failed(x)) return push_err(L, x);
@@ -908,8 +1266,11 @@ void corio__http_close(corio_http *h) {
       sock_close(s);
     }
   }
-  if (h->dead) h->nhandles--;
-  else uv_close((uv_handle_t *)&h->timer, http_timer_closed);
+  if (h->dead) h->nhandles -= 2;
+  else {
+    uv_close((uv_handle_t *)&h->timer, http_timer_closed);
+    uv_close((uv_handle_t *)&h->kick, http_timer_closed);
+  }
 }
 
 /* The client's Lua object is collected. rt_alive: 0 when the runtime was
@@ -944,14 +1305,42 @@ void corio__xfer_gc(corio_xfer *x, int rt_alive) {
     x->t = NULL;  /* the task went with the runtime */
   }
   if (x->t != NULL) return;  /* a task is blocked on it: it holds the box */
+  if (h->in_curl && !h->dead) {  /* inside curl's callbacks: see direct_read */
+    if (x->box != NULL) *x->box = NULL;
+    x->box = NULL;
+    x->gc_next = h->gc_later;
+    h->gc_later = x;
+    return;
+  }
   xfer_release(x);
   http_maybe_free(h);
 }
 
+/* idle: open connections no transfer uses. A transfer waiting for a
+** free connection or for a name holds none, and HTTP/2 transfers share
+** one: count the distinct connections of the transfers in the multi
+** (CURLINFO_ACTIVESOCKET is unset until a transfer ends, so prereq_cb
+** notes each transfer's connection). */
 void corio__http_stats(corio_http *h, double *out) {
+  uint32_t seen[64];
+  uint64_t busy = 0, nseen = 0, i;
+  corio_link *l;
+  for (l = h->active.next; l != &h->active; l = l->next) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    if (!x->in_multi) continue;
+    if (x->phase == PH_CONNECT) {  /* opening its own connection */
+      busy++;
+      continue;
+    }
+    if (x->conn_id == 0) continue;  /* waiting for one */
+    for (i = 0; i < nseen && seen[i] != x->conn_id; i++) {}
+    if (i < nseen) continue;
+    if (nseen < 64) seen[nseen++] = x->conn_id;
+    busy++;
+  }
   out[0] = (double)h->opened;
   out[1] = (double)h->reused;
-  out[2] = h->nopen > h->in_flight ? (double)(h->nopen - h->in_flight) : 0;
+  out[2] = h->nopen > busy ? (double)(h->nopen - busy) : 0;
   out[3] = (double)h->in_flight;
 }
 

@@ -11,10 +11,11 @@
 typedef struct corio_http corio_http;  /* a client: one pool */
 typedef struct corio_xfer corio_xfer;  /* one request's transfer */
 
-/* A client; max_keep < 0: curl's default; maxage 0: curl's default.
-** NULL when out of memory. */
+/* A client. max_conn <= 0: no limit; max_keep < 0, expiry < 0: curl's
+** defaults; max_keep or expiry 0: no connection is reused; expiry (s) is
+** rounded up to whole seconds. NULL when out of memory. */
 corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
-                            long maxage, int verify, const char *cainfo,
+                            double expiry, int verify, const char *cainfo,
                             int http2);
 /* Replace the default header lines ("Name: value"). 0 or UV_ENOMEM. */
 int corio__http_headers(corio_http *h, const char **lines, int n);

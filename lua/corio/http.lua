@@ -306,8 +306,26 @@ local function stream_closed(r)
     rawget(r, "_consumed") and "the stream's body was already consumed" or "the stream is closed")
 end
 
+-- A read may give several chunks at once (HTTP/1 streams hand over what
+-- curl read in one go): the first is returned, the rest wait in r._q.
+local function queue(r, ok, chunk, ...)
+  if select("#", ...) > 0 then
+    rawset(r, "_q", { ... })
+    rawset(r, "_qi", 1)
+  end
+  return ok, chunk
+end
+
 local read_chunk
 read_chunk = function(r)
+  local q = rawget(r, "_q")
+  if q then
+    local i = rawget(r, "_qi")
+    local chunk = q[i]
+    if q[i + 1] == nil then rawset(r, "_q", nil) else rawset(r, "_qi", i + 1) end
+    if rawget(r, "_closed") then error(stream_closed(r), 3) end
+    return chunk
+  end
   local box = rawget(r, "_stream")
   if box == nil or rawget(r, "_closed") then error(stream_closed(r), 3) end
   if rawget(r, "_iter") then  -- a transport's body iterator
@@ -315,7 +333,7 @@ read_chunk = function(r)
     if chunk == nil then rawset(r, "_closed", true); rawset(r, "_consumed", true) end
     return chunk
   end
-  local ok, chunk = c_read(box)
+  local ok, chunk = queue(r, c_read(box))
   if not ok then
     if chunk == NOLOOP then return corio.run(read_chunk, r) end
     c.close_stream(box)
@@ -408,6 +426,7 @@ local REQUEST_OPTS = {
   timeout = true, follow_redirects = true, max_redirects = true,
 }
 local DEFAULT_TIMEOUT = { 5, 5, 5, 5, 0 }
+local DEFAULT_HEADERS = { { "user-agent", "User-Agent", "corio/" .. corio.version } }
 
 function M.client(opts)
   if opts == nil then opts = {} end
@@ -422,14 +441,21 @@ function M.client(opts)
     end
     self.base_url = opts.base_url
   end
-  self._headers = merge_headers("client", nil, opts.headers)
+  -- The default User-Agent is a header line like the others (not curl's
+  -- CURLOPT_USERAGENT, which costs an allocation and a format per request).
+  self._headers = merge_headers("client", DEFAULT_HEADERS, opts.headers)
   self._timeout = norm_timeout("client", opts.timeout, DEFAULT_TIMEOUT)
   self.follow_redirects = opts.follow_redirects and true or false
   self.max_redirects = opts.max_redirects or 20
   local limits = opts.limits or {}
   if type(limits) ~= "table" then invalid("client", 1, "limits", "table expected") end
-  for k in pairs(limits) do
+  for k, v in pairs(limits) do
     if not LIMIT_OPTS[k] then invalid("client", 1, "limits", "unknown option '" .. tostring(k) .. "'") end
+    local min = k == "max_connections" and 1 or 0
+    if type(v) ~= "number" or v ~= v or v < min or (k ~= "keepalive_expiry" and v % 1 ~= 0) then
+      invalid("client", 1, "limits." .. k, (k == "keepalive_expiry" and "non-negative number"
+        or min == 1 and "positive integer" or "non-negative integer") .. " expected, got " .. tostring(v))
+    end
   end
   local verify, ca = opts.verify, opts.ca_bundle
   if type(verify) == "string" then ca, verify = verify, true end

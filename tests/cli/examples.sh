@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every example in examples/ runs here, so none rots (the embedding host
-# runs as its own test). The HTTP example runs against the test server.
+# runs as its own test). The HTTP examples run against the test server.
 set -u
 CORIO=${1:-build/corio}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,6 +30,19 @@ if [ -f "$ROOT/examples/http_fetch.lua" ]; then
   if [ $? = 0 ] && grep -q "^one:" "$TMP/out" && grep -q "^gather:" "$TMP/out" && grep -q "^map:" "$TMP/out"; then
     ok "examples/http_fetch.lua"
   else bad "examples/http_fetch.lua (port $port)"; fi
+  if [ -f "$ROOT/examples/http_download.lua" ]; then
+    timeout 60 "$CORIO" "$ROOT/examples/http_download.lua" "http://127.0.0.1:$port/bytes/5000000" "$TMP/dl.bin" > "$TMP/out" 2>&1
+    if [ $? = 0 ] && [ "$(stat -c %s "$TMP/dl.bin" 2>/dev/null)" = 5000000 ] && [ ! -e "$TMP/dl.bin.part" ] \
+       && grep -q "^progress: 100% 4.8 MiB of 4.8 MiB" "$TMP/out" && grep -q "^done: 4.8 MiB to " "$TMP/out"; then
+      ok "examples/http_download.lua"
+    else bad "examples/http_download.lua (port $port)"; fi
+    # a body cut short: exit 1, the error on stderr, no file left behind
+    timeout 60 "$CORIO" "$ROOT/examples/http_download.lua" "http://127.0.0.1:$port/reset" "$TMP/dl2.bin" > "$TMP/out" 2>&1
+    if [ $? = 1 ] && grep -q "download failed: GET http://127.0.0.1:$port/reset: " "$TMP/out" \
+       && [ ! -e "$TMP/dl2.bin" ] && [ ! -e "$TMP/dl2.bin.part" ]; then
+      ok "examples/http_download.lua (a failed download leaves no file)"
+    else bad "examples/http_download.lua reset (port $port)"; fi
+  fi
 fi
 echo "examples: $pass passed, $fail failed"
 [ $fail = 0 ]

@@ -149,6 +149,112 @@ describe("corio.http responses", function()
   end)
 end)
 
+describe("corio.http pool limits", function()
+  -- n requests at once to a route that answers after d seconds, so each
+  -- holds its own HTTP/1.1 connection
+  local function burst(c, n, d)
+    local fns = {}
+    for i = 1, n do
+      fns[i] = function() return c:get("/slow-headers?d=" .. d).status end
+    end
+    return within(5, corio.gather, fns)
+  end
+
+  it("max_keepalive closes the connections beyond it once they are idle", function()
+    local c = http.client { base_url = base, limits = { max_keepalive = 2 } }
+    burst(c, 4, 0.2)
+    local s = c:stats()
+    assert.equal(4, s.opened)
+    assert.equal(2, s.idle)
+    assert.equal(0, s.in_flight)
+    burst(c, 4, 0.2)  -- two reused, two new, and again two kept
+    s = c:stats()
+    assert.equal(6, s.opened)
+    assert.equal(2, s.reused)
+    assert.equal(2, s.idle)
+    c:close()
+  end)
+
+  it("max_keepalive = 0 keeps no connection", function()
+    local c = http.client { base_url = base, limits = { max_keepalive = 0 } }
+    for _ = 1, 3 do assert.equal(200, within(2, c.get, c, "/ok").status) end
+    local s = c:stats()
+    assert.equal(3, s.opened)
+    assert.equal(0, s.reused)
+    assert.equal(0, s.idle)
+    c:close()
+  end)
+
+  it("max_connections queues requests on the connections it allows", function()
+    local c = http.client { base_url = base, limits = { max_connections = 2 } }
+    local t0 = corio.now()
+    local st = burst(c, 4, 0.2)
+    for i = 1, 4 do assert.equal(200, st[i]) end
+    assert.is_true(corio.now() - t0 >= 0.35, "4 requests on 2 connections take 2 rounds")
+    local s = c:stats()
+    assert.equal(2, s.opened)
+    assert.equal(2, s.reused)
+    assert.equal(2, s.idle)
+    c:close()
+  end)
+
+  it("keepalive_expiry: an idle connection older than it is not reused", function()
+    local c = http.client { base_url = base, limits = { keepalive_expiry = 1 } }
+    within(2, c.get, c, "/ok")
+    within(2, c.get, c, "/ok")  -- at once: reused
+    assert.equal(1, c:stats().reused)
+    assert.equal(1, c:stats().idle)
+    corio.sleep(1.3)
+    within(2, c.get, c, "/ok")  -- expired: closed, and a new one opened
+    local s = c:stats()
+    assert.equal(2, s.opened)
+    assert.equal(1, s.reused)
+    assert.equal(1, s.idle)
+    c:close()
+  end)
+
+  it("keepalive_expiry = 0 keeps no connection", function()
+    local c = http.client { base_url = base, limits = { keepalive_expiry = 0 } }
+    within(2, c.get, c, "/ok")
+    within(2, c.get, c, "/ok")
+    local s = c:stats()
+    assert.equal(2, s.opened)
+    assert.equal(0, s.reused)
+    assert.equal(0, s.idle)
+    c:close()
+  end)
+
+  it("stats().idle goes down while a request holds the connection", function()
+    -- one idle connection, taken by a request waiting for its answer
+    local c = http.client { base_url = base }
+    within(2, c.get, c, "/ok")
+    assert.equal(1, c:stats().idle)
+    local task = corio.spawn(function() return c:get("/slow-headers?d=0.3") end)
+    corio.sleep(0.1)
+    local s = c:stats()
+    assert.equal(1, s.in_flight)
+    assert.equal(1, s.reused)
+    assert.equal(0, s.idle)
+    assert.equal(200, task:join().status)
+    s = c:stats()
+    assert.equal(1, s.idle)
+    assert.equal(0, s.in_flight)
+    c:close()
+  end)
+
+  it("limits are checked: kind invalid naming the option", function()
+    for _, bad in ipairs {
+      { max_connections = 0 }, { max_connections = "x" }, { max_keepalive = -1 },
+      { max_keepalive = 1.5 }, { keepalive_expiry = -1 }, { keepalive_expiry = "5" },
+    } do
+      local k = next(bad)
+      local err = catch(http.client, { limits = bad })
+      assert.equal("invalid", err.kind)
+      assert.truthy(err.message:find("limits." .. k, 1, true), err.message)
+    end
+  end)
+end)
+
 describe("corio.http bad input", function()
   local c
   before_each(function() c = http.client { base_url = base } end)
@@ -384,6 +490,29 @@ describe("corio.http streams", function()
     end
     assert.equal(400 * 65536, n)
     still_works(c)
+  end)
+
+  it("a stream dropped unread is released, also while another is being read", function()
+    -- A's finalizer may run inside B's read, while curl calls back into
+    -- corio (the release then waits until curl returned)
+    do
+      local a = c:stream("GET", "/stream?n=400&size=65536")
+      assert.equal(200, a.status)
+    end
+    local r = c:stream("GET", "/stream?n=400&size=65536")
+    local n, i = 0, 0
+    for chunk in r:iter_bytes() do
+      n = n + #chunk
+      i = i + 1
+      if i % 50 == 0 then collectgarbage("step", 100) end
+    end
+    assert.equal(400 * 65536, n)
+    collectgarbage()
+    collectgarbage()
+    still_works(c)
+    local s = c:stats()
+    assert.equal(0, s.in_flight)
+    assert.equal(1, s.idle)  -- A's connection closed (body not drained)
   end)
 
   it("stream timeouts and faults raise while reading", function()
