@@ -6,7 +6,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS=(build-essential cmake pkg-config git
       luajit libluajit-5.1-dev libuv1-dev libcurl4-openssl-dev
-      lua-cjson lua-busted python3 procps libedit-dev nginx)
+      lua-cjson lua-busted python3 procps libedit-dev nginx openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
