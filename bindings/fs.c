@@ -548,14 +548,28 @@ static int l_wbig(lua_State *L) {
   if (FG_BUSY(f)) return push_busy(L, f, "write");
   n = corio__enter(L, rt, &t, "write");
   if (n >= 0) return n;
-  if (f->op == CORIO_FOP_BEHIND) return wait_bg(rt, L, t, f, "write", "fs write");
-  if (f->err < 0) return take_err(L, f);
-  if (f->rlen > 0) drop_read_buffer(f);
-  lua_settop(L, 2);
-  ref = corio__ref(rt, L);
-  if ((r = corio__fs_direct(f, s, len, ref)) != 0) {
-    corio__unref(rt, L, ref);
-    return push_fail(L, "write", f->path, r);
+  if (f->op == CORIO_FOP_BEHIND) {
+    /* queue s behind the write in flight if it may, else wait for it */
+    int done;
+    if (f->t != NULL || (f->mode & CORIO_FS_READ) || f->woff < f->wlen ||
+        f->err < 0)
+      return wait_bg(rt, L, t, f, "write", "fs write");
+    lua_settop(L, 2);
+    ref = corio__ref(rt, L);
+    if (!corio__fs_queue(f, s, len, ref, &done)) {
+      corio__unref(rt, L, ref);
+      return wait_bg(rt, L, t, f, "write", "fs write");
+    }
+    if (done > 0) corio__unref(rt, L, done);
+  } else {
+    if (f->err < 0) return take_err(L, f);
+    if (f->rlen > 0) drop_read_buffer(f);
+    lua_settop(L, 2);
+    ref = corio__ref(rt, L);
+    if ((r = corio__fs_direct(f, s, len, ref)) != 0) {
+      corio__unref(rt, L, ref);
+      return push_fail(L, "write", f->path, r);
+    }
   }
   /* A big string handed to the write is usually dead once written (a
   ** copy loop's chunk): the collector does the work of its size now.
