@@ -65,6 +65,7 @@ corio_file *corio__fs_file_new(corio_rt *rt, const char *path, int mode,
 }
 
 static void file_free(corio_file *f) {
+  if (f->qinit) uv_mutex_destroy(&f->qlock);
   free(f->abuf);
   free(f->bbuf);
   free(f->rbuf);
@@ -206,6 +207,7 @@ static void behind_work(uv_work_t *w) {
   corio_file *f = w->data;
   unsigned i;
   f->wres = 0;
+again:
   for (i = 0; i < f->nseg; i++) {
     const char *p = f->bseg[i].base;
     size_t left = f->bseg[i].len;
@@ -215,12 +217,30 @@ static void behind_work(uv_work_t *w) {
       if (k < 0) {
         if (errno == EINTR) continue;
         f->wres = -errno;
+        /* a queued string is not written after an error */
+        uv_mutex_lock(&f->qlock);
+        f->brun = 0;
+        uv_mutex_unlock(&f->qlock);
         return;
       }
       p += k;
       left -= (size_t)k;
     }
   }
+  uv_mutex_lock(&f->qlock);
+  if (f->brun && f->qref > 0) {
+    /* the string queued meanwhile: the written one is released by the
+    ** loop thread (the next queue, or behind_done) */
+    f->dref = f->bref;
+    f->bref = f->qref;
+    f->bseg[0] = uv_buf_init((char *)f->qs, (unsigned)f->qn);
+    f->nseg = 1;
+    f->qref = 0;
+    uv_mutex_unlock(&f->qlock);
+    goto again;
+  }
+  f->brun = 0;
+  uv_mutex_unlock(&f->qlock);
 }
 
 static void behind_done(uv_work_t *w, int status) {
@@ -228,11 +248,13 @@ static void behind_done(uv_work_t *w, int status) {
   int r = status < 0 ? status : f->wres;
   if (r < 0) set_err(f, "write", r);
   f->nseg = 0;
-  if (f->bref > 0) {
-    /* the string written straight from may be collected now */
-    corio__unref(f->rt, f->rt->L, f->bref);
-    f->bref = 0;
-  }
+  /* the strings written straight from may be collected now; so may one
+  ** still queued after an error (its bytes are dropped: the error is
+  ** raised by the next write, flush or close) */
+  if (f->bref > 0) corio__unref(f->rt, f->rt->L, f->bref);
+  if (f->dref > 0) corio__unref(f->rt, f->rt->L, f->dref);
+  if (f->qref > 0) corio__unref(f->rt, f->rt->L, f->qref);
+  f->bref = f->dref = f->qref = 0;
   file_done(f);
 }
 
@@ -441,6 +463,15 @@ static void swap_out(corio_file *f) {
 
 static int submit_behind(corio_file *f) {
   int r;
+  if (!f->qinit) {
+    if (uv_mutex_init(&f->qlock) != 0) {
+      f->nseg = 0;
+      f->bref = 0;
+      return UV_ENOMEM;
+    }
+    f->qinit = 1;
+  }
+  f->brun = 1;  /* no pool thread runs yet: no lock needed */
   start(f, NULL, CORIO_FOP_BEHIND);
   f->work.data = f;
   r = uv_queue_work(f->rt->loop, &f->work, behind_work, behind_done);
@@ -464,6 +495,26 @@ int corio__fs_direct(corio_file *f, const char *s, size_t n, int ref) {
   f->bseg[f->nseg++] = uv_buf_init((char *)s, (unsigned)n);
   f->bref = ref;
   return submit_behind(f);
+}
+
+int corio__fs_queue(corio_file *f, const char *s, size_t n, int ref,
+                    int *done) {
+  int ok = 0;
+  *done = 0;
+  if (f->op != CORIO_FOP_BEHIND || (f->mode & CORIO_FS_READ) ||
+      f->woff < f->wlen || f->closed || f->drop_close || f->orphan)
+    return 0;
+  uv_mutex_lock(&f->qlock);
+  if (f->brun && f->qref == 0) {
+    f->qs = s;
+    f->qn = n;
+    f->qref = ref;
+    *done = f->dref;
+    f->dref = 0;
+    ok = 1;
+  }
+  uv_mutex_unlock(&f->qlock);
+  return ok;
 }
 
 int corio__fs_close(corio_file *f, corio_task *t) {
@@ -505,7 +556,13 @@ void corio__fs_close_now(corio_file *f) {
   corio__fs_drop_ahead(f);
   if (f->fd < 0) return;
   if (f->op != CORIO_FOP_NONE) {
-    /* a write-behind or read-ahead runs on the fd: close when it ends */
+    /* a write-behind or read-ahead runs on the fd: close when it ends;
+    ** a string queued behind it is dropped (released by behind_done) */
+    if (f->op == CORIO_FOP_BEHIND) {
+      uv_mutex_lock(&f->qlock);
+      f->brun = 0;
+      uv_mutex_unlock(&f->qlock);
+    }
     f->drop_close = 1;
     return;
   }

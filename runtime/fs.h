@@ -74,6 +74,16 @@ typedef struct corio_file {
   uv_buf_t bseg[2];     /* what it writes: bbuf's bytes, then a string */
   unsigned nseg;
   int bref;             /* corio__ref of the string in bseg, or 0 */
+  /* One more string may queue behind the write-behind in flight (a
+  ** write-only file with nothing buffered): the pool thread goes on with
+  ** it without a round trip through the loop. Under qlock: */
+  uv_mutex_t qlock;
+  int qinit;            /* qlock was initialised */
+  int brun;             /* the pool thread still takes queued strings */
+  const char *qs;       /* the queued string, qn bytes, pinned by qref */
+  size_t qn;
+  int qref;             /* 0: nothing queued */
+  int dref;             /* ref of a string written (the worker went on) */
   int drop_close;       /* closed while a request ran: close when it ends */
   /* Read-ahead (read-only files): while lines are taken from rbuf, the
   ** next bytes are read into abuf[HEADROOM, ...) in the background; the
@@ -122,6 +132,12 @@ int corio__fs_behind(corio_file *f);
 ** is released when the write ends (on failure here, the caller still
 ** owns it). Only when f->op is NONE. 0 or a negative UV_E*. */
 int corio__fs_direct(corio_file *f, const char *s, size_t n, int ref);
+/* While a write-behind runs (f->op BEHIND): queue s[0, n) (pinned by ref)
+** behind it, on a write-only file with nothing buffered. 1 if queued, and
+** *done is then 0 or the ref of a string already written, for the caller
+** to release; 0 if not (the caller waits and still owns ref). */
+int corio__fs_queue(corio_file *f, const char *s, size_t n, int ref,
+                    int *done);
 int corio__fs_close(corio_file *f, corio_task *t);
 /* Close without waiting (a cancelled close): unwritten data is dropped. */
 void corio__fs_close_now(corio_file *f);

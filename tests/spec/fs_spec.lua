@@ -629,6 +629,35 @@ describe("fs large reads and writes", function()
     end
   end)
 
+  it("large writes back to back (queued behind the one in flight) land in order", function()
+    for _, mode in ipairs({ "wb", "ab" }) do
+      local q = path("queued_big.bin")
+      os.remove(q)
+      local f = fs.open(q, mode)
+      local want = {}
+      for i = 1, 24 do
+        local c = i % 5 == 0 and chunk(i):sub(1, 300000 + i) or chunk(i)
+        want[i] = c
+        f:write(c)
+      end
+      f:close()
+      same(table.concat(want), io_read(q), mode)
+      -- and when the file is collected, not closed
+      f = fs.open(q, "wb")
+      for i = 1, 8 do f:write(want[i]) end
+      f = nil
+      collectgarbage()
+      collectgarbage()
+      local got, n = nil, #table.concat(want, "", 1, 8)
+      for _ = 1, 200 do
+        got = io_read(q)
+        if #got == n then break end
+        corio.sleep(0.01)
+      end
+      same(table.concat(want, "", 1, 8), got, mode .. ", collected")
+    end
+  end)
+
   it("'+' modes: a large write lands where the reader was", function()
     local p, d = path("rplus_big.bin"), big_data()
     io_write(p, d)
@@ -663,10 +692,12 @@ describe("fs large reads and writes", function()
     g:write("small first", chunk(2))
     assert.equal("ENOSPC", catch(g.close, g).code)
     assert.equal("closed file", fs.type(g))
-    -- the next large write waits for it and raises
+    -- the next large write may queue behind the failing one (and is
+    -- then dropped); the one after waits for it and raises
     local h = fs.open("/dev/full", "wb")
     h:write(chunk(3))
-    assert.equal("ENOSPC", catch(h.write, h, chunk(4)).code)
+    local c4, c5 = chunk(4), chunk(5)
+    assert.equal("ENOSPC", catch(function() h:write(c4); h:write(c5) end).code)
     h:close()
     -- a "+" file waits for its large write
     local k = fs.open("/dev/full", "w+b")
