@@ -58,13 +58,9 @@ enum {
 /* A cancel scope and task group in one. Scopes form a tree across tasks:
 ** a task's root scope has as parent the scope the task was spawned into. */
 struct corio_scope {
-  corio_scope *parent;  /* enclosing scope; NULL for the root task's root */
-  corio_scope *inner;   /* scope the owner entered inside this one, or NULL */
-  corio_task *owner;    /* task whose body runs in this scope */
-  corio_link children;  /* live tasks spawned into this scope */
-  uint32_t nchildren;
   uint8_t eff;          /* effectively cancelled: cancelled, or parent->eff
-                           and not shielded. Checkpoints read only this. */
+                           and not shielded. Checkpoints read only this
+                           (first: it sits next to the task's hot fields). */
   uint8_t kind : 3;     /* CORIO_SCOPE_* */
   uint8_t cancelled : 1; /* cancel() was called or the deadline fired */
   uint8_t shield : 1;
@@ -73,6 +69,11 @@ struct corio_scope {
   uint8_t waiting : 1;  /* owner is blocked until nchildren == 0 */
   uint8_t caught : 1;   /* a Cancelled belonging to this scope was absorbed */
   uint8_t child_cancelled : 1; /* a child task ended cancelled */
+  uint32_t nchildren;
+  corio_scope *parent;  /* enclosing scope; NULL for the root task's root */
+  corio_scope *inner;   /* scope the owner entered inside this one, or NULL */
+  corio_task *owner;    /* task whose body runs in this scope */
+  corio_link children;  /* live tasks spawned into this scope */
   corio_scope *work;    /* worklist link during cancel propagation */
   int errs;             /* anchor ref: array of errors recorded, or NOREF */
   int defers;           /* anchor ref: array of deferred functions, or NOREF */
@@ -119,42 +120,45 @@ typedef struct corio_threadfn {
 } corio_threadfn;
 
 struct corio_task {
+  /* The fields a switch touches come first, so that waking and resuming
+  ** a task reads few cache lines of it (a W1 or W7 task is cold by the
+  ** time it runs). */
   uint32_t magic;         /* CORIO_MAGIC_TASK */
-  uint32_t id;
-  corio_scope root;       /* the task body's scope */
-  corio_link sibling;     /* in root.parent->children while alive */
+  uint8_t status;         /* CORIO_PENDING.. */
+  uint8_t state;          /* CORIO_ST_* */
+  uint8_t rtype;          /* CORIO_R_* */
+  uint8_t in_defers;      /* the thread running is the defer thread */
   lua_State *co;          /* the thread resumed by the scheduler */
-  lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
   union {
     corio_task *ready_next; /* ready queue link, while ready */
     const char *wait_what;  /* "sleep", "channel recv"..., while blocked */
   };
   corio_scope *cur;       /* innermost scope: checkpoints test cur->eff */
-  union {
-    corio_timer sleep;    /* CORIO_TIMER_SLEEP while in corio.sleep */
-    corio_link wait;      /* in a waiter queue while blocked on an object */
-  } u;
   union {                 /* a blocked task has no deliver hook, and a
                              ready one no abort hook */
     corio_abort_fn abort;     /* set while blocked and abortable */
     corio_deliver_fn deliver; /* set while ready with values to push */
   };
   union {
+    corio_timer sleep;    /* CORIO_TIMER_SLEEP while in corio.sleep */
+    corio_link wait;      /* in a waiter queue while blocked on an object */
+  } u;
+  uint16_t budget;        /* fast-path completions left before a yield */
+  uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
+  uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
+  corio_scope root;       /* the task body's scope */
+  lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
+  union {
     void *wait_obj;       /* the object waited on (lock, channel, host op) */
     double rnum;          /* after the end: result if rtype is NUM/BOOL */
   };
+  corio_link sibling;     /* in root.parent->children while alive */
   corio_link *joiners;    /* ring of tasks blocked in join() on this one */
   const char *spawn_src;  /* interned chunk name of the spawn site */
   int spawn_line;
   int slot;               /* anchor slot pair, -1 once ended */
   int name_ref;           /* anchor ref to a name string, or NOREF */
-  uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
-  uint16_t budget;        /* fast-path completions left before a yield */
-  uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
-  uint8_t status;         /* CORIO_PENDING.. */
-  uint8_t state;          /* CORIO_ST_* */
-  uint8_t rtype;          /* CORIO_R_* */
-  uint8_t in_defers;      /* the thread running is the defer thread */
+  uint32_t id;
 };
 
 struct corio_lock {
