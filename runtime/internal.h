@@ -139,15 +139,15 @@ struct corio_task {
     corio_abort_fn abort;     /* set while blocked and abortable */
     corio_deliver_fn deliver; /* set while ready with values to push */
   };
+  uint16_t budget;        /* fast-path completions left before a yield */
+  uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
+  uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
+  lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
+  corio_scope root;       /* the task body's scope (eff at byte 56) */
   union {
     corio_timer sleep;    /* CORIO_TIMER_SLEEP while in corio.sleep */
     corio_link wait;      /* in a waiter queue while blocked on an object */
   } u;
-  uint16_t budget;        /* fast-path completions left before a yield */
-  uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
-  uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
-  corio_scope root;       /* the task body's scope */
-  lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
   union {
     void *wait_obj;       /* the object waited on (lock, channel, host op) */
     double rnum;          /* after the end: result if rtype is NUM/BOOL */
