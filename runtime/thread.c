@@ -59,6 +59,8 @@ enum { W_FAST, W_ENC, W_ERR };
 
 struct corio_work {
   struct corio_work *next;
+  struct corio_work *dprev, *dnext; /* in p->delivering while its caller
+                                       is ready to take the results */
   struct corio_pool *p;
   corio_task *t;          /* the caller; NULL once it was cancelled */
   lua_CFunction cfn;      /* a host's C function, or NULL: */
@@ -98,6 +100,7 @@ typedef struct corio_pool {
   uint32_t inflight;           /* loop thread only */
   corio_work *free;            /* requests kept for reuse (loop thread) */
   int nfree;
+  corio_work *delivering;      /* finished, caller ready (loop thread) */
 } corio_pool;
 
 static pthread_mutex_t size_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -547,6 +550,9 @@ static void deliver_work(corio_task *t) {
   corio_pool *p = w->p;
   lua_State *co = t->co;
   t->wait_obj = NULL;
+  if (w->dprev != NULL) w->dprev->dnext = w->dnext;
+  else p->delivering = w->dnext;
+  if (w->dnext != NULL) w->dnext->dprev = w->dprev;
   if (w->status == W_FAST) {
     lua_pushboolean(co, 1);
     if (unpack_values(co, &w->out) < 0) {
@@ -595,6 +601,12 @@ static int take_done(corio_pool *p, int sleeping) {
       work_release(p, w);
     } else {
       w->t->abort = NULL;
+      /* the pool holds it until the caller runs: a state closed before
+      ** that (os.exit(code, true) in another task) does not lose it */
+      w->dprev = NULL;
+      w->dnext = p->delivering;
+      if (p->delivering != NULL) p->delivering->dprev = w;
+      p->delivering = w;
       corio__ready(rt, w->t, deliver_work);
     }
     w = next;
@@ -712,6 +724,14 @@ void corio__work_states_free(corio_rt *rt) {
   work_free_list(p->qhead);
   work_free_list(p->done);
   work_free_list(p->free);
+  while (p->delivering != NULL) {  /* callers that will not run again */
+    corio_work *w = p->delivering;
+    p->delivering = w->dnext;
+    w->t->wait_obj = NULL;
+    w->t->deliver = NULL;
+    w->next = NULL;
+    work_free_list(w);
+  }
   if (uv_is_closing((uv_handle_t *)p->poll)) free(p->poll);
   else uv_close((uv_handle_t *)p->poll, free_handle);
   if (uv_is_closing((uv_handle_t *)p->prep)) free(p->prep);
