@@ -131,13 +131,31 @@ struct corio_xfer {
   char errbuf[CURL_ERROR_SIZE]; /* curl's own message */
 };
 
+/* A socket's poll handle. One that this client opened (opensocket_cb)
+** keeps its handle from the first time curl asks to watch it until curl
+** closes it (closesocket_cb), across CURL_POLL_REMOVE: curl drops a
+** keep-alive connection's socket when a transfer on it ends and asks for
+** it again when the next one starts, and closing and opening a uv_poll
+** each time cost five syscalls per request (ioctl FIONBIO and epoll_ctl
+** checks in uv_poll_init_socket, the DEL of uv_poll_start and uv_close,
+** the ADD). While curl does not watch it (idle), it stays polled for
+** readability: an idle keep-alive connection is quiet, and should it
+** speak (the server closed it, a paused transfer's data) poll_cb stops
+** polling until curl asks again. */
 typedef struct http_sock {
   uv_poll_t poll;
   corio_http *h;
   corio_link link;       /* in h->socks */
   curl_socket_t fd;
   int events;            /* UV_READABLE|UV_WRITABLE being polled */
+  int idle;              /* curl said CURL_POLL_REMOVE (a socket of ours) */
 } http_sock;
+
+/* Per fd: its poll handle, whether opensocket_cb opened it. */
+typedef struct fd_slot {
+  http_sock *s;
+  int ours;
+} fd_slot;
 
 struct corio_http {
   corio_rt *rt;
@@ -150,6 +168,8 @@ struct corio_http {
   corio_link h2c;        /* h2c_origin entries */
   h2c_sock *h2socks;     /* open h2c sockets and their origins */
   size_t nh2socks, caph2socks;
+  fd_slot *fds;          /* indexed by fd, nfds entries */
+  size_t nfds;
   struct curl_slist *defhdrs; /* the client's default headers */
   uint32_t hdr_gen;      /* bumped when defhdrs changes */
   uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
@@ -278,6 +298,7 @@ static void h2c_release(corio_xfer *x) {
 static void http_maybe_free(corio_http *h) {
   if (h->gc && h->closed && h->nhandles == 0 && h->nlive == 0) {
     h2c_free_all(h);
+    free(h->fds);
     free(h->cainfo);
     free(h);
   }
@@ -431,6 +452,11 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
   http_sock *s = (http_sock *)p;
   corio_http *h = s->h;
   int running, flags = 0;
+  if (s->idle) {  /* curl does not watch it: quiet until curl asks again */
+    uv_poll_stop(&s->poll);
+    s->events = 0;
+    return;
+  }
   if (status < 0) flags = CURL_CSELECT_ERR;
   else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
@@ -450,25 +476,61 @@ static void sock_closed(uv_handle_t *hd) {
   http_maybe_free(h);
 }
 
+/* The fd's slot, made room for when grow is set (NULL: out of memory or
+** not there). */
+static fd_slot *fd_at(corio_http *h, curl_socket_t fd, int grow) {
+  if (fd < 0) return NULL;
+  if ((size_t)fd >= h->nfds) {
+    size_t n = h->nfds ? h->nfds : 64;
+    fd_slot *a;
+    if (!grow) return NULL;
+    while (n <= (size_t)fd) n *= 2;
+    a = realloc(h->fds, n * sizeof(*a));
+    if (a == NULL) return NULL;
+    memset(a + h->nfds, 0, (n - h->nfds) * sizeof(*a));
+    h->fds = a;
+    h->nfds = n;
+  }
+  return &h->fds[fd];
+}
+
+/* Stop watching s and free it (through uv_close unless the loop is gone:
+** then it closed the handle already). */
 static void sock_close(http_sock *s) {
+  corio_http *h = s->h;
+  fd_slot *f = fd_at(h, s->fd, 0);
+  if (f != NULL && f->s == s) f->s = NULL;
   corio_list_remove(&s->link);
+  if (h->dead) {
+    free(s);
+    h->nhandles--;
+    return;
+  }
   uv_close((uv_handle_t *)&s->poll, sock_closed);
 }
 
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
                      void *sockp) {
   corio_http *h = userp;
-  http_sock *s = sockp;
+  fd_slot *f = fd_at(h, fd, what != CURL_POLL_REMOVE);
+  http_sock *s = f != NULL ? f->s : NULL;
   int ev;
-  (void)e;
+  (void)e; (void)sockp;
   if (h->dead) return 0;
   if (what == CURL_POLL_REMOVE) {
-    if (s != NULL) {
-      curl_multi_assign(h->multi, fd, NULL);
+    if (s == NULL) return 0;
+    if (!f->ours) {  /* curl closes it without closesocket_cb */
       sock_close(s);
+      return 0;
+    }
+    s->idle = 1;  /* see http_sock */
+    if (s->events & UV_WRITABLE) {  /* would fire at once */
+      uv_poll_stop(&s->poll);
+      s->events = 0;
     }
     return 0;
   }
+  if (f == NULL) return -1;
   if (s == NULL) {
     s = malloc(sizeof(*s));
     if (s == NULL) return -1;
@@ -481,8 +543,9 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     s->events = 0;
     corio_list_push(&h->socks, &s->link);
     h->nhandles++;
-    curl_multi_assign(h->multi, fd, s);
+    f->s = s;
   }
+  s->idle = 0;
   ev = (what & CURL_POLL_IN ? UV_READABLE : 0) |
        (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
   /* uv_poll_start stops and re-adds the fd (two epoll_ctl calls): only
@@ -521,8 +584,10 @@ static void kick_cb(uv_timer_t *tm) {
   if (uv_timer_get_repeat(tm) < KICK_MAX_MS)
     uv_timer_set_repeat(tm, 2 * uv_timer_get_repeat(tm));
   /* socket_action may close sockets: take their fds first */
-  for (l = h->socks.next; l != &h->socks && n < 16; l = l->next)
-    fds[n++] = corio_container_of(l, http_sock, link)->fd;
+  for (l = h->socks.next; l != &h->socks && n < 16; l = l->next) {
+    http_sock *s = corio_container_of(l, http_sock, link);
+    if (!s->idle) fds[n++] = s->fd;
+  }
   for (i = 0; i < n && h->multi != NULL; i++)
     curl_multi_socket_action(h->multi, fds[i],
                              CURL_CSELECT_IN | CURL_CSELECT_OUT, &running);
@@ -632,6 +697,10 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
   }
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd == CURL_SOCKET_BAD) return fd;
+  {
+    fd_slot *f = fd_at(x->h, fd, 1);
+    if (f != NULL) f->ours = 1;  /* else its handle closes on REMOVE */
+  }
   x->h->opened++;
   x->h->nopen++;
   x->new_conn = 1;
@@ -655,7 +724,12 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
 
 static int closesocket_cb(void *ud, curl_socket_t fd) {
   corio_http *h = ud;
+  fd_slot *f = fd_at(h, fd, 0);
   size_t i;
+  if (f != NULL) {  /* libuv must let go of fd before it is closed */
+    if (f->s != NULL) sock_close(f->s);
+    f->ours = 0;
+  }
   if (h->nopen > 0) h->nopen--;
   for (i = 0; i < h->nh2socks; i++) {
     if (h->h2socks[i].fd == fd) {
@@ -1263,16 +1337,8 @@ void corio__http_close(corio_http *h) {
   h->multi = NULL;
   curl_slist_free_all(h->defhdrs);
   h->defhdrs = NULL;
-  while ((l = h->socks.next) != &h->socks) {
-    http_sock *s = corio_container_of(l, http_sock, link);
-    if (h->dead) {
-      corio_list_remove(&s->link);
-      free(s);
-      h->nhandles--;
-    } else {
-      sock_close(s);
-    }
-  }
+  while ((l = h->socks.next) != &h->socks)
+    sock_close(corio_container_of(l, http_sock, link));
   if (h->dead) h->nhandles -= 2;
   else {
     uv_close((uv_handle_t *)&h->timer, http_timer_closed);
