@@ -119,6 +119,7 @@ struct corio_xfer {
   char plain_method[12];
   uint32_t plain_to[PH_N + 1];
   uint32_t plain_gen;    /* h->hdr_gen at the time */
+  char *plain_url;       /* its CURLOPT_URL (owned), or NULL */
   uint8_t has_body;
   uint8_t direct;        /* an HTTP/1 stream read without a C buffer */
   lua_State *dL;         /* a direct read in progress pushes here */
@@ -392,8 +393,10 @@ static void xfer_remove(corio_xfer *x) {
     if (x->h->multi != NULL) curl_multi_remove_handle(x->h->multi, x->easy);
   }
   h2c_release(x);
-  if (x->armed && !x->h->dead) uv_timer_stop(&x->timer);
-  x->armed = 0;
+  /* The phase timer stays armed: xfer_timer_cb ignores a transfer out of
+  ** the multi, and the next request on x (x is pooled) re-arms it only
+  ** for an earlier deadline, so a run of quick requests costs no
+  ** uv_timer_start/stop pair each. */
 }
 
 static void xfer_end(corio_xfer *x, CURLcode rc) {
@@ -616,9 +619,11 @@ static int timer_cb(CURLM *m, long ms, void *userp) {
     h->timer_due = 0;
     return 0;
   }
-  /* Every curl_multi_add_handle asks for 0 ms: when the timer already
-  ** fires on this loop turn, leave it (uv_timer_start re-sorts its heap). */
-  if (ms == 0 && h->timer_due != 0 && h->timer_due <= loop_now(h) &&
+  /* Every curl_multi_add_handle asks for 0 ms, and a transfer that ends
+  ** moves curl's next deadline later: when the timer already fires by
+  ** then, leave it (uv_timer_start re-sorts its heap). An early run of
+  ** socket_action(CURL_SOCKET_TIMEOUT) does nothing but ask again. */
+  if (h->timer_due != 0 && h->timer_due <= loop_now(h) + (uint64_t)ms &&
       uv_is_active((uv_handle_t *)&h->timer))
     return 0;
   h->timer_due = loop_now(h) + (uint64_t)ms;
@@ -852,6 +857,7 @@ static void xfer_closed(uv_handle_t *hd) {
   curl_easy_cleanup(x->easy);
   free(x->buf);
   free(x->head);
+  free(x->plain_url);
   free(x);
   h->nhandles--;
   h->nlive--;
@@ -867,6 +873,7 @@ static void xfer_destroy(corio_xfer *x) {
     curl_easy_cleanup(x->easy);
     free(x->buf);
     free(x->head);
+    free(x->plain_url);
     free(x);
     h->nhandles--;
     h->nlive--;
@@ -977,7 +984,13 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
       memcmp(x->plain_to, tms, sizeof(tms)) == 0 &&
       memcmp(x->plain_method, method, mlen + 1) == 0) {
     x->plain = 0;  /* until this setup succeeded */
-    rc = curl_easy_setopt(e, CURLOPT_URL, url);
+    /* the same URL again (a poller, a benchmark): curl kept it */
+    if (x->plain_url == NULL || strcmp(x->plain_url, url) != 0) {
+      free(x->plain_url);
+      x->plain_url = NULL;
+      rc = curl_easy_setopt(e, CURLOPT_URL, url);
+      if (rc == CURLE_OK) x->plain_url = strdup(url);  /* NULL: no matter */
+    }
     if (rc == CURLE_OK && h->http2 && strncmp(url, "http:", 5) == 0)
       rc = curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                             h2c_claim(x, url, 0)
@@ -991,6 +1004,8 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     h2c_release(x);
   }
   x->plain = 0;
+  free(x->plain_url);
+  x->plain_url = NULL;
   curl_easy_reset(e);
 #define SET(opt, v) \
   do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, v); } while (0)
@@ -1054,6 +1069,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     memcpy(x->plain_method, method, mlen + 1);
     memcpy(x->plain_to, tms, sizeof(tms));
     x->plain_gen = h->hdr_gen;
+    x->plain_url = strdup(url);  /* NULL: the next request sets it again */
   }
   return 0;
 }
