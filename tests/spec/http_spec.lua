@@ -224,6 +224,24 @@ describe("corio.http pool limits", function()
     c:close()
   end)
 
+  it("a kept connection the server closes is dropped quietly and replaced", function()
+    -- curl stops watching a connection between requests; corio keeps its
+    -- poll handle: the server's FIN must not make the loop spin
+    local c = http.client { base_url = base }
+    assert.equal(200, within(2, c.get, c, "/ok-then-close").status)
+    corio.sleep(0.1)  -- the FIN arrives
+    local t0 = os.clock()
+    corio.sleep(0.3)
+    local cpu = os.clock() - t0
+    assert.is_true(cpu < 0.15, ("the idle loop used %.3f s of CPU"):format(cpu))
+    for _ = 1, 3 do still_works(c) end
+    local s = c:stats()
+    assert.equal(2, s.opened)
+    assert.equal(2, s.reused)
+    assert.equal(1, s.idle)
+    c:close()
+  end)
+
   it("stats().idle goes down while a request holds the connection", function()
     -- one idle connection, taken by a request waiting for its answer
     local c = http.client { base_url = base }
