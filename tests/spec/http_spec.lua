@@ -589,6 +589,29 @@ describe("corio.http client lifetime", function()
     assert.equal("closed", catch(c.get, c, "/ok").kind)
   end)
 
+  it("proxy variables are read when a client is made", function()
+    -- made while http_proxy names the test server, a client sends through
+    -- it (the server answers any absolute URL); one made before it was
+    -- set connects directly (libcurl would look at every request)
+    local ffi = require("ffi")
+    pcall(ffi.cdef, "int setenv(const char *, const char *, int);"
+      .. " int unsetenv(const char *);")
+    local direct = http.client {}
+    ffi.C.setenv("http_proxy", base, 1)
+    local ok, r, e = pcall(function()
+      local c = http.client {}
+      local res = within(2, c.get, c, "http://127.0.0.1:1/ok")
+      c:close()
+      return res, catch(within, 2, direct.get, direct, "http://127.0.0.1:1/ok")
+    end)
+    ffi.C.unsetenv("http_proxy")
+    direct:close()
+    assert(ok, r)
+    assert.equal(200, r.status)
+    assert.equal("hello", r:text())
+    assert.equal("connect", e.kind)
+  end)
+
   it("rule 11: outside a loop, a request runs synchronously", function()
     local luajit = os.getenv("LUAJIT") or "luajit"
     local cmd = ("LUA_PATH=%q LUA_CPATH=%q %s -e %q"):format(
