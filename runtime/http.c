@@ -705,7 +705,12 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
   if (fd == CURL_SOCKET_BAD) return fd;
   {
     fd_slot *f = fd_at(x->h, fd, 1);
-    if (f != NULL) f->ours = 1;  /* else its handle closes on REMOVE */
+    if (f != NULL) {  /* else its handle closes on REMOVE */
+      /* a handle left on this fd number belongs to a socket closed
+      ** without closesocket_cb: it is not registered for the new one */
+      if (f->s != NULL) sock_close(f->s);
+      f->ours = 1;
+    }
   }
   x->h->opened++;
   x->h->nopen++;
