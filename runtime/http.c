@@ -140,6 +140,7 @@ struct corio_xfer {
   char plain_method[12];
   uint32_t plain_to[PH_N + 1];
   uint32_t plain_gen;    /* h->hdr_gen at the time */
+  char *plain_url;       /* its CURLOPT_URL (owned), or NULL */
   uint8_t has_body;
   uint8_t direct;        /* an HTTP/1 stream read without a C buffer */
   lua_State *dL;         /* a direct read in progress pushes here */
@@ -153,13 +154,31 @@ struct corio_xfer {
   char errbuf[CURL_ERROR_SIZE]; /* curl's own message */
 };
 
+/* A socket's poll handle. One that this client opened (opensocket_cb)
+** keeps its handle from the first time curl asks to watch it until curl
+** closes it (closesocket_cb), across CURL_POLL_REMOVE: curl drops a
+** keep-alive connection's socket when a transfer on it ends and asks for
+** it again when the next one starts, and closing and opening a uv_poll
+** each time cost five syscalls per request (ioctl FIONBIO and epoll_ctl
+** checks in uv_poll_init_socket, the DEL of uv_poll_start and uv_close,
+** the ADD). While curl does not watch it (idle), it stays polled for
+** readability: an idle keep-alive connection is quiet, and should it
+** speak (the server closed it, a paused transfer's data) poll_cb stops
+** polling until curl asks again. */
 typedef struct http_sock {
   uv_poll_t poll;
   corio_http *h;
   corio_link link;       /* in h->socks */
   curl_socket_t fd;
   int events;            /* UV_READABLE|UV_WRITABLE being polled */
+  int idle;              /* curl said CURL_POLL_REMOVE (a socket of ours) */
 } http_sock;
+
+/* Per fd: its poll handle, whether opensocket_cb opened it. */
+typedef struct fd_slot {
+  http_sock *s;
+  int ours;
+} fd_slot;
 
 struct corio_http {
   corio_rt *rt;
@@ -172,6 +191,8 @@ struct corio_http {
   corio_link h2c;        /* h2c_origin entries */
   h2c_sock *h2socks;     /* open h2c sockets and their origins */
   size_t nh2socks, caph2socks;
+  fd_slot *fds;          /* indexed by fd, nfds entries */
+  size_t nfds;
   struct curl_slist *defhdrs; /* the client's default headers */
   uint32_t hdr_gen;      /* bumped when defhdrs changes */
   uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
@@ -184,6 +205,7 @@ struct corio_http {
   int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
   long http2;
   int verify;
+  int no_env_proxy;      /* no proxy variable was set: see env_proxy */
   uint32_t nhandles;     /* open uv handles (closing included) */
   uint32_t nlive;        /* xfers allocated, free list included */
   uint32_t in_flight;    /* xfers in the multi */
@@ -300,6 +322,7 @@ static void h2c_release(corio_xfer *x) {
 static void http_maybe_free(corio_http *h) {
   if (h->gc && h->closed && h->nhandles == 0 && h->nlive == 0) {
     h2c_free_all(h);
+    free(h->fds);
     free(h->cainfo);
     free(h);
   }
@@ -393,8 +416,10 @@ static void xfer_remove(corio_xfer *x) {
     if (x->h->multi != NULL) curl_multi_remove_handle(x->h->multi, x->easy);
   }
   h2c_release(x);
-  if (x->armed && !x->h->dead) uv_timer_stop(&x->timer);
-  x->armed = 0;
+  /* The phase timer stays armed: xfer_timer_cb ignores a transfer out of
+  ** the multi, and the next request on x (x is pooled) re-arms it only
+  ** for an earlier deadline, so a run of quick requests costs no
+  ** uv_timer_start/stop pair each. */
 }
 
 static void xfer_end(corio_xfer *x, CURLcode rc) {
@@ -453,6 +478,11 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
   http_sock *s = (http_sock *)p;
   corio_http *h = s->h;
   int running, flags = 0;
+  if (s->idle) {  /* curl does not watch it: quiet until curl asks again */
+    uv_poll_stop(&s->poll);
+    s->events = 0;
+    return;
+  }
   if (status < 0) flags = CURL_CSELECT_ERR;
   else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
@@ -472,25 +502,61 @@ static void sock_closed(uv_handle_t *hd) {
   http_maybe_free(h);
 }
 
+/* The fd's slot, made room for when grow is set (NULL: out of memory or
+** not there). */
+static fd_slot *fd_at(corio_http *h, curl_socket_t fd, int grow) {
+  if (fd < 0) return NULL;
+  if ((size_t)fd >= h->nfds) {
+    size_t n = h->nfds ? h->nfds : 64;
+    fd_slot *a;
+    if (!grow) return NULL;
+    while (n <= (size_t)fd) n *= 2;
+    a = realloc(h->fds, n * sizeof(*a));
+    if (a == NULL) return NULL;
+    memset(a + h->nfds, 0, (n - h->nfds) * sizeof(*a));
+    h->fds = a;
+    h->nfds = n;
+  }
+  return &h->fds[fd];
+}
+
+/* Stop watching s and free it (through uv_close unless the loop is gone:
+** then it closed the handle already). */
 static void sock_close(http_sock *s) {
+  corio_http *h = s->h;
+  fd_slot *f = fd_at(h, s->fd, 0);
+  if (f != NULL && f->s == s) f->s = NULL;
   corio_list_remove(&s->link);
+  if (h->dead) {
+    free(s);
+    h->nhandles--;
+    return;
+  }
   uv_close((uv_handle_t *)&s->poll, sock_closed);
 }
 
 static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
                      void *sockp) {
   corio_http *h = userp;
-  http_sock *s = sockp;
+  fd_slot *f = fd_at(h, fd, what != CURL_POLL_REMOVE);
+  http_sock *s = f != NULL ? f->s : NULL;
   int ev;
-  (void)e;
+  (void)e; (void)sockp;
   if (h->dead) return 0;
   if (what == CURL_POLL_REMOVE) {
-    if (s != NULL) {
-      curl_multi_assign(h->multi, fd, NULL);
+    if (s == NULL) return 0;
+    if (!f->ours) {  /* curl closes it without closesocket_cb */
       sock_close(s);
+      return 0;
+    }
+    s->idle = 1;  /* see http_sock */
+    if (s->events & UV_WRITABLE) {  /* would fire at once */
+      uv_poll_stop(&s->poll);
+      s->events = 0;
     }
     return 0;
   }
+  if (f == NULL) return -1;
   if (s == NULL) {
     s = malloc(sizeof(*s));
     if (s == NULL) return -1;
@@ -503,8 +569,9 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     s->events = 0;
     corio_list_push(&h->socks, &s->link);
     h->nhandles++;
-    curl_multi_assign(h->multi, fd, s);
+    f->s = s;
   }
+  s->idle = 0;
   ev = (what & CURL_POLL_IN ? UV_READABLE : 0) |
        (what & CURL_POLL_OUT ? UV_WRITABLE : 0);
   /* uv_poll_start stops and re-adds the fd (two epoll_ctl calls): only
@@ -543,8 +610,10 @@ static void kick_cb(uv_timer_t *tm) {
   if (uv_timer_get_repeat(tm) < KICK_MAX_MS)
     uv_timer_set_repeat(tm, 2 * uv_timer_get_repeat(tm));
   /* socket_action may close sockets: take their fds first */
-  for (l = h->socks.next; l != &h->socks && n < 16; l = l->next)
-    fds[n++] = corio_container_of(l, http_sock, link)->fd;
+  for (l = h->socks.next; l != &h->socks && n < 16; l = l->next) {
+    http_sock *s = corio_container_of(l, http_sock, link);
+    if (!s->idle) fds[n++] = s->fd;
+  }
   for (i = 0; i < n && h->multi != NULL; i++)
     curl_multi_socket_action(h->multi, fds[i],
                              CURL_CSELECT_IN | CURL_CSELECT_OUT, &running);
@@ -573,9 +642,11 @@ static int timer_cb(CURLM *m, long ms, void *userp) {
     h->timer_due = 0;
     return 0;
   }
-  /* Every curl_multi_add_handle asks for 0 ms: when the timer already
-  ** fires on this loop turn, leave it (uv_timer_start re-sorts its heap). */
-  if (ms == 0 && h->timer_due != 0 && h->timer_due <= loop_now(h) &&
+  /* Every curl_multi_add_handle asks for 0 ms, and a transfer that ends
+  ** moves curl's next deadline later: when the timer already fires by
+  ** then, leave it (uv_timer_start re-sorts its heap). An early run of
+  ** socket_action(CURL_SOCKET_TIMEOUT) does nothing but ask again. */
+  if (h->timer_due != 0 && h->timer_due <= loop_now(h) + (uint64_t)ms &&
       uv_is_active((uv_handle_t *)&h->timer))
     return 0;
   h->timer_due = loop_now(h) + (uint64_t)ms;
@@ -664,6 +735,15 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
   }
   fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
   if (fd == CURL_SOCKET_BAD) return fd;
+  {
+    fd_slot *f = fd_at(x->h, fd, 1);
+    if (f != NULL) {  /* else its handle closes on REMOVE */
+      /* a handle left on this fd number belongs to a socket closed
+      ** without closesocket_cb: it is not registered for the new one */
+      if (f->s != NULL) sock_close(f->s);
+      f->ours = 1;
+    }
+  }
   x->h->opened++;
   x->h->nopen++;
   x->new_conn = 1;
@@ -687,7 +767,12 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
 
 static int closesocket_cb(void *ud, curl_socket_t fd) {
   corio_http *h = ud;
+  fd_slot *f = fd_at(h, fd, 0);
   size_t i;
+  if (f != NULL) {  /* libuv must let go of fd before it is closed */
+    if (f->s != NULL) sock_close(f->s);
+    f->ours = 0;
+  }
   if (h->nopen > 0) h->nopen--;
   for (i = 0; i < h->nh2socks; i++) {
     if (h->h2socks[i].fd == fd) {
@@ -725,6 +810,22 @@ static int progress_cb(void *ud, curl_off_t dt, curl_off_t dn,
 
 /* ---- the client ----------------------------------------------------- */
 
+/* Whether a proxy variable libcurl reads is set. libcurl looks them up
+** (and no_proxy) for every request, six getenv calls that were ~2% of a
+** small request's instructions (W3). A client made while none is set
+** tells curl "no proxy" instead, as httpx reads them once per client. */
+static int env_proxy(void) {
+  static const char *const names[] = {"http_proxy", "HTTP_PROXY",
+                                      "https_proxy", "HTTPS_PROXY",
+                                      "all_proxy", "ALL_PROXY", NULL};
+  int i;
+  for (i = 0; names[i] != NULL; i++) {
+    const char *v = getenv(names[i]);
+    if (v != NULL && *v) return 1;
+  }
+  return 0;
+}
+
 static void http_timer_closed(uv_handle_t *hd) {
   corio_http *h = hd->data;
   h->nhandles--;
@@ -757,6 +858,7 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
   corio_list_init(&h->to_pause);
   corio_list_init(&h->h2c);
   h->verify = verify;
+  h->no_env_proxy = !env_proxy();
   h->http2 = http2;
   /* curl closes a cached connection when its idle time in whole seconds
   ** exceeds CURLOPT_MAXAGE_CONN: expiry e (rounded up to seconds) is
@@ -810,6 +912,7 @@ static void xfer_closed(uv_handle_t *hd) {
   curl_easy_cleanup(x->easy);
   free(x->buf);
   free(x->head);
+  free(x->plain_url);
   free(x);
   h->nhandles--;
   h->nlive--;
@@ -825,6 +928,7 @@ static void xfer_destroy(corio_xfer *x) {
     curl_easy_cleanup(x->easy);
     free(x->buf);
     free(x->head);
+    free(x->plain_url);
     free(x);
     h->nhandles--;
     h->nlive--;
@@ -936,7 +1040,13 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
       memcmp(x->plain_to, tms, sizeof(tms)) == 0 &&
       memcmp(x->plain_method, method, mlen + 1) == 0) {
     x->plain = 0;  /* until this setup succeeded */
-    rc = curl_easy_setopt(e, CURLOPT_URL, url);
+    /* the same URL again (a poller, a benchmark): curl kept it */
+    if (x->plain_url == NULL || strcmp(x->plain_url, url) != 0) {
+      free(x->plain_url);
+      x->plain_url = NULL;
+      rc = curl_easy_setopt(e, CURLOPT_URL, url);
+      if (rc == CURLE_OK) x->plain_url = strdup(url);  /* NULL: no matter */
+    }
     if (rc == CURLE_OK && h->http2 && strncmp(url, "http:", 5) == 0)
       rc = curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                             h2c_claim(x, url, 0)
@@ -950,6 +1060,8 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     h2c_release(x);
   }
   x->plain = 0;
+  free(x->plain_url);
+  x->plain_url = NULL;
   curl_easy_reset(e);
 #define SET(opt, v) \
   do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, v); } while (0)
@@ -974,6 +1086,10 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     SET(CURLOPT_SSL_VERIFYHOST, 0L);
   }
   if (h->cainfo != NULL) SET(CURLOPT_CAINFO, h->cainfo);
+  if (h->no_env_proxy) {  /* see env_proxy */
+    SET(CURLOPT_PROXY, "");
+    SET(CURLOPT_NOPROXY, "");
+  }
   if (h->http2) {
     long v = (long)CURL_HTTP_VERSION_2TLS;
     if (strncmp(url, "http:", 5) == 0)
@@ -1013,6 +1129,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     memcpy(x->plain_method, method, mlen + 1);
     memcpy(x->plain_to, tms, sizeof(tms));
     x->plain_gen = h->hdr_gen;
+    x->plain_url = strdup(url);  /* NULL: the next request sets it again */
   }
   return 0;
 }
@@ -1296,16 +1413,8 @@ void corio__http_close(corio_http *h) {
   h->multi = NULL;
   curl_slist_free_all(h->defhdrs);
   h->defhdrs = NULL;
-  while ((l = h->socks.next) != &h->socks) {
-    http_sock *s = corio_container_of(l, http_sock, link);
-    if (h->dead) {
-      corio_list_remove(&s->link);
-      free(s);
-      h->nhandles--;
-    } else {
-      sock_close(s);
-    }
-  }
+  while ((l = h->socks.next) != &h->socks)
+    sock_close(corio_container_of(l, http_sock, link));
   if (h->dead) h->nhandles -= 2;
   else {
     uv_close((uv_handle_t *)&h->timer, http_timer_closed);

@@ -62,6 +62,13 @@ class Handler(BaseHTTPRequestHandler):
         body = self.read_body()
         if path == "/ok":
             return self.send_body(200, "hello")
+        if path == "/ok-then-close":
+            # a keep-alive response (no "Connection: close"), then the
+            # server closes the connection while the client keeps it
+            self.send_body(200, "hello")
+            self.wfile.flush()
+            self.close_connection = True
+            return
         if path == "/echo":
             hdrs = {}
             for k, v in self.headers.items():

@@ -224,6 +224,24 @@ describe("corio.http pool limits", function()
     c:close()
   end)
 
+  it("a kept connection the server closes is dropped quietly and replaced", function()
+    -- curl stops watching a connection between requests; corio keeps its
+    -- poll handle: the server's FIN must not make the loop spin
+    local c = http.client { base_url = base }
+    assert.equal(200, within(2, c.get, c, "/ok-then-close").status)
+    corio.sleep(0.1)  -- the FIN arrives
+    local t0 = os.clock()
+    corio.sleep(0.3)
+    local cpu = os.clock() - t0
+    assert.is_true(cpu < 0.15, ("the idle loop used %.3f s of CPU"):format(cpu))
+    for _ = 1, 3 do still_works(c) end
+    local s = c:stats()
+    assert.equal(2, s.opened)
+    assert.equal(2, s.reused)
+    assert.equal(1, s.idle)
+    c:close()
+  end)
+
   it("stats().idle goes down while a request holds the connection", function()
     -- one idle connection, taken by a request waiting for its answer
     local c = http.client { base_url = base }
@@ -609,6 +627,29 @@ describe("corio.http client lifetime", function()
     end)
     c:close()
     assert.equal("closed", catch(c.get, c, "/ok").kind)
+  end)
+
+  it("proxy variables are read when a client is made", function()
+    -- made while http_proxy names the test server, a client sends through
+    -- it (the server answers any absolute URL); one made before it was
+    -- set connects directly (libcurl would look at every request)
+    local ffi = require("ffi")
+    pcall(ffi.cdef, "int setenv(const char *, const char *, int);"
+      .. " int unsetenv(const char *);")
+    local direct = http.client {}
+    ffi.C.setenv("http_proxy", base, 1)
+    local ok, r, e = pcall(function()
+      local c = http.client {}
+      local res = within(2, c.get, c, "http://127.0.0.1:1/ok")
+      c:close()
+      return res, catch(within, 2, direct.get, direct, "http://127.0.0.1:1/ok")
+    end)
+    ffi.C.unsetenv("http_proxy")
+    direct:close()
+    assert(ok, r)
+    assert.equal(200, r.status)
+    assert.equal("hello", r:text())
+    assert.equal("connect", e.kind)
   end)
 
   it("rule 11: outside a loop, a request runs synchronously", function()
