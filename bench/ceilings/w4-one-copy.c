@@ -3,7 +3,7 @@
  * string is, but with no Lua, no GC and no corio. Like the shared harness's
  * floor-c-curl-multi.c (curl_multi_perform + curl_multi_poll), whose write
  * callback only counts bytes.
- *   gcc -O2 -o /tmp/ceiling bench/w4-http-stream/ceiling-one-copy.c -lcurl
+ *   gcc -O2 -o /tmp/ceiling bench/ceilings/w4-one-copy.c -lcurl
  *   BENCH_CURL_BUFSIZE=262144 COPY=2 /tmp/ceiling
  * COPY=0: count only (the floor); 1: malloc + memcpy + free each piece;
  * 2: keep the last 64 blocks live (~1 MiB), like strings awaiting the
