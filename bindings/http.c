@@ -40,6 +40,7 @@ static int l_client(lua_State *L) {
   int verify = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
   const char *cainfo = luaL_optstring(L, 5, NULL);
   int http2 = lua_toboolean(L, 6);
+  int decode = lua_isnoneornil(L, 8) ? 1 : lua_toboolean(L, 8);
   client_box *c;
   char err[256];
   if (corio__curl_load(err, sizeof(err)) != 0)
@@ -52,6 +53,7 @@ static int l_client(lua_State *L) {
                          http2);
   if (c->h == NULL) return luaL_error(L, "corio.http: cannot create a "
                                       "client (out of memory?)");
+  corio__http_set_decode(c->h, decode);
   if (lua_istable(L, 7)) {
     int i, n = (int)lua_objlen(L, 7);
     const char **lines = malloc(sizeof(*lines) * (n ? n : 1));

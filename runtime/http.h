@@ -17,6 +17,9 @@ typedef struct corio_xfer corio_xfer;  /* one request's transfer */
 corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
                             double expiry, int verify, const char *cainfo,
                             int http2);
+/* Whether responses are decoded (Content-Encoding); on by default. With
+** it on, the default header lines carry the Accept-Encoding. */
+void corio__http_set_decode(corio_http *h, int on);
 /* Replace the default header lines ("Name: value"). 0 or UV_ENOMEM. */
 int corio__http_headers(corio_http *h, const char **lines, int n);
 /* Close: fail requests in flight with kind "closed". May be repeated. */

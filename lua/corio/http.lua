@@ -418,7 +418,7 @@ M.Client = Client
 local CLIENT_OPTS = {
   base_url = true, headers = true, timeout = true, limits = true, http2 = true,
   follow_redirects = true, max_redirects = true, verify = true, transport = true,
-  ca_bundle = true,
+  ca_bundle = true, decompress = true,
 }
 local LIMIT_OPTS = { max_connections = true, max_keepalive = true, keepalive_expiry = true }
 local REQUEST_OPTS = {
@@ -426,7 +426,12 @@ local REQUEST_OPTS = {
   timeout = true, follow_redirects = true, max_redirects = true,
 }
 local DEFAULT_TIMEOUT = { 5, 5, 5, 5, 0 }
-local DEFAULT_HEADERS = { { "user-agent", "User-Agent", "corio/" .. corio.version } }
+local DEFAULT_HEADERS = {
+  { "user-agent", "User-Agent", "corio/" .. corio.version },
+  -- bodies come back decoded (runtime/http.c sets CURLOPT_ACCEPT_ENCODING)
+  { "accept-encoding", "Accept-Encoding", "gzip, deflate" },
+}
+local RAW_HEADERS = { DEFAULT_HEADERS[1] }  -- decompress = false
 
 function M.client(opts)
   if opts == nil then opts = {} end
@@ -443,7 +448,12 @@ function M.client(opts)
   end
   -- The default User-Agent is a header line like the others (not curl's
   -- CURLOPT_USERAGENT, which costs an allocation and a format per request).
-  self._headers = merge_headers("client", DEFAULT_HEADERS, opts.headers)
+  local decompress = opts.decompress
+  if decompress ~= nil and type(decompress) ~= "boolean" then
+    invalid("client", 1, "decompress", "boolean expected, got " .. type(decompress))
+  end
+  self._headers = merge_headers("client", decompress == false and RAW_HEADERS or DEFAULT_HEADERS,
+    opts.headers)
   self._timeout = norm_timeout("client", opts.timeout, DEFAULT_TIMEOUT)
   self.follow_redirects = opts.follow_redirects and true or false
   self.max_redirects = opts.max_redirects or 20
@@ -469,7 +479,7 @@ function M.client(opts)
   else
     self._c = c.client(limits.max_connections or 100, limits.max_keepalive or 20,
       limits.keepalive_expiry or 5, verify and true or false, ca, opts.http2 and true or false,
-      header_lines(self._headers))
+      header_lines(self._headers), decompress ~= false)
   end
   return self
 end

@@ -10,6 +10,7 @@ request body never read). With --tls CERT KEY it speaks HTTPS. It
 exits when its parent dies or after --lifetime seconds, so a crashed spec
 never leaves it behind.
 """
+import gzip
 import json
 import os
 import socket
@@ -177,6 +178,20 @@ class Handler(BaseHTTPRequestHandler):
                 self.raw(b"%x\r\n%s\r\n" % (size, chunk))
             self.raw(b"0\r\n\r\n")
             return
+        if path == "/gzip":
+            # n numbered lines, gzip-encoded when the client accepts gzip
+            # (and always with ?force=1); ?bad=1 sends a corrupt stream
+            n = int(q.get("n", "10"))
+            plain = b"".join(b"%d\n" % i for i in range(n))
+            accepts = "gzip" in (self.headers.get("Accept-Encoding") or "")
+            if not (accepts or q.get("force") or q.get("bad")):
+                return self.send_body(200, plain)
+            data = gzip.compress(plain, mtime=0)
+            if q.get("bad"):
+                data = data[:10] + b"\xff" * 32 + data[42:]
+            return self.send_body(200, data, "text/plain",
+                                  [("Content-Encoding", "gzip"),
+                                   ("X-Plain-Length", str(len(plain)))])
         if path == "/lines":
             self.send_response(200)
             self.send_header("Transfer-Encoding", "chunked")

@@ -149,6 +149,77 @@ describe("corio.http responses", function()
   end)
 end)
 
+describe("corio.http content encoding", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  local function numbered(n)
+    local t = {}
+    for i = 0, n - 1 do t[#t + 1] = i .. "\n" end
+    return table.concat(t)
+  end
+
+  it("asks for gzip and hands over the body decoded, as httpx does", function()
+    local r = c:get("/gzip", { params = { n = 500 } })
+    assert.equal(200, r.status)
+    assert.equal("gzip", r.headers["content-encoding"])
+    local want = numbered(500)
+    assert.equal(tostring(#want), r.headers["x-plain-length"])
+    assert.is_true(tonumber(r.headers["content-length"]) < #want)
+    assert.equal(want, r:text())
+    local e = c:get("/echo"):json()
+    assert.matches("gzip", e.headers["accept-encoding"], 1, true)
+  end)
+
+  it("decodes a large body streamed in bursts, whole and in order", function()
+    local n = 300000
+    local got = {}
+    c:stream("GET", "/gzip", { params = { n = n } }, function(r)
+      assert.equal("gzip", r.headers["content-encoding"])
+      local k = 0
+      for chunk in r:iter_bytes() do
+        got[#got + 1] = chunk
+        k = k + 1
+        if k % 7 == 0 then corio.sleep(0.001) end  -- a slow reader pauses it
+      end
+    end)
+    assert.equal(numbered(n), table.concat(got))
+  end)
+
+  it("a request's own Accept-Encoding replaces curl's; an encoded reply is still decoded", function()
+    local e = c:get("/echo", { headers = { ["Accept-Encoding"] = "identity" } }):json()
+    assert.equal("identity", e.headers["accept-encoding"])
+    local r = c:get("/gzip", { params = { n = 20, force = 1 },
+                               headers = { ["Accept-Encoding"] = "identity" } })
+    assert.equal(numbered(20), r:text())
+  end)
+
+  it("decompress = false sends no Accept-Encoding and hands over the raw bytes", function()
+    local raw = http.client { base_url = base, decompress = false }
+    local e = raw:get("/echo"):json()
+    assert.is_nil(e.headers["accept-encoding"])
+    local r = raw:get("/gzip", { params = { n = 50, force = 1 } })
+    assert.equal("gzip", r.headers["content-encoding"])
+    local body = r:text()
+    assert.equal(tonumber(r.headers["content-length"]), #body)
+    assert.equal("\31\139", body:sub(1, 2))  -- the gzip magic
+    raw:close()
+    local err = catch(function() http.client { decompress = "yes" } end)
+    assert.equal("invalid", err.kind)
+    assert.matches("decompress", tostring(err), 1, true)
+  end)
+
+  it("a corrupt encoded body fails with kind protocol naming the URL; the client goes on", function()
+    local err = catch(function()
+      return within(5, c.get, c, "/gzip", { params = { n = 2000, bad = 1 } })
+    end)
+    assert.equal("protocol", err.kind)
+    assert.matches("/gzip", tostring(err), 1, true)
+    still_works(c)
+  end)
+end)
+
 describe("corio.http pool limits", function()
   -- n requests at once to a route that answers after d seconds, so each
   -- holds its own HTTP/1.1 connection
