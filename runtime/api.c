@@ -201,6 +201,12 @@ void corio__big_blocks(corio_rt *rt) {
 static void close_state(lua_State *L) {
   void *ud;
   lua_Alloc f = lua_getallocf(L, &ud);
+  lua_Alloc base_f = f;  /* the state's own allocator, under alloc_big */
+  void *base_ud = ud;
+  if (f == alloc_big) {
+    base_f = ((state_alloc *)ud)->f;
+    base_ud = ((state_alloc *)ud)->ud;
+  }
   lua_close(L);
   if (f == alloc_big) {
     state_alloc *a = ud;
@@ -213,6 +219,7 @@ static void close_state(lua_State *L) {
     free(a->set);
     free(a);
   }
+  corio__heap_release(base_f, base_ud);
 }
 
 struct corio_box {
@@ -225,7 +232,8 @@ corio_rt *corio_new(const corio_options *opts) {
   int own = L == NULL;
   corio_rt *rt;
   if (own) {
-    L = luaL_newstate();
+    L = getenv("CORIO_LUAJIT_ALLOC") ? NULL : corio__heap_newstate(0);
+    if (L == NULL) L = luaL_newstate();
     if (L == NULL) return NULL;
     luaL_openlibs(L);
   }

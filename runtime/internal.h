@@ -288,6 +288,16 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive);
 ** (api.c; corio.fs calls it before reading large chunks). */
 void corio__big_blocks(corio_rt *rt);
 
+/* heap.c: the allocator of the states corio makes. A new state with all
+** its blocks on corio's heap (reserve: bytes of address space, 0 for
+** the default), or NULL (no address space: use LuaJIT's);
+** after lua_close, release the heap of a state whose allocator was f, ud
+** (nothing if f is another allocator). */
+lua_State *corio__heap_newstate(size_t reserve);
+void corio__heap_release(lua_Alloc f, void *ud);
+int corio__heap_owns(lua_State *L);
+size_t corio__heap_class_size(size_t n);
+
 /* loop.c */
 void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);
 int corio__run_root(corio_rt *rt, lua_State *L, int nargs);
