@@ -8,8 +8,8 @@
 ** allocator takes from the system 4 KiB page by page. On the VMs we
 ** measure on a page fault costs ~4.5 us: page faults were 40% of W1's
 ** time. Here the blocks come from one reserved range of address space,
-** committed 4 MiB at a time and faulted in with one madvise call
-** (MADV_POPULATE_WRITE) instead of 1,024 faults.
+** committed 1 MiB at a time and faulted in with one madvise call
+** (MADV_POPULATE_WRITE) instead of 256 faults.
 **
 ** Transparent huge pages were tried (MADV_HUGEPAGE on the range): alone,
 ** W1 took 25% less time than with LuaJIT's allocator; run after other
@@ -44,7 +44,7 @@
 
 #include "internal.h"
 
-#define GROW ((size_t)4 << 20)       /* committed at a time */
+#define GROW ((size_t)1 << 20)       /* committed at a time */
 #define SMALL_MAX ((size_t)128 << 10) /* bigger blocks are mapped alone */
 
 /* Size classes: 16-byte steps to 1 KiB, then eight classes per power of
@@ -94,7 +94,7 @@ static int grow(corio_heap *h, size_t n) {
   if (mprotect(h->end, add, PROT_READ | PROT_WRITE) != 0) return -1;
 #ifdef MADV_POPULATE_WRITE
   /* Fault the pages in with one call instead of one fault per 4 KiB (the
-  ** first 4 MiB, from heap_new, fault as they are used, so a small
+  ** first 1 MiB, from heap_new, fault as they are used, so a small
   ** program stays small). Linux 5.14 and later; elsewhere the call fails
   ** and the pages fault as used. */
   (void)madvise(h->end, add, MADV_POPULATE_WRITE);
