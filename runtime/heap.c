@@ -25,7 +25,8 @@
 ** when the state is closed). Bigger blocks are mapped on their own and
 ** unmapped when freed, as LuaJIT's allocator does from 128 KiB on.
 ** Everything lives in mappings, as with LuaJIT's allocator, so a program
-** that exits without closing its state leaves nothing for leak checkers.
+** that exits without closing its state leaves nothing for leak checkers
+** (but for small blocks made once the range is full, from malloc).
 **
 ** The cost: freed small blocks are not given back to the system while the
 ** state lives, and a block freed in one class is not reused for another.
