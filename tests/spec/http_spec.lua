@@ -25,6 +25,12 @@ end
 
 local function url(path) return base .. path end
 
+-- c:stats() has the counts in want (only those named are checked)
+local function stats_are(c, want)
+  local s = c:stats()
+  for k, v in pairs(want) do assert.equal(v, s[k], "stats()." .. k) end
+end
+
 setup(function()
   server = assert(io.popen("exec /usr/bin/python3 " .. src .. "/tests/http/server.py"))
   local line = server:read("*l")
@@ -141,11 +147,7 @@ describe("corio.http responses", function()
 
   it("reuses connections and shows it in stats()", function()
     for _ = 1, 5 do c:get("/ok") end
-    local s = c:stats()
-    assert.equal(1, s.opened)
-    assert.equal(4, s.reused)
-    assert.equal(1, s.idle)
-    assert.equal(0, s.in_flight)
+    stats_are(c, { opened = 1, reused = 4, idle = 1, in_flight = 0 })
   end)
 end)
 
@@ -249,10 +251,7 @@ describe("corio.http pool limits", function()
   it("max_keepalive = 0 keeps no connection", function()
     local c = http.client { base_url = base, limits = { max_keepalive = 0 } }
     for _ = 1, 3 do assert.equal(200, within(2, c.get, c, "/ok").status) end
-    local s = c:stats()
-    assert.equal(3, s.opened)
-    assert.equal(0, s.reused)
-    assert.equal(0, s.idle)
+    stats_are(c, { opened = 3, reused = 0, idle = 0 })
     c:close()
   end)
 
@@ -262,10 +261,7 @@ describe("corio.http pool limits", function()
     local st = burst(c, 4, 0.2)
     for i = 1, 4 do assert.equal(200, st[i]) end
     assert.is_true(corio.now() - t0 >= 0.35, "4 requests on 2 connections take 2 rounds")
-    local s = c:stats()
-    assert.equal(2, s.opened)
-    assert.equal(2, s.reused)
-    assert.equal(2, s.idle)
+    stats_are(c, { opened = 2, reused = 2, idle = 2 })
     c:close()
   end)
 
@@ -277,10 +273,7 @@ describe("corio.http pool limits", function()
     assert.equal(1, c:stats().idle)
     corio.sleep(1.3)
     within(2, c.get, c, "/ok")  -- expired: closed, and a new one opened
-    local s = c:stats()
-    assert.equal(2, s.opened)
-    assert.equal(1, s.reused)
-    assert.equal(1, s.idle)
+    stats_are(c, { opened = 2, reused = 1, idle = 1 })
     c:close()
   end)
 
@@ -288,10 +281,7 @@ describe("corio.http pool limits", function()
     local c = http.client { base_url = base, limits = { keepalive_expiry = 0 } }
     within(2, c.get, c, "/ok")
     within(2, c.get, c, "/ok")
-    local s = c:stats()
-    assert.equal(2, s.opened)
-    assert.equal(0, s.reused)
-    assert.equal(0, s.idle)
+    stats_are(c, { opened = 2, reused = 0, idle = 0 })
     c:close()
   end)
 
@@ -306,10 +296,7 @@ describe("corio.http pool limits", function()
     local cpu = os.clock() - t0
     assert.is_true(cpu < 0.15, ("the idle loop used %.3f s of CPU"):format(cpu))
     for _ = 1, 3 do still_works(c) end
-    local s = c:stats()
-    assert.equal(2, s.opened)
-    assert.equal(2, s.reused)
-    assert.equal(1, s.idle)
+    stats_are(c, { opened = 2, reused = 2, idle = 1 })
     c:close()
   end)
 
