@@ -346,8 +346,10 @@ static int l_scope_fail(lua_State *L) {
   return 0;
 }
 
-/* wait(scope): block until the scope's children ended. Not a checkpoint
-** and not cancellable: cancelling the scope cancels the children. */
+/* wait(scope) -> true: block until the scope's children ended. Not a
+** checkpoint and not cancellable: cancelling the scope cancels the
+** children. -> false, message where the task cannot suspend: the children
+** are cancelled and left to the enclosing scope (corio__scope_detach). */
 static int l_scope_wait(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
@@ -356,8 +358,12 @@ static int l_scope_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
-    return corio__cannot_suspend(L, "corio.scope (waiting for its tasks)");
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) {
+    corio__scope_detach(rt, &x->s);
+    lua_pushboolean(L, 0);
+    corio__push_cannot_suspend(L, "a scope (waiting for its tasks)");
+    return 2;
+  }
   x->s.waiting = 1;
   return corio__suspend(rt, L, t, NULL, "scope (waiting for its tasks)", x);
 }

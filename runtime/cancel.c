@@ -131,3 +131,19 @@ void corio__scope_child_ended(corio_rt *rt, corio_scope *s) {
     corio__ready(rt, s->owner, corio__deliver_true);
   }
 }
+
+/* The owner of s cannot wait for s's children (it runs inside a C call
+** that LuaJIT cannot yield across): cancel them and hand them to the
+** enclosing scope, which waits for them instead, so s can be left. */
+void corio__scope_detach(corio_rt *rt, corio_scope *s) {
+  corio_scope *p = s->parent;
+  corio_link *l;
+  while ((l = corio_list_shift(&s->children)) != NULL) {
+    corio_task *c = corio_container_of(l, corio_task, sibling);
+    c->root.parent = p;
+    corio_list_push(&p->children, &c->sibling);
+    p->nchildren++;
+    s->nchildren--;
+    corio__cancel_task(rt, c);
+  }
+}

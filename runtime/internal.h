@@ -311,6 +311,7 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
                         int nkeep);
 int corio__yieldable(corio_rt *rt, lua_State *L);
 int corio__cannot_suspend(lua_State *L, const char *what);
+void corio__push_cannot_suspend(lua_State *L, const char *what);
 int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals);
 void corio__walk_tasks(corio_rt *rt, void (*fn)(corio_task *, void *),
                        void *ud);
@@ -339,6 +340,7 @@ int corio__scope_absorbs(corio_scope *s);
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx);
 void corio__scope_child_ended(corio_rt *rt, corio_scope *s);
+void corio__scope_detach(corio_rt *rt, corio_scope *s);
 
 /* timer.c */
 int corio__timer_start(corio_rt *rt, corio_timer *tm, uint64_t when);

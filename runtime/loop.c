@@ -44,6 +44,12 @@ int corio__yieldable(corio_rt *rt, lua_State *L) {
 }
 
 int corio__cannot_suspend(lua_State *L, const char *what) {
+  corio__push_cannot_suspend(L, what);
+  return lua_error(L);
+}
+
+/* [-0, +1] The message corio__cannot_suspend raises. */
+void corio__push_cannot_suspend(lua_State *L, const char *what) {
   luaL_where(L, 2);
   lua_pushfstring(
       L,
@@ -56,7 +62,6 @@ int corio__cannot_suspend(lua_State *L, const char *what) {
       "a task of its own",
       what);
   lua_concat(L, 2);
-  return lua_error(L);
 }
 
 /* Suspend the running task t from a lua_CFunction on thread L (t's own
@@ -76,8 +81,13 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
                         int nkeep) {
   if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) {
     /* Undo the armed operation, then explain (instead of LuaJIT's bare
-    ** "attempt to yield across C-call boundary"). */
-    if (abort != NULL) abort(rt, t);
+    ** "attempt to yield across C-call boundary"). The abort functions
+    ** find their operation in wait_obj, as when a cancel undoes it. */
+    if (abort != NULL) {
+      t->wait_obj = obj;
+      abort(rt, t);
+      t->wait_obj = NULL;
+    }
     return corio__cannot_suspend(L, what);
   }
   t->abort = abort;

@@ -107,7 +107,14 @@ local function finish(s, kind, ok, ...)
     err = ...
     scope_fail(s, err)
   end
-  scope_wait(s)
+  local waited, werr = scope_wait(s)
+  if not waited and ok then
+    -- inside a C call (table.sort, dofile, ...) the task cannot wait for
+    -- the scope's children: they were cancelled and handed to the
+    -- enclosing scope; the scope is left raising the explanation
+    ok, err = false, werr
+    scope_fail(s, werr)
+  end
   local list = scope_defers(s)
   local body_ok = ok
   if list then ok, err = run_scope_defers(s, list, ok, err) end

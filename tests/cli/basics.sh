@@ -122,6 +122,19 @@ local ok, err = t:join()
 print(ok, tostring(err):find("corio.scope", 1, true) ~= nil)'
 check_rc 0 && check_out_eq "$(printf 'false\ttrue')" && pass
 
+NAME="rule 11: corio.run in a script run by dofile explains why it cannot wait"
+# dofile is a C function: the root task cannot suspend inside it. corio.run
+# there must raise the clear error (this once crashed undoing its join),
+# and the same script runs through loadfile.
+printf '%s\n' 'local corio = require("corio")' \
+  'print("run", corio.run(function() corio.yield(); return 7 end))' \
+  > "$TMP/inner.lua"
+run 10 "$CORIO" -e "
+local ok, err = pcall(dofile, '$TMP/inner.lua')
+print('dofile', ok, tostring(err):find('cannot suspend', 1, true) ~= nil)
+loadfile('$TMP/inner.lua')()"
+check_rc 0 && check_out_eq "$(printf 'dofile\tfalse\ttrue\nrun\t7')" && pass
+
 NAME="rule 7: a cancelled sleep's timer does not keep the process alive"
 start=$(date +%s)
 run 10 "$CORIO" -e '

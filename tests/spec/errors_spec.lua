@@ -290,6 +290,48 @@ describe("corio calls where a task cannot suspend", function()
       corio.yield()
     end)
 
+  it("task:join inside a table.sort comparator explains the error", function()
+    -- join arms a wait on the target before it finds it cannot suspend;
+    -- that wait must be undone (this once crashed undoing it).
+    local ev = corio.event()
+    local child = corio.spawn(function() ev:wait(); return "late" end)
+    local ok, err = pcall(table.sort, { 3, 1, 2 }, function(a, b)
+      child:join()
+      return a < b
+    end)
+    assert.is_false(ok)
+    assert_explains(err)
+    ev:set()
+    -- the undone wait left the child joinable, by this task too
+    assert.are.equal("late", child:join())
+  end)
+
+  it("a scope with tasks inside a comparator explains the error and is left",
+    function()
+      local log = {}
+      local ok, err = pcall(table.sort, { 3, 1, 2 }, function(a, b)
+        corio.scope(function(s)
+          s:spawn(function()
+            log[#log + 1] = "child started"
+            corio.sleep(10)
+            log[#log + 1] = "child not cancelled"
+          end)
+        end)
+        return a < b
+      end)
+      assert.is_false(ok)
+      assert_explains(err)
+      -- the scope was left: this task is not cancelled, new scopes work,
+      -- and the child was cancelled (the task's own scope waited for it)
+      local t = corio.spawn(function() return "fine" end)
+      assert.are.equal("fine", t:join())
+      assert.are.equal(3, corio.scope(function(s)
+        return s:spawn(function() corio.yield(); return 3 end):join()
+      end))
+      corio.sleep(0.01)
+      assert.are.same({ "child started" }, log)
+    end)
+
   it("an event wait inside a gsub callback in a child task explains the error",
     function()
       local ev = corio.event() -- never set: wait must suspend

@@ -95,18 +95,26 @@ describe("regressions", function()
     assert.is_true(corio.now() - w0 >= 0.045)
   end)
 
-  it("a scope left open by a C-boundary error hands its tasks to the body", function()
-    local done = false
+  it("a scope that cannot wait at a C boundary hands its tasks to the body", function()
+    local child, ended
     local t = corio.spawn(function()
-      pcall(table.sort, { 3, 1, 2 }, function(a, b)
+      local ok = pcall(table.sort, { 3, 1, 2 }, function(a, b)
         corio.scope(function(s)
-          s:spawn(function() corio.sleep(0.01); done = true end)
+          child = s:spawn(function()
+            corio.defer(function() ended = corio.now() end)
+            corio.sleep(10)
+          end)
         end)                          -- cannot wait for its task here
         return a < b
       end)
+      assert(not ok, "the scope's exit should have raised")
+      corio.sleep(0.01)               -- the task goes on: it is not cancelled
+      return "body done"
     end)
-    t:join()                          -- the task waited for the orphan
-    assert.is_true(done)
+    -- the task waited for the orphan, which the failed scope cancelled
+    assert.equal("body done", t:join())
+    assert.equal("cancelled", child:status())
+    assert.is_number(ended)
   end)
 
   it("an error object whose __tostring fails is still reported", function()
