@@ -306,6 +306,34 @@ describe("corio calls where a task cannot suspend", function()
     assert.are.equal("late", child:join())
   end)
 
+  it("a semaphore acquire and a rendezvous send inside a comparator take and lose nothing",
+    function()
+      local function in_sort(f)
+        return pcall(table.sort, { 3, 1, 2 }, function(a, b) f(); return a < b end)
+      end
+      local sem = corio.semaphore(0)
+      local ok, err = in_sort(function() sem:acquire() end)
+      assert.is_false(ok)
+      assert_explains(err)
+      -- the failed acquire left no waiter behind to swallow this release
+      local got = false
+      local w = corio.spawn(function() sem:acquire(); got = true end)
+      corio.yield()
+      sem:release()
+      w:join()
+      assert.is_true(got)
+
+      local ch = corio.channel(0)
+      ok, err = in_sort(function() ch:send("ghost") end)
+      assert.is_false(ok)
+      assert_explains(err)
+      assert.is_false((ch:try_recv()))     -- the failed send is not pending
+      local r = corio.spawn(function() return ch:recv() end)
+      corio.yield()
+      ch:send("real")
+      assert.are.equal("real", r:join())
+    end)
+
   it("a scope with tasks inside a comparator explains the error and is left",
     function()
       local log = {}
