@@ -174,9 +174,7 @@ static int l_sleep(lua_State *L) {
     corio__ready(rt, t, NULL);
     t->budget = CORIO_BUDGET;
     t->wait_L = L;
-    lua_pushlightuserdata(L, CORIO_SENTINEL);
-    lua_insert(L, -2);
-    return lua_yield(L, 2);
+    return lua_yield(L, 1);
   }
   if (s < 1e9) {
     uint64_t when = corio__now(rt) + (uint64_t)(s * 1e9);
@@ -266,8 +264,7 @@ static int l_yield(lua_State *L) {
   corio__ready(rt, t, NULL);
   t->budget = CORIO_BUDGET;
   t->wait_L = L;
-  lua_pushlightuserdata(L, CORIO_SENTINEL);
-  return lua_yield(L, 1);
+  return lua_yield(L, 0);
 }
 
 /* checkpoint() -> true | false, Cancelled: rule 3 for calls built in
@@ -623,6 +620,14 @@ static int l_in_task(lua_State *L) {
   return 1;
 }
 
+/* own_yield() -> boolean: was the yield that just came out of a user
+** coroutine inside the running task a corio suspension (rule 13)? */
+static int l_own_yield(lua_State *L) {
+  corio_task *t = RT(L)->current;
+  lua_pushboolean(L, t != NULL && CORIO_OWN_YIELD(t));
+  return 1;
+}
+
 static int l_running(lua_State *L) {
   lua_pushboolean(L, RT(L)->running);
   return 1;
@@ -836,6 +841,7 @@ static const corio_reg funcs[] = {
     {"task_fail", l_task_fail},
     {"tasks", l_tasks},
     {"in_task", l_in_task},
+    {"own_yield", l_own_yield},
     {"debug_mode", l_debug_mode},
     {"run_check", l_run_check},
     {"methods", l_methods},
@@ -919,8 +925,6 @@ int luaopen_corio_core(lua_State *L) {
   corio__register(L, rt, -1, funcs);
   lua_pushlightuserdata(L, CORIO_NOLOOP);
   lua_setfield(L, -2, "NOLOOP");
-  lua_pushlightuserdata(L, CORIO_SENTINEL);
-  lua_setfield(L, -2, "SENTINEL");
   lua_pushlightuserdata(L, &corio__opmark);
   lua_setfield(L, -2, "OPMARK");
   lua_pushliteral(L, CORIO_VERSION);

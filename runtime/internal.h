@@ -264,10 +264,12 @@ struct corio_rt {
   lua_CFunction isyieldable;
 };
 
-/* Sentinel yielded by every corio suspension so that user coroutines can
-** pass it through to the scheduler (see init.lua's coroutine.resume). */
-extern char corio__sentinel;
-#define CORIO_SENTINEL ((void *)&corio__sentinel)
+/* Every corio suspension leaves its task blocked or in the ready queue
+** before it yields; a bare coroutine.yield leaves it running. So whoever
+** sees a yield come out of a task's thread (the scheduler, or init.lua's
+** coroutine.resume for a user coroutine inside the task) can tell the
+** two apart without marking the yielded values. */
+#define CORIO_OWN_YIELD(t) ((t)->state != CORIO_ST_RUNNING)
 
 /* rt.c */
 corio_rt *corio__rt(lua_State *L);  /* the runtime of L's state, or NULL */

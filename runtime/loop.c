@@ -96,9 +96,7 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
   t->wait_L = L;
   t->state = CORIO_ST_BLOCKED;
   t->budget = CORIO_BUDGET;
-  lua_pushlightuserdata(L, CORIO_SENTINEL);
-  if (nkeep > 0) lua_insert(L, -(nkeep + 1));
-  return lua_yield(L, nkeep + 1);
+  return lua_yield(L, nkeep);
 }
 
 /* A fast path completed with nvals results on top of L. Within the
@@ -108,11 +106,9 @@ int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals) {
   if (--t->budget > 0) return nvals;
   t->budget = CORIO_BUDGET;
   if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) return nvals;
-  lua_pushlightuserdata(L, CORIO_SENTINEL);
-  lua_insert(L, -(nvals + 1));
   t->wait_L = L;
   corio__ready(rt, t, NULL);
-  return lua_yield(L, nvals + 1);
+  return lua_yield(L, nvals);
 }
 
 static void resume(corio_rt *rt, corio_task *t) {
@@ -143,13 +139,11 @@ static void resume(corio_rt *rt, corio_task *t) {
   }
   rt->current = NULL;
   if (st == LUA_YIELD) {
-    int n = lua_gettop(co);
-    if (n >= 1 && lua_touserdata(co, 1) == CORIO_SENTINEL) {
-      if (n == 1) lua_settop(co, 0);   /* the common case: no kept values */
-      else lua_remove(co, 1);
-    } else {
-      /* A bare coroutine.yield() in a task body: treat as corio.yield()
-      ** without the checkpoint; the yielded values are dropped. */
+    /* A corio suspension left the task blocked or queued (CORIO_OWN_YIELD),
+    ** with any values it keeps on co. A bare coroutine.yield() in a task
+    ** body left it running: treat that as corio.yield() without the
+    ** checkpoint; the yielded values are dropped. */
+    if (!CORIO_OWN_YIELD(t)) {
       lua_settop(co, 0);
       corio__ready(rt, t, NULL);
     }

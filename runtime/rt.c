@@ -8,7 +8,6 @@
 
 #include "internal.h"
 
-char corio__sentinel;
 
 static const char RT_KEY[] = "corio.rt";
 

@@ -10,7 +10,7 @@ local core = require "corio.core"
 local M = {}
 
 local error, type, select, pcall, xpcall = error, type, select, pcall, xpcall
-local NOLOOP, SENT = core.NOLOOP, core.SENTINEL
+local NOLOOP = core.NOLOOP
 local in_task, is_error = core.in_task, core.is_error
 local c_checkpoint = core.checkpoint
 
@@ -308,16 +308,18 @@ for _, name in ipairs { "corio.Lock", "corio.Event" } do
 end
 
 -- user coroutines (rule 13) ------------------------------------------------
--- A corio call inside a coroutine the user resumes yields the sentinel;
--- these wrappers pass that suspension up to the scheduler and hand the
--- resume values back down, so the user's coroutine never sees it.
+-- A corio call inside a coroutine the user resumes yields with its task
+-- blocked or queued (core.own_yield tells); these wrappers pass that
+-- suspension up to the scheduler and hand the resume values back down, so
+-- the user's coroutine never sees it.
 do
   local co_resume, co_yield, co_create = coroutine.resume, coroutine.yield, coroutine.create
-  local function pass(co, ok, first, ...)
-    if ok and first == SENT then
-      return pass(co, co_resume(co, co_yield(SENT, ...)))
+  local own_yield = core.own_yield
+  local function pass(co, ok, ...)
+    if ok and own_yield() then
+      return pass(co, co_resume(co, co_yield(...)))
     end
-    return ok, first, ...
+    return ok, ...
   end
   local function unwrap(ok, ...)
     if ok then return ... end

@@ -672,6 +672,42 @@ describe("rule 13: corio calls inside the user's own coroutines", function()
     end)
   end)
 
+  it("rule 13: fast paths past the budget inside a user coroutine keep their results",
+    function()
+      -- a buffered channel never blocks here, but every 64th fast path
+      -- yields to the scheduler with its results, through the generator
+      local ch = corio.channel(1)
+      local gen = coroutine.wrap(function()
+        for i = 1, 300 do
+          ch:send(i)
+          coroutine.yield(ch:recv())
+        end
+      end)
+      local other = 0
+      local t = corio.spawn(function()
+        while other < 1000 do other = other + 1; corio.yield() end
+      end)
+      local sum = 0
+      for _ = 1, 300 do sum = sum + gen() end
+      assert.equal(300 * 301 / 2, sum)
+      assert.is_true(other > 0, "the budget never let the other task run")
+      t:cancel()
+    end)
+
+  it("a bare coroutine.yield in a task body lets others run and goes on",
+    function()
+      local log, add = new_log()
+      corio.scope(function(s)
+        s:spawn(function()
+          add("a1")
+          local r = coroutine.yield("dropped")
+          add("a2 " .. tostring(r))
+        end)
+        s:spawn(function() add("b") end)
+      end)
+      assert.same({ "a1", "b", "a2 nil" }, log)
+    end)
+
   it("rule 13: cancellation reaches a task suspended inside a user coroutine",
     function()
       testing.autojump(function()
