@@ -168,7 +168,7 @@ static int l_sleep(lua_State *L) {
   int n = corio__enter(L, rt, &t, "sleep");
   if (n >= 0) return n;
   if (s == 0) {
-    if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+    if (!corio__can_suspend(rt, L))
       return corio__cannot_suspend(L, "corio.sleep");
     lua_pushboolean(L, 1);
     corio__ready(rt, t, NULL);
@@ -259,7 +259,7 @@ static int l_yield(lua_State *L) {
     if (lua_touserdata(L, -1) == CORIO_NOLOOP) return 0;
     return lua_error(L);   /* the Cancelled on top */
   }
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+  if (!corio__can_suspend(rt, L))
     return corio__cannot_suspend(L, "corio.yield");
   corio__ready(rt, t, NULL);
   t->budget = CORIO_BUDGET;
@@ -355,7 +355,7 @@ static int l_scope_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) {
+  if (!corio__can_suspend(rt, L)) {
     corio__scope_detach(rt, &x->s);
     lua_pushboolean(L, 0);
     corio__push_cannot_suspend(L, "a scope (waiting for its tasks)");

@@ -83,7 +83,7 @@ static int file_wait(corio_rt *rt, lua_State *L, corio_task *t,
 static int wait_bg(corio_rt *rt, lua_State *L, corio_task *t,
                    corio_file *f, const char *op, const char *what) {
   if (f->t != NULL) return push_busy(L, f, op);
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+  if (!corio__can_suspend(rt, L))
     corio__cannot_suspend(L, what);
   f->t = t;
   return corio__suspend(rt, L, t, corio__fs_abort, what, f);
@@ -92,7 +92,7 @@ static int wait_bg(corio_rt *rt, lua_State *L, corio_task *t,
 /* A request cannot be withdrawn once submitted (the abort hook returns
 ** 0), so refuse to suspend before submitting if the task cannot yield. */
 static void check_yieldable(corio_rt *rt, lua_State *L, const char *what) {
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L))
+  if (!corio__can_suspend(rt, L))
     corio__cannot_suspend(L, what);
 }
 

@@ -32,9 +32,11 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
                        "a corio task");
     return NULL;
   }
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) {
+  if (!corio__can_suspend(rt, L)) {
     lua_pushliteral(L, "corio: an async host function cannot suspend the "
-                       "task here (inside a C function boundary)");
+                       "task here (inside a C function boundary, or in a "
+                       "coroutine resumed by a copy of coroutine.resume "
+                       "taken before require \"corio\")");
     return NULL;
   }
   op = calloc(1, sizeof(*op));

@@ -312,6 +312,15 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
                         corio_abort_fn abort, const char *what, void *obj,
                         int nkeep);
 int corio__yieldable(corio_rt *rt, lua_State *L);
+int corio__resumed_by_corio(lua_State *L, corio_task *t);
+/* Whether the running task can suspend from L: LuaJIT can yield there,
+** and a yield from L reaches the scheduler (L is the task's thread, or a
+** user coroutine resumed through corio's coroutine.resume/wrap). */
+static inline int corio__can_suspend(corio_rt *rt, lua_State *L) {
+  corio_task *t = rt->current;
+  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) return 0;
+  return t == NULL || L == t->co || corio__resumed_by_corio(L, t);
+}
 int corio__cannot_suspend(lua_State *L, const char *what);
 void corio__push_cannot_suspend(lua_State *L, const char *what);
 int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals);

@@ -43,13 +43,56 @@ int corio__yieldable(corio_rt *rt, lua_State *L) {
   return ok;
 }
 
+/* Whether every coroutine from L up to the task's thread was resumed by
+** corio's coroutine.resume/wrap, so that a yield from L reaches the
+** scheduler. init.lua notes in the registry's "corio.resumers" which
+** coroutine resumed which; a copy of the original coroutine.resume
+** taken before require "corio" notes nothing, and would take the yield
+** for its own (the task would then run on while counted as blocked). */
+int corio__resumed_by_corio(lua_State *L, corio_task *t) {
+  int ok = 0, i;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.resumers");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    return 1;   /* init.lua is not loaded: nothing to check against */
+  }
+  lua_pushthread(L);
+  for (i = 0; i < 100000; i++) {
+    lua_State *p;
+    lua_rawget(L, -2);             /* [resumers, resumer of the key] */
+    p = lua_tothread(L, -1);
+    if (p == NULL) break;
+    if (p == t->co) {
+      ok = 1;
+      break;
+    }
+  }
+  lua_pop(L, 2);
+  return ok;
+}
+
 int corio__cannot_suspend(lua_State *L, const char *what) {
   corio__push_cannot_suspend(L, what);
   return lua_error(L);
 }
 
-/* [-0, +1] The message corio__cannot_suspend raises. */
+/* [-0, +1] The message corio__cannot_suspend raises: why the task
+** cannot suspend from L. */
 void corio__push_cannot_suspend(lua_State *L, const char *what) {
+  corio_rt *rt = corio__rt(L);
+  if (rt != NULL && (rt->isyieldable == NULL || corio__yieldable(rt, L))) {
+    luaL_where(L, 2);
+    lua_pushfstring(
+        L,
+        "corio: %s cannot suspend the task here: it runs in a coroutine "
+        "resumed by a copy of coroutine.resume (or wrap) taken before "
+        "require \"corio\", which would take the suspension for its own "
+        "yield. Look coroutine.resume up after require \"corio\" (corio "
+        "wraps it to pass suspensions through)",
+        what);
+    lua_concat(L, 2);
+    return;
+  }
   luaL_where(L, 2);
   lua_pushfstring(
       L,
@@ -79,7 +122,7 @@ int corio__suspend(corio_rt *rt, lua_State *L, corio_task *t,
 int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
                         corio_abort_fn abort, const char *what, void *obj,
                         int nkeep) {
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) {
+  if (!corio__can_suspend(rt, L)) {
     /* Undo the armed operation, then explain (instead of LuaJIT's bare
     ** "attempt to yield across C-call boundary"). The abort functions
     ** find their operation in wait_obj, as when a cancel undoes it. */
@@ -105,7 +148,7 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
 int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals) {
   if (--t->budget > 0) return nvals;
   t->budget = CORIO_BUDGET;
-  if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) return nvals;
+  if (!corio__can_suspend(rt, L)) return nvals;
   t->wait_L = L;
   corio__ready(rt, t, NULL);
   return lua_yield(L, nvals);

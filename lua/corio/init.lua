@@ -311,24 +311,42 @@ end
 -- A corio call inside a coroutine the user resumes yields with its task
 -- blocked or queued (core.own_yield tells); these wrappers pass that
 -- suspension up to the scheduler and hand the resume values back down, so
--- the user's coroutine never sees it.
+-- the user's coroutine never sees it. While a coroutine runs under them,
+-- "corio.resumers" maps it to the coroutine that resumed it: a corio call
+-- checks that the chain reaches its task's thread before it suspends
+-- (runtime/loop.c), so a yield no wrapper would pass up is refused with
+-- an error instead of being taken by the resumer for its own.
 do
   local co_resume, co_yield, co_create = coroutine.resume, coroutine.yield, coroutine.create
+  local co_running = coroutine.running
   local own_yield = core.own_yield
+  local resumers = setmetatable({}, { __mode = "k" })
+  debug.getregistry()["corio.resumers"] = resumers
   local function pass(co, ok, ...)
     if ok and own_yield() then
       return pass(co, co_resume(co, co_yield(...)))
     end
+    resumers[co] = nil
     return ok, ...
   end
   local function unwrap(ok, ...)
     if ok then return ... end
     error((...), 0)
   end
-  coroutine.resume = function(co, ...) return pass(co, co_resume(co, ...)) end
+  coroutine.resume = function(co, ...)
+    if type(co) ~= "thread" then
+      error(("bad argument #1 to 'resume' (coroutine expected, got %s)")
+        :format(type(co)), 2)
+    end
+    resumers[co] = co_running()
+    return pass(co, co_resume(co, ...))
+  end
   coroutine.wrap = function(f)
     local co = co_create(f)
-    return function(...) return unwrap(pass(co, co_resume(co, ...))) end
+    return function(...)
+      resumers[co] = co_running()
+      return unwrap(pass(co, co_resume(co, ...)))
+    end
   end
 end
 

@@ -91,4 +91,25 @@ NAME="rule 11: the same script under corio"
 run 10 "$CORIO" "$FIX/dual.lua"
 check_rc 0 && check_out_eq "$expected" && pass
 
+NAME="rule 13: a coroutine resumed by a copy of coroutine.resume taken before require refuses to suspend"
+# That copy would take corio's suspension for a plain yield and the task
+# would run on while counted as blocked (it once hung). The corio call
+# raises instead, and the task goes on working.
+luajit_run 10 -e '
+local raw_resume = coroutine.resume
+local corio = require("corio")
+corio.run(function()
+  local ch = corio.channel(0)
+  local co = coroutine.create(function() return ch:recv() end)
+  local ok, err = raw_resume(co)
+  print(ok, tostring(err):find("before require", 1, true) ~= nil)
+  local w = corio.spawn(function() return ch:recv() end)
+  corio.yield()
+  ch:send("v")                       -- not lost to the refused receiver
+  print(w:join(), corio.timeout(1, function() corio.sleep(0.01); return "ok" end))
+  local gen = coroutine.wrap(function() corio.sleep(0.01); coroutine.yield(1) end)
+  print(gen())                       -- the wrapped resume passes it through
+end)'
+check_rc 0 && check_out_eq "$(printf 'false\ttrue\nv\tok\n1')" && pass
+
 finish
