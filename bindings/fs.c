@@ -232,7 +232,7 @@ int corio__fs_ffi_put(corio_file *f, const char *s, size_t n) {
     if (t->cur->eff) return -1;
     t->checkpoints++;
   }
-  memcpy(f->wbuf + f->wlen, s, n);
+  if (n != 0) memcpy(f->wbuf + f->wlen, s, n);  /* no buffer yet: wbuf NULL */
   f->wlen += n;
   return f->wlen - f->woff >= f->wdef;
 }
@@ -250,9 +250,9 @@ int corio__fs_ffi_put2(corio_file *f, const char *a, size_t na,
     t->checkpoints++;
   }
   w = f->wbuf + f->wlen;
-  memcpy(w, a, na);
+  if (na != 0) memcpy(w, a, na);   /* no buffer yet: wbuf NULL */
   if (nb == 1) w[na] = *b;
-  else memcpy(w + na, b, nb);
+  else if (nb != 0) memcpy(w + na, b, nb);
   f->wlen += na + nb;
   return f->wlen - f->woff >= f->wdef;
 }
