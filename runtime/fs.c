@@ -431,7 +431,7 @@ int corio__fs_append(corio_file *f, const char *s, size_t n) {
                                           ? f->wdef : f->wlen + n)) != 0)
       return r;
   }
-  memcpy(f->wbuf + f->wlen, s, n);
+  if (n != 0) memcpy(f->wbuf + f->wlen, s, n);  /* no buffer yet: NULL */
   f->wlen += n;
   return 0;
 }
