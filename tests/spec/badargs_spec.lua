@@ -98,6 +98,41 @@ describe("bad arguments to every public function", function()
     assert.equal(before, #corio.tasks(), "tasks left running by bad calls")
   end)
 
+  it("methods of HTTP clients, tasks and scopes, with bad arguments and a bad self",
+    function()
+      local before = #corio.tasks()
+      local client = http.client {}
+      for _, k in ipairs { "get", "post", "put", "patch", "delete", "head",
+        "request", "stream", "stats", "close" } do
+        local f = client[k]
+        assert.is_function(f, k)
+        each_args(function(...)
+          -- no call may reach the network: every URL here is invalid
+          call("client:" .. k .. " (bad self)", f, ...)
+          if k ~= "close" then call("client:" .. k, f, client, ...) end
+        end)
+      end
+      assert.is_table(client:stats())
+      client:close()
+      local task = corio.spawn(function() corio.sleep(10) end)
+      corio.scope(function(scope)
+        for _, obj in ipairs { task, scope } do
+          for _, k in ipairs { "join", "cancel", "status", "spawn" } do
+            local ok, f = pcall(function() return obj[k] end)
+            if ok and type(f) == "function" then
+              for i = 1, values.n do
+                call(k .. " (bad self)", f, values[i])
+              end
+            end
+          end
+        end
+        scope:cancel()
+      end)
+      task:cancel()
+      corio.sleep(0.001)
+      assert.equal(before, #corio.tasks(), "tasks left running by bad calls")
+    end)
+
   it("methods of files, new and used, with bad arguments and a bad self", function()
     local before = #corio.tasks()
     local p = dir .. "/file.txt"
