@@ -93,6 +93,26 @@ static int abort_join(corio_rt *rt, corio_task *t) {
   return 1;
 }
 
+/* The FFI fast path of task:join (init.lua), called from JIT-compiled
+** code without a Lua call: for a task that ended with no result or one
+** nil, boolean or number (kept in C), when the caller may go on at once
+** (not cancelled, budget left), count the checkpoint and return 1 + the
+** result's CORIO_R_* type with a number or boolean in *out. 0: take the
+** slow path (l_task_join), which raises, suspends or yields as needed.
+** It touches no Lua state, as FFI-called functions must not. */
+static int ffi_join(corio_rt *rt, void *p, double *out) {
+  corio_task *t = p, *me = rt->current;
+  if (t == NULL || t->magic != CORIO_MAGIC_TASK) return 0;
+  if (t->state != CORIO_ST_ENDED || t->status != CORIO_DONE ||
+      t->rtype > CORIO_R_NUM)
+    return 0;
+  if (me == NULL || me->cur->eff || me->budget <= 1) return 0;
+  me->checkpoints++;
+  me->budget--;
+  *out = t->rnum;
+  return 1 + t->rtype;
+}
+
 /* join(task) -> true, results... | false, err */
 static int l_task_join(lua_State *L) {
   corio_rt *rt = RT(L);
@@ -925,6 +945,10 @@ int luaopen_corio_core(lua_State *L) {
   corio__register(L, rt, -1, funcs);
   lua_pushlightuserdata(L, CORIO_NOLOOP);
   lua_setfield(L, -2, "NOLOOP");
+  lua_pushlightuserdata(L, rt);
+  lua_setfield(L, -2, "rt");
+  lua_pushlightuserdata(L, (void *)ffi_join);
+  lua_setfield(L, -2, "ffi_join");
   lua_pushlightuserdata(L, &corio__opmark);
   lua_setfield(L, -2, "OPMARK");
   lua_pushliteral(L, CORIO_VERSION);

@@ -224,7 +224,28 @@ local function join_done(task, ok, ...)
   error(e, 0)
 end
 
-function Task.join(task) return join_done(task, c_join(task)) end
+-- A task that ended with no result or one nil, boolean or number is
+-- joined through the FFI (bindings/core.c ffi_join) without leaving
+-- JIT-compiled code; every other case takes the C function.
+local ffi_ok, ffi = pcall(require, "ffi")
+if ffi_ok then
+  local ffi_join = ffi.cast("int (*)(void *, void *, double *)", core.ffi_join)
+  local rt = ffi.cast("void *", core.rt)
+  local out = ffi.new("double[1]")
+  function Task.join(task)
+    if type(task) == "userdata" then
+      local r = ffi_join(rt, task, out)
+      if r == 4 then return out[0]
+      elseif r == 3 then return out[0] ~= 0
+      elseif r == 2 then return nil
+      elseif r == 1 then return
+      end
+    end
+    return join_done(task, c_join(task))
+  end
+else
+  function Task.join(task) return join_done(task, c_join(task)) end
+end
 
 -- sync objects -------------------------------------------------------------
 

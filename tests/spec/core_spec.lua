@@ -108,6 +108,71 @@ describe("task:join", function()
     assert.equal(false, r[4])
   end)
 
+  it("keeps the count and value of a single result of every kind", function()
+    -- no result, or one nil, boolean or number, is kept in C and joined
+    -- through a fast path; strings and tables through the Lua registry
+    local cases = {
+      { n = 0 }, { n = 1, nil }, { n = 1, true }, { n = 1, false },
+      { n = 1, 0 }, { n = 1, -0.0 }, { n = 1, 2 ^ 60 }, { n = 1, 1 / 0 },
+      { n = 1, "s" }, { n = 1, {} },
+    }
+    local tasks = {}
+    for i, c in ipairs(cases) do
+      tasks[i] = corio.spawn(function() return unpack(c, 1, c.n) end)
+    end
+    corio.sleep(0.001)  -- all ended: join takes the ended-task path
+    for i, c in ipairs(cases) do
+      for _ = 1, 2 do   -- joining again gives the same
+        local r = pack(tasks[i]:join())
+        assert.equal(c.n, r.n, "case " .. i)
+        assert.equal(c[1], r[1], "case " .. i)
+      end
+    end
+    assert.equal(-1 / 0, 1 / tasks[6]:join())   -- -0.0 keeps its sign
+    local nan = corio.spawn(function() return 0 / 0 end)
+    nan:join()
+    local v = nan:join()
+    assert.is_true(v ~= v)
+  end)
+
+  it("joining an ended task is a checkpoint: Cancelled in a cancelled scope",
+    function()
+      local t = corio.spawn(function() return 5 end)
+      assert.equal(5, t:join())
+      local err
+      corio.scope(function(s)
+        s:cancel()
+        local ok, e = pcall(t.join, t)
+        assert.is_false(ok)
+        err = e
+      end)
+      assert.is_true(corio.is_cancelled(err))
+      assert.equal(5, t:join())
+    end)
+
+  it("rule 15: joining many ended tasks lets other tasks run", function()
+    local tasks = {}
+    for i = 1, 500 do tasks[i] = corio.spawn(function() return i end) end
+    corio.sleep(0.001)
+    local joined, seen_at = 0, nil
+    corio.scope(function(s)
+      s:spawn(function()
+        for i = 1, 500 do joined = joined + tasks[i]:join() / i end
+      end)
+      s:spawn(function() seen_at = joined end)
+    end)
+    assert.equal(500, joined)
+    assert.is_true(seen_at < 500, "the joiner never yielded")
+  end)
+
+  it("join with a bad self names the problem", function()
+    for _, bad in ipairs { io.stdout, corio.event(), {}, 1 } do
+      local ok, err = pcall(corio.spawn(function() end).join, bad)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("Task", 1, true), tostring(err))
+    end
+  end)
+
   it("waits for the task and can be called again", function()
     local log, add = new_log()
     local t = corio.spawn(function()
