@@ -101,14 +101,13 @@ static int abort_join(corio_rt *rt, corio_task *t) {
 ** slow path (l_task_join), which raises, suspends or yields as needed.
 ** It touches no Lua state, as FFI-called functions must not. */
 static int ffi_join(corio_rt *rt, void *p, double *out) {
-  corio_task *t = p, *me = rt->current;
+  corio_task *t = p, *me;
   if (t == NULL || t->magic != CORIO_MAGIC_TASK) return 0;
   if (t->state != CORIO_ST_ENDED || t->status != CORIO_DONE ||
       t->rtype > CORIO_R_NUM)
     return 0;
-  if (me == NULL || me->cur->eff || me->budget <= 1) return 0;
-  me->checkpoints++;
-  me->budget--;
+  if ((me = corio__ffi_task(rt)) == NULL) return 0;
+  corio__ffi_done(me);
   *out = t->rnum;
   return 1 + t->rtype;
 }

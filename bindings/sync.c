@@ -61,6 +61,29 @@ static int l_sem_release(lua_State *L) {
   return 0;
 }
 
+/* FFI fast paths (init.lua): acquire when a permit is free and nobody
+** waits; release always (it never blocks). 0: take the C function. */
+static int ffi_sem_acquire(corio_rt *rt, void *p) {
+  corio_sem *s = p;
+  corio_task *me;
+  if (s == NULL || s->magic != CORIO_MAGIC_SEM) return 0;
+  if (!(s->count > 0 && corio_list_empty(&s->waiters))) return 0;
+  if ((me = corio__ffi_task(rt)) == NULL) return 0;
+  corio__ffi_done(me);
+  s->count--;
+  return 1;
+}
+
+static int ffi_sem_release(corio_rt *rt, void *p) {
+  corio_sem *s = p;
+  corio_task *w;
+  if (s == NULL || s->magic != CORIO_MAGIC_SEM) return 0;
+  w = corio__wq_shift(&s->waiters);
+  if (w != NULL) corio__ready(rt, w, corio__deliver_true);
+  else s->count++;
+  return 1;
+}
+
 static int l_sem_index(lua_State *L) {
   corio_sem *s = check_sem(L);
   const char *k = lua_tostring(L, 2);
@@ -78,6 +101,7 @@ static int l_sem_tostring(lua_State *L) {
 }
 
 /* ---- lock ----------------------------------------------------------- */
+
 
 static corio_lock *check_lock(lua_State *L) {
   return CORIO_CHECK(L, 1, corio_lock, CORIO_MAGIC_LOCK, "corio.Lock");
@@ -216,6 +240,16 @@ static int l_event_wait(lua_State *L) {
   return corio__suspend(rt, L, t, corio__abort_wait, "event wait", e);
 }
 
+/* FFI fast path (init.lua): wait on an event that is set. */
+static int ffi_event_wait(corio_rt *rt, void *p) {
+  corio_event *e = p;
+  corio_task *me;
+  if (e == NULL || e->magic != CORIO_MAGIC_EVENT || !e->set) return 0;
+  if ((me = corio__ffi_task(rt)) == NULL) return 0;
+  corio__ffi_done(me);
+  return 1;
+}
+
 static int l_event_set(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_event *e = check_event(L);
@@ -288,5 +322,11 @@ int luaopen_corio_sync(lua_State *L) {
   meta(L, rt, "corio.Event", corio__method, event_methods, event_extra);
   lua_newtable(L);
   corio__register(L, rt, -1, funcs);
+  lua_pushlightuserdata(L, (void *)ffi_sem_acquire);
+  lua_setfield(L, -2, "ffi_sem_acquire");
+  lua_pushlightuserdata(L, (void *)ffi_sem_release);
+  lua_setfield(L, -2, "ffi_sem_release");
+  lua_pushlightuserdata(L, (void *)ffi_event_wait);
+  lua_setfield(L, -2, "ffi_event_wait");
   return 1;
 }

@@ -316,6 +316,21 @@ int corio__resumed_by_corio(lua_State *L, corio_task *t);
 /* Whether the running task can suspend from L: LuaJIT can yield there,
 ** and a yield from L reaches the scheduler (L is the task's thread, or a
 ** user coroutine resumed through corio's coroutine.resume/wrap). */
+/* FFI fast paths (init.lua calls them from JIT-compiled code; they touch
+** no Lua state): the running task if it may complete a blocking call at
+** once, as corio__enter + corio__fast would let it (not cancelled, budget
+** left), else NULL: the caller then takes the Lua C function. The caller
+** commits with corio__ffi_done once it knows its operation completes. */
+static inline corio_task *corio__ffi_task(corio_rt *rt) {
+  corio_task *me = rt->current;
+  if (me == NULL || me->cur->eff || me->budget <= 1) return NULL;
+  return me;
+}
+static inline void corio__ffi_done(corio_task *me) {
+  me->checkpoints++;
+  me->budget--;
+}
+
 static inline int corio__can_suspend(corio_rt *rt, lua_State *L) {
   corio_task *t = rt->current;
   if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) return 0;

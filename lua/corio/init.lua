@@ -224,13 +224,17 @@ local function join_done(task, ok, ...)
   error(e, 0)
 end
 
--- A task that ended with no result or one nil, boolean or number is
--- joined through the FFI (bindings/core.c ffi_join) without leaving
--- JIT-compiled code; every other case takes the C function.
+-- Fast paths through the FFI: calls that complete at once run C code
+-- straight from JIT-compiled Lua, without the Lua C function call (which
+-- ends a compiled trace). Each C side checks its object's type and every
+-- condition, and returns 0 to send the call down the C function. A task
+-- that ended with no result or one nil, boolean or number is joined this
+-- way (bindings/core.c ffi_join).
 local ffi_ok, ffi = pcall(require, "ffi")
+local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
 if ffi_ok then
   local ffi_join = ffi.cast("int (*)(void *, void *, double *)", core.ffi_join)
-  local rt = ffi.cast("void *", core.rt)
+  local rt = rt_ptr
   local out = ffi.new("double[1]")
   function Task.join(task)
     if type(task) == "userdata" then
@@ -283,6 +287,23 @@ blocking_method(Sem, "acquire")
 blocking_method(Lock, "acquire")
 blocking_method(Event, "wait")
 Sem.with, Lock.with = with, with
+
+-- semaphore acquire with a permit free, release, and wait on a set event
+-- through the FFI (bindings/sync.c; see Task.join above)
+if ffi_ok then
+  local sig = "int (*)(void *, void *)"
+  local rt = rt_ptr
+  local function fast(methods, name, cfn)
+    local f, slow = ffi.cast(sig, cfn), methods[name]
+    methods[name] = function(self)
+      if type(self) == "userdata" and f(rt, self) ~= 0 then return end
+      return slow(self)
+    end
+  end
+  fast(Sem, "acquire", sync.ffi_sem_acquire)
+  fast(Sem, "release", sync.ffi_sem_release)
+  fast(Event, "wait", sync.ffi_event_wait)
+end
 
 local Chan = core.methods("corio.Channel")
 do

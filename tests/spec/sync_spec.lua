@@ -109,6 +109,26 @@ describe("corio.semaphore", function()
     end)
   end)
 
+  it("rule 3: acquire with a permit free is a checkpoint and takes nothing when cancelled",
+    function()
+      local sem = corio.semaphore(2)
+      local err
+      corio.scope(function(s)
+        s:cancel()
+        local ok, e = pcall(sem.acquire, sem)
+        assert.is_false(ok)
+        err = e
+      end)
+      assert.is_true(corio.is_cancelled(err))
+      assert.equal(2, sem.available)
+      sem:acquire()
+      sem:acquire()
+      assert.equal(0, sem.available)
+      sem:release()
+      sem:release()
+      assert.equal(2, sem.available)
+    end)
+
   it("with(fn, ...) holds a permit around fn and returns its results",
     function()
       local s = corio.semaphore(1)
@@ -319,6 +339,20 @@ describe("corio.event", function()
       e:wait()
       near(0, corio.now() - t0)
     end)
+  end)
+
+  it("rule 3: wait on a set event is a checkpoint", function()
+    local ev = corio.event()
+    ev:set()
+    local err
+    corio.scope(function(s)
+      s:cancel()
+      local ok, e = pcall(ev.wait, ev)
+      assert.is_false(ok)
+      err = e
+    end)
+    assert.is_true(corio.is_cancelled(err))
+    ev:wait()
   end)
 
   it("clear makes wait block again", function()
