@@ -301,6 +301,9 @@ static int l_now(lua_State *L) {
   return 1;
 }
 
+/* corio.now through the FFI (init.lua). */
+static double ffi_now(corio_rt *rt) { return (double)corio__now(rt) / 1e9; }
+
 /* ---- scopes ------------------------------------------------------- */
 
 static corio_xscope *check_scope(lua_State *L, int idx) {
@@ -948,6 +951,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "rt");
   lua_pushlightuserdata(L, (void *)ffi_join);
   lua_setfield(L, -2, "ffi_join");
+  lua_pushlightuserdata(L, (void *)ffi_now);
+  lua_setfield(L, -2, "ffi_now");
   lua_pushlightuserdata(L, &corio__opmark);
   lua_setfield(L, -2, "OPMARK");
   lua_pushliteral(L, CORIO_VERSION);

@@ -102,7 +102,6 @@ static int l_sem_tostring(lua_State *L) {
 
 /* ---- lock ----------------------------------------------------------- */
 
-
 static corio_lock *check_lock(lua_State *L) {
   return CORIO_CHECK(L, 1, corio_lock, CORIO_MAGIC_LOCK, "corio.Lock");
 }
@@ -174,6 +173,36 @@ static int l_lock_release(lua_State *L) {
     corio__ready(rt, w, corio__deliver_true);
   }
   return 0;
+}
+
+/* FFI fast paths (init.lua): acquire a free lock nobody waits for;
+** release by its owner. Every other case (broken, re-entry, not the
+** owner) takes the C function, which raises. */
+static int ffi_lock_acquire(corio_rt *rt, void *p) {
+  corio_lock *k = p;
+  corio_task *me;
+  if (k == NULL || k->magic != CORIO_MAGIC_LOCK || k->owner != NULL ||
+      k->broken_ref != LUA_NOREF || !corio_list_empty(&k->waiters))
+    return 0;
+  if ((me = corio__ffi_task(rt)) == NULL) return 0;
+  corio__ffi_done(me);
+  corio__lock_hold(rt, k, me);
+  return 1;
+}
+
+static int ffi_lock_release(corio_rt *rt, void *p) {
+  corio_lock *k = p;
+  corio_task *w;
+  if (k == NULL || k->magic != CORIO_MAGIC_LOCK || k->owner == NULL ||
+      k->owner != rt->current)
+    return 0;
+  corio__lock_unlink(k);
+  w = corio__wq_shift(&k->waiters);
+  if (w != NULL) {
+    corio__lock_hold(rt, k, w);
+    corio__ready(rt, w, corio__deliver_true);
+  }
+  return 1;
 }
 
 static int l_lock_locked(lua_State *L) {
@@ -328,5 +357,9 @@ int luaopen_corio_sync(lua_State *L) {
   lua_setfield(L, -2, "ffi_sem_release");
   lua_pushlightuserdata(L, (void *)ffi_event_wait);
   lua_setfield(L, -2, "ffi_event_wait");
+  lua_pushlightuserdata(L, (void *)ffi_lock_acquire);
+  lua_setfield(L, -2, "ffi_lock_acquire");
+  lua_pushlightuserdata(L, (void *)ffi_lock_release);
+  lua_setfield(L, -2, "ffi_lock_release");
   return 1;
 }

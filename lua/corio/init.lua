@@ -234,8 +234,10 @@ local ffi_ok, ffi = pcall(require, "ffi")
 local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
 if ffi_ok then
   local ffi_join = ffi.cast("int (*)(void *, void *, double *)", core.ffi_join)
+  local ffi_now = ffi.cast("double (*)(void *)", core.ffi_now)
   local rt = rt_ptr
   local out = ffi.new("double[1]")
+  M.now = function() return ffi_now(rt) end
   function Task.join(task)
     if type(task) == "userdata" then
       local r = ffi_join(rt, task, out)
@@ -303,6 +305,8 @@ if ffi_ok then
   fast(Sem, "acquire", sync.ffi_sem_acquire)
   fast(Sem, "release", sync.ffi_sem_release)
   fast(Event, "wait", sync.ffi_event_wait)
+  fast(Lock, "acquire", sync.ffi_lock_acquire)
+  fast(Lock, "release", sync.ffi_lock_release)
 end
 
 local Chan = core.methods("corio.Channel")

@@ -196,6 +196,24 @@ describe("corio.lock", function()
     l:release()
   end)
 
+  it("rule 3: acquiring a free lock is a checkpoint; cancelled, it stays free",
+    function()
+      local lock = corio.lock()
+      local err
+      corio.scope(function(s)
+        s:cancel()
+        local ok, e = pcall(lock.acquire, lock)
+        assert.is_false(ok)
+        err = e
+      end)
+      assert.is_true(corio.is_cancelled(err))
+      assert.is_false(lock:locked())
+      lock:acquire()
+      assert.is_true(lock:locked())
+      lock:release()
+      assert.is_false(lock:locked())
+    end)
+
   it("rule 8: re-acquire by the owner raises", function()
     local l = corio.lock()
     l:acquire()
