@@ -18,7 +18,7 @@ corio.run(function()
         while next_i < N do
           next_i = next_i + 1
           local r = client:get(URL)
-          if r.status == 200 and #r._body == 1024 then ok = ok + 1 end
+          if r.status == 200 and #r:text() == 1024 then ok = ok + 1 end
         end
       end)
     end
