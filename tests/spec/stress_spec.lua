@@ -151,6 +151,70 @@ local function run_seed(seed, ntasks, nsteps)
   assert.is_nil(lock_holder)
 end
 
+-- Producers, consumers, a closer and a canceller on one channel: every
+-- send that returned is received exactly once (buffered values survive
+-- close and are drained by the consumers' iter); a send that raised
+-- (closed or cancelled) delivered nothing.
+local function run_channel_seed(seed)
+  local rand = lcg(seed)
+  local ch = corio.channel(rand(3) - 1)
+  local delivered, received, failed = {}, {}, {}
+  local workers = {}
+  corio.scope(function(s)
+    for p = 1, 4 do
+      workers[#workers + 1] = s:spawn(function()
+        for i = 1, 40 do
+          local m = p * 1000 + i
+          local ok, err = pcall(ch.send, ch, m)
+          if ok then
+            delivered[m] = true
+          else
+            failed[m] = true
+            local e = tostring(err)
+            assert(corio.is_cancelled(err) or e:find("closed", 1, true), e)
+            if not corio.is_cancelled(err) then return end
+            corio.yield()  -- cancelled: raises again and ends the task
+          end
+          if rand(4) == 1 then corio.yield() end
+        end
+      end)
+    end
+    for _ = 1, 3 do
+      workers[#workers + 1] = s:spawn(function()
+        for m in ch:iter() do
+          assert(not received[m], "message " .. m .. " received twice")
+          received[m] = true
+          if rand(3) == 1 then corio.sleep(0) end
+        end
+      end)
+    end
+    s:spawn(function()   -- cancel some producers and consumers
+      for _ = 1, 3 do
+        for _ = 1, rand(20) do corio.yield() end
+        workers[rand(#workers)]:cancel()
+      end
+    end)
+    s:spawn(function()   -- close at some point
+      for _ = 1, rand(60) do corio.yield() end
+      ch:close()
+    end)
+  end)
+  -- consumers may all have been cancelled: drain what is left
+  while true do
+    local v = ch:recv()
+    if v == nil then break end
+    assert(not received[v], "message " .. v .. " received twice")
+    received[v] = true
+  end
+  for m in pairs(delivered) do
+    assert(received[m], ("seed %d: message %d was sent but lost"):format(seed, m))
+  end
+  for m in pairs(received) do
+    assert(delivered[m] or not failed[m],
+      ("seed %d: message %d was received though its send failed"):format(seed, m))
+  end
+end
+
 describe("randomized stress of sync objects under cancellation", function()
   local seeds = { 1, 2, 3, 4, 5, 6, 7, 8 }
   for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
@@ -158,6 +222,11 @@ describe("randomized stress of sync objects under cancellation", function()
     it("seed " .. seed .. " keeps every invariant", function()
       local before = #corio.tasks()
       run_seed(seed, 24, 30)
+      assert.equal(before, #corio.tasks(), "tasks left running")
+    end)
+    it("seed " .. seed .. ": a channel under close and cancel loses nothing", function()
+      local before = #corio.tasks()
+      run_channel_seed(seed)
       assert.equal(before, #corio.tasks(), "tasks left running")
     end)
   end
