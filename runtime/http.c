@@ -484,8 +484,16 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
     s->events = 0;
     return;
   }
-  if (status < 0) flags = CURL_CSELECT_ERR;
-  else {
+  if (status < 0) {
+    /* libuv saw POLLERR (it reports UV_EBADF whatever the error) and
+    ** stopped the handle. Poll again for what curl wants, and let curl do
+    ** its I/O, so that the transfer fails with the socket's own error
+    ** ("Connection reset by peer"), not "select/poll returned error". */
+    if (s->events != 0) uv_poll_start(&s->poll, s->events, poll_cb);
+    if (s->events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (s->events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+    if (flags == 0) flags = CURL_CSELECT_ERR;
+  } else {
     if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
@@ -1017,6 +1025,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   CURLcode rc = CURLE_OK;
   uint32_t tms[PH_N + 1];
   size_t mlen = strlen(method);
+  int fresh = 0;
   int plain = !has_body && x->hdrs == NULL && mlen < sizeof(x->plain_method);
   tms[PH_CONNECT] = to_ms(to[0]);
   tms[PH_READ] = to_ms(to[1]);
@@ -1066,6 +1075,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->plain = 0;
   free(x->plain_url);
   x->plain_url = NULL;
+again:
   curl_easy_reset(e);
 #define SET(opt, v) \
   do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, v); } while (0)
@@ -1110,7 +1120,6 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     SET(CURLOPT_PIPEWAIT, 1L);  /* wait to multiplex, not a new connection */
   } else
     SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  if (x->direct) SET(CURLOPT_BUFFERSIZE, (long)DIRECT_BUFSIZE);
   if (h->maxage >= 0) SET(CURLOPT_MAXAGE_CONN, h->maxage);
   if (h->no_reuse) SET(CURLOPT_FORBID_REUSE, 1L);
   if (x->to[PH_CONNECT]) SET(CURLOPT_CONNECTTIMEOUT_MS, (long)x->to[PH_CONNECT]);
@@ -1130,6 +1139,25 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
     SET(CURLOPT_XFERINFODATA, x);
   }
 #undef SET
+  if (rc == CURLE_OK && x->direct) {
+    rc = curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)DIRECT_BUFSIZE);
+    if (rc == CURLE_BAD_FUNCTION_ARGUMENT && !fresh) {
+      /* curl 7.88 refuses a new receive buffer size while the handle
+      ** still holds its buffer, which it keeps when a transfer left the
+      ** multi before it had a connection (cancelled while it waited for
+      ** one from the pool): set up a fresh handle instead. */
+      CURL *n = curl_easy_init();
+      if (n == NULL) {
+        rc = CURLE_OUT_OF_MEMORY;
+      } else {
+        curl_easy_cleanup(e);
+        x->easy = e = n;
+        fresh = 1;
+        rc = CURLE_OK;
+        goto again;
+      }
+    }
+  }
   if (rc != CURLE_OK) {
     snprintf(x->errmsg, sizeof(x->errmsg), "%s", curl_easy_strerror(rc));
     return rc == CURLE_OUT_OF_MEMORY ? UV_ENOMEM : UV_EINVAL;
