@@ -83,6 +83,25 @@ local function run_seed(seed)
         end
       end)
     end,
+    function()   -- a body and its echo
+      local body = ("b"):rep(rand(70000))
+      local r = c:post("/echo", { body = body, headers = { ["X-N"] = "1" } })
+      local e = r:json()
+      assert(e.body == body and e.method == "POST", "wrong echo")
+    end,
+    function()   -- JSON, params, a redirect chain followed
+      local r = c:put("/echo", { json = { a = 1 }, params = { q = "x y" } })
+      assert(r:json().args.q[1] == "x y", "wrong params")
+      r = c:get("/redirect/3", { follow_redirects = true })
+      assert(r.status == 200 and r:text() == "landed", "redirects not followed")
+    end,
+    function()   -- decoded gzip
+      local r = c:get("/gzip?n=300")
+      assert(#r:text() == tonumber(r.headers["X-Plain-Length"]), "gzip not decoded")
+    end,
+    function() c:get("/big-headers") end,
+    function() c:get("/truncated-chunked") end,
+    function() c:get("/slow-headers?d=" .. (rand(2) == 1 and "0.05" or "0.5")) end,
     function()   -- a stream read fully, by lines
       c:stream("GET", "/lines", function(r)
         local n = 0
