@@ -89,10 +89,13 @@ enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
 ** being opened by this client; otherwise for 2_0, which reuses (or waits
 ** for, with CURLOPT_PIPEWAIT) that connection. One entry per origin;
 ** refs counts its open h2c sockets plus prior-knowledge transfers that
-** have not opened theirs yet. */
+** have not opened theirs yet (pending). At most one transfer per origin
+** is pending: two prior-knowledge transfers started together would share
+** the first one's connection, and hit the same libcurl bug. */
 typedef struct h2c_origin {
   corio_link link;       /* in h->h2c */
   uint32_t refs;
+  uint32_t pending;      /* claims not yet taken over by a socket */
   char key[1];           /* "host:port", lower-case */
 } h2c_origin;
 
@@ -125,11 +128,13 @@ struct corio_xfer {
   uint8_t head_done;     /* the final response's headers arrived */
   uint8_t done;          /* the transfer ended; rc and err say how */
   uint8_t paused;        /* paused with curl_easy_pause(CURLPAUSE_RECV) */
+  uint8_t discard;       /* being removed: the write callback drops bytes */
   uint8_t want_pause;    /* in h->to_pause: pause after socket_action */
   uint8_t new_conn;      /* this transfer opened a connection */
   uint8_t h2c_pending;   /* holds a ref on h2o until its socket opens */
   uint8_t h2c_mode;      /* h2c: 1 prior knowledge, 2 reuse (2_0) */
   uint8_t h2c_redo;      /* 2_0 wanted a new connection: see h2c_redo */
+  uint8_t h2c_redos;     /* times redone in this request */
   h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
   uint32_t conn_id;      /* its connection (local address), 0: none yet */
   /* The options the easy handle holds from its last plain request (no
@@ -257,7 +262,9 @@ static int h2c_key(const char *url, char *key, size_t cap) {
 }
 
 /* Whether a request to url may ask for prior knowledge; if so, x takes a
-** ref on its origin until its socket opens (or it ends). */
+** ref on its origin until its socket opens (or it ends). force: a new
+** connection is needed though one is open, unless another transfer is
+** already opening one (then x waits for that one, with 2_0). */
 static int h2c_claim(corio_xfer *x, const char *url, int force) {
   corio_http *h = x->h;
   char key[512];
@@ -270,7 +277,7 @@ static int h2c_claim(corio_xfer *x, const char *url, int force) {
     if (strcmp(o->key, key) == 0) break;
     o = NULL;
   }
-  if (o != NULL && !force) {  /* reuse that connection */
+  if (o != NULL && (!force || (force == 1 && o->pending > 0))) {  /* reuse it */
     x->h2c_mode = 2;
     return 0;
   }
@@ -279,9 +286,11 @@ static int h2c_claim(corio_xfer *x, const char *url, int force) {
     if (o == NULL) return 1;
     strcpy(o->key, key);
     o->refs = 0;
+    o->pending = 0;
     corio_list_push(&h->h2c, &o->link);
   }
   o->refs++;
+  o->pending++;
   x->h2o = o;
   x->h2c_pending = 1;
   return 1;
@@ -295,15 +304,19 @@ static int h2c_claim(corio_xfer *x, const char *url, int force) {
 static int h2c_redo(corio_xfer *x) {
   corio_http *h = x->h;
   char *url = NULL;
+  long v;
   x->h2c_redo = 0;
   curl_multi_remove_handle(h->multi, x->easy);
   curl_easy_getinfo(x->easy, CURLINFO_EFFECTIVE_URL, &url);
   if (url == NULL) return -1;
-  h2c_claim(x, url, 1);
+  /* While another transfer opens the origin's connection, wait for it
+  ** (2_0 again); after a few rounds, open one anyway. */
+  v = h2c_claim(x, url, ++x->h2c_redos > 4 ? 2 : 1)
+          ? (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+          : (long)CURL_HTTP_VERSION_2_0;
   x->errbuf[0] = 0;
   x->phase = PH_POOL;
-  curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION,
-                   (long)CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE);
+  curl_easy_setopt(x->easy, CURLOPT_HTTP_VERSION, v);
   if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
     x->in_multi = 0;
     h->in_flight--;
@@ -314,7 +327,10 @@ static int h2c_redo(corio_xfer *x) {
 
 /* x ends or starts over: drop a claim its socket did not take over. */
 static void h2c_release(corio_xfer *x) {
-  if (x->h2o != NULL && x->h2c_pending) h2c_unref(x->h, x->h2o);
+  if (x->h2o != NULL && x->h2c_pending) {
+    x->h2o->pending--;
+    h2c_unref(x->h, x->h2o);
+  }
   x->h2o = NULL;
   x->h2c_pending = 0;
   x->h2c_mode = 0;
@@ -414,7 +430,19 @@ static void xfer_remove(corio_xfer *x) {
   if (x->in_multi) {
     x->in_multi = 0;
     x->h->in_flight--;
-    if (x->h->multi != NULL) curl_multi_remove_handle(x->h->multi, x->easy);
+    if (x->h->multi != NULL) {
+      if (x->paused) {
+        /* libcurl 7.88 leaks what it holds back for a paused transfer
+        ** removed while other transfers share its connection (HTTP/2:
+        ** multi_done returns early, curl issue 10971). Unpausing hands
+        ** those bytes over at once; they are dropped. */
+        x->discard = 1;
+        curl_easy_pause(x->easy, CURLPAUSE_CONT);
+        x->discard = 0;
+        x->paused = 0;
+      }
+      curl_multi_remove_handle(x->h->multi, x->easy);
+    }
   }
   h2c_release(x);
   /* The phase timer stays armed: xfer_timer_cb ignores a transfer out of
@@ -676,6 +704,7 @@ static int direct_full(corio_xfer *x, size_t n) {
 static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   corio_xfer *x = ud;
   n *= sz;
+  if (x->discard) return n;
   x->last = loop_now(x->h);
   x->h->moved++;
   if (x->direct) {
@@ -767,8 +796,12 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
     }
     h->h2socks[h->nh2socks].fd = fd;
     h->h2socks[h->nh2socks++].o = x->h2o;
-    if (x->h2c_pending) x->h2c_pending = 0;  /* the socket keeps the ref */
-    else x->h2o->refs++;
+    if (x->h2c_pending) {  /* the socket keeps the ref */
+      x->h2c_pending = 0;
+      x->h2o->pending--;
+    } else {
+      x->h2o->refs++;
+    }
   }
   if (x->phase == PH_POOL) xfer_phase(x, PH_CONNECT);
   return fd;
@@ -1033,6 +1066,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   tms[PH_POOL] = to_ms(to[3]);
   tms[PH_N] = to_ms(to[4]);
   h2c_release(x);
+  x->h2c_redos = 0;
   x->off = x->len = x->hlen = 0;
   x->phase = PH_POOL;
   x->wait = W_NONE;
