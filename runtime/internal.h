@@ -313,9 +313,6 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
                         int nkeep);
 int corio__yieldable(corio_rt *rt, lua_State *L);
 int corio__resumed_by_corio(lua_State *L, corio_task *t);
-/* Whether the running task can suspend from L: LuaJIT can yield there,
-** and a yield from L reaches the scheduler (L is the task's thread, or a
-** user coroutine resumed through corio's coroutine.resume/wrap). */
 /* FFI fast paths (init.lua calls them from JIT-compiled code; they touch
 ** no Lua state): the running task if it may complete a blocking call at
 ** once, as corio__enter + corio__fast would let it (not cancelled, budget
@@ -331,6 +328,9 @@ static inline void corio__ffi_done(corio_task *me) {
   me->budget--;
 }
 
+/* Whether the running task can suspend from L: LuaJIT can yield there,
+** and a yield from L reaches the scheduler (L is the task's thread, or a
+** user coroutine resumed through corio's coroutine.resume/wrap). */
 static inline int corio__can_suspend(corio_rt *rt, lua_State *L) {
   corio_task *t = rt->current;
   if (rt->isyieldable != NULL && !corio__yieldable(rt, L)) return 0;
