@@ -69,15 +69,65 @@ void corio__push_task(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_remove(L, -2);
 }
 
+/* The name of the method running: the C function's, as init.lua noted it
+** in the registry's "corio.cnames" when it put a Lua wrapper in its
+** place, or its own or its caller's entry in tname's methods table; NULL
+** if none. Leaves values on L: only for building an error. */
+static const char *method_name(lua_State *L, const char *tname) {
+  lua_Debug ar;
+  int level, methods;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.cnames");
+  if (lua_istable(L, -1) && lua_getstack(L, 0, &ar) &&
+      lua_getinfo(L, "f", &ar)) {
+    lua_rawget(L, -2);
+    if (lua_type(L, -1) == LUA_TSTRING) return lua_tostring(L, -1);
+  }
+  luaL_getmetatable(L, tname);
+  if (!lua_istable(L, -1)) return NULL;
+  lua_getfield(L, -1, "methods");
+  if (!lua_istable(L, -1)) return NULL;
+  methods = lua_gettop(L);
+  for (level = 0; level <= 1; level++) {
+    if (!lua_getstack(L, level, &ar) || !lua_getinfo(L, "f", &ar)) break;
+    lua_pushnil(L);
+    while (lua_next(L, methods)) {
+      if (lua_rawequal(L, -1, -3) && lua_type(L, -2) == LUA_TSTRING)
+        return lua_tostring(L, -2);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+  }
+  return NULL;
+}
+
 void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
                       const char *tname) {
   /* The magic alone identifies the type: every full userdata has room
   ** for its first word in LuaJIT's allocation, and other libraries'
   ** objects do not start with these values. */
   void *p = lua_touserdata(L, idx);
+  const char *m;
+  corio_rt *rt;
+  lua_Debug ar;
+  int level = 1;
   (void)size;
   if (p != NULL && *(uint32_t *)p == magic) return p;
-  luaL_typerror(L, idx, tname);
+  if (idx != 1 || (m = method_name(L, tname)) == NULL) {
+    luaL_typerror(L, idx, tname);
+    return NULL;
+  }
+  /* A method called on something else (t.join(x) for t:join()): name it
+  ** as the user knows it, at the user's line (past init.lua's wrapper). */
+  rt = corio__rt(L);
+  while (rt != NULL && lua_getstack(L, level, &ar) &&
+         lua_getinfo(L, "S", &ar) &&
+         (ar.what[0] == 'C' || corio__is_own_src(rt, ar.source)))
+    level++;
+  luaL_where(L, level);
+  lua_pushfstring(L, "bad self to '%s' (%s expected, got %s; call it as "
+                  "obj:%s(...))", m, tname, luaL_typename(L, idx), m);
+  lua_concat(L, 2);
+  lua_error(L);
   return NULL;
 }
 

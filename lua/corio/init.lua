@@ -10,6 +10,11 @@ local core = require "corio.core"
 local M = {}
 
 local error, type, select, pcall, xpcall = error, type, select, pcall, xpcall
+
+-- The C functions that Lua wrappers stand in for, by method name, so that
+-- a bad self is named as the method the user called (bindings/common.c).
+local cnames = {}
+debug.getregistry()["corio.cnames"] = cnames
 local NOLOOP = core.NOLOOP
 local in_task, is_error = core.in_task, core.is_error
 local c_checkpoint = core.checkpoint
@@ -216,6 +221,7 @@ end
 
 local Task = core.methods("corio.Task")
 local c_join = Task.join
+cnames[c_join] = "join"
 
 local function join_done(task, ok, ...)
   if ok then return ... end
@@ -263,6 +269,7 @@ M.channel = core.channel
 
 local function blocking_method(methods, name)
   local c_fn = methods[name]
+  cnames[c_fn] = name
   local wrapper
   wrapper = function(self)
     local ok, e = c_fn(self)
@@ -297,6 +304,7 @@ if ffi_ok then
   local rt = rt_ptr
   local function fast(methods, name, cfn)
     local f, slow = ffi.cast(sig, cfn), methods[name]
+    if type(slow) == "function" and cnames[slow] == nil then cnames[slow] = name end
     methods[name] = function(self)
       if type(self) == "userdata" and f(rt, self) ~= 0 then return end
       return slow(self)
@@ -312,6 +320,7 @@ end
 local Chan = core.methods("corio.Channel")
 do
   local c_send, c_recv = Chan.send, Chan.recv
+  cnames[c_send], cnames[c_recv] = "send", "recv"
   local function send(ch, v)
     local ok, e = c_send(ch, v)
     if ok then return end

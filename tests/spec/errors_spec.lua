@@ -254,6 +254,31 @@ describe("bad arguments", function()
   end)
 end)
 
+describe("a method called on something else", function()
+  it("names the method as called, the type wanted, and the caller's line", function()
+    local objs = {
+      { corio.spawn(function() end), "join", "corio.Task" },
+      { corio.semaphore(1), "acquire", "corio.Semaphore" },
+      { corio.semaphore(1), "release", "corio.Semaphore" },
+      { corio.lock(), "acquire", "corio.Lock" },
+      { corio.lock(), "release", "corio.Lock" },
+      { corio.event(), "wait", "corio.Event" },
+      { corio.channel(1), "send", "corio.Channel" },
+      { corio.channel(1), "recv", "corio.Channel" },
+    }
+    local line = debug.getinfo(1, "l").currentline + 3
+    for _, o in ipairs(objs) do
+      local obj, m, tname = o[1], o[2], o[3]
+      local ok, err = pcall(function() return obj[m](42) end)
+      assert.is_false(ok)
+      err = tostring(err)
+      assert.truthy(err:find("'" .. m .. "'", 1, true), err)
+      assert.truthy(err:find(tname .. " expected, got number", 1, true), err)
+      assert.truthy(err:find("errors_spec.lua:" .. line, 1, true), err)
+    end
+  end)
+end)
+
 describe("corio calls where a task cannot suspend", function()
   local bare = "attempt to yield across C-call boundary"
 
