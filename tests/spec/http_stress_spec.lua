@@ -102,6 +102,13 @@ local function run_seed(seed)
     function() c:get("/big-headers") end,
     function() c:get("/truncated-chunked") end,
     function() c:get("/slow-headers?d=" .. (rand(2) == 1 and "0.05" or "0.5")) end,
+    function()   -- a slow stream, often cut by a deadline while a read waits
+      c:stream("GET", "/drip?n=6&d=0.01", function(r)
+        local n = 0
+        for chunk in r:iter_bytes() do n = n + #chunk end
+        assert(n == 6, "wrong drip length")
+      end)
+    end,
     function()   -- a stream read fully, by lines
       c:stream("GET", "/lines", function(r)
         local n = 0
