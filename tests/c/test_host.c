@@ -25,6 +25,7 @@ typedef struct req {
   corio_op *op;
   int mode;           /* 0 resume with 2 values, 1 fail */
   int n;
+  uint64_t ms;        /* when the timer fires */
 } req;
 
 static void req_closed(uv_handle_t *h) { free(h); }
@@ -55,6 +56,7 @@ static int l_wait(lua_State *L) {
   corio_op *op;
   r->n = (int)luaL_checkinteger(L, 1);
   r->mode = lua_toboolean(L, 2);
+  r->ms = (uint64_t)luaL_optinteger(L, 3, 5);
   op = corio_op_begin(L, req_cancel, r);
   if (op == NULL) {
     free(r);
@@ -62,7 +64,7 @@ static int l_wait(lua_State *L) {
   }
   r->op = op;
   uv_timer_init(corio_loop(corio_op_runtime(op)), &r->timer);
-  uv_timer_start(&r->timer, req_fire, 5, 0);
+  uv_timer_start(&r->timer, req_fire, r->ms, 0);
   return corio_op_suspend(L, op);
 }
 
@@ -125,6 +127,42 @@ static const char SCRIPT[] =
     "local ok2, e2 = pcall(corio.to_thread, host.square, 'x')\n"
     "assert(not ok2 and tostring(e2):find('number expected'), tostring(e2))\n"
     "CANCELLED_OK = true\n";
+
+/* Many tasks in host ops (loop timers and threads posting back) under
+** random deadlines and cancels. CUT counts the waits that ended with
+** Cancelled or a timeout: each must have run the cancel callback once and
+** had its late resume told so. (How many are cut varies: a deadline is
+** seen between resumes, and starting 60 threads in one pass of the ready
+** queue can outlast it, in which case the op's own result stands.) */
+static const char STRESS[] =
+    "local corio = require 'corio'\n"
+    "local s0 = 7\n"
+    "local function rand(n) s0 = (s0 * 1103515245 + 12345) % 2147483648\n"
+    "  return math.floor(s0 / 65536) % n + 1 end\n"
+    "CUT, OK = 0, 0\n"
+    "local tasks = {}\n"
+    "corio.scope(function(s)\n"
+    "  for i = 1, 60 do\n"
+    "    tasks[i] = s:spawn(function()\n"
+    "      for _ = 1, 3 do\n"
+    "        local f = rand(2) == 1 and host.wait or host.thread\n"
+    "        local ok, a = pcall(corio.timeout, rand(4) * 0.01, f, i, false, 10 + rand(30))\n"
+    "        if ok then\n"
+    "          assert(a == 'from thread' or a == i * 10, tostring(a))\n"
+    "          OK = OK + 1\n"
+    "        else\n"
+    "          assert(a.kind == 'timeout' or a.kind == 'cancelled', tostring(a))\n"
+    "          if f == host.wait then CUT = CUT + 1 end\n"
+    "          if a.kind == 'cancelled' then corio.yield() end\n"
+    "        end\n"
+    "      end\n"
+    "    end)\n"
+    "  end\n"
+    "  s:spawn(function()\n"
+    "    for _ = 1, 40 do corio.sleep(0.002); tasks[rand(60)]:cancel() end\n"
+    "  end)\n"
+    "end)\n"
+    "assert(OK > 0, 'no host op completed')\n";
 
 /* A host that runs its own loop between corio_step calls, with no handle
 ** of its own on it: to_thread calls finishing while corio is busy, or while
@@ -212,6 +250,13 @@ int main(void) {
   ** (the run waited for the op to end) was told so */
   CHECK(cancels == 1);
   CHECK(late_cancelled == 1);
+  cancels = late_cancelled = 0;
+  if (corio_run_string(rt, STRESS, "=stress") != 0)
+    fprintf(stderr, "stress: %s\n", corio_errmsg(rt)), failures++;
+  lua_getglobal(L, "CUT");
+  CHECK(lua_tointeger(L, -1) == cancels);
+  CHECK(late_cancelled == cancels);
+  lua_pop(L, 1);
   corio_free(rt);
   CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
   CHECK(uv_loop_close(&loop) == 0);

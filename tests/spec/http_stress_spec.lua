@@ -37,7 +37,7 @@ local function lcg(seed)
   local s = seed
   return function(n)
     s = (s * 1103515245 + 12345) % 2147483648
-    return s % n + 1
+    return math.floor(s / 65536) % n + 1   -- high bits: the low ones cycle
   end
 end
 
