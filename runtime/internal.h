@@ -200,6 +200,7 @@ typedef struct corio_srccache {
 
 #define CORIO_BUDGET 64       /* fast paths a task may take between yields */
 #define CORIO_POLL_EVERY 1024 /* resumes between libuv polls while busy */
+#define CORIO_POLL_NS 2000000 /* ...or this long, checked every 32 resumes */
 
 struct corio_rt {
   lua_State *L;             /* main state the runtime lives in */

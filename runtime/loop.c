@@ -2,8 +2,8 @@
 ** loop.c: the scheduler. A FIFO ready queue of tasks is drained by
 ** resuming each task's thread with lua_resume; libuv is polled only when
 ** the queue is empty (blocking) or, while it stays busy, once every
-** CORIO_POLL_EVERY resumes (without blocking), so I/O and timers are not
-** starved. Blocking primitives suspend through corio__suspend; wakers make
+** CORIO_POLL_EVERY resumes or CORIO_POLL_NS (without blocking), so I/O
+** and timers are not starved and deadlines cut waits on time. Blocking primitives suspend through corio__suspend; wakers make
 ** a task ready with its resume values pushed, or with a deliver hook that
 ** pushes them right before it runs (libuv callbacks never touch Lua).
 */
@@ -207,13 +207,19 @@ static void uv_run_in(corio_rt *rt, uv_run_mode mode) {
 
 static void run_ready(corio_rt *rt) {
   unsigned n = 0;
+  uint64_t polled = uv_hrtime();
   corio_task *t;
   while ((t = rt->ready_head) != NULL) {
     rt->ready_head = t->ready_next;
     if (rt->ready_head == NULL) rt->ready_tail = NULL;
     resume(rt, t);
-    if (++n == CORIO_POLL_EVERY) {
+    /* Poll without blocking every CORIO_POLL_EVERY resumes, or sooner if
+    ** they take long (each starts a thread, say), so that deadlines and
+    ** I/O wait at most about CORIO_POLL_NS behind a busy ready queue. */
+    if (++n == CORIO_POLL_EVERY ||
+        ((n & 31) == 0 && uv_hrtime() - polled >= CORIO_POLL_NS)) {
       n = 0;
+      polled = uv_hrtime();
       corio__timers_sync(rt);
       uv_run_in(rt, UV_RUN_NOWAIT);
       if (rt->timers_due) corio__timers_fire(rt);

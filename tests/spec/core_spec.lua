@@ -495,6 +495,32 @@ describe("corio.yield", function()
     assert.is_true(spins > 1)
   end)
 
+  it("rule 15: a long pass over the ready queue does not hold a deadline back", function()
+    -- 200 tasks ready at once, each busy ~0.5 ms: one pass of ~100 ms. The
+    -- loop polls libuv within it (about every 2 ms), so a 5 ms deadline on
+    -- a wait cuts it then, not after the pass, when the last of the busy
+    -- tasks sets the event the wait is for.
+    local ev = corio.event()
+    local cut_in_time
+    local t0 = corio.now()
+    corio.scope(function(s)
+      s:spawn(function()
+        cut_in_time = corio.move_on_after(0.005, ev.wait, ev) == false
+      end)
+      corio.yield()   -- the wait and its deadline are armed before the pass
+      for i = 1, 200 do
+        s:spawn(function()
+          local c = os.clock()
+          while os.clock() - c < 0.0005 do end
+          if i == 200 then ev:set() end
+        end)
+      end
+    end)
+    local took = corio.now() - t0
+    assert.is_true(took > 0.05, "the pass was short: " .. took)
+    assert.is_true(cut_in_time, "the deadline was seen only after the pass")
+  end)
+
   it("rule 15: a task on fast paths cannot starve the others", function()
     local sem = corio.semaphore(1)
     local ev = corio.event()
