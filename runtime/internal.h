@@ -200,7 +200,7 @@ typedef struct corio_srccache {
 
 #define CORIO_BUDGET 64       /* fast paths a task may take between yields */
 #define CORIO_POLL_EVERY 1024 /* resumes between libuv polls while busy */
-#define CORIO_POLL_NS 2000000 /* ...or this long, checked every 32 resumes */
+#define CORIO_POLL_NS 2000000 /* ...or this long (default), every 32 resumes */
 
 struct corio_rt {
   lua_State *L;             /* main state the runtime lives in */
@@ -211,6 +211,8 @@ struct corio_rt {
   corio_timer **heap;       /* min-heap of armed deadlines */
   uint32_t nheap, heapcap, seq;
   uint64_t armed_when;      /* deadline the uv timer is set for, or 0 */
+  uint64_t poll_ns;         /* busy queue: poll at least this often (0: by
+                               count only; CORIO_POLL_MS, bench/README) */
   corio_task *ready_head, *ready_tail;
   corio_task *current;      /* task being resumed, or NULL */
   corio_task *root;         /* root task of the running corio.run */

@@ -205,9 +205,22 @@ static void uv_run_in(corio_rt *rt, uv_run_mode mode) {
   rt->in_uv = 0;
 }
 
+/* A pass over the ready queue long enough to read the clock: true if it
+** is time to poll (*since: when the pass was first seen long, or 0). */
+static int poll_due(corio_rt *rt, uint64_t *since) {
+  uint64_t now;
+  if (rt->poll_ns == 0) return 0;
+  now = uv_hrtime();
+  if (*since == 0) {
+    *since = now;
+    return 0;
+  }
+  return now - *since >= rt->poll_ns;
+}
+
 static void run_ready(corio_rt *rt) {
   unsigned n = 0;
-  uint64_t polled = uv_hrtime();
+  uint64_t polled = 0;
   corio_task *t;
   while ((t = rt->ready_head) != NULL) {
     rt->ready_head = t->ready_next;
@@ -215,11 +228,10 @@ static void run_ready(corio_rt *rt) {
     resume(rt, t);
     /* Poll without blocking every CORIO_POLL_EVERY resumes, or sooner if
     ** they take long (each starts a thread, say), so that deadlines and
-    ** I/O wait at most about CORIO_POLL_NS behind a busy ready queue. */
-    if (++n == CORIO_POLL_EVERY ||
-        ((n & 31) == 0 && uv_hrtime() - polled >= CORIO_POLL_NS)) {
+    ** I/O wait at most about rt->poll_ns behind a busy ready queue. */
+    if (++n == CORIO_POLL_EVERY || ((n & 31) == 0 && poll_due(rt, &polled))) {
       n = 0;
-      polled = uv_hrtime();
+      polled = 0;
       corio__timers_sync(rt);
       uv_run_in(rt, UV_RUN_NOWAIT);
       if (rt->timers_due) corio__timers_fire(rt);
