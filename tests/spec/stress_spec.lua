@@ -215,6 +215,54 @@ local function run_channel_seed(seed)
   end
 end
 
+-- Locks whose owners sometimes end while holding them: such a lock is
+-- broken for good (rule 8), so its waiters and every later acquire get
+-- kind "broken"; a lock nobody abandoned keeps one holder at a time. No
+-- waiter is left hanging.
+local function run_lock_seed(seed)
+  local rand = lcg(seed)
+  local locks, holder, abandoned = {}, {}, {}
+  for i = 1, 4 do locks[i] = corio.lock() end
+  corio.scope(function(s)
+    for _ = 1, 30 do
+      s:spawn(function()
+        for _ = 1, 5 do
+          local k = rand(#locks)
+          local ok, err = pcall(locks[k].acquire, locks[k])
+          if ok then
+            assert(not abandoned[k], "a broken lock was acquired")
+            assert(holder[k] == nil, "two holders of one lock")
+            holder[k] = corio.current()
+            corio.sleep(rand(2) == 1 and 0.0005 or 0)
+            if rand(40) == 1 then
+              abandoned[k] = true   -- the task ends holding it
+              return
+            end
+            holder[k] = nil
+            locks[k]:release()
+          else
+            assert(err.kind == "broken", tostring(err))
+            assert(abandoned[k], "broken, but its owner did not abandon it")
+          end
+        end
+      end)
+    end
+  end)
+  if os.getenv("STRESS_VERBOSE") then
+    local n = 0
+    for k in pairs(abandoned) do n = n + 1 end
+    print(("seed %d: %d of %d locks abandoned"):format(seed, n, #locks))
+  end
+  for k, lock in ipairs(locks) do
+    if abandoned[k] then
+      local ok, err = pcall(lock.acquire, lock)
+      assert(not ok and err.kind == "broken", "an abandoned lock is not broken")
+    else
+      assert.is_false(lock:locked())
+    end
+  end
+end
+
 describe("randomized stress of sync objects under cancellation", function()
   local seeds = { 1, 2, 3, 4, 5, 6, 7, 8 }
   for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
@@ -222,6 +270,11 @@ describe("randomized stress of sync objects under cancellation", function()
     it("seed " .. seed .. " keeps every invariant", function()
       local before = #corio.tasks()
       run_seed(seed, 24, 30)
+      assert.equal(before, #corio.tasks(), "tasks left running")
+    end)
+    it("seed " .. seed .. ": locks abandoned by their owners break, for good", function()
+      local before = #corio.tasks()
+      run_lock_seed(seed)
       assert.equal(before, #corio.tasks(), "tasks left running")
     end)
     it("seed " .. seed .. ": a channel under close and cancel loses nothing", function()
