@@ -409,6 +409,20 @@ function Response._buffered(r)
   return c.buffered(box)
 end
 
+-- Every method checks that it was called on a response (r.text() or
+-- resp.json(other) for r:text()), with an error that says so.
+for name, fn in pairs(Response) do
+  if type(fn) == "function" then
+    Response[name] = function(r, ...)
+      if getmetatable(r) ~= response_mt then
+        error(new_error("invalid", fmt("bad self to '%s' (corio.http response expected, "
+          .. "got %s; call it as r:%s(...))", name, type(r), name)), 2)
+      end
+      return fn(r, ...)
+    end
+  end
+end
+
 -- the client ---------------------------------------------------------------
 
 local Client = {}
@@ -664,9 +678,18 @@ local function send(self, fname, method, url, opts)
   end
 end
 
+-- A method called on something else (client.get(url) for client:get(url)).
+local function check_self(self, fname)
+  if getmetatable(self) ~= Client then
+    error(new_error("invalid", fmt("bad self to '%s' (corio.http client expected, "
+      .. "got %s; call it as client:%s(...))", fname, type(self), fname)), 3)
+  end
+end
+
 local function method_fn(method)
   local fname = method:lower()
   return function(self, url, opts)
+    check_self(self, fname)
     return send(self, fname, method, check_url(self, fname, url), opts)
   end
 end
@@ -687,6 +710,7 @@ local function check_method(fname, method)
 end
 
 function Client.request(self, method, url, opts)
+  check_self(self, "request")
   method = check_method("request", method)
   return send(self, "request", method, check_url(self, "request", url), opts)
 end
@@ -694,6 +718,7 @@ end
 -- stream(method, url [, opts] [, fn]): returns once the headers arrived;
 -- with fn, calls fn(r) and closes r however fn ends.
 function Client.stream(self, method, url, opts, fn)
+  check_self(self, "stream")
   if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
   method = check_method("stream", method)
   local r = send(self, "stream", method, check_url(self, "stream", url), opts)
@@ -707,12 +732,14 @@ function Client.stream(self, method, url, opts, fn)
 end
 
 function Client.close(self)
+  check_self(self, "close")
   if self._closed then return end
   self._closed = true
   if self._c then c.close(self._c) end
 end
 
 function Client.stats(self)
+  check_self(self, "stats")
   if not self._c then return { opened = 0, reused = 0, idle = 0, in_flight = 0 } end
   local opened, reused, idle, in_flight = c.stats(self._c)
   return { opened = opened, reused = reused, idle = idle, in_flight = in_flight }

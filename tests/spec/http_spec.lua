@@ -222,6 +222,32 @@ describe("corio.http content encoding", function()
   end)
 end)
 
+describe("corio.http methods called on something else", function()
+  it("say which method and what it wants, kind invalid", function()
+    local c = http.client { base_url = base }
+    local r = within(2, c.get, c, "/ok")
+    local cases = {
+      { c, { "get", "post", "put", "patch", "delete", "head", "request",
+        "stream", "stats", "close" }, "corio.http client" },
+      { r, { "text", "json", "raise_for_status", "iter_bytes", "iter_lines",
+        "read", "close", "get_all", "is_success" }, "corio.http response" },
+    }
+    for _, case in ipairs(cases) do
+      for _, m in ipairs(case[2]) do
+        for _, bad in ipairs { 5, "x", {}, false } do
+          local err = catch(case[1][m], bad, "/ok")
+          assert.equal("invalid", err.kind, tostring(err))
+          assert.truthy(err.message:find("bad self to '" .. m .. "'", 1, true), err.message)
+          assert.truthy(err.message:find(case[3] .. " expected", 1, true), err.message)
+        end
+      end
+    end
+    assert.equal("hello", r:text())
+    still_works(c)
+    c:close()
+  end)
+end)
+
 describe("corio.http pool limits", function()
   -- n requests at once to a route that answers after d seconds, so each
   -- holds its own HTTP/1.1 connection
