@@ -230,7 +230,7 @@ end
 -- f:write(...) -> f: strings and numbers into the write buffer; a full
 -- buffer is written out before returning. A checkpoint.
 local function write_slow(f, ...)
-  local r, e = c_write(f._ud, ...)
+  local r, e = c_write(ud_of(f, "write"), ...)
   if r == true then return f end
   if r == NEED_FLUSH then
     push(f._ud)
@@ -404,6 +404,9 @@ local c_rename, c_scandir, c_copy = c.rename, c.scandir, c.copy
 
 -- fs.stat(path [, {follow = false}]) -> {size, mtime, mode, type, ...}
 function M.stat(path, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'stat' (table expected, got %s)"):format(type(opts)), 2)
+  end
   return call(c_stat, path, opts ~= nil and opts.follow == false)
 end
 

@@ -123,6 +123,13 @@ function M.first(fns)
   check_list(fns, "first")
   local n = #fns
   if n == 0 then error("bad argument #1 to 'first' (empty list)", 2) end
+  for i = 1, n do
+    local f = fns[i]
+    if type(f) ~= "function" and not is_task(f) then
+      error(("bad argument #1 to 'first' (element %d is a %s, expected a function or a Task)")
+        :format(i, type(f)), 2)
+    end
+  end
   local winner, value
   local errs, nerr = {}, 0
   c.scope(function(s)

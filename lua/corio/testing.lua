@@ -51,6 +51,9 @@ local function count_after(before, ...)
 end
 
 function M.assert_checkpoints(fn, ...)
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'assert_checkpoints' (function expected, got %s)"):format(type(fn)), 2)
+  end
   if not core.in_task() then return corio.run(M.assert_checkpoints, fn, ...) end
   return count_after(core.checkpoints(), fn(...))
 end

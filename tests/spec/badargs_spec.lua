@@ -30,6 +30,10 @@ local function call(name, f, ...)
   assert(type(err) == "string" or corio.is_error(err),
     name .. " raised a " .. type(err) .. ": " .. text)
   assert(#text > 0, name .. " raised an empty error")
+  -- an error from inside corio's own code, not one that names the problem
+  if not name:find("%._") then   -- (functions starting with _ are internal)
+    assert(not text:find("attempt to ", 1, true), name .. " leaked an internal error: " .. text)
+  end
   return true
 end
 
