@@ -193,7 +193,9 @@ int main(int argc, char **argv) {
   }
   if (script) {
     set_arg(L, argv, argc, script);
-    if (luaL_loadfile(L, argv[script]) != 0) {
+    /* "-" is standard input, as for luajit */
+    if (luaL_loadfile(L, strcmp(argv[script], "-") == 0 ? NULL
+                                                        : argv[script]) != 0) {
       fprintf(stderr, "corio: %s\n", lua_tostring(L, -1));
       corio_free(rt);
       return 1;

@@ -28,6 +28,10 @@ corio.spawn(function() corio.sleep(0.05); print("child") end)
 print("main")'
 check_rc 0 && check_out_eq "$(printf 'main\nchild')" && pass
 
+NAME="'-' runs the script from standard input, with its args, as luajit does"
+run 10 sh -c "printf 'print(select(\"#\", ...), ...)\\nprint(arg[0])\\n' | \"\$0\" - a b" "$CORIO"
+check_rc 0 && check_out_eq "$(printf '2\ta\tb\n-')" && pass
+
 NAME="script args: arg and ... are set as luajit sets them"
 run 10 "$CORIO" "$FIX/args.lua" a "b c"
 check_rc 0 && check_out_has "0=$FIX/args.lua" && check_out_has "n=2" \
