@@ -139,14 +139,7 @@ describe("task:join", function()
     function()
       local t = corio.spawn(function() return 5 end)
       assert.equal(5, t:join())
-      local err
-      corio.scope(function(s)
-        s:cancel()
-        local ok, e = pcall(t.join, t)
-        assert.is_false(ok)
-        err = e
-      end)
-      assert.is_true(corio.is_cancelled(err))
+      assert.is_true(corio.is_cancelled(helpers.catch_cancelled(t.join, t)))
       assert.equal(5, t:join())
     end)
 

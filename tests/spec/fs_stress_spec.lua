@@ -9,6 +9,8 @@
 
 local corio = require("corio")
 local fs = require("corio.fs")
+local helpers = require("tests.spec.helpers")
+local lcg = helpers.lcg
 
 local dir
 
@@ -21,22 +23,6 @@ end)
 teardown(function()
   if dir then os.execute('rm -rf "' .. dir .. '"') end
 end)
-
-local function lcg(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return math.floor(s / 65536) % n + 1   -- high bits: the low ones cycle
-  end
-end
-
--- Open descriptors, counted in-process (scandir's own is counted the same
--- way each time).
-local function open_fds()
-  local n = 0
-  for _ in fs.scandir("/proc/self/fd") do n = n + 1 end
-  return n
-end
 
 -- One task's work on its own file, checked against a model string.
 local function worker(rand, path, steps)
@@ -84,7 +70,7 @@ end
 
 local function run_seed(seed)
   local rand = lcg(seed)
-  local fds = open_fds()
+  local fds = helpers.open_fds()
   local victims, cut = {}, 0
   corio.scope(function(s)
     for i = 1, 6 do
@@ -111,19 +97,11 @@ local function run_seed(seed)
   assert(cut > 0, "seed " .. seed .. ": no work was cut short")
   if os.getenv("STRESS_VERBOSE") then print(("seed %d: %d of 6 cut short"):format(seed, cut)) end
   -- files of cut-short work are closed when collected
-  -- collected files close on the thread pool: give them up to a second
-  for _ = 1, 100 do
-    collectgarbage()
-    if open_fds() == fds then break end
-    corio.sleep(0.01)
-  end
-  assert.equal(fds, open_fds(), "file descriptors left open")
+  helpers.assert_fds_back(fds)
 end
 
 describe("randomized file work under deadlines and cancels", function()
-  local seeds = { 1, 2, 3, 4 }
-  for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
-  for _, seed in ipairs(seeds) do
+  for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3, 4 }) do
     it("seed " .. seed .. ": every file left alone matches its model, nothing leaks",
       function()
         local before = #corio.tasks()

@@ -1,5 +1,5 @@
--- helpers.lua: small assertions shared by the core specs (not a spec:
--- busted runs *_spec.lua files only).
+-- helpers.lua: small assertions and fixtures shared by the specs (not a
+-- spec: busted runs *_spec.lua files only).
 local corio = require("corio")
 
 local M = {}
@@ -26,6 +26,71 @@ function M.outcome(ok, err)
   if corio.is_cancelled(err) then return "cancelled" end
   if type(err) == "table" and err.kind then return err.kind end
   return "error: " .. tostring(err)
+end
+
+-- Run fn(...) inside a scope cancelled before the call; it must raise,
+-- and the error is returned (a blocking call's checkpoint, rule 3).
+function M.catch_cancelled(fn, ...)
+  local args = { n = select("#", ...), ... }
+  local err
+  corio.scope(function(s)
+    s:cancel()
+    err = M.catch(fn, unpack(args, 1, args.n))
+  end)
+  return err
+end
+
+-- The randomized stress specs: a deterministic generator (the high bits
+-- of an LCG; its low bits cycle), rand(n) in 1..n ...
+function M.lcg(seed)
+  local s = seed
+  return function(n)
+    s = (s * 1103515245 + 12345) % 2147483648
+    return math.floor(s / 65536) % n + 1
+  end
+end
+
+-- ... and their seeds: the fixed ones, then STRESS_SEEDS=n more.
+function M.stress_seeds(fixed)
+  local seeds = {}
+  for i, v in ipairs(fixed) do seeds[i] = v end
+  for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
+  return seeds
+end
+
+-- Open file descriptors, counted in-process (fs.scandir's own is counted
+-- the same way each time).
+function M.open_fds()
+  local n = 0
+  for _ in require("corio.fs").scandir("/proc/self/fd") do n = n + 1 end
+  return n
+end
+
+-- Files that were collected close on the thread pool: wait up to a
+-- second for the count to come back to fds, then check it.
+function M.assert_fds_back(fds)
+  for _ = 1, 100 do
+    collectgarbage()
+    if M.open_fds() == fds then break end
+    corio.sleep(0.01)
+  end
+  assert(M.open_fds() == fds, "file descriptors left open")
+end
+
+-- Start tests/http/server.py (extra: its options, e.g. "--tls cert key")
+-- on 127.0.0.1; returns the base URL (scheme: "http" unless given) and a
+-- function that stops it.
+function M.http_server(extra, scheme)
+  local src = os.getenv("CORIO_SOURCE_DIR") or "."
+  local server = assert(io.popen("exec /usr/bin/python3 " .. src
+    .. "/tests/http/server.py" .. (extra and " " .. extra or "")))
+  local line = server:read("*l")
+  local port, pid = (line or ""):match("^PORT (%d+) (%d+)")
+  assert(port, "the test server did not start: " .. tostring(line))
+  return (scheme or "http") .. "://127.0.0.1:" .. port, function()
+    os.execute("kill " .. pid)
+    server:close()
+  end
 end
 
 return M

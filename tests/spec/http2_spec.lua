@@ -264,18 +264,12 @@ describe("corio.http HTTP/2", function()
   -- nginx answers every request well: only a deadline or a cancel may
   -- end one (a "protocol" error here was libcurl 7.88's h2c framing bug)
   local KINDS = { timeout = true, cancelled = true }
-  local seeds = { 1, 2 }
-  for k = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + k end
   for _, which in ipairs { "h2c", "h2 over TLS" } do
-    for _, seed in ipairs(seeds) do
+    for _, seed in ipairs(helpers.stress_seeds { 1, 2 }) do
       it(which .. ", seed " .. seed .. ": random requests, deadlines, cancels, abandoned streams",
         function()
           if why_not then return pending(why_not) end
-          local s0 = seed
-          local function rand(n)
-            s0 = (s0 * 1103515245 + 12345) % 2147483648
-            return math.floor(s0 / 65536) % n + 1
-          end
+          local rand = helpers.lcg(seed)
           local c = http.client { base_url = which == "h2c" and h2c or h2s,
             http2 = true, verify = cert, timeout = { read = 2 } }
           local answered, failed = 0, 0

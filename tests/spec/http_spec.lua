@@ -10,7 +10,7 @@ local catch = helpers.catch
 local http = require("corio.http")
 
 local src = os.getenv("CORIO_SOURCE_DIR") or "."
-local server, pid, port, base
+local base, stop_server
 
 -- Run fn under a deadline: a hang fails the test with a timeout.
 local function within(secs, fn, ...)
@@ -31,18 +31,8 @@ local function stats_are(c, want)
   for k, v in pairs(want) do assert.equal(v, s[k], "stats()." .. k) end
 end
 
-setup(function()
-  server = assert(io.popen("exec /usr/bin/python3 " .. src .. "/tests/http/server.py"))
-  local line = server:read("*l")
-  port, pid = line:match("^PORT (%d+) (%d+)")
-  assert(port, "the test server did not start: " .. tostring(line))
-  base = "http://127.0.0.1:" .. port
-end)
-
-teardown(function()
-  if pid then os.execute("kill " .. pid) end
-  if server then server:close() end
-end)
+setup(function() base, stop_server = helpers.http_server() end)
+teardown(function() if stop_server then stop_server() end end)
 
 describe("corio.http responses", function()
   local c
@@ -136,7 +126,7 @@ describe("corio.http responses", function()
   end)
 
   it("turns user:pass@ into Basic auth", function()
-    local e = c:get("http://u:p@127.0.0.1:" .. port .. "/echo"):json()
+    local e = c:get(base:gsub("^http://", "http://u:p@") .. "/echo"):json()
     assert.equal("Basic dTpw", e.headers["authorization"])
   end)
 
@@ -568,7 +558,7 @@ describe("corio.http redirects", function()
   end)
 
   it("drop Authorization when the origin changes", function()
-    local other = http.urlencode("http://localhost:" .. port .. "/echo")
+    local other = http.urlencode(base:gsub("127%.0%.0%.1", "localhost") .. "/echo")
     local e = c:get("/redirect-to?url=" .. other,
       { headers = { Authorization = "secret" }, follow_redirects = true }):json()
     assert.is_nil(e.headers["authorization"])
@@ -782,7 +772,7 @@ describe("corio.http client lifetime", function()
 end)
 
 describe("corio.http TLS (self-signed certificate)", function()
-  local dir, cert, tls_server, tls_pid, tls_base, why_not
+  local dir, cert, tls_base, stop_tls, why_not
 
   setup(function()
     if os.execute("command -v openssl >/dev/null 2>&1") ~= 0 then
@@ -797,18 +787,11 @@ describe("corio.http TLS (self-signed certificate)", function()
     local cmd = ("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
       .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s >/dev/null 2>&1"):format(dir, cert)
     assert(os.execute(cmd) == 0, "openssl could not make a certificate")
-    tls_server = assert(io.popen(("exec /usr/bin/python3 %s/tests/http/server.py --tls %s %s/key.pem")
-      :format(src, cert, dir)))
-    local line = tls_server:read("*l")
-    local p
-    p, tls_pid = line:match("^PORT (%d+) (%d+)")
-    assert(p, "the TLS test server did not start: " .. tostring(line))
-    tls_base = "https://127.0.0.1:" .. p
+    tls_base, stop_tls = helpers.http_server(("--tls %s %s/key.pem"):format(cert, dir), "https")
   end)
 
   teardown(function()
-    if tls_pid then os.execute("kill " .. tls_pid) end
-    if tls_server then tls_server:close() end
+    if stop_tls then stop_tls() end
     if dir then os.execute("rm -rf " .. dir) end
   end)
 

@@ -10,39 +10,19 @@
 
 local corio = require("corio")
 local http = require("corio.http")
-
-local src = os.getenv("CORIO_SOURCE_DIR") or "."
-local server, pid, base
+local helpers = require("tests.spec.helpers")
+local base, stop_server
 
 -- SPEC §2's kinds, and Cancelled (a task cancel)
 local KINDS = { timeout = true, connect = true, tls = true, network = true,
   protocol = true, status = true, closed = true, redirect = true,
   cancelled = true }
 
-setup(function()
-  server = assert(io.popen("exec /usr/bin/python3 " .. src .. "/tests/http/server.py"))
-  local line = server:read("*l")
-  local port
-  port, pid = line:match("^PORT (%d+) (%d+)")
-  assert(port, "the test server did not start: " .. tostring(line))
-  base = "http://127.0.0.1:" .. port
-end)
-
-teardown(function()
-  if pid then os.execute("kill " .. pid) end
-  if server then server:close() end
-end)
-
-local function lcg(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return math.floor(s / 65536) % n + 1   -- high bits: the low ones cycle
-  end
-end
+setup(function() base, stop_server = helpers.http_server() end)
+teardown(function() if stop_server then stop_server() end end)
 
 local function run_seed(seed)
-  local rand = lcg(seed)
+  local rand = helpers.lcg(seed)
   local MAXC = 6
   local c = http.client { base_url = base, limits = { max_connections = MAXC },
     timeout = { connect = 2, read = 0.3, pool = 2 } }
@@ -151,9 +131,7 @@ local function run_seed(seed)
 end
 
 describe("randomized HTTP requests under deadlines and cancels", function()
-  local seeds = { 1, 2, 3 }
-  for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
-  for _, seed in ipairs(seeds) do
+  for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3 }) do
     it("seed " .. seed .. " ends with every request accounted for and the client usable",
       function()
         local before = #corio.tasks()

@@ -12,48 +12,28 @@ local corio = require("corio")
 local fs = require("corio.fs")
 local http = require("corio.http")
 
-local src = os.getenv("CORIO_SOURCE_DIR") or "."
-local server, pid, base, dir
+local helpers = require("tests.spec.helpers")
+local base, stop_server, dir
 
 setup(function()
-  server = assert(io.popen("exec /usr/bin/python3 " .. src .. "/tests/http/server.py"))
-  local line = server:read("*l")
-  local port
-  port, pid = line:match("^PORT (%d+) (%d+)")
-  assert(port, "the test server did not start: " .. tostring(line))
-  base = "http://127.0.0.1:" .. port
+  base, stop_server = helpers.http_server()
   dir = os.tmpname()
   os.remove(dir)
   assert(os.execute('mkdir -p "' .. dir .. '"') == 0 or true)
 end)
 
 teardown(function()
-  if pid then os.execute("kill " .. pid) end
-  if server then server:close() end
+  if stop_server then stop_server() end
   if dir then os.execute('rm -rf "' .. dir .. '"') end
 end)
 
-local function lcg(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return math.floor(s / 65536) % n + 1   -- high bits: the low ones cycle
-  end
-end
-
-local function open_fds()
-  local n = 0
-  for _ in fs.scandir("/proc/self/fd") do n = n + 1 end
-  return n
-end
-
 local function run_seed(seed)
-  local rand = lcg(seed)
+  local rand = helpers.lcg(seed)
   -- libuv opens its wakeup eventfd once per loop, at the first worker or
   -- file request: make it before counting; the client's descriptors
   -- (libcurl's wakeup pair, connections) must all be gone after close()
   corio.to_thread(function() end)
-  local fds = open_fds()
+  local fds = helpers.open_fds()
   local c = http.client { base_url = base, limits = { max_connections = 4 } }
   local ch = corio.channel(2)
   local done, cut = 0, 0
@@ -121,19 +101,11 @@ local function run_seed(seed)
   assert.equal(0, c:stats().in_flight)
   assert.equal(2 * 3, corio.to_thread(function(a) return a * 3 end, 2))
   c:close()
-  -- collected files close on the thread pool: give them up to a second
-  for _ = 1, 100 do
-    collectgarbage()
-    if open_fds() == fds then break end
-    corio.sleep(0.01)
-  end
-  assert.equal(fds, open_fds(), "file descriptors left open")
+  helpers.assert_fds_back(fds)
 end
 
 describe("tasks mixing workers, files, HTTP, sleeps and channels", function()
-  local seeds = { 1, 2, 3 }
-  for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
-  for _, seed in ipairs(seeds) do
+  for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3 }) do
     it("seed " .. seed .. " ends with right results and nothing left", function()
       local before = #corio.tasks()
       run_seed(seed)

@@ -9,14 +9,8 @@
 -- Seeds are fixed; STRESS_SEEDS=n runs n more.
 
 local corio = require("corio")
-
-local function lcg(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return math.floor(s / 65536) % n + 1   -- high bits: the low ones cycle
-  end
-end
+local helpers = require("tests.spec.helpers")
+local lcg = helpers.lcg
 
 local function run_seed(seed)
   local rand = lcg(seed)
@@ -109,10 +103,7 @@ local function run_seed(seed)
 end
 
 describe("random trees of scopes, deadlines, shields and failures", function()
-  local seeds = {}
-  for i = 1, 10 do seeds[i] = i end
-  for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
-  for _, seed in ipairs(seeds) do
+  for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }) do
     it("seed " .. seed .. " keeps the structure", function()
       local before = #corio.tasks()
       run_seed(seed)

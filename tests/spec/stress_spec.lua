@@ -13,14 +13,8 @@
 -- Seeds are fixed so a failure reproduces; STRESS_SEEDS=n runs n more.
 
 local corio = require("corio")
-
-local function lcg(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return math.floor(s / 65536) % n + 1   -- high bits: the low ones cycle
-  end
-end
+local helpers = require("tests.spec.helpers")
+local lcg = helpers.lcg
 
 local function run_seed(seed, ntasks, nsteps)
   local rand = lcg(seed)
@@ -264,9 +258,7 @@ local function run_lock_seed(seed)
 end
 
 describe("randomized stress of sync objects under cancellation", function()
-  local seeds = { 1, 2, 3, 4, 5, 6, 7, 8 }
-  for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
-  for _, seed in ipairs(seeds) do
+  for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3, 4, 5, 6, 7, 8 }) do
     it("seed " .. seed .. " keeps every invariant", function()
       local before = #corio.tasks()
       run_seed(seed, 24, 30)

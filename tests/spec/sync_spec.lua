@@ -112,14 +112,7 @@ describe("corio.semaphore", function()
   it("rule 3: acquire with a permit free is a checkpoint and takes nothing when cancelled",
     function()
       local sem = corio.semaphore(2)
-      local err
-      corio.scope(function(s)
-        s:cancel()
-        local ok, e = pcall(sem.acquire, sem)
-        assert.is_false(ok)
-        err = e
-      end)
-      assert.is_true(corio.is_cancelled(err))
+      assert.is_true(corio.is_cancelled(helpers.catch_cancelled(sem.acquire, sem)))
       assert.equal(2, sem.available)
       sem:acquire()
       sem:acquire()
@@ -199,14 +192,7 @@ describe("corio.lock", function()
   it("rule 3: acquiring a free lock is a checkpoint; cancelled, it stays free",
     function()
       local lock = corio.lock()
-      local err
-      corio.scope(function(s)
-        s:cancel()
-        local ok, e = pcall(lock.acquire, lock)
-        assert.is_false(ok)
-        err = e
-      end)
-      assert.is_true(corio.is_cancelled(err))
+      assert.is_true(corio.is_cancelled(helpers.catch_cancelled(lock.acquire, lock)))
       assert.is_false(lock:locked())
       lock:acquire()
       assert.is_true(lock:locked())
@@ -362,14 +348,7 @@ describe("corio.event", function()
   it("rule 3: wait on a set event is a checkpoint", function()
     local ev = corio.event()
     ev:set()
-    local err
-    corio.scope(function(s)
-      s:cancel()
-      local ok, e = pcall(ev.wait, ev)
-      assert.is_false(ok)
-      err = e
-    end)
-    assert.is_true(corio.is_cancelled(err))
+    assert.is_true(corio.is_cancelled(helpers.catch_cancelled(ev.wait, ev)))
     ev:wait()
   end)
 

@@ -8,15 +8,9 @@
 -- Seeds are fixed; STRESS_SEEDS=n runs n more.
 
 local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local lcg = helpers.lcg
 local testing = require("corio.testing")
-
-local function lcg(seed)
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return math.floor(s / 65536) % n + 1   -- high bits: the low ones cycle
-  end
-end
 
 local function run_seed(seed)
   local rand = lcg(seed)
@@ -84,9 +78,7 @@ local function run_seed(seed)
 end
 
 describe("thousands of sleeps and deadlines on the virtual clock", function()
-  local seeds = { 1, 2, 3 }
-  for i = 1, tonumber(os.getenv("STRESS_SEEDS") or 0) do seeds[#seeds + 1] = 100 + i end
-  for _, seed in ipairs(seeds) do
+  for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3 }) do
     it("seed " .. seed .. ": every timer fires exactly, in order, and cancels take them out",
       function()
         local before = #corio.tasks()
