@@ -368,7 +368,7 @@ static int l_scope_fail(lua_State *L) {
 /* wait(scope) -> true: block until the scope's children ended. Not a
 ** checkpoint and not cancellable: cancelling the scope cancels the
 ** children. -> false, message where the task cannot suspend: the children
-** are cancelled and left to the enclosing scope (corio__scope_detach). */
+** are cancelled and left to the enclosing scope (corio__scope_hand_over). */
 static int l_scope_wait(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
@@ -378,7 +378,9 @@ static int l_scope_wait(lua_State *L) {
     return 1;
   }
   if (!corio__can_suspend(rt, L)) {
-    corio__scope_detach(rt, &x->s);
+    /* inside a C call: cancel the children, and let the enclosing scope
+    ** wait for them, so this one can be left */
+    corio__scope_hand_over(rt, &x->s, x->s.parent, 1);
     lua_pushboolean(L, 0);
     corio__push_cannot_suspend(L, "a scope (waiting for its tasks)");
     return 2;

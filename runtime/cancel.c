@@ -132,18 +132,17 @@ void corio__scope_child_ended(corio_rt *rt, corio_scope *s) {
   }
 }
 
-/* The owner of s cannot wait for s's children (it runs inside a C call
-** that LuaJIT cannot yield across): cancel them and hand them to the
-** enclosing scope, which waits for them instead, so s can be left. */
-void corio__scope_detach(corio_rt *rt, corio_scope *s) {
-  corio_scope *p = s->parent;
+/* s is left before its children ended (its owner cannot wait for them):
+** scope to waits for them instead; cancel: cancel them too. */
+void corio__scope_hand_over(corio_rt *rt, corio_scope *s, corio_scope *to,
+                            int cancel) {
   corio_link *l;
   while ((l = corio_list_shift(&s->children)) != NULL) {
     corio_task *c = corio_container_of(l, corio_task, sibling);
-    c->root.parent = p;
-    corio_list_push(&p->children, &c->sibling);
-    p->nchildren++;
+    c->root.parent = to;
+    corio_list_push(&to->children, &c->sibling);
+    to->nchildren++;
     s->nchildren--;
-    corio__cancel_task(rt, c);
+    if (cancel) corio__cancel_task(rt, c);
   }
 }

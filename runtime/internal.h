@@ -369,7 +369,8 @@ int corio__scope_absorbs(corio_scope *s);
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx);
 void corio__scope_child_ended(corio_rt *rt, corio_scope *s);
-void corio__scope_detach(corio_rt *rt, corio_scope *s);
+void corio__scope_hand_over(corio_rt *rt, corio_scope *s, corio_scope *to,
+                            int cancel);
 
 /* timer.c */
 int corio__timer_start(corio_rt *rt, corio_timer *tm, uint64_t when);

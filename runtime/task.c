@@ -145,14 +145,7 @@ static void unwind_scopes(corio_rt *rt, corio_task *t) {
   while (t->cur != &t->root) {
     corio_scope *s = t->cur;
     corio_xscope *x = corio_container_of(s, corio_xscope, s);
-    corio_link *l;
-    while ((l = corio_list_shift(&s->children)) != NULL) {
-      corio_task *c = corio_container_of(l, corio_task, sibling);
-      c->root.parent = &t->root;
-      corio_list_push(&t->root.children, l);
-      t->root.nchildren++;
-    }
-    s->nchildren = 0;
+    corio__scope_hand_over(rt, s, &t->root, 0);
     corio__timer_stop(rt, &x->deadline);
     corio__scope_leave(rt, t, s);
     corio__unref(rt, rt->L, x->ref);
