@@ -3,6 +3,8 @@
 ** values for C (tasks, refs), the clock, and interned chunk names.
 ** The scheduler lives in loop.c; tasks in task.c.
 */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +142,26 @@ static void close_walk(uv_handle_t *h, void *arg) {
 }
 
 /* Create the runtime of L's state. loop may be NULL (own loop). */
+/* A whole number of milliseconds from the environment variable name, or
+** dflt when it is unset or empty. A value that is not one (a word, a
+** negative or fractional number, more than a day) is not taken silently
+** as 0 or as a huge wait: it is ignored with a warning that names it. */
+static long env_ms(const char *name, long dflt) {
+  const char *p = getenv(name);
+  char *end;
+  long v;
+  if (p == NULL || *p == 0) return dflt;
+  errno = 0;
+  v = strtol(p, &end, 10);
+  if (errno == 0 && end != p && *end == 0 && v >= 0 && v <= 86400000L &&
+      (*p >= '0' && *p <= '9'))
+    return v;
+  fprintf(stderr,
+          "corio: ignoring %s='%s' (a whole number of milliseconds, 0 to "
+          "86400000, expected); using %ld\n", name, p, dflt);
+  return dflt;
+}
+
 corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   corio_rt *rt = calloc(1, sizeof(*rt));
   if (rt == NULL) return NULL;
@@ -192,20 +214,15 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
 
   lua_pushlightuserdata(L, rt);
   lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
-  {
-    /* CORIO_POLL_MS=0 polls a busy queue by count only: instruction
-    ** counts under valgrind, where the clock runs ~50x slower, then do
-    ** not depend on time (bench/callgrind.sh sets it). */
-    const char *p = getenv("CORIO_POLL_MS");
-    rt->poll_ns = p != NULL && *p != 0 ? (uint64_t)atoi(p) * 1000000u
-                                       : CORIO_POLL_NS;
-  }
+  /* CORIO_POLL_MS=0 polls a busy queue by count only: instruction counts
+  ** under valgrind, where the clock runs ~50x slower, then do not depend
+  ** on time (bench/callgrind.sh sets it). */
+  rt->poll_ns = (uint64_t)env_ms("CORIO_POLL_MS", CORIO_POLL_NS / 1000000) *
+                1000000u;
   {
     const char *d = getenv("CORIO_DEBUG");
-    if (d != NULL && *d != 0 && *d != '0') {
-      const char *ms = getenv("CORIO_DEBUG_SLOW_MS");
-      (void)corio__debug_start(rt, ms != NULL ? atoi(ms) : 100);
-    }
+    if (d != NULL && *d != 0 && *d != '0')
+      (void)corio__debug_start(rt, (int)env_ms("CORIO_DEBUG_SLOW_MS", 100));
   }
   return rt;
 fail:

@@ -163,4 +163,30 @@ corio.spawn(function()
 end)'
 check_rc 0 && check_out_eq "grandchild" && pass
 
+# CORIO_POLL_MS (docs/semantics.md, rule 15): how often a busy ready queue
+# polls. poll_pass.lua arms a 5 ms deadline before one ~100 ms pass.
+NAME="CORIO_POLL_MS unset: a long pass polls, the deadline cuts the wait in time"
+run 20 env -u CORIO_POLL_MS "$CORIO" "$FIX/poll_pass.lua"
+check_rc 0 && check_out_eq "cut in time: true" && pass
+
+NAME="CORIO_POLL_MS=0 polls by count only: the deadline is seen after the pass"
+run 20 env CORIO_POLL_MS=0 "$CORIO" "$FIX/poll_pass.lua"
+check_rc 0 && check_out_eq "cut in time: false" && check_err_lacks "ignoring" && pass
+
+NAME="CORIO_POLL_MS=1000 is taken as 1000 ms (longer than the pass)"
+run 20 env CORIO_POLL_MS=1000 "$CORIO" "$FIX/poll_pass.lua"
+check_rc 0 && check_out_eq "cut in time: false" && pass
+
+for bad in abc -3 1.5 99999999999; do
+  NAME="CORIO_POLL_MS='$bad' is refused with a warning naming it; 2 ms is used"
+  run 20 env CORIO_POLL_MS="$bad" "$CORIO" "$FIX/poll_pass.lua"
+  check_rc 0 && check_out_eq "cut in time: true" \
+    && check_err_has "ignoring CORIO_POLL_MS='$bad'" && check_err_has "using 2" && pass
+done
+
+NAME="CORIO_DEBUG_SLOW_MS that is not a number is refused with a warning"
+run 20 env CORIO_DEBUG=1 CORIO_DEBUG_SLOW_MS=soon "$CORIO" -e 'print("ok")'
+check_rc 0 && check_out_eq "ok" && check_err_has "ignoring CORIO_DEBUG_SLOW_MS='soon'" \
+  && check_err_has "using 100" && pass
+
 finish
