@@ -142,23 +142,23 @@ static void close_walk(uv_handle_t *h, void *arg) {
 }
 
 /* Create the runtime of L's state. loop may be NULL (own loop). */
-/* A whole number of milliseconds from the environment variable name, or
-** dflt when it is unset or empty. A value that is not one (a word, a
-** negative or fractional number, more than a day) is not taken silently
+/* A whole number of milliseconds, min to a day, from the environment
+** variable name, or dflt when it is unset or empty. A value that is not
+** one (a word, a fractional number, out of range) is not taken silently
 ** as 0 or as a huge wait: it is ignored with a warning that names it. */
-static long env_ms(const char *name, long dflt) {
+static long env_ms(const char *name, long min, long dflt) {
   const char *p = getenv(name);
   char *end;
   long v;
   if (p == NULL || *p == 0) return dflt;
   errno = 0;
   v = strtol(p, &end, 10);
-  if (errno == 0 && end != p && *end == 0 && v >= 0 && v <= 86400000L &&
+  if (errno == 0 && end != p && *end == 0 && v >= min && v <= 86400000L &&
       (*p >= '0' && *p <= '9'))
     return v;
   fprintf(stderr,
-          "corio: ignoring %s='%s' (a whole number of milliseconds, 0 to "
-          "86400000, expected); using %ld\n", name, p, dflt);
+          "corio: ignoring %s='%s' (a whole number of milliseconds, %ld to "
+          "86400000, expected); using %ld\n", name, p, min, dflt);
   return dflt;
 }
 
@@ -217,12 +217,12 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   /* CORIO_POLL_MS=0 polls a busy queue by count only: instruction counts
   ** under valgrind, where the clock runs ~50x slower, then do not depend
   ** on time (bench/callgrind.sh sets it). */
-  rt->poll_ns = (uint64_t)env_ms("CORIO_POLL_MS", CORIO_POLL_NS / 1000000) *
+  rt->poll_ns = (uint64_t)env_ms("CORIO_POLL_MS", 0, CORIO_POLL_NS / 1000000) *
                 1000000u;
   {
     const char *d = getenv("CORIO_DEBUG");
     if (d != NULL && *d != 0 && *d != '0')
-      (void)corio__debug_start(rt, (int)env_ms("CORIO_DEBUG_SLOW_MS", 100));
+      (void)corio__debug_start(rt, (int)env_ms("CORIO_DEBUG_SLOW_MS", 1, 100));
   }
   return rt;
 fail:

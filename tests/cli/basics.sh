@@ -184,9 +184,11 @@ for bad in abc -3 1.5 99999999999; do
     && check_err_has "ignoring CORIO_POLL_MS='$bad'" && check_err_has "using 2" && pass
 done
 
-NAME="CORIO_DEBUG_SLOW_MS that is not a number is refused with a warning"
-run 20 env CORIO_DEBUG=1 CORIO_DEBUG_SLOW_MS=soon "$CORIO" -e 'print("ok")'
-check_rc 0 && check_out_eq "ok" && check_err_has "ignoring CORIO_DEBUG_SLOW_MS='soon'" \
-  && check_err_has "using 100" && pass
+for bad in soon 0; do
+  NAME="CORIO_DEBUG_SLOW_MS='$bad' (not a number of ms >= 1) is refused with a warning"
+  run 20 env CORIO_DEBUG=1 CORIO_DEBUG_SLOW_MS=$bad "$CORIO" -e 'print("ok")'
+  check_rc 0 && check_out_eq "ok" && check_err_has "ignoring CORIO_DEBUG_SLOW_MS='$bad'" \
+    && check_err_has "using 100" && pass
+done
 
 finish
