@@ -493,23 +493,7 @@ describe("corio.yield", function()
     -- loop polls libuv within it (about every 2 ms), so a 5 ms deadline on
     -- a wait cuts it then, not after the pass, when the last of the busy
     -- tasks sets the event the wait is for.
-    local ev = corio.event()
-    local cut_in_time
-    local t0 = corio.now()
-    corio.scope(function(s)
-      s:spawn(function()
-        cut_in_time = corio.move_on_after(0.005, ev.wait, ev) == false
-      end)
-      corio.yield()   -- the wait and its deadline are armed before the pass
-      for i = 1, 200 do
-        s:spawn(function()
-          local c = os.clock()
-          while os.clock() - c < 0.0005 do end
-          if i == 200 then ev:set() end
-        end)
-      end
-    end)
-    local took = corio.now() - t0
+    local cut_in_time, took = helpers.long_pass()
     assert.is_true(took > 0.05, "the pass was short: " .. took)
     assert.is_true(cut_in_time, "the deadline was seen only after the pass")
   end)

@@ -42,6 +42,32 @@ end
 
 -- The randomized stress specs: a deterministic generator (the high bits
 -- of an LCG; its low bits cycle), rand(n) in 1..n ...
+-- Rule 15's long pass: a 5 ms deadline on a wait, armed before one pass
+-- over the ready queue of 200 tasks each busy ~0.5 ms (~100 ms); the last
+-- of them sets the event the wait is for. Returns whether the deadline
+-- cut the wait (the loop polled within the pass) and how long it took.
+-- Used by core_spec and, through tests/cli/fixtures/poll_pass.lua, by the
+-- CLI tests of CORIO_POLL_MS.
+function M.long_pass()
+  local ev = corio.event()
+  local cut_in_time
+  local t0 = corio.now()
+  corio.scope(function(s)
+    s:spawn(function()
+      cut_in_time = corio.move_on_after(0.005, ev.wait, ev) == false
+    end)
+    corio.yield()   -- the wait and its deadline are armed before the pass
+    for i = 1, 200 do
+      s:spawn(function()
+        local c = os.clock()
+        while os.clock() - c < 0.0005 do end
+        if i == 200 then ev:set() end
+      end)
+    end
+  end)
+  return cut_in_time, corio.now() - t0
+end
+
 function M.lcg(seed)
   local s = seed
   return function(n)
