@@ -35,12 +35,13 @@ void corio__deliver_cancelled(corio_task *t) {
                         "it waited");
 }
 
+/* lua_isyieldable answers what coroutine.isyieldable pushes (both read
+** LuaJIT's C frame), without the push, read and pop: every suspension
+** asks. rt->isyieldable still says whether to ask at all (a state
+** without coroutine.isyieldable is not checked, as before). */
 int corio__yieldable(corio_rt *rt, lua_State *L) {
-  int ok;
-  rt->isyieldable(L);
-  ok = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return ok;
+  (void)rt;
+  return lua_isyieldable(L);
 }
 
 /* Whether every coroutine from L up to the task's thread was resumed by
