@@ -350,7 +350,7 @@ int corio__step(corio_rt *rt, int mode);
 
 /* task.c */
 corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
-                         int nargs);
+                         int nargs, int anchor);
 void corio__task_body_ended(corio_rt *rt, corio_task *t, int status);
 int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
                              int ud);

@@ -414,7 +414,7 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
   rt->deadlock = 0;
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
-  root = corio__spawn(rt, L, NULL, nargs);
+  root = corio__spawn(rt, L, NULL, nargs, 0);
   rt->root_ref = corio__ref(rt, L);   /* the root's results outlive it */
   rt->root = root;
   if (rt->handle_signals) {

@@ -262,6 +262,18 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     uv_run(rt->loop, UV_RUN_NOWAIT);
   }
   if (lua_alive) {
+    if (rt->ntasks > 0) {
+      /* corio.spawn and scope:spawn hold the anchor table (an upvalue),
+      ** so dropping its ref alone would no longer drop the pins of the
+      ** tasks a run abandoned: clear their slots (2k+1, 2k+2). */
+      int k;
+      lua_rawgeti(rt->L, LUA_REGISTRYINDEX, rt->anchor);
+      for (k = 1; k <= 2 * rt->next_slot; k++) {
+        lua_pushnil(rt->L);
+        lua_rawseti(rt->L, -2, k);
+      }
+      lua_pop(rt->L, 1);
+    }
     lua_pushnil(rt->L);
     lua_setfield(rt->L, LUA_REGISTRYINDEX, RT_KEY);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->anchor);

@@ -51,31 +51,35 @@ static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
 
 /* [-(nargs+1), +1] Start fn(args) as a task in scope parent (NULL makes a
 ** root task). The function and arguments move to the new thread; the
-** Task userdata is left on L. Returns NULL only on a Lua memory error,
-** which is raised. */
+** Task userdata is left on L. anchor is where the caller has the anchor
+** table at hand (the upvalue of corio.spawn and scope:spawn), or 0 to
+** fetch it. Returns NULL only on a Lua memory error, which is raised. */
 corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
-                         int nargs) {
+                         int nargs, int anchor) {
   lua_State *co;
   corio_task *t;
-  int slot;
-  /* The thread is pinned in its anchor slot as soon as it exists, and
-  ** the anchor table, put below the function, ends up where the Task
-  ** userdata is returned: 11 API calls where holding the thread on the
-  ** stack took 13 (each one costs a stack index lookup). */
+  int slot, a_co = anchor, a_ud = anchor;
+  /* The thread is pinned in its anchor slot as soon as it exists. A
+  ** fetched anchor table goes below the function, where the Task
+  ** userdata is returned, so that no call only pops it. */
   slot = corio__slot_alloc(rt);
   co = lua_newthread(L);                  /* [fn args co] */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-  lua_insert(L, -(nargs + 3));            /* [A fn args co] */
-  lua_rawseti(L, -(nargs + 3), TASK_CO(slot));
-  lua_xmove(L, co, nargs + 1);            /* [A] */
+  if (anchor == 0) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+    lua_insert(L, -(nargs + 3));          /* [A fn args co] */
+    a_co = -(nargs + 3);
+    a_ud = -3;
+  }
+  lua_rawseti(L, a_co, TASK_CO(slot));
+  lua_xmove(L, co, nargs + 1);            /* [(A)] */
   t = (corio_task *)lua_newuserdata(L, sizeof(*t));
   memset(t, 0, sizeof(*t));
   t->magic = CORIO_MAGIC_TASK;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ud_tasks);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
-  lua_rawseti(L, -3, TASK_UD(slot));      /* [A ud] */
-  lua_replace(L, -2);                     /* [ud] */
+  lua_rawseti(L, a_ud, TASK_UD(slot));    /* [(A) ud] */
+  if (anchor == 0) lua_replace(L, -2);    /* [ud] */
 
   corio__scope_init(&t->root, CORIO_SCOPE_TASK, t, parent);
   corio_list_init(&t->sibling);
