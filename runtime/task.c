@@ -62,8 +62,8 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   /* The thread is pinned in its anchor slot as soon as it exists. A
   ** fetched anchor table goes below the function, where the Task
   ** userdata is returned, so that no call only pops it. */
-  slot = corio__slot_alloc(rt);
   co = lua_newthread(L);                  /* [fn args co] */
+  slot = corio__slot_alloc(rt);           /* after what may raise first */
   if (anchor == 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
     lua_insert(L, -(nargs + 3));          /* [A fn args co] */
