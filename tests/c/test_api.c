@@ -177,6 +177,42 @@ static void test_free_with_pending_tasks(void) {
   CHECK(cleanup_ran == 4);
 }
 
+/* A task that cannot end when its runtime is freed (blocked in a shield
+** on an event nobody sets) is abandoned; in an adopted state, which
+** outlives the runtime, its thread and what it holds must then become
+** garbage, though the corio module (and the anchor table that corio.spawn
+** carries as an upvalue) stays loaded. */
+static void test_free_releases_abandoned_tasks(void) {
+  lua_State *L = luaL_newstate();
+  corio_options opts;
+  corio_rt *rt;
+  luaL_openlibs(L);
+  memset(&opts, 0, sizeof(opts));
+  opts.L = L;
+  opts.handle_signals = 0;
+  rt = corio_new(&opts);
+  CHECK(rt != NULL);
+  add_paths(rt);
+  CHECK(luaL_loadstring(L,
+                        "local corio = require 'corio' "
+                        "WEAK = setmetatable({}, {__mode = 'k'}) "
+                        "corio.spawn(function() "
+                        "  local held = {} WEAK[held] = true "
+                        "  corio.shield(function() corio.event():wait() end) "
+                        "  return held end) "
+                        "corio.sleep(10)") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  CHECK(corio_step(rt, 0) == 1);
+  CHECK(corio_step(rt, 0) == 1);
+  corio_free(rt);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  lua_gc(L, LUA_GCCOLLECT, 0);
+  CHECK(luaL_dostring(L, "return next(WEAK) == nil and "
+                         "package.loaded.corio ~= nil") == 0);
+  CHECK(lua_toboolean(L, -1));
+  lua_close(L);
+}
+
 static void test_two_runtimes(void) {
   corio_rt *a = corio_new(NULL), *b = corio_new(NULL);
   CHECK(a != NULL && b != NULL);
@@ -255,6 +291,7 @@ int main(void) {
   test_two_runtimes();
   test_stepping_with_host_handles();
   test_free_with_pending_tasks();
+  test_free_releases_abandoned_tasks();
   test_big_blocks();
   if (failures) {
     fprintf(stderr, "test_api: %d check(s) failed\n", failures);
