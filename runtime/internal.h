@@ -389,6 +389,12 @@ void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
 
 /* thread.c (requests: thread.h) */
 extern corio_abort_fn corio__abort_work_hook;
+
+/* The runtime resuming a task on this thread, or NULL: set by the
+** scheduler around each resume (loop.c), so that a binding called from
+** the running task finds its runtime without reading upvalue 1 (see
+** RT in bindings/bindings.h). */
+extern _Thread_local corio_rt *corio__tls_rt;
 void corio__work_states_free(corio_rt *rt);
 int corio__pool_size(int n);
 void corio__pool_used(void);

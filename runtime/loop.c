@@ -155,8 +155,11 @@ int corio__fast(corio_rt *rt, lua_State *L, corio_task *t, int nvals) {
   return lua_yield(L, nvals);
 }
 
+_Thread_local corio_rt *corio__tls_rt;
+
 static void resume(corio_rt *rt, corio_task *t) {
   lua_State *co = t->co;
+  corio_rt *outer = corio__tls_rt;  /* a runtime stepped inside another's task */
   int nargs, st;
   if (t->deliver != NULL) {
     corio_deliver_fn fn = t->deliver;
@@ -171,6 +174,7 @@ static void resume(corio_rt *rt, corio_task *t) {
   t->state = CORIO_ST_RUNNING;
   t->wait_L = NULL;
   rt->current = t;
+  corio__tls_rt = rt;
   if (rt->debug) {
     __atomic_add_fetch(&rt->step_seq, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&rt->in_step, 1, __ATOMIC_RELAXED);
@@ -182,6 +186,7 @@ static void resume(corio_rt *rt, corio_task *t) {
       corio__debug_step_end(rt);
   }
   rt->current = NULL;
+  corio__tls_rt = outer;
   if (st == LUA_YIELD) {
     /* A corio suspension left the task blocked or queued (CORIO_OWN_YIELD),
     ** with any values it keeps on co. A bare coroutine.yield() in a task
