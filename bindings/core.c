@@ -681,15 +681,8 @@ static int l_vclock(lua_State *L) {
     rt->vnow = uv_hrtime();
     rt->vclock = 1;
   } else if (!on && rt->vclock) {
-    uint64_t real = uv_hrtime();
-    uint32_t i;
-    /* Shift deadlines from virtual time back to real time; the order is
-    ** unchanged, so the heap stays valid. */
-    for (i = 0; i < rt->nheap; i++) {
-      uint64_t left = rt->heap[i]->when > rt->vnow
-                          ? rt->heap[i]->when - rt->vnow : 0;
-      rt->heap[i]->when = real + left;
-    }
+    /* Deadlines keep what is left of them, counted in real time again. */
+    corio__timers_rebase(rt, rt->vnow, uv_hrtime());
     rt->vclock = 0;
     rt->armed_when = 0;
   }

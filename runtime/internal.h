@@ -208,7 +208,8 @@ struct corio_rt {
   uv_loop_t own_loop;       /* used when the host gave no loop */
   uv_timer_t timer;         /* fires the earliest heap deadline */
   uv_signal_t sigint, sigusr1;
-  corio_timer **heap;       /* min-heap of armed deadlines */
+  struct corio_heapent *heap; /* 4-ary min-heap of armed deadlines
+                               (timer.c) */
   uint32_t nheap, heapcap, seq;
   uint64_t armed_when;      /* deadline the uv timer is set for, or 0 */
   uint64_t poll_ns;         /* busy queue: poll at least this often (0: by
@@ -378,6 +379,9 @@ void corio__timer_stop(corio_rt *rt, corio_timer *tm);
 void corio__timers_sync(corio_rt *rt);
 void corio__timers_fire(corio_rt *rt);
 uint64_t corio__timers_next(corio_rt *rt);
+/* Move every armed deadline by the same amount, keeping what is left of
+** it counted from `from` now counted from `to` (the virtual clock). */
+void corio__timers_rebase(corio_rt *rt, uint64_t from, uint64_t to);
 
 /* error.c (bindings) builds error tables; the runtime only needs these */
 void corio__push_class(lua_State *L, const char *kind);
