@@ -400,6 +400,21 @@ describe("corio.sleep", function()
     end)
   end)
 
+  it("a sleep that outlasts autojump keeps what is left of it, on the real clock", function()
+    -- The child arms sleep(10) on the virtual clock; the jump to the
+    -- parent's 9.95 s ends autojump with 0.05 s of the child's sleep left,
+    -- which it then sleeps in real time (not 10 s, not none).
+    local woke, t0
+    corio.scope(function(s)
+      testing.autojump(function()
+        s:spawn(function() corio.sleep(10); woke = corio.now() end)
+        corio.sleep(9.95)
+      end)
+      t0 = corio.now()
+    end)
+    near(0.05, woke - t0, 0.04)
+  end)
+
   it("sleeps in real time", function()
     local t0 = corio.now()
     corio.sleep(0.05)
