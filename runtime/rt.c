@@ -141,7 +141,6 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-/* Create the runtime of L's state. loop may be NULL (own loop). */
 /* A whole number of milliseconds, min to a day, from the environment
 ** variable name, or dflt when it is unset or empty. A value that is not
 ** one (a word, a fractional number, out of range) is not taken silently
@@ -162,6 +161,7 @@ static long env_ms(const char *name, long min, long dflt) {
   return dflt;
 }
 
+/* Create the runtime of L's state. loop may be NULL (own loop). */
 corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   corio_rt *rt = calloc(1, sizeof(*rt));
   if (rt == NULL) return NULL;
