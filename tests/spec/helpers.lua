@@ -84,6 +84,14 @@ function M.stress_seeds(fixed)
   return seeds
 end
 
+-- Run fn(...) (a stress spec's seed) and fail if it left tasks running.
+function M.no_tasks_left(fn, ...)
+  local before = #corio.tasks()
+  fn(...)
+  local after = #corio.tasks()
+  assert(after == before, ("tasks left running: %d before, %d after"):format(before, after))
+end
+
 -- Open file descriptors, counted in-process (fs.scandir's own is counted
 -- the same way each time).
 function M.open_fds()

@@ -134,9 +134,7 @@ describe("randomized HTTP requests under deadlines and cancels", function()
   for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3 }) do
     it("seed " .. seed .. " ends with every request accounted for and the client usable",
       function()
-        local before = #corio.tasks()
-        run_seed(seed)
-        assert.equal(before, #corio.tasks(), "tasks left running")
+        helpers.no_tasks_left(run_seed, seed)
       end)
   end
 end)

@@ -107,9 +107,7 @@ end
 describe("tasks mixing workers, files, HTTP, sleeps and channels", function()
   for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3 }) do
     it("seed " .. seed .. " ends with right results and nothing left", function()
-      local before = #corio.tasks()
-      run_seed(seed)
-      assert.equal(before, #corio.tasks(), "tasks left running")
+      helpers.no_tasks_left(run_seed, seed)
     end)
   end
 end)

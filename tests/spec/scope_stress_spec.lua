@@ -105,9 +105,7 @@ end
 describe("random trees of scopes, deadlines, shields and failures", function()
   for _, seed in ipairs(helpers.stress_seeds { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }) do
     it("seed " .. seed .. " keeps the structure", function()
-      local before = #corio.tasks()
-      run_seed(seed)
-      assert.equal(before, #corio.tasks(), "tasks left running")
+      helpers.no_tasks_left(run_seed, seed)
     end)
   end
 end)
