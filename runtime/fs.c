@@ -691,6 +691,11 @@ static void deliver_op(corio_task *t) {
       break;
     }
     f->fd = (uv_file)r;
+    /* "a": the position starts at the end, as stdio and Python put it
+    ** (seek("cur") reports the size); "a+" reads from the start. lseek
+    ** does no I/O. */
+    if (o->mode == (CORIO_FS_WRITE | CORIO_FS_APPEND))
+      (void)lseek(f->fd, 0, SEEK_END);
     corio__fs_push_file(L, f);
     break;
   }

@@ -250,6 +250,9 @@ static int unpack_values(lua_State *L, const corio_buf *b) {
 ** functions (bytecode -> function) at 4. */
 static const char DRIVER[] =
     "local buffer = require 'string.buffer'\n"
+    /* string.buffer decodes 64-bit integer cdata (1LL) only once the FFI
+    ** is loaded; the caller's side encodes them */
+    "pcall(require, 'ffi')\n"
     "local traceback, pcall, tostring, type = debug.traceback, pcall, "
     "tostring, type\n"
     "local function handler(e)\n"

@@ -23,9 +23,10 @@ local run, shield, in_task = corio.run, corio.shield, core.in_task
 local M = {}
 
 -- A File is a table {_ud = userdata, _p = pointer}: the userdata owns the
--- C file (its __gc closes it); the FFI pointer lets JIT-compiled traces
--- call the per-line fast paths inline (a lua_CFunction call would end the
--- trace at every line). Without the FFI, the C functions do the same work.
+-- C file (its __gc closes it); the FFI pointer (to the userdata's block,
+-- which the table keeps alive) lets JIT-compiled traces call the per-line
+-- fast paths inline (a lua_CFunction call would end the trace at every
+-- line). Without the FFI, the C functions do the same work.
 local File = {}
 local FileMT = { __index = File, __metatable = "corio.File" }
 M.File = File
@@ -87,7 +88,16 @@ local function push(f) return until_done(c_push, f) end
 
 -- open --------------------------------------------------------------------
 
-local c_open = c.open
+local c_open, c_check_open = c.open, c.check_open
+
+-- A path argument of a function that passes it on: checked here, so that
+-- the error names that function and its caller's line.
+local function check_path(p, n, fname)
+  if type(p) ~= "string" then
+    error(("bad argument #%d to '%s' (string expected, got %s)")
+      :format(n, fname, type(p)), 3)
+  end
+end
 
 -- fs.open(path [, mode [, {buffer_size = n}]]) -> File. A checkpoint.
 function M.open(path, mode, opts)
@@ -365,6 +375,7 @@ end
 -- however fn ends (error or cancel); buffered data is written out under a
 -- shield, so a cancel does not lose it.
 function M.with_open(path, mode, fn)
+  c_check_open(path, mode, "with_open")
   if type(fn) ~= "function" then
     error(("bad argument #3 to 'with_open' (function expected, got %s)"):format(type(fn)), 2)
   end
@@ -376,10 +387,12 @@ end
 local function read_all(f) return f:read("a") end
 
 function M.read_file(path)
+  check_path(path, 1, "read_file")
   return M.with_open(path, "rb", read_all)
 end
 
 function M.write_file(path, data)
+  check_path(path, 1, "write_file")
   if type(data) ~= "string" and type(data) ~= "number" then
     error(("bad argument #2 to 'write_file' (string expected, got %s)"):format(type(data)), 2)
   end
@@ -388,6 +401,7 @@ end
 
 -- fs.lines(path, fmt...): like io.lines: the file closes at the end.
 function M.lines(path, ...)
+  check_path(path, 1, "lines")
   local f = M.open(path, "r")
   local it = File.lines(f, ...)
   return function()
@@ -413,6 +427,7 @@ end
 -- fs.exists(path) -> boolean: false when the path (or a parent) is
 -- missing; other errors (EACCES) raise.
 function M.exists(path)
+  check_path(path, 1, "exists")
   local ok, v = c_stat(path)
   if ok then return true end
   if v == NOLOOP then return run(M.exists, path) end
@@ -465,14 +480,23 @@ function M.remove(path)
   error(e, 0)
 end
 
-function M.rename(src, dst) call(c_rename, src, dst) end
+function M.rename(src, dst)
+  check_path(src, 1, "rename")
+  check_path(dst, 2, "rename")
+  call(c_rename, src, dst)
+end
 
 -- fs.copy(src, dst): uv_fs_copyfile (copy_file_range/sendfile).
-function M.copy(src, dst) call(c_copy, src, dst) end
+function M.copy(src, dst)
+  check_path(src, 1, "copy")
+  check_path(dst, 2, "copy")
+  call(c_copy, src, dst)
+end
 
 -- fs.scandir(path) -> iterator of name, type ("file", "directory",
 -- "link", ...). The listing is read at once.
 function M.scandir(path)
+  check_path(path, 1, "scandir")
   local list = call(c_scandir, path)
   local i = -1
   return function()
