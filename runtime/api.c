@@ -252,6 +252,59 @@ corio_rt *corio_new(const corio_options *opts) {
   return rt;
 }
 
+/* A state the host keeps after corio_free: put back the library
+** functions corio replaced (coroutine.resume and wrap, see init.lua) and
+** unload corio's modules, whose functions hold the freed runtime; a later
+** require loads them afresh (for a new runtime of the state, or for one
+** of their own, as in a stock luajit). */
+static void unload_modules(lua_State *L) {
+  int top = lua_gettop(L), i;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.patched");
+  if (lua_istable(L, -1)) {
+    /* newest first: a function replaced twice gets its first original */
+    for (i = (int)lua_objlen(L, -1); i >= 1; i--) {
+      lua_rawgeti(L, top + 1, i);     /* {table, key, original, ours} */
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2);
+      if (lua_istable(L, -2) && !lua_isnil(L, -1)) {
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);            /* what the table holds now */
+        lua_rawgeti(L, -4, 4);
+        if (lua_rawequal(L, -1, -2)) {
+          lua_pop(L, 2);
+          lua_rawgeti(L, -3, 3);
+          lua_rawset(L, -3);
+        }
+      }
+      lua_settop(L, top + 1);
+    }
+  }
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "corio.patched");
+  lua_settop(L, top);
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "loaded");
+    if (lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        size_t n;
+        const char *k = lua_type(L, -2) == LUA_TSTRING
+                            ? lua_tolstring(L, -2, &n) : NULL;
+        lua_pop(L, 1);
+        if (k != NULL && (strcmp(k, "corio") == 0 ||
+                          (n > 6 && memcmp(k, "corio.", 6) == 0))) {
+          /* clearing a field during traversal is allowed */
+          lua_pushvalue(L, -1);
+          lua_pushnil(L);
+          lua_rawset(L, -4);
+        }
+      }
+    }
+  }
+  lua_settop(L, top);
+}
+
 void corio_free(corio_rt *rt) {
   lua_State *L;
   int own;
@@ -270,6 +323,7 @@ void corio_free(corio_rt *rt) {
   }
   corio__rt_destroy(rt, 1);
   if (own) close_state(L);
+  else unload_modules(L);
 }
 
 lua_State *corio_lua(corio_rt *rt) { return rt->L; }
@@ -324,16 +378,18 @@ static int ensure_loaded(corio_rt *rt) {
 int corio_start(corio_rt *rt, int nargs) {
   lua_State *L = rt->L;
   int base = lua_gettop(L) - nargs - 1, r;
-  rt->errmsg[0] = 0;
-  if ((r = ensure_loaded(rt)) != 0) {
-    lua_settop(L, base);
-    return r;
-  }
   if (rt->running) {
+    /* (a run from inside the run, e.g. by a host function: nothing of
+    ** the running one is touched, require included) */
     snprintf(rt->errmsg, sizeof(rt->errmsg), "corio: the runtime is "
              "already running");
     lua_settop(L, base);
     return UV_EBUSY;
+  }
+  rt->errmsg[0] = 0;
+  if ((r = ensure_loaded(rt)) != 0) {
+    lua_settop(L, base);
+    return r;
   }
   corio__run_start(rt, L, nargs);
   return 0;
@@ -355,6 +411,9 @@ int corio_finish(corio_rt *rt, int nresults) {
   }
   n = corio__run_finish(rt, L);
   if (lua_toboolean(L, -n)) {
+    /* empty after a success, even if a run tried from inside this one
+    ** failed meanwhile (UV_EBUSY) */
+    rt->errmsg[0] = 0;
     lua_remove(L, -n);
     if (nresults != LUA_MULTRET) lua_settop(L, base + nresults);
     return 0;

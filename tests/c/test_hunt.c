@@ -1,0 +1,139 @@
+/*
+** test_hunt.c: C API regressions found by a bug hunt. A state the host
+** adopted outlives corio_free: its coroutine.resume/wrap (which corio
+** replaces) and a later require "corio" must not reach the freed
+** runtime, and a second runtime on the state must work. A run tried from
+** inside a run fails with UV_EBUSY and leaves the outer run's message
+** empty once it succeeds.
+*/
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "corio.h"
+#include "check.h"
+
+static void add_paths(corio_rt *rt) {
+  char buf[4096];
+  snprintf(buf, sizeof(buf), "%s/?.lua;%s/?/init.lua", CORIO_BUILD_LUA_DIR,
+           CORIO_BUILD_LUA_DIR);
+  corio_add_paths(rt, buf, NULL);
+}
+
+/* Run code in L with a plain pcall (no runtime): 1 if it returned true. */
+static int lua_true(lua_State *L, const char *code) {
+  int ok;
+  if (luaL_dostring(L, code) != 0) {
+    fprintf(stderr, "lua error: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return 0;
+  }
+  ok = lua_toboolean(L, -1);
+  lua_settop(L, 0);
+  return ok;
+}
+
+static corio_rt *adopt(lua_State *L) {
+  corio_options opts;
+  corio_rt *rt;
+  memset(&opts, 0, sizeof(opts));
+  opts.L = L;
+  rt = corio_new(&opts);
+  if (rt != NULL) add_paths(rt);
+  return rt;
+}
+
+/* Was: coroutine.resume and wrap stayed corio's after corio_free and
+** called the freed runtime (heap-use-after-free in l_own_yield); a later
+** require "corio" returned the old module over the freed runtime; a new
+** runtime on the state got that module too and failed. */
+static void test_adopted_state_after_free(void) {
+  lua_State *L = luaL_newstate();
+  corio_rt *rt;
+  luaL_openlibs(L);
+  CHECK(lua_true(L, "ORIG_RESUME, ORIG_WRAP = coroutine.resume, "
+                    "coroutine.wrap return true"));
+  rt = adopt(L);
+  CHECK(rt != NULL);
+  CHECK(corio_run_string(rt, "local c = require('corio') c.sleep(0.001) "
+                             "require('corio.fs').stat('/') "
+                             "c.to_thread(function() end)", "=a") == 0);
+  CHECK(lua_true(L, "return coroutine.resume ~= ORIG_RESUME"));
+  corio_free(rt);
+
+  /* the host's own coroutines, with the library functions corio had
+  ** replaced back in place */
+  CHECK(lua_true(L, "return coroutine.resume == ORIG_RESUME and "
+                    "coroutine.wrap == ORIG_WRAP"));
+  CHECK(lua_true(L, "local co = coroutine.create(function(a) "
+                    "  local b = coroutine.yield(a + 1) return b * 2 end) "
+                    "local ok1, x = coroutine.resume(co, 1) "
+                    "local ok2, y = coroutine.resume(co, 5) "
+                    "local w = coroutine.wrap(function() coroutine.yield(3) end) "
+                    "return ok1 and ok2 and x == 2 and y == 10 and w() == 3"));
+  CHECK(lua_true(L, "return package.loaded.corio == nil and "
+                    "package.loaded['corio.core'] == nil and "
+                    "package.loaded['corio.fs'] == nil"));
+
+  /* a second runtime on the same state */
+  rt = adopt(L);
+  CHECK(rt != NULL);
+  CHECK(corio_run_string(rt, "local c = require('corio') c.sleep(0.001) "
+                             "assert(c.spawn(function() return 4 end):join() "
+                             "== 4) require('corio.fs').stat('/') "
+                             "X = c.to_thread(function(a) return a * 2 end, "
+                             "21)", "=b") == 0);
+  CHECK(lua_true(L, "return X == 42"));
+  corio_free(rt);
+
+  /* and then corio as a stock luajit loads it: its own runtime, freed
+  ** with the state */
+  CHECK(lua_true(L, "local c = require('corio') c.sleep(0.001) "
+                    "return c.gather({function() return 7 end})[1] == 7"));
+  lua_close(L);
+}
+
+static corio_rt *the_rt;
+
+static int l_nested(lua_State *L) {
+  int top = lua_gettop(L);
+  int r = corio_run_string(the_rt, "return 1", "=nested");
+  lua_settop(L, top);
+  lua_pushinteger(L, r);
+  lua_pushstring(L, corio_errmsg(the_rt));
+  return 2;
+}
+
+/* Was: the outer run's corio_errmsg kept the nested run's "already
+** running" after the outer run succeeded (docs: empty after a success). */
+static void test_nested_run(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  add_paths(rt);
+  the_rt = rt;
+  L = corio_lua(rt);
+  lua_pushcfunction(L, l_nested);
+  lua_setglobal(L, "nested");
+  lua_pushinteger(L, UV_EBUSY);
+  lua_setglobal(L, "EBUSY");
+  CHECK(corio_run_string(rt, "local r, m = nested() "
+                             "assert(r == EBUSY, 'nested: ' .. r) "
+                             "assert(m:find('already running'), m) "
+                             "require('corio').sleep(0.001)", "=n") == 0);
+  CHECK(strcmp(corio_errmsg(rt), "") == 0);
+  corio_free(rt);
+}
+
+int main(void) {
+  test_adopted_state_after_free();
+  test_nested_run();
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("test_hunt: all checks passed\n");
+  return 0;
+}
