@@ -1,8 +1,9 @@
 -- hunt_fs_spec.lua: regressions found by a bug hunt in corio.fs and
 -- corio.to_thread, each checked against what Lua's io (LuaJIT), Python or
 -- the docs say: the position of an "a" file, modes with "b" before "+",
--- a File reached from a finaliser after its own, the names and lines of
--- argument errors of the wrappers, 64-bit integers through to_thread.
+-- a File reached from a finaliser after its own, a finaliser that raises
+-- while a task is handed its fs or to_thread result, the names and lines
+-- of argument errors of the wrappers, 64-bit integers through to_thread.
 
 local corio = require("corio")
 local helpers = require("tests.spec.helpers")
@@ -140,6 +141,61 @@ describe("hunt: a File reached from a finaliser", function()
     for _, e in ipairs(errors) do
       assert.equal("closed", type(e) == "table" and e.kind or tostring(e))
     end
+  end)
+end)
+
+describe("hunt: a finaliser that raises while a task is handed its result", function()
+  -- The values a suspended task resumes with (an fs result or error, a
+  -- to_thread result) were made on its own suspended thread; an
+  -- allocation there can run a __gc finaliser on it, and one that raises,
+  -- even inside its own pcall, wrecked that thread's stack (a crash in
+  -- the traceback, or "attempt to call a number value"). The collector
+  -- runs all the time here, so that finalisers run at those allocations.
+  local function with_busy_gc(fn)
+    local pause = collectgarbage("setpause", 0)
+    local mul = collectgarbage("setstepmul", 1000)
+    local ok, err = pcall(fn)
+    collectgarbage("setpause", pause)
+    collectgarbage("setstepmul", mul)
+    assert(ok, err)
+  end
+  local ran = 0
+  local function junk()
+    local p = newproxy(true)
+    getmetatable(p).__gc = function()
+      pcall(error, "raised in __gc")
+      ran = ran + 1
+    end
+  end
+
+  it("fs results and errors", function()
+    local p = path("gc.txt")
+    io_write(p, "a\nb\n")
+    with_busy_gc(function()
+      for _ = 1, 300 do
+        junk()
+        junk()
+        local f = fs.open(p)
+        assert.equal("a\nb\n", f:read("a"))
+        f:close()
+        assert.equal("fs", catch(fs.stat, path("missing")).kind)
+        for _ in fs.scandir(dir) do end
+      end
+    end)
+    assert.is_true(ran > 0)
+  end)
+
+  it("to_thread results and errors", function()
+    with_busy_gc(function()
+      for _ = 1, 300 do
+        junk()
+        junk()
+        local a, t = corio.to_thread(function() return "a", { 1, "b" } end)
+        assert.equal("a", a)
+        assert.same({ 1, "b" }, t)
+        assert.matches("w", tostring(catch(corio.to_thread, function() error("w") end)))
+      end
+    end)
   end)
 end)
 
