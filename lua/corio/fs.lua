@@ -400,15 +400,32 @@ function M.write_file(path, data)
 end
 
 -- fs.lines(path, fmt...): like io.lines: the file closes at the end.
+-- Every format's value, as io.lines returns them (fs.lines(p, "n", "n")).
 function M.lines(path, ...)
   check_path(path, 1, "lines")
+  local n = select("#", ...)
+  for i = 1, n do
+    local fmt = select(i, ...)
+    local t = type(fmt)
+    if not ((t == "number" and fmt >= 0) or (t == "string" and fmt:match("^%*?[alLn]"))) then
+      -- before the file is opened
+      error(("bad argument #%d to 'lines' (invalid format)"):format(i + 1), 2)
+    end
+  end
   local f = M.open(path, "r")
   local it = File.lines(f, ...)
-  return function()
-    local v = it()
-    if v == nil and c.state(f._ud) == "file" then f:close() end
-    return v
+  if n <= 1 then
+    return function()
+      local v = it()
+      if v == nil and c.state(f._ud) == "file" then f:close() end
+      return v
+    end
   end
+  local function close_at_end(v, ...)
+    if v == nil and c.state(f._ud) == "file" then f:close() end
+    return v, ...
+  end
+  return function() return close_at_end(it()) end
 end
 
 -- paths -------------------------------------------------------------------

@@ -106,6 +106,32 @@ describe("hunt: CRLF lines", function()
   end)
 end)
 
+describe("hunt: fs.lines with formats", function()
+  it("returns every format's value, as io.lines does", function()
+    local p = path("nums.txt")
+    io_write(p, "1 2\n3 4\n")
+    local want, got = {}, {}
+    for a, b in io.lines(p, "n", "n") do want[#want + 1] = { a, b } end
+    for a, b in fs.lines(p, "n", "n") do got[#got + 1] = { a, b } end
+    assert.same({ { 1, 2 }, { 3, 4 } }, want)
+    assert.same(want, got)
+    want, got = {}, {}
+    for a, b in io.lines(p, 1, "l") do want[#want + 1] = { a, b } end
+    for a, b in fs.lines(p, 1, "l") do got[#got + 1] = { a, b } end
+    assert.same(want, got)
+  end)
+
+  it("refuses a bad format under its own name, before opening the file", function()
+    local l
+    local ok, err = pcall(function() l = here() fs.lines(path("nums.txt"), "l", "z") end)
+    assert.is_false(ok)
+    assert.matches("hunt_fs_spec%.lua:" .. l .. ": bad argument #3 to 'lines' %(invalid format%)",
+      tostring(err))
+    -- (a missing file is not opened, so the format error comes first)
+    assert.matches("bad argument #2 to 'lines'", tostring(catch(fs.lines, path("nope"), -1)))
+  end)
+end)
+
 describe("hunt: a File reached from a finaliser", function()
   it("raises 'closed' after its own __gc ran, instead of touching freed memory", function()
     -- Objects collected in one cycle are finalised in turn, and one's
