@@ -81,8 +81,22 @@ static int abort_op(corio_rt *rt, corio_task *t) {
 }
 
 int corio_op_suspend(lua_State *L, corio_op *op) {
+  corio_task *t = op->t;
   op->suspended = 1;
-  return corio__suspend(op->rt, L, op->t, abort_op, "host operation", op);
+  t->checkpoints++;
+  if (t->cur->eff) {
+    /* A checkpoint (rule 3): the scope is already cancelled (cancelled
+    ** before, or a deadline passed on entry), and nothing would cancel
+    ** the task once blocked. The op is cancelled now, as if while
+    ** suspended: the host is told, and still ends it. */
+    op->t = NULL;
+    if (op->on_cancel != NULL) op->on_cancel(op, op->data);  /* may end op */
+    lua_pushlightuserdata(L, &corio__opmark);
+    lua_pushboolean(L, 0);
+    corio__push_cancelled(L, L, "the task's scope is cancelled");
+    return 3;
+  }
+  return corio__suspend(op->rt, L, t, abort_op, "host operation", op);
 }
 
 static void op_end(corio_op *op) {

@@ -4,7 +4,8 @@
 ** replaces) and a later require "corio" must not reach the freed
 ** runtime, and a second runtime on the state must work. A run tried from
 ** inside a run fails with UV_EBUSY and leaves the outer run's message
-** empty once it succeeds.
+** empty once it succeeds. A host op started in a cancelled scope raises
+** Cancelled at once instead of blocking.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,9 +128,76 @@ static void test_nested_run(void) {
   corio_free(rt);
 }
 
+/* A host op that a timer of the host ends after ms; its cancel callback
+** only counts (the timer still ends it, as the example host does). */
+typedef struct slow_op {
+  uv_timer_t timer;
+  corio_op *op;
+} slow_op;
+
+static int slow_cancels, slow_late;
+
+static void slow_closed(uv_handle_t *h) { free(h); }
+
+static void slow_fire(uv_timer_t *h) {
+  slow_op *s = (slow_op *)h;
+  lua_pushinteger(corio_lua(corio_op_runtime(s->op)), 1);
+  if (corio_op_resume(s->op, 1) == UV_ECANCELED) slow_late++;
+  uv_close((uv_handle_t *)h, slow_closed);
+}
+
+static void slow_cancel(corio_op *op, void *data) {
+  (void)op;
+  (void)data;
+  slow_cancels++;
+}
+
+static int l_slow(lua_State *L) {
+  slow_op *s = calloc(1, sizeof(*s));
+  corio_op *op = corio_op_begin(L, slow_cancel, s);
+  if (op == NULL) {
+    free(s);
+    return lua_error(L);
+  }
+  s->op = op;
+  uv_timer_init(corio_loop(corio_op_runtime(op)), &s->timer);
+  uv_timer_start(&s->timer, slow_fire, 1000, 0);
+  return corio_op_suspend(L, op);
+}
+
+/* Was: a host op started in a scope already cancelled (scope:cancel()
+** before, or move_on_after(0, ...): a deadline passed on entry) blocked
+** until the host ended it, or forever: nothing cancels a task that
+** blocks after its cancel. corio_op_suspend is a checkpoint now. */
+static void test_op_in_cancelled_scope(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  add_paths(rt);
+  L = corio_lua(rt);
+  corio_push_async(L, l_slow);
+  lua_setglobal(L, "slow");
+  CHECK(corio_run_string(rt,
+      "local corio = require 'corio' "
+      "corio.scope(function(s) s:cancel() "
+      "  local t0 = corio.now() "
+      "  local ok, e = pcall(slow) "
+      "  R_OK, R_CANCELLED, R_T = ok, corio.is_cancelled(e), corio.now() - t0 "
+      "end) "
+      "local t0 = corio.now() "
+      "R2 = corio.move_on_after(0, slow) "
+      "R2_T = corio.now() - t0 "
+      "assert(slow() == 1)", "=c") == 0);
+  CHECK(lua_true(L, "return R_OK == false and R_CANCELLED == true and "
+                    "R_T < 0.5 and R2 == false and R2_T < 0.5"));
+  CHECK(slow_cancels == 2);
+  CHECK(slow_late == 2);   /* the host's timers still ended both ops */
+  corio_free(rt);
+}
+
 int main(void) {
   test_adopted_state_after_free();
   test_nested_run();
+  test_op_in_cancelled_scope();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
