@@ -7,6 +7,7 @@
 ** empty once it succeeds. A host op started in a cancelled scope raises
 ** Cancelled at once instead of blocking.
 */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,10 +195,48 @@ static void test_op_in_cancelled_scope(void) {
   corio_free(rt);
 }
 
+static volatile sig_atomic_t host_sigints;
+static void host_on_sigint(int sig) { (void)sig; host_sigints++; }
+static int l_raise_sigint(lua_State *L) {
+  (void)L;
+  raise(SIGINT);
+  return 0;
+}
+
+/* docs/c-api.md said handle_signals was not read and every run took
+** SIGINT; it is read: 0 leaves SIGINT to the host's handler. */
+static void test_handle_signals(void) {
+  struct sigaction sa, old;
+  int i;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = host_on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, &old);
+  for (i = 0; i < 2; i++) {
+    corio_options opts;
+    corio_rt *rt;
+    int r;
+    memset(&opts, 0, sizeof(opts));
+    opts.handle_signals = i;
+    rt = corio_new(&opts);
+    add_paths(rt);
+    lua_pushcfunction(corio_lua(rt), l_raise_sigint);
+    lua_setglobal(corio_lua(rt), "raise_sigint");
+    host_sigints = 0;
+    r = corio_run_string(rt, "local corio = require 'corio' raise_sigint() "
+                             "corio.sleep(0.05)", "=sig");
+    if (i == 0) CHECK(r == 0 && host_sigints == 1);
+    else CHECK(r == CORIO_EINTR_RUN && host_sigints == 0);
+    corio_free(rt);
+  }
+  sigaction(SIGINT, &old, NULL);
+}
+
 int main(void) {
   test_adopted_state_after_free();
   test_nested_run();
   test_op_in_cancelled_scope();
+  test_handle_signals();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
