@@ -463,6 +463,13 @@ function M.mkdir(path, opts)
       error(("bad argument #2 to 'mkdir' (table expected, got %s)"):format(type(opts)), 2)
     end
     parents, mode = opts.parents, opts.mode
+    -- a number, as luv and Python take it (tonumber("755", 8), 493): a
+    -- string such as "755" would be read as decimal 755 (01363)
+    if mode ~= nil and (type(mode) ~= "number" or mode < 0 or mode > 4095
+        or mode % 1 ~= 0) then
+      error(("bad argument #2 to 'mkdir' (opts.mode: an integer from 0 to 0x0fff (07777) expected, got %s)")
+        :format(type(mode) == "number" and tostring(mode) or type(mode)), 2)
+    end
   end
   local ok, e = c_mkdir(path, mode)
   if ok then return end

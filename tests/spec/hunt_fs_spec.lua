@@ -89,6 +89,18 @@ describe("hunt: fs modes and positions", function()
   end)
 end)
 
+describe("hunt: mkdir's mode", function()
+  it("takes a number, and refuses a string (\"755\" was decimal 755: 01363)", function()
+    fs.mkdir(path("m700"), { mode = 448 })   -- 0700
+    assert.equal(448, fs.stat(path("m700")).mode)
+    for _, m in ipairs { "755", {}, -1, 4096, 1.5 } do
+      local e = catch(fs.mkdir, path("mbad"), { mode = m })
+      assert.matches("bad argument #2 to 'mkdir' %(opts%.mode", tostring(e))
+    end
+    assert.is_false(fs.exists(path("mbad")))
+  end)
+end)
+
 describe("hunt: CRLF lines", function()
   it("read('l') and lines() keep the '\\r' of a CRLF line, as io does (docs/api.md)", function()
     local p = path("crlf.txt")
