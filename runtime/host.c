@@ -132,8 +132,12 @@ int corio_op_fail(corio_op *op, const char *kind, const char *message) {
   }
   lua_pushlightuserdata(t->co, &corio__opmark);
   lua_pushboolean(t->co, 0);
-  corio__push_error(t->co, kind ? kind : "error",
+  /* the error is made on the runtime's state and moved: an allocation on
+  ** the suspended thread could run a raising __gc finaliser there (see
+  ** runtime/fs.c, deliver_file) */
+  corio__push_error(op->rt->L, kind ? kind : "error",
                     message ? message : "host operation failed");
+  lua_xmove(op->rt->L, t->co, 1);
   t->abort = NULL;
   corio__ready(op->rt, t, NULL);
   op_end(op);

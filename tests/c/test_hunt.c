@@ -195,6 +195,48 @@ static void test_op_in_cancelled_scope(void) {
   corio_free(rt);
 }
 
+static void fail_fire(uv_timer_t *h) {
+  slow_op *s = (slow_op *)h;
+  corio_op_fail(s->op, "host", "the host said no");
+  uv_close((uv_handle_t *)h, slow_closed);
+}
+
+static int l_failing(lua_State *L) {
+  slow_op *s = calloc(1, sizeof(*s));
+  corio_op *op = corio_op_begin(L, NULL, s);
+  if (op == NULL) {
+    free(s);
+    return lua_error(L);
+  }
+  s->op = op;
+  uv_timer_init(corio_loop(corio_op_runtime(op)), &s->timer);
+  uv_timer_start(&s->timer, fail_fire, 0, 0);
+  return corio_op_suspend(L, op);
+}
+
+/* Was: corio_op_fail made the error on the task's suspended thread; an
+** allocation there could run a __gc finaliser on it, and one that raises
+** (inside its own pcall) wrecked the thread: a crash in the traceback. */
+static void test_op_fail_with_raising_finalisers(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  add_paths(rt);
+  L = corio_lua(rt);
+  corio_push_async(L, l_failing);
+  lua_setglobal(L, "failing");
+  CHECK(corio_run_string(rt,
+      "local corio = require 'corio' "
+      "collectgarbage('setpause', 0) collectgarbage('setstepmul', 1000) "
+      "local function junk() local p = newproxy(true) "
+      "  getmetatable(p).__gc = function() pcall(error, 'in gc') end end "
+      "for i = 1, 300 do junk() junk() "
+      "  local ok, e = pcall(failing) "
+      "  assert(not ok and e.kind == 'host', tostring(e)) end "
+      "collectgarbage('setpause', 200) collectgarbage('setstepmul', 200)",
+      "=gc") == 0);
+  corio_free(rt);
+}
+
 static volatile sig_atomic_t host_sigints;
 static void host_on_sigint(int sig) { (void)sig; host_sigints++; }
 static int l_raise_sigint(lua_State *L) {
@@ -237,6 +279,7 @@ int main(void) {
   test_nested_run();
   test_op_in_cancelled_scope();
   test_handle_signals();
+  test_op_fail_with_raising_finalisers();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
