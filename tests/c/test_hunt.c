@@ -214,7 +214,8 @@ static int l_failing(lua_State *L) {
   return corio_op_suspend(L, op);
 }
 
-/* Was: corio_op_fail made the error on the task's suspended thread; an
+/* Was: corio_op_fail (and the cancel of a suspended op) made the error on
+** the task's suspended thread; an
 ** allocation there could run a __gc finaliser on it, and one that raises
 ** (inside its own pcall) wrecked the thread: a crash in the traceback. */
 static void test_op_fail_with_raising_finalisers(void) {
@@ -224,6 +225,8 @@ static void test_op_fail_with_raising_finalisers(void) {
   L = corio_lua(rt);
   corio_push_async(L, l_failing);
   lua_setglobal(L, "failing");
+  corio_push_async(L, l_slow);
+  lua_setglobal(L, "slow");
   CHECK(corio_run_string(rt,
       "local corio = require 'corio' "
       "collectgarbage('setpause', 0) collectgarbage('setstepmul', 1000) "
@@ -232,6 +235,10 @@ static void test_op_fail_with_raising_finalisers(void) {
       "for i = 1, 300 do junk() junk() "
       "  local ok, e = pcall(failing) "
       "  assert(not ok and e.kind == 'host', tostring(e)) end "
+      /* the cancel of a suspended op: its Cancelled too */
+      "for i = 1, 300 do junk() junk() "
+      "  corio.scope(function(s) "
+      "    local t = s:spawn(slow) corio.yield() t:cancel() end) end "
       "collectgarbage('setpause', 200) collectgarbage('setstepmul', 200)",
       "=gc") == 0);
   corio_free(rt);
