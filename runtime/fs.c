@@ -671,8 +671,20 @@ static void deliver_op(corio_task *t) {
   t->wait_obj = NULL;
   if (r < 0) {
     lua_pushboolean(L, 0);
-    corio__fs_push_error(L, OPNAMES[o->op], o->err_dst ? o->path2 : o->path,
-                         (int)r);
+    if (o->op == CORIO_FS_RENAME) {
+      /* either path may be at fault (a missing directory of the
+      ** destination): the message names both, as Python's does */
+      lua_pushfstring(L, "%s -> %s", o->path, o->path2);
+      corio__fs_push_error(L, "rename", lua_tostring(L, -1), (int)r);
+      lua_remove(L, -2);
+      lua_pushstring(L, o->path);
+      lua_setfield(L, -2, "path");
+      lua_pushstring(L, o->path2);
+      lua_setfield(L, -2, "dst");
+    } else {
+      corio__fs_push_error(L, OPNAMES[o->op],
+                           o->err_dst ? o->path2 : o->path, (int)r);
+    }
     fsop_free(o);
     lua_xmove(L, t->co, lua_gettop(L) - base);
     return;

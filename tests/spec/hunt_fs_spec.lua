@@ -89,6 +89,20 @@ describe("hunt: fs modes and positions", function()
   end)
 end)
 
+describe("hunt: rename errors", function()
+  it("name both paths: the destination's directory may be the one missing", function()
+    local p = path("rn.txt")
+    io_write(p, "x")
+    local e = catch(fs.rename, p, path("nodir/x"))
+    assert.equal("fs", e.kind)
+    assert.equal("ENOENT", e.code)
+    assert.equal(p, e.path)
+    assert.equal(path("nodir/x"), e.dst)
+    assert.matches("rename " .. p:gsub("%p", "%%%0") .. " %-> " ..
+      path("nodir/x"):gsub("%p", "%%%0") .. ": ENOENT", e.message)
+  end)
+end)
+
 describe("hunt: mkdir's mode", function()
   it("takes a number, and refuses a string (\"755\" was decimal 755: 01363)", function()
     fs.mkdir(path("m700"), { mode = 448 })   -- 0700
