@@ -321,6 +321,7 @@ void corio_free(corio_rt *rt) {
     corio__run_finish(rt, L);
     lua_settop(L, top);
   }
+  free(rt->errmsg_long);
   corio__rt_destroy(rt, 1);
   if (own) close_state(L);
   else unload_modules(L);
@@ -328,7 +329,9 @@ void corio_free(corio_rt *rt) {
 
 lua_State *corio_lua(corio_rt *rt) { return rt->L; }
 uv_loop_t *corio_loop(corio_rt *rt) { return rt->loop; }
-const char *corio_errmsg(corio_rt *rt) { return rt->errmsg; }
+const char *corio_errmsg(corio_rt *rt) {
+  return rt->errmsg_long != NULL ? rt->errmsg_long : rt->errmsg;
+}
 void corio_set_cli(corio_rt *rt, int on) { rt->cli_root = on; }
 
 void corio_add_paths(corio_rt *rt, const char *lua_path,
@@ -350,6 +353,17 @@ void corio_add_paths(corio_rt *rt, const char *lua_path,
   lua_pop(L, 1);
 }
 
+/* The message corio_errmsg returns: whole, however long (an error's
+** tracebacks often pass 512 bytes). */
+static void set_msg(corio_rt *rt, const char *msg) {
+  size_t n = strlen(msg);
+  free(rt->errmsg_long);
+  rt->errmsg_long = NULL;
+  if (n >= sizeof(rt->errmsg) && (rt->errmsg_long = malloc(n + 1)) != NULL)
+    memcpy(rt->errmsg_long, msg, n + 1);
+  snprintf(rt->errmsg, sizeof(rt->errmsg), "%s", msg);  /* (cut without memory) */
+}
+
 /* Keep the message of the value on top (tostring applied) in errmsg. */
 static void set_errmsg(corio_rt *rt, lua_State *L) {
   const char *msg;
@@ -357,7 +371,7 @@ static void set_errmsg(corio_rt *rt, lua_State *L) {
   lua_pushvalue(L, -2);
   if (lua_pcall(L, 1, 1, 0) != 0 || (msg = lua_tostring(L, -1)) == NULL)
     msg = "(error object is not a string)";
-  snprintf(rt->errmsg, sizeof(rt->errmsg), "%s", msg);
+  set_msg(rt, msg);
   lua_pop(L, 1);
 }
 
@@ -381,12 +395,11 @@ int corio_start(corio_rt *rt, int nargs) {
   if (rt->running) {
     /* (a run from inside the run, e.g. by a host function: nothing of
     ** the running one is touched, require included) */
-    snprintf(rt->errmsg, sizeof(rt->errmsg), "corio: the runtime is "
-             "already running");
+    set_msg(rt, "corio: the runtime is already running");
     lua_settop(L, base);
     return UV_EBUSY;
   }
-  rt->errmsg[0] = 0;
+  set_msg(rt, "");
   if ((r = ensure_loaded(rt)) != 0) {
     lua_settop(L, base);
     return r;
@@ -404,7 +417,7 @@ int corio_finish(corio_rt *rt, int nresults) {
   lua_State *L = rt->L;
   int base = lua_gettop(L), n;
   if (!rt->running || rt->root == NULL) {
-    snprintf(rt->errmsg, sizeof(rt->errmsg), "corio: no run to finish");
+    set_msg(rt, "corio: no run to finish");
     return UV_EINVAL;
   }
   while (corio__run_step(rt, UV_RUN_ONCE)) {
@@ -413,7 +426,7 @@ int corio_finish(corio_rt *rt, int nresults) {
   if (lua_toboolean(L, -n)) {
     /* empty after a success, even if a run tried from inside this one
     ** failed meanwhile (UV_EBUSY) */
-    rt->errmsg[0] = 0;
+    set_msg(rt, "");
     lua_remove(L, -n);
     if (nresults != LUA_MULTRET) lua_settop(L, base + nresults);
     return 0;

@@ -126,6 +126,15 @@ static void test_nested_run(void) {
                              "assert(m:find('already running'), m) "
                              "require('corio').sleep(0.001)", "=n") == 0);
   CHECK(strcmp(corio_errmsg(rt), "") == 0);
+
+  /* a long message comes whole (it was cut at 511 bytes) */
+  CHECK(corio_run_string(rt, "error(('x'):rep(3000) .. 'END', 0)", "=long") ==
+        CORIO_ELUA);
+  CHECK(strlen(corio_errmsg(rt)) > 3000 &&
+        strstr(corio_errmsg(rt), "xEND") != NULL);
+  lua_settop(L, 0);
+  CHECK(corio_run_string(rt, "return 1", "=short") == 0);
+  CHECK(strcmp(corio_errmsg(rt), "") == 0);
   corio_free(rt);
 }
 

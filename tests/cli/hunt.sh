@@ -20,4 +20,22 @@ run 10 "$CORIO" -e "$ARGS" "$TMP/s.lua" q
 check_rc 0 && check_out_eq "$want" && check_out_has "0=$TMP/s.lua" \
   && check_out_has "1=q" && pass
 
+NAME="an uncaught error prints its whole traceback (it was cut at 511 bytes)"
+cat >"$TMP/deep.lua" <<'LUA'
+local corio = require "corio"
+local function f(n)
+  if n == 0 then error("deep failure with a reasonably long message") end
+  return (f(n - 1))
+end
+corio.scope(function(s)
+  s:spawn(function() f(30) end)
+end)
+LUA
+run 10 "$CORIO" "$TMP/deep.lua"
+check_rc 1 && check_err_has "deep failure with a reasonably long message" \
+  && check_err_has "spawned at" && {
+  n=$(grep -c "in function 'f'" "$TMP/err" || true)
+  if [ "$n" -ge 20 ]; then pass; else fail "only $n frames of f in the traceback"; fi
+}
+
 finish
