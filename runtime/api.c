@@ -15,12 +15,24 @@
 
 int luaopen_corio_core(lua_State *L);
 
-void corio_preload(lua_State *L) {
+/* package.preload of L (pushed), or nothing and 0 in a state without the
+** package library (a host's own minimal state). */
+static int push_preload(lua_State *L) {
   lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "preload");
+    lua_remove(L, -2);
+    if (lua_istable(L, -1)) return 1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+void corio_preload(lua_State *L) {
+  if (!push_preload(L)) return;
   lua_pushcfunction(L, luaopen_corio_core);
   lua_setfield(L, -2, "corio.core");
-  lua_pop(L, 2);
+  lua_pop(L, 1);
 }
 
 /* Big blocks. LuaJIT's allocator maps each block over 128 KiB afresh
@@ -241,6 +253,12 @@ corio_rt *corio_new(const corio_options *opts) {
     if (own) close_state(L);
     return NULL;
   }
+  if (!push_preload(L)) {
+    /* an adopted state without the package library: corio could not be
+    ** required (and indexing package would raise outside any pcall) */
+    return NULL;
+  }
+  lua_pop(L, 1);
   rt = corio__rt_create(L, opts != NULL ? opts->loop : NULL);
   if (rt == NULL) {
     if (own) close_state(L);

@@ -98,6 +98,22 @@ static void test_adopted_state_after_free(void) {
   lua_close(L);
 }
 
+/* Was: corio_new on an adopted state without the package library (a
+** host's minimal state) indexed the missing `package` outside any pcall:
+** LuaJIT's panic, which exits the process. It returns NULL now. */
+static void test_adopt_state_without_package(void) {
+  lua_State *L = luaL_newstate();
+  corio_options opts;
+  lua_pushcfunction(L, luaopen_base);
+  lua_call(L, 0, 0);
+  memset(&opts, 0, sizeof(opts));
+  opts.L = L;
+  CHECK(corio_new(&opts) == NULL);
+  corio_preload(L);   /* a no-op there */
+  CHECK(lua_true(L, "return package == nil"));
+  lua_close(L);
+}
+
 static corio_rt *the_rt;
 
 static int l_nested(lua_State *L) {
@@ -291,6 +307,7 @@ static void test_handle_signals(void) {
 }
 
 int main(void) {
+  test_adopt_state_without_package();
   test_adopted_state_after_free();
   test_nested_run();
   test_op_in_cancelled_scope();
