@@ -199,14 +199,30 @@ void corio__host_free(corio_rt *rt) {
   pthread_mutex_destroy(&rt->post_lock);
 }
 
+/* corio_push_async before corio is loaded: a Lua function that wraps fn
+** at its first call (a run has loaded corio by then). A Lua function, so
+** that fn is called from Lua and can suspend. */
+static const char LAZY_ASYNC[] =
+    "local cfn, w = ...\n"
+    "return function(...)\n"
+    "  if not w then\n"
+    "    local reg = debug.getregistry()\n"
+    "    if not reg['corio.async_wrap'] then require 'corio' end\n"
+    "    w = reg['corio.async_wrap'](cfn)\n"
+    "  end\n"
+    "  return w(...)\n"
+    "end\n";
+
 void corio_push_async(lua_State *L, lua_CFunction fn) {
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.async_wrap");
   if (lua_isnil(L, -1)) {
+    /* Not loaded yet. Requiring it here raised outside any pcall when
+    ** its paths were not set yet (corio_add_paths after this call):
+    ** LuaJIT's panic, which exits. */
     lua_pop(L, 1);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "corio");
-    lua_call(L, 1, 0);
-    lua_getfield(L, LUA_REGISTRYINDEX, "corio.async_wrap");
+    if (luaL_loadbuffer(L, LAZY_ASYNC, sizeof(LAZY_ASYNC) - 1,
+                        "=corio_push_async") != 0)
+      lua_error(L);  /* out of memory only */
   }
   lua_pushcfunction(L, fn);
   lua_call(L, 1, 1);

@@ -269,6 +269,33 @@ static void test_op_fail_with_raising_finalisers(void) {
   corio_free(rt);
 }
 
+static int l_sync_double(lua_State *L) {   /* returns without suspending */
+  lua_pushinteger(L, 2 * luaL_checkinteger(L, 1));
+  return 1;
+}
+
+/* Was: corio_push_async required corio at once, outside any pcall: called
+** before corio_add_paths (corio not findable yet), LuaJIT's panic exited
+** the process. The function now wraps fn at its first call. */
+static void test_push_async_before_paths(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L = corio_lua(rt);
+  corio_push_async(L, l_slow);     /* suspends */
+  lua_setglobal(L, "slow");
+  corio_push_async(L, l_sync_double);
+  lua_setglobal(L, "double");
+  add_paths(rt);
+  slow_cancels = slow_late = 0;
+  CHECK(corio_run_string(rt, "local corio = require 'corio' "
+                             "assert(double(21) == 42) "
+                             "assert(slow() == 1) "
+                             "assert(corio.move_on_after(0.01, slow) == false) "
+                             "RESULT = double(5)", "=lazy") == 0);
+  CHECK(lua_true(L, "return RESULT == 10"));
+  CHECK(slow_cancels == 1 && slow_late == 1);
+  corio_free(rt);
+}
+
 static volatile sig_atomic_t host_sigints;
 static void host_on_sigint(int sig) { (void)sig; host_sigints++; }
 static int l_raise_sigint(lua_State *L) {
@@ -313,6 +340,7 @@ int main(void) {
   test_op_in_cancelled_scope();
   test_handle_signals();
   test_op_fail_with_raising_finalisers();
+  test_push_async_before_paths();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
