@@ -271,6 +271,8 @@ function File.write(f, ...)
   local p = type(f) == "table" and f._p
   if not p then return write_slow(f, ...) end
   local n = select("#", ...)
+  -- (nothing to write: the C call still says if the file is closed)
+  if n == 0 then return write_slow(f) end
   if n == 2 then
     -- the common f:write(s, "\n") without a loop in the trace
     local a, b = ...
