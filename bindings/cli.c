@@ -72,10 +72,12 @@ static void add_module_paths(corio_rt *rt) {
 }
 
 /* arg table as luajit makes it: arg[0] the script, arg[1..] its args,
-** negative indices the interpreter and options. */
+** negative indices the interpreter and options; with no script (script
+** == argc), arg[0] is nil and everything is negative. */
 static void set_arg(lua_State *L, char **argv, int argc, int script) {
   int i;
-  lua_createtable(L, argc - script - 1, script + 1);
+  lua_createtable(L, argc - script - 1 > 0 ? argc - script - 1 : 0,
+                  script + 1);
   for (i = 0; i < argc; i++) {
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, i - script);
@@ -180,10 +182,9 @@ int main(int argc, char **argv) {
 
   corio_set_cli(rt, 1);
   if (code != NULL) {
-    set_arg(L, argv, argc, script ? script - 1 : argc - 1);
-    if (script) {
-      /* `corio -e code script args`: run code, then the script */
-    }
+    /* as luajit: -e code sees the script's arg table (`corio -e code
+    ** script args`: code runs, then the script) */
+    set_arg(L, argv, argc, script ? script : argc);
     r = corio_run_string(rt, code, "=(command line)");
     if (r != 0) status = report(rt, r);
     if (status != 0 || !script) {

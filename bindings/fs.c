@@ -28,6 +28,13 @@ static char need_fill, need_flush, need_big;
 
 /* ---- helpers ------------------------------------------------------ */
 
+/* What a userdata points to once its __gc ran: a closed file. A finaliser
+** of another object collected in the same cycle may still reach the File
+** (resurrected with it) and call its methods, which then raise "closed";
+** the FFI fast paths take the userdata, not the freed file, for this. */
+static corio_file dead_file = {.fd = -1, .closed = 1,
+                               .path = (char *)"(collected)"};
+
 static corio_file *check_file(lua_State *L, int idx, const char *fname) {
   corio_file_ud *u = lua_touserdata(L, idx);
   if (u == NULL || u->magic != CORIO_MAGIC_FILE)
@@ -110,25 +117,25 @@ static int cancelled(lua_State *L, corio_rt *rt) {
 
 /* ---- open --------------------------------------------------------- */
 
-/* open(path, mode, bufsize) -> true, file | false, err */
-static int l_open(lua_State *L) {
-  corio_rt *rt = RT(L);
-  corio_task *t;
-  const char *path, *mode, *m;
-  int fmode = 0, flags = 0, n, r;
-  size_t bufsize = 0;
-  void *obj;
+/* Check the path (1) and mode (2) of an open named fname, raising at the
+** caller `level` frames up; the mode as CORIO_FS_* and open flags. Modes
+** as LuaJIT's io.open takes them: r, w or a, then + and b in any order
+** ("r+b", "rb+"). */
+static void parse_open(lua_State *L, int level, const char *fname,
+                       int *pfmode, int *pflags) {
+  const char *mode, *m;
+  int fmode = 0, flags = 0, plus = 0;
   if (lua_type(L, 1) != LUA_TSTRING)
-    return corio__argerror(L, 2, 1, "open",
-                           lua_pushfstring(L, "string expected, got %s",
-                                           luaL_typename(L, 1)));
-  path = lua_tostring(L, 1);
+    corio__argerror(L, level, 1, fname,
+                    lua_pushfstring(L, "string expected, got %s",
+                                    luaL_typename(L, 1)));
   if (lua_isnoneornil(L, 2)) {
     mode = "r";
   } else if (lua_type(L, 2) != LUA_TSTRING) {
-    return corio__argerror(L, 2, 2, "open",
-                           lua_pushfstring(L, "string expected, got %s",
-                                           luaL_typename(L, 2)));
+    corio__argerror(L, level, 2, fname,
+                    lua_pushfstring(L, "string expected, got %s",
+                                    luaL_typename(L, 2)));
+    return;
   } else {
     mode = lua_tostring(L, 2);
   }
@@ -143,17 +150,38 @@ static int l_open(lua_State *L) {
   default: m = NULL;
   }
   if (m != NULL) {
-    m++;
-    if (*m == '+') {
-      fmode |= CORIO_FS_READ | CORIO_FS_WRITE;
-      m++;
-    }
-    while (*m == 'b') m++;
+    for (m++; *m == 'b' || (*m == '+' && !plus); m++)
+      if (*m == '+') plus = 1;
+    if (plus) fmode |= CORIO_FS_READ | CORIO_FS_WRITE;
     if (*m != '\0') m = NULL;
   }
   if (m == NULL)
-    return corio__argerror(L, 2, 2, "open",
-                           lua_pushfstring(L, "invalid mode '%s'", mode));
+    corio__argerror(L, level, 2, fname,
+                    lua_pushfstring(L, "invalid mode '%s'", mode));
+  *pfmode = fmode;
+  *pflags = flags;
+}
+
+/* check_open(path, mode, fname): the checks of open, for the wrappers
+** that open a file later (with_open, read_file, ...), so that a bad
+** argument is reported at their caller's line, under their name. */
+static int l_check_open(lua_State *L) {
+  int fmode, flags;
+  const char *fname = luaL_optstring(L, 3, "open");
+  parse_open(L, 2, fname, &fmode, &flags);
+  return 0;
+}
+
+/* open(path, mode, bufsize) -> true, file | false, err */
+static int l_open(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t;
+  const char *path;
+  int fmode = 0, flags = 0, n, r;
+  size_t bufsize = 0;
+  void *obj;
+  parse_open(L, 2, "open", &fmode, &flags);
+  path = lua_tostring(L, 1);
   if (!lua_isnoneornil(L, 3)) {
     double b = lua_tonumber(L, 3);
     if (!(b >= 1 && b <= (double)(1 << 30)))
@@ -204,7 +232,9 @@ static int l_line(lua_State *L) {
 ** returns 0/-1 and the wrapper takes the slow path with the Lua API. */
 
 /* A whole line at *p, *n bytes (with the newline if keep): 1, or 0. */
-int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep) {
+int corio__fs_ffi_line(corio_file_ud *u, const char **p, size_t *n,
+                       int keep) {
+  corio_file *f = u->f;
   corio_task *t;
   const char *s, *nl;
   if (f->rpos >= f->rlen || FG_BUSY(f) || f->wlen != 0) return 0;
@@ -223,7 +253,8 @@ int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep) {
 
 /* Append n bytes: 0, 1 (appended; the buffer is full, flush it), or -1
 ** (nothing done: take the slow path, which reports why). */
-int corio__fs_ffi_put(corio_file *f, const char *s, size_t n) {
+int corio__fs_ffi_put(corio_file_ud *u, const char *s, size_t n) {
+  corio_file *f = u->f;
   corio_task *t;
   if (f->closed || !(f->mode & CORIO_FS_WRITE) || f->rlen != 0 ||
       FG_BUSY(f) || f->wlen + n > f->wcap || IS_BIG(f, n))
@@ -238,8 +269,9 @@ int corio__fs_ffi_put(corio_file *f, const char *s, size_t n) {
 }
 
 /* Append a then b (f:write(line, "\n")) in one call: as ffi_put. */
-int corio__fs_ffi_put2(corio_file *f, const char *a, size_t na,
+int corio__fs_ffi_put2(corio_file_ud *u, const char *a, size_t na,
                        const char *b, size_t nb) {
+  corio_file *f = u->f;
   corio_task *t;
   char *w;
   if (f->closed || !(f->mode & CORIO_FS_WRITE) || f->rlen != 0 ||
@@ -257,9 +289,11 @@ int corio__fs_ffi_put2(corio_file *f, const char *a, size_t na,
   return f->wlen - f->woff >= f->wdef;
 }
 
-/* ptr(file) -> lightuserdata: the corio_file for the FFI calls. */
+/* ptr(file) -> lightuserdata: the userdata's block, for the FFI calls
+** (it lives as long as the File table that holds both). */
 static int l_ptr(lua_State *L) {
-  lua_pushlightuserdata(L, check_file(L, 1, "ptr"));
+  check_file(L, 1, "ptr");
+  lua_pushlightuserdata(L, lua_touserdata(L, 1));
   return 1;
 }
 
@@ -611,10 +645,16 @@ static int l_flush(lua_State *L) {
 ** no I/O, so it runs on the loop thread. */
 static int l_seek(lua_State *L) {
   corio_file *f = check_file(L, 1, "seek");
-  const char *w = luaL_optstring(L, 2, "cur");
+  const char *w;
   double off = 0;
   off_t k, pos;
   int whence;
+  if (lua_isnoneornil(L, 2)) w = "cur";
+  else if (lua_type(L, 2) == LUA_TSTRING) w = lua_tostring(L, 2);
+  else
+    return corio__argerror(L, 2, 1, "seek",
+                           lua_pushfstring(L, "string expected, got %s",
+                                           luaL_typename(L, 2)));
   if (strcmp(w, "set") == 0) whence = SEEK_SET;
   else if (strcmp(w, "cur") == 0) whence = SEEK_CUR;
   else if (strcmp(w, "end") == 0) whence = SEEK_END;
@@ -681,9 +721,9 @@ static int l_close(lua_State *L) {
 
 static int l_file_gc(lua_State *L) {
   corio_file_ud *u = lua_touserdata(L, 1);
-  if (u != NULL && u->magic == CORIO_MAGIC_FILE && u->f != NULL) {
+  if (u != NULL && u->magic == CORIO_MAGIC_FILE && u->f != &dead_file) {
     corio__fs_file_gc(u->f);
-    u->f = NULL;
+    u->f = &dead_file;
   }
   return 0;
 }
@@ -754,6 +794,7 @@ static int l_copy(lua_State *L) {
 int luaopen_corio_fs(lua_State *L) {
   static const corio_reg fns[] = {
       {"open", l_open},       {"line", l_line},   {"read1", l_read1},
+      {"check_open", l_check_open},
       {"fill", l_fill},       {"write", l_write}, {"flush", l_flush}, {"push", l_push},
       {"wbig", l_wbig},
       {"seek", l_seek},       {"close", l_close}, {"state", l_state},

@@ -15,12 +15,24 @@
 
 int luaopen_corio_core(lua_State *L);
 
-void corio_preload(lua_State *L) {
+/* package.preload of L (pushed), or nothing and 0 in a state without the
+** package library (a host's own minimal state). */
+static int push_preload(lua_State *L) {
   lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "preload");
+    lua_remove(L, -2);
+    if (lua_istable(L, -1)) return 1;
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
+void corio_preload(lua_State *L) {
+  if (!push_preload(L)) return;
   lua_pushcfunction(L, luaopen_corio_core);
   lua_setfield(L, -2, "corio.core");
-  lua_pop(L, 2);
+  lua_pop(L, 1);
 }
 
 /* Big blocks. LuaJIT's allocator maps each block over 128 KiB afresh
@@ -241,6 +253,12 @@ corio_rt *corio_new(const corio_options *opts) {
     if (own) close_state(L);
     return NULL;
   }
+  if (!push_preload(L)) {
+    /* an adopted state without the package library: corio could not be
+    ** required (and indexing package would raise outside any pcall) */
+    return NULL;
+  }
+  lua_pop(L, 1);
   rt = corio__rt_create(L, opts != NULL ? opts->loop : NULL);
   if (rt == NULL) {
     if (own) close_state(L);
@@ -250,6 +268,59 @@ corio_rt *corio_new(const corio_options *opts) {
   rt->handle_signals = opts != NULL ? opts->handle_signals : 1;
   corio_preload(L);
   return rt;
+}
+
+/* A state the host keeps after corio_free: put back the library
+** functions corio replaced (coroutine.resume and wrap, see init.lua) and
+** unload corio's modules, whose functions hold the freed runtime; a later
+** require loads them afresh (for a new runtime of the state, or for one
+** of their own, as in a stock luajit). */
+static void unload_modules(lua_State *L) {
+  int top = lua_gettop(L), i;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.patched");
+  if (lua_istable(L, -1)) {
+    /* newest first: a function replaced twice gets its first original */
+    for (i = (int)lua_objlen(L, -1); i >= 1; i--) {
+      lua_rawgeti(L, top + 1, i);     /* {table, key, original, ours} */
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2);
+      if (lua_istable(L, -2) && !lua_isnil(L, -1)) {
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);            /* what the table holds now */
+        lua_rawgeti(L, -4, 4);
+        if (lua_rawequal(L, -1, -2)) {
+          lua_pop(L, 2);
+          lua_rawgeti(L, -3, 3);
+          lua_rawset(L, -3);
+        }
+      }
+      lua_settop(L, top + 1);
+    }
+  }
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "corio.patched");
+  lua_settop(L, top);
+  lua_getglobal(L, "package");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "loaded");
+    if (lua_istable(L, -1)) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        size_t n;
+        const char *k = lua_type(L, -2) == LUA_TSTRING
+                            ? lua_tolstring(L, -2, &n) : NULL;
+        lua_pop(L, 1);
+        if (k != NULL && (strcmp(k, "corio") == 0 ||
+                          (n > 6 && memcmp(k, "corio.", 6) == 0))) {
+          /* clearing a field during traversal is allowed */
+          lua_pushvalue(L, -1);
+          lua_pushnil(L);
+          lua_rawset(L, -4);
+        }
+      }
+    }
+  }
+  lua_settop(L, top);
 }
 
 void corio_free(corio_rt *rt) {
@@ -268,13 +339,17 @@ void corio_free(corio_rt *rt) {
     corio__run_finish(rt, L);
     lua_settop(L, top);
   }
+  free(rt->errmsg_long);
   corio__rt_destroy(rt, 1);
   if (own) close_state(L);
+  else unload_modules(L);
 }
 
 lua_State *corio_lua(corio_rt *rt) { return rt->L; }
 uv_loop_t *corio_loop(corio_rt *rt) { return rt->loop; }
-const char *corio_errmsg(corio_rt *rt) { return rt->errmsg; }
+const char *corio_errmsg(corio_rt *rt) {
+  return rt->errmsg_long != NULL ? rt->errmsg_long : rt->errmsg;
+}
 void corio_set_cli(corio_rt *rt, int on) { rt->cli_root = on; }
 
 void corio_add_paths(corio_rt *rt, const char *lua_path,
@@ -296,6 +371,17 @@ void corio_add_paths(corio_rt *rt, const char *lua_path,
   lua_pop(L, 1);
 }
 
+/* The message corio_errmsg returns: whole, however long (an error's
+** tracebacks often pass 512 bytes). */
+static void set_msg(corio_rt *rt, const char *msg) {
+  size_t n = strlen(msg);
+  free(rt->errmsg_long);
+  rt->errmsg_long = NULL;
+  if (n >= sizeof(rt->errmsg) && (rt->errmsg_long = malloc(n + 1)) != NULL)
+    memcpy(rt->errmsg_long, msg, n + 1);
+  snprintf(rt->errmsg, sizeof(rt->errmsg), "%s", msg);  /* (cut without memory) */
+}
+
 /* Keep the message of the value on top (tostring applied) in errmsg. */
 static void set_errmsg(corio_rt *rt, lua_State *L) {
   const char *msg;
@@ -303,7 +389,7 @@ static void set_errmsg(corio_rt *rt, lua_State *L) {
   lua_pushvalue(L, -2);
   if (lua_pcall(L, 1, 1, 0) != 0 || (msg = lua_tostring(L, -1)) == NULL)
     msg = "(error object is not a string)";
-  snprintf(rt->errmsg, sizeof(rt->errmsg), "%s", msg);
+  set_msg(rt, msg);
   lua_pop(L, 1);
 }
 
@@ -324,16 +410,17 @@ static int ensure_loaded(corio_rt *rt) {
 int corio_start(corio_rt *rt, int nargs) {
   lua_State *L = rt->L;
   int base = lua_gettop(L) - nargs - 1, r;
-  rt->errmsg[0] = 0;
+  if (rt->running) {
+    /* (a run from inside the run, e.g. by a host function: nothing of
+    ** the running one is touched, require included) */
+    set_msg(rt, "corio: the runtime is already running");
+    lua_settop(L, base);
+    return UV_EBUSY;
+  }
+  set_msg(rt, "");
   if ((r = ensure_loaded(rt)) != 0) {
     lua_settop(L, base);
     return r;
-  }
-  if (rt->running) {
-    snprintf(rt->errmsg, sizeof(rt->errmsg), "corio: the runtime is "
-             "already running");
-    lua_settop(L, base);
-    return UV_EBUSY;
   }
   corio__run_start(rt, L, nargs);
   return 0;
@@ -348,13 +435,16 @@ int corio_finish(corio_rt *rt, int nresults) {
   lua_State *L = rt->L;
   int base = lua_gettop(L), n;
   if (!rt->running || rt->root == NULL) {
-    snprintf(rt->errmsg, sizeof(rt->errmsg), "corio: no run to finish");
+    set_msg(rt, "corio: no run to finish");
     return UV_EINVAL;
   }
   while (corio__run_step(rt, UV_RUN_ONCE)) {
   }
   n = corio__run_finish(rt, L);
   if (lua_toboolean(L, -n)) {
+    /* empty after a success, even if a run tried from inside this one
+    ** failed meanwhile (UV_EBUSY) */
+    set_msg(rt, "");
     lua_remove(L, -n);
     if (nresults != LUA_MULTRET) lua_settop(L, base + nresults);
     return 0;

@@ -102,13 +102,19 @@ void corio__fs_file_gc(corio_file *f) {
   file_free(f);
 }
 
+/* The values a deliver hook hands to the suspended task are made on the
+** runtime's state and moved over: an allocation on the suspended thread
+** could run a __gc finaliser there, and one that raises (even inside its
+** own pcall) wrecks that thread's stack. */
 static void deliver_file(corio_task *t) {
   corio_file *f = t->wait_obj;
+  lua_State *L = f->rt->L;
   t->wait_obj = NULL;
   if (f->err < 0) {
-    lua_pushboolean(t->co, 0);
-    corio__fs_push_error(t->co, f->errop, f->path, f->err);
+    lua_pushboolean(L, 0);
+    corio__fs_push_error(L, f->errop, f->path, f->err);
     f->err = 0;
+    lua_xmove(L, t->co, 2);
   } else {
     lua_pushboolean(t->co, 1);
   }
@@ -659,14 +665,28 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
 
 static void deliver_op(corio_task *t) {
   corio_fsop *o = t->wait_obj;
-  lua_State *L = t->co;
+  lua_State *L = o->rt->L;   /* not t->co: see deliver_file */
+  int base = lua_gettop(L);
   ssize_t r = o->req.result;
   t->wait_obj = NULL;
   if (r < 0) {
     lua_pushboolean(L, 0);
-    corio__fs_push_error(L, OPNAMES[o->op], o->err_dst ? o->path2 : o->path,
-                         (int)r);
+    if (o->op == CORIO_FS_RENAME) {
+      /* either path may be at fault (a missing directory of the
+      ** destination): the message names both, as Python's does */
+      lua_pushfstring(L, "%s -> %s", o->path, o->path2);
+      corio__fs_push_error(L, "rename", lua_tostring(L, -1), (int)r);
+      lua_remove(L, -2);
+      lua_pushstring(L, o->path);
+      lua_setfield(L, -2, "path");
+      lua_pushstring(L, o->path2);
+      lua_setfield(L, -2, "dst");
+    } else {
+      corio__fs_push_error(L, OPNAMES[o->op],
+                           o->err_dst ? o->path2 : o->path, (int)r);
+    }
     fsop_free(o);
+    lua_xmove(L, t->co, lua_gettop(L) - base);
     return;
   }
   lua_pushboolean(L, 1);
@@ -691,6 +711,11 @@ static void deliver_op(corio_task *t) {
       break;
     }
     f->fd = (uv_file)r;
+    /* "a": the position starts at the end, as stdio and Python put it
+    ** (seek("cur") reports the size); "a+" reads from the start. lseek
+    ** does no I/O. */
+    if (o->mode == (CORIO_FS_WRITE | CORIO_FS_APPEND))
+      (void)lseek(f->fd, 0, SEEK_END);
     corio__fs_push_file(L, f);
     break;
   }
@@ -714,6 +739,7 @@ static void deliver_op(corio_task *t) {
     break;
   }
   fsop_free(o);
+  lua_xmove(L, t->co, lua_gettop(L) - base);
 }
 
 static void op_cb(uv_fs_t *req) {

@@ -158,9 +158,10 @@ void corio__fs_push_error(lua_State *L, const char *op, const char *path,
 void corio__fs_push_file(lua_State *L, corio_file *f);
 
 /* bindings/fs.c: the fast paths for LuaJIT's FFI (see there). */
-int corio__fs_ffi_line(corio_file *f, const char **p, size_t *n, int keep);
-int corio__fs_ffi_put(corio_file *f, const char *s, size_t n);
-int corio__fs_ffi_put2(corio_file *f, const char *a, size_t na,
+int corio__fs_ffi_line(corio_file_ud *u, const char **p, size_t *n,
+                       int keep);
+int corio__fs_ffi_put(corio_file_ud *u, const char *s, size_t n);
+int corio__fs_ffi_put2(corio_file_ud *u, const char *a, size_t na,
                        const char *b, size_t nb);
 
 #endif

@@ -61,8 +61,16 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
 char corio__opmark;
 
 static void deliver_op_cancelled(corio_task *t) {
+  /* as corio__deliver_cancelled, with the error made on the runtime's
+  ** state and moved (see corio_op_fail) */
+  corio_rt *rt = corio__rt(t->co);
+  lua_State *L = rt != NULL ? rt->L : t->co;
   lua_pushlightuserdata(t->co, &corio__opmark);
-  corio__deliver_cancelled(t);
+  lua_pushboolean(t->co, 0);
+  corio__push_error(L, "cancelled", "the task was cancelled while it waited");
+  luaL_traceback(L, t->wait_L, NULL, t->wait_L == t->co ? 1 : 0);
+  lua_setfield(L, -2, "traceback");
+  if (L != t->co) lua_xmove(L, t->co, 1);
 }
 
 /* Cancelled while suspended: tell the host, and wake the task (with the
@@ -81,8 +89,22 @@ static int abort_op(corio_rt *rt, corio_task *t) {
 }
 
 int corio_op_suspend(lua_State *L, corio_op *op) {
+  corio_task *t = op->t;
   op->suspended = 1;
-  return corio__suspend(op->rt, L, op->t, abort_op, "host operation", op);
+  t->checkpoints++;
+  if (t->cur->eff) {
+    /* A checkpoint (rule 3): the scope is already cancelled (cancelled
+    ** before, or a deadline passed on entry), and nothing would cancel
+    ** the task once blocked. The op is cancelled now, as if while
+    ** suspended: the host is told, and still ends it. */
+    op->t = NULL;
+    if (op->on_cancel != NULL) op->on_cancel(op, op->data);  /* may end op */
+    lua_pushlightuserdata(L, &corio__opmark);
+    lua_pushboolean(L, 0);
+    corio__push_cancelled(L, L, "the task's scope is cancelled");
+    return 3;
+  }
+  return corio__suspend(op->rt, L, t, abort_op, "host operation", op);
 }
 
 static void op_end(corio_op *op) {
@@ -118,8 +140,12 @@ int corio_op_fail(corio_op *op, const char *kind, const char *message) {
   }
   lua_pushlightuserdata(t->co, &corio__opmark);
   lua_pushboolean(t->co, 0);
-  corio__push_error(t->co, kind ? kind : "error",
+  /* the error is made on the runtime's state and moved: an allocation on
+  ** the suspended thread could run a raising __gc finaliser there (see
+  ** runtime/fs.c, deliver_file) */
+  corio__push_error(op->rt->L, kind ? kind : "error",
                     message ? message : "host operation failed");
+  lua_xmove(op->rt->L, t->co, 1);
   t->abort = NULL;
   corio__ready(op->rt, t, NULL);
   op_end(op);
@@ -173,14 +199,30 @@ void corio__host_free(corio_rt *rt) {
   pthread_mutex_destroy(&rt->post_lock);
 }
 
+/* corio_push_async before corio is loaded: a Lua function that wraps fn
+** at its first call (a run has loaded corio by then). A Lua function, so
+** that fn is called from Lua and can suspend. */
+static const char LAZY_ASYNC[] =
+    "local cfn, w = ...\n"
+    "return function(...)\n"
+    "  if not w then\n"
+    "    local reg = debug.getregistry()\n"
+    "    if not reg['corio.async_wrap'] then require 'corio' end\n"
+    "    w = reg['corio.async_wrap'](cfn)\n"
+    "  end\n"
+    "  return w(...)\n"
+    "end\n";
+
 void corio_push_async(lua_State *L, lua_CFunction fn) {
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.async_wrap");
   if (lua_isnil(L, -1)) {
+    /* Not loaded yet. Requiring it here raised outside any pcall when
+    ** its paths were not set yet (corio_add_paths after this call):
+    ** LuaJIT's panic, which exits. */
     lua_pop(L, 1);
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "corio");
-    lua_call(L, 1, 0);
-    lua_getfield(L, LUA_REGISTRYINDEX, "corio.async_wrap");
+    if (luaL_loadbuffer(L, LAZY_ASYNC, sizeof(LAZY_ASYNC) - 1,
+                        "=corio_push_async") != 0)
+      lua_error(L);  /* out of memory only */
   }
   lua_pushcfunction(L, fn);
   lua_call(L, 1, 1);

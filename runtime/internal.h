@@ -260,6 +260,7 @@ struct corio_rt {
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
   char errmsg[512];         /* last error of the C API */
+  char *errmsg_long;        /* ... when it does not fit (malloc'd), or NULL */
   /* interned spawn-site chunk names (strdup'd, freed with the runtime) */
   char **srcs;
   uint32_t nsrcs, srcscap;

@@ -250,6 +250,9 @@ static int unpack_values(lua_State *L, const corio_buf *b) {
 ** functions (bytecode -> function) at 4. */
 static const char DRIVER[] =
     "local buffer = require 'string.buffer'\n"
+    /* string.buffer decodes 64-bit integer cdata (1LL) only once the FFI
+    ** is loaded; the caller's side encodes them */
+    "pcall(require, 'ffi')\n"
     "local traceback, pcall, tostring, type = debug.traceback, pcall, "
     "tostring, type\n"
     "local function handler(e)\n"
@@ -548,7 +551,11 @@ static void work_free_list(corio_work *w) {
 static void deliver_work(corio_task *t) {
   corio_work *w = t->wait_obj;
   corio_pool *p = w->p;
-  lua_State *co = t->co;
+  /* Made on the runtime's state and moved to the task: an allocation on
+  ** the suspended thread could run a __gc finaliser there (runtime/fs.c,
+  ** deliver_file). */
+  lua_State *co = p->rt->L;
+  int base = lua_gettop(co);
   t->wait_obj = NULL;
   if (w->dprev != NULL) w->dprev->dnext = w->dnext;
   else p->delivering = w->dnext;
@@ -556,7 +563,7 @@ static void deliver_work(corio_task *t) {
   if (w->status == W_FAST) {
     lua_pushboolean(co, 1);
     if (unpack_values(co, &w->out) < 0) {
-      lua_settop(co, 0);
+      lua_settop(co, base);
       lua_pushboolean(co, 0);
       lua_pushinteger(co, 2);
       lua_pushliteral(co, "corio.to_thread: too many results");
@@ -570,6 +577,13 @@ static void deliver_work(corio_task *t) {
       lua_pushlstring(co, w->out.p, w->out.n);
   }
   work_release(p, w);
+  if (!lua_checkstack(t->co, lua_gettop(co) - base + 1)) {
+    lua_settop(co, base);
+    lua_pushboolean(co, 0);
+    lua_pushinteger(co, 2);
+    lua_pushliteral(co, "corio.to_thread: too many results");
+  }
+  lua_xmove(co, t->co, lua_gettop(co) - base);
 }
 
 /* Make the callers of the finished requests ready (loop thread), with

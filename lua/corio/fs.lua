@@ -23,9 +23,10 @@ local run, shield, in_task = corio.run, corio.shield, core.in_task
 local M = {}
 
 -- A File is a table {_ud = userdata, _p = pointer}: the userdata owns the
--- C file (its __gc closes it); the FFI pointer lets JIT-compiled traces
--- call the per-line fast paths inline (a lua_CFunction call would end the
--- trace at every line). Without the FFI, the C functions do the same work.
+-- C file (its __gc closes it); the FFI pointer (to the userdata's block,
+-- which the table keeps alive) lets JIT-compiled traces call the per-line
+-- fast paths inline (a lua_CFunction call would end the trace at every
+-- line). Without the FFI, the C functions do the same work.
 local File = {}
 local FileMT = { __index = File, __metatable = "corio.File" }
 M.File = File
@@ -87,7 +88,16 @@ local function push(f) return until_done(c_push, f) end
 
 -- open --------------------------------------------------------------------
 
-local c_open = c.open
+local c_open, c_check_open = c.open, c.check_open
+
+-- A path argument of a function that passes it on: checked here, so that
+-- the error names that function and its caller's line.
+local function check_path(p, n, fname)
+  if type(p) ~= "string" then
+    error(("bad argument #%d to '%s' (string expected, got %s)")
+      :format(n, fname, type(p)), 3)
+  end
+end
 
 -- fs.open(path [, mode [, {buffer_size = n}]]) -> File. A checkpoint.
 function M.open(path, mode, opts)
@@ -261,6 +271,8 @@ function File.write(f, ...)
   local p = type(f) == "table" and f._p
   if not p then return write_slow(f, ...) end
   local n = select("#", ...)
+  -- (nothing to write: the C call still says if the file is closed)
+  if n == 0 then return write_slow(f) end
   if n == 2 then
     -- the common f:write(s, "\n") without a loop in the trace
     local a, b = ...
@@ -365,6 +377,7 @@ end
 -- however fn ends (error or cancel); buffered data is written out under a
 -- shield, so a cancel does not lose it.
 function M.with_open(path, mode, fn)
+  c_check_open(path, mode, "with_open")
   if type(fn) ~= "function" then
     error(("bad argument #3 to 'with_open' (function expected, got %s)"):format(type(fn)), 2)
   end
@@ -376,10 +389,12 @@ end
 local function read_all(f) return f:read("a") end
 
 function M.read_file(path)
+  check_path(path, 1, "read_file")
   return M.with_open(path, "rb", read_all)
 end
 
 function M.write_file(path, data)
+  check_path(path, 1, "write_file")
   if type(data) ~= "string" and type(data) ~= "number" then
     error(("bad argument #2 to 'write_file' (string expected, got %s)"):format(type(data)), 2)
   end
@@ -387,14 +402,32 @@ function M.write_file(path, data)
 end
 
 -- fs.lines(path, fmt...): like io.lines: the file closes at the end.
+-- Every format's value, as io.lines returns them (fs.lines(p, "n", "n")).
 function M.lines(path, ...)
+  check_path(path, 1, "lines")
+  local n = select("#", ...)
+  for i = 1, n do
+    local fmt = select(i, ...)
+    local t = type(fmt)
+    if not ((t == "number" and fmt >= 0) or (t == "string" and fmt:match("^%*?[alLn]"))) then
+      -- before the file is opened
+      error(("bad argument #%d to 'lines' (invalid format)"):format(i + 1), 2)
+    end
+  end
   local f = M.open(path, "r")
   local it = File.lines(f, ...)
-  return function()
-    local v = it()
-    if v == nil and c.state(f._ud) == "file" then f:close() end
-    return v
+  if n <= 1 then
+    return function()
+      local v = it()
+      if v == nil and c.state(f._ud) == "file" then f:close() end
+      return v
+    end
   end
+  local function close_at_end(v, ...)
+    if v == nil and c.state(f._ud) == "file" then f:close() end
+    return v, ...
+  end
+  return function() return close_at_end(it()) end
 end
 
 -- paths -------------------------------------------------------------------
@@ -413,6 +446,7 @@ end
 -- fs.exists(path) -> boolean: false when the path (or a parent) is
 -- missing; other errors (EACCES) raise.
 function M.exists(path)
+  check_path(path, 1, "exists")
   local ok, v = c_stat(path)
   if ok then return true end
   if v == NOLOOP then return run(M.exists, path) end
@@ -431,6 +465,13 @@ function M.mkdir(path, opts)
       error(("bad argument #2 to 'mkdir' (table expected, got %s)"):format(type(opts)), 2)
     end
     parents, mode = opts.parents, opts.mode
+    -- a number, as luv and Python take it (tonumber("755", 8), 493): a
+    -- string such as "755" would be read as decimal 755 (01363)
+    if mode ~= nil and (type(mode) ~= "number" or mode < 0 or mode > 4095
+        or mode % 1 ~= 0) then
+      error(("bad argument #2 to 'mkdir' (opts.mode: an integer from 0 to 0x0fff (07777) expected, got %s)")
+        :format(type(mode) == "number" and tostring(mode) or type(mode)), 2)
+    end
   end
   local ok, e = c_mkdir(path, mode)
   if ok then return end
@@ -465,14 +506,23 @@ function M.remove(path)
   error(e, 0)
 end
 
-function M.rename(src, dst) call(c_rename, src, dst) end
+function M.rename(src, dst)
+  check_path(src, 1, "rename")
+  check_path(dst, 2, "rename")
+  call(c_rename, src, dst)
+end
 
 -- fs.copy(src, dst): uv_fs_copyfile (copy_file_range/sendfile).
-function M.copy(src, dst) call(c_copy, src, dst) end
+function M.copy(src, dst)
+  check_path(src, 1, "copy")
+  check_path(dst, 2, "copy")
+  call(c_copy, src, dst)
+end
 
 -- fs.scandir(path) -> iterator of name, type ("file", "directory",
 -- "link", ...). The listing is read at once.
 function M.scandir(path)
+  check_path(path, 1, "scandir")
   local list = call(c_scandir, path)
   local i = -1
   return function()

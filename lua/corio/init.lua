@@ -15,6 +15,18 @@ local error, type, select, pcall, xpcall = error, type, select, pcall, xpcall
 -- a bad self is named as the method the user called (bindings/common.c).
 local cnames = {}
 debug.getregistry()["corio.cnames"] = cnames
+
+-- Library functions this module replaces (coroutine.resume and wrap, the
+-- debug mode's watches), kept as {table, key, original, replacement}:
+-- corio_free puts the originals back in a state its host keeps (an
+-- adopted one), where the replacements would call a freed runtime.
+local patched = {}
+debug.getregistry()["corio.patched"] = patched
+local function patch(tbl, key, fn)
+  patched[#patched + 1] = { tbl, key, tbl[key], fn }
+  tbl[key] = fn
+end
+
 local NOLOOP = core.NOLOOP
 local in_task, is_error = core.in_task, core.is_error
 local c_checkpoint = core.checkpoint
@@ -388,7 +400,8 @@ do
     if ok then return ... end
     error((...), 0)
   end
-  coroutine.resume = function(co, ...)
+  local my_resume, my_wrap
+  my_resume = function(co, ...)
     if type(co) ~= "thread" then
       error(("bad argument #1 to 'resume' (coroutine expected, got %s)")
         :format(type(co)), 2)
@@ -396,13 +409,15 @@ do
     resumers[co] = co_running()
     return pass(co, co_resume(co, ...))
   end
-  coroutine.wrap = function(f)
+  my_wrap = function(f)
     local co = co_create(f)
     return function(...)
       resumers[co] = co_running()
       return unwrap(pass(co, co_resume(co, ...)))
     end
   end
+  patch(coroutine, "resume", my_resume)
+  patch(coroutine, "wrap", my_wrap)
 end
 
 -- to_thread ------------------------------------------------------------------
@@ -475,7 +490,7 @@ if core.debug_mode() then
   local function watch(tbl, lib, name, instead)
     local orig = tbl[name]
     if type(orig) ~= "function" then return end
-    tbl[name] = function(...)
+    patch(tbl, name, function(...)
       if in_task() then
         local info = debug.getinfo(2, "Sl")
         local site = info and (info.short_src .. ":" .. tostring(info.currentline)) or "?"
@@ -487,7 +502,7 @@ if core.debug_mode() then
         end
       end
       return orig(...)
-    end
+    end)
   end
   watch(os, "os", "execute", "run it with corio.to_thread(function(c) return os.execute(c) end, cmd)")
   watch(io, "io", "popen", "read the command's output in corio.to_thread")

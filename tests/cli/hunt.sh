@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# hunt.sh: CLI regressions found by a bug hunt, each checked against what
+# luajit does with the same command line (SPEC §5: `arg` as in luajit).
+# Usage: hunt.sh path/to/corio   (or CORIO=path/to/corio)
+. "$(dirname "$0")/lib.sh"
+
+ARGS='print("0=" .. tostring(arg[0]), "-1=" .. tostring(arg[-1]), "1=" .. tostring(arg[1]), "n=" .. #arg)'
+
+NAME="-e without a script: arg[0] is nil and arg[-1] the code, as luajit sets them"
+run 10 "$LUAJIT" -e "$ARGS"
+want="$OUT"
+run 10 "$CORIO" -e "$ARGS"
+check_rc 0 && check_out_eq "$want" && check_out_has "0=nil" && pass
+
+NAME="-e before a script: during -e, arg is the script's (arg[0] the script), as luajit"
+printf 'X = 1\n' >"$TMP/s.lua"
+run 10 "$LUAJIT" -e "$ARGS" "$TMP/s.lua" q
+want="$OUT"
+run 10 "$CORIO" -e "$ARGS" "$TMP/s.lua" q
+check_rc 0 && check_out_eq "$want" && check_out_has "0=$TMP/s.lua" \
+  && check_out_has "1=q" && pass
+
+NAME="an uncaught error prints its whole traceback (it was cut at 511 bytes)"
+cat >"$TMP/deep.lua" <<'LUA'
+local corio = require "corio"
+local function f(n)
+  if n == 0 then error("deep failure with a reasonably long message") end
+  return (f(n - 1))
+end
+corio.scope(function(s)
+  s:spawn(function() f(30) end)
+end)
+LUA
+run 10 "$CORIO" "$TMP/deep.lua"
+check_rc 1 && check_err_has "deep failure with a reasonably long message" \
+  && check_err_has "spawned at" && {
+  n=$(grep -c "in function 'f'" "$TMP/err" || true)
+  if [ "$n" -ge 20 ]; then pass; else fail "only $n frames of f in the traceback"; fi
+}
+
+finish
