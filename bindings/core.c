@@ -220,6 +220,7 @@ static void real_sleep_done(uv_timer_t *h) {
   corio_task *t = r->t;
   r->t = NULL;
   r->rt->nexternal--;
+  r->rt->nrealsleep--;
   uv_close((uv_handle_t *)h, real_sleep_free);
   t->abort = NULL;
   corio__ready(r->rt, t, corio__deliver_true);
@@ -230,6 +231,7 @@ static int abort_real_sleep(corio_rt *rt, corio_task *t) {
   if (r != NULL && r->t == t) {
     r->t = NULL;
     rt->nexternal--;
+    rt->nrealsleep--;
     uv_timer_stop(&r->h);
     uv_close((uv_handle_t *)&r->h, real_sleep_free);
   }
@@ -260,6 +262,7 @@ static int l_sleep_real(lua_State *L) {
     return luaL_error(L, "corio.sleep_real: cannot start a timer");
   }
   rt->nexternal++;
+  rt->nrealsleep++;
   return corio__suspend(rt, L, t, abort_real_sleep, "sleep (real clock)", r);
 }
 

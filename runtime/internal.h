@@ -228,6 +228,8 @@ struct corio_rt {
   uint32_t ntasks;          /* live tasks */
   uint32_t nexternal;       /* pending operations that wake tasks from
                                outside: fs, curl, threads, host ops */
+  uint32_t nrealsleep;      /* of those, sleep_real timers: they do not
+                               hold the virtual clock back */
   uint32_t nidle;           /* tasks in wait_all_tasks_blocked */
   corio_link held_locks;    /* locks that have an owner (lock->held) */
   corio_link idle_waiters;

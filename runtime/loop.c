@@ -29,10 +29,17 @@ void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn) {
 
 void corio__deliver_true(corio_task *t) { lua_pushboolean(t->co, 1); }
 
+/* The error is made on the runtime's own state and moved over: an
+** allocation on the suspended thread can run a __gc finaliser there, and
+** one that raises (even inside its own pcall) wrecks that thread's stack. */
 void corio__deliver_cancelled(corio_task *t) {
+  corio_rt *rt = corio__rt(t->co);
+  lua_State *L = rt != NULL ? rt->L : t->co;
   lua_pushboolean(t->co, 0);
-  corio__push_cancelled(t->co, t->wait_L, "the task was cancelled while "
-                        "it waited");
+  corio__push_error(L, "cancelled", "the task was cancelled while it waited");
+  luaL_traceback(L, t->wait_L, NULL, t->wait_L == t->co ? 1 : 0);
+  lua_setfield(L, -2, "traceback");
+  if (L != t->co) lua_xmove(L, t->co, 1);
 }
 
 /* lua_isyieldable answers what coroutine.isyieldable pushes (both read
@@ -389,9 +396,13 @@ int corio__step(corio_rt *rt, int mode) {
     return 1;
   }
   corio__timers_sync(rt);
-  if (rt->vclock && rt->nheap) {
+  if (rt->vclock && rt->nheap && rt->nexternal == rt->nrealsleep) {
     /* Autojump: take pending I/O first; if still idle, jump to the next
-    ** deadline. */
+    ** deadline. Only when every task waits on a timer (SPEC §6): while
+    ** real work is pending (a file read, a to_thread worker, a
+    ** transfer, a host op) the loop waits for it below, so a timeout
+    ** around real work does not pass at once. A real-clock sleep (the
+    ** per-test watchdog of corio test) does not count as such work. */
     uv_run_in(rt, UV_RUN_NOWAIT);
     if (rt->ready_head == NULL) {
       uint64_t next = corio__timers_next(rt);

@@ -261,12 +261,11 @@ describe("hunt: a finaliser that raises while a task is handed its result", func
   end)
 end)
 
-describe("hunt: the same in the core (runtime/loop.c, not fixed here)", function()
-  -- corio__deliver_cancelled makes the Cancelled error on the suspended
+describe("hunt: the same in the core (runtime/loop.c)", function()
+  -- corio__deliver_cancelled made the Cancelled error on the suspended
   -- task's thread (lua_State co), so cancelling a blocked task while a
-  -- raising finaliser is due segfaults the same way; loop.c is another
-  -- helper's. Run with: the body below, un-pended.
-  pending("a blocked task cancelled while a raising finaliser is due", function()
+  -- raising finaliser was due segfaulted the same way.
+  it("a blocked task cancelled while a raising finaliser is due", function()
     local pause = collectgarbage("setpause", 0)
     local mul = collectgarbage("setstepmul", 1000)
     local function junk()
@@ -289,17 +288,12 @@ describe("hunt: the same in the core (runtime/loop.c, not fixed here)", function
   end)
 end)
 
-describe("hunt: autojump and real work (runtime/loop.c, not fixed here)", function()
+describe("hunt: autojump and real work", function()
   -- SPEC §6: the virtual clock jumps "whenever every task is blocked on
-  -- timers". corio__step jumps whenever the ready queue is empty after a
-  -- non-blocking poll, also while a to_thread worker or an fs request is
-  -- still running (rt->nexternal > 0), so a deadline around real work
-  -- fires at once. A fix in loop.c (another helper's) must jump only
-  -- when no such work is pending, though not on rt->nexternal alone: it
-  -- also counts sleep_real's real timer (busted's per-test watchdog),
-  -- and with that condition alone core, scope, busted and timer_stress
-  -- specs fail (tried).
-  pending("a deadline does not pass while a to_thread worker runs", function()
+  -- timers". It jumped whenever the ready queue was empty after a
+  -- non-blocking poll, also while a to_thread worker or an fs request was
+  -- still running, so a deadline around real work fired at once.
+  it("a deadline does not pass while a to_thread worker runs", function()
     local testing = require("corio.testing")
     local r = testing.autojump(function()
       return corio.timeout(10, corio.to_thread, function()
@@ -310,7 +304,7 @@ describe("hunt: autojump and real work (runtime/loop.c, not fixed here)", functi
     end)
     assert.equal("done", r)
   end)
-  pending("a deadline does not pass while a file is read", function()
+  it("a deadline does not pass while a file is read", function()
     local testing = require("corio.testing")
     local p = path("aj.txt")
     io_write(p, ("x"):rep(1048576))
