@@ -146,7 +146,7 @@ struct corio_xfer {
   uint32_t plain_to[PH_N + 1];
   uint32_t plain_gen;    /* h->hdr_gen at the time */
   char *plain_url;       /* its CURLOPT_URL (owned), or NULL */
-  uint8_t has_body;
+  uint8_t has_body;      /* body bytes to send: a write phase first */
   uint8_t direct;        /* an HTTP/1 stream read without a C buffer */
   lua_State *dL;         /* a direct read in progress pushes here */
   corio_xfer *gc_next;   /* in h->gc_later */
@@ -1073,7 +1073,8 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->done = x->head_done = x->paused = x->new_conn = 0;
   x->conn_id = 0;
   x->stream = (uint8_t)(stream != 0);
-  x->has_body = (uint8_t)(has_body != 0);
+  /* an empty body has nothing to write: the response is awaited at once */
+  x->has_body = (uint8_t)(has_body != 0 && nbody > 0);
   x->direct = (uint8_t)(stream && !h->http2);
   x->dL = NULL;
   x->dgot = 0;

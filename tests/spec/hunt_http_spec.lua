@@ -1,0 +1,227 @@
+-- hunt_http_spec.lua: corio.http behaviours found wrong in a bug hunt
+-- (each test failed before its fix), against tests/http/server.py.
+
+local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
+local http = require("corio.http")
+
+local base, stop_server
+
+local function within(secs, fn, ...)
+  return corio.timeout(secs, fn, ...)
+end
+
+local function still_works(c)
+  local r = within(2, c.get, c, "/ok")
+  assert.equal(200, r.status)
+  assert.equal("hello", r:text())
+end
+
+-- A client whose transport streams the given chunks.
+local function chunked(chunks)
+  return http.client { transport = function()
+    local i = 0
+    return { status = 200, body = function() i = i + 1; return chunks[i] end }
+  end }
+end
+
+setup(function() base, stop_server = helpers.http_server() end)
+teardown(function() if stop_server then stop_server() end end)
+
+describe("corio.http requests without a body", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  -- curl's POST without POSTFIELDS reads the body from stdin (its default
+  -- read callback), chunked, blocking the whole loop until stdin's EOF.
+  it("POST, PUT and PATCH send Content-Length: 0 and nothing else (stdin is not read)", function()
+    for _, m in ipairs { "post", "put", "patch" } do
+      local j = within(5, c[m], c, "/echo"):json()
+      assert.equal(m:upper(), j.method)
+      assert.equal("0", j.headers["content-length"], m)
+      assert.is_nil(j.headers["transfer-encoding"], m)
+      assert.is_nil(j.headers["content-type"], m)
+      assert.is_nil(j.headers["expect"], m)
+      assert.equal("", j.body)
+    end
+    local j = within(5, c.request, c, "POST", "/echo"):json()
+    assert.equal("0", j.headers["content-length"])
+    still_works(c)
+  end)
+
+  -- An empty body left the transfer in the write phase until the
+  -- response: the read timeout did not apply, the write timeout did.
+  it("an empty body: waiting for the response is the read phase", function()
+    local t0 = corio.now()
+    local err = catch(within, 5, c.post, c, "/slow-headers?d=1.5",
+      { body = "", timeout = { read = 0.3, write = 10 } })
+    assert.equal("timeout", err.kind)
+    assert.equal("read", err.phase)
+    assert.is_true(corio.now() - t0 < 1.2)
+    local r = within(5, c.post, c, "/slow-headers?d=0.6",
+      { form = {}, timeout = { read = 5, write = 0.2 } })
+    assert.equal(200, r.status)
+    still_works(c)
+  end)
+end)
+
+describe("corio.http iter_lines", function()
+  -- Lines were found by matching the whole buffered line again for each
+  -- chunk from every start position: a long line cost O(n^2) per chunk
+  -- (a 64 KiB line took over a minute).
+  it("a long line split over many chunks takes linear time", function()
+    local chunks = {}
+    for i = 1, 64 do chunks[i] = string.rep(string.char(96 + i % 26), 1024) end
+    chunks[#chunks + 1] = "\r\nnext"
+    local c = chunked(chunks)
+    local r = c:stream("GET", "http://x/")
+    local t0 = os.clock()
+    local lines = {}
+    for line in r:iter_lines() do lines[#lines + 1] = line end
+    assert.is_true(os.clock() - t0 < 2, "took " .. (os.clock() - t0) .. " s")
+    assert.equal(2, #lines)
+    assert.equal(table.concat(chunks, "", 1, 64), lines[1])
+    assert.equal("next", lines[2])
+  end)
+
+  it("over HTTP: a 1 MiB body without a newline is one line", function()
+    local c = http.client { base_url = base }
+    local r = within(10, c.stream, c, "GET", "/stream?n=256&size=4096")
+    local t0 = os.clock()
+    local n, len = 0, 0
+    for line in r:iter_lines() do n = n + 1; len = len + #line end
+    assert.is_true(os.clock() - t0 < 5, "took " .. (os.clock() - t0) .. " s")
+    assert.equal(1, n)
+    assert.equal(256 * 4096, len)
+    still_works(c)
+    c:close()
+  end)
+
+  it("keeps CRLF, LF, blank lines, a last line without newline and empty chunks", function()
+    local function lines(chunks)
+      local r = chunked(chunks):stream("GET", "http://x/")
+      local out = {}
+      for line in r:iter_lines() do out[#out + 1] = line end
+      return out
+    end
+    assert.same({ "a", "b", "c" }, lines { "a\r\nb\r", "\nc" })
+    assert.same({ "a", "b" }, lines { "a\nb" })
+    assert.same({}, lines {})
+    assert.same({ "a" }, lines { "", "", "a", "", "\n" })
+    assert.same({ "", "", "" }, lines { "\n\n", "\r\n" })
+    assert.same({ "a" }, lines { "a\r" })
+    assert.same({ "ab", "c", "d" }, lines { "a", "b\nc\n", "d" })
+  end)
+end)
+
+describe("corio.http bad input found late", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  local function invalid(fn, what)
+    local err = catch(fn)
+    assert.equal("invalid", err.kind, tostring(err))
+    if what then assert.truthy(err.message:find(what, 1, true), err.message) end
+    return err
+  end
+
+  -- A string max_redirects failed with "attempt to compare" after the
+  -- first response came.
+  it("max_redirects must be a non-negative integer", function()
+    invalid(function() http.client { max_redirects = "5" } end, "max_redirects")
+    invalid(function() http.client { max_redirects = -1 } end, "max_redirects")
+    invalid(function() http.client { max_redirects = 1.5 } end, "max_redirects")
+    invalid(function() c:get("/redirect/2", { follow_redirects = true, max_redirects = "x" }) end,
+      "max_redirects")
+    assert.equal(0, c:stats().opened)
+    assert.equal(200, c:get("/redirect/2", { follow_redirects = true, max_redirects = 2 }).status)
+  end)
+
+  -- A table value that is no array was dropped, a function sent as
+  -- "function: 0x...", a boolean key as "true=nil".
+  it("params and form values: scalars or arrays of them, keys strings or numbers", function()
+    invalid(function() c:get("/echo", { params = { a = { b = 1 } } }) end, "params")
+    invalid(function() c:get("/echo", { params = { a = print } }) end, "params")
+    invalid(function() c:get("/echo", { params = { [true] = "a" } }) end, "params")
+    invalid(function() c:get("/echo", { params = { a = { 1, {} } } }) end, "params")
+    invalid(function() c:post("/echo", { form = { a = { x = 1 } } }) end, "form")
+    assert.equal(0, c:stats().opened)
+    local j = c:get("/echo", { params = { a = true, b = 1.5, c = "x y", d = { 1, 2 }, e = {}, [3] = "n" } }):json()
+    assert.equal("3=n&a=true&b=1.5&c=x%20y&d=1&d=2", j.query)
+    j = c:post("/echo", { form = { k = { "v", false } } }):json()
+    assert.equal("k=v&k=false", j.body)
+  end)
+
+  -- The argument numbers counted from the method's, not the call's.
+  it("errors give the argument's real position", function()
+    invalid(function() http.client { headers = { ["a b"] = "x" } } end, "#1 to 'client'")
+    invalid(function() http.client { timeout = "5" } end, "#1 to 'client'")
+    invalid(function() c:request("GET", 5) end, "#2 to 'request' (url")
+    invalid(function() c:request("GET", "/ok", { bogus = 1 }) end, "#3 to 'request'")
+    invalid(function() c:stream("GET", "/ok", { timeout = -1 }) end, "#3 to 'stream'")
+    invalid(function() c:request(5, "/ok") end, "#1 to 'request' (method")
+    invalid(function() c:get("/ok", { headers = 5 }) end, "#2 to 'get'")
+  end)
+end)
+
+describe("corio.http headers", function()
+  local c
+  before_each(function() c = http.client { base_url = base, headers = { ["X-Def-Empty"] = "" } } end)
+  after_each(function() c:close() end)
+
+  -- "Name: " is curl's way to remove a header: an empty value was not sent.
+  it("a header with an empty value is sent (as httpx sends it)", function()
+    local j = c:get("/echo", { headers = { ["X-Empty"] = "" } }):json()
+    assert.equal("", j.headers["x-empty"])
+    assert.equal("", j.headers["x-def-empty"])
+    -- a body without a Content-Type still gets none (not curl's default)
+    j = c:post("/echo", { body = "abc" }):json()
+    assert.is_nil(j.headers["content-type"])
+    assert.equal("abc", j.body)
+  end)
+
+  it("a transport sees no Content-Type for a body without one", function()
+    local seen
+    local tc = http.client { transport = function(req)
+      seen = req.headers
+      return { status = 200 }
+    end }
+    tc:post("http://x/", { body = "abc" })
+    assert.is_nil(seen["content-type"])
+    tc:post("http://x/", { json = { 1 } })
+    assert.equal("application/json", seen["content-type"])
+  end)
+end)
+
+describe("corio.http redirects with a body", function()
+  -- The header lines rebuilt for a new origin lost "Expect:", so curl
+  -- asked for 100-continue (a 1 s stall on servers that do not answer it).
+  it("a 307 to another origin re-sends the body without Expect: 100-continue", function()
+    local c = http.client { base_url = base, follow_redirects = true }
+    local other = base:gsub("127%.0%.0%.1", "localhost") .. "/echo"
+    local r = c:post("/redirect-to?code=307&url=" .. http.urlencode(other),
+      { body = string.rep("x", 2e6), headers = { Authorization = "Bearer x" } })
+    local j = r:json()
+    assert.equal(other, r.url)
+    assert.equal("POST", j.method)
+    assert.equal(2e6, #j.body)
+    assert.is_nil(j.headers.expect)
+    assert.is_nil(j.headers.authorization)
+    c:close()
+  end)
+end)
+
+describe("corio.http transport client", function()
+  -- A closed transport client went on sending.
+  it("a closed client raises kind closed", function()
+    local calls = 0
+    local tc = http.client { transport = function() calls = calls + 1; return { status = 200 } end }
+    tc:close()
+    local err = catch(tc.get, tc, "http://x/")
+    assert.equal("closed", err.kind)
+    assert.equal(0, calls)
+  end)
+end)
