@@ -1442,7 +1442,9 @@ void corio__xfer_bind(corio_xfer *x, void **box) {
 /* read(): the next chunk now (pushed, count returned), or -1 after arming
 ** t to wait for it. */
 int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t) {
-  int n = push_chunk(L, x);
+  int n;
+  if (x->t != NULL) return -2;  /* another task waits for a chunk */
+  n = push_chunk(L, x);
   if (n >= 0) return n;
   x->t = t;
   x->wait = W_BODY;
@@ -1457,9 +1459,13 @@ void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused) {
 }
 
 /* close(): drop the transfer; a body not read to the end closes its
-** connection (curl does not reuse a connection mid-response). */
+** connection (curl does not reuse a connection mid-response). A task
+** waiting for a chunk gets kind "closed" and lets go of x itself. */
 int corio__xfer_close(corio_xfer *x) {
-  if (x->t != NULL) return UV_EBUSY;
+  if (x->t != NULL) {
+    xfer_fail(x, "closed", NULL, "the stream was closed");
+    return 0;
+  }
   xfer_release(x);
   return 0;
 }

@@ -376,8 +376,11 @@ read_chunk = function(r)
   local ok, chunk = queue(r, c_read(box))
   if not ok then
     if chunk == NOLOOP then return corio.run(read_chunk, r) end
-    c.close_stream(box)
-    rawset(r, "_closed", true)
+    -- kind "invalid": another task is reading it; that read goes on
+    if chunk.kind ~= "invalid" then
+      c.close_stream(box)
+      rawset(r, "_closed", true)
+    end
     error(decorate(chunk, r.request_method, r.url), 0)
   end
   if chunk == nil then

@@ -225,3 +225,42 @@ describe("corio.http transport client", function()
     assert.equal(0, calls)
   end)
 end)
+
+describe("corio.http streams shared between tasks", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  -- A second reader replaced the first in the transfer: the first was
+  -- never woken again (it hung), the runtime's count of waits drifted.
+  it("a second task reading while one waits gets kind invalid; the first goes on", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=0.5")
+    local it = r:iter_bytes()
+    assert.equal("12345", it())
+    local a = corio.spawn(function() return it() end)
+    finally(function() a:cancel() end)  -- before the fix, a waited forever
+    corio.sleep(0.05)
+    local err = catch(within, 2, it)
+    assert.equal("invalid", err.kind)
+    assert.truthy(tostring(err.message):find("another task", 1, true), err.message)
+    assert.equal("67890", within(3, a.join, a))
+    assert.is_nil(within(2, it))
+    still_works(c)
+  end)
+
+  -- close() while another task waited for a chunk did nothing: the
+  -- transfer (and its connection) stayed until the stream was collected.
+  it("close() while another task waits for a chunk wakes it with kind closed and releases the transfer", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=30")
+    local t = corio.spawn(function() return catch(function() for _ in r:iter_bytes() do end end) end)
+    finally(function() t:cancel() end)  -- before the fix, t waited for the server
+    corio.sleep(0.2)
+    assert.equal(1, c:stats().in_flight)
+    r:close()
+    local err = within(2, t.join, t)
+    assert.equal("closed", err.kind)
+    assert.equal(0, c:stats().in_flight)
+    assert.equal("closed", catch(r.iter_bytes, r).kind)
+    still_works(c)
+  end)
+end)
