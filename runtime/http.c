@@ -118,6 +118,7 @@ struct corio_xfer {
   char *head;            /* raw header block of the current response */
   size_t hlen, hcap;
   uint64_t last;         /* loop time (ms) of the last phase change/byte */
+  uint64_t start;        /* loop time the transfer started (total) */
   uint64_t armed;        /* loop time the timer fires at, 0 if stopped */
   uint32_t to[PH_N];     /* phase timeouts in ms, 0 = none */
   uint32_t total;        /* total timeout in ms, 0 = none */
@@ -367,14 +368,19 @@ static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
                       const char *msg);
 static void xfer_timer_cb(uv_timer_t *tm);
 
-/* Arm the transfer's timer for its current phase, unless it already fires
-** earlier: every wake-up re-checks the deadline, so arming late is safe
-** and byte callbacks only have to store the time. */
+/* Arm the transfer's timer for its current phase or its total deadline,
+** whichever comes first, unless it already fires earlier: every wake-up
+** re-checks the deadlines, so arming late is safe and byte callbacks only
+** have to store the time. The total deadline is curl's too, but curl does
+** not check it while a transfer waits for a free connection. */
 static void xfer_arm(corio_xfer *x) {
   uint32_t ms = x->to[x->phase];
-  uint64_t when, now;
-  if (ms == 0 || x->h->dead) return;
-  when = x->last + ms;
+  uint64_t when = 0, now;
+  if (x->h->dead) return;
+  if (ms != 0) when = x->last + ms;
+  if (x->total != 0 && (when == 0 || x->start + x->total < when))
+    when = x->start + x->total;
+  if (when == 0) return;
   if (x->armed != 0 && x->armed <= when) return;
   x->armed = when;
   now = loop_now(x->h);
@@ -392,9 +398,16 @@ static void xfer_timer_cb(uv_timer_t *tm) {
   uint64_t now = loop_now(x->h);
   uint32_t ms = x->to[x->phase];
   x->armed = 0;
-  if (!x->in_multi || ms == 0) return;
+  if (!x->in_multi) return;
+  if (x->total != 0 && now >= x->start + x->total) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "total timeout (%g s) expired",
+             x->total / 1000.0);
+    xfer_fail(x, "timeout", "total", msg);
+    return;
+  }
   if (x->paused) x->last = now;  /* a slow consumer is not a slow server */
-  if (now >= x->last + ms) {
+  if (ms != 0 && now >= x->last + ms) {
     char msg[96];
     snprintf(msg, sizeof(msg), "%s timeout (%g s) expired",
              phase_names[x->phase], ms / 1000.0);
@@ -1223,7 +1236,7 @@ int corio__xfer_start(corio_xfer *x, corio_task *t) {
   }
   x->in_multi = 1;
   h->in_flight++;
-  x->last = loop_now(h);
+  x->start = x->last = loop_now(h);
   xfer_arm(x);
   x->t = t;
   x->wait = x->stream ? W_HEAD : W_RESPONSE;
@@ -1256,8 +1269,12 @@ corio_abort_fn corio__http_abort = abort_xfer;
 static const char *rc_kind(corio_xfer *x, CURLcode rc, const char **phase) {
   switch (rc) {
   case CURLE_OPERATION_TIMEDOUT:
-    if (x->phase <= PH_CONNECT) *phase = phase_names[x->phase];
-    else *phase = x->total ? "total" : phase_names[x->phase];
+    /* curl's own timeouts: connect, or total (ours usually fires first) */
+    if (x->total != 0 && (x->phase > PH_CONNECT ||
+                          loop_now(x->h) + 1 >= x->start + x->total))
+      *phase = "total";
+    else
+      *phase = phase_names[x->phase];
     return "timeout";
   case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:

@@ -264,3 +264,60 @@ describe("corio.http streams shared between tasks", function()
     still_works(c)
   end)
 end)
+
+describe("corio.http total timeout", function()
+  -- A port whose listen backlog is full: a connect to it hangs (the
+  -- SYNs are dropped), as to an unreachable host.
+  local hole, stop_hole
+  setup(function()
+    local p = assert(io.popen([[exec /usr/bin/python3 -c '
+import os, socket, sys, time
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)
+cs = []
+for i in range(8):
+    c = socket.socket(); c.setblocking(False)
+    try: c.connect(s.getsockname())
+    except BlockingIOError: pass
+    cs.append(c)
+print("PORT %d %d" % (s.getsockname()[1], os.getpid()), flush=True)
+parent = os.getppid()
+for i in range(600):
+    if os.getppid() != parent: break
+    time.sleep(0.5)
+']]))
+    local port, pid = p:read("*l"):match("^PORT (%d+) (%d+)")
+    hole = "http://127.0.0.1:" .. port .. "/"
+    stop_hole = function() os.execute("kill " .. pid); p:close() end
+  end)
+  teardown(function() if stop_hole then stop_hole() end end)
+
+  -- The total timeout is curl's, which does not run while a transfer
+  -- waits for a connection, and a timeout was named after the phase the
+  -- transfer was in: "pool" or "connect" though the total one expired.
+  it("also runs while waiting for a free connection, and says phase total", function()
+    local c = http.client { base_url = base, limits = { max_connections = 1 } }
+    local t = corio.spawn(function() return c:get("/slow-headers?d=1.5") end)
+    corio.sleep(0.1)
+    local t0 = corio.now()
+    local err = catch(within, 5, c.get, c, "/ok", { timeout = { pool = 5, total = 0.3 } })
+    assert.equal("timeout", err.kind)
+    assert.equal("total", err.phase)
+    assert.is_true(corio.now() - t0 < 1.0, "took " .. (corio.now() - t0))
+    assert.equal(200, within(3, t.join, t).status)
+    assert.equal(0, c:stats().in_flight)
+    still_works(c)
+    c:close()
+  end)
+
+  it("while connecting says phase total when the total one expired", function()
+    local c = http.client {}
+    local err = catch(within, 5, c.get, c, hole, { timeout = { connect = 5, total = 0.4 } })
+    assert.equal("timeout", err.kind)
+    assert.equal("total", err.phase)
+    err = catch(within, 5, c.get, c, hole, { timeout = { connect = 0.4, total = 5 } })
+    assert.equal("timeout", err.kind)
+    assert.equal("connect", err.phase)
+    assert.equal(0, c:stats().in_flight)
+    c:close()
+  end)
+end)
