@@ -391,9 +391,23 @@ read_chunk = function(r)
   return chunk
 end
 
+-- The chunks of a stream; of a whole response (no stream), its body, as
+-- httpx iterates a read response's content.
+local function chunks(r)
+  if rawget(r, "_stream") == nil then
+    local body = rawget(r, "_body") or ""
+    return function()
+      local b = body
+      body = ""
+      if b ~= "" then return b end
+    end
+  end
+  return function() return read_chunk(r) end
+end
+
 function Response.iter_bytes(r)
   if rawget(r, "_closed") then error(stream_closed(r), 2) end
-  return function() return read_chunk(r) end
+  return chunks(r)
 end
 
 -- Each chunk is searched for "\n" once: a line split over many chunks
@@ -407,6 +421,7 @@ function Response.iter_lines(r)
   if rawget(r, "_closed") then error(stream_closed(r), 2) end
   local parts, np = {}, 0      -- the pieces of a line not ended yet
   local pending, i, n, done = {}, 0, 0, false
+  local next_chunk = chunks(r)
   return function()
     while true do
       if i < n then
@@ -417,7 +432,7 @@ function Response.iter_lines(r)
       end
       if done then return nil end
       i, n = 0, 0
-      local chunk = read_chunk(r)
+      local chunk = next_chunk()
       if chunk == nil then
         done = true
         if np > 0 then
@@ -576,14 +591,15 @@ local function check_url_slow(self, fname, url)
   end
   local scheme = url:match("^(%a[%w+.-]*)://")
   if not scheme then
-    if self.base_url then
-      return join(self.base_url, url)
+    if not self.base_url then
+      invalid(fname, an, "url", "URL without scheme: " .. fmt("%q", url))
     end
-    invalid(fname, an, "url", "URL without scheme: " .. fmt("%q", url))
-  end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then
-    invalid(fname, an, "url", "unsupported scheme '" .. scheme .. "' in " .. url)
+    url = join(self.base_url, url)
+  else
+    scheme = scheme:lower()
+    if scheme ~= "http" and scheme ~= "https" then
+      invalid(fname, an, "url", "unsupported scheme '" .. scheme .. "' in " .. url)
+    end
   end
   if url:find("[%s%z]") then invalid(fname, an, "url", "URL contains whitespace: " .. fmt("%q", url)) end
   return url
@@ -610,8 +626,23 @@ local function via_transport(self, method, url, hlist, body, stream)
     if e[3] ~= false then rawset(h, e[1], e[3]) end
   end
   local resp = self._transport({ method = method, url = url, headers = h, body = body })
+  local bad
   if type(resp) ~= "table" then
-    error(http_error("protocol", method, url, "the transport returned " .. type(resp)), 0)
+    bad = type(resp)
+  elseif resp.status ~= nil and (type(resp.status) ~= "number" or resp.status % 1 ~= 0) then
+    bad = "a status that is no integer: " .. tostring(resp.status)
+  elseif resp.headers ~= nil and type(resp.headers) ~= "table" then
+    bad = "headers of type " .. type(resp.headers)
+  elseif resp.body ~= nil and type(resp.body) ~= "string" and type(resp.body) ~= "function"
+    and type(resp.body) ~= "number" then
+    bad = "a body of type " .. type(resp.body)
+  else
+    for k in pairs(resp.headers or {}) do
+      if type(k) ~= "string" then bad = "a header name of type " .. type(k) end
+    end
+  end
+  if bad then
+    error(http_error("protocol", method, url, "the transport returned " .. bad), 0)
   end
   local list = {}
   for k, v in pairs(resp.headers or {}) do

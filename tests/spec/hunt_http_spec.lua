@@ -321,3 +321,52 @@ for i in range(600):
     c:close()
   end)
 end)
+
+describe("corio.http whole responses", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  -- They raised kind closed ("the stream is closed"); httpx iterates a
+  -- read response's content.
+  it("iter_bytes and iter_lines go over the body of a response that is no stream", function()
+    local r = c:get("/lines")
+    local lines = {}
+    for line in r:iter_lines() do lines[#lines + 1] = line end
+    assert.same({ "one", "two", "three", "four" }, lines)
+    local parts = {}
+    for chunk in r:iter_bytes() do parts[#parts + 1] = chunk end
+    assert.equal(r:text(), table.concat(parts))
+    local n = 0
+    for _ in c:get("/status/204"):iter_bytes() do n = n + 1 end
+    assert.equal(0, n)
+  end)
+end)
+
+describe("corio.http checks found late", function()
+  -- A relative URL with whitespace went to curl ("URL using bad/illegal
+  -- format"); an absolute one got the module's own message.
+  it("a relative URL with whitespace is refused like an absolute one", function()
+    local c = http.client { base_url = base }
+    local err = catch(c.get, c, "/a b")
+    assert.equal("invalid", err.kind)
+    assert.truthy(err.message:find("whitespace", 1, true), err.message)
+    assert.equal(0, c:stats().opened)
+    c:close()
+  end)
+
+  -- A transport response with a string status or headers failed with a
+  -- Lua error from deep inside ("attempt to compare", "bad argument to
+  -- 'pairs'").
+  it("a transport response of the wrong shape is kind protocol", function()
+    for _, resp in ipairs {
+      { status = "200" }, { status = 200.5 }, { status = 200, headers = "x" },
+      { status = 200, body = true }, { status = 200, headers = { [1] = "x" } },
+    } do
+      local tc = http.client { transport = function() return resp end }
+      local err = catch(tc.get, tc, "http://x/")
+      assert.equal("protocol", err.kind, tostring(err))
+      assert.truthy(err.message:find("transport", 1, true), err.message)
+    end
+  end)
+end)
