@@ -295,6 +295,9 @@ end
 M.Response = Response
 
 function Response.get_all(r, name)
+  if type(name) ~= "string" then
+    invalid("get_all", 1, "name", "string expected, got " .. type(name))
+  end
   local _ = r.headers
   local out, lk = {}, name:lower()
   local list = rawget(r, "_list")

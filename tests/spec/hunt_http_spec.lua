@@ -355,6 +355,14 @@ describe("corio.http checks found late", function()
     c:close()
   end)
 
+  -- r:get_all(5) failed with "attempt to index local 'name'".
+  it("get_all wants a header name", function()
+    local tc = http.client { transport = function() return { status = 200 } end }
+    local err = catch(function() return tc:get("http://x/"):get_all(5) end)
+    assert.equal("invalid", err.kind)
+    assert.truthy(err.message:find("#1 to 'get_all'", 1, true), err.message)
+  end)
+
   -- A transport response with a string status or headers failed with a
   -- Lua error from deep inside ("attempt to compare", "bad argument to
   -- 'pairs'").
