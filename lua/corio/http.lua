@@ -132,6 +132,25 @@ local function join(base, rel)
 end
 M._join = join
 
+-- A Location against the URL it came from (RFC 3986 5.2).
+local function resolve(base, ref)
+  if ref:match("^%a[%w+.-]*:") then return ref end
+  local scheme, auth, bpath, bquery = base:match("^(%a[%w+.-]*:)(//[^/?#]*)([^?#]*)(%??[^#]*)")
+  if not scheme then return ref end
+  if ref:sub(1, 2) == "//" then return scheme .. ref end
+  local rpath, rquery, frag = ref:match("^([^?#]*)(%??[^#]*)(.*)$")
+  local path
+  if rpath == "" then
+    path = bpath ~= "" and bpath or "/"
+    if rquery == "" then rquery = bquery end
+  elseif rpath:sub(1, 1) == "/" then
+    path = remove_dots(rpath)
+  else
+    path = remove_dots((bpath:match("^(.*/)") or "/") .. rpath)
+  end
+  return scheme .. auth .. path .. rquery .. frag
+end
+
 local function origin_of(url)
   local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return url end
@@ -662,7 +681,7 @@ local function via_transport(self, method, url, hlist, body, stream)
   }, response_mt)
   local b = resp.body
   local loc = r.headers.location
-  if loc then r._redirect = loc:match("^%a[%w+.-]*://") and loc or join(url:match("^(%a[%w+.-]*://[^/?#]*)") .. "/", loc) end
+  if loc then r._redirect = resolve(url, loc) end
   if type(b) == "function" then
     if stream then
       r._stream, r._iter = true, b

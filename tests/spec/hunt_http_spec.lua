@@ -378,3 +378,25 @@ describe("corio.http checks found late", function()
     end
   end)
 end)
+
+describe("corio.http transport redirects", function()
+  -- A relative Location was joined to the origin's root: "c" from /a/b
+  -- went to /c, "../f" from /d/e/ to /f, "#h" lost the query.
+  it("resolve a relative Location against the request's URL (RFC 3986)", function()
+    local routes = {
+      ["http://x/a/b"] = "c?z=1", ["http://x/d/e/"] = "../f", ["http://x/g?q=1"] = "#h",
+      ["http://x/i/j"] = "/k", ["http://x/l"] = "//y/m", ["http://x/n/o"] = "?p=2",
+    }
+    local c = http.client { follow_redirects = true, transport = function(req)
+      local loc = routes[req.url]
+      if loc then return { status = 302, headers = { Location = loc } } end
+      return { status = 200, body = req.url }
+    end }
+    assert.equal("http://x/a/c?z=1", c:get("http://x/a/b"):text())
+    assert.equal("http://x/d/f", c:get("http://x/d/e/"):text())
+    assert.equal("http://x/g?q=1#h", c:get("http://x/g?q=1").url)
+    assert.equal("http://x/k", c:get("http://x/i/j"):text())
+    assert.equal("http://y/m", c:get("http://x/l"):text())
+    assert.equal("http://x/n/o?p=2", c:get("http://x/n/o"):text())
+  end)
+end)
