@@ -850,6 +850,9 @@ function Client.stream(self, method, url, opts, fn)
   check_self(self, "stream")
   if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
   method = check_method("stream", method)
+  if fn ~= nil and type(fn) ~= "function" and not (getmetatable(fn) and getmetatable(fn).__call) then
+    invalid("stream", 4, "fn", "function expected, got " .. type(fn))
+  end
   local r = send(self, "stream", method, check_url(self, "stream", url), opts)
   if fn == nil then return r end
   local function finish(ok, ...)

@@ -400,3 +400,19 @@ describe("corio.http transport redirects", function()
     assert.equal("http://x/n/o?p=2", c:get("http://x/n/o"):text())
   end)
 end)
+
+describe("corio.http stream callback", function()
+  -- A callback that is no function was found out only after the request
+  -- was sent, with "attempt to call a number value".
+  it("that is no function is kind invalid, before anything is sent", function()
+    local c = http.client { base_url = base }
+    local err = catch(c.stream, c, "GET", "/ok", nil, 42)
+    assert.equal("invalid", err.kind)
+    assert.truthy(err.message:find("#4 to 'stream'", 1, true), err.message)
+    err = catch(http.stream, "GET", base .. "/ok", {}, "f")
+    assert.equal("invalid", err.kind)
+    assert.equal(0, c:stats().opened)
+    assert.equal("hello", c:stream("GET", "/ok", nil, setmetatable({}, { __call = function(_, r) return r:read() end })))
+    c:close()
+  end)
+end)
