@@ -53,8 +53,24 @@ end
 
 -- URLs --------------------------------------------------------------------
 
+-- A number as a string without losing digits: LuaJIT's tostring keeps 14
+-- significant digits (123456789012345 -> "1.2345678901234e+14").
+-- Integers are written out; other numbers take up to 17 digits when 14
+-- do not give the same number back.
+local function num_str(v)
+  if v % 1 == 0 and v > -2 ^ 63 and v < 2 ^ 63 then return fmt("%d", v) end
+  local s = tostring(v)
+  if v == v and tonumber(s) ~= v then s = fmt("%.17g", v) end
+  return s
+end
+
+local function str_of(v)
+  if type(v) == "number" then return num_str(v) end
+  return tostring(v)
+end
+
 local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(ch)
+  return (str_of(s):gsub("[^%w%-%._~]", function(ch)
     return fmt("%%%02X", byte(ch))
   end))
 end
@@ -86,7 +102,7 @@ local function encode_pairs(fname, an, what, t)
       invalid(fname, an, what, fmt("value of '%s': string, number, boolean or array "
         .. "expected, got %s", tostring(k), tv))
     end
-    k = tostring(k)
+    k = str_of(k)
     keys[#keys + 1] = k
     vals[k] = v
   end
@@ -207,7 +223,7 @@ local function check_header(fname, an, name, value)
   if tv ~= "string" and tv ~= "number" then
     invalid(fname, an, "headers", fmt("header %s: string expected, got %s", name, tv))
   end
-  value = tostring(value)
+  value = str_of(value)
   if value:find("[\r\n%z]") then
     invalid(fname, an, "headers", fmt("header %s: value contains CR, LF or NUL", name))
   end

@@ -416,3 +416,22 @@ describe("corio.http stream callback", function()
     c:close()
   end)
 end)
+
+describe("corio.http numbers in params, form and headers", function()
+  -- They were tostring-ed, which keeps 14 significant digits:
+  -- 123456789012345 went out as 1.2345678901234e+14.
+  it("are sent without losing digits", function()
+    local c = http.client { base_url = base }
+    local j = c:get("/echo", {
+      params = { id = 123456789012345, big = 2 ^ 53, f = 0.1, t = 1 / 3, n = -7, e = 1e300, a = { 2 ^ 60 } },
+      headers = { ["X-Id"] = 1234567890123456 },
+    }):json()
+    assert.equal("a=1152921504606846976&big=9007199254740992&e=1e%2B300&f=0.1&id=123456789012345"
+      .. "&n=-7&t=0.33333333333333331", j.query)
+    assert.equal("1234567890123456", j.headers["x-id"])
+    j = c:post("/echo", { form = { [123456789012345] = 1 } }):json()
+    assert.equal("123456789012345=1", j.body)
+    assert.equal("1e%2B20", http.urlencode(1e20))
+    c:close()
+  end)
+end)
