@@ -176,6 +176,46 @@ local function origin_of(url)
   return scheme .. "://" .. auth
 end
 
+-- JSON bodies ---------------------------------------------------------------
+
+-- cjson 2.1 writes numbers with 14 significant digits (it allows no
+-- more), so {id = 123456789012345} would go out as 1.2345678901234e+14.
+-- Numbers that 14 digits do not give back are encoded as placeholder
+-- strings, put back afterwards written by num_str.
+local huge = math.huge
+local function find_lossy(t, depth, out)
+  for k, x in pairs(t) do
+    local tx = type(x)
+    if tx == "number" then
+      if not (x % 1 == 0 and x > -1e14 and x < 1e14) and x == x and x ~= huge
+        and x ~= -huge and tonumber(fmt("%.14g", x)) ~= x then
+        out[#out + 1] = { t, k, x }
+      end
+    elseif tx == "table" and depth < 1000 then  -- deeper: cjson raises
+      find_lossy(x, depth + 1, out)
+    end
+  end
+end
+
+local function json_encode(v)
+  local enc = cjson().encode
+  if type(v) ~= "table" then
+    if type(v) == "number" and v == v and v ~= huge and v ~= -huge then return num_str(v) end
+    return enc(v)
+  end
+  local lossy = {}
+  find_lossy(v, 1, lossy)
+  if #lossy == 0 then return enc(v) end
+  local tag = "corio-num-" .. tostring(lossy):match("(%x+)$") .. "-"
+  for i, e in ipairs(lossy) do e[1][e[2]] = tag .. i end
+  local ok, s = pcall(enc, v)
+  for i = #lossy, 1, -1 do local e = lossy[i]; e[1][e[2]] = e[3] end
+  if not ok then error(s, 0) end
+  return (s:gsub('"' .. tag:gsub("%-", "%%-") .. '(%d+)"', function(i)
+    return num_str(lossy[tonumber(i)][3])
+  end))
+end
+
 -- headers -------------------------------------------------------------------
 
 -- Case-insensitive header tables: keys are stored lower-case; lookups of
@@ -761,7 +801,7 @@ local function send(self, fname, method, url, opts)
     local nb = (opts.json ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0)
     if nb > 1 then invalid(fname, an, nil, "give only one of json, body and form") end
     if opts.json ~= nil then
-      local ok, s = pcall(cjson().encode, opts.json)
+      local ok, s = pcall(json_encode, opts.json)
       if not ok then invalid(fname, an, "json", tostring(s)) end
       body, ctype = s, "application/json"
     elseif opts.form ~= nil then

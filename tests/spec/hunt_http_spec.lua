@@ -435,3 +435,34 @@ describe("corio.http numbers in params, form and headers", function()
     c:close()
   end)
 end)
+
+describe("corio.http json bodies", function()
+  -- cjson writes 14 significant digits: {id = 123456789012345} went out
+  -- as 1.2345678901234e+14.
+  it("keep every digit of their numbers", function()
+    local seen
+    local tc = http.client { transport = function(req) seen = req.body; return { status = 200 } end }
+    local shared = { 2 ^ 53 }
+    local body = { id = 123456789012345, list = { 1, 0.1, 1 / 3, shared, shared }, n = -2 ^ 60,
+                   s = "corio-num-1-1", small = 42 }
+    tc:post("http://x/", { json = body })
+    local back = require("cjson").decode(seen)
+    assert.equal(123456789012345, back.id)
+    assert.equal(1 / 3, back.list[3])
+    assert.equal(2 ^ 53, back.list[4][1])
+    assert.equal(2 ^ 53, back.list[5][1])
+    assert.equal(-2 ^ 60, back.n)
+    assert.equal("corio-num-1-1", back.s)
+    assert.truthy(seen:find('"id":123456789012345', 1, true), seen)
+    assert.truthy(seen:find('[9007199254740992]', 1, true), seen)
+    -- the table is left as it was
+    assert.equal(123456789012345, body.id)
+    assert.equal(2 ^ 53, shared[1])
+    tc:post("http://x/", { json = 123456789012345 })
+    assert.equal("123456789012345", seen)
+    tc:post("http://x/", { json = { a = 1, b = "x" } })
+    assert.same({ a = 1, b = "x" }, require("cjson").decode(seen))
+    local err = catch(tc.post, tc, "http://x/", { json = { 1e14 + 1, print } })
+    assert.equal("invalid", err.kind)
+  end)
+end)
