@@ -680,6 +680,10 @@ local function check_url_slow(self, fname, url)
     end
   end
   if url:find("[%s%z]") then invalid(fname, an, "url", "URL contains whitespace: " .. fmt("%q", url)) end
+  if url:find("[\128-\255]") then  -- as httpx: path, query and fragment percent-encoded
+    local origin, rest = url:match("^(%a[%w+.-]*://[^/?#]*)(.*)$")
+    url = origin .. rest:gsub("[\128-\255]", function(ch) return fmt("%%%02X", byte(ch)) end)
+  end
   return url
 end
 

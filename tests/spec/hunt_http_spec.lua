@@ -466,3 +466,17 @@ describe("corio.http json bodies", function()
     assert.equal("invalid", err.kind)
   end)
 end)
+
+describe("corio.http non-ASCII URLs", function()
+  -- Their bytes went out raw in the request line (invalid HTTP, refused by
+  -- strict servers); httpx percent-encodes them.
+  it("percent-encode the bytes of the path and query", function()
+    local c = http.client { base_url = base }
+    local r = c:get("/echo?q=ü")
+    assert.equal("q=%C3%BC", r:json().query)
+    assert.equal(base .. "/echo?q=%C3%BC", r.url)
+    r = c:get(base .. "/echo?q=é&x=1")
+    assert.equal("q=%C3%A9&x=1", r:json().query)
+    c:close()
+  end)
+end)
