@@ -1460,7 +1460,9 @@ void corio__xfer_bind(corio_xfer *x, void **box) {
 ** t to wait for it. */
 int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t) {
   int n;
-  if (x->t != NULL) return -2;  /* another task waits for a chunk */
+  /* another task waits for a chunk, or was woken and has not taken it
+  ** yet (xfer_wake clears x->t; deliver clears x->wait) */
+  if (x->t != NULL || x->wait != W_NONE) return -2;
   n = push_chunk(L, x);
   if (n >= 0) return n;
   x->t = t;
@@ -1477,10 +1479,16 @@ void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused) {
 
 /* close(): drop the transfer; a body not read to the end closes its
 ** connection (curl does not reuse a connection mid-response). A task
-** waiting for a chunk gets kind "closed" and lets go of x itself. */
+** waiting for a chunk, or woken and not yet run, gets kind "closed" and
+** lets go of x itself. */
 int corio__xfer_close(corio_xfer *x) {
-  if (x->t != NULL) {
-    xfer_fail(x, "closed", NULL, "the stream was closed");
+  if (x->t != NULL || x->wait != W_NONE) {
+    /* also when the transfer had ended: the reader gets no more */
+    x->err_kind = "closed";
+    x->err_phase = NULL;
+    snprintf(x->errmsg, sizeof(x->errmsg), "the stream was closed");
+    x->off = x->len = 0;
+    xfer_end(x, CURLE_ABORTED_BY_CALLBACK);
     return 0;
   }
   xfer_release(x);

@@ -480,3 +480,60 @@ describe("corio.http non-ASCII URLs", function()
     c:close()
   end)
 end)
+
+describe("corio.http a stream whose reader was woken but has not run yet", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  -- Start task a reading (it waits for "67890"), then spin until the
+  -- chunk is there: a is woken but has not run, and the spinning task
+  -- acts on the stream first.
+  local function woken_reader(r, it)
+    local got = {}
+    local a = corio.spawn(function()
+      local ok, err = pcall(function() for chunk in it do got[#got + 1] = chunk end end)
+      return ok, err
+    end)
+    finally(function() a:cancel() end)
+    corio.yield()
+    within(3, function()
+      while a:status() ~= "done" do
+        local len, paused = r:_buffered()
+        if paused or len > 0 then break end
+        corio.yield()
+      end
+    end)
+    return a, got
+  end
+
+  -- close() then released the transfer under a, which got an empty
+  -- chunk (the deliver path that "cannot happen") before kind closed.
+  it("close() gives it kind closed and no empty chunk", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=0.3")
+    local it = r:iter_bytes()
+    assert.equal("12345", it())
+    local a, got = woken_reader(r, it)
+    r:close()
+    local ok, err = within(2, a.join, a)
+    assert.is_false(ok)
+    assert.equal("closed", err.kind)
+    assert.same({}, got)
+    assert.equal(0, c:stats().in_flight)
+    still_works(c)
+  end)
+
+  -- A read then took a's chunk (a got an empty one), or, finding none,
+  -- waited where a's delivery unset its wait: it was not woken again.
+  it("a read by another task is kind invalid; the woken reader gets its chunk", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=0.3")
+    local it = r:iter_bytes()
+    assert.equal("12345", it())
+    local a, got = woken_reader(r, it)
+    local err = catch(within, 2, it)
+    assert.equal("invalid", err.kind)
+    assert.is_true(within(2, a.join, a))
+    assert.same({ "67890" }, got)
+    still_works(c)
+  end)
+end)
