@@ -138,6 +138,8 @@ struct corio_xfer {
   uint8_t h2c_redos;     /* times redone in this request */
   h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
   uint32_t conn_id;      /* its connection (local address), 0: none yet */
+  curl_socket_t sock_fd; /* the last socket it opened, and its serial */
+  uint32_t sock_serial;
   /* The options the easy handle holds from its last plain request (no
   ** body, the client's headers): a request that differs only by URL sets
   ** just that, without curl_easy_reset and the ~25 setopts after it. */
@@ -184,6 +186,7 @@ typedef struct http_sock {
 typedef struct fd_slot {
   http_sock *s;
   int ours;
+  uint32_t serial;       /* which of our sockets (see xfer_forget_sock) */
 } fd_slot;
 
 struct corio_http {
@@ -217,6 +220,7 @@ struct corio_http {
   uint32_t nlive;        /* xfers allocated, free list included */
   uint32_t in_flight;    /* xfers in the multi */
   uint64_t opened, reused, nopen;
+  uint32_t sock_serial;  /* sockets opened, numbering fd_slot.serial */
   int closed;            /* client:close() or gc: no new requests */
   int gc;                /* the Lua object is gone */
   int dead;              /* the runtime is gone: touch no uv handle */
@@ -434,6 +438,26 @@ static void xfer_wake(corio_xfer *x) {
   corio__ready(x->h->rt, t, deliver);
 }
 
+/* curl 7.88 closes the socket of a connect that did not complete (it
+** timed out, failed, or its transfer was removed) without calling
+** closesocket_cb: it stayed counted as open, and stats().idle grew by
+** one each time. A transfer that ends before its request went out
+** (prereq_cb) holds no connection curl keeps: a socket it opened that
+** closesocket_cb did not see is gone. (Its poll handle is left to
+** opensocket_cb, as the fd number may be in use elsewhere by now.) */
+static fd_slot *fd_at(corio_http *h, curl_socket_t fd, int grow);
+
+static void xfer_forget_sock(corio_xfer *x) {
+  corio_http *h = x->h;
+  fd_slot *f;
+  if (x->sock_fd == CURL_SOCKET_BAD || x->conn_id != 0) return;
+  f = fd_at(h, x->sock_fd, 0);
+  x->sock_fd = CURL_SOCKET_BAD;
+  if (f == NULL || !f->ours || f->serial != x->sock_serial) return;
+  f->ours = 0;
+  if (h->nopen > 0) h->nopen--;
+}
+
 /* Take x out of the multi (from outside curl's callbacks only). */
 static void xfer_remove(corio_xfer *x) {
   if (x->want_pause) {
@@ -456,6 +480,7 @@ static void xfer_remove(corio_xfer *x) {
       }
       curl_multi_remove_handle(x->h->multi, x->easy);
     }
+    xfer_forget_sock(x);
   }
   h2c_release(x);
   /* The phase timer stays armed: xfer_timer_cb ignores a transfer out of
@@ -792,7 +817,12 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
       /* a handle left on this fd number belongs to a socket closed
       ** without closesocket_cb: it is not registered for the new one */
       if (f->s != NULL) sock_close(f->s);
+      /* so was the socket it counted as open */
+      if (f->ours && x->h->nopen > 0) x->h->nopen--;
       f->ours = 1;
+      f->serial = ++x->h->sock_serial;
+      x->sock_fd = fd;
+      x->sock_serial = f->serial;
     }
   }
   x->h->opened++;
@@ -1085,6 +1115,7 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->wait = W_NONE;
   x->done = x->head_done = x->paused = x->new_conn = 0;
   x->conn_id = 0;
+  x->sock_fd = CURL_SOCKET_BAD;
   x->stream = (uint8_t)(stream != 0);
   /* an empty body has nothing to write: the response is awaited at once */
   x->has_body = (uint8_t)(has_body != 0 && nbody > 0);

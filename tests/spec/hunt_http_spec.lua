@@ -309,6 +309,29 @@ for i in range(600):
     c:close()
   end)
 
+  -- curl closes the socket of a connect that did not complete without
+  -- closesocket_cb: each one stayed counted as an open idle connection.
+  it("a connect that times out or is cancelled leaves no idle connection in stats()", function()
+    local c = http.client { base_url = base }
+    for _ = 1, 3 do
+      assert.equal("timeout", catch(within, 5, c.get, c, hole, { timeout = { connect = 0.2 } }).kind)
+    end
+    assert.equal(0, c:stats().idle)
+    for _ = 1, 3 do
+      local t = corio.spawn(function() return c:get(hole) end)
+      corio.sleep(0.1)
+      t:cancel()
+      pcall(t.join, t)
+    end
+    local s = c:stats()
+    assert.equal(0, s.idle)
+    assert.equal(0, s.in_flight)
+    assert.equal(6, s.opened)
+    still_works(c)
+    assert.equal(1, c:stats().idle)
+    c:close()
+  end)
+
   it("while connecting says phase total when the total one expired", function()
     local c = http.client {}
     local err = catch(within, 5, c.get, c, hole, { timeout = { connect = 5, total = 0.4 } })
