@@ -145,6 +145,8 @@ static int l_read(lua_State *L) {
   if (*box == NULL) return fail(L, "closed", "the stream is closed");
   n = corio__xfer_read(L, (corio_xfer *)*box, t);
   if (n >= 0) return corio__fast(rt, L, t, n);
+  if (n == -2)
+    return fail(L, "invalid", "the stream is being read by another task");
   return corio__suspend(rt, L, t, corio__http_abort, "http stream read",
                         *box);
 }

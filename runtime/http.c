@@ -118,6 +118,7 @@ struct corio_xfer {
   char *head;            /* raw header block of the current response */
   size_t hlen, hcap;
   uint64_t last;         /* loop time (ms) of the last phase change/byte */
+  uint64_t start;        /* loop time the transfer started (total) */
   uint64_t armed;        /* loop time the timer fires at, 0 if stopped */
   uint32_t to[PH_N];     /* phase timeouts in ms, 0 = none */
   uint32_t total;        /* total timeout in ms, 0 = none */
@@ -137,6 +138,8 @@ struct corio_xfer {
   uint8_t h2c_redos;     /* times redone in this request */
   h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
   uint32_t conn_id;      /* its connection (local address), 0: none yet */
+  curl_socket_t sock_fd; /* the last socket it opened, and its serial */
+  uint32_t sock_serial;
   /* The options the easy handle holds from its last plain request (no
   ** body, the client's headers): a request that differs only by URL sets
   ** just that, without curl_easy_reset and the ~25 setopts after it. */
@@ -146,7 +149,7 @@ struct corio_xfer {
   uint32_t plain_to[PH_N + 1];
   uint32_t plain_gen;    /* h->hdr_gen at the time */
   char *plain_url;       /* its CURLOPT_URL (owned), or NULL */
-  uint8_t has_body;
+  uint8_t has_body;      /* body bytes to send: a write phase first */
   uint8_t direct;        /* an HTTP/1 stream read without a C buffer */
   lua_State *dL;         /* a direct read in progress pushes here */
   corio_xfer *gc_next;   /* in h->gc_later */
@@ -183,6 +186,7 @@ typedef struct http_sock {
 typedef struct fd_slot {
   http_sock *s;
   int ours;
+  uint32_t serial;       /* which of our sockets (see xfer_forget_sock) */
 } fd_slot;
 
 struct corio_http {
@@ -216,6 +220,7 @@ struct corio_http {
   uint32_t nlive;        /* xfers allocated, free list included */
   uint32_t in_flight;    /* xfers in the multi */
   uint64_t opened, reused, nopen;
+  uint32_t sock_serial;  /* sockets opened, numbering fd_slot.serial */
   int closed;            /* client:close() or gc: no new requests */
   int gc;                /* the Lua object is gone */
   int dead;              /* the runtime is gone: touch no uv handle */
@@ -367,14 +372,19 @@ static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
                       const char *msg);
 static void xfer_timer_cb(uv_timer_t *tm);
 
-/* Arm the transfer's timer for its current phase, unless it already fires
-** earlier: every wake-up re-checks the deadline, so arming late is safe
-** and byte callbacks only have to store the time. */
+/* Arm the transfer's timer for its current phase or its total deadline,
+** whichever comes first, unless it already fires earlier: every wake-up
+** re-checks the deadlines, so arming late is safe and byte callbacks only
+** have to store the time. The total deadline is curl's too, but curl does
+** not check it while a transfer waits for a free connection. */
 static void xfer_arm(corio_xfer *x) {
   uint32_t ms = x->to[x->phase];
-  uint64_t when, now;
-  if (ms == 0 || x->h->dead) return;
-  when = x->last + ms;
+  uint64_t when = 0, now;
+  if (x->h->dead) return;
+  if (ms != 0) when = x->last + ms;
+  if (x->total != 0 && (when == 0 || x->start + x->total < when))
+    when = x->start + x->total;
+  if (when == 0) return;
   if (x->armed != 0 && x->armed <= when) return;
   x->armed = when;
   now = loop_now(x->h);
@@ -392,9 +402,16 @@ static void xfer_timer_cb(uv_timer_t *tm) {
   uint64_t now = loop_now(x->h);
   uint32_t ms = x->to[x->phase];
   x->armed = 0;
-  if (!x->in_multi || ms == 0) return;
+  if (!x->in_multi) return;
+  if (x->total != 0 && now >= x->start + x->total) {
+    char msg[96];
+    snprintf(msg, sizeof(msg), "total timeout (%g s) expired",
+             x->total / 1000.0);
+    xfer_fail(x, "timeout", "total", msg);
+    return;
+  }
   if (x->paused) x->last = now;  /* a slow consumer is not a slow server */
-  if (now >= x->last + ms) {
+  if (ms != 0 && now >= x->last + ms) {
     char msg[96];
     snprintf(msg, sizeof(msg), "%s timeout (%g s) expired",
              phase_names[x->phase], ms / 1000.0);
@@ -421,6 +438,26 @@ static void xfer_wake(corio_xfer *x) {
   corio__ready(x->h->rt, t, deliver);
 }
 
+/* curl 7.88 closes the socket of a connect that did not complete (it
+** timed out, failed, or its transfer was removed) without calling
+** closesocket_cb: it stayed counted as open, and stats().idle grew by
+** one each time. A transfer that ends before its request went out
+** (prereq_cb) holds no connection curl keeps: a socket it opened that
+** closesocket_cb did not see is gone. (Its poll handle is left to
+** opensocket_cb, as the fd number may be in use elsewhere by now.) */
+static fd_slot *fd_at(corio_http *h, curl_socket_t fd, int grow);
+
+static void xfer_forget_sock(corio_xfer *x) {
+  corio_http *h = x->h;
+  fd_slot *f;
+  if (x->sock_fd == CURL_SOCKET_BAD || x->conn_id != 0) return;
+  f = fd_at(h, x->sock_fd, 0);
+  x->sock_fd = CURL_SOCKET_BAD;
+  if (f == NULL || !f->ours || f->serial != x->sock_serial) return;
+  f->ours = 0;
+  if (h->nopen > 0) h->nopen--;
+}
+
 /* Take x out of the multi (from outside curl's callbacks only). */
 static void xfer_remove(corio_xfer *x) {
   if (x->want_pause) {
@@ -443,6 +480,7 @@ static void xfer_remove(corio_xfer *x) {
       }
       curl_multi_remove_handle(x->h->multi, x->easy);
     }
+    xfer_forget_sock(x);
   }
   h2c_release(x);
   /* The phase timer stays armed: xfer_timer_cb ignores a transfer out of
@@ -779,7 +817,12 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
       /* a handle left on this fd number belongs to a socket closed
       ** without closesocket_cb: it is not registered for the new one */
       if (f->s != NULL) sock_close(f->s);
+      /* so was the socket it counted as open */
+      if (f->ours && x->h->nopen > 0) x->h->nopen--;
       f->ours = 1;
+      f->serial = ++x->h->sock_serial;
+      x->sock_fd = fd;
+      x->sock_serial = f->serial;
     }
   }
   x->h->opened++;
@@ -1072,8 +1115,10 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->wait = W_NONE;
   x->done = x->head_done = x->paused = x->new_conn = 0;
   x->conn_id = 0;
+  x->sock_fd = CURL_SOCKET_BAD;
   x->stream = (uint8_t)(stream != 0);
-  x->has_body = (uint8_t)(has_body != 0);
+  /* an empty body has nothing to write: the response is awaited at once */
+  x->has_body = (uint8_t)(has_body != 0 && nbody > 0);
   x->direct = (uint8_t)(stream && !h->http2);
   x->dL = NULL;
   x->dgot = 0;
@@ -1222,7 +1267,7 @@ int corio__xfer_start(corio_xfer *x, corio_task *t) {
   }
   x->in_multi = 1;
   h->in_flight++;
-  x->last = loop_now(h);
+  x->start = x->last = loop_now(h);
   xfer_arm(x);
   x->t = t;
   x->wait = x->stream ? W_HEAD : W_RESPONSE;
@@ -1255,8 +1300,12 @@ corio_abort_fn corio__http_abort = abort_xfer;
 static const char *rc_kind(corio_xfer *x, CURLcode rc, const char **phase) {
   switch (rc) {
   case CURLE_OPERATION_TIMEDOUT:
-    if (x->phase <= PH_CONNECT) *phase = phase_names[x->phase];
-    else *phase = x->total ? "total" : phase_names[x->phase];
+    /* curl's own timeouts: connect, or total (ours usually fires first) */
+    if (x->total != 0 && (x->phase > PH_CONNECT ||
+                          loop_now(x->h) + 1 >= x->start + x->total))
+      *phase = "total";
+    else
+      *phase = phase_names[x->phase];
     return "timeout";
   case CURLE_COULDNT_CONNECT: case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
@@ -1441,7 +1490,11 @@ void corio__xfer_bind(corio_xfer *x, void **box) {
 /* read(): the next chunk now (pushed, count returned), or -1 after arming
 ** t to wait for it. */
 int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t) {
-  int n = push_chunk(L, x);
+  int n;
+  /* another task waits for a chunk, or was woken and has not taken it
+  ** yet (xfer_wake clears x->t; deliver clears x->wait) */
+  if (x->t != NULL || x->wait != W_NONE) return -2;
+  n = push_chunk(L, x);
   if (n >= 0) return n;
   x->t = t;
   x->wait = W_BODY;
@@ -1456,9 +1509,19 @@ void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused) {
 }
 
 /* close(): drop the transfer; a body not read to the end closes its
-** connection (curl does not reuse a connection mid-response). */
+** connection (curl does not reuse a connection mid-response). A task
+** waiting for a chunk, or woken and not yet run, gets kind "closed" and
+** lets go of x itself. */
 int corio__xfer_close(corio_xfer *x) {
-  if (x->t != NULL) return UV_EBUSY;
+  if (x->t != NULL || x->wait != W_NONE) {
+    /* also when the transfer had ended: the reader gets no more */
+    x->err_kind = "closed";
+    x->err_phase = NULL;
+    snprintf(x->errmsg, sizeof(x->errmsg), "the stream was closed");
+    x->off = x->len = 0;
+    xfer_end(x, CURLE_ABORTED_BY_CALLBACK);
+    return 0;
+  }
   xfer_release(x);
   return 0;
 }

@@ -46,7 +46,8 @@ const char *corio__xfer_errmsg(corio_xfer *x);
 /* Start the transfer; task t then suspends with corio__http_abort. */
 int corio__xfer_start(corio_xfer *x, corio_task *t);
 /* Streams: bind the userdata slot, read the next chunk (pushed and the
-** count returned, or -1 after arming t), bytes held, close, gc. */
+** count returned, -1 after arming t, -2 if another task waits on x),
+** bytes held, close, gc. */
 void corio__xfer_bind(corio_xfer *x, void **box);
 int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t);
 void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused);

@@ -15,7 +15,7 @@ local new_error = core.error
 local type, error, pairs, ipairs, tostring, tonumber = type, error, pairs, ipairs, tostring, tonumber
 local setmetatable, rawget, rawset, select = setmetatable, rawget, rawset, select
 local concat, sort = table.concat, table.sort
-local byte, fmt = string.byte, string.format
+local byte, fmt, find, sub = string.byte, string.format, string.find, string.sub
 
 core.register_own(debug.getinfo(1, "S").source)
 
@@ -53,21 +53,63 @@ end
 
 -- URLs --------------------------------------------------------------------
 
+-- A number as a string without losing digits: LuaJIT's tostring keeps 14
+-- significant digits (123456789012345 -> "1.2345678901234e+14").
+-- Integers are written out; other numbers take up to 17 digits when 14
+-- do not give the same number back.
+local function num_str(v)
+  if v % 1 == 0 and v > -2 ^ 63 and v < 2 ^ 63 then return fmt("%d", v) end
+  local s = tostring(v)
+  if v == v and tonumber(s) ~= v then s = fmt("%.17g", v) end
+  return s
+end
+
+local function str_of(v)
+  if type(v) == "number" then return num_str(v) end
+  return tostring(v)
+end
+
 local function urlencode(s)
-  return (tostring(s):gsub("[^%w%-%._~]", function(ch)
+  return (str_of(s):gsub("[^%w%-%._~]", function(ch)
     return fmt("%%%02X", byte(ch))
   end))
 end
 M.urlencode = urlencode
 
-local function encode_pairs(t)
-  local keys = {}
-  for k in pairs(t) do keys[#keys + 1] = tostring(k) end
+local SCALAR = { string = true, number = true, boolean = true }
+
+-- params and form: keys strings or numbers; values strings, numbers,
+-- booleans (tostring-ed) or arrays of them (the key repeats). Anything
+-- else is kind "invalid" naming what (argument an of fname).
+local function encode_pairs(fname, an, what, t)
+  local keys, vals = {}, {}
+  for k, v in pairs(t) do
+    local tk = type(k)
+    if tk ~= "string" and tk ~= "number" then
+      invalid(fname, an, what, "key string or number expected, got " .. tk)
+    end
+    local tv = type(v)
+    if tv == "table" then
+      local n = 0
+      for _ in pairs(v) do n = n + 1 end
+      for i = 1, n do
+        if not SCALAR[type(v[i])] then
+          invalid(fname, an, what, fmt("value of '%s': array of strings, numbers or booleans "
+            .. "expected, got a table with %s at [%d]", tostring(k), type(v[i]), i))
+        end
+      end
+    elseif not SCALAR[tv] then
+      invalid(fname, an, what, fmt("value of '%s': string, number, boolean or array "
+        .. "expected, got %s", tostring(k), tv))
+    end
+    k = str_of(k)
+    keys[#keys + 1] = k
+    vals[k] = v
+  end
   sort(keys)
   local out = {}
   for _, k in ipairs(keys) do
-    local v = t[k]
-    if v == nil then v = t[tonumber(k)] end
+    local v = vals[k]
     if type(v) == "table" then
       for _, x in ipairs(v) do out[#out + 1] = urlencode(k) .. "=" .. urlencode(x) end
     else
@@ -106,6 +148,25 @@ local function join(base, rel)
 end
 M._join = join
 
+-- A Location against the URL it came from (RFC 3986 5.2).
+local function resolve(base, ref)
+  if ref:match("^%a[%w+.-]*:") then return ref end
+  local scheme, auth, bpath, bquery = base:match("^(%a[%w+.-]*:)(//[^/?#]*)([^?#]*)(%??[^#]*)")
+  if not scheme then return ref end
+  if ref:sub(1, 2) == "//" then return scheme .. ref end
+  local rpath, rquery, frag = ref:match("^([^?#]*)(%??[^#]*)(.*)$")
+  local path
+  if rpath == "" then
+    path = bpath ~= "" and bpath or "/"
+    if rquery == "" then rquery = bquery end
+  elseif rpath:sub(1, 1) == "/" then
+    path = remove_dots(rpath)
+  else
+    path = remove_dots((bpath:match("^(.*/)") or "/") .. rpath)
+  end
+  return scheme .. auth .. path .. rquery .. frag
+end
+
 local function origin_of(url)
   local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return url end
@@ -113,6 +174,46 @@ local function origin_of(url)
   scheme = scheme:lower()
   if not auth:find(":%d+$") then auth = auth .. (scheme == "https" and ":443" or ":80") end
   return scheme .. "://" .. auth
+end
+
+-- JSON bodies ---------------------------------------------------------------
+
+-- cjson 2.1 writes numbers with 14 significant digits (it allows no
+-- more), so {id = 123456789012345} would go out as 1.2345678901234e+14.
+-- Numbers that 14 digits do not give back are encoded as placeholder
+-- strings, put back afterwards written by num_str.
+local huge = math.huge
+local function find_lossy(t, depth, out)
+  for k, x in pairs(t) do
+    local tx = type(x)
+    if tx == "number" then
+      if not (x % 1 == 0 and x > -1e14 and x < 1e14) and x == x and x ~= huge
+        and x ~= -huge and tonumber(fmt("%.14g", x)) ~= x then
+        out[#out + 1] = { t, k, x }
+      end
+    elseif tx == "table" and depth < 1000 then  -- deeper: cjson raises
+      find_lossy(x, depth + 1, out)
+    end
+  end
+end
+
+local function json_encode(v)
+  local enc = cjson().encode
+  if type(v) ~= "table" then
+    if type(v) == "number" and v == v and v ~= huge and v ~= -huge then return num_str(v) end
+    return enc(v)
+  end
+  local lossy = {}
+  find_lossy(v, 1, lossy)
+  if #lossy == 0 then return enc(v) end
+  local tag = "corio-num-" .. tostring(lossy):match("(%x+)$") .. "-"
+  for i, e in ipairs(lossy) do e[1][e[2]] = tag .. i end
+  local ok, s = pcall(enc, v)
+  for i = #lossy, 1, -1 do local e = lossy[i]; e[1][e[2]] = e[3] end
+  if not ok then error(s, 0) end
+  return (s:gsub('"' .. tag:gsub("%-", "%%-") .. '(%d+)"', function(i)
+    return num_str(lossy[tonumber(i)][3])
+  end))
 end
 
 -- headers -------------------------------------------------------------------
@@ -154,24 +255,24 @@ local function parse_head(raw)
   return list, reason or ""
 end
 
-local function check_header(fname, name, value)
+local function check_header(fname, an, name, value)
   if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
-    invalid(fname, 2, "headers", "invalid header name " .. fmt("%q", tostring(name)))
+    invalid(fname, an, "headers", "invalid header name " .. fmt("%q", tostring(name)))
   end
   local tv = type(value)
   if tv ~= "string" and tv ~= "number" then
-    invalid(fname, 2, "headers", fmt("header %s: string expected, got %s", name, tv))
+    invalid(fname, an, "headers", fmt("header %s: string expected, got %s", name, tv))
   end
-  value = tostring(value)
+  value = str_of(value)
   if value:find("[\r\n%z]") then
-    invalid(fname, 2, "headers", fmt("header %s: value contains CR, LF or NUL", name))
+    invalid(fname, an, "headers", fmt("header %s: value contains CR, LF or NUL", name))
   end
   return value
 end
 
 -- Merge default and request headers (request wins, case-insensitive) into
 -- an ordered list of {lower name, Name, value}.
-local function merge_headers(fname, defaults, extra)
+local function merge_headers(fname, an, defaults, extra)
   local out, index = {}, {}
   local function put(k, v)
     local lk = k:lower()
@@ -184,18 +285,25 @@ local function merge_headers(fname, defaults, extra)
   end
   if defaults then for _, e in ipairs(defaults) do put(e[2], e[3]) end end
   if extra then
-    if type(extra) ~= "table" then invalid(fname, 2, "headers", "table expected, got " .. type(extra)) end
+    if type(extra) ~= "table" then invalid(fname, an, "headers", "table expected, got " .. type(extra)) end
     local keys = {}
     for k in pairs(extra) do keys[#keys + 1] = k end
     sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    for _, k in ipairs(keys) do put(k, check_header(fname, k, extra[k])) end
+    for _, k in ipairs(keys) do put(k, check_header(fname, an, k, extra[k])) end
   end
   return out, index
 end
 
-local function header_lines(list)
+-- curl's header lines: "Name: value"; "Name;" sends an empty value
+-- ("Name:" would remove the header); false: "Name:", curl sends none of
+-- its own. With a body, "Expect:": no "Expect: 100-continue".
+local function header_lines(list, has_body)
   local lines = {}
-  for i, e in ipairs(list) do lines[i] = e[2] .. ": " .. e[3] end
+  for i, e in ipairs(list) do
+    local v = e[3]
+    lines[i] = v == false and e[2] .. ":" or v == "" and e[2] .. ";" or e[2] .. ": " .. v
+  end
+  if has_body then lines[#lines + 1] = "Expect:" end
   return lines
 end
 
@@ -203,33 +311,40 @@ end
 
 local PHASES = { connect = 1, read = 2, write = 3, pool = 4, total = 5 }
 
-local function check_secs(fname, what, v)
+local function check_secs(fname, an, what, v)
   if type(v) ~= "number" or v ~= v or v < 0 then
-    invalid(fname, 2, what, "non-negative number expected, got " .. tostring(v))
+    invalid(fname, an, what, "non-negative number expected, got " .. tostring(v))
   end
   return v
 end
 
 -- {connect, read, write, pool, total} from a number, a table or false,
 -- over base.
-local function norm_timeout(fname, t, base)
+local function norm_timeout(fname, an, t, base)
   if t == nil then return base end
   if t == false then return { 0, 0, 0, 0, 0 } end
   if type(t) == "number" then
-    check_secs(fname, "timeout", t)
+    check_secs(fname, an, "timeout", t)
     return { t, t, t, t, base and base[5] or 0 }
   end
   if type(t) ~= "table" then
-    invalid(fname, 2, "timeout", "number or table expected, got " .. type(t))
+    invalid(fname, an, "timeout", "number or table expected, got " .. type(t))
   end
   local out = { 0, 0, 0, 0, 0 }
   if base then for i = 1, 5 do out[i] = base[i] end end
   for k, v in pairs(t) do
     local i = PHASES[k]
-    if not i then invalid(fname, 2, "timeout", "unknown phase '" .. tostring(k) .. "'") end
-    out[i] = v == false and 0 or check_secs(fname, "timeout." .. k, v)
+    if not i then invalid(fname, an, "timeout", "unknown phase '" .. tostring(k) .. "'") end
+    out[i] = v == false and 0 or check_secs(fname, an, "timeout." .. k, v)
   end
   return out
+end
+
+local function check_max_redirects(fname, an, v)
+  if type(v) ~= "number" or not (v >= 0) or (v ~= math.huge and v % 1 ~= 0) then
+    invalid(fname, an, "max_redirects", "non-negative integer expected, got " .. tostring(v))
+  end
+  return v
 end
 
 -- responses -----------------------------------------------------------------
@@ -255,6 +370,9 @@ end
 M.Response = Response
 
 function Response.get_all(r, name)
+  if type(name) ~= "string" then
+    invalid("get_all", 1, "name", "string expected, got " .. type(name))
+  end
   local _ = r.headers
   local out, lk = {}, name:lower()
   local list = rawget(r, "_list")
@@ -336,8 +454,11 @@ read_chunk = function(r)
   local ok, chunk = queue(r, c_read(box))
   if not ok then
     if chunk == NOLOOP then return corio.run(read_chunk, r) end
-    c.close_stream(box)
-    rawset(r, "_closed", true)
+    -- kind "invalid": another task is reading it; that read goes on
+    if chunk.kind ~= "invalid" then
+      c.close_stream(box)
+      rawset(r, "_closed", true)
+    end
     error(decorate(chunk, r.request_method, r.url), 0)
   end
   if chunk == nil then
@@ -348,35 +469,73 @@ read_chunk = function(r)
   return chunk
 end
 
+-- The chunks of a stream; of a whole response (no stream), its body, as
+-- httpx iterates a read response's content.
+local function chunks(r)
+  if rawget(r, "_stream") == nil then
+    local body = rawget(r, "_body") or ""
+    return function()
+      local b = body
+      body = ""
+      if b ~= "" then return b end
+    end
+  end
+  return function() return read_chunk(r) end
+end
+
 function Response.iter_bytes(r)
   if rawget(r, "_closed") then error(stream_closed(r), 2) end
-  return function() return read_chunk(r) end
+  return chunks(r)
+end
+
+-- Each chunk is searched for "\n" once: a line split over many chunks
+-- is kept as its pieces and joined once, when its end comes.
+local function strip_cr(line)
+  if byte(line, -1) == 13 then return sub(line, 1, -2) end
+  return line
 end
 
 function Response.iter_lines(r)
   if rawget(r, "_closed") then error(stream_closed(r), 2) end
-  local buf, pending, done = "", {}, false
-  local i = 0
+  local parts, np = {}, 0      -- the pieces of a line not ended yet
+  local pending, i, n, done = {}, 0, 0, false
+  local next_chunk = chunks(r)
   return function()
     while true do
-      if i < #pending then
+      if i < n then
         i = i + 1
-        return pending[i]
+        local line = pending[i]
+        pending[i] = nil
+        return line
       end
       if done then return nil end
-      pending, i = {}, 0
-      local chunk = read_chunk(r)
+      i, n = 0, 0
+      local chunk = next_chunk()
       if chunk == nil then
         done = true
-        if buf ~= "" then pending[1] = buf:gsub("\r$", ""); buf = "" end
-      else
-        buf = buf .. chunk
-        local last = 1
-        for line, pos in buf:gmatch("([^\n]*)\n()") do
-          pending[#pending + 1] = line:gsub("\r$", "")
-          last = pos
+        if np > 0 then
+          n, pending[1] = 1, strip_cr(concat(parts, "", 1, np))
+          parts, np = {}, 0
         end
-        buf = buf:sub(last)
+      else
+        local pos = 1
+        while true do
+          local nl = find(chunk, "\n", pos, true)
+          if not nl then break end
+          local line = sub(chunk, pos, nl - 1)
+          if np > 0 then
+            parts[np + 1] = line
+            line = concat(parts, "", 1, np + 1)
+            parts, np = {}, 0
+          end
+          n = n + 1
+          pending[n] = strip_cr(line)
+          pos = nl + 1
+        end
+        if pos <= #chunk then
+          np = np + 1
+          parts[np] = pos == 1 and chunk or sub(chunk, pos)
+        end
       end
     end
   end
@@ -466,11 +625,12 @@ function M.client(opts)
   if decompress ~= nil and type(decompress) ~= "boolean" then
     invalid("client", 1, "decompress", "boolean expected, got " .. type(decompress))
   end
-  self._headers = merge_headers("client", decompress == false and RAW_HEADERS or DEFAULT_HEADERS,
+  self._headers = merge_headers("client", 1, decompress == false and RAW_HEADERS or DEFAULT_HEADERS,
     opts.headers)
-  self._timeout = norm_timeout("client", opts.timeout, DEFAULT_TIMEOUT)
+  self._timeout = norm_timeout("client", 1, opts.timeout, DEFAULT_TIMEOUT)
   self.follow_redirects = opts.follow_redirects and true or false
-  self.max_redirects = opts.max_redirects or 20
+  self.max_redirects = opts.max_redirects == nil and 20
+    or check_max_redirects("client", 1, opts.max_redirects)
   local limits = opts.limits or {}
   if type(limits) ~= "table" then invalid("client", 1, "limits", "table expected") end
   for k, v in pairs(limits) do
@@ -498,22 +658,32 @@ function M.client(opts)
   return self
 end
 
+-- request(method, url, opts) and stream(method, url, opts): url is
+-- argument #2, opts #3; #1 and #2 for the others.
+local URL_ARG = { request = 2, stream = 2 }
+
 local function check_url_slow(self, fname, url)
+  local an = URL_ARG[fname] or 1
   if type(url) ~= "string" then
-    invalid(fname, 1, "url", "string expected, got " .. type(url))
+    invalid(fname, an, "url", "string expected, got " .. type(url))
   end
   local scheme = url:match("^(%a[%w+.-]*)://")
   if not scheme then
-    if self.base_url then
-      return join(self.base_url, url)
+    if not self.base_url then
+      invalid(fname, an, "url", "URL without scheme: " .. fmt("%q", url))
     end
-    invalid(fname, 1, "url", "URL without scheme: " .. fmt("%q", url))
+    url = join(self.base_url, url)
+  else
+    scheme = scheme:lower()
+    if scheme ~= "http" and scheme ~= "https" then
+      invalid(fname, an, "url", "unsupported scheme '" .. scheme .. "' in " .. url)
+    end
   end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then
-    invalid(fname, 1, "url", "unsupported scheme '" .. scheme .. "' in " .. url)
+  if url:find("[%s%z]") then invalid(fname, an, "url", "URL contains whitespace: " .. fmt("%q", url)) end
+  if url:find("[\128-\255]") then  -- as httpx: path, query and fragment percent-encoded
+    local origin, rest = url:match("^(%a[%w+.-]*://[^/?#]*)(.*)$")
+    url = origin .. rest:gsub("[\128-\255]", function(ch) return fmt("%%%02X", byte(ch)) end)
   end
-  if url:find("[%s%z]") then invalid(fname, 1, "url", "URL contains whitespace: " .. fmt("%q", url)) end
   return url
 end
 
@@ -534,10 +704,27 @@ local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308
 -- One exchange through the transport function.
 local function via_transport(self, method, url, hlist, body, stream)
   local h = setmetatable({}, Headers)
-  for _, e in ipairs(hlist) do rawset(h, e[1], e[3]) end
+  for _, e in ipairs(hlist) do
+    if e[3] ~= false then rawset(h, e[1], e[3]) end
+  end
   local resp = self._transport({ method = method, url = url, headers = h, body = body })
+  local bad
   if type(resp) ~= "table" then
-    error(http_error("protocol", method, url, "the transport returned " .. type(resp)), 0)
+    bad = type(resp)
+  elseif resp.status ~= nil and (type(resp.status) ~= "number" or resp.status % 1 ~= 0) then
+    bad = "a status that is no integer: " .. tostring(resp.status)
+  elseif resp.headers ~= nil and type(resp.headers) ~= "table" then
+    bad = "headers of type " .. type(resp.headers)
+  elseif resp.body ~= nil and type(resp.body) ~= "string" and type(resp.body) ~= "function"
+    and type(resp.body) ~= "number" then
+    bad = "a body of type " .. type(resp.body)
+  else
+    for k in pairs(resp.headers or {}) do
+      if type(k) ~= "string" then bad = "a header name of type " .. type(k) end
+    end
+  end
+  if bad then
+    error(http_error("protocol", method, url, "the transport returned " .. bad), 0)
   end
   local list = {}
   for k, v in pairs(resp.headers or {}) do
@@ -554,7 +741,7 @@ local function via_transport(self, method, url, hlist, body, stream)
   }, response_mt)
   local b = resp.body
   local loc = r.headers.location
-  if loc then r._redirect = loc:match("^%a[%w+.-]*://") and loc or join(url:match("^(%a[%w+.-]*://[^/?#]*)") .. "/", loc) end
+  if loc then r._redirect = resolve(url, loc) end
   if type(b) == "function" then
     if stream then
       r._stream, r._iter = true, b
@@ -580,8 +767,8 @@ local function via_transport(self, method, url, hlist, body, stream)
 end
 
 local function exchange(self, method, url, hlist, lines, body, to, stream)
-  if self._transport then return via_transport(self, method, url, hlist, body, stream) end
   if self._closed then error(http_error("closed", method, url, "the client was closed"), 0) end
+  if self._transport then return via_transport(self, method, url, hlist, body, stream) end
   local box = stream and c_new_stream() or nil
   local ok, status, raw, rbody, ver, elapsed, redirect =
     c_request(self._c, method, url, lines, body, to[1], to[2], to[3], to[4], to[5], box)
@@ -598,51 +785,53 @@ end
 
 -- Send a request and follow redirects if asked to.
 local function send(self, fname, method, url, opts)
+  local an = URL_ARG[fname] and 3 or 2  -- opts' argument number
   local to, follow, maxr = self._timeout, self.follow_redirects, self.max_redirects
-  local hlist, lines, body = self._headers, nil, nil
+  local hlist, lines, body, ctype, extra = self._headers, nil, nil, nil, nil
   local stream = fname == "stream"
   if opts ~= nil then
-    if type(opts) ~= "table" then invalid(fname, 2, "opts", "table expected, got " .. type(opts)) end
+    if type(opts) ~= "table" then invalid(fname, an, "opts", "table expected, got " .. type(opts)) end
     for k in pairs(opts) do
-      if not REQUEST_OPTS[k] then invalid(fname, 2, nil, "unknown option '" .. tostring(k) .. "'") end
+      if not REQUEST_OPTS[k] then invalid(fname, an, nil, "unknown option '" .. tostring(k) .. "'") end
     end
     if opts.params ~= nil then
-      if type(opts.params) ~= "table" then invalid(fname, 2, "params", "table expected") end
-      local q = encode_pairs(opts.params)
+      if type(opts.params) ~= "table" then invalid(fname, an, "params", "table expected") end
+      local q = encode_pairs(fname, an, "params", opts.params)
       if q ~= "" then
         local base, frag = url:match("^([^#]*)(.*)$")
         url = base .. (base:find("?", 1, true) and (base:sub(-1) == "?" and "" or "&") or "?") .. q .. frag
       end
     end
     local nb = (opts.json ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0)
-    if nb > 1 then invalid(fname, 2, nil, "give only one of json, body and form") end
-    local ctype
+    if nb > 1 then invalid(fname, an, nil, "give only one of json, body and form") end
     if opts.json ~= nil then
-      local ok, s = pcall(cjson().encode, opts.json)
-      if not ok then invalid(fname, 2, "json", tostring(s)) end
+      local ok, s = pcall(json_encode, opts.json)
+      if not ok then invalid(fname, an, "json", tostring(s)) end
       body, ctype = s, "application/json"
     elseif opts.form ~= nil then
-      if type(opts.form) ~= "table" then invalid(fname, 2, "form", "table expected") end
-      body, ctype = encode_pairs(opts.form), "application/x-www-form-urlencoded"
+      if type(opts.form) ~= "table" then invalid(fname, an, "form", "table expected") end
+      body, ctype = encode_pairs(fname, an, "form", opts.form), "application/x-www-form-urlencoded"
     elseif opts.body ~= nil then
-      if type(opts.body) ~= "string" then invalid(fname, 2, "body", "string expected, got " .. type(opts.body)) end
+      if type(opts.body) ~= "string" then invalid(fname, an, "body", "string expected, got " .. type(opts.body)) end
       body = opts.body
     end
-    if opts.headers ~= nil or body ~= nil then
-      local index
-      hlist, index = merge_headers(fname, self._headers, opts.headers)
-      if body ~= nil and not index["content-type"] then
-        hlist[#hlist + 1] = ctype and { "content-type", "Content-Type", ctype } or { "content-type", "Content-Type", "" }
-      end
-    end
-    to = norm_timeout(fname, opts.timeout, to)
+    extra = opts.headers
+    to = norm_timeout(fname, an, opts.timeout, to)
     if opts.follow_redirects ~= nil then follow = opts.follow_redirects and true or false end
-    if opts.max_redirects ~= nil then maxr = opts.max_redirects end
+    if opts.max_redirects ~= nil then maxr = check_max_redirects(fname, an, opts.max_redirects) end
   end
-  if hlist ~= self._headers or body ~= nil then
-    lines = header_lines(hlist)
-    if body ~= nil then lines[#lines + 1] = "Expect:" end
+  -- Without a body these send "Content-Length: 0", as httpx does (a POST
+  -- without one would make curl read its body from stdin).
+  if body == nil and (method == "POST" or method == "PUT" or method == "PATCH") then body = "" end
+  if extra ~= nil or body ~= nil then
+    local index
+    hlist, index = merge_headers(fname, an, self._headers, extra)
+    if body ~= nil and not index["content-type"] then
+      -- false: curl sends no Content-Type (not its form default)
+      hlist[#hlist + 1] = { "content-type", "Content-Type", ctype or false }
+    end
   end
+  if hlist ~= self._headers or body ~= nil then lines = header_lines(hlist, body ~= nil) end
   local hops = 0
   while true do
     local r = exchange(self, method, url, hlist, lines, body, to, stream)
@@ -672,7 +861,7 @@ local function send(self, fname, method, url, opts)
         end
       end
       hlist = nl
-      lines = header_lines(hlist)
+      lines = header_lines(hlist, body ~= nil)
     end
     url = target
   end
@@ -721,6 +910,9 @@ function Client.stream(self, method, url, opts, fn)
   check_self(self, "stream")
   if type(opts) == "function" and fn == nil then opts, fn = nil, opts end
   method = check_method("stream", method)
+  if fn ~= nil and type(fn) ~= "function" and not (getmetatable(fn) and getmetatable(fn).__call) then
+    invalid("stream", 4, "fn", "function expected, got " .. type(fn))
+  end
   local r = send(self, "stream", method, check_url(self, "stream", url), opts)
   if fn == nil then return r end
   local function finish(ok, ...)
