@@ -409,7 +409,14 @@ static int l_scope_leave(lua_State *L) {
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);
-  if (t != NULL) corio__scope_leave(rt, t, &x->s);
+  if (t != NULL && corio__scope_leave(rt, t, &x->s)) {
+    corio__push_error(L, "error", "a scope was left while a scope "
+                      "entered after it is still open (a coroutine "
+                      "yielded out of a scope body and was resumed inside "
+                      "another scope); leave scopes in the order entered");
+    corio__scope_add_error(rt, L, &x->s, -1);
+    lua_pop(L, 1);
+  }
   x->s.closed = 1;
   corio__unref(rt, L, x->ref);
   x->ref = LUA_NOREF;

@@ -31,13 +31,25 @@ void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s) {
   t->cur = s;
 }
 
-void corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
+int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
+  corio_scope *c;
   (void)rt;
   s->closed = 1;
   if (t->cur == s) {
     t->cur = s->parent;
     t->cur->inner = NULL;
+    return 0;
   }
+  /* Left out of order: a coroutine of the task yielded out of this
+  ** scope's body and was resumed inside a scope entered after it. Take
+  ** s out of the chain, so that no scope is left pointing at it once it
+  ** is freed. Returns 1 so that the caller can raise. */
+  for (c = t->cur; c != NULL && c->parent != s; c = c->parent) {}
+  if (c == NULL) return 0;
+  c->parent = s->parent;
+  if (s->parent != NULL) s->parent->inner = c;
+  s->inner = NULL;
+  return 1;
 }
 
 /* Wake t with Cancelled if it is blocked in an operation that can be
