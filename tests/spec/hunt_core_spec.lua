@@ -84,3 +84,55 @@ describe("a scope left out of order by a user coroutine (rule 13)", function()
     corio.scope(function(s) s:spawn(function() corio.sleep(0.001) end) end)
   end)
 end)
+
+describe("gather, map and first given a cancelled Task", function()
+  local function cancelled_task()
+    local t = corio.spawn(function() corio.sleep(10) end)
+    corio.yield()
+    t:cancel()
+    corio.yield()
+    assert.equal("cancelled", t:status())
+    return t
+  end
+
+  it("gather with return_errors reports its Cancelled in errors[i]", function()
+    local t = cancelled_task()
+    local results, errors = corio.gather({ t, function() return 2 end },
+      { return_errors = true })
+    assert.equal(2, results[2])
+    assert.is_true(corio.is_cancelled(errors[1]))
+  end)
+
+  it("map with return_errors reports a joined task's Cancelled in errors[i]", function()
+    local t = cancelled_task()
+    local results, errors = corio.map({ t, 5 }, function(x)
+      if type(x) == "number" then return x end
+      return x:join()
+    end, { return_errors = true })
+    assert.equal(5, results[2])
+    assert.is_true(corio.is_cancelled(errors[1]))
+  end)
+
+  it("first counts it as a failure and lets another function win", function()
+    local t = cancelled_task()
+    local v, i = corio.first({ t, function() corio.sleep(0.001) return "w" end })
+    assert.equal("w", v)
+    assert.equal(2, i)
+  end)
+
+  it("gather with return_errors still lets an outer cancel through", function()
+    local reached = false
+    assert.is_false(corio.move_on_after(0.001, function()
+      corio.gather({ function() corio.sleep(1) end }, { return_errors = true })
+      reached = true
+    end))
+    assert.is_false(reached)
+  end)
+end)
+
+describe("argument checks", function()
+  it("map names a non-table options argument", function()
+    local err = catch(corio.map, { 1 }, function(x) return x end, 5)
+    assert.matches("bad argument #3 to 'map' %(table expected, got number%)", tostring(err))
+  end)
+end)
