@@ -333,6 +333,7 @@ static int l_scope_enter(lua_State *L) {
   x->deadline.idx = UINT32_MAX;
   x->deadline.kind = CORIO_TIMER_DEADLINE;
   x->seconds = secs;
+  x->L = L;
   lua_pushvalue(L, -1);
   x->ref = corio__ref(rt, L);
   corio__scope_enter(rt, t, &x->s);
@@ -401,6 +402,28 @@ static int l_scope_defers(lua_State *L) {
   return 1;
 }
 
+/* Scopes entered inside x on the same coroutine that are still open
+** when x is left are dead: their exit raised before it left them (e.g. a
+** stack overflow in the exit itself). Close them, as the task's end would
+** (task.c unwind_scopes), so that x is left in order and its task does
+** not stay in a dead, cancelled scope. A scope entered on another
+** coroutine is alive (a coroutine yielded out of it) and stays. */
+static void close_dead_inner(corio_rt *rt, lua_State *L, corio_task *t,
+                             corio_xscope *x) {
+  corio_scope *c;
+  for (c = t->cur; c != &x->s; c = c->parent)
+    if (c == &t->root) return;   /* x is not in the task's chain */
+  while (t->cur != &x->s) {
+    corio_xscope *d = corio_container_of(t->cur, corio_xscope, s);
+    if (d->L != L) return;
+    corio__scope_hand_over(rt, &d->s, &t->root, 0);
+    corio__timer_stop(rt, &d->deadline);
+    corio__scope_leave(rt, t, &d->s);
+    corio__unref(rt, L, d->ref);
+    d->ref = LUA_NOREF;
+  }
+}
+
 /* leave(scope, ok, err) -> 0 | 1 (absorbed) | 2, err (raise) */
 static int l_scope_leave(lua_State *L) {
   corio_rt *rt = RT(L);
@@ -409,6 +432,7 @@ static int l_scope_leave(lua_State *L) {
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);
+  if (t != NULL && t->cur != &x->s) close_dead_inner(rt, L, t, x);
   if (t != NULL && corio__scope_leave(rt, t, &x->s)) {
     corio__push_error(L, "error", "a scope was left while a scope "
                       "entered after it is still open (a coroutine "

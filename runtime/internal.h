@@ -86,6 +86,7 @@ typedef struct corio_xscope {
   corio_scope s;
   corio_timer deadline;  /* armed when the scope has a deadline */
   double seconds;        /* the relative timeout asked for, for messages */
+  lua_State *L;          /* the coroutine whose body entered it */
   int ref;               /* anchor ref to this userdata while entered */
 } corio_xscope;
 

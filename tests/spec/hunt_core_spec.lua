@@ -136,3 +136,36 @@ describe("argument checks", function()
     assert.matches("bad argument #3 to 'map' %(table expected, got number%)", tostring(err))
   end)
 end)
+
+describe("a scope whose exit raised before it was left", function()
+  it("is closed when the enclosing scope is left, so the task is not left cancelled", function()
+    local leave = require("corio.core").scope_leave
+    local err = catch(corio.scope, function()
+      corio.scope(function()
+        -- make the inner scope's exit raise just before it leaves
+        debug.sethook(function()
+          if debug.getinfo(2, "f").func == leave then
+            debug.sethook()
+            error("exit failed", 0)
+          end
+        end, "c")
+      end)
+    end)
+    debug.sethook()
+    assert.equal("exit failed", err)
+    corio.sleep(0)   -- raised Cancelled: the task stayed in the dead scope
+    local t = corio.spawn(function() return 7 end)
+    assert.equal(7, t:join())
+  end)
+
+  it("after a stack overflow in deeply nested scopes, the task goes on", function()
+    local function nest(k)
+      if k == 100000 then return end
+      return corio.scope(function() return nest(k + 1) end)
+    end
+    local err = catch(nest, 0)
+    assert.matches("stack overflow", tostring(err))
+    corio.sleep(0)
+    assert.is_false(corio.move_on_after(0.001, corio.sleep, 1))
+  end)
+end)
