@@ -123,7 +123,7 @@ static void list_add_once(lua_State *L, int list) {
 }
 
 /* [-0, +0] Append the error at idx to s's error list unless it is there.
-** An error that already carries a list (one that crossed an inner scope
+** A corio error that already carries a list (one that crossed an inner scope
 ** or task boundary with several errors) brings that list along: the
 ** scope sets `errors` of its first error to its own list, so otherwise
 ** the inner errors after the first would be lost. */
@@ -139,7 +139,7 @@ void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
   list = lua_gettop(L);
   lua_pushvalue(L, idx);
   list_add_once(L, list);
-  if (lua_istable(L, idx)) {
+  if (corio__is_error(L, idx, NULL)) {   /* not a user's own table */
     lua_pushliteral(L, "errors");
     lua_rawget(L, idx);
     if (lua_istable(L, -1)) {

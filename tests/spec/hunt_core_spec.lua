@@ -169,3 +169,17 @@ describe("a scope whose exit raised before it was left", function()
     assert.is_false(corio.move_on_after(0.001, corio.sleep, 1))
   end)
 end)
+
+describe("a user's error table with its own errors field", function()
+  it("is one error of the scope, its field not taken for an error list", function()
+    local mine = { errors = { "field a", "field b" } }
+    local err = catch(corio.scope, function(s)
+      s:spawn(function() error("other", 0) end)
+      error(mine)   -- the body's own error: recorded as raised
+    end)
+    assert.equal(2, #err.errors)
+    assert.equal(mine, err.errors[1].value)
+    assert.equal("other", err.errors[2].value)
+    assert.same({ "field a", "field b" }, mine.errors)
+  end)
+end)
