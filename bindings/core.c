@@ -402,26 +402,31 @@ static int l_scope_defers(lua_State *L) {
   return 1;
 }
 
-/* Scopes entered inside x on the same coroutine that are still open
-** when x is left are dead: their exit raised before it left them (e.g. a
-** stack overflow in the exit itself). Close them, as the task's end would
-** (task.c unwind_scopes), so that x is left in order and its task does
-** not stay in a dead, cancelled scope. A scope entered on another
-** coroutine is alive (a coroutine yielded out of it) and stays. */
-static void close_dead_inner(corio_rt *rt, lua_State *L, corio_task *t,
-                             corio_xscope *x) {
+/* Scopes entered inside x that are still open when x is left. Those
+** entered on the same coroutine are dead: their exit raised before it
+** left them (e.g. a stack overflow in the exit itself). One entered on
+** another coroutine was left open by a coroutine that yielded out of its
+** body (and was abandoned, or resumed inside a scope entered after it).
+** Close them all, as the task's end would (task.c unwind_scopes), so that
+** x is left in order and no scope of the task outlives its parent.
+** Returns how many were entered on another coroutine (an error of the
+** user's code, which the caller raises). */
+static int close_inner(corio_rt *rt, lua_State *L, corio_task *t,
+                       corio_xscope *x) {
   corio_scope *c;
+  int foreign = 0;
   for (c = t->cur; c != &x->s; c = c->parent)
-    if (c == &t->root) return;   /* x is not in the task's chain */
+    if (c == &t->root) return 0;   /* x is not in the task's chain */
   while (t->cur != &x->s) {
     corio_xscope *d = corio_container_of(t->cur, corio_xscope, s);
-    if (d->L != L) return;
+    if (d->L != L) foreign++;
     corio__scope_hand_over(rt, &d->s, &t->root, 0);
     corio__timer_stop(rt, &d->deadline);
     corio__scope_leave(rt, t, &d->s);
     corio__unref(rt, L, d->ref);
     d->ref = LUA_NOREF;
   }
+  return foreign;
 }
 
 /* leave(scope, ok, err) -> 0 | 1 (absorbed) | 2, err (raise) */
@@ -432,14 +437,18 @@ static int l_scope_leave(lua_State *L) {
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);
-  if (t != NULL && t->cur != &x->s) close_dead_inner(rt, L, t, x);
-  if (t != NULL && corio__scope_leave(rt, t, &x->s)) {
-    corio__push_error(L, "error", "a scope was left while a scope "
-                      "entered after it is still open (a coroutine "
-                      "yielded out of a scope body and was resumed inside "
-                      "another scope); leave scopes in the order entered");
-    corio__scope_add_error(rt, L, &x->s, -1);
-    lua_pop(L, 1);
+  if (t != NULL) {
+    int foreign = t->cur != &x->s ? close_inner(rt, L, t, x) : 0;
+    foreign += corio__scope_leave(rt, t, &x->s);
+    if (foreign) {
+      corio__push_error(L, "error", "a scope was left while a scope "
+                        "entered inside it by another coroutine was still "
+                        "open (a coroutine yielded out of a scope body, "
+                        "then was abandoned or resumed inside a later "
+                        "scope); the inner scope was closed");
+      corio__scope_add_error(rt, L, &x->s, -1);
+      lua_pop(L, 1);
+    }
   }
   x->s.closed = 1;
   corio__unref(rt, L, x->ref);

@@ -74,7 +74,7 @@ describe("a scope left out of order by a user coroutine (rule 13)", function()
     local err = catch(corio.scope, function()
       gen()   -- leaves the generator's scope while this one is open
     end)
-    assert.matches("left while a scope entered after it is still open", tostring(err))
+    assert.matches("entered inside it by another coroutine was still open", tostring(err))
     collectgarbage()
     collectgarbage()
     -- the task's scope chain is intact: spawn, wait and cancel still work
@@ -82,6 +82,22 @@ describe("a scope left out of order by a user coroutine (rule 13)", function()
     assert.equal(5, t:join())
     assert.is_false(corio.move_on_after(0.001, corio.sleep, 1))
     corio.scope(function(s) s:spawn(function() corio.sleep(0.001) end) end)
+  end)
+
+  it("closes the scope of an abandoned coroutine when the enclosing scope is left", function()
+    local err = catch(corio.scope, function()
+      local gen = coroutine.wrap(function()
+        corio.move_on_after(0.001, function() coroutine.yield(1) end)
+      end)
+      gen()   -- suspended inside its move_on_after, never resumed
+    end)
+    assert.matches("entered inside it by another coroutine was still open", tostring(err))
+    collectgarbage()
+    collectgarbage()
+    -- the abandoned deadline does not cancel this task later
+    corio.sleep(0.005)
+    local t = corio.spawn(function() return 5 end)
+    assert.equal(5, t:join())
   end)
 end)
 
