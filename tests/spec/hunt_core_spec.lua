@@ -199,3 +199,17 @@ describe("a user's error table with its own errors field", function()
     assert.same({ "field a", "field b" }, mine.errors)
   end)
 end)
+
+describe("a method called with no self", function()
+  it("names what was given (nothing), not a table of corio's", function()
+    -- "no value" from a C method, "nil" through a Lua wrapper
+    local function got(err) return tostring(err):match("expected, got ([%a ]-);") end
+    local t = corio.spawn(function() end)
+    local err = catch(t.status)
+    assert.matches("bad self to 'status'", tostring(err))
+    assert.equal("no value", got(err))
+    err = catch(corio.semaphore(1).release)
+    assert.matches("bad self to 'release'", tostring(err))
+    assert.is_true(got(err) == "nil" or got(err) == "no value")
+  end)
+end)
