@@ -96,7 +96,7 @@ static int l_sem_index(lua_State *L) {
 
 static int l_sem_tostring(lua_State *L) {
   corio_sem *s = check_sem(L);
-  lua_pushfstring(L, "corio.Semaphore(available=%d)", (int)s->count);
+  lua_pushfstring(L, "corio.Semaphore(available=%f)", (lua_Number)s->count);
   return 1;
 }
 
