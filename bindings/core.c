@@ -241,6 +241,10 @@ static int l_sleep_real(lua_State *L) {
   corio_task *t;
   real_sleep *r;
   double s = corio__checkseconds(L, 2, 1, 1, "sleep_real");
+  /* whole ms, rounded up; math.huge and other sleeps past what a uint64
+  ** holds (a cast would be undefined, 0 on x86) become the longest */
+  double msd = s * 1000 + 0.999;
+  uint64_t ms = msd < 1.8e19 ? (uint64_t)msd : UINT64_MAX;
   int n = corio__enter(L, rt, &t, "sleep_real");
   if (n >= 0) return n;
   r = malloc(sizeof(*r));
@@ -254,8 +258,7 @@ static int l_sleep_real(lua_State *L) {
   /* libuv counts from its cached loop time, which is stale after work
   ** done outside the loop: refresh it so the sleep is not cut short. */
   uv_update_time(rt->loop);
-  if (uv_timer_start(&r->h, real_sleep_done, (uint64_t)(s * 1000 + 0.999),
-                     0) != 0) {
+  if (uv_timer_start(&r->h, real_sleep_done, ms, 0) != 0) {
     uv_close((uv_handle_t *)&r->h, real_sleep_free);
     return luaL_error(L, "corio.sleep_real: cannot start a timer");
   }

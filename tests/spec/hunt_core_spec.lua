@@ -222,3 +222,12 @@ describe("tostring of a semaphore", function()
     assert.equal("corio.Semaphore(available=2147483647)", tostring(s))
   end)
 end)
+
+describe("corio.testing.sleep_real", function()
+  it("sleeps on for math.huge and huge seconds instead of returning at once", function()
+    local testing = require("corio.testing")
+    for _, secs in ipairs({ math.huge, 1e300, 2 ^ 64 / 1000 }) do
+      assert.is_false(corio.move_on_after(0.01, testing.sleep_real, secs))
+    end
+  end)
+end)
