@@ -23,7 +23,8 @@ static int l_sem_new(lua_State *L) {
     return corio__argerror(L, 1, 1, "semaphore",
                            lua_pushfstring(L, "number expected, got %s",
                                            luaL_typename(L, 1)));
-  if (!(n >= 0) || n != (double)(long long)n)
+  /* range first: casting a double out of range is undefined */
+  if (!(n >= 0 && n < 9.2233720368547758e18) || n != floor(n))
     return corio__argerror(L, 1, 1, "semaphore",
                            lua_pushfstring(L, "non-negative integer "
                                            "expected, got %s",

@@ -231,3 +231,15 @@ describe("corio.testing.sleep_real", function()
     end
   end)
 end)
+
+describe("semaphore and channel sizes far out of range", function()
+  -- checked before any cast: casting such a double to an integer is
+  -- undefined behaviour in C
+  it("raise a bad argument error", function()
+    for _, n in ipairs({ 1e300, 2 ^ 64, -math.huge }) do
+      assert.matches("bad argument #1 to 'semaphore'", tostring(catch(corio.semaphore, n)))
+      assert.matches("bad argument #1 to 'channel'", tostring(catch(corio.channel, n)))
+    end
+    assert.matches("bad argument #1 to 'semaphore'", tostring(catch(corio.semaphore, math.huge)))
+  end)
+end)
