@@ -287,6 +287,9 @@ local function release_after(self, ok, ...)
 end
 
 local function with(self, fn, ...)
+  -- outside a loop, the whole of it under one corio.run (rule 11): a lock
+  -- taken by one run's task would be broken once that run ended
+  if not in_task() then return run(with, self, fn, ...) end
   self:acquire()
   return release_after(self, pcall(fn, ...))
 end

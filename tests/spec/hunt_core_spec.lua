@@ -243,3 +243,23 @@ describe("semaphore and channel sizes far out of range", function()
     assert.matches("bad argument #1 to 'semaphore'", tostring(catch(corio.semaphore, math.huge)))
   end)
 end)
+
+describe("lock:with and semaphore:with outside a loop (rule 11)", function()
+  it("run fn holding the lock under a stock luajit", function()
+    local script = [[
+local corio = require("corio")
+print(corio.lock():with(function(a) return "in", a end, 1))
+print(corio.semaphore(1):with(function() return "sem" end))
+]]
+    local cmd = ("%s -e %q 2>&1"):format(os.getenv("LUAJIT") or "luajit", script)
+    local out = corio.to_thread(function(c, path, cpath)
+      local p = io.popen(("LUA_PATH=%q LUA_CPATH=%q %s"):format(path, cpath, c))
+      local o = p:read("*a")
+      p:close()
+      return o
+    end, cmd,
+      os.getenv("CORIO_LUA_PATH") or "./lua/?.lua;./lua/?/init.lua;;",
+      os.getenv("CORIO_LUA_CPATH") or "./build/lib/lua/5.1/?.so;;")
+    assert.equal("in\t1\nsem\n", out)
+  end)
+end)
