@@ -382,6 +382,18 @@ static int l_scope_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 1;
   }
+  if (t != x->s.owner) {
+    /* A coroutine that yielded inside the body was resumed by another
+    ** task: that one cannot wait in the owner's stead (the children's
+    ** end wakes the owner). As below: cancel them, hand them on. */
+    corio__scope_hand_over(rt, &x->s, x->s.parent, 1);
+    lua_pushboolean(L, 0);
+    corio__push_error(L, "error", "a scope entered by one task was left "
+                      "by another (a coroutine that yielded inside the "
+                      "scope's body was resumed by another task): its "
+                      "tasks were cancelled");
+    return 2;
+  }
   if (!corio__can_suspend(rt, L)) {
     /* inside a C call: cancel the children, and let the enclosing scope
     ** wait for them, so this one can be left */
@@ -436,7 +448,9 @@ static int close_inner(corio_rt *rt, lua_State *L, corio_task *t,
 static int l_scope_leave(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
-  corio_task *t = rt->current;
+  /* The scope is in its owner's chain, also when another task runs the
+  ** coroutine that leaves it; once closed (the owner ended), in none. */
+  corio_task *t = x->s.closed ? NULL : x->s.owner;
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);

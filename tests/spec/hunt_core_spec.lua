@@ -263,3 +263,51 @@ print(corio.semaphore(1):with(function() return "sem" end))
     assert.equal("in\t1\nsem\n", out)
   end)
 end)
+
+describe("a coroutine that entered a scope in one task, resumed by another", function()
+  it("raises in the other task instead of waiting in the owner's stead", function()
+    local gen, a_ok, a_elapsed, b_err
+    pcall(corio.scope, function(s)
+      s:spawn(function()
+        gen = coroutine.wrap(function()
+          corio.scope(function(s2)
+            s2:spawn(function() corio.sleep(0.02) end)
+            coroutine.yield()
+          end)
+        end)
+        gen()
+        local t0 = corio.now()
+        a_ok = pcall(corio.sleep, 0.2)
+        a_elapsed = corio.now() - t0
+      end)
+      s:spawn(function()
+        corio.sleep(0.001)
+        local _, e = pcall(gen)
+        b_err = e
+      end)
+    end)
+    assert.matches("left by another", tostring(b_err))
+    -- the end of the scope's task did not wake the owner out of its sleep
+    assert.is_false(a_ok and a_elapsed < 0.15)
+  end)
+
+  it("leaves it from the owner's chain when it had no tasks", function()
+    local gen
+    local a = corio.spawn(function()
+      gen = coroutine.wrap(function()
+        corio.scope(function() coroutine.yield() end)
+        return "gen done"
+      end)
+      gen()
+      corio.sleep(0.01)   -- the other task finishes gen meanwhile
+      local child_done = false
+      corio.scope(function(s)
+        s:spawn(function() corio.sleep(0.005) child_done = true end)
+      end)
+      return child_done
+    end)
+    corio.sleep(0.001)
+    assert.equal("gen done", gen())
+    assert.is_true(a:join())
+  end)
+end)
