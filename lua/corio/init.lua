@@ -391,10 +391,19 @@ do
     if ok then return ... end
     error((...), 0)
   end
+  -- A coroutine suspended in a corio call that a task waits in (its
+  -- resumer is still noted) belongs to that task until the call returns:
+  -- resumed by another, the call would return the other's values.
+  local co_status = coroutine.status
+  local BUSY = "cannot resume a coroutine that is suspended in a corio "
+    .. "call (a task waits in it; it goes on when that call returns)"
   coroutine.resume = function(co, ...)
     if type(co) ~= "thread" then
       error(("bad argument #1 to 'resume' (coroutine expected, got %s)")
         :format(type(co)), 2)
+    end
+    if resumers[co] ~= nil and co_status(co) == "suspended" then
+      return false, BUSY
     end
     resumers[co] = co_running()
     return pass(co, co_resume(co, ...))
@@ -402,6 +411,9 @@ do
   coroutine.wrap = function(f)
     local co = co_create(f)
     return function(...)
+      if resumers[co] ~= nil and co_status(co) == "suspended" then
+        error(BUSY, 2)
+      end
       resumers[co] = co_running()
       return unwrap(pass(co, co_resume(co, ...)))
     end

@@ -311,3 +311,26 @@ describe("a coroutine that entered a scope in one task, resumed by another", fun
     assert.is_true(a:join())
   end)
 end)
+
+describe("a coroutine suspended in a corio call of one task, resumed by another", function()
+  it("refuses, and the first task's call completes as it should", function()
+    local gen = coroutine.wrap(function()
+      while true do
+        corio.sleep(0.02)
+        coroutine.yield("tick")
+      end
+    end)
+    local co = coroutine.create(function() corio.sleep(0.02) return "co done" end)
+    local a = corio.spawn(function() return gen() end)
+    local a2 = corio.spawn(function() return select(2, coroutine.resume(co)) end)
+    corio.sleep(0.005)
+    local err = catch(gen)
+    assert.matches("suspended in a corio call", tostring(err))
+    local ok, msg = coroutine.resume(co)
+    assert.is_false(ok)
+    assert.matches("suspended in a corio call", msg)
+    assert.equal("tick", a:join())
+    assert.equal("co done", a2:join())
+    assert.equal("tick", gen())   -- free again once the call returned
+  end)
+end)
