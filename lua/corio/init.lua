@@ -122,7 +122,17 @@ local function finish(s, kind, ok, ...)
   end
   local list = scope_defers(s)
   local body_ok = ok
-  if list then ok, err = run_scope_defers(s, list, ok, err) end
+  while list do
+    ok, err = run_scope_defers(s, list, ok, err)
+    -- the handlers may have spawned tasks into the scope (it has not
+    -- returned: wait for them too) or deferred more functions (run them)
+    waited, werr = scope_wait(s)
+    if not waited and ok then
+      ok, err = false, werr
+      scope_fail(s, werr)
+    end
+    list = scope_defers(s)
+  end
   local code, e = scope_leave(s, ok, err)
   if code == 0 then
     if not body_ok then return end

@@ -334,3 +334,37 @@ describe("a coroutine suspended in a corio call of one task, resumed by another"
     assert.equal("tick", gen())   -- free again once the call returned
   end)
 end)
+
+describe("defer handlers that defer or spawn (rule 1, rule 9)", function()
+  it("run a function deferred by a scope's handler", function()
+    local log = {}
+    corio.scope(function()
+      corio.defer(function()
+        log[#log + 1] = "handler"
+        corio.defer(function() log[#log + 1] = "nested" end)
+      end)
+    end)
+    assert.same({ "handler", "nested" }, log)
+  end)
+
+  it("run a function deferred by a task's handler", function()
+    local log = {}
+    corio.spawn(function()
+      corio.defer(function()
+        log[#log + 1] = "handler"
+        corio.defer(function() log[#log + 1] = "nested" end)
+      end)
+    end):join()
+    assert.same({ "handler", "nested" }, log)
+  end)
+
+  it("wait for a task spawned into the scope by a handler", function()
+    local done = false
+    corio.scope(function(s)
+      corio.defer(function()
+        s:spawn(function() corio.sleep(0.01) done = true end)
+      end)
+    end)
+    assert.is_true(done)
+  end)
+end)
