@@ -370,7 +370,8 @@ static int l_scope_fail(lua_State *L) {
   return 0;
 }
 
-/* wait(scope) -> true: block until the scope's children ended. Not a
+/* wait(scope) -> true [, true]: block until the scope's children ended
+** (see below for the second value). Not a
 ** checkpoint and not cancellable: cancelling the scope cancels the
 ** children. -> false, message where the task cannot suspend: the children
 ** are cancelled and left to the enclosing scope (corio__scope_hand_over). */
@@ -379,8 +380,12 @@ static int l_scope_wait(lua_State *L) {
   corio_xscope *x = check_scope(L, 1);
   corio_task *t = rt->current;
   if (x->s.nchildren == 0) {
+    /* true, true: nothing to wait for (a wait that suspended returns
+    ** just true: tasks may have been spawned into the scope before its
+    ** owner ran again, so init.lua asks again) */
     lua_pushboolean(L, 1);
-    return 1;
+    lua_pushboolean(L, 1);
+    return 2;
   }
   if (t != x->s.owner) {
     /* A coroutine that yielded inside the body was resumed by another

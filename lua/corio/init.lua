@@ -106,13 +106,22 @@ end
 
 local timeout_error
 
+-- Wait until the scope has no tasks left: true, true; or false, err. A
+-- wait that suspended asks again, since tasks may have been spawned into
+-- the scope (which has not returned) before this task ran again.
+local function wait_tasks(s)
+  local waited, idle = scope_wait(s)
+  while waited and idle == nil do waited, idle = scope_wait(s) end
+  return waited, idle
+end
+
 local function finish(s, kind, ok, ...)
   local err
   if not ok then
     err = ...
     scope_fail(s, err)
   end
-  local waited, werr = scope_wait(s)
+  local waited, werr = wait_tasks(s)
   if not waited and ok then
     -- inside a C call (table.sort, dofile, ...) the task cannot wait for
     -- the scope's children: they were cancelled and handed to the
@@ -126,7 +135,7 @@ local function finish(s, kind, ok, ...)
     ok, err = run_scope_defers(s, list, ok, err)
     -- the handlers may have spawned tasks into the scope (it has not
     -- returned: wait for them too) or deferred more functions (run them)
-    waited, werr = scope_wait(s)
+    waited, werr = wait_tasks(s)
     if not waited and ok then
       ok, err = false, werr
       scope_fail(s, werr)

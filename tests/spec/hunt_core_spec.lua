@@ -368,3 +368,22 @@ describe("defer handlers that defer or spawn (rule 1, rule 9)", function()
     assert.is_true(done)
   end)
 end)
+
+describe("a task spawned into a scope just as its last task ended (rule 1)", function()
+  it("is waited for before the scope returns", function()
+    local done = false
+    local sref
+    local ev = corio.event()
+    corio.spawn(function()
+      ev:wait()
+      -- the scope's only task has ended and woken the scope's owner,
+      -- which has not run yet: the scope has not returned
+      sref:spawn(function() corio.sleep(0.01) done = true end)
+    end)
+    corio.scope(function(s)
+      sref = s
+      s:spawn(function() corio.sleep(0.001) ev:set() end)
+    end)
+    assert.is_true(done)
+  end)
+end)
