@@ -387,3 +387,60 @@ describe("a task spawned into a scope just as its last task ended (rule 1)", fun
     assert.is_true(done)
   end)
 end)
+
+describe("user coroutines that yield out of scopes, shared between tasks", function()
+  -- Generators that yield inside scope, move_on_after and shield bodies,
+  -- resumed by random tasks, abandoned and collected. Before the fixes
+  -- above this crashed (SIGSEGV) or hung for most seeds.
+  it("never crash, hang or leave a task behind", function()
+    for seed0 = 1, 20 do
+      local seed = seed0
+      local function rng() seed = (seed * 1103515245 + 12345) % 2147483648; return seed end
+      local function pick(n) return rng() % n + 1 end
+      local gens = {}
+      local function newgen()
+        local g = coroutine.wrap(function()
+          for i = 1, 3 do
+            local k = pick(4)
+            if k == 1 then
+              corio.scope(function(s)
+                s:spawn(function() corio.sleep(0.001) end)
+                coroutine.yield(i)
+              end)
+            elseif k == 2 then
+              corio.move_on_after(0.002, function() coroutine.yield(i); corio.sleep(0.001) end)
+            elseif k == 3 then
+              corio.sleep(0.001)
+              coroutine.yield(i)
+            else
+              corio.shield(function() coroutine.yield(i) end)
+            end
+          end
+        end)
+        gens[#gens + 1] = g
+        return g
+      end
+      local function any() return gens[pick(#gens)] or newgen() end
+      local function use()
+        local k = pick(6)
+        if k == 1 then pcall(newgen())
+        elseif k == 2 then pcall(any())
+        elseif k == 3 then
+          pcall(corio.scope, function() pcall(pick(2) == 1 and newgen() or any()); corio.sleep(0.001) end)
+        elseif k == 4 then collectgarbage()
+        elseif k == 5 then corio.sleep(rng() % 3 / 1000)
+        else
+          pcall(corio.move_on_after, 0.002, function() pcall(any()); corio.sleep(0.003) end)
+        end
+      end
+      helpers.no_tasks_left(function()
+        pcall(corio.scope, function(s)
+          for _ = 1, 6 do s:spawn(function() for _ = 1, 15 do pcall(use) end end) end
+        end)
+      end)
+    end
+    -- this task's scopes are intact
+    corio.sleep(0)
+    assert.equal(3, corio.spawn(function() return 3 end):join())
+  end)
+end)
