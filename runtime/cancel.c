@@ -40,12 +40,12 @@ int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
     t->cur->inner = NULL;
     return 0;
   }
-  /* Left out of order: a coroutine of the task yielded out of this
-  ** scope's body and was resumed inside a scope entered after it. Take
-  ** s out of the chain, so that no scope is left pointing at it once it
-  ** is freed. Returns 1 so that the caller can raise. */
-  for (c = t->cur; c != NULL && c->parent != s; c = c->parent) {}
-  if (c == NULL) return 0;
+  /* Left out of order (scope_leave in bindings/core.c closes the scopes
+  ** still open inside s first, so this is a fallback): take s out of the
+  ** task's chain, so that no scope is left pointing at it once it is
+  ** freed. Returns 1 so that the caller can raise. */
+  for (c = t->cur; c != &t->root && c->parent != s; c = c->parent) {}
+  if (c == &t->root) return 0;
   c->parent = s->parent;
   if (s->parent != NULL) s->parent->inner = c;
   s->inner = NULL;
