@@ -26,7 +26,8 @@ static int l_ch_new(lua_State *L) {
                                              luaL_typename(L, 1)));
     cap = lua_tonumber(L, 1);
     if (cap == HUGE_VAL) cap = (double)UINT32_MAX;
-    if (!(cap >= 0) || cap != (double)(long long)cap || cap > UINT32_MAX)
+    /* range first: casting a double out of range is undefined */
+    if (!(cap >= 0) || cap > UINT32_MAX || cap != floor(cap))
       return corio__argerror(L, 1, 1, "channel",
                              "capacity must be a non-negative integer or "
                              "math.huge");

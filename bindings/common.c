@@ -106,6 +106,9 @@ void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
   ** for its first word in LuaJIT's allocation, and other libraries'
   ** objects do not start with these values. */
   void *p = lua_touserdata(L, idx);
+  /* before method_name pushes onto the stack: with no self given, idx
+  ** would name what it pushed */
+  const char *got = luaL_typename(L, idx);
   const char *m;
   corio_rt *rt;
   lua_Debug ar;
@@ -125,7 +128,7 @@ void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
     level++;
   luaL_where(L, level);
   lua_pushfstring(L, "bad self to '%s' (%s expected, got %s; call it as "
-                  "obj:%s(...))", m, tname, luaL_typename(L, idx), m);
+                  "obj:%s(...))", m, tname, got, m);
   lua_concat(L, 2);
   lua_error(L);
   return NULL;

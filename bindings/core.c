@@ -243,6 +243,10 @@ static int l_sleep_real(lua_State *L) {
   corio_task *t;
   real_sleep *r;
   double s = corio__checkseconds(L, 2, 1, 1, "sleep_real");
+  /* whole ms, rounded up; math.huge and other sleeps past what a uint64
+  ** holds (a cast would be undefined, 0 on x86) become the longest */
+  double msd = s * 1000 + 0.999;
+  uint64_t ms = msd < 1.8e19 ? (uint64_t)msd : UINT64_MAX;
   int n = corio__enter(L, rt, &t, "sleep_real");
   if (n >= 0) return n;
   r = malloc(sizeof(*r));
@@ -256,8 +260,7 @@ static int l_sleep_real(lua_State *L) {
   /* libuv counts from its cached loop time, which is stale after work
   ** done outside the loop: refresh it so the sleep is not cut short. */
   uv_update_time(rt->loop);
-  if (uv_timer_start(&r->h, real_sleep_done, (uint64_t)(s * 1000 + 0.999),
-                     0) != 0) {
+  if (uv_timer_start(&r->h, real_sleep_done, ms, 0) != 0) {
     uv_close((uv_handle_t *)&r->h, real_sleep_free);
     return luaL_error(L, "corio.sleep_real: cannot start a timer");
   }
@@ -336,6 +339,7 @@ static int l_scope_enter(lua_State *L) {
   x->deadline.idx = UINT32_MAX;
   x->deadline.kind = CORIO_TIMER_DEADLINE;
   x->seconds = secs;
+  x->L = L;
   lua_pushvalue(L, -1);
   x->ref = corio__ref(rt, L);
   corio__scope_enter(rt, t, &x->s);
@@ -369,7 +373,8 @@ static int l_scope_fail(lua_State *L) {
   return 0;
 }
 
-/* wait(scope) -> true: block until the scope's children ended. Not a
+/* wait(scope) -> true [, true]: block until the scope's children ended
+** (see below for the second value). Not a
 ** checkpoint and not cancellable: cancelling the scope cancels the
 ** children. -> false, message where the task cannot suspend: the children
 ** are cancelled and left to the enclosing scope (corio__scope_hand_over). */
@@ -378,8 +383,24 @@ static int l_scope_wait(lua_State *L) {
   corio_xscope *x = check_scope(L, 1);
   corio_task *t = rt->current;
   if (x->s.nchildren == 0) {
+    /* true, true: nothing to wait for (a wait that suspended returns
+    ** just true: tasks may have been spawned into the scope before its
+    ** owner ran again, so init.lua asks again) */
     lua_pushboolean(L, 1);
-    return 1;
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  if (t != x->s.owner) {
+    /* A coroutine that yielded inside the body was resumed by another
+    ** task: that one cannot wait in the owner's stead (the children's
+    ** end wakes the owner). As below: cancel them, hand them on. */
+    corio__scope_hand_over(rt, &x->s, x->s.parent, 1);
+    lua_pushboolean(L, 0);
+    corio__push_error(L, "error", "a scope entered by one task was left "
+                      "by another (a coroutine that yielded inside the "
+                      "scope's body was resumed by another task): its "
+                      "tasks were cancelled");
+    return 2;
   }
   if (!corio__can_suspend(rt, L)) {
     /* inside a C call: cancel the children, and let the enclosing scope
@@ -404,15 +425,56 @@ static int l_scope_defers(lua_State *L) {
   return 1;
 }
 
+/* Scopes entered inside x that are still open when x is left. Those
+** entered on the same coroutine are dead: their exit raised before it
+** left them (e.g. a stack overflow in the exit itself). One entered on
+** another coroutine was left open by a coroutine that yielded out of its
+** body (and was abandoned, or resumed inside a scope entered after it).
+** Close them all, as the task's end would (task.c unwind_scopes), so that
+** x is left in order and no scope of the task outlives its parent.
+** Returns how many were entered on another coroutine (an error of the
+** user's code, which the caller raises). */
+static int close_inner(corio_rt *rt, lua_State *L, corio_task *t,
+                       corio_xscope *x) {
+  corio_scope *c;
+  int foreign = 0;
+  for (c = t->cur; c != &x->s; c = c->parent)
+    if (c == &t->root) return 0;   /* x is not in the task's chain */
+  while (t->cur != &x->s) {
+    corio_xscope *d = corio_container_of(t->cur, corio_xscope, s);
+    if (d->L != L) foreign++;
+    corio__scope_hand_over(rt, &d->s, &t->root, 0);
+    corio__timer_stop(rt, &d->deadline);
+    corio__scope_leave(rt, t, &d->s);
+    corio__unref(rt, L, d->ref);
+    d->ref = LUA_NOREF;
+  }
+  return foreign;
+}
+
 /* leave(scope, ok, err) -> 0 | 1 (absorbed) | 2, err (raise) */
 static int l_scope_leave(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
-  corio_task *t = rt->current;
+  /* The scope is in its owner's chain, also when another task runs the
+  ** coroutine that leaves it; once closed (the owner ended), in none. */
+  corio_task *t = x->s.closed ? NULL : x->s.owner;
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);
-  if (t != NULL) corio__scope_leave(rt, t, &x->s);
+  if (t != NULL) {
+    int foreign = t->cur != &x->s ? close_inner(rt, L, t, x) : 0;
+    foreign += corio__scope_leave(rt, t, &x->s);
+    if (foreign) {
+      corio__push_error(L, "error", "a scope was left while a scope "
+                        "entered inside it by another coroutine was still "
+                        "open (a coroutine yielded out of a scope body, "
+                        "then was abandoned or resumed inside a later "
+                        "scope); the inner scope was closed");
+      corio__scope_add_error(rt, L, &x->s, -1);
+      lua_pop(L, 1);
+    }
+  }
   x->s.closed = 1;
   corio__unref(rt, L, x->ref);
   x->ref = LUA_NOREF;

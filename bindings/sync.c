@@ -23,7 +23,8 @@ static int l_sem_new(lua_State *L) {
     return corio__argerror(L, 1, 1, "semaphore",
                            lua_pushfstring(L, "number expected, got %s",
                                            luaL_typename(L, 1)));
-  if (!(n >= 0) || n != (double)(long long)n)
+  /* range first: casting a double out of range is undefined */
+  if (!(n >= 0 && n < 9.2233720368547758e18) || n != floor(n))
     return corio__argerror(L, 1, 1, "semaphore",
                            lua_pushfstring(L, "non-negative integer "
                                            "expected, got %s",
@@ -96,7 +97,7 @@ static int l_sem_index(lua_State *L) {
 
 static int l_sem_tostring(lua_State *L) {
   corio_sem *s = check_sem(L);
-  lua_pushfstring(L, "corio.Semaphore(available=%d)", (int)s->count);
+  lua_pushfstring(L, "corio.Semaphore(available=%f)", (lua_Number)s->count);
   return 1;
 }
 

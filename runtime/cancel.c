@@ -31,13 +31,25 @@ void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s) {
   t->cur = s;
 }
 
-void corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
+int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
+  corio_scope *c;
   (void)rt;
   s->closed = 1;
   if (t->cur == s) {
     t->cur = s->parent;
     t->cur->inner = NULL;
+    return 0;
   }
+  /* Left out of order (scope_leave in bindings/core.c closes the scopes
+  ** still open inside s first, so this is a fallback): take s out of the
+  ** task's chain, so that no scope is left pointing at it once it is
+  ** freed. Returns 1 so that the caller can raise. */
+  for (c = t->cur; c != &t->root && c->parent != s; c = c->parent) {}
+  if (c == &t->root) return 0;
+  c->parent = s->parent;
+  if (s->parent != NULL) s->parent->inner = c;
+  s->inner = NULL;
+  return 1;
 }
 
 /* Wake t with Cancelled if it is blocked in an operation that can be
@@ -93,29 +105,52 @@ int corio__scope_absorbs(corio_scope *s) {
   return !s->parent->eff;
 }
 
-/* [-0, +0] Append the error at idx to s's error list unless it is there. */
-void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
-                            int idx) {
-  int n, i;
-  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-  if (s->errs == LUA_NOREF) {
-    lua_createtable(L, 2, 0);
-    s->errs = corio__ref(rt, L);
-  }
-  corio__getref(rt, L, s->errs);
-  n = (int)lua_objlen(L, -1);
+/* [-0, +0] Append the value at the top of L to the list at index list
+** unless it is there already. */
+static void list_add_once(lua_State *L, int list) {
+  int n = (int)lua_objlen(L, list), i;
   for (i = 1; i <= n; i++) {
     int same;
-    lua_rawgeti(L, -1, i);
-    same = lua_rawequal(L, -1, idx);
+    lua_rawgeti(L, list, i);
+    same = lua_rawequal(L, -1, -2);
     lua_pop(L, 1);
     if (same) {
       lua_pop(L, 1);
       return;
     }
   }
+  lua_rawseti(L, list, n + 1);
+}
+
+/* [-0, +0] Append the error at idx to s's error list unless it is there.
+** A corio error that already carries a list (one that crossed an inner scope
+** or task boundary with several errors) brings that list along: the
+** scope sets `errors` of its first error to its own list, so otherwise
+** the inner errors after the first would be lost. */
+void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
+                            int idx) {
+  int list;
+  idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
+  if (s->errs == LUA_NOREF) {
+    lua_createtable(L, 2, 0);
+    s->errs = corio__ref(rt, L);
+  }
+  corio__getref(rt, L, s->errs);
+  list = lua_gettop(L);
   lua_pushvalue(L, idx);
-  lua_rawseti(L, -2, n + 1);
+  list_add_once(L, list);
+  if (corio__is_error(L, idx, NULL)) {   /* not a user's own table */
+    lua_pushliteral(L, "errors");
+    lua_rawget(L, idx);
+    if (lua_istable(L, -1)) {
+      int n = (int)lua_objlen(L, -1), i;
+      for (i = 1; i <= n; i++) {
+        lua_rawgeti(L, -1, i);
+        list_add_once(L, list);
+      }
+    }
+    lua_pop(L, 1);
+  }
   lua_pop(L, 1);
 }
 

@@ -86,6 +86,7 @@ typedef struct corio_xscope {
   corio_scope s;
   corio_timer deadline;  /* armed when the scope has a deadline */
   double seconds;        /* the relative timeout asked for, for messages */
+  lua_State *L;          /* the coroutine whose body entered it */
   int ref;               /* anchor ref to this userdata while entered */
 } corio_xscope;
 
@@ -367,7 +368,7 @@ int corio__cancel_task(corio_rt *rt, corio_task *t);
 void corio__scope_init(corio_scope *s, int kind, corio_task *owner,
                        corio_scope *parent);
 void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s);
-void corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s);
+int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s);
 void corio__scope_cancel(corio_rt *rt, corio_scope *s);
 int corio__scope_absorbs(corio_scope *s);
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,

@@ -166,10 +166,11 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
   lua_State *L = rt->L;
   if (t->cur != &t->root) unwind_scopes(rt, t);
   if (t->in_defers) {
-    /* The defer thread ended; handler errors were recorded by it. */
+    /* The defer thread ended; handler errors were recorded by it. A
+    ** function a handler deferred is in root.defers again: try_finish
+    ** runs it on a new defer thread (after the tasks handlers spawned). */
     t->in_defers = 0;
     t->state = CORIO_ST_ENDING;
-    t->root.defers = LUA_NOREF;
     corio__task_try_finish(rt, t);
     return;
   }

@@ -11,6 +11,14 @@ local corio -- resolved at first use: corio requires this module
 
 local type, pcall, xpcall, error = type, pcall, xpcall, error
 local is_error, wrap_error = core.is_error, core.wrap_error
+local c_checkpoint = core.checkpoint
+
+-- Whether v is the cancellation of the calling task itself (its scope is
+-- cancelled), rather than a Cancelled it was handed, e.g. by joining a
+-- task that was cancelled, which is an ordinary failure of that function.
+local function own_cancel(v)
+  return is_error(v, "cancelled") and not c_checkpoint()
+end
 
 local function lib()
   corio = corio or require "corio"
@@ -49,7 +57,7 @@ local function collect(results, errs, i, fn, ...)
   local ok, v = xpcall(fn, boundary, ...)
   if ok then
     results[i] = v
-  elseif is_error(v, "cancelled") then
+  elseif own_cancel(v) then
     error(v, 0)
   else
     errs[i] = v
@@ -92,6 +100,9 @@ function M.map(items, fn, opts)
   check_list(items, "map")
   if type(fn) ~= "function" then
     error(("bad argument #2 to 'map' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #3 to 'map' (table expected, got %s)"):format(type(opts)), 2)
   end
   local n = #items
   local limit = opts and opts.limit or math.max(n, 1)
@@ -142,7 +153,7 @@ function M.first(fns)
             winner, value = i, v
             s:cancel()
           end
-        elseif is_error(v, "cancelled") then
+        elseif own_cancel(v) then
           error(v, 0)
         else
           nerr = nerr + 1

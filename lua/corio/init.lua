@@ -118,13 +118,22 @@ end
 
 local timeout_error
 
+-- Wait until the scope has no tasks left: true, true; or false, err. A
+-- wait that suspended asks again, since tasks may have been spawned into
+-- the scope (which has not returned) before this task ran again.
+local function wait_tasks(s)
+  local waited, idle = scope_wait(s)
+  while waited and idle == nil do waited, idle = scope_wait(s) end
+  return waited, idle
+end
+
 local function finish(s, kind, ok, ...)
   local err
   if not ok then
     err = ...
     scope_fail(s, err)
   end
-  local waited, werr = scope_wait(s)
+  local waited, werr = wait_tasks(s)
   if not waited and ok then
     -- inside a C call (table.sort, dofile, ...) the task cannot wait for
     -- the scope's children: they were cancelled and handed to the
@@ -134,7 +143,17 @@ local function finish(s, kind, ok, ...)
   end
   local list = scope_defers(s)
   local body_ok = ok
-  if list then ok, err = run_scope_defers(s, list, ok, err) end
+  while list do
+    ok, err = run_scope_defers(s, list, ok, err)
+    -- the handlers may have spawned tasks into the scope (it has not
+    -- returned: wait for them too) or deferred more functions (run them)
+    waited, werr = wait_tasks(s)
+    if not waited and ok then
+      ok, err = false, werr
+      scope_fail(s, werr)
+    end
+    list = scope_defers(s)
+  end
   local code, e = scope_leave(s, ok, err)
   if code == 0 then
     if not body_ok then return end
@@ -299,6 +318,9 @@ local function release_after(self, ok, ...)
 end
 
 local function with(self, fn, ...)
+  -- outside a loop, the whole of it under one corio.run (rule 11): a lock
+  -- taken by one run's task would be broken once that run ended
+  if not in_task() then return run(with, self, fn, ...) end
   self:acquire()
   return release_after(self, pcall(fn, ...))
 end
@@ -400,11 +422,20 @@ do
     if ok then return ... end
     error((...), 0)
   end
+  -- A coroutine suspended in a corio call that a task waits in (its
+  -- resumer is still noted) belongs to that task until the call returns:
+  -- resumed by another, the call would return the other's values.
+  local co_status = coroutine.status
+  local BUSY = "cannot resume a coroutine that is suspended in a corio "
+    .. "call (a task waits in it; it goes on when that call returns)"
   local my_resume, my_wrap
   my_resume = function(co, ...)
     if type(co) ~= "thread" then
       error(("bad argument #1 to 'resume' (coroutine expected, got %s)")
         :format(type(co)), 2)
+    end
+    if resumers[co] ~= nil and co_status(co) == "suspended" then
+      return false, BUSY
     end
     resumers[co] = co_running()
     return pass(co, co_resume(co, ...))
@@ -412,6 +443,9 @@ do
   my_wrap = function(f)
     local co = co_create(f)
     return function(...)
+      if resumers[co] ~= nil and co_status(co) == "suspended" then
+        error(BUSY, 2)
+      end
       resumers[co] = co_running()
       return unwrap(pass(co, co_resume(co, ...)))
     end
