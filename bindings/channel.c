@@ -221,9 +221,12 @@ static int l_ch_close(lua_State *L) {
   if (c->closed) return 0;
   c->closed = 1;
   while ((t = corio__wq_shift(&c->recvq)) != NULL) {
-    lua_pushboolean(t->co, 1);
-    lua_pushnil(t->co);
-    lua_pushliteral(t->co, "closed");
+    /* made here and moved: an allocation on the suspended thread can run
+    ** a __gc finaliser there, which wrecks it if it raises */
+    lua_pushboolean(L, 1);
+    lua_pushnil(L);
+    lua_pushliteral(L, "closed");
+    lua_xmove(L, t->co, 3);
     corio__ready(rt, t, NULL);
   }
   while ((t = corio__wq_shift(&c->sendq)) != NULL) {

@@ -1452,9 +1452,12 @@ static int push_chunk(lua_State *L, corio_xfer *x) {
   return 2;
 }
 
-static void deliver(corio_task *t) {
+/* What the woken task resumes with, made on the runtime's state and
+** moved over: an allocation on the suspended thread can run a __gc
+** finaliser there, and one that raises (even inside its own pcall)
+** wrecks that thread's stack. */
+static void deliver_on(lua_State *L, corio_task *t) {
   corio_xfer *x = t->wait_obj;
-  lua_State *L = t->co;
   int w = x->wait;
   t->wait_obj = NULL;
   x->wait = W_NONE;
@@ -1477,6 +1480,14 @@ static void deliver(corio_task *t) {
   }
   push_head(L, x, w == W_RESPONSE);
   if (w == W_RESPONSE) xfer_release(x);
+}
+
+static void deliver(corio_task *t) {
+  corio_xfer *x = t->wait_obj;
+  lua_State *L = x->h->rt->L;
+  int base = lua_gettop(L);
+  deliver_on(L, t);
+  lua_xmove(L, t->co, lua_gettop(L) - base);
 }
 
 /* ---- streams ----------------------------------------------------------- */

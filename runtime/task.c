@@ -351,10 +351,11 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
     corio_task *j = corio_container_of(l, corio_task, u.wait);
     int n;
     j->abort = NULL;
-    lua_pushvalue(L, ud);
-    lua_xmove(L, j->co, 1);
-    n = corio__task_push_results(rt, j->co, t, -1);
-    lua_remove(j->co, -(n + 1));
+    /* made on L and moved: an allocation on the joiner's suspended
+    ** thread can run a __gc finaliser there, which wrecks it if it
+    ** raises */
+    n = corio__task_push_results(rt, L, t, ud);
+    lua_xmove(L, j->co, n);
     corio__ready(rt, j, NULL);
   }
   t->state = CORIO_ST_ENDED;

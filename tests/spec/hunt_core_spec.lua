@@ -444,3 +444,60 @@ describe("user coroutines that yield out of scopes, shared between tasks", funct
     assert.equal(3, corio.spawn(function() return 3 end):join())
   end)
 end)
+
+-- Values handed to a woken task were made on its suspended thread. An
+-- allocation there can run a __gc finaliser on that thread, and one that
+-- raises, even inside its own pcall, wrecked it (segfault).
+describe("hunt: a finaliser that raises while a blocked task is woken", function()
+  local function with_raising_finalisers(body)
+    local pause = collectgarbage("setpause", 0)
+    local mul = collectgarbage("setstepmul", 1000)
+    local function junk()
+      local p = newproxy(true)
+      getmetatable(p).__gc = function() pcall(error, "raised in __gc") end
+    end
+    local ok, err = pcall(function()
+      for _ = 1, 1500 do
+        junk()
+        junk()
+        body(junk)
+      end
+    end)
+    collectgarbage("setpause", pause)
+    collectgarbage("setstepmul", mul)
+    assert(ok, err)
+  end
+
+  it("a joiner handed the Cancelled of the task it joins", function()
+    local seen = 0
+    with_raising_finalisers(function()
+      corio.scope(function(s)
+        local t = s:spawn(function() corio.sleep(1) end)
+        s:spawn(function()
+          local ok, err = pcall(t.join, t)
+          if not ok and corio.is_cancelled(err) then seen = seen + 1 end
+        end)
+        corio.yield()
+        t:cancel()
+      end)
+    end)
+    assert.equal(1500, seen)
+  end)
+
+  it("a receiver woken by close", function()
+    local seen = 0
+    with_raising_finalisers(function(junk)
+      local ch = corio.channel(0)
+      corio.scope(function(s)
+        s:spawn(function()
+          local v, why = ch:recv()
+          if v == nil and why == "closed" then seen = seen + 1 end
+        end)
+        corio.yield()
+        junk()
+        ch:close()
+      end)
+    end)
+    assert.equal(1500, seen)
+  end)
+end)

@@ -560,3 +560,35 @@ describe("corio.http a stream whose reader was woken but has not run yet", funct
     still_works(c)
   end)
 end)
+
+-- The response handed to a woken task was made on its suspended thread,
+-- where an allocation can run a __gc finaliser; one that raises, even
+-- inside its own pcall, wrecked that thread (segfault).
+describe("corio.http and a finaliser that raises", function()
+  it("responses are handed over while such finalisers are due", function()
+    local c = http.client { base_url = base }
+    local pause = collectgarbage("setpause", 0)
+    local mul = collectgarbage("setstepmul", 1000)
+    local function junk()
+      local p = newproxy(true)
+      getmetatable(p).__gc = function() pcall(error, "raised in __gc") end
+    end
+    local ok, err = pcall(corio.scope, function(s)
+      local done = false
+      s:spawn(function()   -- keeps finalisers due while responses arrive
+        while not done do junk(); corio.yield() end
+      end)
+      for _ = 1, 100 do
+        junk()
+        local r = within(5, c.get, c, "/ok")
+        assert.equal("hello", r:text())
+      end
+      done = true
+    end)
+    collectgarbage("setpause", pause)
+    collectgarbage("setstepmul", mul)
+    assert(ok, err)
+    still_works(c)
+    c:close()
+  end)
+end)
