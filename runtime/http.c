@@ -212,6 +212,9 @@ struct corio_http {
   char *cainfo;
   long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
   int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
+  long keep_idle;        /* max_keepalive when it bounds idle connections
+                            below what may be busy (see keep_sync), else 0 */
+  long maxconnects;      /* CURLMOPT_MAXCONNECTS as last set */
   long http2;
   int verify;
   int decode;             /* CURLOPT_ACCEPT_ENCODING: bodies decoded */
@@ -458,6 +461,32 @@ static void xfer_forget_sock(corio_xfer *x) {
   if (h->nopen > 0) h->nopen--;
 }
 
+/* curl's CURLMOPT_MAXCONNECTS bounds all the connections of a multi, busy
+** ones included: when a transfer hands its connection back and the multi
+** holds more, curl closes the oldest idle one. Set to max_keepalive, it
+** closed the returning connection whenever more than max_keepalive were
+** busy: with the defaults (20 of 100), 50 concurrent requests opened a new
+** connection for nearly every request. httpx's max_keepalive bounds the
+** idle connections only, so the bound follows the transfers in flight:
+** max_keepalive more than can still be busy once one is handed back.
+** Left: curl hands a connection back when its transfer ends, before the
+** task has seen the response and asked again (httpx releases it from
+** the task), so responses that come back in a burst, many in one turn of
+** the loop, still close some connections their tasks would reuse (50
+** tasks making 8 requests each in turn: ~170 connections, not 50; 390
+** before). Keeping the bound up through a burst would leave more than
+** max_keepalive idle afterwards, as curl closes idle connections only
+** when a transfer hands one back. (Outside curl's callbacks only: curl
+** refuses multi calls there.) */
+static void keep_sync(corio_http *h) {
+  long n;
+  if (h->keep_idle <= 0 || h->multi == NULL) return;
+  n = h->keep_idle + (h->in_flight > 0 ? (long)h->in_flight - 1 : 0);
+  if (n == h->maxconnects) return;
+  if (curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, n) == CURLM_OK)
+    h->maxconnects = n;
+}
+
 /* Take x out of the multi (from outside curl's callbacks only). */
 static void xfer_remove(corio_xfer *x) {
   if (x->want_pause) {
@@ -467,6 +496,7 @@ static void xfer_remove(corio_xfer *x) {
   if (x->in_multi) {
     x->in_multi = 0;
     x->h->in_flight--;
+    keep_sync(x->h);
     if (x->h->multi != NULL) {
       if (x->paused) {
         /* libcurl 7.88 leaks what it holds back for a paused transfer
@@ -966,8 +996,13 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conn);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_conn);
   }
-  if (max_keep > 0)
+  if (max_keep > 0 && max_conn > 0 && max_keep >= max_conn) {
+    /* never more idle than max_keepalive: a fixed bound will do */
     curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, max_keep);
+  } else if (max_keep > 0) {
+    h->keep_idle = max_keep;
+    keep_sync(h);
+  }
   return h;
 fail:
   if (h->multi != NULL) curl_multi_cleanup(h->multi);
@@ -1267,6 +1302,7 @@ int corio__xfer_start(corio_xfer *x, corio_task *t) {
   }
   x->in_multi = 1;
   h->in_flight++;
+  keep_sync(h);
   x->start = x->last = loop_now(h);
   xfer_arm(x);
   x->t = t;

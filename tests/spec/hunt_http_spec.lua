@@ -592,3 +592,24 @@ describe("corio.http and a finaliser that raises", function()
     c:close()
   end)
 end)
+
+-- curl's CURLMOPT_MAXCONNECTS, which max_keepalive was, bounds busy
+-- connections too: each connection handed back while more than
+-- max_keepalive were busy was closed, so requests queued for a pool
+-- larger than max_keepalive opened a new connection each.
+describe("corio.http max_keepalive below max_connections", function()
+  it("queued requests reuse the pool's connections", function()
+    local c = http.client { base_url = base,
+      limits = { max_connections = 2, max_keepalive = 1 } }
+    local fns = {}
+    for i = 1, 8 do fns[i] = function() return c:get("/ok").status end end
+    local r = within(5, corio.gather, fns)
+    for i = 1, 8 do assert.equal(200, r[i]) end
+    local s = c:stats()
+    assert.equal(2, s.opened)
+    assert.equal(6, s.reused)
+    assert.equal(1, s.idle)   -- and no more than max_keepalive kept
+    still_works(c)
+    c:close()
+  end)
+end)
