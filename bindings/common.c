@@ -106,15 +106,15 @@ void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
   ** for its first word in LuaJIT's allocation, and other libraries'
   ** objects do not start with these values. */
   void *p = lua_touserdata(L, idx);
-  /* before method_name pushes onto the stack: with no self given, idx
-  ** would name what it pushed */
-  const char *got = luaL_typename(L, idx);
-  const char *m;
+  const char *got, *m;
   corio_rt *rt;
   lua_Debug ar;
   int level = 1;
   (void)size;
   if (p != NULL && *(uint32_t *)p == magic) return p;
+  /* (the hot path ends above) Before method_name pushes onto the stack:
+  ** with no self given, idx would name what it pushed. */
+  got = luaL_typename(L, idx);
   if (idx != 1 || (m = method_name(L, tname)) == NULL) {
     luaL_typerror(L, idx, tname);
     return NULL;
