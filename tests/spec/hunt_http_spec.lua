@@ -578,7 +578,7 @@ describe("corio.http and a finaliser that raises", function()
       s:spawn(function()   -- keeps finalisers due while responses arrive
         while not done do junk(); corio.yield() end
       end)
-      for _ = 1, 100 do
+      for _ = 1, 25 do
         junk()
         local r = within(5, c.get, c, "/ok")
         assert.equal("hello", r:text())
