@@ -127,4 +127,30 @@ function M.http_server(extra, scheme)
   end
 end
 
+-- Garbage whose finaliser raises inside its own pcall, for the tests of
+-- values handed to a woken task: an allocation on a suspended thread
+-- runs such a finaliser there, which wrecked the thread. Returns how many
+-- of these finalisers have run so far.
+local finalised = 0
+function M.raising_garbage()
+  local p = newproxy(true)
+  getmetatable(p).__gc = function()
+    pcall(error, "raised in __gc")
+    finalised = finalised + 1
+  end
+  return finalised
+end
+
+-- fn(...) with the collector stepping at every allocation, so that such
+-- finalisers run wherever corio allocates; the settings are put back and
+-- fn's error raised afterwards.
+function M.with_busy_gc(fn, ...)
+  local pause = collectgarbage("setpause", 0)
+  local mul = collectgarbage("setstepmul", 1000)
+  local ok, err = pcall(fn, ...)
+  collectgarbage("setpause", pause)
+  collectgarbage("setstepmul", mul)
+  assert(ok, err)
+end
+
 return M

@@ -449,23 +449,15 @@ end)
 -- allocation there can run a __gc finaliser on that thread, and one that
 -- raises, even inside its own pcall, wrecked it (segfault).
 describe("hunt: a finaliser that raises while a blocked task is woken", function()
+  local junk = helpers.raising_garbage
   local function with_raising_finalisers(body)
-    local pause = collectgarbage("setpause", 0)
-    local mul = collectgarbage("setstepmul", 1000)
-    local function junk()
-      local p = newproxy(true)
-      getmetatable(p).__gc = function() pcall(error, "raised in __gc") end
-    end
-    local ok, err = pcall(function()
+    helpers.with_busy_gc(function()
       for _ = 1, 1500 do
         junk()
         junk()
         body(junk)
       end
     end)
-    collectgarbage("setpause", pause)
-    collectgarbage("setstepmul", mul)
-    assert(ok, err)
   end
 
   it("a joiner handed the Cancelled of the task it joins", function()

@@ -213,26 +213,12 @@ describe("hunt: a finaliser that raises while a task is handed its result", func
   -- even inside its own pcall, wrecked that thread's stack (a crash in
   -- the traceback, or "attempt to call a number value"). The collector
   -- runs all the time here, so that finalisers run at those allocations.
-  local function with_busy_gc(fn)
-    local pause = collectgarbage("setpause", 0)
-    local mul = collectgarbage("setstepmul", 1000)
-    local ok, err = pcall(fn)
-    collectgarbage("setpause", pause)
-    collectgarbage("setstepmul", mul)
-    assert(ok, err)
-  end
-  local ran = 0
-  local function junk()
-    local p = newproxy(true)
-    getmetatable(p).__gc = function()
-      pcall(error, "raised in __gc")
-      ran = ran + 1
-    end
-  end
+  local with_busy_gc, junk = helpers.with_busy_gc, helpers.raising_garbage
 
   it("fs results and errors", function()
     local p = path("gc.txt")
     io_write(p, "a\nb\n")
+    local ran = junk()
     with_busy_gc(function()
       for _ = 1, 300 do
         junk()
@@ -244,7 +230,7 @@ describe("hunt: a finaliser that raises while a task is handed its result", func
         for _ in fs.scandir(dir) do end
       end
     end)
-    assert.is_true(ran > 0)
+    assert.is_true(junk() > ran + 1, "finalisers ran")
   end)
 
   it("to_thread results and errors", function()
@@ -266,25 +252,20 @@ describe("hunt: the same in the core (runtime/loop.c)", function()
   -- task's thread (lua_State co), so cancelling a blocked task while a
   -- raising finaliser was due segfaulted the same way.
   it("a blocked task cancelled while a raising finaliser is due", function()
-    local pause = collectgarbage("setpause", 0)
-    local mul = collectgarbage("setstepmul", 1000)
-    local function junk()
-      local p = newproxy(true)
-      getmetatable(p).__gc = function() pcall(error, "raised in __gc") end
-    end
+    local junk = helpers.raising_garbage
     local ev = corio.event()
-    for _ = 1, 2000 do
-      junk()
-      junk()
-      corio.move_on_after(0.0001, function() ev:wait() end)
-      corio.scope(function(s)
-        local t = s:spawn(function() corio.sleep(1) end)
-        corio.yield()
-        t:cancel()
-      end)
-    end
-    collectgarbage("setpause", pause)
-    collectgarbage("setstepmul", mul)
+    helpers.with_busy_gc(function()
+      for _ = 1, 2000 do
+        junk()
+        junk()
+        corio.move_on_after(0.0001, function() ev:wait() end)
+        corio.scope(function(s)
+          local t = s:spawn(function() corio.sleep(1) end)
+          corio.yield()
+          t:cancel()
+        end)
+      end
+    end)
   end)
 end)
 

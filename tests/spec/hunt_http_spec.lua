@@ -567,13 +567,8 @@ end)
 describe("corio.http and a finaliser that raises", function()
   it("responses are handed over while such finalisers are due", function()
     local c = http.client { base_url = base }
-    local pause = collectgarbage("setpause", 0)
-    local mul = collectgarbage("setstepmul", 1000)
-    local function junk()
-      local p = newproxy(true)
-      getmetatable(p).__gc = function() pcall(error, "raised in __gc") end
-    end
-    local ok, err = pcall(corio.scope, function(s)
+    local junk = helpers.raising_garbage
+    helpers.with_busy_gc(corio.scope, function(s)
       local done = false
       s:spawn(function()   -- keeps finalisers due while responses arrive
         while not done do junk(); corio.yield() end
@@ -585,9 +580,6 @@ describe("corio.http and a finaliser that raises", function()
       end
       done = true
     end)
-    collectgarbage("setpause", pause)
-    collectgarbage("setstepmul", mul)
-    assert(ok, err)
     still_works(c)
     c:close()
   end)
