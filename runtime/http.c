@@ -473,7 +473,7 @@ static void xfer_forget_sock(corio_xfer *x) {
 ** task has seen the response and asked again (httpx releases it from
 ** the task), so responses that come back in a burst, many in one turn of
 ** the loop, still close some connections their tasks would reuse (50
-** tasks making 8 requests each in turn: ~170 connections, not 50; 390
+** tasks making 8 requests each in turn: 170-190 connections, not 50; 390
 ** before). Keeping the bound up through a burst would leave more than
 ** max_keepalive idle afterwards, as curl closes idle connections only
 ** when a transfer hands one back. (Outside curl's callbacks only: curl
