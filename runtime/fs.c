@@ -82,7 +82,17 @@ static void file_close_sync(corio_file *f) {
                              (unsigned)(f->wlen - f->woff));
     int r = uv_fs_write(NULL, &req, f->fd, &b, 1, -1, NULL);
     uv_fs_req_cleanup(&req);
-    if (r <= 0) break;
+    if (r <= 0) {
+      /* Nobody is left to raise to (the file was collected unclosed):
+      ** say so rather than lose the bytes silently, as Python prints
+      ** "Exception ignored" for a file whose finaliser failed. */
+      fprintf(stderr, "corio: %s: %lu buffered bytes were lost when the "
+              "file was closed by the garbage collector (%s); close "
+              "files to see such errors\n", f->path,
+              (unsigned long)(f->wlen - f->woff),
+              r < 0 ? uv_strerror(r) : "nothing written");
+      break;
+    }
     f->woff += (size_t)r;
   }
   f->wlen = f->woff = 0;

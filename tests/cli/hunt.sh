@@ -38,4 +38,25 @@ check_rc 1 && check_err_has "deep failure with a reasonably long message" \
   if [ "$n" -ge 20 ]; then pass; else fail "only $n frames of f in the traceback"; fi
 }
 
+NAME="a file collected unclosed whose last write fails says so on stderr (the bytes were lost silently)"
+cat >"$TMP/full.lua" <<'LUA'
+local corio = require "corio"
+local fs = require "corio.fs"
+corio.run(function()
+  local f = fs.open("/dev/full", "w")
+  f:write("hello")
+  local g = fs.open(arg[1], "w")
+  g:write("kept")
+end)
+print("done")
+LUA
+run 10 "$CORIO" "$TMP/full.lua" "$TMP/kept.txt"
+check_rc 0 && check_out_has "done" \
+  && check_err_has "corio: /dev/full: 5 buffered bytes were lost" \
+  && check_err_has "no space left on device" \
+  && check_err_lacks "kept.txt" && {
+  if [ "$(cat "$TMP/kept.txt")" = kept ]; then pass
+  else fail "the other file's buffered bytes were not written"; fi
+}
+
 finish
