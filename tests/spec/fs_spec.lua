@@ -16,20 +16,7 @@ local dir
 
 local function path(name) return dir .. "/" .. name end
 
--- Write a file with Lua's io, so fs is checked against an independent
--- writer.
-local function io_write(p, data)
-  local f = assert(io.open(p, "wb"))
-  f:write(data)
-  f:close()
-end
-
-local function io_read(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local io_write, io_read = helpers.io_write, helpers.io_read
 
 -- A large file of numbered lines, made once.
 local BIG_LINES = 80000
@@ -46,23 +33,10 @@ local function big_file()
   return big
 end
 
-local function rm_rf(d)
-  -- os.remove on each entry; the directory has no subdirectories left
-  -- except the ones the tests made, which they remove themselves.
-  local p = io.popen('rm -rf "' .. d .. '"')
-  p:close()
-end
+local remove_dir
+setup(function() dir, remove_dir = helpers.temp_dir("corio-fs") end)
 
-setup(function()
-  local base = os.tmpname()
-  os.remove(base)
-  dir = base .. ".corio-fs"
-  assert(os.execute('mkdir -p "' .. dir .. '"') == 0 or true)
-end)
-
-teardown(function()
-  if dir then rm_rf(dir) end
-end)
+teardown(function() if remove_dir then remove_dir() end end)
 
 describe("fs.open / read / write / close", function()
   it("round-trips data written with write and read back with read('a')", function()

@@ -153,4 +153,33 @@ function M.with_busy_gc(fn, ...)
   assert(ok, err)
 end
 
+-- Files written and read with Lua's own io, so that corio.fs is checked
+-- against an independent reader and writer.
+function M.io_write(p, data)
+  local f = assert(io.open(p, "wb"))
+  f:write(data)
+  f:close()
+end
+
+function M.io_read(p)
+  local f = assert(io.open(p, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+-- A fresh directory under the system's temporary directory, named with
+-- tag, and a function that removes it with everything in it.
+function M.temp_dir(tag)
+  local base = os.tmpname()
+  os.remove(base)
+  local dir = base .. "." .. tag
+  local ok = os.execute('mkdir -p "' .. dir .. '"')
+  assert(ok == 0 or ok == true, "cannot make " .. dir)
+  return dir, function()
+    local p = io.popen('rm -rf "' .. dir .. '"')
+    p:close()
+  end
+end
+
 return M

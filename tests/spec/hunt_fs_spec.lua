@@ -14,32 +14,12 @@ local dir
 
 local function path(name) return dir .. "/" .. name end
 
-local function io_write(p, data)
-  local f = assert(io.open(p, "wb"))
-  f:write(data)
-  f:close()
-end
+local io_write, io_read = helpers.io_write, helpers.io_read
 
-local function io_read(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local remove_dir
+setup(function() dir, remove_dir = helpers.temp_dir("corio-hunt-fs") end)
 
-setup(function()
-  local base = os.tmpname()
-  os.remove(base)
-  dir = base .. ".corio-hunt-fs"
-  assert(os.execute('mkdir -p "' .. dir .. '"') == 0 or true)
-end)
-
-teardown(function()
-  if dir then
-    local p = io.popen('rm -rf "' .. dir .. '"')
-    p:close()
-  end
-end)
+teardown(function() if remove_dir then remove_dir() end end)
 
 -- The line of the caller, for "where" checks.
 local function here() return debug.getinfo(2, "l").currentline end
