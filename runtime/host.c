@@ -61,16 +61,8 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
 char corio__opmark;
 
 static void deliver_op_cancelled(corio_task *t) {
-  /* as corio__deliver_cancelled, with the error made on the runtime's
-  ** state and moved (see corio_op_fail) */
-  corio_rt *rt = corio__rt(t->co);
-  lua_State *L = rt != NULL ? rt->L : t->co;
   lua_pushlightuserdata(t->co, &corio__opmark);
-  lua_pushboolean(t->co, 0);
-  corio__push_error(L, "cancelled", "the task was cancelled while it waited");
-  luaL_traceback(L, t->wait_L, NULL, t->wait_L == t->co ? 1 : 0);
-  lua_setfield(L, -2, "traceback");
-  if (L != t->co) lua_xmove(L, t->co, 1);
+  corio__deliver_cancelled(t);   /* made on the runtime's state, moved */
 }
 
 /* Cancelled while suspended: tell the host, and wake the task (with the
