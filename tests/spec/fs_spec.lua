@@ -148,6 +148,25 @@ describe("fs.open / read / write / close", function()
     end
   end)
 
+  it("read('n') on malformed input takes the longest number and leaves the rest", function()
+    -- Documented difference from io (glibc's fscanf consumes a few more
+    -- characters of a malformed numeral, and all of them on failure).
+    local cases = {
+      { "1e", 1, "e" }, { "1e+", 1, "e+" }, { "0x", 0, "x" }, { "12abc", 12, "abc" },
+      { "- 1e", nil, "- 1e" }, { "--1", nil, "--1" }, { "-.e1", nil, "-.e1" },
+      { "  +3.5\n", 3.5, "\n" }, { "", nil, "" },
+    }
+    for _, c in ipairs(cases) do
+      local p = path("n.txt")
+      io_write(p, c[1])
+      local f = fs.open(p)
+      local n = f:read("n")
+      assert.equal(c[2], n, ("number read from %q"):format(c[1]))
+      assert.equal(c[3], f:read("a"), ("rest after %q"):format(c[1]))
+      f:close()
+    end
+  end)
+
   it("read() with no format reads a line", function()
     local p = path("noformat.txt")
     io_write(p, "a\nb")
