@@ -683,6 +683,36 @@ static int l_run_check(lua_State *L) {
   return 1;
 }
 
+/* run_nested(scope): scope is the one the CLI main chunk's corio.run
+** runs fn in; a deadlock while it is open cancels it instead of the root
+** (loop.c deadlock), and run_nested_end tells. */
+static int l_run_nested(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  lua_settop(L, 1);
+  if (rt->nested_ref != LUA_NOREF) corio__unref(rt, L, rt->nested_ref);
+  rt->nested_ref = corio__ref(rt, L);
+  rt->nested_run = &x->s;
+  rt->nested_deadlock = 0;
+  return 0;
+}
+
+/* run_nested_end() -> the deadlock error | nothing: the main chunk's
+** corio.run returned; raise this instead if a deadlock cancelled it. */
+static int l_run_nested_end(lua_State *L) {
+  corio_rt *rt = RT(L);
+  int dl = rt->nested_deadlock;
+  if (rt->nested_ref != LUA_NOREF) corio__unref(rt, L, rt->nested_ref);
+  rt->nested_ref = LUA_NOREF;
+  rt->nested_run = NULL;
+  rt->nested_deadlock = 0;
+  if (!dl) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  return 1;
+}
+
 /* metatable(name) -> a corio metatable, so that init.lua can give it a
 ** Lua __index (LuaJIT runs those far faster than a C one). */
 static int l_metatable(lua_State *L) {
@@ -926,6 +956,8 @@ static const corio_reg funcs[] = {
     {"own_yield", l_own_yield},
     {"debug_mode", l_debug_mode},
     {"run_check", l_run_check},
+    {"run_nested", l_run_nested},
+    {"run_nested_end", l_run_nested_end},
     {"methods", l_methods},
     {"metatable", l_metatable},
     {"running", l_running},

@@ -260,6 +260,13 @@ struct corio_rt {
   int dump_due;               /* SIGUSR1 seen: print the task tree */
   struct corio_work_state *work_states; /* to_thread's worker pool */
   int deadlock;             /* a deadlock was found in this run */
+  /* The CLI main chunk's corio.run(fn) (rule 11) runs fn in a child scope
+  ** of the root: a deadlock found while it runs cancels that scope, not
+  ** the root, and that corio.run raises the deadlock error, as under
+  ** luajit (bindings/core.c run_nested). */
+  corio_scope *nested_run;  /* that scope, pinned by nested_ref, or NULL */
+  int nested_ref;           /* anchor ref to its userdata, or NOREF */
+  int nested_deadlock;      /* the deadlock error is in "corio.deadlock" */
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
   char errmsg[512];         /* last error of the C API */

@@ -309,8 +309,13 @@ static void deadlock(corio_rt *rt) {
   lua_State *L = rt->L;
   luaL_Buffer b;
   dl_ctx c;
-  rt->deadlock++;
-  if (rt->deadlock > 1) return;
+  corio_scope *nested = rt->nested_run;
+  if (nested != NULL && (nested->closed || rt->nested_deadlock)) {
+    /* closed: its corio.run was left without run_nested_end; deadlocked
+    ** already: its tasks ignored the cancel, so the root is cancelled */
+    nested = NULL;
+  }
+  if (nested == NULL && ++rt->deadlock > 1) return;
   c.rt = rt;
   c.b = &b;
   c.n = 0;
@@ -325,6 +330,12 @@ static void deadlock(corio_rt *rt) {
   lua_rawset(L, -3);
   lua_remove(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  if (nested != NULL) {
+    /* only the CLI main chunk's corio.run is deadlocked: it raises */
+    rt->nested_deadlock = 1;
+    corio__scope_cancel(rt, nested);
+    return;
+  }
   corio__scope_cancel(rt, &rt->root->root);
 }
 
@@ -467,6 +478,10 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   }
   rt->running = 0;
   rt->root = NULL;
+  if (rt->nested_ref != LUA_NOREF) corio__unref(rt, L, rt->nested_ref);
+  rt->nested_ref = LUA_NOREF;
+  rt->nested_run = NULL;
+  rt->nested_deadlock = 0;
   corio__getref(rt, L, rt->root_ref);
   corio__unref(rt, L, rt->root_ref);
   rt->root_ref = LUA_NOREF;

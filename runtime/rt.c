@@ -190,6 +190,7 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   corio_list_init(&rt->held_locks);
   rt->handle_signals = 1;
   rt->root_ref = LUA_NOREF;
+  rt->nested_ref = LUA_NOREF;
   rt->next_id = 1;
 
   lua_newtable(L);                  /* anchor: task slots */

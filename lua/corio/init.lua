@@ -73,11 +73,23 @@ local scope
 
 -- The CLI's main chunk calling corio.run(fn): fn runs as a child task of
 -- the root (so, as under luajit, its errors cross a task boundary and
--- corio.run inside fn raises).
-local function as_child(s, fn, ...) return s:spawn(fn, ...):join() end
+-- corio.run inside fn raises). A deadlock while it runs cancels only its
+-- scope, and it raises the deadlock error, as corio.run does under luajit.
+local run_nested, run_nested_end = core.run_nested, core.run_nested_end
+local function as_child(s, fn, ...)
+  run_nested(s)
+  return s:spawn(fn, ...):join()
+end
+
+local function nested_done(ok, ...)
+  local dl = run_nested_end()
+  if dl ~= nil then error(dl, 0) end
+  if ok then return ... end
+  error((...), 0)
+end
 
 function M.run(fn, ...)
-  if core.run_check() then return scope(as_child, fn, ...) end
+  if core.run_check() then return nested_done(pcall(scope, as_child, fn, ...)) end
   return run_done(core.run(fn, ...))
 end
 local run = M.run
