@@ -452,6 +452,67 @@ static int close_inner(corio_rt *rt, lua_State *L, corio_task *t,
   return foreign;
 }
 
+/* ---- scopes left open by user coroutines (rule 13) ----------------
+** A user coroutine that yields out of a scope body (a generator) takes the
+** scopes it entered with it: init.lua's coroutine.resume/wrap note the
+** running task's innermost scope (scope_cur) before resuming it, and when
+** it yields or returns with scopes still open above that one, detach them
+** (scope_detach) so that they govern only the coroutine, not the code that
+** resumed it; resuming the coroutine again puts them back on top of the
+** resumer's innermost scope (scope_attach). A chain nobody resumes is
+** closed, its deferred functions run, when the scope it was detached from
+** ends (init.lua registers that with defer). */
+
+/* scope_cur() -> token of the running task's innermost scope | nothing */
+static int l_scope_cur(lua_State *L) {
+  corio_task *t = RT(L)->current;
+  if (t == NULL) return 0;
+  lua_pushlightuserdata(L, t->cur);
+  return 1;
+}
+
+/* scope_detach(token) -> top, bottom | nothing: take the scopes open above
+** the scope token names off the running task's chain; that scope is the
+** innermost again. */
+static int l_scope_detach(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = rt->current;
+  corio_scope *base = (corio_scope *)lua_touserdata(L, 1), *c;
+  if (t == NULL || base == NULL || t->cur == base) return 0;
+  for (c = t->cur; c != &t->root && c->parent != base; c = c->parent) {}
+  if (c == &t->root) return 0;   /* base is not below: nothing of ours */
+  corio__getref(rt, L, corio_container_of(t->cur, corio_xscope, s)->ref);
+  corio__getref(rt, L, corio_container_of(c, corio_xscope, s)->ref);
+  base->inner = NULL;
+  t->cur = base;
+  return 2;
+}
+
+/* scope_attach(top, bottom) -> true | false (closed meanwhile): put a
+** detached chain back on top of the running task's innermost scope. */
+static int l_scope_attach(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *top = check_scope(L, 1), *bottom = check_scope(L, 2);
+  corio_task *t = rt->current;
+  int ok = t != NULL && !top->s.closed && !bottom->s.closed;
+  if (ok) corio__scope_reattach(rt, t, &bottom->s, &top->s);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+/* scope_top(token) -> scope, kind | nothing: the running task's innermost
+** scope if it is open above the scope token names. */
+static int l_scope_top(lua_State *L) {
+  corio_task *t = RT(L)->current;
+  corio_scope *base = (corio_scope *)lua_touserdata(L, 1), *c;
+  if (t == NULL || t->cur == base || t->cur == &t->root) return 0;
+  for (c = t->cur; c != &t->root && c != base; c = c->parent) {}
+  if (c != base) return 0;
+  corio__getref(RT(L), L, corio_container_of(t->cur, corio_xscope, s)->ref);
+  lua_pushinteger(L, t->cur->kind);
+  return 2;
+}
+
 /* leave(scope, ok, err) -> 0 | 1 (absorbed) | 2, err (raise) */
 static int l_scope_leave(lua_State *L) {
   corio_rt *rt = RT(L);
@@ -956,6 +1017,10 @@ static const corio_reg funcs[] = {
     {"own_yield", l_own_yield},
     {"debug_mode", l_debug_mode},
     {"run_check", l_run_check},
+    {"scope_cur", l_scope_cur},
+    {"scope_detach", l_scope_detach},
+    {"scope_attach", l_scope_attach},
+    {"scope_top", l_scope_top},
     {"run_nested", l_run_nested},
     {"run_nested_end", l_run_nested_end},
     {"methods", l_methods},

@@ -377,6 +377,8 @@ void corio__scope_init(corio_scope *s, int kind, corio_task *owner,
 void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s);
 int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s);
 void corio__scope_cancel(corio_rt *rt, corio_scope *s);
+void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
+                           corio_scope *top);
 int corio__scope_absorbs(corio_scope *s);
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx);

@@ -423,11 +423,72 @@ do
   local own_yield = core.own_yield
   local resumers = setmetatable({}, { __mode = "k" })
   debug.getregistry()["corio.resumers"] = resumers
-  local function pass(co, ok, ...)
+  -- Scopes a coroutine left open by yielding out of their bodies go with
+  -- it (bindings/core.c): detached when it yields or returns to its
+  -- resumer, put back on top of the resumer's innermost scope when it is
+  -- resumed. A chain left detached is closed as abandoned when the scope
+  -- (or task body) it was detached from ends: a deferred function of that
+  -- scope attaches it there and finishes each of its scopes, innermost
+  -- first, as if its body had raised (its tasks are cancelled and awaited,
+  -- its deferred functions run), then raises that error in the enclosing
+  -- scope. parked[co] is the record of co's detached chain.
+  local scope_cur, scope_detach = core.scope_cur, core.scope_detach
+  local scope_attach, scope_top, c_defer = core.scope_attach, core.scope_top, core.defer
+  local parked = setmetatable({}, { __mode = "k" })
+  local ABANDONED = "a scope (or task body) ended while a scope entered inside it by "
+    .. "another coroutine was still open (a coroutine yielded out of that "
+    .. "scope's body and was abandoned); the inner scope was closed and its "
+    .. "deferred functions ran"
+
+  local function close_parked(rec)
+    local top, bottom = rec.top, rec.bottom
+    rec.top, rec.bottom, rec.detached = nil, nil, false
+    local base = scope_cur()
+    if not scope_attach(top, bottom) then return end
+    local err = core.error("error", ABANDONED)
+    local last
+    while true do
+      local d, kind = scope_top(base)
+      if d == nil or d == last then break end
+      last = d
+      local ok, e = pcall(finish, d, kind, false, err)
+      if not ok then err = e end
+    end
+    error(err, 0)
+  end
+
+  local function park(co, base)
+    local top, bottom = scope_detach(base)
+    if top == nil then return end
+    local rec = parked[co]
+    if rec == nil or rec.base ~= base then
+      -- one closer per coroutine and scope: a generator that yields in a
+      -- loop does not pile up deferred functions
+      rec = { base = base }
+      parked[co] = rec
+      c_defer(function()
+        rec.base = nil
+        if rec.detached then close_parked(rec) end
+      end)
+    end
+    rec.top, rec.bottom, rec.detached = top, bottom, true
+  end
+
+  local function unpark(co)
+    local rec = parked[co]
+    if rec ~= nil and rec.detached then
+      local top, bottom = rec.top, rec.bottom
+      rec.top, rec.bottom, rec.detached = nil, nil, false
+      scope_attach(top, bottom)
+    end
+  end
+
+  local function pass(co, base, ok, ...)
     if ok and own_yield() then
-      return pass(co, co_resume(co, co_yield(...)))
+      return pass(co, base, co_resume(co, co_yield(...)))
     end
     resumers[co] = nil
+    if base ~= nil and scope_cur() ~= base then park(co, base) end
     return ok, ...
   end
   local function unwrap(ok, ...)
@@ -450,7 +511,9 @@ do
       return false, BUSY
     end
     resumers[co] = co_running()
-    return pass(co, co_resume(co, ...))
+    local base = scope_cur()
+    if base ~= nil then unpark(co) end
+    return pass(co, base, co_resume(co, ...))
   end
   my_wrap = function(f)
     local co = co_create(f)
@@ -459,7 +522,9 @@ do
         error(BUSY, 2)
       end
       resumers[co] = co_running()
-      return unwrap(pass(co, co_resume(co, ...)))
+      local base = scope_cur()
+      if base ~= nil then unpark(co) end
+      return unwrap(pass(co, base, co_resume(co, ...)))
     end
   end
   patch(coroutine, "resume", my_resume)
