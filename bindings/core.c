@@ -828,21 +828,23 @@ static int l_vclock(lua_State *L) {
   corio_rt *rt = RT(L);
   int on = lua_toboolean(L, 1);
   if (lua_isnone(L, 1)) {
-    lua_pushboolean(L, rt->vclock);
+    lua_pushboolean(L, rt->vclock > 0);
     return 1;
   }
-  if (on && !rt->vclock) {
-    /* Re-base armed deadlines onto the virtual clock so that they keep
-    ** their remaining time. */
-    rt->vnow = uv_hrtime();
-    rt->vclock = 1;
-  } else if (!on && rt->vclock) {
+  /* vclock counts the autojump bodies running (in any task): the clock
+  ** is the runtime's, on while any of them runs (corio.testing). */
+  if (on) {
+    if (rt->vclock++ == 0) {
+      /* Re-base armed deadlines onto the virtual clock so that they keep
+      ** their remaining time. */
+      rt->vnow = uv_hrtime();
+    }
+  } else if (rt->vclock > 0 && --rt->vclock == 0) {
     /* Deadlines keep what is left of them, counted in real time again. */
     corio__timers_rebase(rt, rt->vnow, uv_hrtime());
-    rt->vclock = 0;
     rt->armed_when = 0;
   }
-  lua_pushboolean(L, rt->vclock);
+  lua_pushboolean(L, rt->vclock > 0);
   return 1;
 }
 

@@ -237,7 +237,8 @@ struct corio_rt {
   int running;              /* inside corio__run_root */
   int interrupted;          /* SIGINT seen */
   int cli_root;             /* the root task is the CLI main chunk */
-  int vclock;               /* virtual clock with autojump is on */
+  int vclock;               /* autojump bodies running: the virtual
+                               clock is on while > 0 */
   uint64_t vnow;            /* virtual clock, ns */
   int timers_due;           /* the uv timer fired; process after uv_run */
   int in_uv;                /* inside corio's own uv_run */

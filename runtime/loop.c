@@ -478,6 +478,12 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   }
   rt->running = 0;
   rt->root = NULL;
+  /* an autojump body whose coroutine was abandoned never switched the
+  ** virtual clock off: the next run starts on the real clock */
+  if (rt->vclock) {
+    rt->vclock = 0;
+    rt->armed_when = 0;
+  }
   if (rt->nested_ref != LUA_NOREF) corio__unref(rt, L, rt->nested_ref);
   rt->nested_ref = LUA_NOREF;
   rt->nested_run = NULL;
