@@ -333,6 +333,7 @@ static int l_scope_enter(lua_State *L) {
   x = (corio_xscope *)lua_newuserdata(L, sizeof(*x));
   memset(x, 0, sizeof(*x));
   x->magic = CORIO_MAGIC_SCOPE;
+  corio_list_init(&x->parked);
   luaL_getmetatable(L, "corio.Scope");
   lua_setmetatable(L, -2);
   corio__scope_init(&x->s, kind, t, t->cur);
@@ -485,6 +486,7 @@ static int l_scope_detach(lua_State *L) {
   corio__getref(rt, L, corio_container_of(c, corio_xscope, s)->ref);
   base->inner = NULL;
   t->cur = base;
+  corio_list_push(&rt->parked, &corio_container_of(c, corio_xscope, s)->parked);
   return 2;
 }
 
@@ -495,6 +497,7 @@ static int l_scope_attach(lua_State *L) {
   corio_xscope *top = check_scope(L, 1), *bottom = check_scope(L, 2);
   corio_task *t = rt->current;
   int ok = t != NULL && !top->s.closed && !bottom->s.closed;
+  corio_list_remove(&bottom->parked);
   if (ok) corio__scope_reattach(rt, t, &bottom->s, &top->s);
   lua_pushboolean(L, ok);
   return 1;
@@ -523,6 +526,7 @@ static int l_scope_leave(lua_State *L) {
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);
+  corio_list_remove(&x->parked);
   if (t != NULL) {
     int foreign = t->cur != &x->s ? close_inner(rt, L, t, x) : 0;
     foreign += corio__scope_leave(rt, t, &x->s);

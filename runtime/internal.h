@@ -88,6 +88,9 @@ typedef struct corio_xscope {
   double seconds;        /* the relative timeout asked for, for messages */
   lua_State *L;          /* the coroutine whose body entered it */
   int ref;               /* anchor ref to this userdata while entered */
+  corio_link parked;     /* in rt->parked while the outermost scope of a
+                            chain a user coroutine took with it when it
+                            yielded out (bindings/core.c scope_detach) */
 } corio_xscope;
 
 enum { /* task->status, as task:status() names them */
@@ -233,6 +236,8 @@ struct corio_rt {
                                hold the virtual clock back */
   uint32_t nidle;           /* tasks in wait_all_tasks_blocked */
   corio_link held_locks;    /* locks that have an owner (lock->held) */
+  corio_link parked;        /* detached scope chains (corio_xscope.parked):
+                               walk_tasks visits their tasks too */
   corio_link idle_waiters;
   int running;              /* inside corio__run_root */
   int interrupted;          /* SIGINT seen */

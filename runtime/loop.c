@@ -279,8 +279,13 @@ static void walk(corio_scope *s, void (*fn)(corio_task *, void *), void *ud) {
 void corio__walk_tasks(corio_rt *rt, void (*fn)(corio_task *, void *),
                        void *ud) {
   if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
+  corio_link *l;
   fn(rt->root, ud);
   walk(&rt->root->root, fn, ud);
+  /* the tasks of scopes a suspended user coroutine holds (bindings/core.c
+  ** scope_detach): off every task's chain, but alive */
+  for (l = rt->parked.next; l != &rt->parked; l = l->next)
+    walk(&corio_container_of(l, corio_xscope, parked)->s, fn, ud);
 }
 
 typedef struct dl_ctx { corio_rt *rt; luaL_Buffer *b; int n; } dl_ctx;
@@ -383,6 +388,13 @@ static void dump_tasks(corio_rt *rt) {
   fprintf(stderr, "%s [running] (root)\n", lua_tostring(rt->L, -1));
   lua_pop(rt->L, 1);
   dump_tree(rt, &rt->root->root, 1);
+  {
+    corio_link *l;
+    for (l = rt->parked.next; l != &rt->parked; l = l->next) {
+      fprintf(stderr, "  (in scopes a suspended coroutine holds)\n");
+      dump_tree(rt, &corio_container_of(l, corio_xscope, parked)->s, 2);
+    }
+  }
 }
 
 static void on_sigint(uv_signal_t *h, int signum) {

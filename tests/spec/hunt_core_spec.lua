@@ -176,6 +176,25 @@ describe("scopes abandoned by a user coroutine run their deferred functions", fu
   end)
 end)
 
+describe("the tasks of a scope a suspended generator holds", function()
+  it("are listed by corio.tasks() and awaited when the generator is resumed", function()
+    local n0 = #corio.tasks()
+    local done = false
+    local gen = coroutine.wrap(function()
+      corio.scope(function(s)
+        s:spawn(function() corio.sleep(0.01); done = true end)
+        coroutine.yield(1)
+      end)
+      return "end"
+    end)
+    assert.equal(1, gen())
+    assert.equal(n0 + 1, #corio.tasks())
+    assert.equal("end", gen())
+    assert.is_true(done)
+    assert.equal(n0, #corio.tasks())
+  end)
+end)
+
 -- A generator abandoned in a timeout or move_on_after at the top of a task
 -- body: its scope used to stay the task's innermost scope, so its
 -- deadline cut the task's own later sleep short, and it was closed at the
