@@ -88,6 +88,16 @@ static void mark(corio_rt *rt, corio_scope *s) {
         todo = &c->root;
       }
     }
+    /* scope chains a suspended user coroutine took with it out of x
+    ** (bindings/core.c scope_detach): their tasks are inside x too */
+    for (l = rt->parked.next; l != &rt->parked; l = l->next) {
+      corio_scope *b = &corio_container_of(l, corio_xscope, parked)->s;
+      if (b->parent == x && !b->shield && !b->eff) {
+        b->eff = 1;
+        b->work = todo;
+        todo = b;
+      }
+    }
   }
 }
 

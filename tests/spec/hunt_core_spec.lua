@@ -193,6 +193,29 @@ describe("the tasks of a scope a suspended generator holds", function()
     assert.is_true(done)
     assert.equal(n0, #corio.tasks())
   end)
+
+  it("are cancelled when the scope the generator yielded out to is cancelled", function()
+    local state, seen = "none", nil
+    local err = catch(corio.scope, function(outer)
+      local gen = coroutine.wrap(function()
+        corio.scope(function(s)
+          s:spawn(function()
+            state = "running"
+            state = pcall(corio.sleep, 5) and "slept" or "cancelled"
+          end)
+          coroutine.yield(1)
+        end)
+      end)
+      gen()
+      corio.yield()
+      outer:cancel()
+      -- the task is cancelled now, not only once the outer scope ends
+      corio.shield(function() corio.sleep(0.01) end)
+      seen = state
+    end)
+    assert.equal("cancelled", seen)
+    assert.matches("still open", tostring(err))
+  end)
 end)
 
 -- A generator abandoned in a timeout or move_on_after at the top of a task
