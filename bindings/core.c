@@ -383,6 +383,15 @@ static int l_scope_wait(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
   corio_task *t = rt->current;
+  if (t != NULL && t->cur != &x->s && x->s.owner == t && !x->s.closed &&
+      lua_isnoneornil(L, 2)) {
+    /* nil: scopes entered inside x are still open (left so by a coroutine
+    ** no wrapper of init.lua resumed, or whose exit raised): init.lua
+    ** closes them (running their deferred functions), then asks again
+    ** with true as the second argument */
+    lua_pushnil(L);
+    return 1;
+  }
   if (x->s.nchildren == 0) {
     /* true, true: nothing to wait for (a wait that suspended returns
     ** just true: tasks may have been spawned into the scope before its
@@ -503,17 +512,23 @@ static int l_scope_attach(lua_State *L) {
   return 1;
 }
 
-/* scope_top(token) -> scope, kind | nothing: the running task's innermost
-** scope if it is open above the scope token names. */
+/* scope_top(token | scope) -> scope, kind, foreign | nothing: the running
+** task's innermost scope if it is open above the one given; foreign: it
+** was entered by another coroutine than the caller. */
 static int l_scope_top(lua_State *L) {
   corio_task *t = RT(L)->current;
-  corio_scope *base = (corio_scope *)lua_touserdata(L, 1), *c;
+  corio_scope *base, *c;
+  corio_xscope *top;
+  if (lua_type(L, 1) == LUA_TUSERDATA) base = &check_scope(L, 1)->s;
+  else base = (corio_scope *)lua_touserdata(L, 1);
   if (t == NULL || t->cur == base || t->cur == &t->root) return 0;
   for (c = t->cur; c != &t->root && c != base; c = c->parent) {}
   if (c != base) return 0;
-  corio__getref(RT(L), L, corio_container_of(t->cur, corio_xscope, s)->ref);
+  top = corio_container_of(t->cur, corio_xscope, s);
+  corio__getref(RT(L), L, top->ref);
   lua_pushinteger(L, t->cur->kind);
-  return 2;
+  lua_pushboolean(L, top->L != L);
+  return 3;
 }
 
 /* leave(scope, ok, err) -> 0 | 1 (absorbed) | 2, err (raise) */

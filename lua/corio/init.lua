@@ -133,9 +133,15 @@ local timeout_error
 -- Wait until the scope has no tasks left: true, true; or false, err. A
 -- wait that suspended asks again, since tasks may have been spawned into
 -- the scope (which has not returned) before this task ran again.
+local close_open
 local function wait_tasks(s)
   local waited, idle = scope_wait(s)
-  while waited and idle == nil do waited, idle = scope_wait(s) end
+  if waited == nil then
+    -- scopes entered inside s are still open: close them first
+    close_open(s)
+    waited, idle = scope_wait(s, true)
+  end
+  while waited and idle == nil do waited, idle = scope_wait(s, true) end
   return waited, idle
 end
 
@@ -182,6 +188,37 @@ local function finish(s, kind, ok, ...)
     return
   end
   error(e, 0)
+end
+
+-- Scopes still open inside s when its body ended, entered by a coroutine
+-- that yielded out of them and was resumed by no wrapper below (so they
+-- stayed on the task's chain; e.g. through a coroutine.resume saved before
+-- corio was loaded), or whose own exit raised. Each is finished, innermost
+-- first, as its body would have been: one entered by another coroutine as
+-- if the body raised (tasks cancelled and awaited, deferred functions run),
+-- and s then raises that error; the others as if the body returned.
+local scope_top = core.scope_top
+local ABANDONED = "a scope (or task body) ended while a scope entered inside it by "
+  .. "another coroutine was still open (a coroutine yielded out of that "
+  .. "scope's body and was abandoned); the inner scope was closed and its "
+  .. "deferred functions ran"
+function close_open(s)
+  local err, any, last
+  while true do
+    local d, kind, foreign = scope_top(s)
+    if d == nil or d == last then break end
+    last = d
+    if foreign then
+      err = err or core.error("error", ABANDONED)
+      any = true
+      local ok, e = pcall(finish, d, kind, false, err)
+      if not ok then err = e end
+    else
+      local ok, e = pcall(finish, d, kind, true)
+      if not ok then scope_fail(s, e) end
+    end
+  end
+  if any then scope_fail(s, err) end
 end
 
 -- Scope bodies run under xpcall with this handler, so an error keeps the
@@ -433,12 +470,8 @@ do
   -- its deferred functions run), then raises that error in the enclosing
   -- scope. parked[co] is the record of co's detached chain.
   local scope_cur, scope_detach = core.scope_cur, core.scope_detach
-  local scope_attach, scope_top, c_defer = core.scope_attach, core.scope_top, core.defer
+  local scope_attach, c_defer = core.scope_attach, core.defer
   local parked = setmetatable({}, { __mode = "k" })
-  local ABANDONED = "a scope (or task body) ended while a scope entered inside it by "
-    .. "another coroutine was still open (a coroutine yielded out of that "
-    .. "scope's body and was abandoned); the inner scope was closed and its "
-    .. "deferred functions ran"
 
   local function close_parked(rec)
     local top, bottom = rec.top, rec.bottom
