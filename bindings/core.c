@@ -333,6 +333,7 @@ static int l_scope_enter(lua_State *L) {
   x = (corio_xscope *)lua_newuserdata(L, sizeof(*x));
   memset(x, 0, sizeof(*x));
   x->magic = CORIO_MAGIC_SCOPE;
+  corio_list_init(&x->parked);
   luaL_getmetatable(L, "corio.Scope");
   lua_setmetatable(L, -2);
   corio__scope_init(&x->s, kind, t, t->cur);
@@ -382,6 +383,15 @@ static int l_scope_wait(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
   corio_task *t = rt->current;
+  if (t != NULL && t->cur != &x->s && x->s.owner == t && !x->s.closed &&
+      lua_isnoneornil(L, 2)) {
+    /* nil: scopes entered inside x are still open (left so by a coroutine
+    ** no wrapper of init.lua resumed, or whose exit raised): init.lua
+    ** closes them (running their deferred functions), then asks again
+    ** with true as the second argument */
+    lua_pushnil(L);
+    return 1;
+  }
   if (x->s.nchildren == 0) {
     /* true, true: nothing to wait for (a wait that suspended returns
     ** just true: tasks may have been spawned into the scope before its
@@ -452,6 +462,75 @@ static int close_inner(corio_rt *rt, lua_State *L, corio_task *t,
   return foreign;
 }
 
+/* ---- scopes left open by user coroutines (rule 13) ----------------
+** A user coroutine that yields out of a scope body (a generator) takes the
+** scopes it entered with it: init.lua's coroutine.resume/wrap note the
+** running task's innermost scope (scope_cur) before resuming it, and when
+** it yields or returns with scopes still open above that one, detach them
+** (scope_detach) so that they govern only the coroutine, not the code that
+** resumed it; resuming the coroutine again puts them back on top of the
+** resumer's innermost scope (scope_attach). A chain nobody resumes is
+** closed, its deferred functions run, when the scope it was detached from
+** ends (init.lua registers that with defer). */
+
+/* scope_cur() -> token of the running task's innermost scope | nothing */
+static int l_scope_cur(lua_State *L) {
+  corio_task *t = RT(L)->current;
+  if (t == NULL) return 0;
+  lua_pushlightuserdata(L, t->cur);
+  return 1;
+}
+
+/* scope_detach(token) -> top, bottom | nothing: take the scopes open above
+** the scope token names off the running task's chain; that scope is the
+** innermost again. */
+static int l_scope_detach(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_task *t = rt->current;
+  corio_scope *base = (corio_scope *)lua_touserdata(L, 1), *c;
+  if (t == NULL || base == NULL || t->cur == base) return 0;
+  for (c = t->cur; c != &t->root && c->parent != base; c = c->parent) {}
+  if (c == &t->root) return 0;   /* base is not below: nothing of ours */
+  corio__getref(rt, L, corio_container_of(t->cur, corio_xscope, s)->ref);
+  corio__getref(rt, L, corio_container_of(c, corio_xscope, s)->ref);
+  base->inner = NULL;
+  t->cur = base;
+  corio_list_push(&rt->parked, &corio_container_of(c, corio_xscope, s)->parked);
+  return 2;
+}
+
+/* scope_attach(top, bottom) -> true | false (closed meanwhile): put a
+** detached chain back on top of the running task's innermost scope. */
+static int l_scope_attach(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *top = check_scope(L, 1), *bottom = check_scope(L, 2);
+  corio_task *t = rt->current;
+  int ok = t != NULL && !top->s.closed && !bottom->s.closed;
+  corio_list_remove(&bottom->parked);
+  if (ok) corio__scope_reattach(rt, t, &bottom->s, &top->s);
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+/* scope_top(token | scope) -> scope, kind, foreign | nothing: the running
+** task's innermost scope if it is open above the one given; foreign: it
+** was entered by another coroutine than the caller. */
+static int l_scope_top(lua_State *L) {
+  corio_task *t = RT(L)->current;
+  corio_scope *base, *c;
+  corio_xscope *top;
+  if (lua_type(L, 1) == LUA_TUSERDATA) base = &check_scope(L, 1)->s;
+  else base = (corio_scope *)lua_touserdata(L, 1);
+  if (t == NULL || t->cur == base || t->cur == &t->root) return 0;
+  for (c = t->cur; c != &t->root && c != base; c = c->parent) {}
+  if (c != base) return 0;
+  top = corio_container_of(t->cur, corio_xscope, s);
+  corio__getref(RT(L), L, top->ref);
+  lua_pushinteger(L, t->cur->kind);
+  lua_pushboolean(L, top->L != L);
+  return 3;
+}
+
 /* leave(scope, ok, err) -> 0 | 1 (absorbed) | 2, err (raise) */
 static int l_scope_leave(lua_State *L) {
   corio_rt *rt = RT(L);
@@ -462,6 +541,7 @@ static int l_scope_leave(lua_State *L) {
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);
+  corio_list_remove(&x->parked);
   if (t != NULL) {
     int foreign = t->cur != &x->s ? close_inner(rt, L, t, x) : 0;
     foreign += corio__scope_leave(rt, t, &x->s);
@@ -683,6 +763,36 @@ static int l_run_check(lua_State *L) {
   return 1;
 }
 
+/* run_nested(scope): scope is the one the CLI main chunk's corio.run
+** runs fn in; a deadlock while it is open cancels it instead of the root
+** (loop.c deadlock), and run_nested_end tells. */
+static int l_run_nested(lua_State *L) {
+  corio_rt *rt = RT(L);
+  corio_xscope *x = check_scope(L, 1);
+  lua_settop(L, 1);
+  if (rt->nested_ref != LUA_NOREF) corio__unref(rt, L, rt->nested_ref);
+  rt->nested_ref = corio__ref(rt, L);
+  rt->nested_run = &x->s;
+  rt->nested_deadlock = 0;
+  return 0;
+}
+
+/* run_nested_end() -> the deadlock error | nothing: the main chunk's
+** corio.run returned; raise this instead if a deadlock cancelled it. */
+static int l_run_nested_end(lua_State *L) {
+  corio_rt *rt = RT(L);
+  int dl = rt->nested_deadlock;
+  if (rt->nested_ref != LUA_NOREF) corio__unref(rt, L, rt->nested_ref);
+  rt->nested_ref = LUA_NOREF;
+  rt->nested_run = NULL;
+  rt->nested_deadlock = 0;
+  if (!dl) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  return 1;
+}
+
 /* metatable(name) -> a corio metatable, so that init.lua can give it a
 ** Lua __index (LuaJIT runs those far faster than a C one). */
 static int l_metatable(lua_State *L) {
@@ -737,21 +847,23 @@ static int l_vclock(lua_State *L) {
   corio_rt *rt = RT(L);
   int on = lua_toboolean(L, 1);
   if (lua_isnone(L, 1)) {
-    lua_pushboolean(L, rt->vclock);
+    lua_pushboolean(L, rt->vclock > 0);
     return 1;
   }
-  if (on && !rt->vclock) {
-    /* Re-base armed deadlines onto the virtual clock so that they keep
-    ** their remaining time. */
-    rt->vnow = uv_hrtime();
-    rt->vclock = 1;
-  } else if (!on && rt->vclock) {
+  /* vclock counts the autojump bodies running (in any task): the clock
+  ** is the runtime's, on while any of them runs (corio.testing). */
+  if (on) {
+    if (rt->vclock++ == 0) {
+      /* Re-base armed deadlines onto the virtual clock so that they keep
+      ** their remaining time. */
+      rt->vnow = uv_hrtime();
+    }
+  } else if (rt->vclock > 0 && --rt->vclock == 0) {
     /* Deadlines keep what is left of them, counted in real time again. */
     corio__timers_rebase(rt, rt->vnow, uv_hrtime());
-    rt->vclock = 0;
     rt->armed_when = 0;
   }
-  lua_pushboolean(L, rt->vclock);
+  lua_pushboolean(L, rt->vclock > 0);
   return 1;
 }
 
@@ -926,6 +1038,12 @@ static const corio_reg funcs[] = {
     {"own_yield", l_own_yield},
     {"debug_mode", l_debug_mode},
     {"run_check", l_run_check},
+    {"scope_cur", l_scope_cur},
+    {"scope_detach", l_scope_detach},
+    {"scope_attach", l_scope_attach},
+    {"scope_top", l_scope_top},
+    {"run_nested", l_run_nested},
+    {"run_nested_end", l_run_nested_end},
     {"methods", l_methods},
     {"metatable", l_metatable},
     {"running", l_running},

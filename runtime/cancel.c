@@ -88,6 +88,36 @@ static void mark(corio_rt *rt, corio_scope *s) {
         todo = &c->root;
       }
     }
+    /* scope chains a suspended user coroutine took with it out of x
+    ** (bindings/core.c scope_detach): their tasks are inside x too */
+    for (l = rt->parked.next; l != &rt->parked; l = l->next) {
+      corio_scope *b = &corio_container_of(l, corio_xscope, parked)->s;
+      if (b->parent == x && !b->shield && !b->eff) {
+        b->eff = 1;
+        b->work = todo;
+        todo = b;
+      }
+    }
+  }
+}
+
+/* Put the chain of scopes bottom..top (linked by inner), which a user
+** coroutine left open when it yielded out of their bodies, back on top of
+** t's innermost scope: the coroutine was resumed there. The scopes now
+** belong to t, and their cancel state follows their new surroundings (an
+** outer cancel there reaches them and their tasks, one from where they
+** were reaches them no more; their own cancel stays). */
+void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
+                           corio_scope *top) {
+  corio_scope *c;
+  bottom->parent = t->cur;
+  t->cur->inner = bottom;
+  t->cur = top;
+  for (c = bottom; c != NULL; c = c == top ? NULL : c->inner) {
+    int want = c->cancelled || (!c->shield && c->parent->eff);
+    c->owner = t;
+    if (want && !c->eff) mark(rt, c);
+    else c->eff = (uint8_t)want;
   }
 }
 

@@ -88,6 +88,9 @@ typedef struct corio_xscope {
   double seconds;        /* the relative timeout asked for, for messages */
   lua_State *L;          /* the coroutine whose body entered it */
   int ref;               /* anchor ref to this userdata while entered */
+  corio_link parked;     /* in rt->parked while the outermost scope of a
+                            chain a user coroutine took with it when it
+                            yielded out (bindings/core.c scope_detach) */
 } corio_xscope;
 
 enum { /* task->status, as task:status() names them */
@@ -233,11 +236,14 @@ struct corio_rt {
                                hold the virtual clock back */
   uint32_t nidle;           /* tasks in wait_all_tasks_blocked */
   corio_link held_locks;    /* locks that have an owner (lock->held) */
+  corio_link parked;        /* detached scope chains (corio_xscope.parked):
+                               walk_tasks visits their tasks too */
   corio_link idle_waiters;
   int running;              /* inside corio__run_root */
   int interrupted;          /* SIGINT seen */
   int cli_root;             /* the root task is the CLI main chunk */
-  int vclock;               /* virtual clock with autojump is on */
+  int vclock;               /* autojump bodies running: the virtual
+                               clock is on while > 0 */
   uint64_t vnow;            /* virtual clock, ns */
   int timers_due;           /* the uv timer fired; process after uv_run */
   int in_uv;                /* inside corio's own uv_run */
@@ -260,6 +266,13 @@ struct corio_rt {
   int dump_due;               /* SIGUSR1 seen: print the task tree */
   struct corio_work_state *work_states; /* to_thread's worker pool */
   int deadlock;             /* a deadlock was found in this run */
+  /* The CLI main chunk's corio.run(fn) (rule 11) runs fn in a child scope
+  ** of the root: a deadlock found while it runs cancels that scope, not
+  ** the root, and that corio.run raises the deadlock error, as under
+  ** luajit (bindings/core.c run_nested). */
+  corio_scope *nested_run;  /* that scope, pinned by nested_ref, or NULL */
+  int nested_ref;           /* anchor ref to its userdata, or NOREF */
+  int nested_deadlock;      /* the deadlock error is in "corio.deadlock" */
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
   char errmsg[512];         /* last error of the C API */
@@ -370,6 +383,8 @@ void corio__scope_init(corio_scope *s, int kind, corio_task *owner,
 void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s);
 int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s);
 void corio__scope_cancel(corio_rt *rt, corio_scope *s);
+void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
+                           corio_scope *top);
 int corio__scope_absorbs(corio_scope *s);
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx);

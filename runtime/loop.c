@@ -279,8 +279,13 @@ static void walk(corio_scope *s, void (*fn)(corio_task *, void *), void *ud) {
 void corio__walk_tasks(corio_rt *rt, void (*fn)(corio_task *, void *),
                        void *ud) {
   if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
+  corio_link *l;
   fn(rt->root, ud);
   walk(&rt->root->root, fn, ud);
+  /* the tasks of scopes a suspended user coroutine holds (bindings/core.c
+  ** scope_detach): off every task's chain, but alive */
+  for (l = rt->parked.next; l != &rt->parked; l = l->next)
+    walk(&corio_container_of(l, corio_xscope, parked)->s, fn, ud);
 }
 
 typedef struct dl_ctx { corio_rt *rt; luaL_Buffer *b; int n; } dl_ctx;
@@ -309,8 +314,13 @@ static void deadlock(corio_rt *rt) {
   lua_State *L = rt->L;
   luaL_Buffer b;
   dl_ctx c;
-  rt->deadlock++;
-  if (rt->deadlock > 1) return;
+  corio_scope *nested = rt->nested_run;
+  if (nested != NULL && (nested->closed || rt->nested_deadlock)) {
+    /* closed: its corio.run was left without run_nested_end; deadlocked
+    ** already: its tasks ignored the cancel, so the root is cancelled */
+    nested = NULL;
+  }
+  if (nested == NULL && ++rt->deadlock > 1) return;
   c.rt = rt;
   c.b = &b;
   c.n = 0;
@@ -325,6 +335,12 @@ static void deadlock(corio_rt *rt) {
   lua_rawset(L, -3);
   lua_remove(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  if (nested != NULL) {
+    /* only the CLI main chunk's corio.run is deadlocked: it raises */
+    rt->nested_deadlock = 1;
+    corio__scope_cancel(rt, nested);
+    return;
+  }
   corio__scope_cancel(rt, &rt->root->root);
 }
 
@@ -372,6 +388,13 @@ static void dump_tasks(corio_rt *rt) {
   fprintf(stderr, "%s [running] (root)\n", lua_tostring(rt->L, -1));
   lua_pop(rt->L, 1);
   dump_tree(rt, &rt->root->root, 1);
+  {
+    corio_link *l;
+    for (l = rt->parked.next; l != &rt->parked; l = l->next) {
+      fprintf(stderr, "  (in scopes a suspended coroutine holds)\n");
+      dump_tree(rt, &corio_container_of(l, corio_xscope, parked)->s, 2);
+    }
+  }
 }
 
 static void on_sigint(uv_signal_t *h, int signum) {
@@ -467,6 +490,16 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   }
   rt->running = 0;
   rt->root = NULL;
+  /* an autojump body whose coroutine was abandoned never switched the
+  ** virtual clock off: the next run starts on the real clock */
+  if (rt->vclock) {
+    rt->vclock = 0;
+    rt->armed_when = 0;
+  }
+  if (rt->nested_ref != LUA_NOREF) corio__unref(rt, L, rt->nested_ref);
+  rt->nested_ref = LUA_NOREF;
+  rt->nested_run = NULL;
+  rt->nested_deadlock = 0;
   corio__getref(rt, L, rt->root_ref);
   corio__unref(rt, L, rt->root_ref);
   rt->root_ref = LUA_NOREF;

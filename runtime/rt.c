@@ -188,8 +188,10 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   if (corio__host_init(rt) != 0) goto fail;
   corio_list_init(&rt->idle_waiters);
   corio_list_init(&rt->held_locks);
+  corio_list_init(&rt->parked);
   rt->handle_signals = 1;
   rt->root_ref = LUA_NOREF;
+  rt->nested_ref = LUA_NOREF;
   rt->next_id = 1;
 
   lua_newtable(L);                  /* anchor: task slots */

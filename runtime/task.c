@@ -143,14 +143,52 @@ void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
   }
 }
 
+/* Move the deferred functions of s, still open at the end of t's body,
+** to the task's own list, after its first base_n, before those of scopes
+** moved earlier (inner ones): the defer thread runs them newest first, so
+** inner scopes' functions run before outer ones', as their ends would. */
+static void move_defers(corio_rt *rt, corio_task *t, corio_scope *s,
+                        int base_n) {
+  lua_State *L = rt->L;
+  int n, m, i;
+  if (s->defers == LUA_NOREF) return;
+  if (t->root.defers == LUA_NOREF) {
+    lua_createtable(L, 2, 0);
+    t->root.defers = corio__ref(rt, L);
+  }
+  corio__getref(rt, L, t->root.defers);
+  corio__getref(rt, L, s->defers);
+  corio__unref(rt, L, s->defers);
+  s->defers = LUA_NOREF;
+  n = (int)lua_objlen(L, -2);
+  m = (int)lua_objlen(L, -1);
+  for (i = n; i > base_n; i--) {
+    lua_rawgeti(L, -2, i);
+    lua_rawseti(L, -3, i + m);
+  }
+  for (i = 1; i <= m; i++) {
+    lua_rawgeti(L, -1, i);
+    lua_rawseti(L, -3, base_n + i);
+  }
+  lua_pop(L, 2);
+}
+
 /* The body ended inside scopes it never left (their exit raised, e.g. a
 ** scope waited for its tasks inside a C call boundary): close them here.
 ** Their timers stop, and their live children become children of the
-** task's own body, which then waits for them, so nothing is orphaned. */
+** task's own body, which then waits for them, so nothing is orphaned;
+** their deferred functions run with the task's own (move_defers). */
 static void unwind_scopes(corio_rt *rt, corio_task *t) {
+  int base_n = 0;
+  if (t->root.defers != LUA_NOREF) {
+    corio__getref(rt, rt->L, t->root.defers);
+    base_n = (int)lua_objlen(rt->L, -1);
+    lua_pop(rt->L, 1);
+  }
   while (t->cur != &t->root) {
     corio_scope *s = t->cur;
     corio_xscope *x = corio_container_of(s, corio_xscope, s);
+    move_defers(rt, t, s, base_n);
     corio__scope_hand_over(rt, s, &t->root, 0);
     corio__timer_stop(rt, &x->deadline);
     corio__scope_leave(rt, t, s);

@@ -73,11 +73,23 @@ local scope
 
 -- The CLI's main chunk calling corio.run(fn): fn runs as a child task of
 -- the root (so, as under luajit, its errors cross a task boundary and
--- corio.run inside fn raises).
-local function as_child(s, fn, ...) return s:spawn(fn, ...):join() end
+-- corio.run inside fn raises). A deadlock while it runs cancels only its
+-- scope, and it raises the deadlock error, as corio.run does under luajit.
+local run_nested, run_nested_end = core.run_nested, core.run_nested_end
+local function as_child(s, fn, ...)
+  run_nested(s)
+  return s:spawn(fn, ...):join()
+end
+
+local function nested_done(ok, ...)
+  local dl = run_nested_end()
+  if dl ~= nil then error(dl, 0) end
+  if ok then return ... end
+  error((...), 0)
+end
 
 function M.run(fn, ...)
-  if core.run_check() then return scope(as_child, fn, ...) end
+  if core.run_check() then return nested_done(pcall(scope, as_child, fn, ...)) end
   return run_done(core.run(fn, ...))
 end
 local run = M.run
@@ -121,9 +133,15 @@ local timeout_error
 -- Wait until the scope has no tasks left: true, true; or false, err. A
 -- wait that suspended asks again, since tasks may have been spawned into
 -- the scope (which has not returned) before this task ran again.
+local close_open
 local function wait_tasks(s)
   local waited, idle = scope_wait(s)
-  while waited and idle == nil do waited, idle = scope_wait(s) end
+  if waited == nil then
+    -- scopes entered inside s are still open: close them first
+    close_open(s)
+    waited, idle = scope_wait(s, true)
+  end
+  while waited and idle == nil do waited, idle = scope_wait(s, true) end
   return waited, idle
 end
 
@@ -170,6 +188,37 @@ local function finish(s, kind, ok, ...)
     return
   end
   error(e, 0)
+end
+
+-- Scopes still open inside s when its body ended, entered by a coroutine
+-- that yielded out of them and was resumed by no wrapper below (so they
+-- stayed on the task's chain; e.g. through a coroutine.resume saved before
+-- corio was loaded), or whose own exit raised. Each is finished, innermost
+-- first, as its body would have been: one entered by another coroutine as
+-- if the body raised (tasks cancelled and awaited, deferred functions run),
+-- and s then raises that error; the others as if the body returned.
+local scope_top = core.scope_top
+local ABANDONED = "a scope (or task body) ended while a scope entered inside it by "
+  .. "another coroutine was still open (a coroutine yielded out of that "
+  .. "scope's body and was abandoned); the inner scope was closed and its "
+  .. "deferred functions ran"
+function close_open(s)
+  local err, any, last
+  while true do
+    local d, kind, foreign = scope_top(s)
+    if d == nil or d == last then break end
+    last = d
+    if foreign then
+      err = err or core.error("error", ABANDONED)
+      any = true
+      local ok, e = pcall(finish, d, kind, false, err)
+      if not ok then err = e end
+    else
+      local ok, e = pcall(finish, d, kind, true)
+      if not ok then scope_fail(s, e) end
+    end
+  end
+  if any then scope_fail(s, err) end
 end
 
 -- Scope bodies run under xpcall with this handler, so an error keeps the
@@ -411,11 +460,68 @@ do
   local own_yield = core.own_yield
   local resumers = setmetatable({}, { __mode = "k" })
   debug.getregistry()["corio.resumers"] = resumers
-  local function pass(co, ok, ...)
+  -- Scopes a coroutine left open by yielding out of their bodies go with
+  -- it (bindings/core.c): detached when it yields or returns to its
+  -- resumer, put back on top of the resumer's innermost scope when it is
+  -- resumed. A chain left detached is closed as abandoned when the scope
+  -- (or task body) it was detached from ends: a deferred function of that
+  -- scope attaches it there and finishes each of its scopes, innermost
+  -- first, as if its body had raised (its tasks are cancelled and awaited,
+  -- its deferred functions run), then raises that error in the enclosing
+  -- scope. parked[co] is the record of co's detached chain.
+  local scope_cur, scope_detach = core.scope_cur, core.scope_detach
+  local scope_attach, c_defer = core.scope_attach, core.defer
+  local parked = setmetatable({}, { __mode = "k" })
+
+  local function close_parked(rec)
+    local top, bottom = rec.top, rec.bottom
+    rec.top, rec.bottom, rec.detached = nil, nil, false
+    local base = scope_cur()
+    if not scope_attach(top, bottom) then return end
+    local err = core.error("error", ABANDONED)
+    local last
+    while true do
+      local d, kind = scope_top(base)
+      if d == nil or d == last then break end
+      last = d
+      local ok, e = pcall(finish, d, kind, false, err)
+      if not ok then err = e end
+    end
+    error(err, 0)
+  end
+
+  local function park(co, base)
+    local top, bottom = scope_detach(base)
+    if top == nil then return end
+    local rec = parked[co]
+    if rec == nil or rec.base ~= base then
+      -- one closer per coroutine and scope: a generator that yields in a
+      -- loop does not pile up deferred functions
+      rec = { base = base }
+      parked[co] = rec
+      c_defer(function()
+        rec.base = nil
+        if rec.detached then close_parked(rec) end
+      end)
+    end
+    rec.top, rec.bottom, rec.detached = top, bottom, true
+  end
+
+  local function unpark(co)
+    local rec = parked[co]
+    if rec ~= nil and rec.detached then
+      local top, bottom = rec.top, rec.bottom
+      rec.top, rec.bottom, rec.detached = nil, nil, false
+      scope_attach(top, bottom)
+    end
+  end
+
+  local function pass(co, base, ok, ...)
     if ok and own_yield() then
-      return pass(co, co_resume(co, co_yield(...)))
+      return pass(co, base, co_resume(co, co_yield(...)))
     end
     resumers[co] = nil
+    if base ~= nil and scope_cur() ~= base then park(co, base) end
     return ok, ...
   end
   local function unwrap(ok, ...)
@@ -438,7 +544,9 @@ do
       return false, BUSY
     end
     resumers[co] = co_running()
-    return pass(co, co_resume(co, ...))
+    local base = scope_cur()
+    if base ~= nil then unpark(co) end
+    return pass(co, base, co_resume(co, ...))
   end
   my_wrap = function(f)
     local co = co_create(f)
@@ -447,7 +555,9 @@ do
         error(BUSY, 2)
       end
       resumers[co] = co_running()
-      return unwrap(pass(co, co_resume(co, ...)))
+      local base = scope_cur()
+      if base ~= nil then unpark(co) end
+      return unwrap(pass(co, base, co_resume(co, ...)))
     end
   end
   patch(coroutine, "resume", my_resume)

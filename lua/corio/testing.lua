@@ -10,8 +10,11 @@ core.register_own(debug.getinfo(1, "S").source)
 
 local M = {}
 
-local function restore(was, ok, ...)
-  core.vclock(was)
+-- The virtual clock is the runtime's, not a task's: it is on while any
+-- autojump body runs, in any task (core.vclock counts them), so one task's
+-- autojump ending does not switch it off under another's.
+local function restore(ok, ...)
+  core.vclock(false)
   if ok then return ... end
   error((...), 0)
 end
@@ -21,9 +24,8 @@ function M.autojump(fn, ...)
     error(("bad argument #1 to 'autojump' (function expected, got %s)"):format(type(fn)), 2)
   end
   if not core.in_task() then return corio.run(M.autojump, fn, ...) end
-  local was = core.vclock()
   core.vclock(true)
-  return restore(was, pcall(fn, ...))
+  return restore(pcall(fn, ...))
 end
 
 -- sleep_real(seconds): sleep on the real clock even under autojump (for

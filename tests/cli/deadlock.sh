@@ -60,4 +60,32 @@ print(tostring(err):find("deadlock", 1, true) ~= nil)
 print(corio.run(function() corio.sleep(0.01); return "usable" end))'
 check_rc 0 && check_out_eq "$(printf 'false\tdeadlock\ntrue\nusable')" && pass
 
+NAME="rule 14 + 11: corio.run in the CLI main chunk raises kind 'deadlock' as under luajit"
+# Under the CLI the main chunk is the root task and its corio.run runs fn
+# in a child scope; a deadlock inside fn used to cancel the root, so the
+# pcall got kind "cancelled" and the script went on inside a cancelled
+# root. It must get the deadlock error (naming the blocked task) and go on.
+code='local corio = require("corio")
+local ok, err = pcall(corio.run, function()
+  corio.defer(function() print("cleanup ran") end)
+  local ev = corio.event()
+  corio.spawn(function() ev:wait() end)
+  ev:wait()
+end)
+print(ok, type(err) == "table" and err.kind or tostring(err))
+print(select(2, tostring(type(err) == "table" and err.message):gsub("event wait", "")))
+print(corio.run(function() corio.sleep(0.001); return "usable" end))'
+luajit_run 15 -e "$code"
+luajit_out="$OUT"
+run 15 "$CORIO" -e "$code"
+check_rc 0 && check_out_eq "$luajit_out" \
+  && check_out_eq "$(printf 'cleanup ran\nfalse\tdeadlock\n2\nusable')" && pass
+
+NAME="rule 14: a deadlock in the main chunk after its corio.run raised one still ends the run"
+run 15 "$CORIO" -e 'local corio = require("corio")
+print(pcall(corio.run, function() corio.event():wait() end))
+corio.event():wait()
+print("not reached")'
+check_rc 1 && check_err_has "deadlock" && check_out_lacks "not reached" && pass
+
 finish

@@ -59,4 +59,51 @@ check_rc 0 && check_out_has "done" \
   else fail "the other file's buffered bytes were not written"; fi
 }
 
+NAME="a scope a coroutine left open on the task's chain (resumed without corio's wrapper) runs its defers when closed"
+# A coroutine.resume saved before corio was loaded does not detach the
+# scopes the coroutine leaves open; leaving the enclosing scope closes
+# them. Their deferred functions used to be dropped.
+luajit_run 15 -e '
+local raw = coroutine.resume
+local corio = require("corio")
+corio.run(function()
+  local log = {}
+  local co = coroutine.create(function()
+    corio.move_on_after(5, function()
+      corio.defer(function() log[#log + 1] = "defer1" end)
+      corio.defer(function() log[#log + 1] = "defer2" end)
+      coroutine.yield()
+    end)
+  end)
+  local ok, err = pcall(corio.scope, function() raw(co) end)
+  print(ok, type(err) == "table" and err.kind,
+    tostring(err):find("still open", 1, true) ~= nil)
+  print(table.concat(log, ","))
+  corio.sleep(0.001)
+  print("usable")
+end)'
+check_rc 0 && check_out_eq "$(printf 'false\terror\ttrue\ndefer2,defer1\nusable')" && pass
+
+NAME="scopes still open on the task's chain when its body ends run their defers, inner first, before the task's"
+luajit_run 15 -e '
+local raw = coroutine.resume
+local corio = require("corio")
+local log = {}
+corio.run(function()
+  corio.defer(function() log[#log + 1] = "task" end)
+  local co = coroutine.create(function()
+    corio.move_on_after(5, function()
+      corio.defer(function() log[#log + 1] = "outer" end)
+      corio.shield(function()
+        corio.defer(function() log[#log + 1] = "inner1" end)
+        corio.defer(function() log[#log + 1] = "inner2" end)
+        coroutine.yield()
+      end)
+    end)
+  end)
+  raw(co)   -- not corio'"'"'s wrapper: the scopes stay on the task'"'"'s chain
+end)
+print(table.concat(log, ","))'
+check_rc 0 && check_out_eq "inner2,inner1,outer,task" && pass
+
 finish

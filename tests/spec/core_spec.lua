@@ -415,6 +415,45 @@ describe("corio.sleep", function()
     near(0.05, woke - t0, 0.04)
   end)
 
+  -- The virtual clock is the runtime's: one task's autojump ending used to
+  -- switch it off under another task's, whose sleep then ran on the real
+  -- clock (here 90 s, caught by the real-clock watchdog).
+  it("two tasks in autojump at once: the clock stays virtual until both bodies end", function()
+    local spans = {}
+    local ok, err = pcall(corio.scope, function(s)
+      local watchdog = s:spawn(function()
+        testing.sleep_real(2)
+        error("a sleep under autojump ran on the real clock", 0)
+      end)
+      corio.scope(function(s2)
+        s2:spawn(function()
+          testing.autojump(function() corio.sleep(10) end)
+        end)
+        s2:spawn(function()
+          testing.autojump(function()
+            local t0 = corio.now()
+            corio.sleep(100)
+            spans[#spans + 1] = corio.now() - t0
+            -- a nested autojump in the same task ends without switching
+            -- the clock off for the rest of this body
+            testing.autojump(function() corio.sleep(1) end)
+            t0 = corio.now()
+            corio.sleep(50)
+            spans[#spans + 1] = corio.now() - t0
+          end)
+        end)
+      end)
+      watchdog:cancel()
+    end)
+    assert.is_true(ok, tostring(err))
+    near(100, spans[1])
+    near(50, spans[2])
+    -- after both, the clock is real again
+    local t0 = corio.now()
+    corio.sleep(0.02)
+    assert.is_true(corio.now() - t0 >= 0.015 and corio.now() - t0 < 1)
+  end)
+
   it("sleeps in real time", function()
     local t0 = corio.now()
     corio.sleep(0.05)
