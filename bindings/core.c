@@ -344,6 +344,10 @@ static int l_scope_enter(lua_State *L) {
   lua_pushvalue(L, -1);
   x->ref = corio__ref(rt, L);
   corio__scope_enter(rt, t, &x->s);
+  if (L != t->co) {
+    x->s.foreign = 1;
+    corio__foreign_add(rt, 1);
+  }
   if (secs >= 0) {
     if (secs == 0) {
       /* Rule 6: a deadline already passed lets the body run to its first
@@ -478,6 +482,19 @@ static int l_scope_cur(lua_State *L) {
   corio_task *t = RT(L)->current;
   if (t == NULL) return 0;
   lua_pushlightuserdata(L, t->cur);
+  return 1;
+}
+
+/* scope_foreign_base() -> token | nothing: the innermost scope of the
+** running task's chain that no user coroutine entered (init.lua's
+** wrappers take it as the scope current before a resume that began while
+** no such scope was open anywhere, rt->nforeign == 0). */
+static int l_scope_foreign_base(lua_State *L) {
+  corio_task *t = RT(L)->current;
+  corio_scope *c;
+  if (t == NULL) return 0;
+  for (c = t->cur; c != &t->root && c->foreign; c = c->parent) {}
+  lua_pushlightuserdata(L, c);
   return 1;
 }
 
@@ -1039,6 +1056,7 @@ static const corio_reg funcs[] = {
     {"debug_mode", l_debug_mode},
     {"run_check", l_run_check},
     {"scope_cur", l_scope_cur},
+    {"scope_foreign_base", l_scope_foreign_base},
     {"scope_detach", l_scope_detach},
     {"scope_attach", l_scope_attach},
     {"scope_top", l_scope_top},
@@ -1138,6 +1156,8 @@ int luaopen_corio_core(lua_State *L) {
 
   lua_newtable(L);
   corio__register(L, rt, -1, funcs);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->foreign_tab);
+  lua_setfield(L, -2, "foreign");
   set_spawn(L, rt, -1, l_spawn);
   lua_pushlightuserdata(L, CORIO_NOLOOP);
   lua_setfield(L, -2, "NOLOOP");

@@ -31,10 +31,24 @@ void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s) {
   t->cur = s;
 }
 
+/* Count an open scope entered by a user coroutine (delta +1 or -1), and
+** mirror the count where init.lua reads it without a call into C. */
+void corio__foreign_add(corio_rt *rt, int delta) {
+  lua_State *L = rt->L;
+  rt->nforeign += (uint32_t)delta;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->foreign_tab);
+  lua_pushinteger(L, (lua_Integer)rt->nforeign);
+  lua_rawseti(L, -2, 1);
+  lua_pop(L, 1);
+}
+
 int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
   corio_scope *c;
-  (void)rt;
   s->closed = 1;
+  if (s->foreign) {
+    s->foreign = 0;
+    corio__foreign_add(rt, -1);
+  }
   if (t->cur == s) {
     t->cur = s->parent;
     t->cur->inner = NULL;

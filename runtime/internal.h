@@ -69,6 +69,8 @@ struct corio_scope {
   uint8_t waiting : 1;  /* owner is blocked until nchildren == 0 */
   uint8_t caught : 1;   /* a Cancelled belonging to this scope was absorbed */
   uint8_t child_cancelled : 1; /* a child task ended cancelled */
+  uint8_t foreign : 1;  /* entered by a user coroutine, not the owner's
+                           own thread: counted in rt->nforeign while open */
   uint32_t nchildren;
   corio_scope *parent;  /* enclosing scope; NULL for the root task's root */
   corio_scope *inner;   /* scope the owner entered inside this one, or NULL */
@@ -224,6 +226,11 @@ struct corio_rt {
   int anchor;               /* registry ref: table pinning tasks */
   int refs;                 /* registry ref: table of corio__ref values */
   int results;              /* registry ref: weak-keyed results table */
+  int foreign_tab;          /* registry ref: {nforeign}, read by init.lua */
+  uint32_t nforeign;        /* open scopes entered by user coroutines
+                               (scope.foreign), parked chains included: while
+                               0, init.lua's coroutine wrappers skip the
+                               scope bookkeeping of rule 13 */
   int *free_slots;          /* free task slot pairs */
   int nfree, freecap, next_slot;
   int *free_refs;           /* free single anchor refs (negative space) */
@@ -383,6 +390,7 @@ void corio__scope_init(corio_scope *s, int kind, corio_task *owner,
 void corio__scope_enter(corio_rt *rt, corio_task *t, corio_scope *s);
 int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s);
 void corio__scope_cancel(corio_rt *rt, corio_scope *s);
+void corio__foreign_add(corio_rt *rt, int delta);
 void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
                            corio_scope *top);
 int corio__scope_absorbs(corio_scope *s);

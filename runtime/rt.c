@@ -204,6 +204,10 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   rt->results = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 1, 0);         /* {nforeign} */
+  lua_pushinteger(L, 0);
+  lua_rawseti(L, -2, 1);
+  rt->foreign_tab = luaL_ref(L, LUA_REGISTRYINDEX);
   rt->ud_tasks = LUA_NOREF;
 
   lua_getglobal(L, "coroutine");
@@ -281,6 +285,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->anchor);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->refs);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->results);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->foreign_tab);
   }
   corio__work_states_free(rt);
   corio__host_free(rt);

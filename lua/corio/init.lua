@@ -470,6 +470,12 @@ do
   -- its deferred functions run), then raises that error in the enclosing
   -- scope. parked[co] is the record of co's detached chain.
   local scope_cur, scope_detach = core.scope_cur, core.scope_detach
+  local scope_foreign_base = core.scope_foreign_base
+  -- foreign[1]: how many scopes entered by user coroutines are open (parked
+  -- chains included). While it is 0, a resume has nothing to put back, and
+  -- the scope current before it can be found afterwards (the innermost one
+  -- no user coroutine entered), so the common resume makes no call into C.
+  local foreign = core.foreign
   local scope_attach, c_defer = core.scope_attach, core.defer
   local parked = setmetatable({}, { __mode = "k" })
 
@@ -521,7 +527,10 @@ do
       return pass(co, base, co_resume(co, co_yield(...)))
     end
     resumers[co] = nil
-    if base ~= nil and scope_cur() ~= base then park(co, base) end
+    if foreign[1] ~= 0 then
+      if base == nil then base = scope_foreign_base() end
+      if base ~= nil and scope_cur() ~= base then park(co, base) end
+    end
     return ok, ...
   end
   local function unwrap(ok, ...)
@@ -544,8 +553,11 @@ do
       return false, BUSY
     end
     resumers[co] = co_running()
-    local base = scope_cur()
-    if base ~= nil then unpark(co) end
+    local base
+    if foreign[1] ~= 0 then
+      base = scope_cur()
+      if base ~= nil then unpark(co) end
+    end
     return pass(co, base, co_resume(co, ...))
   end
   my_wrap = function(f)
@@ -555,8 +567,11 @@ do
         error(BUSY, 2)
       end
       resumers[co] = co_running()
-      local base = scope_cur()
-      if base ~= nil then unpark(co) end
+      local base
+      if foreign[1] ~= 0 then
+        base = scope_cur()
+        if base ~= nil then unpark(co) end
+      end
       return unwrap(pass(co, base, co_resume(co, ...)))
     end
   end

@@ -242,6 +242,35 @@ describe("a scope abandoned at the top of a task body", function()
     assert.matches("still open", tostring(err))
   end)
 
+  it("inside the task's own scopes, is taken off above them only", function()
+    -- The first scope a generator enters while no other is open: the
+    -- wrappers find the scope current before the resume afterwards (the
+    -- innermost one the task's own code entered), and must not take the
+    -- task's own scopes off with the generator's.
+    local log = {}
+    local err = catch(corio.scope, function(s) s:spawn(function()
+      local outer_ok = corio.move_on_after(5, function()
+        local inner_ok = corio.move_on_after(5, function()
+          local g = coroutine.wrap(function()
+            corio.move_on_after(0.01, function()
+              corio.defer(function() log[#log + 1] = "defer" end)
+              coroutine.yield(1)
+              corio.sleep(1)
+            end)
+          end)
+          g()
+          local t0 = corio.now()
+          local ok = pcall(corio.sleep, 0.05)
+          log[#log + 1] = (ok and corio.now() - t0 >= 0.045) and "slept" or "cut short"
+        end)
+        log[#log + 1] = "inner " .. tostring(inner_ok)
+      end)
+      log[#log + 1] = "outer " .. tostring(outer_ok)
+    end) end)
+    assert.same({ "slept", "defer" }, { log[1], log[2] })
+    assert.matches("still open", tostring(err))
+  end)
+
   it("keeps its deadline for the generator that is resumed later", function()
     local gen = coroutine.wrap(function()
       return corio.move_on_after(0.02, function()
