@@ -201,6 +201,17 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(0.01)
             self.raw(b"0\r\n\r\n")
             return
+        if path == "/cr-lines":
+            # lines ended by CR, CRLF and LF, a CR at the end of a chunk
+            # (some followed by LF in the next) and at the end of the body
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in [b"a\rb\r", b"\nc\r\r", b"\n", b"d\re\r"]:
+                self.raw(b"%x\r\n%s\r\n" % (len(part), part))
+                time.sleep(0.01)
+            self.raw(b"0\r\n\r\n")
+            return
         return self.send_body(404, "not found")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = \

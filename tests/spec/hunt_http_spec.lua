@@ -114,6 +114,49 @@ describe("corio.http iter_lines", function()
     assert.same({ "a" }, lines { "a\r" })
     assert.same({ "ab", "c", "d" }, lines { "a", "b\nc\n", "d" })
   end)
+
+  -- A lone "\r" did not end a line (httpx's line decoder splits on "\n",
+  -- "\r\n" and "\r"): "a\rb" was one line.
+  it("a lone CR ends a line, also at a chunk's end and at the body's end", function()
+    local function lines(chunks)
+      local r = chunked(chunks):stream("GET", "http://x/")
+      local out = {}
+      for line in r:iter_lines() do out[#out + 1] = line end
+      return out
+    end
+    assert.same({ "a", "b" }, lines { "a\rb" })
+    assert.same({ "a", "b", "c" }, lines { "a\rb\rc" })
+    assert.same({ "a", "", "b" }, lines { "a\r\rb" })
+    assert.same({ "a", "", "b" }, lines { "a\n\rb" })
+    -- a CR at a chunk's end waits for the next chunk: "\n" there is the
+    -- same line end, anything else starts the next line
+    assert.same({ "a", "b" }, lines { "a\r", "\nb" })
+    assert.same({ "a", "b" }, lines { "a\r", "", "\nb" })
+    assert.same({ "a", "b" }, lines { "a\r", "b" })
+    assert.same({ "a", "", "b" }, lines { "a\r", "\rb" })
+    assert.same({ "a", "" }, lines { "a\r", "\r" })
+    assert.same({ "a", "", "b" }, lines { "a\r", "\n\nb" })
+    -- a trailing CR ends the last line; a trailing CRLF adds no line
+    assert.same({ "a" }, lines { "a\r" })
+    assert.same({ "a", "" }, lines { "a\n\r" })
+    assert.same({ "a" }, lines { "a\r\n" })
+    assert.same({ "x\0y", "z" }, lines { "x\0", "y\r", "z" })
+  end)
+
+  it("over HTTP (the stream form and a whole response): CR, CRLF and LF split lines", function()
+    local want = { "a", "b", "c", "", "d", "e" }
+    local c = http.client { base_url = base }
+    local got = {}
+    within(5, c.stream, c, "GET", "/cr-lines", function(r)
+      for line in r:iter_lines() do got[#got + 1] = line end
+    end)
+    assert.same(want, got)
+    got = {}
+    for line in within(5, c.get, c, "/cr-lines"):iter_lines() do got[#got + 1] = line end
+    assert.same(want, got)
+    still_works(c)
+    c:close()
+  end)
 end)
 
 describe("corio.http bad input found late", function()
