@@ -171,6 +171,13 @@ static int l_buffered(lua_State *L) {
   return 2;
 }
 
+/* clock() -> seconds on a monotonic clock: a stream's elapsed runs on it
+** from its headers until it is closed (lua/corio/http.lua). */
+static int l_clock(lua_State *L) {
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
 static int l_stream_gc(lua_State *L) {
   void **box = lua_touserdata(L, 1);
   if (*box != NULL) corio__xfer_gc((corio_xfer *)*box, corio__rt(L) != NULL);
@@ -205,6 +212,7 @@ static const corio_reg funcs[] = {
     {"stream", l_stream_new}, {"read", l_read},
     {"close_stream", l_close_stream}, {"buffered", l_buffered},
     {"close", l_close},       {"stats", l_stats},
+    {"clock", l_clock},
     {NULL, NULL}};
 
 int luaopen_corio_http(lua_State *L) {

@@ -10,6 +10,7 @@ local corio = require "corio"
 
 local c = core.http
 local c_request, c_read, c_new_stream = c.request, c.read, c.stream
+local c_clock = c.clock
 local NOLOOP = core.NOLOOP
 local new_error = core.error
 local type, error, pairs, ipairs, tostring, tonumber = type, error, pairs, ipairs, tostring, tonumber
@@ -434,6 +435,17 @@ local function queue(r, ok, chunk, ...)
   return ok, chunk
 end
 
+-- A stream's elapsed runs until it is closed (its body read to the end, an
+-- error, or close()), as httpx's does: r._t0 is when its request started,
+-- on c.clock().
+local function stop_clock(r)
+  local t0 = rawget(r, "_t0")
+  if t0 then
+    rawset(r, "elapsed", c_clock() - t0)
+    rawset(r, "_t0", nil)
+  end
+end
+
 local read_chunk
 read_chunk = function(r)
   local q = rawget(r, "_q")
@@ -458,6 +470,7 @@ read_chunk = function(r)
     if chunk.kind ~= "invalid" then
       c.close_stream(box)
       rawset(r, "_closed", true)
+      stop_clock(r)
     end
     error(decorate(chunk, r.request_method, r.url), 0)
   end
@@ -465,6 +478,7 @@ read_chunk = function(r)
     c.close_stream(box)  -- the transfer is complete: its connection goes back
     rawset(r, "_closed", true)
     rawset(r, "_consumed", true)
+    stop_clock(r)
   end
   return chunk
 end
@@ -575,7 +589,10 @@ function Response.close(r)
   local box = rawget(r, "_stream")
   if box and not rawget(r, "_closed") then
     rawset(r, "_closed", true)
-    if not rawget(r, "_iter") then c.close_stream(box) end
+    if not rawget(r, "_iter") then
+      c.close_stream(box)
+      stop_clock(r)
+    end
   end
 end
 
@@ -798,7 +815,10 @@ local function exchange(self, method, url, hlist, lines, body, to, stream)
     error(decorate(status, method, url), 0)
   end
   local r = new_response(method, url, status, raw, rbody, ver, elapsed, redirect)
-  if box then r._stream = box end
+  if box then
+    r._stream = box
+    r._t0 = c_clock() - elapsed
+  end
   return r
 end
 

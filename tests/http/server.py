@@ -131,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "100000")
             self.end_headers()
             self.raw(b"x" * 1000)
-            time.sleep(0.05)
+            time.sleep(float(q.get("d", "0.05")))
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
             self.connection.close()

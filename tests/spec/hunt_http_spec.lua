@@ -648,3 +648,51 @@ describe("corio.http max_keepalive below max_connections", function()
     c:close()
   end)
 end)
+
+-- A stream's elapsed stopped when its headers came; httpx's runs until
+-- the response is closed (its body read, or close()).
+describe("corio.http elapsed of a stream", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  it("runs until the body was read to its end", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=0.4")
+    assert.is_true(r.elapsed < 0.35, "at the headers: " .. r.elapsed)
+    assert.equal("1234567890", within(3, r.read, r))
+    assert.is_true(r.elapsed >= 0.38 and r.elapsed < 2, "at the end: " .. r.elapsed)
+    local e = r.elapsed
+    corio.sleep(0.05)
+    assert.equal(e, r.elapsed)   -- stopped
+  end)
+
+  it("runs until close(), in the stream form too", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=30")
+    corio.sleep(0.3)
+    assert.is_true(r.elapsed < 0.25, "before close: " .. r.elapsed)
+    r:close()
+    assert.is_true(r.elapsed >= 0.28 and r.elapsed < 2, "at close: " .. r.elapsed)
+    local e = r.elapsed
+    corio.sleep(0.05)
+    r:close()
+    assert.equal(e, r.elapsed)
+    local seen
+    within(3, c.stream, c, "GET", "/slow-body?d=0.3", function(s)
+      seen = s
+      assert.is_true(s.elapsed < 0.25, "at the headers: " .. s.elapsed)
+      corio.sleep(0.2)
+    end)
+    assert.is_true(seen.elapsed >= 0.18 and seen.elapsed < 2, "after the callback: " .. seen.elapsed)
+    still_works(c)
+  end)
+
+  it("that ends in an error stops there too; a whole response's is unchanged", function()
+    local r = within(2, c.stream, c, "GET", "/reset?d=0.4")
+    local e0 = r.elapsed
+    local err = catch(within, 3, r.read, r)
+    assert.equal("network", err.kind)
+    assert.is_true(r.elapsed - e0 >= 0.3 and r.elapsed < 2, "at the error: " .. r.elapsed)
+    local w = within(3, c.get, c, "/slow-body?d=0.3")
+    assert.is_true(w.elapsed >= 0.28 and w.elapsed < 2, "a whole response: " .. w.elapsed)
+  end)
+end)
