@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,7 +25,14 @@
 
 /* The phases of a transfer, in order; each may have a timeout (ms) that
 ** the transfer's own timer enforces. read and write are "the longest gap
-** without bytes": every byte moved pushes their deadline back. */
+** without bytes": every byte moved pushes their deadline back. curl hands
+** over whole header lines and body pieces, so the callbacks see bytes
+** only when a line or piece is complete; a server that drips a header
+** line byte by byte would look silent. Each socket therefore notes when
+** it last became readable (http_sock.rd_at, one store per poll event);
+** the read timer, when it expires, takes that into account before it
+** fails the transfer (see sock_progress), so the fast path costs nothing
+** more. */
 enum { PH_POOL, PH_CONNECT, PH_WRITE, PH_READ, PH_N };
 static const char *const phase_names[PH_N] = {"pool", "connect", "write",
                                               "read"};
@@ -180,6 +189,7 @@ typedef struct http_sock {
   curl_socket_t fd;
   int events;            /* UV_READABLE|UV_WRITABLE being polled */
   int idle;              /* curl said CURL_POLL_REMOVE (a socket of ours) */
+  uint64_t rd_at;        /* loop time it was last readable while watched */
 } http_sock;
 
 /* Per fd: its poll handle, whether opensocket_cb opened it. */
@@ -400,6 +410,45 @@ static void xfer_phase(corio_xfer *x, int phase) {
   xfer_arm(x);
 }
 
+/* A connection's id: its local address (port, IP hashed), as prereq_cb
+** gets it from curl. */
+static uint32_t conn_hash(const char *lip, int lport) {
+  uint32_t id = (uint32_t)lport;
+  while (lip != NULL && *lip) id = id * 31u + (unsigned char)*lip++;
+  return id ? id : 1;
+}
+
+/* The loop time x's connection last became readable, or 0 if unknown.
+** Only when the read timer expires: the socket is found by its local
+** address (x->conn_id), so nothing is kept per request. */
+static uint64_t sock_progress(corio_xfer *x) {
+  corio_http *h = x->h;
+  corio_link *l;
+  if (x->conn_id == 0) return 0;
+  for (l = h->socks.next; l != &h->socks; l = l->next) {
+    http_sock *s = corio_container_of(l, http_sock, link);
+    struct sockaddr_storage a;
+    socklen_t alen = sizeof(a);
+    char ip[INET6_ADDRSTRLEN];
+    int port;
+    if (s->idle || s->rd_at == 0) continue;
+    if (getsockname(s->fd, (struct sockaddr *)&a, &alen) != 0) continue;
+    if (a.ss_family == AF_INET) {
+      struct sockaddr_in *in = (struct sockaddr_in *)&a;
+      if (!inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip))) continue;
+      port = ntohs(in->sin_port);
+    } else if (a.ss_family == AF_INET6) {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a;
+      if (!inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip))) continue;
+      port = ntohs(in6->sin6_port);
+    } else {
+      continue;
+    }
+    if (conn_hash(ip, port) == x->conn_id) return s->rd_at;
+  }
+  return 0;
+}
+
 static void xfer_timer_cb(uv_timer_t *tm) {
   corio_xfer *x = (corio_xfer *)tm;
   uint64_t now = loop_now(x->h);
@@ -414,6 +463,11 @@ static void xfer_timer_cb(uv_timer_t *tm) {
     return;
   }
   if (x->paused) x->last = now;  /* a slow consumer is not a slow server */
+  if (ms != 0 && now >= x->last + ms && x->phase == PH_READ) {
+    /* bytes that no callback has seen yet (a header line in progress) */
+    uint64_t rd = sock_progress(x);
+    if (rd > x->last) x->last = rd;
+  }
   if (ms != 0 && now >= x->last + ms) {
     char msg[96];
     snprintf(msg, sizeof(msg), "%s timeout (%g s) expired",
@@ -590,7 +644,10 @@ static void poll_cb(uv_poll_t *p, int status, int events) {
     if (s->events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
     if (flags == 0) flags = CURL_CSELECT_ERR;
   } else {
-    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_READABLE) {
+      flags |= CURL_CSELECT_IN;
+      s->rd_at = uv_now(h->rt->loop);  /* see the read phase, above */
+    }
     if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
   }
   /* s may be closed inside (CURL_POLL_REMOVE): do not touch it after. */
@@ -672,6 +729,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     s->h = h;
     s->fd = fd;
     s->events = 0;
+    s->rd_at = 0;
     corio_list_push(&h->socks, &s->link);
     h->nhandles++;
     f->s = s;
@@ -902,11 +960,9 @@ static int closesocket_cb(void *ud, curl_socket_t fd) {
 /* The connection is there (new or reused): the request goes out now. */
 static int prereq_cb(void *ud, char *ip, char *lip, int port, int lport) {
   corio_xfer *x = ud;
-  uint32_t id = (uint32_t)lport;
   (void)ip; (void)port;
   /* a connection is known by its local address (port, IP hashed) */
-  while (lip != NULL && *lip) id = id * 31u + (unsigned char)*lip++;
-  x->conn_id = id ? id : 1;
+  x->conn_id = conn_hash(lip, lport);
   if (!x->new_conn) x->h->reused++;
   xfer_phase(x, x->has_body ? PH_WRITE : PH_READ);
   return CURL_PREREQFUNC_OK;

@@ -696,3 +696,40 @@ describe("corio.http elapsed of a stream", function()
     assert.is_true(w.elapsed >= 0.28 and w.elapsed < 2, "a whole response: " .. w.elapsed)
   end)
 end)
+
+-- The read timeout was measured between the header lines and body pieces
+-- curl hands over, not between socket reads: a head dripped one byte at
+-- a time, each well within the read timeout, timed out.
+describe("corio.http read timeout and a head that drips", function()
+  local c
+  before_each(function() c = http.client { base_url = base, timeout = { read = 0.3 } } end)
+  after_each(function() c:close() end)
+
+  it("bytes of a header line not yet complete keep the read phase alive", function()
+    -- 60 bytes, one every 30 ms: 1.8 s, and the status line alone 0.5 s
+    local r = within(10, c.get, c, "/drip-head?d=0.03&n=10")
+    assert.equal(200, r.status)
+    assert.equal("hello", r:text())
+    assert.equal("vvvvvvvvvv", r.headers["x-long"])
+    -- a stream too (waiting for its headers), on a reused connection
+    within(10, c.stream, c, "GET", "/drip-head?d=0.03&n=4", function(s)
+      assert.equal("hello", s:read())
+    end)
+    still_works(c)
+  end)
+
+  it("a head that stalls mid-line or between lines still times out (phase read)", function()
+    for _, path in ipairs { "/stall-head", "/stall-head?at=lines", "/slow-headers?d=30" } do
+      local t0 = corio.now()
+      local err = catch(within, 5, c.get, c, path)
+      assert.equal("timeout", err.kind, path)
+      assert.equal("read", err.phase, path)
+      local dt = corio.now() - t0
+      assert.is_true(dt >= 0.28 and dt < 2, path .. ": " .. dt)
+    end
+    local err = catch(within, 5, c.stream, c, "GET", "/stall-head")
+    assert.equal("timeout", err.kind)
+    assert.equal("read", err.phase)
+    still_works(c)
+  end)
+end)
