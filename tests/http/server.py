@@ -228,6 +228,12 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(d)
             self.close_connection = True
             return
+        if path == "/numbers":
+            # the numbers 0 to n-1, one a line: a body whose every byte
+            # can be checked
+            n = int(q.get("n", "1000"))
+            return self.send_body(200, b"".join(b"%d\n" % i
+                                                for i in range(n)))
         if path == "/cr-lines":
             # lines ended by CR, CRLF and LF, a CR at the end of a chunk
             # (some followed by LF in the next) and at the end of the body
