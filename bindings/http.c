@@ -54,6 +54,7 @@ static int l_client(lua_State *L) {
   if (c->h == NULL) return luaL_error(L, "corio.http: cannot create a "
                                       "client (out of memory?)");
   corio__http_set_decode(c->h, decode);
+  corio__http_lua_init(c->h, L);
   if (lua_istable(L, 7)) {
     int i, n = (int)lua_objlen(L, 7);
     const char **lines = malloc(sizeof(*lines) * (n ? n : 1));
@@ -145,6 +146,7 @@ static int l_read(lua_State *L) {
   if (*box == NULL) return fail(L, "closed", "the stream is closed");
   n = corio__xfer_read(L, (corio_xfer *)*box, t);
   if (n >= 0) return corio__fast(rt, L, t, n);
+  if (n == -3) return lua_error(L);  /* raised while curl read */
   if (n == -2)
     return fail(L, "invalid", "the stream is being read by another task");
   return corio__suspend(rt, L, t, corio__http_abort, "http stream read",
@@ -171,6 +173,13 @@ static int l_buffered(lua_State *L) {
   return 2;
 }
 
+/* clock() -> seconds on a monotonic clock: a stream's elapsed runs on it
+** from its headers until it is closed (lua/corio/http.lua). */
+static int l_clock(lua_State *L) {
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
 static int l_stream_gc(lua_State *L) {
   void **box = lua_touserdata(L, 1);
   if (*box != NULL) corio__xfer_gc((corio_xfer *)*box, corio__rt(L) != NULL);
@@ -185,7 +194,10 @@ static int l_close(lua_State *L) {
 
 static int l_client_gc(lua_State *L) {
   client_box *c = lua_touserdata(L, 1);
-  if (c->h != NULL) corio__http_gc(c->h, corio__rt(L) != NULL);
+  if (c->h != NULL) {
+    corio__http_lua_free(c->h, L);
+    corio__http_gc(c->h, corio__rt(L) != NULL);
+  }
   c->h = NULL;
   return 0;
 }
@@ -205,6 +217,7 @@ static const corio_reg funcs[] = {
     {"stream", l_stream_new}, {"read", l_read},
     {"close_stream", l_close_stream}, {"buffered", l_buffered},
     {"close", l_close},       {"stats", l_stats},
+    {"clock", l_clock},
     {NULL, NULL}};
 
 int luaopen_corio_http(lua_State *L) {

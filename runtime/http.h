@@ -20,6 +20,11 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
 /* Whether responses are decoded (Content-Encoding); on by default. With
 ** it on, the default header lines carry the Accept-Encoding. */
 void corio__http_set_decode(corio_http *h, int on);
+/* What the client keeps in the Lua state (the function a direct stream
+** read makes its chunks with): made with the client's Lua object, freed
+** when it is collected (before corio__http_gc). */
+void corio__http_lua_init(corio_http *h, lua_State *L);
+void corio__http_lua_free(corio_http *h, lua_State *L);
 /* Replace the default header lines ("Name: value"). 0 or UV_ENOMEM. */
 int corio__http_headers(corio_http *h, const char **lines, int n);
 /* Close: fail requests in flight with kind "closed". May be repeated. */
@@ -47,7 +52,8 @@ const char *corio__xfer_errmsg(corio_xfer *x);
 int corio__xfer_start(corio_xfer *x, corio_task *t);
 /* Streams: bind the userdata slot, read the next chunk (pushed and the
 ** count returned, -1 after arming t, -2 if another task waits on x),
-** bytes held, close, gc. */
+** bytes held, close, gc. A read may also return -3: raise the error
+** pushed. */
 void corio__xfer_bind(corio_xfer *x, void **box);
 int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t);
 void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused);

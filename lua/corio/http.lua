@@ -10,6 +10,7 @@ local corio = require "corio"
 
 local c = core.http
 local c_request, c_read, c_new_stream = c.request, c.read, c.stream
+local c_clock = c.clock
 local NOLOOP = core.NOLOOP
 local new_error = core.error
 local type, error, pairs, ipairs, tostring, tonumber = type, error, pairs, ipairs, tostring, tonumber
@@ -434,6 +435,17 @@ local function queue(r, ok, chunk, ...)
   return ok, chunk
 end
 
+-- A stream's elapsed runs until it is closed (its body read to the end, an
+-- error, or close()), as httpx's does: r._t0 is when its request started,
+-- on c.clock().
+local function stop_clock(r)
+  local t0 = rawget(r, "_t0")
+  if t0 then
+    rawset(r, "elapsed", c_clock() - t0)
+    rawset(r, "_t0", nil)
+  end
+end
+
 local read_chunk
 read_chunk = function(r)
   local q = rawget(r, "_q")
@@ -458,6 +470,7 @@ read_chunk = function(r)
     if chunk.kind ~= "invalid" then
       c.close_stream(box)
       rawset(r, "_closed", true)
+      stop_clock(r)
     end
     error(decorate(chunk, r.request_method, r.url), 0)
   end
@@ -465,6 +478,7 @@ read_chunk = function(r)
     c.close_stream(box)  -- the transfer is complete: its connection goes back
     rawset(r, "_closed", true)
     rawset(r, "_consumed", true)
+    stop_clock(r)
   end
   return chunk
 end
@@ -488,17 +502,17 @@ function Response.iter_bytes(r)
   return chunks(r)
 end
 
--- Each chunk is searched for "\n" once: a line split over many chunks
--- is kept as its pieces and joined once, when its end comes.
-local function strip_cr(line)
-  if byte(line, -1) == 13 then return sub(line, 1, -2) end
-  return line
-end
-
+-- Lines end at "\n", "\r\n" or a lone "\r", as httpx's line decoder
+-- splits them. Each chunk is searched once for "\n" and once for "\r"
+-- (each search resumes only once its hit is passed); a line split over
+-- many chunks is kept as its pieces and joined once, when its end comes.
+-- A chunk that ends with "\r" ends a line; if the next chunk starts with
+-- "\n", that "\n" belongs to the same line end.
 function Response.iter_lines(r)
   if rawget(r, "_closed") then error(stream_closed(r), 2) end
   local parts, np = {}, 0      -- the pieces of a line not ended yet
   local pending, i, n, done = {}, 0, 0, false
+  local after_cr = false       -- the last chunk ended with "\r"
   local next_chunk = chunks(r)
   return function()
     while true do
@@ -514,25 +528,44 @@ function Response.iter_lines(r)
       if chunk == nil then
         done = true
         if np > 0 then
-          n, pending[1] = 1, strip_cr(concat(parts, "", 1, np))
+          n, pending[1] = 1, concat(parts, "", 1, np)
           parts, np = {}, 0
         end
-      else
-        local pos = 1
-        while true do
-          local nl = find(chunk, "\n", pos, true)
-          if not nl then break end
-          local line = sub(chunk, pos, nl - 1)
+      elseif chunk ~= "" then
+        local pos, len = 1, #chunk
+        if after_cr then
+          after_cr = false
+          if byte(chunk, 1) == 10 then pos = 2 end
+        end
+        local nl = find(chunk, "\n", pos, true)
+        local cr = find(chunk, "\r", pos, true)
+        while nl or cr do
+          local e, nxt
+          if cr and (not nl or cr < nl) then
+            e = cr
+            if cr == len then
+              nxt, after_cr = cr + 1, true
+            elseif nl == cr + 1 then
+              nxt = cr + 2
+            else
+              nxt = cr + 1
+            end
+          else
+            e, nxt = nl, nl + 1
+          end
+          local line = sub(chunk, pos, e - 1)
           if np > 0 then
             parts[np + 1] = line
             line = concat(parts, "", 1, np + 1)
             parts, np = {}, 0
           end
           n = n + 1
-          pending[n] = strip_cr(line)
-          pos = nl + 1
+          pending[n] = line
+          pos = nxt
+          if nl and nl < pos then nl = find(chunk, "\n", pos, true) end
+          if cr and cr < pos then cr = find(chunk, "\r", pos, true) end
         end
-        if pos <= #chunk then
+        if pos <= len then
           np = np + 1
           parts[np] = pos == 1 and chunk or sub(chunk, pos)
         end
@@ -556,7 +589,10 @@ function Response.close(r)
   local box = rawget(r, "_stream")
   if box and not rawget(r, "_closed") then
     rawset(r, "_closed", true)
-    if not rawget(r, "_iter") then c.close_stream(box) end
+    if not rawget(r, "_iter") then
+      c.close_stream(box)
+      stop_clock(r)
+    end
   end
 end
 
@@ -779,7 +815,10 @@ local function exchange(self, method, url, hlist, lines, body, to, stream)
     error(decorate(status, method, url), 0)
   end
   local r = new_response(method, url, status, raw, rbody, ver, elapsed, redirect)
-  if box then r._stream = box end
+  if box then
+    r._stream = box
+    r._t0 = c_clock() - elapsed
+  end
   return r
 end
 

@@ -131,7 +131,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "100000")
             self.end_headers()
             self.raw(b"x" * 1000)
-            time.sleep(0.05)
+            time.sleep(float(q.get("d", "0.05")))
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
                                        struct.pack("ii", 1, 0))
             self.connection.close()
@@ -197,6 +197,50 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             for part in [b"one\r\ntw", b"o\nthr", b"ee\r", b"\nfour"]:
+                self.raw(b"%x\r\n%s\r\n" % (len(part), part))
+                time.sleep(0.01)
+            self.raw(b"0\r\n\r\n")
+            return
+        if path == "/drip-head":
+            # the status line and headers one byte every d seconds (a gap
+            # shorter than the client's read timeout, the whole head much
+            # longer), then the body at once
+            d = float(q.get("d", "0.03"))
+            self.connection.setsockopt(socket.IPPROTO_TCP,
+                                       socket.TCP_NODELAY, 1)
+            head = (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n"
+                    b"X-Long: " + b"v" * int(q.get("n", "10")) + b"\r\n\r\n")
+            for i in range(len(head)):
+                self.raw(head[i:i + 1])
+                time.sleep(d)
+            self.raw(b"hello")
+            return
+        if path == "/stall-head":
+            # part of the head, then silence for d seconds (mid-line, or
+            # with ?at=lines after whole header lines)
+            d = float(q.get("d", "30"))
+            self.connection.setsockopt(socket.IPPROTO_TCP,
+                                       socket.TCP_NODELAY, 1)
+            if q.get("at") == "lines":
+                self.raw(b"HTTP/1.1 200 OK\r\nX-A: 1\r\n")
+            else:
+                self.raw(b"HTTP/1.1 2")
+            time.sleep(d)
+            self.close_connection = True
+            return
+        if path == "/numbers":
+            # the numbers 0 to n-1, one a line: a body whose every byte
+            # can be checked
+            n = int(q.get("n", "1000"))
+            return self.send_body(200, b"".join(b"%d\n" % i
+                                                for i in range(n)))
+        if path == "/cr-lines":
+            # lines ended by CR, CRLF and LF, a CR at the end of a chunk
+            # (some followed by LF in the next) and at the end of the body
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in [b"a\rb\r", b"\nc\r\r", b"\n", b"d\re\r"]:
                 self.raw(b"%x\r\n%s\r\n" % (len(part), part))
                 time.sleep(0.01)
             self.raw(b"0\r\n\r\n")

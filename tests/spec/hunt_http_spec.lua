@@ -114,6 +114,49 @@ describe("corio.http iter_lines", function()
     assert.same({ "a" }, lines { "a\r" })
     assert.same({ "ab", "c", "d" }, lines { "a", "b\nc\n", "d" })
   end)
+
+  -- A lone "\r" did not end a line (httpx's line decoder splits on "\n",
+  -- "\r\n" and "\r"): "a\rb" was one line.
+  it("a lone CR ends a line, also at a chunk's end and at the body's end", function()
+    local function lines(chunks)
+      local r = chunked(chunks):stream("GET", "http://x/")
+      local out = {}
+      for line in r:iter_lines() do out[#out + 1] = line end
+      return out
+    end
+    assert.same({ "a", "b" }, lines { "a\rb" })
+    assert.same({ "a", "b", "c" }, lines { "a\rb\rc" })
+    assert.same({ "a", "", "b" }, lines { "a\r\rb" })
+    assert.same({ "a", "", "b" }, lines { "a\n\rb" })
+    -- a CR at a chunk's end waits for the next chunk: "\n" there is the
+    -- same line end, anything else starts the next line
+    assert.same({ "a", "b" }, lines { "a\r", "\nb" })
+    assert.same({ "a", "b" }, lines { "a\r", "", "\nb" })
+    assert.same({ "a", "b" }, lines { "a\r", "b" })
+    assert.same({ "a", "", "b" }, lines { "a\r", "\rb" })
+    assert.same({ "a", "" }, lines { "a\r", "\r" })
+    assert.same({ "a", "", "b" }, lines { "a\r", "\n\nb" })
+    -- a trailing CR ends the last line; a trailing CRLF adds no line
+    assert.same({ "a" }, lines { "a\r" })
+    assert.same({ "a", "" }, lines { "a\n\r" })
+    assert.same({ "a" }, lines { "a\r\n" })
+    assert.same({ "x\0y", "z" }, lines { "x\0", "y\r", "z" })
+  end)
+
+  it("over HTTP (the stream form and a whole response): CR, CRLF and LF split lines", function()
+    local want = { "a", "b", "c", "", "d", "e" }
+    local c = http.client { base_url = base }
+    local got = {}
+    within(5, c.stream, c, "GET", "/cr-lines", function(r)
+      for line in r:iter_lines() do got[#got + 1] = line end
+    end)
+    assert.same(want, got)
+    got = {}
+    for line in within(5, c.get, c, "/cr-lines"):iter_lines() do got[#got + 1] = line end
+    assert.same(want, got)
+    still_works(c)
+    c:close()
+  end)
 end)
 
 describe("corio.http bad input found late", function()
@@ -602,6 +645,175 @@ describe("corio.http max_keepalive below max_connections", function()
     assert.equal(6, s.reused)
     assert.equal(1, s.idle)   -- and no more than max_keepalive kept
     still_works(c)
+    c:close()
+  end)
+end)
+
+-- A stream's elapsed stopped when its headers came; httpx's runs until
+-- the response is closed (its body read, or close()).
+describe("corio.http elapsed of a stream", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  it("runs until the body was read to its end", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=0.4")
+    assert.is_true(r.elapsed < 0.35, "at the headers: " .. r.elapsed)
+    assert.equal("1234567890", within(3, r.read, r))
+    assert.is_true(r.elapsed >= 0.38 and r.elapsed < 2, "at the end: " .. r.elapsed)
+    local e = r.elapsed
+    corio.sleep(0.05)
+    assert.equal(e, r.elapsed)   -- stopped
+  end)
+
+  it("runs until close(), in the stream form too", function()
+    local r = within(2, c.stream, c, "GET", "/slow-body?d=30")
+    corio.sleep(0.3)
+    assert.is_true(r.elapsed < 0.25, "before close: " .. r.elapsed)
+    r:close()
+    assert.is_true(r.elapsed >= 0.28 and r.elapsed < 2, "at close: " .. r.elapsed)
+    local e = r.elapsed
+    corio.sleep(0.05)
+    r:close()
+    assert.equal(e, r.elapsed)
+    local seen
+    within(3, c.stream, c, "GET", "/slow-body?d=0.3", function(s)
+      seen = s
+      assert.is_true(s.elapsed < 0.25, "at the headers: " .. s.elapsed)
+      corio.sleep(0.2)
+    end)
+    assert.is_true(seen.elapsed >= 0.18 and seen.elapsed < 2, "after the callback: " .. seen.elapsed)
+    still_works(c)
+  end)
+
+  it("that ends in an error stops there too; a whole response's is unchanged", function()
+    local r = within(2, c.stream, c, "GET", "/reset?d=0.4")
+    local e0 = r.elapsed
+    local err = catch(within, 3, r.read, r)
+    assert.equal("network", err.kind)
+    assert.is_true(r.elapsed - e0 >= 0.3 and r.elapsed < 2, "at the error: " .. r.elapsed)
+    local w = within(3, c.get, c, "/slow-body?d=0.3")
+    assert.is_true(w.elapsed >= 0.28 and w.elapsed < 2, "a whole response: " .. w.elapsed)
+  end)
+end)
+
+-- The read timeout was measured between the header lines and body pieces
+-- curl hands over, not between socket reads: a head dripped one byte at
+-- a time, each well within the read timeout, timed out.
+describe("corio.http read timeout and a head that drips", function()
+  local c
+  before_each(function() c = http.client { base_url = base, timeout = { read = 0.3 } } end)
+  after_each(function() c:close() end)
+
+  it("bytes of a header line not yet complete keep the read phase alive", function()
+    -- 60 bytes, one every 30 ms: 1.8 s, and the status line alone 0.5 s
+    local r = within(10, c.get, c, "/drip-head?d=0.03&n=10")
+    assert.equal(200, r.status)
+    assert.equal("hello", r:text())
+    assert.equal("vvvvvvvvvv", r.headers["x-long"])
+    -- a stream too (waiting for its headers), on a reused connection
+    within(10, c.stream, c, "GET", "/drip-head?d=0.03&n=4", function(s)
+      assert.equal("hello", s:read())
+    end)
+    still_works(c)
+  end)
+
+  it("a head that stalls mid-line or between lines still times out (phase read)", function()
+    for _, path in ipairs { "/stall-head", "/stall-head?at=lines", "/slow-headers?d=30" } do
+      local t0 = corio.now()
+      local err = catch(within, 5, c.get, c, path)
+      assert.equal("timeout", err.kind, path)
+      assert.equal("read", err.phase, path)
+      local dt = corio.now() - t0
+      assert.is_true(dt >= 0.28 and dt < 2, path .. ": " .. dt)
+    end
+    local err = catch(within, 5, c.stream, c, "GET", "/stall-head")
+    assert.equal("timeout", err.kind)
+    assert.equal("read", err.phase)
+    still_works(c)
+  end)
+end)
+
+-- An HTTP/1 stream's read makes its chunks into Lua strings inside curl's
+-- write callback; a finaliser that raised (not in a pcall of its own)
+-- while one was made unwound through curl's frames, leaving the transfer
+-- in a broken state.
+describe("corio.http a finaliser that raises while a stream read makes its chunks", function()
+  it("the read raises that error after curl returned; no byte is lost; the client works on", function()
+    local c_read = require("corio.core").http.read
+    local c = http.client { base_url = base }
+    local n = 150000
+    local want = {}
+    for i = 0, n - 1 do want[#want + 1] = i .. "\n" end
+    want = table.concat(want)
+    local active, raised, elsewhere = false, 0, 0
+    -- Garbage whose finaliser raises when it runs inside a stream read
+    -- (called from read's C function, or from the protected call it makes
+    -- each chunk in); anywhere else it leaves garbage like itself (a
+    -- bounded number of times).
+    local function arm()
+      local p = newproxy(true)
+      getmetatable(p).__gc = function()
+        if not active then return end
+        for level = 2, 3 do
+          local info = debug.getinfo(level, "f")
+          if info and info.func == c_read then
+            raised = raised + 1
+            error("raised in __gc", 0)
+          end
+        end
+        elsewhere = elsewhere + 1
+        if elsewhere < 2000 then arm() end
+      end
+    end
+    local errs = {}
+    -- a stream read to its end, every read that raises tried again
+    local function read_all()
+      local parts = {}
+      local r = c:stream("GET", "/numbers?n=" .. n)
+      local it = r:iter_bytes()
+      -- a whole cycle of the collector every few allocations; no compiled
+      -- code (LuaJIT defers finalisers due in a trace)
+      local pause = collectgarbage("setpause", 0)
+      local mul = collectgarbage("setstepmul", 100000)
+      collectgarbage("restart")  -- step from the next allocation on
+      jit.off()
+      jit.flush()
+      active = true
+      arm()
+      local ok, err = pcall(function()
+        while true do
+          local ok, chunk = pcall(it)
+          if not ok then
+            errs[#errs + 1] = chunk
+            arm()
+          elseif chunk == nil then
+            break
+          else
+            parts[#parts + 1] = chunk
+          end
+        end
+      end)
+      active = false
+      jit.on()
+      collectgarbage("setpause", pause)
+      collectgarbage("setstepmul", mul)
+      assert(ok, err)
+      return table.concat(parts)
+    end
+    for _ = 1, 10 do
+      local body = within(60, read_all)
+      assert.equal(#want, #body)
+      assert.is_true(body == want, "the body's bytes differ")
+      if raised >= 3 then break end
+    end
+    assert.is_true(raised >= 3, "too few finalisers ran inside a read (" .. elsewhere .. " elsewhere)")
+    assert.equal(raised, #errs)
+    for _, e in ipairs(errs) do assert.equal("raised in __gc", e) end
+    still_works(c)
+    -- and a stream read to its end afterwards
+    local r = within(10, c.stream, c, "GET", "/numbers?n=" .. n)
+    assert.is_true(within(10, r.read, r) == want)
     c:close()
   end)
 end)
