@@ -462,6 +462,13 @@ static int close_inner(corio_rt *rt, lua_State *L, corio_task *t,
     corio__scope_leave(rt, t, &d->s);
     corio__unref(rt, L, d->ref);
     d->ref = LUA_NOREF;
+    /* A last resort (init.lua's close_open finishes such scopes, defers
+    ** and all, before x is left; this runs only if that failed): what
+    ** they still hold is dropped, not kept pinned until the runtime
+    ** closes. */
+    if (d->s.defers != LUA_NOREF) corio__unref(rt, L, d->s.defers);
+    if (d->s.errs != LUA_NOREF) corio__unref(rt, L, d->s.errs);
+    d->s.defers = d->s.errs = LUA_NOREF;
   }
   return foreign;
 }
