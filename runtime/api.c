@@ -426,21 +426,39 @@ int corio_start(corio_rt *rt, int nargs) {
   return 0;
 }
 
+/* A step or finish from inside one (a host function a task called, or a
+** loop callback of the host during our uv_run): the run's state is in
+** the middle of a change, so it is refused. */
+static int refuse_nested(corio_rt *rt) {
+  if (!rt->api_step) return 0;
+  set_msg(rt, "corio: corio_step or corio_finish called from inside a "
+              "step of the same runtime");
+  return 1;
+}
+
 int corio_step(corio_rt *rt, int wait) {
+  int r;
   if (!rt->running || rt->root == NULL) return 0;
-  return corio__run_step(rt, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  if (refuse_nested(rt)) return UV_EBUSY;
+  rt->api_step = 1;
+  r = corio__run_step(rt, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+  rt->api_step = 0;
+  return r;
 }
 
 int corio_finish(corio_rt *rt, int nresults) {
   lua_State *L = rt->L;
   int base = lua_gettop(L), n;
+  if (refuse_nested(rt)) return UV_EBUSY;
   if (!rt->running || rt->root == NULL) {
     set_msg(rt, "corio: no run to finish");
     return UV_EINVAL;
   }
+  rt->api_step = 1;
   while (corio__run_step(rt, UV_RUN_ONCE)) {
   }
   n = corio__run_finish(rt, L);
+  rt->api_step = 0;
   if (lua_toboolean(L, -n)) {
     /* empty after a success, even if a run tried from inside this one
     ** failed meanwhile (UV_EBUSY) */
@@ -464,6 +482,10 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults) {
 
 int corio_run_string(corio_rt *rt, const char *code, const char *name) {
   lua_State *L = rt->L;
+  if (code == NULL) {
+    set_msg(rt, "corio_run_string: code is NULL");
+    return UV_EINVAL;
+  }
   if (luaL_loadbuffer(L, code, strlen(code), name ? name : "=corio") != 0) {
     set_errmsg(rt, L);
     return CORIO_ELUA;

@@ -66,7 +66,9 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults);
 ** the loop (wait = 0: UV_RUN_NOWAIT; 1: wait for an event) and returns 1
 ** while the run goes on, 0 when it is over; corio_finish completes the
 ** run (waiting if needed) and leaves results or the error as
-** corio_run_function does. */
+** corio_run_function does. From inside a step or finish of the same
+** runtime (a host function, a loop callback) corio_step and corio_finish
+** return UV_EBUSY, and corio_free must not be called. */
 int corio_start(corio_rt *rt, int nargs);
 int corio_step(corio_rt *rt, int wait);
 int corio_finish(corio_rt *rt, int nresults);
@@ -113,7 +115,9 @@ typedef void (*corio_op_post_cb)(corio_op *op, void *arg);
 ** task (or without memory) with an error message pushed on L. */
 corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
                          void *data);
-/* Suspend the task: `return corio_op_suspend(L, op);` */
+/* Suspend the task: `return corio_op_suspend(L, op);` An op already
+** ended (resumed or failed since corio_op_begin) returns its values or
+** raises its error at once instead. */
 int corio_op_suspend(lua_State *L, corio_op *op);
 /* Resume the task with the n values on top of corio_lua(rt) (popped).
 ** Returns 0, or UV_ECANCELED if the task was cancelled (values dropped).

@@ -16,6 +16,10 @@ struct corio_op {
   corio_op_cancel_cb on_cancel;
   void *data;
   int suspended;           /* corio_op_suspend was called */
+  int early;               /* ended before corio_op_suspend: its values
+                              (marker, ok, results or error) wait on L */
+  int nearly;              /* their count */
+  lua_State *L;            /* the state of the host function's call */
   corio_op_post_cb post_fn; /* set while posted from another thread */
   void *post_arg;
   struct corio_op *post_next;
@@ -45,6 +49,7 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
     return NULL;
   }
   op->rt = rt;
+  op->L = L;
   op->t = rt->current;
   op->on_cancel = on_cancel;
   op->data = data;
@@ -80,8 +85,26 @@ static int abort_op(corio_rt *rt, corio_task *t) {
   return 0;
 }
 
+static void op_end(corio_op *op);
+
 int corio_op_suspend(lua_State *L, corio_op *op) {
   corio_task *t = op->t;
+  if (op->early) {
+    /* the host ended the op before suspending (its result was at hand):
+    ** the task goes on at once with it */
+    int n = op->nearly;
+    op_end(op);
+    t->checkpoints++;
+    if (t->cur->eff) {
+      /* still a checkpoint (rule 3): a cancelled scope drops them */
+      lua_pop(L, n);
+      lua_pushlightuserdata(L, &corio__opmark);
+      lua_pushboolean(L, 0);
+      corio__push_cancelled(L, L, "the task's scope is cancelled");
+      return 3;
+    }
+    return n;
+  }
   op->suspended = 1;
   t->checkpoints++;
   if (t->cur->eff) {
@@ -115,6 +138,15 @@ int corio_op_resume(corio_op *op, int n) {
     op_end(op);
     return UV_ECANCELED;
   }
+  if (!op->suspended) {
+    /* ended before corio_op_suspend, which returns the values */
+    lua_pushlightuserdata(op->L, &corio__opmark);
+    lua_pushboolean(op->L, 1);
+    lua_xmove(L, op->L, n);
+    op->early = 1;
+    op->nearly = n + 2;
+    return 0;
+  }
   lua_pushlightuserdata(t->co, &corio__opmark);
   lua_pushboolean(t->co, 1);
   lua_xmove(L, t->co, n);
@@ -129,6 +161,17 @@ int corio_op_fail(corio_op *op, const char *kind, const char *message) {
   if (t == NULL) {
     op_end(op);
     return UV_ECANCELED;
+  }
+  if (!op->suspended) {
+    /* ended before corio_op_suspend, which returns the error */
+    lua_pushlightuserdata(op->L, &corio__opmark);
+    lua_pushboolean(op->L, 0);
+    corio__push_error(op->rt->L, kind ? kind : "error",
+                      message ? message : "host operation failed");
+    lua_xmove(op->rt->L, op->L, 1);
+    op->early = 1;
+    op->nearly = 3;
+    return 0;
   }
   lua_pushlightuserdata(t->co, &corio__opmark);
   lua_pushboolean(t->co, 0);

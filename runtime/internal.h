@@ -254,6 +254,9 @@ struct corio_rt {
   uint64_t vnow;            /* virtual clock, ns */
   int timers_due;           /* the uv timer fired; process after uv_run */
   int in_uv;                /* inside corio's own uv_run */
+  int api_step;             /* inside corio_step or corio_finish: a host
+                               function (or loop callback) calling them
+                               again gets UV_EBUSY */
   int own_state;             /* corio_new created rt->L */
   int handle_signals;        /* SIGINT cancels the root; SIGUSR1 dumps */
   int root_ref;              /* ref to the root task's userdata in a run */
