@@ -400,8 +400,7 @@ static int ensure_loaded(corio_rt *rt) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "corio");
   if (lua_pcall(L, 1, 0, 0) != 0) {
-    set_errmsg(rt, L);
-    lua_pop(L, 1);
+    set_errmsg(rt, L);   /* the error stays on top */
     return CORIO_ELUA;
   }
   return 0;
@@ -415,11 +414,14 @@ int corio_start(corio_rt *rt, int nargs) {
     ** the running one is touched, require included) */
     set_msg(rt, "corio: the runtime is already running");
     lua_settop(L, base);
+    lua_pushstring(L, corio_errmsg(rt));  /* the error value, as any */
     return UV_EBUSY;
   }
   set_msg(rt, "");
   if ((r = ensure_loaded(rt)) != 0) {
-    lua_settop(L, base);
+    /* the function and arguments are replaced by the error */
+    lua_replace(L, base + 1);
+    lua_settop(L, base + 1);
     return r;
   }
   corio__run_start(rt, L, nargs);

@@ -62,7 +62,8 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults);
 
 /* The same run, stepped by a host that drives its own loop:
 ** corio_start starts the function below nargs arguments as the root task
-** (it does not run yet); corio_step runs the ready tasks and one turn of
+** (it does not run yet; if it cannot start, they are replaced by the
+** error value); corio_step runs the ready tasks and one turn of
 ** the loop (wait = 0: UV_RUN_NOWAIT; 1: wait for an event) and returns 1
 ** while the run goes on, 0 when it is over; corio_finish completes the
 ** run (waiting if needed) and leaves results or the error as

@@ -5,6 +5,7 @@
 ** the scheduler. A host op ended before corio_op_suspend (its result was
 ** at hand) gives the task that result instead of freeing the op under
 ** corio_op_suspend. corio_run_string with NULL code returns UV_EINVAL.
+** A run that cannot start leaves its error value on the stack.
 */
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,10 +140,61 @@ static void test_run_string_null(void) {
   corio_free(rt);
 }
 
+static int l_nested_top(lua_State *L) {
+  lua_State *ML = corio_lua(the_rt);
+  int top = lua_gettop(ML), r, grew;
+  (void)L;
+  r = corio_run_string(the_rt, "return 1", "=nested");
+  grew = lua_gettop(ML) - top;
+  lua_pushboolean(L, r == UV_EBUSY && grew == 1 &&
+                     lua_isstring(ML, -1) &&
+                     strstr(lua_tostring(ML, -1), "already running") != NULL);
+  lua_settop(ML, top);
+  return 1;
+}
+
+/* Was: a run that could not start (corio not found by require, or
+** UV_EBUSY) left no error value, so a host popping it as the docs say
+** (the corio_run_function example) popped one of its own. */
+static void test_start_failure_leaves_error(void) {
+  lua_State *L = luaL_newstate();
+  corio_options opts;
+  corio_rt *rt;
+  luaL_openlibs(L);
+  memset(&opts, 0, sizeof(opts));
+  opts.L = L;
+  rt = corio_new(&opts);
+  CHECK(rt != NULL);
+  CHECK(lua_true(L, "package.path = '' package.cpath = '' return true"));
+  lua_pushinteger(L, 99);
+  CHECK(luaL_loadstring(L, "return 1") == 0);
+  lua_pushinteger(L, 1);
+  CHECK(corio_run_function(rt, 1, 0) == CORIO_ELUA);
+  CHECK(lua_gettop(L) == 2);
+  CHECK(lua_isstring(L, -1) &&
+        strstr(lua_tostring(L, -1), "module 'corio' not found") != NULL);
+  CHECK(strstr(corio_errmsg(rt), "module 'corio' not found") != NULL);
+  CHECK(lua_tointeger(L, 1) == 99);
+  lua_settop(L, 0);
+  CHECK(corio_run_string(rt, "return 1", "=x") == CORIO_ELUA);
+  CHECK(lua_gettop(L) == 1);
+  lua_settop(L, 0);
+  corio_free(rt);
+  lua_close(L);
+
+  rt = new_rt();
+  L = corio_lua(rt);
+  lua_register(L, "nested_top", l_nested_top);
+  CHECK(corio_run_string(rt, "NT = nested_top()", "=n") == 0);
+  CHECK(lua_true(L, "return NT == true"));
+  corio_free(rt);
+}
+
 int main(void) {
   test_step_inside_run();
   test_op_ended_before_suspend();
   test_run_string_null();
+  test_start_failure_leaves_error();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
