@@ -182,11 +182,17 @@ int main(int argc, char **argv) {
 
   corio_set_cli(rt, 1);
   if (code != NULL) {
-    /* as luajit: -e code sees the script's arg table (`corio -e code
-    ** script args`: code runs, then the script) */
-    set_arg(L, argv, argc, script ? script : argc);
-    r = corio_run_string(rt, code, "=(command line)");
-    if (r != 0) status = report(rt, r);
+    /* as luajit: each -e code runs in order (a run each), and sees the
+    ** script's arg table (`corio -e code script args`: code runs, then
+    ** the script) */
+    int end = script ? script : argc;
+    set_arg(L, argv, argc, end);
+    for (i = 1; i < end && status == 0; i++) {
+      if (strcmp(argv[i], "-e") != 0) continue;
+      r = corio_run_string(rt, argv[++i], "=(command line)");
+      if (r != 0) status = report(rt, r);
+      lua_settop(L, 0);
+    }
     if (status != 0 || !script) {
       corio_free(rt);
       return status;
