@@ -118,7 +118,8 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
                          void *data);
 /* Suspend the task: `return corio_op_suspend(L, op);` An op already
 ** ended (resumed or failed since corio_op_begin) returns its values or
-** raises its error at once instead. */
+** raises its error at once instead; the function may also raise an
+** error of its own then, without suspending. */
 int corio_op_suspend(lua_State *L, corio_op *op);
 /* Resume the task with the n values on top of corio_lua(rt) (popped).
 ** Returns 0, or UV_ECANCELED if the task was cancelled (values dropped).

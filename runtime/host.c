@@ -16,9 +16,6 @@ struct corio_op {
   corio_op_cancel_cb on_cancel;
   void *data;
   int suspended;           /* corio_op_suspend was called */
-  int early;               /* ended before corio_op_suspend: its values
-                              (marker, ok, results or error) wait on L */
-  int nearly;              /* their count */
   lua_State *L;            /* the state of the host function's call */
   corio_op_post_cb post_fn; /* set while posted from another thread */
   void *post_arg;
@@ -51,6 +48,7 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
   op->rt = rt;
   op->L = L;
   op->t = rt->current;
+  rt->early_op = NULL;
   op->on_cancel = on_cancel;
   op->data = data;
   rt->nexternal++;
@@ -87,16 +85,30 @@ static int abort_op(corio_rt *rt, corio_task *t) {
 
 static void op_end(corio_op *op);
 
+/* An op ended before corio_op_suspend (its result was at hand): its
+** values (marker, ok, results or error) go on the stack of the host
+** function's call, and it is freed at once, so that a host that raises
+** an error instead of suspending leaks nothing. corio_op_suspend then
+** knows it by its address. */
+static void end_early(corio_op *op, int n) {
+  corio_rt *rt = op->rt;
+  rt->early_n = n;
+  rt->early_op = op;
+  op_end(op);
+}
+
 int corio_op_suspend(lua_State *L, corio_op *op) {
-  corio_task *t = op->t;
-  if (op->early) {
-    /* the host ended the op before suspending (its result was at hand):
-    ** the task goes on at once with it */
-    int n = op->nearly;
-    op_end(op);
+  corio_rt *rt = corio__rt(L);
+  corio_task *t;
+  if (rt != NULL && op == rt->early_op) {
+    /* ended already (op is freed): the task goes on at once with its
+    ** values, still a checkpoint (rule 3) */
+    int n = rt->early_n;
+    rt->early_op = NULL;
+    t = rt->current;
     t->checkpoints++;
     if (t->cur->eff) {
-      /* still a checkpoint (rule 3): a cancelled scope drops them */
+      /* a cancelled scope drops them */
       lua_pop(L, n);
       lua_pushlightuserdata(L, &corio__opmark);
       lua_pushboolean(L, 0);
@@ -105,6 +117,7 @@ int corio_op_suspend(lua_State *L, corio_op *op) {
     }
     return n;
   }
+  t = op->t;
   op->suspended = 1;
   t->checkpoints++;
   if (t->cur->eff) {
@@ -143,8 +156,7 @@ int corio_op_resume(corio_op *op, int n) {
     lua_pushlightuserdata(op->L, &corio__opmark);
     lua_pushboolean(op->L, 1);
     lua_xmove(L, op->L, n);
-    op->early = 1;
-    op->nearly = n + 2;
+    end_early(op, n + 2);
     return 0;
   }
   lua_pushlightuserdata(t->co, &corio__opmark);
@@ -169,8 +181,7 @@ int corio_op_fail(corio_op *op, const char *kind, const char *message) {
     corio__push_error(op->rt->L, kind ? kind : "error",
                       message ? message : "host operation failed");
     lua_xmove(op->rt->L, op->L, 1);
-    op->early = 1;
-    op->nearly = 3;
+    end_early(op, 3);
     return 0;
   }
   lua_pushlightuserdata(t->co, &corio__opmark);

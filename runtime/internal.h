@@ -264,6 +264,9 @@ struct corio_rt {
   pthread_mutex_t post_lock;  /* guards posted */
   struct corio_op *posted;    /* ops posted from other threads */
   uint32_t nops;              /* host ops pending (corio_op_begin..end) */
+  const void *early_op;       /* the op the host ended before suspending
+                                 (freed: compared, never read) */
+  int early_n;                /* the values it left on the task's stack */
   /* --debug: the watchdog (debug.c) and what the loop tells it */
   int debug, slow_ms, dbg_stop;
   pthread_t dbg_thread;

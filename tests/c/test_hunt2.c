@@ -105,6 +105,46 @@ static int l_fail_at_once(lua_State *L) {
   return corio_op_suspend(L, op);
 }
 
+/* The example host's path when its thread cannot start: the op is
+** failed, and the function raises instead of suspending. */
+static int l_fail_then_raise(lua_State *L) {
+  corio_op *op = corio_op_begin(L, NULL, NULL);
+  if (op == NULL) return lua_error(L);
+  CHECK(corio_op_fail(op, "host", "cannot start") == 0);
+  return luaL_error(L, "host: cannot start a thread");
+}
+static int l_resume_then_raise(lua_State *L) {
+  corio_op *op = corio_op_begin(L, NULL, NULL);
+  if (op == NULL) return lua_error(L);
+  lua_pushinteger(corio_lua(the_rt), 1);
+  CHECK(corio_op_resume(op, 1) == 0);
+  return luaL_error(L, "host: changed its mind");
+}
+
+/* Was: corio_op_fail before suspending readied the task that was still
+** running; the run then went wrong. Now the op ends, nothing is pending,
+** and the raised error is the call's. */
+static void test_op_ended_then_raise(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  corio_push_async(L, l_fail_then_raise);
+  lua_setglobal(L, "fail_then_raise");
+  corio_push_async(L, l_resume_then_raise);
+  lua_setglobal(L, "resume_then_raise");
+  corio_push_async(L, l_at_once);
+  lua_setglobal(L, "at_once");
+  CHECK(corio_run_string(rt,
+      "local corio = require 'corio' "
+      "local ok, e = pcall(fail_then_raise) "
+      "E1 = not ok and tostring(e):find('cannot start a thread') ~= nil "
+      "ok, e = pcall(resume_then_raise) "
+      "E2 = not ok and tostring(e):find('changed its mind') ~= nil "
+      "corio.sleep(0.001) "
+      "A = at_once(4)", "=raise") == 0);
+  CHECK(lua_true(L, "return E1 == true and E2 == true and A == 8"));
+  corio_free(rt);
+}
+
 /* Was: corio_op_resume/corio_op_fail freed the op, then corio_op_suspend
 ** read it (heap-use-after-free). */
 static void test_op_ended_before_suspend(void) {
@@ -193,6 +233,7 @@ static void test_start_failure_leaves_error(void) {
 int main(void) {
   test_step_inside_run();
   test_op_ended_before_suspend();
+  test_op_ended_then_raise();
   test_run_string_null();
   test_start_failure_leaves_error();
   if (failures) {
