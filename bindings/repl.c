@@ -52,6 +52,11 @@ static int compile(lua_State *L, const char *src) {
     lua_remove(L, -2);
     return 0;
   }
+  if (src[0] == '=' && incomplete(L)) {
+    /* `= expr` cut at a line end: more lines, as luajit's prompt */
+    lua_pop(L, 2);
+    return 1;
+  }
   lua_pop(L, 2);
   if (src[0] == '=') code = src;  /* not an expression after all */
   if (luaL_loadbuffer(L, code, strlen(code), "=stdin") == 0) return 0;
