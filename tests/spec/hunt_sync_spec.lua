@@ -20,3 +20,52 @@ describe("semaphore:with and lock:with given a non-function", function()
   end)
 end)
 
+describe("map with a limit below the number of items", function()
+  it("runs each call's deferred functions when that call returns", function()
+    local l = corio.lock()
+    local log = {}
+    local r = corio.map({ 1, 2, 3 }, function(x)
+      l:acquire()
+      corio.defer(function() log[#log + 1] = "release " .. x; l:release() end)
+      log[#log + 1] = "got " .. x
+      return x * 10
+    end, { limit = 1 })
+    assert.same({ 10, 20, 30 }, r)
+    assert.same({ "got 1", "release 1", "got 2", "release 2", "got 3", "release 3" }, log)
+  end)
+
+  it("awaits the tasks a call spawned before that call counts as done", function()
+    local log = {}
+    corio.map({ 1, 2 }, function(x)
+      corio.spawn(function() corio.sleep(0.01); log[#log + 1] = "child " .. x end)
+      log[#log + 1] = "call " .. x
+    end, { limit = 1 })
+    assert.same({ "call 1", "child 1", "call 2", "child 2" }, log)
+  end)
+end)
+
+describe("gather and map with return_errors", function()
+  it("put an error raised by a call's deferred function in errors[i]", function()
+    local r, errs = corio.gather({
+      function() corio.defer(function() error("in defer", 0) end); return 1 end,
+      function() return 2 end,
+    }, { return_errors = true })
+    assert.equal(2, r[2])
+    assert.is_nil(errs[2])
+    assert.equal("in defer", errs[1] and errs[1].value)
+    local r2, errs2 = corio.map({ 1, 2 }, function(x)
+      if x == 1 then corio.defer(function() error("map defer", 0) end) end
+      return x
+    end, { return_errors = true, limit = 1 })
+    assert.equal(2, r2[2])
+    assert.equal("map defer", errs2[1] and errs2[1].value)
+  end)
+
+  -- guards the fix above (calls run in a body of their own)
+  it("keep the traceback of where a non-corio error was raised", function()
+    local _, errs = corio.map({ 1 }, function() error({ mine = true }) end,
+      { return_errors = true })
+    assert.is_true(errs[1].value.mine)
+    assert.matches("hunt_sync_spec.lua:%d+", errs[1].traceback)
+  end)
+end)
