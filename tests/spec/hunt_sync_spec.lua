@@ -69,3 +69,24 @@ describe("gather and map with return_errors", function()
     assert.matches("hunt_sync_spec.lua:%d+", errs[1].traceback)
   end)
 end)
+
+describe("to_thread calls cancelled while their workers run", function()
+  -- The loop's pre-poll take of finished requests cleared the pool's
+  -- "loop may block" flag whenever it took any; when every one it took
+  -- belonged to a cancelled caller no task became ready, the loop blocked,
+  -- and a worker finishing later (seeing the flag clear) never woke it:
+  -- the next call hung until some timer fired.
+  it("do not leave the loop asleep when a later call's worker finishes", function()
+    local function busy(s) local c = os.clock() while os.clock() - c < s do end end
+    for round = 1, 30 do
+      corio.scope(function(s)
+        for _ = 1, 8 do s:spawn(function() corio.to_thread(busy, 0.002) end) end
+        corio.sleep(0.001)
+        s:cancel()
+      end)
+      local ok, v = corio.move_on_after(1, corio.to_thread, function() return 1 end)
+      assert.is_true(ok, "round " .. round .. ": the call did not return within 1 s")
+      assert.equal(1, v)
+    end
+  end)
+end)
