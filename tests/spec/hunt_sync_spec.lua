@@ -90,3 +90,13 @@ describe("to_thread calls cancelled while their workers run", function()
     end
   end)
 end)
+
+describe("to_thread given an argument that cannot cross", function()
+  it("names its number, not just the function", function()
+    local err = catch(corio.to_thread, function(a) return a end, 1, "x", print)
+    assert.matches("bad argument #4 to 'to_thread' %(cannot send the arguments to a worker: "
+      .. "cannot serialize 'function'", tostring(err))
+    err = catch(corio.to_thread, function(a) return a end, { { coroutine.create(print) } })
+    assert.matches("bad argument #2 to 'to_thread'", tostring(err))
+  end)
+end)
