@@ -12,14 +12,18 @@
 #include "bindings.h"
 #include "../runtime/thread.h"
 
-/* Raise "bad argument to 'to_thread' (...)" at the caller of the Lua
-** wrapper. */
-static int bad_args(lua_State *L, const char *why) {
+/* Raise "bad argument #n to 'to_thread' (...)" at the caller of the Lua
+** wrapper (n 0: the arguments together cannot be sent). */
+static int bad_args(lua_State *L, int n, const char *why) {
   luaL_where(L, 2);
-  lua_pushfstring(L, "bad argument to 'to_thread' (cannot send the "
-                  "arguments to a worker: %s%s; only nil, booleans, numbers, "
-                  "strings and tables of those can cross)", why,
+  if (n > 0) lua_pushfstring(L, "bad argument #%d to 'to_thread' (cannot "
+                             "send the arguments to a worker", n);
+  else lua_pushliteral(L, "bad argument to 'to_thread' (cannot send the "
+                          "arguments to a worker");
+  lua_pushfstring(L, ": %s%s; only nil, booleans, numbers, strings and "
+                  "tables of those can cross)", why,
                   strstr(why, "too deep") != NULL ? CORIO_TOO_DEEP : "");
+  lua_concat(L, 2);
   lua_concat(L, 2);
   return lua_error(L);
 }
@@ -57,9 +61,16 @@ static void encode_args(lua_State *L, corio_rt *rt, corio_work *w, int top) {
   lua_pushinteger(L, top - 2);
   lua_setfield(L, -2, "n");
   if (lua_pcall(L, 1, 1, 0) != 0) {
+    int bad = 0;
     corio__work_drop(rt, w);
-    return (void)bad_args(L, lua_tostring(L, -1) ? lua_tostring(L, -1)
-                                                 : "(no message)");
+    for (i = 3; i <= top && bad == 0; i++) {   /* which one: name it */
+      lua_pushvalue(L, lua_upvalueindex(2));
+      lua_pushvalue(L, i);
+      if (lua_pcall(L, 1, 1, 0) != 0) bad = i - 1;
+      lua_pop(L, 1);
+    }
+    return (void)bad_args(L, bad, lua_tostring(L, -1) ? lua_tostring(L, -1)
+                                                      : "(no message)");
   }
   s = lua_tolstring(L, -1, &n);
   if (corio__work_args_encoded(w, s, n) != 0) {

@@ -586,10 +586,9 @@ static void deliver_work(corio_task *t) {
   lua_xmove(co, t->co, lua_gettop(co) - base);
 }
 
-/* Make the callers of the finished requests ready (loop thread), with
-** sleeping (under mu) set to whether the loop may block afterwards.
-** Returns how many there were. */
-static int take_done(corio_pool *p, int sleeping) {
+/* One take of the finished requests (see take_done): returns how many
+** there were, and adds how many tasks it made ready to *readied. */
+static int take_done_once(corio_pool *p, int sleeping, int *readied) {
   corio_rt *rt = p->rt;
   corio_work *list, *w = NULL;
   int n = 0;
@@ -622,10 +621,27 @@ static int take_done(corio_pool *p, int sleeping) {
       if (p->delivering != NULL) p->delivering->dprev = w;
       p->delivering = w;
       corio__ready(rt, w->t, deliver_work);
+      (*readied)++;
     }
     w = next;
     n++;
   }
+  return n;
+}
+
+/* Make the callers of the finished requests ready (loop thread), with
+** sleeping (under mu) set to whether the loop may block afterwards.
+** Returns how many there were. Requests whose callers were all cancelled
+** make no task ready, so the loop may still block: then take again, so
+** that sleeping ends set under mu with the list seen empty (a worker that
+** finished meanwhile saw it clear and wrote no wake-up: without this the
+** loop slept on with that request done). */
+static int take_done(corio_pool *p, int sleeping) {
+  int n = 0, got, readied = 0;
+  do {
+    got = take_done_once(p, sleeping, &readied);
+    n += got;
+  } while (sleeping && got > 0 && readied == 0);
   return n;
 }
 

@@ -28,9 +28,15 @@ end
 
 -- As a task boundary would: keep corio errors, wrap other values, and keep
 -- the traceback of where it was raised.
+-- A value that is not a corio error raised out of a scope body (own_body)
+-- had its traceback noted by the body's handler (init.lua): use that one.
 local function boundary(e)
+  local noted = not is_error(e) and debug.getregistry()["corio.tb"]
+  noted = noted and noted[coroutine.running()]
   e = wrap_error(e)
-  if rawget(e, "traceback") == nil then
+  if noted and noted[1] == rawget(e, "value") then
+    e.traceback = noted[2]
+  elseif rawget(e, "traceback") == nil then
     e.traceback = (debug.traceback("", 2):gsub("^\n", ""))
   end
   return e
@@ -46,15 +52,24 @@ local function check_list(v, fname)
   end
 end
 
--- Run fn(...) for results[i]; with return_errors (errs given), a failure
--- goes to errs[i] instead of failing the scope (a Cancelled still
+-- fn(...) as a body of its own: its deferred functions run, and the tasks
+-- it spawned are awaited, when it returns, not when the task running it
+-- ends (a map worker runs many items); and a deferred function's error is
+-- an error of this call.
+local function body(_, fn, ...) return fn(...) end
+local function own_body(fn, ...) return corio.scope(body, fn, ...) end
+
+-- Run fn(...) for results[i], in a body of its own when own (the task runs
+-- other calls too, or errs is given); with return_errors (errs given), a
+-- failure goes to errs[i] instead of failing the scope (a Cancelled still
 -- propagates).
-local function collect(results, errs, i, fn, ...)
+local function collect(results, errs, own, i, fn, ...)
   if not errs then
-    results[i] = (fn(...))
+    if own then results[i] = (own_body(fn, ...))
+    else results[i] = (fn(...)) end
     return
   end
-  local ok, v = xpcall(fn, boundary, ...)
+  local ok, v = xpcall(own_body, boundary, fn, ...)
   if ok then
     results[i] = v
   elseif own_cancel(v) then
@@ -88,7 +103,7 @@ function M.gather(fns, opts)
   c.scope(function(s)
     for i = 1, n do
       local f = fns[i]
-      s:spawn(function() collect(results, errors, i, call_one, f) end)
+      s:spawn(function() collect(results, errors, false, i, call_one, f) end)
     end
   end)
   if return_errors then return results, errors end
@@ -113,13 +128,14 @@ function M.map(items, fn, opts)
   local return_errors = opts and opts.return_errors
   local results, errors = {}, return_errors and {} or nil
   local next_i = 0
+  local own = limit < n   -- a worker runs several calls
   -- `limit` workers pull the next index in turn: order is kept in results
   -- and at most `limit` calls run at once.
   local function worker()
     while next_i < n do
       next_i = next_i + 1
       local i = next_i
-      collect(results, errors, i, fn, items[i], i)
+      collect(results, errors, own, i, fn, items[i], i)
     end
   end
   c.scope(function(s)

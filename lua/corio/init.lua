@@ -369,6 +369,9 @@ end
 local function with(self, fn, ...)
   -- outside a loop, the whole of it under one corio.run (rule 11): a lock
   -- taken by one run's task would be broken once that run ended
+  if type(fn) ~= "function" then
+    error(("bad argument #1 to 'with' (function expected, got %s)"):format(type(fn)), 2)
+  end
   if not in_task() then return run(with, self, fn, ...) end
   self:acquire()
   return release_after(self, pcall(fn, ...))
