@@ -46,6 +46,21 @@ describe("corio.gather", function()
     end)
   end)
 
+  it("a Task given is joined, not owned: a failure cancels the wait, not the Task",
+    function()
+      autojump(function()
+        local t = corio.spawn(function() corio.sleep(1); return "t" end)
+        local err = catch(corio.gather, { function() error("x", 0) end, t })
+        assert.equal("x", err.value)
+        assert.equal("running", t:status())
+        assert.equal("t", t:join())
+        local t2 = corio.spawn(function() corio.sleep(1); return "t2" end)
+        assert.same({ "fast", 1 }, { corio.first({ function() return "fast" end, t2 }) })
+        assert.equal("running", t2:status())
+        assert.equal("t2", t2:join())
+      end)
+    end)
+
   it("keeps nil results in their slots", function()
     local r = corio.gather({
       function() return 1 end,
