@@ -286,6 +286,8 @@ end
 -- raises itself (join() on a task it cancelled) is not an error of the
 -- root's scope, so the run would otherwise wait for them all. A child's
 -- real error still ends corio.run (SPEC rule 2).
+local task_lines   -- defined below, with the other reports
+
 local function run_task(body, seconds, name)
   local out = {}
   local function cancel_all(list)
@@ -304,7 +306,17 @@ local function run_task(body, seconds, name)
       watcher = corio.spawn(function()
         testing.sleep_real(seconds)
         out.timed_out = true
-        if out.returned then
+        if out.waiting_left then
+          -- tasks the test left ignore their cancel (corio.shield): the
+          -- run must wait for them, so say why it does not go on
+          local still = tasks_but(corio.current(), root)
+          io.stderr:write(("corio test: %s: %d task%s the test left running "
+            .. "ignore%s cancellation (inside corio.shield?); the run waits "
+            .. "for %s:%s\n"):format(name, #still, #still == 1 and "" or "s",
+            #still == 1 and "s" or "", #still == 1 and "it" or "them",
+            task_lines(still, root)))
+          io.stderr:flush()
+        elseif out.returned then
           -- a task that never blocks kept wait_all_tasks_blocked busy
           out.left = tasks_but(corio.current(), root)
           cancel_all(out.left)
@@ -329,6 +341,10 @@ local function run_task(body, seconds, name)
     if #left > 0 then
       out.left = left
       cancel_all(left)
+      -- the watcher stays until they ended: one that ignores its cancel
+      -- holds the run, and the watcher then says so when the timeout fires
+      out.waiting_left = true
+      for _, e in ipairs(left) do pcall(e.task.join, e.task) end
     end
     if watcher then watcher:cancel() end
   end)
@@ -407,7 +423,7 @@ local function tasks_location(list, root)
   return best_file, best_line
 end
 
-local function task_lines(list, root)
+function task_lines(list, root)
   local lines = {}
   for _, e in ipairs(list) do
     lines[#lines + 1] = "\n  " .. describe_task(e, root)
