@@ -55,7 +55,7 @@ typedef struct corio_buf {
   size_t n, cap;
 } corio_buf;
 
-enum { W_FAST, W_ENC, W_ERR };
+enum { W_FAST, W_ENC, W_ERR, W_ERRV };
 
 struct corio_work {
   struct corio_work *next;
@@ -68,7 +68,8 @@ struct corio_work {
   corio_buf in;           /* the arguments: a packet, or */
   int in_enc;             /* ... a string.buffer encoding */
   corio_buf out;          /* results (packet or encoding) or a message */
-  int status;             /* W_FAST, W_ENC or W_ERR */
+  int status;             /* W_FAST, W_ENC, W_ERR or W_ERRV (a table
+                             raised: {message, value} encoded) */
 };
 
 typedef struct corio_worker {
@@ -255,23 +256,32 @@ static const char DRIVER[] =
     "pcall(require, 'ffi')\n"
     "local traceback, pcall, tostring, type = debug.traceback, pcall, "
     "tostring, type\n"
+    /* a table raised is kept for take_raised, to be sent back as well */
+    "local raised\n"
     "local function handler(e)\n"
+    "  raised = type(e) == 'table' and e or nil\n"
     "  if type(e) ~= 'string' then\n"
     "    local ok, s = pcall(tostring, e)\n"
     "    e = ok and s or '(error object is a ' .. type(e) .. ' value)'\n"
     "  end\n"
     "  return traceback(e, 2)\n"
     "end\n"
-    "return handler, buffer.encode, buffer.decode\n";
+    "local function take_raised()\n"
+    "  local e = raised\n"
+    "  raised = nil\n"
+    "  return e\n"
+    "end\n"
+    "return handler, buffer.encode, buffer.decode, take_raised\n";
 
-enum { S_HANDLER = 1, S_ENCODE, S_DECODE, S_CACHE, S_BASE = S_CACHE };
+enum { S_HANDLER = 1, S_ENCODE, S_DECODE, S_TAKE, S_CACHE,
+       S_BASE = S_CACHE };
 
 static lua_State *worker_state(void) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   luaL_openlibs(L);
   if (luaL_loadbuffer(L, DRIVER, sizeof(DRIVER) - 1, "=to_thread") != 0 ||
-      lua_pcall(L, 0, 3, 0) != 0) {
+      lua_pcall(L, 0, 4, 0) != 0) {
     lua_close(L);
     return NULL;
   }
@@ -302,6 +312,36 @@ static void fail_top(lua_State *L, corio_work *w, const char *prefix) {
     n = strlen(s);
   }
   fail(w, s, n);
+}
+
+/* fn raised a table (the handler kept it; its message, with the
+** traceback, is on the top): send back {message, table} encoded, so that
+** the caller's error carries the table as err.value. 0 if it was no
+** table, or one that cannot cross (the message alone goes back then). */
+static int fail_value(lua_State *L, corio_work *w) {
+  int top = lua_gettop(L);
+  size_t n;
+  const char *s;
+  lua_pushvalue(L, S_TAKE);
+  if (lua_pcall(L, 0, 1, 0) != 0 || !lua_istable(L, -1)) {
+    lua_settop(L, top);
+    return 0;
+  }
+  lua_createtable(L, 2, 0);               /* [msg e t] */
+  lua_insert(L, -2);                      /* [msg t e] */
+  lua_rawseti(L, -2, 2);
+  lua_pushvalue(L, top);
+  lua_rawseti(L, -2, 1);                  /* [msg t] */
+  lua_pushvalue(L, S_ENCODE);
+  lua_insert(L, -2);
+  if (lua_pcall(L, 1, 1, 0) != 0 ||
+      (s = lua_tolstring(L, -1, &n)) == NULL || buf_set(&w->out, s, n) != 0) {
+    lua_settop(L, top);
+    return 0;
+  }
+  w->status = W_ERRV;
+  lua_settop(L, top);
+  return 1;
 }
 
 /* Run request w in the worker's state. */
@@ -365,7 +405,7 @@ static void run_work(corio_worker *wk, corio_work *w) {
     return;
   }
   if (lua_pcall(L, nargs, LUA_MULTRET, S_HANDLER) != 0) {
-    fail_top(L, w, NULL);
+    if (!fail_value(L, w)) fail_top(L, w, NULL);
     lua_settop(L, S_BASE);
     return;
   }
@@ -570,7 +610,7 @@ static void deliver_work(corio_task *t) {
     }
   } else {
     lua_pushboolean(co, 0);
-    lua_pushinteger(co, w->status == W_ENC ? 1 : 2);
+    lua_pushinteger(co, w->status == W_ENC ? 1 : w->status == W_ERRV ? 3 : 2);
     if (w->status == W_ERR && w->out.n == 0)
       lua_pushliteral(co, "corio.to_thread: out of memory");
     else

@@ -612,6 +612,11 @@ do
       local s = ...
       local msg, tb = s:match("^(.-)\n(stack traceback:.*)$")
       error(core.error("error", msg or s, { traceback = tb or "" }), 0)
+    elseif kind == 3 then   -- the same for a table raised: {message, table}
+      local r = buffer.decode((...))
+      local s = r[1]
+      local msg, tb = s:match("^(.-)\n(stack traceback:.*)$")
+      error(core.error("error", msg or s, { traceback = tb or "", value = r[2] }), 0)
     elseif kind == NOLOOP then
       return run(M.to_thread, (...), select(3, ...))
     end

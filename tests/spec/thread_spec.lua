@@ -165,6 +165,24 @@ describe("corio.to_thread errors", function()
     assert.matches("custom", tostring(err))
   end)
 
+  it("hands back a table raised as err.value, when it can cross", function()
+    local err = catch(corio.to_thread, function()
+      error({ code = 42, detail = { "a", "b" } })
+    end)
+    assert.equal("error", err.kind)
+    assert.same({ code = 42, detail = { "a", "b" } }, err.value)
+    assert.matches("stack traceback", err.traceback)
+    -- one that cannot cross (a function inside): the message alone
+    err = catch(corio.to_thread, function() error({ f = print }) end)
+    assert.is_nil(err.value)
+    assert.matches("table: ", err.message)
+    -- a string error has no value; the worker goes on working
+    err = catch(corio.to_thread, function() error("plain", 0) end)
+    assert.is_nil(err.value)
+    assert.equal("plain", err.message)
+    assert.equal(3, corio.to_thread(function(a) return a + 1 end, 2))
+  end)
+
   it("a function sent again after an error runs again", function()
     local function f(x)
       if x then error("no") end
