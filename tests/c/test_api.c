@@ -13,13 +13,7 @@
 
 #include "corio.h"
 #include "check.h"
-
-static void add_paths(corio_rt *rt) {
-  char buf[4096];
-  snprintf(buf, sizeof(buf), "%s/?.lua;%s/?/init.lua", CORIO_BUILD_LUA_DIR,
-           CORIO_BUILD_LUA_DIR);
-  corio_add_paths(rt, buf, NULL);
-}
+#include "rt_helpers.h"
 
 static void test_run_string(void) {
   corio_rt *rt = corio_new(NULL);

@@ -16,34 +16,15 @@
 
 #include "corio.h"
 #include "check.h"
+#include "rt_helpers.h"
 
 static corio_rt *the_rt;
-
-static void add_paths(corio_rt *rt) {
-  char buf[4096];
-  snprintf(buf, sizeof(buf), "%s/?.lua;%s/?/init.lua", CORIO_BUILD_LUA_DIR,
-           CORIO_BUILD_LUA_DIR);
-  corio_add_paths(rt, buf, NULL);
-}
 
 static corio_rt *new_rt(void) {
   corio_rt *rt = corio_new(NULL);
   if (rt != NULL) add_paths(rt);
   the_rt = rt;
   return rt;
-}
-
-/* Run code in L with a plain pcall (no runtime): 1 if it returned true. */
-static int lua_true(lua_State *L, const char *code) {
-  int ok;
-  if (luaL_dostring(L, code) != 0) {
-    fprintf(stderr, "lua error: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
-    return 0;
-  }
-  ok = lua_toboolean(L, -1);
-  lua_settop(L, 0);
-  return ok;
 }
 
 static int l_step(lua_State *L) {
