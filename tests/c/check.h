@@ -18,4 +18,15 @@ static int failures;
     }                                                                 \
   } while (0)
 
+/* The end of a test program: the verdict on stdout or stderr, and the
+** exit status (main returns it). */
+static inline int check_done(const char *name) {
+  if (failures) {
+    fprintf(stderr, "%s: %d check(s) failed\n", name, failures);
+    return 1;
+  }
+  printf("%s: all checks passed\n", name);
+  return 0;
+}
+
 #endif

@@ -287,10 +287,5 @@ int main(void) {
   test_free_with_pending_tasks();
   test_free_releases_abandoned_tasks();
   test_big_blocks();
-  if (failures) {
-    fprintf(stderr, "test_api: %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_api: all checks passed\n");
-  return 0;
+  return check_done("test_api");
 }

@@ -123,10 +123,5 @@ int main(void) {
   /* 8 MiB: the workload keeps more than that alive at once */
   test_state((size_t)8 << 20);
   test_corio_new();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_heap: ok\n");
-  return 0;
+  return check_done("test_heap");
 }

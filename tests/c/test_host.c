@@ -264,10 +264,5 @@ int main(void) {
   CHECK(uv_loop_close(&loop) == 0);
   lua_close(L);
   test_host_runs_loop_with_to_thread();
-  if (failures) {
-    fprintf(stderr, "test_host: %d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_host: all checks passed\n");
-  return 0;
+  return check_done("test_host");
 }

@@ -84,10 +84,5 @@ static void test_free_in_flight(void) {
 
 int main(void) {
   test_free_in_flight();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("ok\n");
-  return 0;
+  return check_done("test_http_exit");
 }

@@ -322,10 +322,5 @@ int main(void) {
   test_handle_signals();
   test_op_fail_with_raising_finalisers();
   test_push_async_before_paths();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_hunt: all checks passed\n");
-  return 0;
+  return check_done("test_hunt");
 }

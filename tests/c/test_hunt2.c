@@ -217,10 +217,5 @@ int main(void) {
   test_op_ended_then_raise();
   test_run_string_null();
   test_start_failure_leaves_error();
-  if (failures) {
-    fprintf(stderr, "%d check(s) failed\n", failures);
-    return 1;
-  }
-  printf("test_hunt2: all checks passed\n");
-  return 0;
+  return check_done("test_hunt2");
 }

@@ -20,46 +20,6 @@ run 10 "$CORIO" -e 'error("first fails")' -e 'print("second ran")' "$TMP/s.lua"
 check_rc 1 && check_err_has "first fails" && check_out_lacks "second ran" \
   && check_out_lacks "script" && pass
 
-NAME="REPL: '= expr' cut at a line end asks for more lines, as luajit's prompt (it was a syntax error)"
-cat >"$TMP/repl.py" <<'PY'
-import os, pty, select, subprocess, sys, time
-master, slave = pty.openpty()
-p = subprocess.Popen([sys.argv[1]], stdin=slave, stdout=slave, stderr=slave,
-                     close_fds=True, start_new_session=True)
-os.close(slave)
-out = b""
-def until(token, limit=10.0):
-    global out
-    end = time.time() + limit
-    while token.encode() not in out and time.time() < end:
-        r, _, _ = select.select([master], [], [], 0.05)
-        if r:
-            try:
-                out += os.read(master, 4096)
-            except OSError:
-                break
-    return token.encode() in out
-until("> ")
-os.write(master, b"= 20 +\n")
-until(">> ")
-os.write(master, b"22\n")
-until("42")
-os.write(master, b"= {\n")
-until(">> ", 5)
-os.write(master, b"n = 7 }\n")
-until("table: ")
-os.write(master, b"os.exit(0)\n")
-until("@@", 1)
-sys.stdout.write(out.decode(errors="replace"))
-try:
-    p.wait(10)
-except subprocess.TimeoutExpired:
-    p.kill()
-PY
-run 90 python3 "$TMP/repl.py" "$CORIO"
-check_rc 0 && check_out_has ">> " && check_out_has "42" && check_out_has "table: " \
-  && check_out_lacks "unexpected symbol" && pass
-
 NAME="corio test: tasks a test left that ignore their cancel (shield) are named on stderr when the timeout fires, not a silent wait"
 cat >"$TMP/shield_spec.lua" <<'LUA'
 local corio = require "corio"
