@@ -10,30 +10,81 @@
 
 #include "internal.h"
 
+/* An op's life: begun (FRESH) in a call of a host function, it is
+** suspended on (WAITING) or ended at once (resume/fail before suspend).
+** The task stops waiting for it when cancelled, or when the call of the
+** host function returns or raises without suspending on it (abandoned):
+** DETACHED, then the host's resume or fail only ends it. `ended` is the
+** end; the memory is freed then, unless something still holds it: the
+** call of the host function (so corio_op_suspend can read an early end,
+** and the end of the call can walk its ops) or a pending post (so the
+** posted function runs on a valid op). */
+enum { OP_FRESH, OP_WAITING, OP_DETACHED };
+
 struct corio_op {
   corio_rt *rt;
-  corio_task *t;           /* the suspended task; NULL once cancelled */
+  corio_task *t;           /* the task that waits; NULL once it does not */
   corio_op_cancel_cb on_cancel;
   void *data;
-  int suspended;           /* corio_op_suspend was called */
+  int state;
+  int ended;               /* resumed or failed (written under post_lock) */
+  int counted;             /* counts as pending work (nexternal, nops) */
+  int abandoning;          /* being abandoned by the end of its call */
+  int early_n;             /* ended before suspend: values left on L */
   lua_State *L;            /* the state of the host function's call */
-  corio_op_post_cb post_fn; /* set while posted from another thread */
+  struct corio_host_call *call; /* that call while it runs, else NULL */
+  struct corio_op *call_next;   /* in call->ops */
+  struct corio_op *prev, *next; /* in rt->ops */
+  corio_op_post_cb post_fn; /* set while a post is pending (post_lock) */
   void *post_arg;
   struct corio_op *post_next;
 };
 
+/* A call of a host function made by corio_push_async (host_call), on the
+** C stack while the function runs. */
+typedef struct corio_host_call {
+  struct corio_host_call *prev;  /* rt->hcall when it began */
+  lua_State *L;
+  corio_task *t;
+  int can_suspend;         /* the task can suspend from the call */
+  corio_op *ops;           /* begun in this call */
+  corio_op *suspend;       /* the op corio_op_suspend was called on */
+} host_call_t;
+
 corio_rt *corio_op_runtime(corio_op *op) { return op->rt; }
+
+static int host_call(lua_State *L);
+
+/* Whether the function running on L was called by host_call itself (not
+** from Lua code that the host function called). */
+static int called_by_host_call(lua_State *L) {
+  lua_Debug ar;
+  int ok;
+  if (!lua_getstack(L, 1, &ar) || !lua_getinfo(L, "f", &ar)) return 0;
+  ok = lua_tocfunction(L, -1) == host_call;
+  lua_pop(L, 1);
+  return ok;
+}
 
 corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
                          void *data) {
   corio_rt *rt = corio__rt(L);
+  host_call_t *c;
   corio_op *op;
   if (rt == NULL || rt->current == NULL) {
     lua_pushliteral(L, "corio: an async host function was called outside "
                        "a corio task");
     return NULL;
   }
-  if (!corio__can_suspend(rt, L)) {
+  c = rt->hcall;
+  if (c == NULL || c->L != L || c->t != rt->current ||
+      !called_by_host_call(L)) {
+    lua_pushliteral(L, "corio: corio_op_begin called from a C function "
+                       "that corio_push_async did not make (or from Lua "
+                       "code such a function called)");
+    return NULL;
+  }
+  if (!c->can_suspend) {
     lua_pushliteral(L, "corio: an async host function cannot suspend the "
                        "task here (inside a C function boundary, or in a "
                        "coroutine resumed by a copy of coroutine.resume "
@@ -48,14 +99,60 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
   op->rt = rt;
   op->L = L;
   op->t = rt->current;
-  rt->early_op = NULL;
+  op->state = OP_FRESH;
   op->on_cancel = on_cancel;
   op->data = data;
+  op->call = c;
+  op->call_next = c->ops;
+  c->ops = op;
+  op->next = rt->ops;
+  if (rt->ops != NULL) rt->ops->prev = op;
+  rt->ops = op;
+  op->counted = 1;
   rt->nexternal++;
   /* While ops are pending, the async handle keeps uv_run waiting for a
   ** post from another thread. */
   if (rt->nops++ == 0) uv_ref((uv_handle_t *)&rt->async);
   return op;
+}
+
+/* The op no longer counts as pending work. */
+static void uncount(corio_op *op) {
+  corio_rt *rt = op->rt;
+  if (!op->counted) return;
+  op->counted = 0;
+  rt->nexternal--;
+  if (--rt->nops == 0) uv_unref((uv_handle_t *)&rt->async);
+}
+
+static void op_free(corio_op *op) {
+  corio_rt *rt = op->rt;
+  if (op->prev != NULL) op->prev->next = op->next;
+  else rt->ops = op->next;
+  if (op->next != NULL) op->next->prev = op->prev;
+  free(op);
+}
+
+/* Whether a post of op is pending. */
+static int post_pending(corio_op *op) {
+  int r;
+  pthread_mutex_lock(&op->rt->post_lock);
+  r = op->post_fn != NULL;
+  pthread_mutex_unlock(&op->rt->post_lock);
+  return r;
+}
+
+/* End op (resumed or failed): free it unless its call or a pending post
+** still holds it (they free it when they let go). */
+static void op_end(corio_op *op) {
+  corio_rt *rt = op->rt;
+  int posted;
+  uncount(op);
+  pthread_mutex_lock(&rt->post_lock);
+  op->ended = 1;
+  posted = op->post_fn != NULL;
+  pthread_mutex_unlock(&rt->post_lock);
+  if (!posted && op->call == NULL) op_free(op);
 }
 
 /* Values a task resumes with from an op start with this marker, so the
@@ -72,9 +169,10 @@ static void deliver_op_cancelled(corio_task *t) {
 ** marker) ourselves, hence 0 for the scheduler. */
 static int abort_op(corio_rt *rt, corio_task *t) {
   corio_op *op = t->wait_obj;
-  if (op != NULL && op->t == t) {
+  if (op != NULL && op->t == t && op->state == OP_WAITING) {
     op->t = NULL;
-    if (op->on_cancel != NULL) op->on_cancel(op, op->data);
+    op->state = OP_DETACHED;
+    if (op->on_cancel != NULL) op->on_cancel(op, op->data);  /* may end op */
   }
   if (t->state == CORIO_ST_BLOCKED) {
     t->abort = NULL;
@@ -83,42 +181,41 @@ static int abort_op(corio_rt *rt, corio_task *t) {
   return 0;
 }
 
-static void op_end(corio_op *op);
-
-/* An op ended before corio_op_suspend (its result was at hand): its
-** values (marker, ok, results or error) go on the stack of the host
-** function's call, and it is freed at once, so that a host that raises
-** an error instead of suspending leaks nothing. corio_op_suspend then
-** knows it by its address. */
-static void end_early(corio_op *op, int n) {
-  corio_rt *rt = op->rt;
-  rt->early_n = n;
-  rt->early_op = op;
-  op_end(op);
+/* [-0, +3] What a call raises in a cancelled scope: marker, false,
+** Cancelled. */
+static int push_op_cancelled(lua_State *L) {
+  lua_pushlightuserdata(L, &corio__opmark);
+  lua_pushboolean(L, 0);
+  corio__push_cancelled(L, L, "the task's scope is cancelled");
+  return 3;
 }
 
 int corio_op_suspend(lua_State *L, corio_op *op) {
-  corio_rt *rt = corio__rt(L);
+  corio_rt *rt = op->rt;
+  host_call_t *c = rt->hcall;
   corio_task *t;
-  if (rt != NULL && op == rt->early_op) {
-    /* ended already (op is freed): the task goes on at once with its
-    ** values, still a checkpoint (rule 3) */
-    int n = rt->early_n;
-    rt->early_op = NULL;
-    t = rt->current;
+  if (op->call == NULL || op->call != c || c->L != L)
+    return luaL_error(L, "corio_op_suspend: the op was not begun by this "
+                         "call of the host function");
+  t = c->t;
+  if (op->ended) {
+    /* ended already (the call still holds it): the task goes on at once
+    ** with its values, still a checkpoint (rule 3) */
+    int n = op->early_n;
+    if (lua_gettop(L) < n)
+      return luaL_error(L, "corio_op_suspend: the op's values are gone "
+                           "from the stack");
     t->checkpoints++;
     if (t->cur->eff) {
       /* a cancelled scope drops them */
       lua_pop(L, n);
-      lua_pushlightuserdata(L, &corio__opmark);
-      lua_pushboolean(L, 0);
-      corio__push_cancelled(L, L, "the task's scope is cancelled");
-      return 3;
+      return push_op_cancelled(L);
     }
     return n;
   }
-  t = op->t;
-  op->suspended = 1;
+  if (op->state != OP_FRESH || c->suspend != NULL)
+    return luaL_error(L, "corio_op_suspend: called twice in one call of "
+                         "the host function");
   t->checkpoints++;
   if (t->cur->eff) {
     /* A checkpoint (rule 3): the scope is already cancelled (cancelled
@@ -126,37 +223,105 @@ int corio_op_suspend(lua_State *L, corio_op *op) {
     ** the task once blocked. The op is cancelled now, as if while
     ** suspended: the host is told, and still ends it. */
     op->t = NULL;
+    op->state = OP_DETACHED;
     if (op->on_cancel != NULL) op->on_cancel(op, op->data);  /* may end op */
-    lua_pushlightuserdata(L, &corio__opmark);
-    lua_pushboolean(L, 0);
-    corio__push_cancelled(L, L, "the task's scope is cancelled");
-    return 3;
+    return push_op_cancelled(L);
   }
-  return corio__suspend(op->rt, L, t, abort_op, "host operation", op);
+  /* host_call suspends the task once the host function returned */
+  op->state = OP_WAITING;
+  c->suspend = op;
+  return 0;
 }
 
-static void op_end(corio_op *op) {
-  corio_rt *rt = op->rt;
-  rt->nexternal--;
-  if (--rt->nops == 0) uv_unref((uv_handle_t *)&rt->async);
-  free(op);
+/* The end of a call of a host function (returned or raised): its ops
+** that were neither suspended on nor ended are abandoned (the task has
+** moved on), and the ops it held and that ended are freed. */
+static void call_end(host_call_t *c) {
+  corio_op *list = c->ops, *op, *next;
+  c->ops = NULL;
+  for (op = list; op != NULL; op = op->call_next) {
+    if (!op->ended && op->state == OP_FRESH) {
+      op->t = NULL;
+      op->state = OP_DETACHED;
+      op->abandoning = 1;
+      uncount(op);
+    }
+  }
+  /* the cancel callbacks: the ops stay held meanwhile, so a callback
+  ** that ends one frees nothing under this walk */
+  for (op = list; op != NULL; op = op->call_next) {
+    if (op->abandoning && !op->ended && op->on_cancel != NULL)
+      op->on_cancel(op, op->data);
+    op->abandoning = 0;
+  }
+  for (op = list; op != NULL; op = next) {
+    next = op->call_next;
+    op->call = NULL;
+    op->call_next = NULL;
+    if (op->ended && !post_pending(op)) op_free(op);
+  }
 }
 
+/* The function corio_push_async wraps: calls the host function fn (its
+** upvalue) in a protected call, so that its end is seen however it ends,
+** and suspends the task for it when it called corio_op_suspend. */
+static int host_call(lua_State *L) {
+  lua_CFunction fn = *(lua_CFunction *)lua_touserdata(L, lua_upvalueindex(1));
+  corio_rt *rt = corio__rt(L);
+  host_call_t c;
+  int st;
+  if (rt == NULL || rt->current == NULL) return fn(L);  /* no op can begin */
+  c.prev = rt->hcall;
+  c.L = L;
+  c.t = rt->current;
+  c.can_suspend = corio__can_suspend(rt, L);
+  c.ops = NULL;
+  c.suspend = NULL;
+  lua_pushcfunction(L, fn);
+  lua_insert(L, 1);
+  rt->hcall = &c;
+  st = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+  rt->hcall = c.prev;
+  if (st != 0 && c.suspend != NULL) {
+    c.suspend->state = OP_FRESH;   /* raised after all: not waited for */
+    c.suspend = NULL;
+  }
+  if (c.ops != NULL) call_end(&c);
+  if (st != 0) return lua_error(L);
+  if (c.suspend != NULL) {
+    lua_settop(L, 0);
+    return corio__suspend(rt, L, c.t, abort_op, "host operation", c.suspend);
+  }
+  return lua_gettop(L);
+}
+
+/* The op's task is resumed with (marker, ok, values...): push ok, then
+** move the values there. */
 int corio_op_resume(corio_op *op, int n) {
   corio_rt *rt = op->rt;
   lua_State *L = rt->L;
   corio_task *t = op->t;
-  if (t == NULL) {          /* cancelled: drop the values */
+  if (op->ended) {          /* held by its call or a pending post */
+    lua_pop(L, n);
+    return UV_EALREADY;
+  }
+  if (op->state == OP_DETACHED) {   /* cancelled or abandoned */
     lua_pop(L, n);
     op_end(op);
     return UV_ECANCELED;
   }
-  if (!op->suspended) {
-    /* ended before corio_op_suspend, which returns the values */
+  if (op->state == OP_FRESH) {
+    /* ended before corio_op_suspend, which returns the values; only from
+    ** inside the call that began it (the values go on its stack) */
+    if (op->call != rt->hcall) {
+      lua_pop(L, n);
+      return UV_EINVAL;
+    }
     lua_pushlightuserdata(op->L, &corio__opmark);
     lua_pushboolean(op->L, 1);
     lua_xmove(L, op->L, n);
-    end_early(op, n + 2);
+    op->early_n = n + 2;
+    op_end(op);
     return 0;
   }
   lua_pushlightuserdata(t->co, &corio__opmark);
@@ -169,31 +334,31 @@ int corio_op_resume(corio_op *op, int n) {
 }
 
 int corio_op_fail(corio_op *op, const char *kind, const char *message) {
+  corio_rt *rt = op->rt;
   corio_task *t = op->t;
-  if (t == NULL) {
+  lua_State *to;
+  if (op->ended) return UV_EALREADY;
+  if (op->state == OP_DETACHED) {
     op_end(op);
     return UV_ECANCELED;
   }
-  if (!op->suspended) {
-    /* ended before corio_op_suspend, which returns the error */
-    lua_pushlightuserdata(op->L, &corio__opmark);
-    lua_pushboolean(op->L, 0);
-    corio__push_error(op->rt->L, kind ? kind : "error",
-                      message ? message : "host operation failed");
-    lua_xmove(op->rt->L, op->L, 1);
-    end_early(op, 3);
-    return 0;
-  }
-  lua_pushlightuserdata(t->co, &corio__opmark);
-  lua_pushboolean(t->co, 0);
+  if (op->state == OP_FRESH && op->call != rt->hcall) return UV_EINVAL;
+  to = op->state == OP_FRESH ? op->L : t->co;
+  lua_pushlightuserdata(to, &corio__opmark);
+  lua_pushboolean(to, 0);
   /* the error is made on the runtime's state and moved: an allocation on
   ** the suspended thread could run a raising __gc finaliser there (see
   ** runtime/fs.c, deliver_file) */
-  corio__push_error(op->rt->L, kind ? kind : "error",
+  corio__push_error(rt->L, kind ? kind : "error",
                     message ? message : "host operation failed");
-  lua_xmove(op->rt->L, t->co, 1);
-  t->abort = NULL;
-  corio__ready(op->rt, t, NULL);
+  lua_xmove(rt->L, to, 1);
+  if (op->state == OP_FRESH) {
+    /* ended before corio_op_suspend, which raises the error */
+    op->early_n = 3;
+  } else {
+    t->abort = NULL;
+    corio__ready(rt, t, NULL);
+  }
   op_end(op);
   return 0;
 }
@@ -216,10 +381,25 @@ static void on_async(uv_async_t *h) {
     list = next;
   }
   while (op != NULL) {
-    corio_op *next = op->post_next;
-    corio_op_post_cb fn = op->post_fn;
+    corio_op *next;
+    corio_op_post_cb fn;
+    void *arg;
+    int ended;
+    /* the post is no longer pending once read: the op may be posted
+    ** again from here on (by fn, or another thread) */
+    pthread_mutex_lock(&rt->post_lock);
+    next = op->post_next;
+    fn = op->post_fn;
+    arg = op->post_arg;
     op->post_fn = NULL;
-    fn(op, op->post_arg);   /* may free op */
+    op->post_next = NULL;
+    ended = op->ended;
+    pthread_mutex_unlock(&rt->post_lock);
+    /* An op ended while posted was kept for fn: its resume or fail
+    ** returns UV_EALREADY and a new post UV_EINVAL, so it is freed here.
+    ** Any other op fn may end, which frees it. */
+    fn(op, arg);
+    if (ended && op->call == NULL) op_free(op);
     op = next;
   }
 }
@@ -241,7 +421,11 @@ void corio__host_close(corio_rt *rt) {
   uv_close((uv_handle_t *)&rt->async, NULL);
 }
 
+/* The runtime is freed: so are the ops the host never ended (abandoned
+** ones, or ended while posted with the loop gone). */
 void corio__host_free(corio_rt *rt) {
+  while (rt->ops != NULL) op_free(rt->ops);
+  rt->posted = NULL;
   pthread_mutex_destroy(&rt->post_lock);
 }
 
@@ -270,17 +454,27 @@ void corio_push_async(lua_State *L, lua_CFunction fn) {
                         "=corio_push_async") != 0)
       lua_error(L);  /* out of memory only */
   }
-  lua_pushcfunction(L, fn);
+  /* fn is called through host_call, which sees its end */
+  *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = fn;
+  lua_pushcclosure(L, host_call, 1);
   lua_call(L, 1, 1);
 }
 
 int corio_op_post(corio_op *op, corio_op_post_cb fn, void *arg) {
   corio_rt *rt = op->rt;
+  int r = 0;
+  if (fn == NULL) return UV_EINVAL;
   pthread_mutex_lock(&rt->post_lock);
-  op->post_fn = fn;
-  op->post_arg = arg;
-  op->post_next = rt->posted;
-  rt->posted = op;
+  if (op->ended) {
+    r = UV_EINVAL;           /* kept only for a post already pending */
+  } else if (op->post_fn != NULL) {
+    r = UV_EALREADY;         /* posted, and fn not run yet */
+  } else {
+    op->post_fn = fn;
+    op->post_arg = arg;
+    op->post_next = rt->posted;
+    rt->posted = op;
+  }
   pthread_mutex_unlock(&rt->post_lock);
-  return uv_async_send(&rt->async);
+  return r != 0 ? r : uv_async_send(&rt->async);
 }

@@ -263,10 +263,12 @@ struct corio_rt {
   uv_async_t async;           /* wakes the loop for corio_op_post */
   pthread_mutex_t post_lock;  /* guards posted */
   struct corio_op *posted;    /* ops posted from other threads */
-  uint32_t nops;              /* host ops pending (corio_op_begin..end) */
-  const void *early_op;       /* the op the host ended before suspending
-                                 (freed: compared, never read) */
-  int early_n;                /* the values it left on the task's stack */
+  uint32_t nops;              /* host ops counted as pending work */
+  struct corio_op *ops;       /* every host op not freed yet (host.c) */
+  struct corio_host_call *hcall; /* the innermost call of a host function
+                                 made by corio_push_async, or NULL */
+  int free_pending;           /* corio_free was called inside a step: free
+                                 when the outermost API call returns */
   /* --debug: the watchdog (debug.c) and what the loop tells it */
   int debug, slow_ms, dbg_stop;
   pthread_t dbg_thread;
