@@ -323,12 +323,13 @@ static void unload_modules(lua_State *L) {
   lua_settop(L, top);
 }
 
-void corio_free(corio_rt *rt) {
-  lua_State *L;
-  int own;
-  if (rt == NULL) return;
-  L = rt->L;
-  own = rt->own_state;
+static void free_now(corio_rt *rt) {
+  lua_State *L = rt->L;
+  int own = rt->own_state;
+  /* from here on, corio_free does nothing more and corio_step or
+  ** corio_finish (from the cleanup below) are refused */
+  rt->free_pending = 1;
+  rt->api_step = 1;
   if (rt->running && rt->root != NULL) {
     /* A run the host started and did not finish: cancel it and let its
     ** cleanup (defer, shield) run before anything is freed. */
@@ -343,6 +344,20 @@ void corio_free(corio_rt *rt) {
   corio__rt_destroy(rt, 1);
   if (own) close_state(L);
   else unload_modules(L);
+}
+
+void corio_free(corio_rt *rt) {
+  if (rt == NULL || rt->free_pending) return;
+  if (rt->api_step) {
+    /* Inside a step or finish of this runtime (a host function, a loop
+    ** callback): the run is cancelled now, and the runtime freed when
+    ** the outermost corio_step, corio_finish or corio_run_* returns. */
+    rt->free_pending = 1;
+    if (rt->running && rt->root != NULL)
+      corio__scope_cancel(rt, &rt->root->root);
+    return;
+  }
+  free_now(rt);
 }
 
 lua_State *corio_lua(corio_rt *rt) { return rt->L; }
@@ -445,6 +460,10 @@ int corio_step(corio_rt *rt, int wait) {
   rt->api_step = 1;
   r = corio__run_step(rt, wait ? UV_RUN_ONCE : UV_RUN_NOWAIT);
   rt->api_step = 0;
+  if (rt->free_pending) {   /* corio_free inside this step */
+    free_now(rt);
+    return 0;
+  }
   return r;
 }
 
@@ -461,6 +480,11 @@ int corio_finish(corio_rt *rt, int nresults) {
   }
   n = corio__run_finish(rt, L);
   rt->api_step = 0;
+  if (rt->free_pending) {   /* corio_free inside this finish */
+    lua_pop(L, n);
+    free_now(rt);
+    return CORIO_EFREED;
+  }
   if (lua_toboolean(L, -n)) {
     /* empty after a success, even if a run tried from inside this one
     ** failed meanwhile (UV_EBUSY) */

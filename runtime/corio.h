@@ -28,6 +28,9 @@ typedef struct corio_rt corio_rt;
 #define CORIO_ELUA (-4094)   /* UV_ERRNO_MAX range is below; not a UV_E* */
 /* Error returned when the run was interrupted by SIGINT. */
 #define CORIO_EINTR_RUN (-4093)
+/* Error returned by corio_finish (and corio_run_*) when corio_free was
+** called inside the run: the runtime is gone (see corio_free). */
+#define CORIO_EFREED (-4092)
 
 typedef struct corio_options {
   lua_State *L;     /* adopt this state (NULL: create one with all libs) */
@@ -43,7 +46,14 @@ typedef struct corio_options {
 corio_rt *corio_new(const corio_options *opts);
 /* Free the runtime, close the state if it was created by corio_new and
 ** the loop if it is owned. A run started with corio_start and not
-** finished is cancelled first, and its cleanup (defer, shield) runs. */
+** finished is cancelled first, and its cleanup (defer, shield) runs.
+** Called inside a step of the same runtime (from a host function or a
+** loop callback during corio_step, corio_finish or corio_run_*), it
+** cancels the run and returns; the outermost of those calls then frees
+** the runtime as it returns (corio_step returns 0, corio_finish and
+** corio_run_* CORIO_EFREED with nothing left on the stack). After that
+** call returns, rt must not be used; a second corio_free before it does
+** nothing. */
 void corio_free(corio_rt *rt);
 
 lua_State *corio_lua(corio_rt *rt);
@@ -69,7 +79,7 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults);
 ** run (waiting if needed) and leaves results or the error as
 ** corio_run_function does. From inside a step or finish of the same
 ** runtime (a host function, a loop callback) corio_step and corio_finish
-** return UV_EBUSY, and corio_free must not be called. */
+** return UV_EBUSY, and corio_free is deferred (see corio_free). */
 int corio_start(corio_rt *rt, int nargs);
 int corio_step(corio_rt *rt, int wait);
 int corio_finish(corio_rt *rt, int nresults);
@@ -107,29 +117,49 @@ void corio_preload(lua_State *L);
 ** op's cancel callback runs (on the loop thread) and the task goes on at
 ** once with Cancelled; the host must still end the op with
 ** corio_op_resume or corio_op_fail (which then only free it). Until an op
-** ends, the runtime counts it as pending work (no deadlock is reported). */
+** ends, the runtime counts it as pending work (no deadlock is reported).
+**
+** An op the function neither suspended on nor ended when it returns or
+** raises is abandoned: the task has moved on and is never resumed by it,
+** the op stops counting as pending work (the run may end), and its
+** cancel callback runs at once (so the host can stop its work and
+** release it). The host may still end it (resume or fail only free it
+** and return UV_ECANCELED) until corio_free, which frees the ops never
+** ended; after corio_free no op of the runtime may be used. */
 typedef struct corio_op corio_op;
 typedef void (*corio_op_cancel_cb)(corio_op *op, void *data);
 typedef void (*corio_op_post_cb)(corio_op *op, void *arg);
 
-/* Start an op for the task running L's function. Returns NULL outside a
-** task (or without memory) with an error message pushed on L. */
+/* Start an op for the task running L's function, a function made by
+** corio_push_async (called directly, not from Lua code it called).
+** Returns NULL outside a task, from another function, where the task
+** cannot suspend, or without memory, with an error message pushed on L. */
 corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
                          void *data);
 /* Suspend the task: `return corio_op_suspend(L, op);` An op already
 ** ended (resumed or failed since corio_op_begin) returns its values or
 ** raises its error at once instead; the function may also raise an
-** error of its own then, without suspending. */
+** error of its own then, without suspending. Raises a Lua error for an
+** op of another call, or a second suspend in one call. */
 int corio_op_suspend(lua_State *L, corio_op *op);
 /* Resume the task with the n values on top of corio_lua(rt) (popped).
-** Returns 0, or UV_ECANCELED if the task was cancelled (values dropped).
-** Loop thread only. Frees op. */
+** Returns 0, or UV_ECANCELED if the task was cancelled or the op
+** abandoned (values dropped). Loop thread only. Ends op: it is freed, at
+** once or (while its host function runs, or a post of it is pending)
+** when they are done; until then a second resume or fail returns
+** UV_EALREADY. Any other use of an ended op is undefined. */
 int corio_op_resume(corio_op *op, int n);
 /* Resume the task with an error of this kind and message (raised in the
 ** task as a corio error table). Returns as corio_op_resume. Frees op. */
 int corio_op_fail(corio_op *op, const char *kind, const char *message);
 /* From any thread: run fn(op, arg) on the loop thread soon (where it may
-** call corio_op_resume). Returns 0 or a UV_E* code. */
+** call corio_op_resume). Returns 0 or a UV_E* code: UV_EALREADY while a
+** post of op is pending (fn not run yet), UV_EINVAL for fn NULL or an
+** op ended while posted. Once it returned 0, op stays valid until fn ran,
+** even if the loop thread ends it meanwhile (then fn still runs, and its
+** resume or fail return UV_EALREADY). The host must not post an op that
+** may already be ended (freed), e.g. by the loop thread at the same
+** time: end a posted op from fn, or post no more once it may end. */
 int corio_op_post(corio_op *op, corio_op_post_cb fn, void *arg);
 /* The runtime of an op (for corio_lua). */
 corio_rt *corio_op_runtime(corio_op *op);
