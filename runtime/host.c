@@ -46,7 +46,7 @@ typedef struct corio_host_call {
   struct corio_host_call *prev;  /* rt->hcall when it began */
   lua_State *L;
   corio_task *t;
-  int can_suspend;         /* the task can suspend from the call */
+  int yieldable;           /* L could yield where the call was made */
   corio_op *ops;           /* begun in this call */
   corio_op *suspend;       /* the op corio_op_suspend was called on */
 } host_call_t;
@@ -84,7 +84,9 @@ corio_op *corio_op_begin(lua_State *L, corio_op_cancel_cb on_cancel,
                        "code such a function called)");
     return NULL;
   }
-  if (!c->can_suspend) {
+  /* corio__can_suspend as of the call (inside it, L cannot yield) */
+  if (!c->yieldable ||
+      (L != c->t->co && !corio__resumed_by_corio(L, c->t))) {
     lua_pushliteral(L, "corio: an async host function cannot suspend the "
                        "task here (inside a C function boundary, or in a "
                        "coroutine resumed by a copy of coroutine.resume "
@@ -263,21 +265,21 @@ static void call_end(host_call_t *c) {
 }
 
 /* The function corio_push_async wraps: calls the host function fn (its
-** upvalue) in a protected call, so that its end is seen however it ends,
+** upvalue, a C function) in a protected call, so that its end is seen however it ends,
 ** and suspends the task for it when it called corio_op_suspend. */
 static int host_call(lua_State *L) {
-  lua_CFunction fn = *(lua_CFunction *)lua_touserdata(L, lua_upvalueindex(1));
   corio_rt *rt = corio__rt(L);
   host_call_t c;
   int st;
-  if (rt == NULL || rt->current == NULL) return fn(L);  /* no op can begin */
+  if (rt == NULL || rt->current == NULL)   /* no op can begin */
+    return lua_tocfunction(L, lua_upvalueindex(1))(L);
   c.prev = rt->hcall;
   c.L = L;
   c.t = rt->current;
-  c.can_suspend = corio__can_suspend(rt, L);
+  c.yieldable = rt->isyieldable == NULL || corio__yieldable(rt, L);
   c.ops = NULL;
   c.suspend = NULL;
-  lua_pushcfunction(L, fn);
+  lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);
   rt->hcall = &c;
   st = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
@@ -455,7 +457,7 @@ void corio_push_async(lua_State *L, lua_CFunction fn) {
       lua_error(L);  /* out of memory only */
   }
   /* fn is called through host_call, which sees its end */
-  *(lua_CFunction *)lua_newuserdata(L, sizeof(lua_CFunction)) = fn;
+  lua_pushcfunction(L, fn);
   lua_pushcclosure(L, host_call, 1);
   lua_call(L, 1, 1);
 }

@@ -6,7 +6,8 @@
 ** only frees it (UV_ECANCELED). A second corio_op_post before the first
 ** ran returns UV_EALREADY; an op ended while a post was pending stays
 ** valid until the posted function ran. corio_free from inside a step of
-** the same runtime frees it when the outermost call returns.
+** the same runtime frees it when the outermost call returns. Ops begin
+** only in functions made by corio_push_async, and suspend once.
 **
 ** Runs that could hang are stepped against a deadline, and an alarm ends
 ** the program if a step itself never returns: a hang fails the test.
@@ -414,6 +415,71 @@ static void test_free_inside_step(void) {
   CHECK(uv_hrtime() - t0 < 10000000000u);
 }
 
+/* ---- 4. ops only from functions made by corio_push_async ---------- */
+
+static int raw_begin_null;
+static corio_op *stray;
+
+/* registered with lua_register: not a function of corio_push_async */
+static int l_raw_begin(lua_State *L) {
+  corio_op *op = corio_op_begin(L, NULL, NULL);
+  raw_begin_null = op == NULL && lua_isstring(L, -1) &&
+                   strstr(lua_tostring(L, -1), "corio_push_async") != NULL;
+  return 0;
+}
+/* a function of corio_push_async that calls Lua code (its argument) */
+static int l_call_back(lua_State *L) {
+  lua_call(L, 0, 0);
+  return 0;
+}
+static int l_suspend_twice(lua_State *L) {
+  job *j = begin_job(L, 1, 0);
+  if (j == NULL) return lua_error(L);
+  corio_op_suspend(L, j->op);
+  return corio_op_suspend(L, j->op);
+}
+static int l_keep_stray(lua_State *L) {
+  job *j = begin_job(L, 1, 0);
+  if (j == NULL) return lua_error(L);
+  stray = j->op;
+  return 0;
+}
+static int l_suspend_stray(lua_State *L) {
+  return corio_op_suspend(L, stray);
+}
+
+static void test_misuse(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  cancels = 0;
+  lua_register(L, "raw_begin", l_raw_begin);
+  corio_push_async(L, l_call_back);
+  lua_setglobal(L, "call_back");
+  corio_push_async(L, l_suspend_twice);
+  lua_setglobal(L, "suspend_twice");
+  corio_push_async(L, l_keep_stray);
+  lua_setglobal(L, "keep_stray");
+  corio_push_async(L, l_suspend_stray);
+  lua_setglobal(L, "suspend_stray");
+  CHECK(run_bounded(rt,
+      "local corio = require 'corio' "
+      "raw_begin() "
+      "local ok, e = pcall(suspend_twice) "
+      "E1 = not ok and tostring(e):find('called twice') ~= nil "
+      "keep_stray() "
+      "ok, e = pcall(suspend_stray) "
+      "E2 = not ok and tostring(e):find('not begun by this call') ~= nil "
+      "corio.sleep(0.001)", 5) == 0);
+  CHECK(raw_begin_null);
+  raw_begin_null = 0;
+  CHECK(lua_true(L, "return E1 == true and E2 == true"));
+  CHECK(cancels == 2);   /* both ops abandoned */
+  /* from Lua code that a function of corio_push_async called */
+  CHECK(run_bounded(rt, "call_back(function() raw_begin() end)", 5) == 0);
+  CHECK(raw_begin_null);
+  corio_free(rt);   /* frees the two abandoned ops */
+}
+
 /* With an argument, only the test of that name runs. */
 int main(int argc, char **argv) {
   static const struct {
@@ -422,7 +488,8 @@ int main(int argc, char **argv) {
   } tests[] = {{"abandoned_ops", test_abandoned_ops},
                {"abandoned_late_resume", test_abandoned_late_resume},
                {"post_guards", test_post_guards},
-               {"free_inside_step", test_free_inside_step}};
+               {"free_inside_step", test_free_inside_step},
+               {"misuse", test_misuse}};
   size_t i;
   signal(SIGALRM, on_alarm);
   alarm(60);
