@@ -12,6 +12,7 @@
 ** Runs that could hang are stepped against a deadline, and an alarm ends
 ** the program if a step itself never returns: a hang fails the test.
 */
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -205,6 +206,45 @@ static int l_begin_return_timer(lua_State *L) {
   return 1;
 }
 
+/* An abandoned op posted from a thread: the posted function's resume
+** only frees it. */
+typedef struct tpost { corio_op *op; pthread_t th; } tpost;
+static int tpost_rc = 1;
+
+static void tpost_done(corio_op *op, void *arg) {
+  tpost *p = arg;
+  pthread_join(p->th, NULL);
+  lua_pushliteral(corio_lua(corio_op_runtime(op)), "stolen");
+  tpost_rc = corio_op_resume(op, 1);
+  free(p);
+}
+static void *tpost_run(void *arg) {
+  tpost *p = arg;
+  uv_sleep(5);
+  CHECK(corio_op_post(p->op, tpost_done, p) == 0);
+  return NULL;
+}
+static int l_begin_thread_return(lua_State *L) {
+  tpost *p = calloc(1, sizeof(*p));
+  if (p == NULL) return luaL_error(L, "out of memory");
+  p->op = corio_op_begin(L, NULL, NULL);
+  if (p->op == NULL) {
+    free(p);
+    return lua_error(L);
+  }
+  if (pthread_create(&p->th, NULL, tpost_run, p) != 0) {
+    corio_op_fail(p->op, "host", "no thread");
+    free(p);
+    return luaL_error(L, "no thread");
+  }
+  return 0;
+}
+
+static int l_tpost_done(lua_State *L) {
+  lua_pushboolean(L, tpost_rc != 1);
+  return 1;
+}
+
 /* Two ops begun, one suspended on: the other is abandoned. */
 static job *other;
 static int l_two_ops(lua_State *L) {
@@ -229,14 +269,20 @@ static void test_abandoned_late_resume(void) {
   lua_setglobal(L, "begin_return_timer");
   corio_push_async(L, l_two_ops);
   lua_setglobal(L, "two_ops");
+  corio_push_async(L, l_begin_thread_return);
+  lua_setglobal(L, "begin_thread_return");
+  lua_register(L, "tpost_done", l_tpost_done);
   CHECK(run_bounded(rt,
       "local corio = require 'corio' "
       "assert(begin_return_timer() == 'returned') "
+      "begin_thread_return() "
       "local t0 = corio.now() "
       "N = select('#', corio.sleep(0.05)) "
       "SLEPT = corio.now() - t0 "
+      "while not tpost_done() do corio.sleep(0.002) end "
       "B = two_ops()", 5) == 0);
   CHECK(late_rc == UV_ECANCELED);
+  CHECK(tpost_rc == UV_ECANCELED);
   CHECK(lua_true(L, "return N == 0 and SLEPT >= 0.04 and B == 'from b'"));
   CHECK(cancels == 2);
   CHECK(other != NULL && other->cancelled);
