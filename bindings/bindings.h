@@ -46,11 +46,15 @@ int corio__argerror(lua_State *L, int level, int n, const char *fname,
 double corio__checkseconds(lua_State *L, int level, int idx, int n,
                            const char *fname);
 
-/* The prologue of a blocking call named fname. Returns -1 when the call
-** may go on (the running task in *pt), or the number of values it pushed
-** for the C function to return: `false, NOLOOP` outside a loop, or
-** `false, Cancelled` at a cancelled checkpoint (rule 3). Raises when the
-** task cannot suspend here (a C call boundary). */
+/* The prologue of a blocking call named fname. Returns CORIO_GO when the
+** call may go on (the running task in *pt), or what the C function must
+** return: the number of values it pushed, `false, NOLOOP` outside a loop
+** or `false, Cancelled` at a cancelled checkpoint (rule 3), or, for the
+** latter, lua_yield's result: raising Cancelled is a fast path, so once
+** the task's budget is spent it first yields to the back of the ready
+** queue and gets the two values back on resume (rule 15: a task that
+** swallows Cancelled in a loop cannot hold the loop). */
+#define CORIO_GO (-1000)
 int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
                  const char *fname);
 

@@ -120,7 +120,7 @@ static int l_ch_send(lua_State *L) {
                            "channel (a receiver could not tell it from the "
                            "end of the channel)");
   n = corio__enter(L, rt, &t, "send");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (c->closed) {
     lua_pushboolean(L, 0);
     push_closed(L, "channel:send(): the channel is closed");
@@ -142,7 +142,7 @@ static int l_ch_recv(lua_State *L) {
   corio_task *t;
   int n;
   n = corio__enter(L, rt, &t, "recv");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   lua_pushboolean(L, 1);
   if (c->n > 0) {
     lua_getfenv(L, 1);

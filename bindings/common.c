@@ -57,10 +57,10 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
   if (t->cur->eff) {
     lua_pushboolean(L, 0);
     corio__push_cancelled(L, L, "the task's scope is cancelled");
-    return 2;
+    return corio__fast(rt, L, t, 2);
   }
   *pt = t;
-  return -1;
+  return CORIO_GO;
 }
 
 void corio__push_task(corio_rt *rt, lua_State *L, corio_task *t) {

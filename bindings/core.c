@@ -116,7 +116,7 @@ static int l_task_join(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t = corio__check_task(L, 1), *me;
   int n = corio__enter(L, rt, &me, "join");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (t->state == CORIO_ST_ENDED) {
     n = corio__task_push_results(rt, L, t, 1);
     return corio__fast(rt, L, me, n);
@@ -184,7 +184,7 @@ static int l_sleep(lua_State *L) {
   corio_task *t;
   double s = corio__checkseconds(L, 2, 1, 1, "sleep");
   int n = corio__enter(L, rt, &t, "sleep");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (s == 0) {
     if (!corio__can_suspend(rt, L))
       return corio__cannot_suspend(L, "corio.sleep");
@@ -248,7 +248,7 @@ static int l_sleep_real(lua_State *L) {
   double msd = s * 1000 + 0.999;
   uint64_t ms = msd < 1.8e19 ? (uint64_t)msd : UINT64_MAX;
   int n = corio__enter(L, rt, &t, "sleep_real");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   r = malloc(sizeof(*r));
   if (r == NULL) return luaL_error(L, "corio.sleep_real: out of memory");
   if (uv_timer_init(rt->loop, &r->h) != 0) {
@@ -281,7 +281,9 @@ static int l_yield(lua_State *L) {
   ** its nresults top values), and the errors below are raised from the
   ** top. Clearing them cost a lua_settop on every yield. */
   n = corio__enter(L, rt, &t, "yield");
-  if (n >= 0) {
+  if (n != CORIO_GO) {
+    /* yielded with false, Cancelled: init.lua's corio.yield raises it */
+    if (n < 0) return n;
     if (lua_touserdata(L, -1) == CORIO_NOLOOP) return 0;
     return lua_error(L);   /* the Cancelled on top */
   }
@@ -298,7 +300,7 @@ static int l_yield(lua_State *L) {
 static int l_checkpoint(lua_State *L) {
   corio_task *t;
   int n = corio__enter(L, RT(L), &t, "checkpoint");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -902,7 +904,7 @@ static int l_idle(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t;
   int n = corio__enter(L, rt, &t, "wait_all_tasks_blocked");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   corio_list_push(&rt->idle_waiters, &t->u.wait);
   rt->nidle++;
   return corio__suspend(rt, L, t, abort_idle, "wait_all_tasks_blocked", NULL);

@@ -190,7 +190,7 @@ static int l_open(lua_State *L) {
     bufsize = (size_t)b;
   }
   n = corio__enter(L, rt, &t, "open");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   check_yieldable(rt, L, "corio.fs.open");
   r = corio__fs_op(rt, t, CORIO_FS_OPEN, path, NULL, flags, fmode, bufsize,
                    &obj);
@@ -448,7 +448,7 @@ static int l_fill(lua_State *L) {
   if (f->closed) return push_closed(L, f, "read");
   if (FG_BUSY(f)) return push_busy(L, f, "read");
   n = corio__enter(L, rt, &t, "read");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (f->op == CORIO_FOP_AHEAD || f->op == CORIO_FOP_BEHIND)
     return wait_bg(rt, L, t, f, "read", "fs read");
   if (f->aready) {
@@ -540,7 +540,7 @@ static int l_push(lua_State *L) {
   if (f->closed) return push_closed(L, f, "write");
   if (FG_BUSY(f)) return push_busy(L, f, "write");
   n = corio__enter(L, rt, &t, "write");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (f->op == CORIO_FOP_BEHIND) return wait_behind(rt, L, t, f);
   if (f->err < 0) return take_err(L, f);
   if (f->woff == f->wlen) {
@@ -581,7 +581,7 @@ static int l_wbig(lua_State *L) {
     return push_fail(L, "write", f->path, UV_EBADF);
   if (FG_BUSY(f)) return push_busy(L, f, "write");
   n = corio__enter(L, rt, &t, "write");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (f->op == CORIO_FOP_BEHIND) {
     /* queue s behind the write in flight if it may, else wait for it */
     int done;
@@ -626,7 +626,7 @@ static int l_flush(lua_State *L) {
   if (f->closed) return push_closed(L, f, "flush");
   if (FG_BUSY(f)) return push_busy(L, f, "flush");
   n = corio__enter(L, rt, &t, "flush");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (f->op == CORIO_FOP_BEHIND) return wait_behind(rt, L, t, f);
   if (f->err < 0) return take_err(L, f);
   if (f->woff == f->wlen) {
@@ -707,7 +707,7 @@ static int l_close(lua_State *L) {
   if (f->closed) return push_closed(L, f, "close");
   if (FG_BUSY(f)) return push_busy(L, f, "close");
   n = corio__enter(L, rt, &t, "close");
-  if (n >= 0) {
+  if (n != CORIO_GO) {
     if (lua_touserdata(L, -1) != CORIO_NOLOOP) corio__fs_close_now(f);
     return n;
   }
@@ -760,7 +760,7 @@ static int path_op(lua_State *L, int op, const char *fname, int npaths,
   p1 = lua_tostring(L, 1);
   if (npaths > 1) p2 = lua_tostring(L, 2);
   n = corio__enter(L, rt, &t, fname);
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   check_yieldable(rt, L, fname);
   r = corio__fs_op(rt, t, op, p1, p2, arg, 0, 0, &obj);
   if (r != 0) return push_fail(L, fname, p1, r);

@@ -91,7 +91,7 @@ static int l_request(lua_State *L) {
   for (i = 0; i < 5; i++) to[i] = luaL_optnumber(L, 6 + i, 0);
   if (!lua_isnoneornil(L, 11)) box = luaL_checkudata(L, 11, STREAM_MT);
   n = corio__enter(L, rt, &t, "http request");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (c->h == NULL || corio__http_closed(c->h))
     return fail(L, "closed", "the client was closed");
   if (box != NULL && *box != NULL)
@@ -142,7 +142,7 @@ static int l_read(lua_State *L) {
   void **box = luaL_checkudata(L, 1, STREAM_MT);
   corio_task *t;
   int n = corio__enter(L, rt, &t, "http stream read");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (*box == NULL) return fail(L, "closed", "the stream is closed");
   n = corio__xfer_read(L, (corio_xfer *)*box, t);
   if (n >= 0) return corio__fast(rt, L, t, n);

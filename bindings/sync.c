@@ -43,7 +43,7 @@ static int l_sem_acquire(lua_State *L) {
   corio_sem *s = check_sem(L);
   corio_task *t;
   int n = corio__enter(L, rt, &t, "acquire");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (s->count > 0 && corio_list_empty(&s->waiters)) {
     s->count--;
     lua_pushboolean(L, 1);
@@ -132,7 +132,7 @@ static int l_lock_acquire(lua_State *L) {
   corio_lock *k = check_lock(L);
   corio_task *t;
   int n = corio__enter(L, rt, &t, "acquire");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (k->broken_ref != LUA_NOREF) return push_broken(rt, L, k);
   if (k->owner == t) {
     luaL_where(L, 2);
@@ -261,7 +261,7 @@ static int l_event_wait(lua_State *L) {
   corio_event *e = check_event(L);
   corio_task *t;
   int n = corio__enter(L, rt, &t, "wait");
-  if (n >= 0) return n;
+  if (n != CORIO_GO) return n;
   if (e->set) {
     lua_pushboolean(L, 1);
     return corio__fast(rt, L, t, 1);

@@ -102,7 +102,8 @@ static int l_to_thread(lua_State *L) {
     cfn = tf->fn;
   }
   n = corio__enter(L, rt, &t, "to_thread");
-  if (n >= 0) {   /* false, NOLOOP | false, Cancelled: then the call */
+  if (n != CORIO_GO && n < 0) return n;  /* yielded with false, Cancelled */
+  if (n != CORIO_GO) {   /* false, NOLOOP | false, Cancelled: then the call */
     lua_insert(L, 1);
     lua_insert(L, 1);
     return lua_gettop(L);

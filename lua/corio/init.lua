@@ -105,8 +105,12 @@ function M.sleep(seconds)
   error(e, 0)
 end
 
--- corio.yield is the C function itself (see bindings/core.c l_yield).
-M.yield = c_yield
+-- c_yield raises Cancelled itself, except when it first yielded to let
+-- the others run (rule 15): it then returns false, Cancelled.
+function M.yield()
+  local ok, e = c_yield()
+  if ok == false then error(e, 0) end
+end
 
 -- scopes -------------------------------------------------------------------
 
