@@ -5,7 +5,9 @@
 # running; corio.run would wait for it forever. The runner waits a grace
 # (the body's timeout) after the cancel, then fails the test, names the
 # tasks still running and where they are suspended, prints busted's
-# summary so far and exits non-zero. `run` puts a time limit on every
+# summary so far and exits non-zero. A task that catches Cancelled around
+# a bare checkpoint never blocks (it holds the loop): a count hook set for
+# the grace stops the run from inside it. `run` puts a time limit on every
 # command, so a hang fails the check (exit 124) instead of the suite.
 # Usage: test_leftover.sh path/to/corio   (or CORIO=path/to/corio)
 . "$(dirname "$0")/lib.sh"
@@ -86,6 +88,37 @@ check_rc 1 && check_err_has "suspended at $TMP/raise_spec.lua:4" \
   && check_out_has "test raised: $TMP/raise_spec.lua:6: the body's own error" \
   && check_out_has "1 task still running 0.2 s after it was cancelled" \
   && pass
+
+NAME="a task that catches Cancelled around a bare checkpoint spins and holds the loop: the hook stops the run and says where it spins"
+cat >"$TMP/spin_spec.lua" <<'LUA'
+local corio = require "corio"
+local cb = require "corio.busted"
+local how = os.getenv("HOW")
+it("spins once cancelled", cb.timeout(0.3, function()
+  local t = corio.spawn(function()
+    while true do
+      pcall(corio.sleep, 0.05)
+    end
+  end)
+  t.name = "spinner"
+  corio.sleep(0.01)
+  if how == "timeout" then corio.sleep(100) end
+  if how == "child" then
+    corio.spawn(function() error("a child's error") end)
+    corio.sleep(100)
+  end
+end))
+it("does not run", function() print("RAN AFTER THE STOP") end)
+LUA
+for how in left timeout child; do
+  NAME="spinning task, cancelled because $how: the run stops"
+  run 60 env HOW=$how "$CORIO" test "$TMP/spin_spec.lua"
+  check_rc 1 \
+    && check_err_has_re "'spinner' \(running, child of 'spins once cancelled'\) never blocks, holding the loop at $TMP/spin_spec.lua:[67]$" \
+    && check_out_has "0 successes / 1 failure" \
+    && check_out_has "corio test stopped the run here:" \
+    && check_out_lacks "RAN AFTER THE STOP" && pass
+done
 
 NAME="other output handlers get the end of the run too (TAP prints its plan)"
 run 60 "$CORIO" test -o TAP "$TMP/stuck_spec.lua"
