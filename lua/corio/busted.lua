@@ -443,8 +443,9 @@ local function run_task(body, seconds, name, ctx)
     if not body_ok then out.raised, out.body_error = true, e end
     if out.timed_out then return end
     if not body_ok then
-      -- the watcher first, so that it runs (its grace begins) before a
-      -- task that spins once cancelled; the hook is set already
+      -- the hook before any cancelled task runs (after a child's error
+      -- the runtime has readied them already), and the watcher first, so
+      -- that its grace begins before a task that spins once cancelled
       if watcher then
         arm(out, seconds, ctx, watcher)
         watcher:cancel()
