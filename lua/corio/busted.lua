@@ -111,12 +111,12 @@ local Exit = {}           -- metatable of the value our busted exit() raises
 
 -- What busted has open, kept from its events for stop_run to close as
 -- busted would: the suite's 'suite start' arguments, the file and
--- describe blocks ({ channel, element, parent }, outermost first), the
--- test between its start and end ({ element, parent }); and the failures
--- and errors so far, counted as busted's runner counts them.
+-- describe blocks ({ channel, element, parent }, outermost first); and
+-- the failures and errors so far, counted as busted's runner counts them.
+-- (A test is open while its `it` or `finally` body runs: stop_run knows
+-- that from the body.)
 local suite_args
 local open_blocks = {}
-local open_test
 local failures = 0
 
 ---------------------------------------------------------------------------
@@ -696,9 +696,8 @@ function stop_run(out, grace, ctx, watcher, spin_at)
   local parent = b.context.parent(element)
   b.publish({ status, element.descriptor }, element, parent,
     b.rewriteMessage(element, busted_failure(msg), trace), trace)
-  if open_test then
-    b.safe_publish("test", { "test", "end" }, open_test[1], open_test[2],
-      status)
+  if ctx.descriptor == "it" or ctx.descriptor == "finally" then
+    b.safe_publish("test", { "test", "end" }, element, parent, status)
   end
   for i = #open_blocks, 1, -1 do
     local o = open_blocks[i]
@@ -766,14 +765,6 @@ local function install(busted)
   busted.subscribe({ "file", "end" }, closed)
   busted.subscribe({ "describe", "start" }, opened("describe"))
   busted.subscribe({ "describe", "end" }, closed)
-  busted.subscribe({ "test", "start" }, function(element, parent)
-    open_test = { element, parent }
-    return nil, true
-  end)
-  busted.subscribe({ "test", "end" }, function()
-    open_test = nil
-    return nil, true
-  end)
   busted.subscribe({ "failure" }, count)
   busted.subscribe({ "error" }, count)
 
