@@ -383,9 +383,16 @@ end
 local function settle(out, grace, ctx)
   local me = corio.current()
   local waited, step = 0, 0.001
+  local function ended()
+    return out.body_done and #tasks_but(me, out.root) == 0
+  end
+  if ended() then
+    disarm(out)
+    return true
+  end
   arm(out, grace, ctx, me)
   local done = true
-  while not (out.body_done and #tasks_but(me, out.root) == 0) do
+  while not ended() do
     if waited >= grace then
       done = false
       break
@@ -446,11 +453,12 @@ local function run_task(body, seconds, name, ctx)
       -- the hook before any cancelled task runs (after a child's error
       -- the runtime has readied them already), and the watcher first, so
       -- that its grace begins before a task that spins once cancelled
+      local others = tasks_but(root, watcher)
       if watcher then
-        arm(out, seconds, ctx, watcher)
+        if #others > 0 then arm(out, seconds, ctx, watcher) end
         watcher:cancel()
       end
-      cancel_all(tasks_but(root, watcher))
+      cancel_all(others)
       return
     end
     out.returned = true
