@@ -34,6 +34,21 @@ cancelled. "Still alive" is judged after the other tasks ran until all of
 them block (corio.testing.wait_all_tasks_blocked), so a child that just
 finishes without blocking is not reported.
 
+Tasks that ignore their cancel (inside corio.shield, or catching
+Cancelled in a loop) would hold corio.run, and so the whole run, forever.
+After any cancel of a body's tasks (timeout, tasks left, the body's or a
+child's error, SIGINT) the runner waits a grace, as long as the body's
+timeout, for them to end. If some still run then, it stops the run: the
+test fails with the tasks still running and where each is suspended (also
+on stderr), busted's blocks are closed so that its output handler prints
+the summary so far, and the process exits with the number of failures and
+errors (at least 1). The remaining tests and the open blocks' after_each
+and teardown do not run. With timeout(false) there is no grace either.
+A task that catches Cancelled around a checkpoint in a loop never blocks
+once cancelled (the checkpoint raises at once), so it holds the loop and
+no timer fires; while a grace runs, a count hook stops the run from
+inside it after `grace` s of CPU time (see arm, below).
+
 Errors: corio wraps a string or luassert table that crosses a task
 boundary in an error of kind "error" with the original in `.value`; the
 original is raised again to busted, so an assertion (in the test or in a
@@ -93,6 +108,16 @@ local fn_timeouts = setmetatable({}, { __mode = "k" })
 local handoff_trace
 
 local Exit = {}           -- metatable of the value our busted exit() raises
+
+-- What busted has open, kept from its events for stop_run to close as
+-- busted would: the suite's 'suite start' arguments, the file and
+-- describe blocks ({ channel, element, parent }, outermost first); and
+-- the failures and errors so far, counted as busted's runner counts them.
+-- (A test is open while its `it` or `finally` body runs: stop_run knows
+-- that from the body.)
+local suite_args
+local open_blocks = {}
+local failures = 0
 
 ---------------------------------------------------------------------------
 -- Source locations
@@ -254,7 +279,9 @@ local function describe_task(e, root)
     tostring(e.status))
   if e.parent then s = s .. ", child of '" .. tostring(e.parent) .. "'" end
   s = s .. ")"
-  if e.where then
+  if e.spinning then
+    s = s .. " never blocks, holding the loop at " .. e.spinning
+  elseif e.where then
     s = s .. " suspended at " .. e.where
   elseif e.status == "pending" then
     s = s .. " not started yet"
@@ -286,13 +313,125 @@ end
 -- raises itself (join() on a task it cancelled) is not an error of the
 -- root's scope, so the run would otherwise wait for them all. A child's
 -- real error still ends corio.run (SPEC rule 2).
+--
+-- The grace: whenever tasks were cancelled (the timeout fired, the body
+-- left tasks or raised, a child's error or SIGINT cancelled the run), the
+-- watcher is cancelled too, catches it, and waits, shielded, up to
+-- `seconds` more for the body and every other task to end. A task that
+-- ignores its cancel (inside corio.shield, or catching Cancelled in a
+-- loop) would hold corio.run, and so the whole `corio test`, forever:
+-- once the grace is over, stop_run reports the test and the tasks still
+-- running and ends the process. Only a clean end (out.finished) stops
+-- the watcher without a grace.
 local task_lines   -- defined below, with the other reports
+local stop_run     -- ditto
 
-local function run_task(body, seconds, name)
-  local out = {}
-  local function cancel_all(list)
-    for _, e in ipairs(list) do e.task:cancel() end
+local function cancel_all(list)
+  for _, e in ipairs(list) do e.task:cancel() end
+end
+
+-- A task that catches Cancelled around a checkpoint (pcall(corio.sleep,
+-- 1) in a loop) never blocks once cancelled: a cancelled checkpoint
+-- raises at once, so the loop, and the watcher with it, does not run
+-- again. For that, while a grace runs, a count hook (LuaJIT's hooks are
+-- global, not per coroutine) stops the run from inside the spinning task
+-- once the watcher has not run for `grace` s of CPU time (os.clock: a
+-- held loop burns it). It has to be set before a cancelled spinner runs:
+-- the watcher sets it when it is cancelled, and the root, which cancels
+-- the watcher first, when the body raised or left tasks (tasks a scope
+-- cancel wakes run newest first, the watcher last). Not called in
+-- JIT-compiled code; a corio call in the loop keeps it interpreted.
+local HOOK_COUNT = 1000
+
+-- The first frame of the user's code at the hook (level 3: above it).
+local function spin_site()
+  for level = 3, 50 do
+    local info = debug.getinfo(level, "Sl")
+    if not info then break end
+    if info.currentline > 0 and not internal(info.short_src) then
+      return info.short_src .. ":" .. info.currentline
+    end
   end
+  return "?"
+end
+
+local function arm(out, grace, ctx, watcher)
+  if out.saved_hook then return end
+  out.saved_hook = { debug.gethook() }
+  out.seen = os.clock()
+  debug.sethook(function()
+    if os.clock() - out.seen < grace then return end
+    debug.sethook()
+    stop_run(out, grace, ctx, watcher, spin_site())
+  end, "", HOOK_COUNT)
+end
+
+local function disarm(out)
+  local saved = out.saved_hook
+  if not saved then return end
+  out.saved_hook = nil
+  if type(saved[1]) == "function" then
+    debug.sethook(saved[1], saved[2], saved[3])
+  else
+    debug.sethook()
+  end
+end
+
+-- Up to `grace` s of real time (polled: nothing wakes a task when another
+-- ends, short of joining it), for the body to have ended and every task
+-- but the root and the caller too. True when they did.
+local function settle(out, grace, ctx)
+  local me = corio.current()
+  local waited, step = 0, 0.001
+  local function ended()
+    return out.body_done and #tasks_but(me, out.root) == 0
+  end
+  if ended() then
+    disarm(out)
+    return true
+  end
+  arm(out, grace, ctx, me)
+  local done = true
+  while not ended() do
+    if waited >= grace then
+      done = false
+      break
+    end
+    local s = math.min(step, grace - waited)
+    testing.sleep_real(s)
+    out.seen = os.clock()
+    waited = waited + s
+    step = math.min(step * 2, 0.05)
+  end
+  disarm(out)
+  return done
+end
+
+local function watch(out, seconds, ctx)
+  if pcall(testing.sleep_real, seconds) then
+    out.timed_out = true
+    if out.returned then
+      -- a task that never blocks kept wait_all_tasks_blocked busy
+      out.left = tasks_but(corio.current(), out.root)
+      cancel_all(out.left)
+    else
+      out.tasks = tasks_but(corio.current())
+      out.root:cancel()
+    end
+  elseif out.finished then
+    return
+  end
+  -- cancelled: the root cancelled it (tasks left, the body raised) or the
+  -- run's scope was (a child's error, SIGINT); or the timeout fired
+  corio.shield(function()
+    if not settle(out, seconds, ctx) then
+      stop_run(out, seconds, ctx, corio.current())
+    end
+  end)
+end
+
+local function run_task(body, seconds, name, ctx)
+  local out = {}
   local function on_error(e)
     out.body_tb = (debug.traceback("", 2):gsub("^\n", ""))
     return e
@@ -303,35 +442,23 @@ local function run_task(body, seconds, name)
     out.root = root
     local watcher
     if seconds then
-      watcher = corio.spawn(function()
-        testing.sleep_real(seconds)
-        out.timed_out = true
-        if out.waiting_left then
-          -- tasks the test left ignore their cancel (corio.shield): the
-          -- run must wait for them, so say why it does not go on
-          local still = tasks_but(corio.current(), root)
-          io.stderr:write(("corio test: %s: %d task%s the test left running "
-            .. "ignore%s cancellation (inside corio.shield?); the run waits "
-            .. "for %s:%s\n"):format(name, #still, #still == 1 and "" or "s",
-            #still == 1 and "s" or "", #still == 1 and "it" or "them",
-            task_lines(still, root)))
-          io.stderr:flush()
-        elseif out.returned then
-          -- a task that never blocks kept wait_all_tasks_blocked busy
-          out.left = tasks_but(corio.current(), root)
-          cancel_all(out.left)
-        else
-          out.tasks = tasks_but(corio.current())
-          root:cancel()
-        end
-      end)
+      watcher = corio.spawn(watch, out, seconds, ctx)
       watcher.name = "corio.busted timeout"
     end
     local body_ok, e = xpcall(body, on_error)
+    out.body_done = true
     if not body_ok then out.raised, out.body_error = true, e end
     if out.timed_out then return end
     if not body_ok then
-      cancel_all(tasks_but(root))
+      -- the hook before any cancelled task runs (after a child's error
+      -- the runtime has readied them already), and the watcher first, so
+      -- that its grace begins before a task that spins once cancelled
+      local others = tasks_but(root, watcher)
+      if watcher then
+        if #others > 0 then arm(out, seconds, ctx, watcher) end
+        watcher:cancel()
+      end
+      cancel_all(others)
       return
     end
     out.returned = true
@@ -340,14 +467,18 @@ local function run_task(body, seconds, name)
     local left = tasks_but(root, watcher)
     if #left > 0 then
       out.left = left
+      if watcher then -- first: see above
+        arm(out, seconds, ctx, watcher)
+        watcher:cancel()
+      end
       cancel_all(left)
-      -- the watcher stays until they ended: one that ignores its cancel
-      -- holds the run, and the watcher then says so when the timeout fires
-      out.waiting_left = true
       for _, e in ipairs(left) do pcall(e.task.join, e.task) end
+      return
     end
+    out.finished = true
     if watcher then watcher:cancel() end
   end)
+  disarm(out) -- the watcher did, unless the run ended another way
   return ok, err, out
 end
 
@@ -433,8 +564,33 @@ end
 
 -- Runs one body. Returns nothing when it passed, or the value to raise to
 -- busted and the trace to report with it.
-local function run_body(body, element, seconds, name)
-  local ok, err, out = run_task(body, seconds, name)
+-- The report of a test whose tasks were cancelled because they were left
+-- running or the timeout fired: message (prefixed with the user's file:line
+-- when there is one), file, line; nil for neither.
+local function cancel_report(out, seconds)
+  local file, line, msg
+  if out.left then
+    file, line = tasks_location(out.left, out.root)
+    local n = #out.left
+    msg = ("test left %d task%s running%s:%s"):format(
+      n, n == 1 and "" or "s",
+      out.timed_out and (" (still running when the %s s timeout fired)")
+        :format(fmt_seconds(seconds)) or "",
+      task_lines(out.left, out.root))
+  elseif out.timed_out then
+    file, line = tasks_location(out.tasks, out.root)
+    msg = ("test timed out after %s s; its tasks then:%s")
+      :format(fmt_seconds(seconds), task_lines(out.tasks, out.root))
+  else
+    return nil
+  end
+  if file then msg = ("%s:%d: %s"):format(file, line, msg) end
+  return msg, file, line
+end
+
+local function run_body(body, element, seconds, name, descriptor)
+  local ok, err, out = run_task(body, seconds, name,
+    { element = element, descriptor = descriptor, name = name })
   if not ok and is_corio_error(err) and err.kind == "interrupted" then
     -- SIGINT cancelled this body (rule 12): report it, run no further
     -- tests (busted still runs the enclosing teardowns), exit 130.
@@ -448,23 +604,9 @@ local function run_body(body, element, seconds, name)
   elseif not ok and not corio.is_cancelled(err) then
     trailer = "\nafterwards the test raised: " .. one_line(err)
   end
-  if out.left then
-    local file, line = tasks_location(out.left, out.root)
-    local n = #out.left
-    local msg = ("test left %d task%s running%s:%s"):format(
-      n, n == 1 and "" or "s",
-      out.timed_out and (" (still running when the %s s timeout fired)")
-        :format(fmt_seconds(seconds)) or "",
-      task_lines(out.left, out.root)) .. trailer
-    if file then msg = ("%s:%d: %s"):format(file, line, msg) end
-    return true, busted_failure(msg), make_trace(element, file, line)
-  end
-  if out.timed_out then
-    local file, line = tasks_location(out.tasks, out.root)
-    local msg = ("test timed out after %s s; its tasks then:%s")
-      :format(fmt_seconds(seconds), task_lines(out.tasks, out.root)) .. trailer
-    if file then msg = ("%s:%d: %s"):format(file, line, msg) end
-    return true, busted_failure(msg), make_trace(element, file, line)
+  local msg, file, line = cancel_report(out, seconds)
+  if msg then
+    return true, busted_failure(msg .. trailer), make_trace(element, file, line)
   end
   if ok and not out.raised then return false end
 
@@ -510,6 +652,75 @@ local function run_body(body, element, seconds, name)
 end
 
 ---------------------------------------------------------------------------
+-- Stopping the run: cancelled tasks that do not end
+
+-- Called by the watcher (run_task, `watcher` is its task) when the grace
+-- after a cancel is over and tasks still run: they would hold corio.run,
+-- so every later test, forever; or by its hook inside a task that spins
+-- (`spin_at` is where). Reports them on stderr, fails the body in busted, closes the
+-- blocks busted has open so that its output handler prints the summary
+-- so far (and a junit or TAP report is complete), and ends the process
+-- with the number of failures and errors. The remaining tests, the
+-- after_each and teardown hooks of the open blocks do not run: they would
+-- run beside tasks that still use what those hooks release.
+function stop_run(out, grace, ctx, watcher, spin_at)
+  local cur = corio.current()
+  local still = {}
+  for _, e in ipairs(tasks_but(watcher)) do
+    if spin_at and rawequal(e.task, cur) then e.spinning = spin_at end
+    -- a root whose body ended only waits for the others
+    if e.spinning or not (out.body_done and rawequal(e.task, out.root)) then
+      still[#still + 1] = e
+    end
+  end
+  local n = #still
+  local lines = task_lines(still, out.root)
+  local why, file, line = cancel_report(out, grace)
+  if not why then
+    if out.raised and not corio.is_cancelled(out.body_error) then
+      why = "test raised: " .. one_line(out.body_error)
+        .. "; its other tasks were cancelled"
+    else
+      why = "the test's tasks were cancelled (a task's error, or SIGINT)"
+    end
+    file, line = tasks_location(still, out.root)
+    if file then why = ("%s:%d: %s"):format(file, line, why) end
+  end
+  local what = ("%d task%s still running %s s after %s cancelled (%s "
+    .. "cancellation: inside corio.shield, or catching Cancelled)"):format(
+    n, n == 1 and "" or "s", fmt_seconds(grace),
+    n == 1 and "it was" or "they were", n == 1 and "it ignores"
+    or "they ignore")
+  io.stderr:write(("corio test: %s: %s:%s\ncorio test: stopping the run "
+    .. "here: the remaining tests and the open blocks' after_each and "
+    .. "teardown do not run\n"):format(ctx.name, what, lines))
+  io.stderr:flush()
+
+  local b, element = the_busted, ctx.element
+  local msg = ("%s\n%s; corio test stopped the run here:%s"):format(
+    why, what, lines)
+  local status = ctx.descriptor == "it" and "failure" or "error"
+  local trace = make_trace(element, file, line)
+  local parent = b.context.parent(element)
+  b.publish({ status, element.descriptor }, element, parent,
+    b.rewriteMessage(element, busted_failure(msg), trace), trace)
+  if ctx.descriptor == "it" or ctx.descriptor == "finally" then
+    b.safe_publish("test", { "test", "end" }, element, parent, status)
+  end
+  for i = #open_blocks, 1, -1 do
+    local o = open_blocks[i]
+    b.safe_publish(o[1], { o[1], "end" }, o[2], o[3])
+  end
+  if suite_args then
+    b.safe_publish("suite", { "suite", "end" }, unpack(suite_args, 1, 3))
+  end
+  b.publish({ "exit" })
+  io.stdout:flush()
+  io.stderr:flush()
+  os.exit(math.max(1, math.min(failures, 255)))
+end
+
+---------------------------------------------------------------------------
 -- Installing into busted
 
 -- The root task's name in corio.tasks() and in reports: the test's name,
@@ -534,6 +745,37 @@ local function install(busted)
     return ...
   end
 
+  -- what stop_run needs to know about the run so far
+  local function opened(channel)
+    return function(element, parent)
+      open_blocks[#open_blocks + 1] = { channel, element, parent }
+      return nil, true
+    end
+  end
+  local function closed(element)
+    for i = #open_blocks, 1, -1 do
+      if rawequal(open_blocks[i][2], element) then
+        table.remove(open_blocks, i)
+        break
+      end
+    end
+    return nil, true
+  end
+  local function count()
+    failures = failures + 1
+    return nil, true
+  end
+  busted.subscribe({ "suite", "start" }, function(...)
+    suite_args, open_blocks = { ... }, {}
+    return nil, true
+  end)
+  busted.subscribe({ "file", "start" }, opened("file"))
+  busted.subscribe({ "file", "end" }, closed)
+  busted.subscribe({ "describe", "start" }, opened("describe"))
+  busted.subscribe({ "describe", "end" }, closed)
+  busted.subscribe({ "failure" }, count)
+  busted.subscribe({ "error" }, count)
+
   local safe, get_trace = busted.safe, busted.getTrace
 
   function busted.safe(descriptor, run, element)
@@ -542,7 +784,8 @@ local function install(busted)
       local body = run
       run = function()
         local failed, value, trace = run_body(body, element,
-          timeout_for(body, element), task_name(descriptor, element))
+          timeout_for(body, element), task_name(descriptor, element),
+          descriptor)
         if failed then
           handoff_trace = trace
           error(value, 0)

@@ -20,21 +20,6 @@ run 10 "$CORIO" -e 'error("first fails")' -e 'print("second ran")' "$TMP/s.lua"
 check_rc 1 && check_err_has "first fails" && check_out_lacks "second ran" \
   && check_out_lacks "script" && pass
 
-NAME="corio test: tasks a test left that ignore their cancel (shield) are named on stderr when the timeout fires, not a silent wait"
-cat >"$TMP/shield_spec.lua" <<'LUA'
-local corio = require "corio"
-local cb = require "corio.busted"
-describe("leftover", function()
-  it("leaves a shielded task", cb.timeout(0.3, function()
-    corio.spawn(function() corio.shield(function() corio.sleep(1) end) end)
-    corio.sleep(0.01)
-  end))
-  it("then goes on", function() assert.equal(1, 1) end)
-end)
-LUA
-run 20 "$CORIO" test "$TMP/shield_spec.lua"
-check_rc 1 && check_err_has "ignores cancellation (inside corio.shield?); the run waits for it" \
-  && check_err_has "shield_spec.lua:5" && check_out_has "1 success / 1 failure" \
-  && check_out_has "test left 1 task running" && pass
+# `corio test` and tasks that ignore their cancel: tests/cli/test_leftover.sh
 
 finish
