@@ -44,10 +44,9 @@ on stderr), busted's blocks are closed so that its output handler prints
 the summary so far, and the process exits with the number of failures and
 errors (at least 1). The remaining tests and the open blocks' after_each
 and teardown do not run. With timeout(false) there is no grace either.
-A task that catches Cancelled around a checkpoint in a loop never blocks
-once cancelled (the checkpoint raises at once), so it holds the loop and
-no timer fires; while a grace runs, a count hook stops the run from
-inside it after `grace` s of CPU time (see arm, below).
+A task that catches Cancelled around a checkpoint in a loop does not hold
+the loop: a cancelled checkpoint spends the task's budget (rule 15), so
+the watcher's timer fires.
 
 Errors: corio wraps a string or luassert table that crosses a task
 boundary in an error of kind "error" with the original in `.value`; the
@@ -279,9 +278,7 @@ local function describe_task(e, root)
     tostring(e.status))
   if e.parent then s = s .. ", child of '" .. tostring(e.parent) .. "'" end
   s = s .. ")"
-  if e.spinning then
-    s = s .. " never blocks, holding the loop at " .. e.spinning
-  elseif e.where then
+  if e.where then
     s = s .. " suspended at " .. e.where
   elseif e.status == "pending" then
     s = s .. " not started yet"
@@ -330,67 +327,16 @@ local function cancel_all(list)
   for _, e in ipairs(list) do e.task:cancel() end
 end
 
--- A task that catches Cancelled around a checkpoint (pcall(corio.sleep,
--- 1) in a loop) never blocks once cancelled: a cancelled checkpoint
--- raises at once, so the loop, and the watcher with it, does not run
--- again. For that, while a grace runs, a count hook (LuaJIT's hooks are
--- global, not per coroutine) stops the run from inside the spinning task
--- once the watcher has not run for `grace` s of CPU time (os.clock: a
--- held loop burns it). It has to be set before a cancelled spinner runs:
--- the watcher sets it when it is cancelled, and the root, which cancels
--- the watcher first, when the body raised or left tasks (tasks a scope
--- cancel wakes run newest first, the watcher last). Not called in
--- JIT-compiled code; a corio call in the loop keeps it interpreted.
-local HOOK_COUNT = 1000
-
--- The first frame of the user's code at the hook (level 3: above it).
-local function spin_site()
-  for level = 3, 50 do
-    local info = debug.getinfo(level, "Sl")
-    if not info then break end
-    if info.currentline > 0 and not internal(info.short_src) then
-      return info.short_src .. ":" .. info.currentline
-    end
-  end
-  return "?"
-end
-
-local function arm(out, grace, ctx, watcher)
-  if out.saved_hook then return end
-  out.saved_hook = { debug.gethook() }
-  out.seen = os.clock()
-  debug.sethook(function()
-    if os.clock() - out.seen < grace then return end
-    debug.sethook()
-    stop_run(out, grace, ctx, watcher, spin_site())
-  end, "", HOOK_COUNT)
-end
-
-local function disarm(out)
-  local saved = out.saved_hook
-  if not saved then return end
-  out.saved_hook = nil
-  if type(saved[1]) == "function" then
-    debug.sethook(saved[1], saved[2], saved[3])
-  else
-    debug.sethook()
-  end
-end
-
 -- Up to `grace` s of real time (polled: nothing wakes a task when another
 -- ends, short of joining it), for the body to have ended and every task
 -- but the root and the caller too. True when they did.
-local function settle(out, grace, ctx)
+local function settle(out, grace)
   local me = corio.current()
   local waited, step = 0, 0.001
   local function ended()
     return out.body_done and #tasks_but(me, out.root) == 0
   end
-  if ended() then
-    disarm(out)
-    return true
-  end
-  arm(out, grace, ctx, me)
+  if ended() then return true end
   local done = true
   while not ended() do
     if waited >= grace then
@@ -399,11 +345,9 @@ local function settle(out, grace, ctx)
     end
     local s = math.min(step, grace - waited)
     testing.sleep_real(s)
-    out.seen = os.clock()
     waited = waited + s
     step = math.min(step * 2, 0.05)
   end
-  disarm(out)
   return done
 end
 
@@ -424,7 +368,7 @@ local function watch(out, seconds, ctx)
   -- cancelled: the root cancelled it (tasks left, the body raised) or the
   -- run's scope was (a child's error, SIGINT); or the timeout fired
   corio.shield(function()
-    if not settle(out, seconds, ctx) then
+    if not settle(out, seconds) then
       stop_run(out, seconds, ctx, corio.current())
     end
   end)
@@ -450,14 +394,9 @@ local function run_task(body, seconds, name, ctx)
     if not body_ok then out.raised, out.body_error = true, e end
     if out.timed_out then return end
     if not body_ok then
-      -- the hook before any cancelled task runs (after a child's error
-      -- the runtime has readied them already), and the watcher first, so
-      -- that its grace begins before a task that spins once cancelled
+      -- the watcher first, so that its grace begins at once
       local others = tasks_but(root, watcher)
-      if watcher then
-        if #others > 0 then arm(out, seconds, ctx, watcher) end
-        watcher:cancel()
-      end
+      if watcher then watcher:cancel() end
       cancel_all(others)
       return
     end
@@ -467,10 +406,7 @@ local function run_task(body, seconds, name, ctx)
     local left = tasks_but(root, watcher)
     if #left > 0 then
       out.left = left
-      if watcher then -- first: see above
-        arm(out, seconds, ctx, watcher)
-        watcher:cancel()
-      end
+      if watcher then watcher:cancel() end -- first: see above
       cancel_all(left)
       for _, e in ipairs(left) do pcall(e.task.join, e.task) end
       return
@@ -478,7 +414,6 @@ local function run_task(body, seconds, name, ctx)
     out.finished = true
     if watcher then watcher:cancel() end
   end)
-  disarm(out) -- the watcher did, unless the run ended another way
   return ok, err, out
 end
 
@@ -656,20 +591,17 @@ end
 
 -- Called by the watcher (run_task, `watcher` is its task) when the grace
 -- after a cancel is over and tasks still run: they would hold corio.run,
--- so every later test, forever; or by its hook inside a task that spins
--- (`spin_at` is where). Reports them on stderr, fails the body in busted, closes the
+-- so every later test, forever. Reports them on stderr, fails the body in busted, closes the
 -- blocks busted has open so that its output handler prints the summary
 -- so far (and a junit or TAP report is complete), and ends the process
 -- with the number of failures and errors. The remaining tests, the
 -- after_each and teardown hooks of the open blocks do not run: they would
 -- run beside tasks that still use what those hooks release.
-function stop_run(out, grace, ctx, watcher, spin_at)
-  local cur = corio.current()
+function stop_run(out, grace, ctx, watcher)
   local still = {}
   for _, e in ipairs(tasks_but(watcher)) do
-    if spin_at and rawequal(e.task, cur) then e.spinning = spin_at end
     -- a root whose body ended only waits for the others
-    if e.spinning or not (out.body_done and rawequal(e.task, out.root)) then
+    if not (out.body_done and rawequal(e.task, out.root)) then
       still[#still + 1] = e
     end
   end
