@@ -55,9 +55,9 @@ end
 -- fn(...) as a body of its own: its deferred functions run, and the tasks
 -- it spawned are awaited, when it returns, not when the task running it
 -- ends (a map worker runs many items); and a deferred function's error is
--- an error of this call.
-local function body(_, fn, ...) return fn(...) end
-local function own_body(fn, ...) return corio.scope(body, fn, ...) end
+-- an error of this call. It is a scope that only corio keeps (corio._body),
+-- which is reused when the call spawned, deferred and raised nothing.
+local function own_body(fn, ...) return corio._body(fn, ...) end
 
 -- Run fn(...) for results[i], in a body of its own when own (the task runs
 -- other calls too, or errs is given); with return_errors (errs given), a

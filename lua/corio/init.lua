@@ -248,13 +248,49 @@ local function check_fn(fn, name, n)
   end
 end
 
+-- Entering and leaving a scope. scope_enter returns nothing when no task
+-- runs (the call then runs under corio.run, rule 11). A body that returned
+-- from a scope with nothing to wait for, run or raise leaves it through the
+-- FFI (bindings/core.c ffi_scope_leave); otherwise finish goes the long way.
+-- Only corio.scope's body sees its scope object: the objects of the others
+-- are reused once they have been left that way.
+local SCOPE_BODY = 5
+local ffi_ok, ffi = pcall(require, "ffi")
+local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
+local fast_leave
+if ffi_ok then
+  local f, rt = ffi.cast("int (*)(void *, void *)", core.ffi_scope_leave), rt_ptr
+  fast_leave = function(s) return f(rt, s) ~= 0 end
+else
+  fast_leave = function() return false end
+end
+
+local function leave(s, kind, ok, ...)
+  if ok and fast_leave(s) then return ... end
+  return finish(s, kind, ok, ...)
+end
+
+local function leave_move_on(s, ok, ...)
+  if ok and fast_leave(s) then return true, ... end
+  return finish(s, SCOPE_MOVE_ON, ok, ...)
+end
+
 function scope(fn, ...)
-  if not in_task() then return run(scope, fn, ...) end
-  check_fn(fn, "scope", 1)
-  local s = scope_enter(SCOPE_GROUP)
-  return finish(s, SCOPE_GROUP, xpcall(fn, body_handler, s, ...))
+  local s = type(fn) == "function" and scope_enter(SCOPE_GROUP)
+  if not s then
+    if not in_task() then return run(scope, fn, ...) end
+    check_fn(fn, "scope", 1)
+  end
+  return leave(s, SCOPE_GROUP, xpcall(fn, body_handler, s, ...))
 end
 M.scope = scope
+
+-- fn(...) in a body of its own, as corio.scope(function(_, ...) return
+-- fn(...) end, ...) would run it (gather.lua's own_body), in a task.
+function M._body(fn, ...)
+  local s = scope_enter(SCOPE_BODY)
+  return leave(s, SCOPE_GROUP, xpcall(fn, body_handler, ...))
+end
 
 timeout_error = function(s)
   local e = core.error("timeout",
@@ -265,24 +301,30 @@ timeout_error = function(s)
 end
 
 function M.timeout(seconds, fn, ...)
-  if not in_task() then return run(M.timeout, seconds, fn, ...) end
-  check_fn(fn, "timeout", 2)
-  local s = scope_enter(SCOPE_TIMEOUT, seconds)
-  return finish(s, SCOPE_TIMEOUT, xpcall(fn, body_handler, ...))
+  local s = type(fn) == "function" and scope_enter(SCOPE_TIMEOUT, seconds)
+  if not s then
+    if not in_task() then return run(M.timeout, seconds, fn, ...) end
+    check_fn(fn, "timeout", 2)
+  end
+  return leave(s, SCOPE_TIMEOUT, xpcall(fn, body_handler, ...))
 end
 
 function M.move_on_after(seconds, fn, ...)
-  if not in_task() then return run(M.move_on_after, seconds, fn, ...) end
-  check_fn(fn, "move_on_after", 2)
-  local s = scope_enter(SCOPE_MOVE_ON, seconds)
-  return finish(s, SCOPE_MOVE_ON, xpcall(fn, body_handler, ...))
+  local s = type(fn) == "function" and scope_enter(SCOPE_MOVE_ON, seconds)
+  if not s then
+    if not in_task() then return run(M.move_on_after, seconds, fn, ...) end
+    check_fn(fn, "move_on_after", 2)
+  end
+  return leave_move_on(s, xpcall(fn, body_handler, ...))
 end
 
 function M.shield(fn, ...)
-  if not in_task() then return run(M.shield, fn, ...) end
-  check_fn(fn, "shield", 1)
-  local s = scope_enter(SCOPE_SHIELD)
-  return finish(s, SCOPE_SHIELD, xpcall(fn, body_handler, ...))
+  local s = type(fn) == "function" and scope_enter(SCOPE_SHIELD)
+  if not s then
+    if not in_task() then return run(M.shield, fn, ...) end
+    check_fn(fn, "shield", 1)
+  end
+  return leave(s, SCOPE_SHIELD, xpcall(fn, body_handler, ...))
 end
 
 -- The deferred functions of a task's own body run on a fresh thread of the
@@ -316,8 +358,6 @@ end
 -- condition, and returns 0 to send the call down the C function. A task
 -- that ended with no result or one nil, boolean or number is joined this
 -- way (bindings/core.c ffi_join).
-local ffi_ok, ffi = pcall(require, "ffi")
-local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
 if ffi_ok then
   local ffi_join = ffi.cast("int (*)(void *, void *, double *)", core.ffi_join)
   local ffi_now = ffi.cast("double (*)(void *)", core.ffi_now)
