@@ -333,24 +333,28 @@ static int l_scope_enter(lua_State *L) {
   int ref;
   if (t == NULL) return 0;
   if (kind == SCOPE_KIND_BODY) kind = CORIO_SCOPE_GROUP;
-  if (kind == CORIO_SCOPE_TIMEOUT || kind == CORIO_SCOPE_MOVE_ON)
-    secs = corio__checkseconds(L, 2, 2, 1,
-                               kind == CORIO_SCOPE_TIMEOUT ? "timeout"
-                                                           : "move_on_after");
+  if (kind == CORIO_SCOPE_TIMEOUT || kind == CORIO_SCOPE_MOVE_ON) {
+    if (lua_type(L, 2) != LUA_TNUMBER || !((secs = lua_tonumber(L, 2)) >= 0))
+      secs = corio__checkseconds(L, 2, 2, 1,
+                                 kind == CORIO_SCOPE_TIMEOUT ? "timeout"
+                                                             : "move_on_after");
+  }
+  /* upvalue 2: the runtime's refs table (rt->refs); 3: the metatable */
   if (!exposed && rt->nscope_pool > 0) {
     x = rt->scope_pool[--rt->nscope_pool];
     ref = x->ref;
-    corio__getref(rt, L, ref);
+    lua_rawgeti(L, lua_upvalueindex(2), ref);
   } else {
     x = (corio_xscope *)lua_newuserdata(L, sizeof(*x));
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->ud_scopes);
+    lua_pushvalue(L, lua_upvalueindex(3));
     lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
     if (rt->nscope_refs > 0) {
       /* a slot still pinning a scope left through the FFI */
       ref = rt->scope_refs[--rt->nscope_refs];
-      corio__setref(rt, L, ref);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, lua_upvalueindex(2), ref);
     } else {
+      lua_pushvalue(L, -1);
       ref = corio__ref(rt, L);
     }
   }
@@ -1108,7 +1112,6 @@ static const corio_reg funcs[] = {
     {"checkpoint", l_checkpoint},
     {"now", l_now},
     {"join", l_task_join},
-    {"scope_enter", l_scope_enter},
     {"scope_fail", l_scope_fail},
     {"scope_wait", l_scope_wait},
     {"scope_defers", l_scope_defers},
@@ -1215,8 +1218,6 @@ int luaopen_corio_core(lua_State *L) {
   rt->ud_tasks = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pop(L, 1);
   new_meta(L, rt, "corio.Scope", scope_meta, scope_methods);
-  lua_pushvalue(L, -1);
-  rt->ud_scopes = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_getfield(L, -1, "methods");
   set_spawn(L, rt, -1, l_scope_spawn);
   lua_pop(L, 2);
@@ -1226,6 +1227,11 @@ int luaopen_corio_core(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->foreign_tab);
   lua_setfield(L, -2, "foreign");
   set_spawn(L, rt, -1, l_spawn);
+  lua_pushlightuserdata(L, rt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->refs);
+  luaL_getmetatable(L, "corio.Scope");
+  lua_pushcclosure(L, l_scope_enter, 3);
+  lua_setfield(L, -2, "scope_enter");
   lua_pushlightuserdata(L, CORIO_NOLOOP);
   lua_setfield(L, -2, "NOLOOP");
   lua_pushlightuserdata(L, rt);

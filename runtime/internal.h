@@ -306,7 +306,6 @@ struct corio_rt {
   uint32_t nsrcs, srcscap;
   corio_srccache srccache[CORIO_SRCCACHE]; /* see spawn_site in task.c */
   int ud_tasks;             /* registry ref of the Task metatable */
-  int ud_scopes;            /* registry ref of the Scope metatable */
   corio_xscope *scope_pool[CORIO_SCOPE_POOL]; /* closed, unreachable scope
                                records, pinned by their ref, for reuse */
   int nscope_pool;
