@@ -362,6 +362,7 @@ static int l_scope_enter(lua_State *L) {
   x->magic = CORIO_MAGIC_SCOPE;
   x->ref = ref;
   x->exposed = (uint8_t)exposed;
+  x->body = lua_tointeger(L, 1) == SCOPE_KIND_BODY;
   corio_list_init(&x->parked);
   corio__scope_init(&x->s, kind, t, t->cur);
   x->deadline.idx = UINT32_MAX;
@@ -393,14 +394,17 @@ static int l_scope_enter(lua_State *L) {
 ** the task's own thread, not cancelled, and has no tasks, deferred
 ** functions or errors, so scope_wait, scope_defers and scope_leave would
 ** each find nothing to do and leave it with code 0. Then it is left here
-** and 1 returned; otherwise 0 and nothing changed (init.lua's finish goes
-** the long way). No Lua state is touched: a scope init.lua kept to itself
-** goes to rt->scope_pool, pinned, for the next enter; a group's ref goes
-** to rt->scope_refs, for the next enter to take over the slot. While a
-** debug hook is set, scopes are left the long way, so that the hook sees
-** the call (lua_gethookmask only reads the global state). */
+** and 1 or 2 returned; otherwise 0 and nothing changed (init.lua's finish
+** goes the long way). No Lua state is touched: a body scope (M._body)
+** that no code outside init.lua saw returns 2 and goes to init.lua's pool
+** (ffi_body_enter takes it from there); another scope of that kind goes
+** to rt->scope_pool, pinned, for the next enter; a group's ref goes to
+** rt->scope_refs, for the next enter to take over the slot. While a debug
+** hook is set, scopes are left the long way, so that the hook sees the
+** call (lua_gethookmask only reads the global state). */
 static int ffi_scope_leave(corio_rt *rt, corio_xscope *x) {
   corio_task *t = rt->current;
+  int r = 1;
   if (x == NULL || x->magic != CORIO_MAGIC_SCOPE || t == NULL ||
       t->cur != &x->s || x->s.owner != t)
     return 0;
@@ -408,16 +412,48 @@ static int ffi_scope_leave(corio_rt *rt, corio_xscope *x) {
       x->s.defers != LUA_NOREF || x->s.errs != LUA_NOREF ||
       x->ref == LUA_NOREF || lua_gethookmask(rt->L) != 0)
     return 0;
-  if (!x->exposed && rt->nscope_pool < CORIO_SCOPE_POOL)
+  if (!x->exposed && x->body && rt->nbody_pool < CORIO_SCOPE_POOL) {
+    x->pooled = 1;
+    rt->nbody_pool++;
+    r = 2;
+  } else if (!x->exposed && rt->nscope_pool < CORIO_SCOPE_POOL) {
     rt->scope_pool[rt->nscope_pool++] = x;
-  else if (rt->nscope_refs < CORIO_SCOPE_POOL)
-    rt->scope_refs[rt->nscope_refs++] = x->ref, x->ref = LUA_NOREF;
-  else
+  } else if (rt->nscope_refs < CORIO_SCOPE_POOL) {
+    rt->scope_refs[rt->nscope_refs++] = x->ref;
+    x->ref = LUA_NOREF;
+  } else {
     return 0;
+  }
   corio__timer_stop(rt, &x->deadline);
   t->cur = x->s.parent;
   t->cur->inner = NULL;
   x->s.closed = 1;
+  return r;
+}
+
+/* Enter body scope x, from init.lua's pool, through the FFI: 1, or 0 and
+** nothing changed (init.lua then calls scope_enter). The caller runs on
+** the running task's own thread (gather.lua's own_body is called by the
+** task's function itself), which scope_enter would find for L. */
+static int ffi_body_enter(corio_rt *rt, corio_xscope *x) {
+  corio_task *t = rt->current;
+  int ref;
+  if (t == NULL || x == NULL || x->magic != CORIO_MAGIC_SCOPE || !x->pooled ||
+      x->exposed || t->in_defers)
+    return 0;
+  rt->nbody_pool--;
+  ref = x->ref;
+  memset(x, 0, sizeof(*x));
+  x->magic = CORIO_MAGIC_SCOPE;
+  x->ref = ref;
+  x->body = 1;
+  corio_list_init(&x->parked);
+  corio__scope_init(&x->s, CORIO_SCOPE_GROUP, t, t->cur);
+  x->deadline.idx = UINT32_MAX;
+  x->deadline.kind = CORIO_TIMER_DEADLINE;
+  x->seconds = -1;
+  x->L = t->co;
+  corio__scope_enter(rt, t, &x->s);
   return 1;
 }
 
@@ -1242,6 +1278,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "ffi_now");
   lua_pushlightuserdata(L, (void *)ffi_scope_leave);
   lua_setfield(L, -2, "ffi_scope_leave");
+  lua_pushlightuserdata(L, (void *)ffi_body_enter);
+  lua_setfield(L, -2, "ffi_body_enter");
   lua_pushlightuserdata(L, &corio__opmark);
   lua_setfield(L, -2, "OPMARK");
   lua_pushliteral(L, CORIO_VERSION);

@@ -95,6 +95,9 @@ typedef struct corio_xscope {
                             it after the scope is left (corio.scope gives
                             it to the body; scope_top and scope_detach hand
                             it out): never reused (rt->scope_pool) */
+  uint8_t body;          /* a body of its own (gather.lua's own_body) */
+  uint8_t pooled;        /* a body scope in init.lua's pool (counted in
+                            rt->nbody_pool), for ffi_body_enter */
   corio_link parked;     /* in rt->parked while the outermost scope of a
                             chain a user coroutine took with it when it
                             yielded out (bindings/core.c scope_detach) */
@@ -313,6 +316,7 @@ struct corio_rt {
                                left through the FFI: the next scope entered
                                reuses the slot */
   int nscope_refs;
+  int nbody_pool;           /* body scopes in init.lua's pool (M._body) */
   lua_CFunction isyieldable;
 };
 

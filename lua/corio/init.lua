@@ -300,10 +300,48 @@ end
 M.scope = scope
 
 -- fn(a, b) in a body of its own, as corio.scope(function(_, a, b) return
--- fn(a, b) end) would run it (gather.lua's own_body), in a task.
+-- fn(a, b) end) would run it (gather.lua's own_body, which only a task's
+-- own function calls: never from a user's coroutine). Its scope objects
+-- are kept in bpool once left (ffi_scope_leave returned 2), and entered
+-- again through the FFI, so that a map's loop makes no Lua C call.
+local body_leave, body_enter
+local bpool, nbpool = {}, 0
+if ffi_ok then
+  local f = ffi.cast("int (*)(void *, void *)", core.ffi_scope_leave)
+  local e = ffi.cast("int (*)(void *, void *)", core.ffi_body_enter)
+  local rt = rt_ptr
+  body_leave = function(s, ok, ...)
+    if ok then
+      local r = f(rt, s)
+      if r == 2 then
+        nbpool = nbpool + 1
+        bpool[nbpool] = s
+        return ...
+      elseif r ~= 0 then
+        return ...
+      end
+    end
+    return finish(s, SCOPE_GROUP, ok, ...)
+  end
+  body_enter = function()
+    local n = nbpool
+    if n > 0 then
+      local s = bpool[n]
+      if e(rt, s) ~= 0 then
+        bpool[n] = nil
+        nbpool = n - 1
+        return s
+      end
+    end
+    return scope_enter(SCOPE_BODY)
+  end
+else
+  body_leave = function(s, ok, ...) return finish(s, SCOPE_GROUP, ok, ...) end
+  body_enter = function() return scope_enter(SCOPE_BODY) end
+end
+
 function M._body(fn, a, b)
-  local s = scope_enter(SCOPE_BODY)
-  return leave(s, SCOPE_GROUP, xpcall(fn, body_handler, a, b))
+  return body_leave(body_enter(), xpcall(fn, body_handler, a, b))
 end
 
 timeout_error = function(s)
