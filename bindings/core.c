@@ -434,12 +434,14 @@ static int ffi_scope_leave(corio_rt *rt, corio_xscope *x) {
 /* Enter body scope x, from init.lua's pool, through the FFI: 1, or 0 and
 ** nothing changed (init.lua then calls scope_enter). The caller runs on
 ** the running task's own thread (gather.lua's own_body is called by the
-** task's function itself), which scope_enter would find for L. */
+** task's function itself), which scope_enter would find for L. While a
+** debug hook is set, scope_enter is called instead, as ffi_scope_leave
+** leaves the long way then. */
 static int ffi_body_enter(corio_rt *rt, corio_xscope *x) {
   corio_task *t = rt->current;
   int ref;
   if (t == NULL || x == NULL || x->magic != CORIO_MAGIC_SCOPE || !x->pooled ||
-      x->exposed || t->in_defers)
+      x->exposed || t->in_defers || lua_gethookmask(rt->L) != 0)
     return 0;
   rt->nbody_pool--;
   ref = x->ref;
