@@ -319,32 +319,58 @@ static corio_xscope *check_scope(lua_State *L, int idx) {
   return CORIO_CHECK(L, idx, corio_xscope, CORIO_MAGIC_SCOPE, "corio.Scope");
 }
 
-/* enter(kind [, seconds]) -> Scope. kind: 1 group, 2 timeout, 3 move_on,
-** 4 shield. Not a checkpoint. */
+/* enter(kind [, seconds]) -> Scope | nothing (no task is running: init.lua
+** runs the call under corio.run, rule 11). kind: 1 group, 2 timeout,
+** 3 move_on, 4 shield, 5 a body of its own (a group whose scope object
+** init.lua keeps to itself: gather.lua's own_body). Not a checkpoint.
+** Only a group's object reaches the user's code (its body gets it); the
+** others come from rt->scope_pool when ffi_scope_leave put one there. */
+#define SCOPE_KIND_BODY 5
 static int l_scope_enter(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t = rt->current;
-  int kind = (int)luaL_checkinteger(L, 1);
+  int kind = (int)lua_tointeger(L, 1), exposed = kind == CORIO_SCOPE_GROUP;
   corio_xscope *x;
   double secs = -1;
-  if (t == NULL) return luaL_error(L, "corio: no task is running");
-  if (kind == CORIO_SCOPE_TIMEOUT || kind == CORIO_SCOPE_MOVE_ON)
-    secs = corio__checkseconds(L, 2, 2, 1,
-                               kind == CORIO_SCOPE_TIMEOUT ? "timeout"
-                                                           : "move_on_after");
-  x = (corio_xscope *)lua_newuserdata(L, sizeof(*x));
+  int ref;
+  if (t == NULL) return 0;
+  if (kind == SCOPE_KIND_BODY) kind = CORIO_SCOPE_GROUP;
+  if (kind == CORIO_SCOPE_TIMEOUT || kind == CORIO_SCOPE_MOVE_ON) {
+    if (lua_type(L, 2) != LUA_TNUMBER || !((secs = lua_tonumber(L, 2)) >= 0))
+      secs = corio__checkseconds(L, 2, 2, 1,
+                                 kind == CORIO_SCOPE_TIMEOUT ? "timeout"
+                                                             : "move_on_after");
+  }
+  /* upvalue 2: the runtime's refs table (rt->refs); 3: the metatable */
+  if (!exposed && rt->nscope_pool > 0) {
+    x = rt->scope_pool[--rt->nscope_pool];
+    ref = x->ref;
+    lua_rawgeti(L, lua_upvalueindex(2), ref);
+  } else {
+    x = (corio_xscope *)lua_newuserdata(L, sizeof(*x));
+    lua_pushvalue(L, lua_upvalueindex(3));
+    lua_setmetatable(L, -2);
+    if (rt->nscope_refs > 0) {
+      /* a slot still pinning a scope left through the FFI */
+      ref = rt->scope_refs[--rt->nscope_refs];
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, lua_upvalueindex(2), ref);
+    } else {
+      lua_pushvalue(L, -1);
+      ref = corio__ref(rt, L);
+    }
+  }
   memset(x, 0, sizeof(*x));
   x->magic = CORIO_MAGIC_SCOPE;
+  x->ref = ref;
+  x->exposed = (uint8_t)exposed;
+  x->body = lua_tointeger(L, 1) == SCOPE_KIND_BODY;
   corio_list_init(&x->parked);
-  luaL_getmetatable(L, "corio.Scope");
-  lua_setmetatable(L, -2);
   corio__scope_init(&x->s, kind, t, t->cur);
   x->deadline.idx = UINT32_MAX;
   x->deadline.kind = CORIO_TIMER_DEADLINE;
   x->seconds = secs;
   x->L = L;
-  lua_pushvalue(L, -1);
-  x->ref = corio__ref(rt, L);
   corio__scope_enter(rt, t, &x->s);
   if (L != t->co) {
     x->s.foreign = 1;
@@ -362,6 +388,76 @@ static int l_scope_enter(lua_State *L) {
         return luaL_error(L, "corio: out of memory");
     }
   }
+  return 1;
+}
+
+/* The common exit of a scope, through the FFI (init.lua calls it when the
+** body returned): the scope is the running task's innermost, entered by
+** the task's own thread, not cancelled, and has no tasks, deferred
+** functions or errors, so scope_wait, scope_defers and scope_leave would
+** each find nothing to do and leave it with code 0. Then it is left here
+** and 1 or 2 returned; otherwise 0 and nothing changed (init.lua's finish
+** goes the long way). No Lua state is touched: a body scope (M._body)
+** that no code outside init.lua saw returns 2 and goes to init.lua's pool
+** (ffi_body_enter takes it from there); another scope of that kind goes
+** to rt->scope_pool, pinned, for the next enter; a group's ref goes to
+** rt->scope_refs, for the next enter to take over the slot. While a debug
+** hook is set, scopes are left the long way, so that the hook sees the
+** call (lua_gethookmask only reads the global state). */
+static int ffi_scope_leave(corio_rt *rt, corio_xscope *x) {
+  corio_task *t = rt->current;
+  int r = 1;
+  if (x == NULL || x->magic != CORIO_MAGIC_SCOPE || t == NULL ||
+      t->cur != &x->s || x->s.owner != t)
+    return 0;
+  if (x->s.eff || x->s.foreign || x->s.closed || x->s.nchildren != 0 ||
+      x->s.defers != LUA_NOREF || x->s.errs != LUA_NOREF ||
+      x->ref == LUA_NOREF || lua_gethookmask(rt->L) != 0)
+    return 0;
+  if (!x->exposed && x->body && rt->nbody_pool < CORIO_SCOPE_POOL) {
+    x->pooled = 1;
+    rt->nbody_pool++;
+    r = 2;
+  } else if (!x->exposed && rt->nscope_pool < CORIO_SCOPE_POOL) {
+    rt->scope_pool[rt->nscope_pool++] = x;
+  } else if (rt->nscope_refs < CORIO_SCOPE_POOL) {
+    rt->scope_refs[rt->nscope_refs++] = x->ref;
+    x->ref = LUA_NOREF;
+  } else {
+    return 0;
+  }
+  corio__timer_stop(rt, &x->deadline);
+  t->cur = x->s.parent;
+  t->cur->inner = NULL;
+  x->s.closed = 1;
+  return r;
+}
+
+/* Enter body scope x, from init.lua's pool, through the FFI: 1, or 0 and
+** nothing changed (init.lua then calls scope_enter). The caller runs on
+** the running task's own thread (gather.lua's own_body is called by the
+** task's function itself), which scope_enter would find for L. While a
+** debug hook is set, scope_enter is called instead, as ffi_scope_leave
+** leaves the long way then. */
+static int ffi_body_enter(corio_rt *rt, corio_xscope *x) {
+  corio_task *t = rt->current;
+  int ref;
+  if (t == NULL || x == NULL || x->magic != CORIO_MAGIC_SCOPE || !x->pooled ||
+      x->exposed || t->in_defers || lua_gethookmask(rt->L) != 0)
+    return 0;
+  rt->nbody_pool--;
+  ref = x->ref;
+  memset(x, 0, sizeof(*x));
+  x->magic = CORIO_MAGIC_SCOPE;
+  x->ref = ref;
+  x->body = 1;
+  corio_list_init(&x->parked);
+  corio__scope_init(&x->s, CORIO_SCOPE_GROUP, t, t->cur);
+  x->deadline.idx = UINT32_MAX;
+  x->deadline.kind = CORIO_TIMER_DEADLINE;
+  x->seconds = -1;
+  x->L = t->co;
+  corio__scope_enter(rt, t, &x->s);
   return 1;
 }
 
@@ -517,6 +613,9 @@ static int l_scope_detach(lua_State *L) {
   if (t == NULL || base == NULL || t->cur == base) return 0;
   for (c = t->cur; c != &t->root && c->parent != base; c = c->parent) {}
   if (c == &t->root) return 0;   /* base is not below: nothing of ours */
+  /* init.lua keeps them (parked chains): never reused */
+  corio_container_of(t->cur, corio_xscope, s)->exposed = 1;
+  corio_container_of(c, corio_xscope, s)->exposed = 1;
   corio__getref(rt, L, corio_container_of(t->cur, corio_xscope, s)->ref);
   corio__getref(rt, L, corio_container_of(c, corio_xscope, s)->ref);
   base->inner = NULL;
@@ -551,6 +650,7 @@ static int l_scope_top(lua_State *L) {
   for (c = t->cur; c != &t->root && c != base; c = c->parent) {}
   if (c != base) return 0;
   top = corio_container_of(t->cur, corio_xscope, s);
+  top->exposed = 1;   /* init.lua's close_open keeps it: never reused */
   corio__getref(RT(L), L, top->ref);
   lua_pushinteger(L, t->cur->kind);
   lua_pushboolean(L, top->L != L);
@@ -1052,7 +1152,6 @@ static const corio_reg funcs[] = {
     {"checkpoint", l_checkpoint},
     {"now", l_now},
     {"join", l_task_join},
-    {"scope_enter", l_scope_enter},
     {"scope_fail", l_scope_fail},
     {"scope_wait", l_scope_wait},
     {"scope_defers", l_scope_defers},
@@ -1168,6 +1267,11 @@ int luaopen_corio_core(lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->foreign_tab);
   lua_setfield(L, -2, "foreign");
   set_spawn(L, rt, -1, l_spawn);
+  lua_pushlightuserdata(L, rt);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->refs);
+  luaL_getmetatable(L, "corio.Scope");
+  lua_pushcclosure(L, l_scope_enter, 3);
+  lua_setfield(L, -2, "scope_enter");
   lua_pushlightuserdata(L, CORIO_NOLOOP);
   lua_setfield(L, -2, "NOLOOP");
   lua_pushlightuserdata(L, rt);
@@ -1176,6 +1280,10 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "ffi_join");
   lua_pushlightuserdata(L, (void *)ffi_now);
   lua_setfield(L, -2, "ffi_now");
+  lua_pushlightuserdata(L, (void *)ffi_scope_leave);
+  lua_setfield(L, -2, "ffi_scope_leave");
+  lua_pushlightuserdata(L, (void *)ffi_body_enter);
+  lua_setfield(L, -2, "ffi_body_enter");
   lua_pushlightuserdata(L, &corio__opmark);
   lua_setfield(L, -2, "OPMARK");
   lua_pushliteral(L, CORIO_VERSION);

@@ -89,7 +89,15 @@ typedef struct corio_xscope {
   corio_timer deadline;  /* armed when the scope has a deadline */
   double seconds;        /* the relative timeout asked for, for messages */
   lua_State *L;          /* the coroutine whose body entered it */
-  int ref;               /* anchor ref to this userdata while entered */
+  int ref;               /* anchor ref to this userdata while entered (and
+                            while it waits in rt->scope_pool) */
+  uint8_t exposed;       /* the userdata may be held by code that could use
+                            it after the scope is left (corio.scope gives
+                            it to the body; scope_top and scope_detach hand
+                            it out): never reused (rt->scope_pool) */
+  uint8_t body;          /* a body of its own (gather.lua's own_body) */
+  uint8_t pooled;        /* a body scope in init.lua's pool (counted in
+                            rt->nbody_pool), for ffi_body_enter */
   corio_link parked;     /* in rt->parked while the outermost scope of a
                             chain a user coroutine took with it when it
                             yielded out (bindings/core.c scope_detach) */
@@ -204,6 +212,12 @@ typedef struct corio_srccache {
   int ref;
 } corio_srccache;
 
+/* Scopes left through the FFI fast path (bindings/core.c ffi_scope_leave)
+** that no code can reach any more wait here for reuse, still pinned; the
+** refs of other scopes left that way wait in rt->scope_refs until the next
+** scope entered takes them over (an FFI call cannot touch Lua state). */
+#define CORIO_SCOPE_POOL 16
+
 #define CORIO_BUDGET 64       /* fast paths a task may take between yields */
 #define CORIO_POLL_EVERY 1024 /* resumes between libuv polls while busy */
 #define CORIO_POLL_NS 2000000 /* ...or this long (default), every 32 resumes */
@@ -297,6 +311,14 @@ struct corio_rt {
   uint32_t nsrcs, srcscap;
   corio_srccache srccache[CORIO_SRCCACHE]; /* see spawn_site in task.c */
   int ud_tasks;             /* registry ref of the Task metatable */
+  corio_xscope *scope_pool[CORIO_SCOPE_POOL]; /* closed, unreachable scope
+                               records, pinned by their ref, for reuse */
+  int nscope_pool;
+  int scope_refs[CORIO_SCOPE_POOL]; /* anchor refs that still pin a scope
+                               left through the FFI: the next scope entered
+                               reuses the slot */
+  int nscope_refs;
+  int nbody_pool;           /* body scopes in init.lua's pool (M._body) */
   lua_CFunction isyieldable;
 };
 

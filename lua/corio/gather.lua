@@ -55,21 +55,23 @@ end
 -- fn(...) as a body of its own: its deferred functions run, and the tasks
 -- it spawned are awaited, when it returns, not when the task running it
 -- ends (a map worker runs many items); and a deferred function's error is
--- an error of this call.
-local function body(_, fn, ...) return fn(...) end
-local function own_body(fn, ...) return corio.scope(body, fn, ...) end
+-- an error of this call. It is a scope that only corio keeps (corio._body),
+-- which is reused when the call spawned, deferred and raised nothing.
+-- Fixed arity (fn gets two arguments: map's item and index, or gather's
+-- function), so that LuaJIT compiles it (see init.lua's scope0).
+local function own_body(fn, a, b) return corio._body(fn, a, b) end
 
--- Run fn(...) for results[i], in a body of its own when own (the task runs
+-- Run fn(a, b) for results[i], in a body of its own when own (the task runs
 -- other calls too, or errs is given); with return_errors (errs given), a
 -- failure goes to errs[i] instead of failing the scope (a Cancelled still
 -- propagates).
-local function collect(results, errs, own, i, fn, ...)
+local function collect(results, errs, own, i, fn, a, b)
   if not errs then
-    if own then results[i] = (own_body(fn, ...))
-    else results[i] = (fn(...)) end
+    if own then results[i] = (own_body(fn, a, b))
+    else results[i] = (fn(a, b)) end
     return
   end
-  local ok, v = xpcall(own_body, boundary, fn, ...)
+  local ok, v = xpcall(own_body, boundary, fn, a, b)
   if ok then
     results[i] = v
   elseif own_cancel(v) then

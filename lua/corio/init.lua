@@ -252,13 +252,78 @@ local function check_fn(fn, name, n)
   end
 end
 
+-- Entering and leaving a scope. scope_enter returns nothing when no task
+-- runs (rule 11: run the call under corio.run). A body that returned with
+-- nothing to wait for, run or raise leaves through the FFI (core.c
+-- ffi_scope_leave), else finish goes the long way. Only corio.scope's body
+-- sees its scope object; the others are reused once left that way. When
+-- fn gets no arguments, a function of fixed arity runs it: the trace that
+-- starts after scope_enter (a C call) could not compile passing varargs.
+local SCOPE_BODY = 5
+local ffi_ok, ffi = pcall(require, "ffi")
+local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
+local c_leave = ffi_ok and ffi.cast("int (*)(void *, void *)", core.ffi_scope_leave)
+
+local function leave(s, kind, ok, ...)
+  if ok and c_leave and c_leave(rt_ptr, s) ~= 0 then return ... end
+  return finish(s, kind, ok, ...)
+end
+
+local function not_entered(public, name, n, ...)
+  if not in_task() then return run(public, ...) end
+  check_fn((select(n, ...)), name, n)
+end
+
+local function scope0(fn)
+  local s = type(fn) == "function" and scope_enter(SCOPE_GROUP)
+  if not s then return not_entered(scope, "scope", 1, fn) end
+  return leave(s, SCOPE_GROUP, xpcall(fn, body_handler, s))
+end
+
 function scope(fn, ...)
-  if not in_task() then return run(scope, fn, ...) end
-  check_fn(fn, "scope", 1)
-  local s = scope_enter(SCOPE_GROUP)
-  return finish(s, SCOPE_GROUP, xpcall(fn, body_handler, s, ...))
+  if select("#", ...) == 0 then return scope0(fn) end
+  local s = type(fn) == "function" and scope_enter(SCOPE_GROUP)
+  if not s then return not_entered(scope, "scope", 1, fn, ...) end
+  return leave(s, SCOPE_GROUP, xpcall(fn, body_handler, s, ...))
 end
 M.scope = scope
+
+local function shield0(fn)
+  local s = type(fn) == "function" and scope_enter(SCOPE_SHIELD)
+  if not s then return not_entered(M.shield, "shield", 1, fn) end
+  return leave(s, SCOPE_SHIELD, xpcall(fn, body_handler))
+end
+
+function M.shield(fn, ...)
+  if select("#", ...) == 0 then return shield0(fn) end
+  local s = type(fn) == "function" and scope_enter(SCOPE_SHIELD)
+  if not s then return not_entered(M.shield, "shield", 1, fn, ...) end
+  return leave(s, SCOPE_SHIELD, xpcall(fn, body_handler, ...))
+end
+
+-- corio.timeout and corio.move_on_after; done(s, ok, ...) leaves the scope
+local function with_deadline(kind, name, done)
+  local public
+  local function fixed(seconds, fn)
+    local s = type(fn) == "function" and scope_enter(kind, seconds)
+    if not s then return not_entered(public, name, 2, seconds, fn) end
+    return done(s, xpcall(fn, body_handler))
+  end
+  public = function(seconds, fn, ...)
+    if select("#", ...) == 0 then return fixed(seconds, fn) end
+    local s = type(fn) == "function" and scope_enter(kind, seconds)
+    if not s then return not_entered(public, name, 2, seconds, fn, ...) end
+    return done(s, xpcall(fn, body_handler, ...))
+  end
+  return public
+end
+M.timeout = with_deadline(SCOPE_TIMEOUT, "timeout", function(s, ok, ...)
+  return leave(s, SCOPE_TIMEOUT, ok, ...)
+end)
+M.move_on_after = with_deadline(SCOPE_MOVE_ON, "move_on_after", function(s, ok, ...)
+  if ok and c_leave and c_leave(rt_ptr, s) ~= 0 then return true, ... end
+  return finish(s, SCOPE_MOVE_ON, ok, ...)
+end)
 
 timeout_error = function(s)
   local e = core.error("timeout",
@@ -268,25 +333,38 @@ timeout_error = function(s)
   return e
 end
 
-function M.timeout(seconds, fn, ...)
-  if not in_task() then return run(M.timeout, seconds, fn, ...) end
-  check_fn(fn, "timeout", 2)
-  local s = scope_enter(SCOPE_TIMEOUT, seconds)
-  return finish(s, SCOPE_TIMEOUT, xpcall(fn, body_handler, ...))
+-- fn(a, b) in a body of its own, as corio.scope(function(_, a, b) return
+-- fn(a, b) end) would run it: gather.lua's own_body, which only a task's
+-- own function calls (never a user's coroutine), so its scope can be
+-- entered through the FFI, from bpool, where ffi_scope_leave's 2 puts it.
+local bpool, nbpool = {}, 0
+local c_body_enter = ffi_ok and ffi.cast("int (*)(void *, void *)", core.ffi_body_enter)
+
+local function body_leave(s, ok, ...)
+  if ok and c_leave then
+    local r = c_leave(rt_ptr, s)
+    if r == 2 then
+      nbpool = nbpool + 1
+      bpool[nbpool] = s
+    end
+    if r ~= 0 then return ... end
+  end
+  return finish(s, SCOPE_GROUP, ok, ...)
 end
 
-function M.move_on_after(seconds, fn, ...)
-  if not in_task() then return run(M.move_on_after, seconds, fn, ...) end
-  check_fn(fn, "move_on_after", 2)
-  local s = scope_enter(SCOPE_MOVE_ON, seconds)
-  return finish(s, SCOPE_MOVE_ON, xpcall(fn, body_handler, ...))
+local function body_enter()
+  local n = nbpool
+  if n > 0 and c_body_enter(rt_ptr, bpool[n]) ~= 0 then
+    local s = bpool[n]
+    bpool[n] = nil
+    nbpool = n - 1
+    return s
+  end
+  return scope_enter(SCOPE_BODY)
 end
 
-function M.shield(fn, ...)
-  if not in_task() then return run(M.shield, fn, ...) end
-  check_fn(fn, "shield", 1)
-  local s = scope_enter(SCOPE_SHIELD)
-  return finish(s, SCOPE_SHIELD, xpcall(fn, body_handler, ...))
+function M._body(fn, a, b)
+  return body_leave(body_enter(), xpcall(fn, body_handler, a, b))
 end
 
 -- The deferred functions of a task's own body run on a fresh thread of the
@@ -320,8 +398,6 @@ end
 -- condition, and returns 0 to send the call down the C function. A task
 -- that ended with no result or one nil, boolean or number is joined this
 -- way (bindings/core.c ffi_join).
-local ffi_ok, ffi = pcall(require, "ffi")
-local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
 if ffi_ok then
   local ffi_join = ffi.cast("int (*)(void *, void *, double *)", core.ffi_join)
   local ffi_now = ffi.cast("double (*)(void *)", core.ffi_now)
