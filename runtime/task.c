@@ -177,9 +177,12 @@ static void move_defers(corio_rt *rt, corio_task *t, corio_scope *s,
 ** scope waited for its tasks inside a C call boundary): close them here.
 ** Their timers stop, and their live children become children of the
 ** task's own body, which then waits for them, so nothing is orphaned;
-** their deferred functions run with the task's own (move_defers). */
-static void unwind_scopes(corio_rt *rt, corio_task *t) {
-  int base_n = 0;
+** their deferred functions run with the task's own (move_defers).
+** Returns whether one of them was entered by another coroutine (one that
+** yielded out of it and was resumed by no corio wrapper, e.g. through a
+** coroutine.resume saved before corio was loaded): abandoned. */
+static int unwind_scopes(corio_rt *rt, corio_task *t) {
+  int base_n = 0, foreign = 0;
   if (t->root.defers != LUA_NOREF) {
     corio__getref(rt, rt->L, t->root.defers);
     base_n = (int)lua_objlen(rt->L, -1);
@@ -188,6 +191,7 @@ static void unwind_scopes(corio_rt *rt, corio_task *t) {
   while (t->cur != &t->root) {
     corio_scope *s = t->cur;
     corio_xscope *x = corio_container_of(s, corio_xscope, s);
+    foreign |= s->foreign;
     move_defers(rt, t, s, base_n);
     corio__scope_hand_over(rt, s, &t->root, 0);
     corio__timer_stop(rt, &x->deadline);
@@ -195,14 +199,24 @@ static void unwind_scopes(corio_rt *rt, corio_task *t) {
     corio__unref(rt, rt->L, x->ref);
     x->ref = LUA_NOREF;
   }
+  return foreign;
 }
+
+/* As init.lua's close_open says of a scope body (ABANDONED there). */
+static const char abandoned_msg[] =
+    "a task body ended while a scope entered inside it by another "
+    "coroutine was still open (a coroutine yielded out of that scope's "
+    "body and was abandoned, and no corio wrapper resumed it: a "
+    "coroutine.resume saved before corio was loaded?); the inner scope "
+    "was closed and its deferred functions ran";
 
 /* The body (or the task's defer thread) returned or raised. For a body
 ** that returned, its results are on t->co. */
 void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
   lua_State *co = t->co;
   lua_State *L = rt->L;
-  if (t->cur != &t->root) unwind_scopes(rt, t);
+  int abandoned = 0;
+  if (t->cur != &t->root) abandoned = unwind_scopes(rt, t);
   if (t->in_defers) {
     /* The defer thread ended; handler errors were recorded by it. A
     ** function a handler deferred is in root.defers again: try_finish
@@ -246,6 +260,13 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
   } else {
     lua_xmove(co, L, 1);
     corio__wrap_error(rt, L, co, t);
+    corio__scope_add_error(rt, L, &t->root, -1);
+    lua_pop(L, 1);
+    corio__scope_cancel(rt, &t->root);
+  }
+  if (abandoned && status == 0) {
+    /* the task fails, as a scope around the abandoned one would */
+    corio__push_error(L, "error", abandoned_msg);
     corio__scope_add_error(rt, L, &t->root, -1);
     lua_pop(L, 1);
     corio__scope_cancel(rt, &t->root);

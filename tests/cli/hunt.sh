@@ -84,12 +84,12 @@ corio.run(function()
 end)'
 check_rc 0 && check_out_eq "$(printf 'false\terror\ttrue\ndefer2,defer1\nusable')" && pass
 
-NAME="scopes still open on the task's chain when its body ends run their defers, inner first, before the task's"
+NAME="scopes still open on the task's chain when its body ends run their defers, inner first, before the task's, and the task fails saying so"
 luajit_run 15 -e '
 local raw = coroutine.resume
 local corio = require("corio")
 local log = {}
-corio.run(function()
+local ok, err = pcall(corio.run, function()
   corio.defer(function() log[#log + 1] = "task" end)
   local co = coroutine.create(function()
     corio.move_on_after(5, function()
@@ -102,8 +102,11 @@ corio.run(function()
     end)
   end)
   raw(co)   -- not corio'"'"'s wrapper: the scopes stay on the task'"'"'s chain
+  return "the body returned"
 end)
+print(ok, type(err) == "table" and err.kind,
+  tostring(err):find("a task body ended while a scope entered inside it by another coroutine was still open", 1, true) ~= nil)
 print(table.concat(log, ","))'
-check_rc 0 && check_out_eq "inner2,inner1,outer,task" && pass
+check_rc 0 && check_out_eq "$(printf 'false\terror\ttrue\ninner2,inner1,outer,task')" && pass
 
 finish
