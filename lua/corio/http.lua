@@ -736,6 +736,10 @@ local function check_url(self, fname, url)
 end
 
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+-- Headers a redirect drops: to another origin; turned into a GET.
+local ORIGIN_HEADERS = { authorization = true, cookie = true, host = true }
+local BODY_HEADERS = { ["content-type"] = true, ["content-length"] = true,
+  ["transfer-encoding"] = true }
 
 -- One exchange through the transport function.
 local function via_transport(self, method, url, hlist, body, stream)
@@ -838,7 +842,9 @@ local function send(self, fname, method, url, opts)
       local q = encode_pairs(fname, an, "params", opts.params)
       if q ~= "" then
         local base, frag = url:match("^([^#]*)(.*)$")
-        url = base .. (base:find("?", 1, true) and (base:sub(-1) == "?" and "" or "&") or "?") .. q .. frag
+        local last = sub(base, -1)
+        url = base .. (find(base, "?", 1, true) and ((last == "?" or last == "&") and "" or "&") or "?")
+          .. q .. frag
       end
     end
     local nb = (opts.json ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0)
@@ -890,12 +896,13 @@ local function send(self, fname, method, url, opts)
     if (s == 301 or s == 302 or s == 303) and method ~= "GET" and method ~= "HEAD" then
       method, body, changed = "GET", nil, true
     end
+    -- Another origin gets no Authorization and no Cookie (as curl's own
+    -- redirects and httpx), and its own Host; a GET no body's headers.
     local drop_auth = origin_of(target) ~= origin_of(url)
     if changed or drop_auth then
       local nl = {}
       for _, e in ipairs(hlist) do
-        if not (drop_auth and e[1] == "authorization")
-          and not (changed and (e[1] == "content-type" or e[1] == "content-length")) then
+        if not (drop_auth and ORIGIN_HEADERS[e[1]]) and not (changed and BODY_HEADERS[e[1]]) then
           nl[#nl + 1] = e
         end
       end
