@@ -910,6 +910,9 @@ static size_t header_cb(char *p, size_t sz, size_t n, void *ud) {
   x->last = loop_now(x->h);
   if (x->phase != PH_READ) xfer_phase(x, PH_READ);
   if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) x->hlen = 0; /* 1xx: anew */
+  /* after the final head: a chunked body's trailer fields, which are no
+  ** headers of the response (httpx drops them; no field name has a /) */
+  else if (x->head_done) return n;
   if (x->hlen + n > MAX_HEADER_BYTES) {
     x->err_kind = "protocol";
     snprintf(x->errmsg, sizeof(x->errmsg),
