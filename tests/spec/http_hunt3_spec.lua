@@ -1,0 +1,100 @@
+-- http_hunt3_spec.lua: corio.http behaviours found wrong in a third bug
+-- hunt (each test failed before its fix), against tests/http/server.py,
+-- compared with what httpx does.
+
+local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
+local http = require("corio.http")
+
+local base, stop_server
+
+local function within(secs, fn, ...)
+  return corio.timeout(secs, fn, ...)
+end
+
+local function still_works(c)
+  local r = within(5, c.get, c, "/ok")
+  assert.equal(200, r.status)
+  assert.equal("hello", r:text())
+end
+
+setup(function() base, stop_server = helpers.http_server() end)
+teardown(function() if stop_server then stop_server() end end)
+
+describe("corio.http redirects and the request's headers", function()
+  local c, other
+  before_each(function()
+    c = http.client { base_url = base, follow_redirects = true }
+    other = base:gsub("127%.0%.0%.1", "localhost")   -- the same server, another origin
+  end)
+  after_each(function() c:close() end)
+
+  -- A Cookie header went on to another origin (curl's own redirects
+  -- stopped doing that, CVE-2022-27776; httpx drops it), and a Host
+  -- header named the first origin's host to the second server (httpx
+  -- sets it to the new origin's).
+  it("to another origin: Cookie and Host are dropped, as Authorization", function()
+    local j = within(5, c.get, c, "/redirect-to?url=" .. http.urlencode(other .. "/echo"),
+      { headers = { Cookie = "s=1", Host = "example.org", Authorization = "x", ["X-Keep"] = "k" } }):json()
+    assert.is_nil(j.headers.cookie)
+    assert.is_nil(j.headers.authorization)
+    assert.equal(other:match("//(.*)$"), j.headers.host)
+    assert.equal("k", j.headers["x-keep"])
+    -- the same origin keeps them
+    j = within(5, c.get, c, "/redirect-to?url=/echo",
+      { headers = { Cookie = "s=1", Authorization = "x" } }):json()
+    assert.equal("s=1", j.headers.cookie)
+    assert.equal("x", j.headers.authorization)
+    -- and so do the client's default headers
+    local c2 = http.client { base_url = base, follow_redirects = true,
+      headers = { Cookie = "d=1", Host = "example.org" } }
+    j = within(5, c2.get, c2, "/redirect-to?url=" .. http.urlencode(other .. "/echo")):json()
+    assert.is_nil(j.headers.cookie)
+    assert.equal(other:match("//(.*)$"), j.headers.host)
+    c2:close()
+  end)
+
+  -- A POST turned into a GET kept a Transfer-Encoding header: curl sent
+  -- the GET chunked (httpx drops it with Content-Length).
+  it("a request turned into a GET drops Transfer-Encoding with its body", function()
+    local j = within(5, c.post, c, "/redirect-to?code=303&url=/echo",
+      { body = "abc", headers = { ["Transfer-Encoding"] = "chunked" } }):json()
+    assert.equal("GET", j.method)
+    assert.equal("", j.body)
+    assert.is_nil(j.headers["transfer-encoding"])
+    assert.is_nil(j.headers["content-length"])
+    still_works(c)
+  end)
+end)
+
+describe("corio.http params", function()
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  -- "?a=1&" and params gave "a=1&&b=2".
+  it("after a query that ends with '&' add no empty pair", function()
+    assert.equal("a=1&b=2", within(5, c.get, c, "/echo?a=1&", { params = { b = 2 } }):json().query)
+    assert.equal("b=2", within(5, c.get, c, "/echo?", { params = { b = 2 } }):json().query)
+    assert.equal("a=1&b=2", within(5, c.get, c, "/echo?a=1", { params = { b = 2 } }):json().query)
+  end)
+end)
+
+describe("corio.http trailers", function()
+  -- The trailer fields of a chunked body were read as headers of a whole
+  -- response (curl hands them to the header callback), though not of a
+  -- stream's; httpx never shows them.
+  it("are not headers of the response", function()
+    local c = http.client { base_url = base }
+    local r = within(5, c.get, c, "/trailers")
+    assert.equal("hello", r:text())
+    assert.is_nil(r.headers["x-trailer"])
+    assert.equal("X-Trailer", r.headers.trailer)
+    local s = within(5, c.stream, c, "GET", "/trailers")
+    assert.equal("hello", within(5, s.read, s))
+    assert.is_nil(s.headers["x-trailer"])
+    still_works(c)
+    c:close()
+  end)
+end)
