@@ -183,8 +183,12 @@ end
 -- more), so {id = 123456789012345} would go out as 1.2345678901234e+14.
 -- Numbers that 14 digits do not give back are encoded as placeholder
 -- strings, put back afterwards written by num_str.
+-- Each table is searched once (seen): a table met again (shared, or a
+-- cycle, which cjson then refuses) was searched down every path before,
+-- exponentially many in {a = t, b = t}.
 local huge = math.huge
-local function find_lossy(t, depth, out)
+local function find_lossy(t, depth, out, seen)
+  seen[t] = true
   for k, x in pairs(t) do
     local tx = type(x)
     if tx == "number" then
@@ -192,8 +196,8 @@ local function find_lossy(t, depth, out)
         and x ~= -huge and tonumber(fmt("%.14g", x)) ~= x then
         out[#out + 1] = { t, k, x }
       end
-    elseif tx == "table" and depth < 1000 then  -- deeper: cjson raises
-      find_lossy(x, depth + 1, out)
+    elseif tx == "table" and depth < 1000 and not seen[x] then  -- deeper: cjson raises
+      find_lossy(x, depth + 1, out, seen)
     end
   end
 end
@@ -205,7 +209,7 @@ local function json_encode(v)
     return enc(v)
   end
   local lossy = {}
-  find_lossy(v, 1, lossy)
+  find_lossy(v, 1, lossy, {})
   if #lossy == 0 then return enc(v) end
   local tag = "corio-num-" .. tostring(lossy):match("(%x+)$") .. "-"
   for i, e in ipairs(lossy) do e[1][e[2]] = tag .. i end

@@ -98,3 +98,31 @@ describe("corio.http trailers", function()
     c:close()
   end)
 end)
+
+describe("corio.http json bodies with shared tables", function()
+  local c = http.client { transport = function(req) return { body = req.body } end }
+
+  -- Looking for numbers cjson would write with too few digits went down
+  -- every path through the tables: {a = t, b = t} with t.a = t took
+  -- 2^1000 steps (the loop hung) before cjson could refuse the cycle.
+  it("a cycle is refused at once", function()
+    local t = {}
+    t.a, t.b = t, t
+    local t0 = os.clock()
+    local err = catch(c.post, c, "http://x/", { json = t })
+    assert.equal("invalid", err.kind)
+    assert.matches("nesting", err.message)
+    assert.is_true(os.clock() - t0 < 1)
+  end)
+
+  it("a table met twice is written twice, its big numbers exact", function()
+    local s = { n = 123456789012345 }
+    local body = c:post("http://x/", { json = { a = s, b = { s, s } } }):text()
+    local cjson = require "cjson"
+    local j = cjson.decode(body)
+    assert.equal(3, select(2, body:gsub("123456789012345", "")))
+    assert.equal(123456789012345, j.a.n)
+    assert.equal(123456789012345, j.b[2].n)
+    assert.equal(123456789012345, s.n)   -- the caller's table as it was
+  end)
+end)
