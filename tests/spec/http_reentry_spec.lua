@@ -54,16 +54,18 @@ end
 -- inside_curl); elsewhere it leaves garbage like itself. Returns the
 -- chunks read, the read's error (nil if none), and whether op ran and
 -- what it returned (its pcall).
-local function read_with(r, op)
+local function read_with(r, op, times)
   local parts, done, res = {}, false, nil
-  local elsewhere = 0
+  local elsewhere, left = 0, times or 1
   local function arm()
     local p = newproxy(true)
     getmetatable(p).__gc = function()
       if done then return end
       if inside_curl() then
-        done = true
+        left = left - 1
+        done = left == 0
         res = { pcall(op) }
+        if not done then arm() end
         return
       end
       elsewhere = elsewhere + 1
@@ -206,5 +208,64 @@ describe("corio.http a finaliser that calls into the client during a stream read
     assert.is_nil(weak[1])
     assert.equal(0, c:stats().in_flight)
     still_works(c)
+  end)
+
+  -- Many finalisers inside curl, each doing one of the above at random
+  -- to the client's other streams and requests.
+  it("many at random: every byte of every stream read to its end arrives", function()
+    local rand = helpers.lcg(7)
+    for _ = 1, 3 do
+      local others, waiters, weak = {}, {}, setmetatable({}, { __mode = "v" })
+      for i = 1, 4 do others[i] = within(5, c.stream, c, "GET", "/numbers?n=" .. N) end
+      for i = 1, 3 do
+        waiters[i] = corio.spawn(function() return c:get("/slow-headers?d=0.3").status end)
+      end
+      corio.sleep(0.05)
+      local closed, refused = {}, 0
+      local ops = {
+        function() local i = rand(4); closed[i] = true; others[i]:close() end,
+        function() waiters[rand(3)]:cancel() end,
+        function()
+          local i = rand(4)
+          if others[i] then closed[i] = true; weak[i] = others[i]; others[i] = false end
+        end,
+        function()
+          local ok, e = pcall(c.get, c, "/ok")
+          assert(not ok and e.kind == "invalid", "a request from a finaliser")
+          refused = refused + 1
+        end,
+        function()
+          local i = rand(4)
+          if others[i] and not closed[i] then
+            local ok, e = pcall(others[i].read, others[i])
+            assert(not ok and e.kind == "invalid", "a read from a finaliser")
+            refused = refused + 1
+          end
+        end,
+      }
+      local r = big()
+      local body, err, res = within(60, read_with, r, function() ops[rand(#ops)]() end, 12)
+      assert.is_nil(err)
+      assert.is_table(res, "no finaliser ran inside curl")
+      assert.is_true(res[1], tostring(res[2]))
+      assert.is_true(body == WANT, "the body's bytes differ")
+      for i = 1, 4 do
+        local o = others[i]
+        if o and closed[i] then
+          assert.equal("closed", catch(o.read, o).kind)
+        elseif o then
+          assert.is_true(within(30, o.read, o) == WANT, "stream " .. i)
+        end
+      end
+      for i = 1, 3 do
+        local ok, v = pcall(within, 5, waiters[i].join, waiters[i])
+        assert.is_true((ok and v == 200) or (not ok and corio.is_cancelled(v)), tostring(v))
+      end
+      others = nil
+      collectgarbage()
+      collectgarbage()
+      assert.equal(0, c:stats().in_flight)
+      still_works(c)
+    end
   end)
 end)
