@@ -223,7 +223,7 @@ struct corio_http {
   struct curl_slist *defhdrs; /* the client's default headers */
   uint32_t hdr_gen;      /* bumped when defhdrs changes */
   uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
-  int in_curl;           /* a direct read is inside curl: see run_later */
+  int in_curl;           /* a direct read is inside curl: see in_curl() */
   int close_later;       /* closed while in_curl: close once curl returned */
   int piece_ref;         /* make_piece in the registry, or LUA_NOREF */
   uv_timer_t kick;       /* HTTP/2: see kick_cb */
@@ -1564,12 +1564,13 @@ static void run_later(corio_http *h);
 /* A direct stream's read, in the reading task's context: unpause, so
 ** that curl hands over what it kept, and read on. Pushes the pieces;
 ** returns how many, or -1 with an error pushed. Making strings may run
-** the collector inside curl's callbacks: what a finaliser asks of this
-** client then waits until curl returned, or is refused (see in_curl). An error
-** there (a finaliser that raises, no memory) is caught (make_piece) and
-** raised here, after curl returned, as the read's own: the pieces made
-** before it go to x's buffer, which the next read hands over first, and
-** curl keeps the piece it came with, so no byte is lost. */
+** the collector inside curl's callbacks: what a finaliser asks of
+** this client then waits until curl returned, or is refused (see
+** in_curl). An error there (a finaliser that raises, no memory) is
+** caught (make_piece) and raised here, after curl returned, as the
+** read's own: the pieces made before it go to x's buffer, which the next
+** read hands over first, and curl keeps the piece it came with, so no
+** byte is lost. */
 static int direct_read(lua_State *L, corio_xfer *x) {
   corio_http *h = x->h;
   int running, n;
