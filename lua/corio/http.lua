@@ -300,13 +300,16 @@ local function merge_headers(fname, an, defaults, extra)
 end
 
 -- curl's header lines: "Name: value"; "Name;" sends an empty value
--- ("Name:" would remove the header); false: "Name:", curl sends none of
--- its own. With a body, "Expect:": no "Expect: 100-continue".
+-- ("Name:", also with nothing but white space after it, would remove the
+-- header: a value of white space only goes out empty); false: "Name:",
+-- curl sends none of its own. With a body, "Expect:": no "Expect:
+-- 100-continue".
 local function header_lines(list, has_body)
   local lines = {}
   for i, e in ipairs(list) do
     local v = e[3]
-    lines[i] = v == false and e[2] .. ":" or v == "" and e[2] .. ";" or e[2] .. ": " .. v
+    lines[i] = v == false and e[2] .. ":" or not find(v, "%S") and e[2] .. ";"
+      or e[2] .. ": " .. v
   end
   if has_body then lines[#lines + 1] = "Expect:" end
   return lines

@@ -126,3 +126,18 @@ describe("corio.http json bodies with shared tables", function()
     assert.equal(123456789012345, s.n)   -- the caller's table as it was
   end)
 end)
+
+describe("corio.http header values of white space only", function()
+  -- curl takes "Name:" followed by nothing but white space as "remove the
+  -- header" (as it did an empty value, fixed before): such a header was
+  -- not sent at all. It goes out empty (HTTP trims the white space
+  -- around a value anyway).
+  it("are sent, empty", function()
+    local c = http.client { base_url = base, headers = { ["X-Def-Blank"] = "  " } }
+    local j = within(5, c.get, c, "/echo", { headers = { ["X-Blank"] = " \t " } }):json()
+    assert.equal("", j.headers["x-blank"])
+    assert.equal("", j.headers["x-def-blank"])
+    still_works(c)
+    c:close()
+  end)
+end)
