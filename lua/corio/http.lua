@@ -856,6 +856,10 @@ local function send(self, fname, method, url, opts)
     end
     local nb = (opts.json ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0)
     if nb > 1 then invalid(fname, an, nil, "give only one of json, body and form") end
+    -- libcurl sends no body with a HEAD (it was dropped without a word)
+    if nb > 0 and method == "HEAD" then
+      invalid(fname, an, nil, "a HEAD request cannot send a body (json, body or form)")
+    end
     if opts.json ~= nil then
       local ok, s = pcall(json_encode, opts.json)
       if not ok then invalid(fname, an, "json", tostring(s)) end
