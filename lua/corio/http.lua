@@ -120,20 +120,27 @@ local function encode_pairs(fname, an, what, t)
   return concat(out, "&")
 end
 
--- Remove "." and ".." segments (RFC 3986 5.2.4).
+-- Remove "." and ".." segments (RFC 3986 5.2.4) from a path that starts
+-- with "/". Empty segments stay ("a//b" is not "a/b"); a path that ends
+-- with "." or ".." ends with "/".
 local function remove_dots(path)
-  local out = {}
-  local trailing = path:sub(-1) == "/" or path:match("/%.%.?$") ~= nil
-  for seg in path:gmatch("[^/]+") do
+  local out, n = {}, 0
+  local dir = false  -- the last segment was "." or ".."
+  local i, last = 2, #path + 1
+  while i <= last do
+    local j = find(path, "/", i, true) or last
+    local seg = sub(path, i, j - 1)
+    i = j + 1
+    dir = seg == "." or seg == ".."
     if seg == ".." then
-      if #out > 0 then out[#out] = nil end
+      if n > 0 then out[n] = nil; n = n - 1 end
     elseif seg ~= "." then
-      out[#out + 1] = seg
+      n = n + 1
+      out[n] = seg
     end
   end
-  local p = "/" .. concat(out, "/")
-  if trailing and p ~= "/" then p = p .. "/" end
-  return p
+  if dir and n > 0 then n = n + 1; out[n] = "" end
+  return "/" .. concat(out, "/", 1, n)
 end
 
 -- Join a relative URL to base_url keeping the base path ("/x" and "x" both

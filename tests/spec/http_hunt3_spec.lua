@@ -159,3 +159,27 @@ describe("corio.http HEAD with a body", function()
     c:close()
   end)
 end)
+
+describe("corio.http paths with empty segments", function()
+  -- Dot segments were removed with every empty segment too ("a//b"
+  -- became "a/b"): a path with "//" (an object key, say) named another
+  -- resource. RFC 3986 5.2.4 and httpx keep them.
+  it("keep their '//' when joined to base_url and when a redirect is resolved", function()
+    assert.equal("http://h/api/files//x", http._join("http://h/api/", "files//x"))
+    assert.equal("http://h/a//b", http._join("http://h/", "a//b"))
+    assert.equal("http://h/api/a/", http._join("http://h/api/", "a//.."))
+    assert.equal("http://h/api/a/b", http._join("http://h/api/", "a//../b"))
+    assert.equal("http://h/x", http._join("http://h/api/", "../../x"))
+    assert.equal("http://h/api/", http._join("http://h/api/", "."))
+    assert.equal("http://h/", http._join("http://h/api", ".."))
+    local c = http.client { base_url = "http://h/api/", follow_redirects = true,
+      transport = function(req)
+        if req.url:find("/start$") then
+          return { status = 302, headers = { Location = "../k//v?x=1" } }
+        end
+        return { status = 200, body = req.url }
+      end }
+    assert.equal("http://h/api/files//x", c:get("files//x"):text())
+    assert.equal("http://h/api/k//v?x=1", c:get("a/start"):text())
+  end)
+end)
