@@ -94,6 +94,10 @@ static int l_request(lua_State *L) {
   if (n != CORIO_GO) return n;
   if (c->h == NULL || corio__http_closed(c->h))
     return fail(L, "closed", "the client was closed");
+  if (corio__http_busy(c->h))
+    return fail(L, "invalid", "a request cannot start from a __gc "
+                "finaliser that runs while a stream read of this client is "
+                "inside libcurl (it would have to wait)");
   if (box != NULL && *box != NULL)
     return fail(L, "invalid", "the stream object is in use");
   x = corio__xfer_get(c->h);
@@ -147,6 +151,10 @@ static int l_read(lua_State *L) {
   n = corio__xfer_read(L, (corio_xfer *)*box, t);
   if (n >= 0) return corio__fast(rt, L, t, n);
   if (n == -3) return lua_error(L);  /* raised while curl read */
+  if (n == -4)
+    return fail(L, "invalid", "a stream cannot be read from a __gc "
+                "finaliser that runs while a stream read of its client is "
+                "inside libcurl");
   if (n == -2)
     return fail(L, "invalid", "the stream is being read by another task");
   return corio__suspend(rt, L, t, corio__http_abort, "http stream read",

@@ -42,6 +42,9 @@ static const char *const phase_names[PH_N] = {"pool", "connect", "write",
 /* What a waiting task waits for. */
 enum { W_NONE, W_RESPONSE, W_HEAD, W_BODY };
 
+/* What a transfer waits to have done once curl returned (run_later). */
+enum { LATER_CLOSE = 1, LATER_RELEASE = 2 };
+
 /* An HTTP/2 stream's buffer pauses the transfer once it holds this many
 ** bytes.
 ** It may overshoot by what one socket_action reads (curl 7.88 reads up to
@@ -163,7 +166,8 @@ struct corio_xfer {
   uint8_t has_body;      /* body bytes to send: a write phase first */
   uint8_t direct;        /* an HTTP/1 stream read without a C buffer */
   lua_State *dL;         /* a direct read in progress pushes here */
-  corio_xfer *gc_next;   /* in h->gc_later */
+  corio_xfer *later_next; /* in h->later */
+  uint8_t later;         /* LATER_*: what waits until curl returned */
   int dn;                /* pieces it pushed */
   int dfn;               /* make_piece's slot on dL */
   uint8_t derr;          /* making one raised: the error is on dL's top */
@@ -219,11 +223,12 @@ struct corio_http {
   struct curl_slist *defhdrs; /* the client's default headers */
   uint32_t hdr_gen;      /* bumped when defhdrs changes */
   uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
-  int in_curl;           /* a direct read is inside curl */
+  int in_curl;           /* a direct read is inside curl: see in_curl() */
+  int close_later;       /* closed while in_curl: close once curl returned */
   int piece_ref;         /* make_piece in the registry, or LUA_NOREF */
   uv_timer_t kick;       /* HTTP/2: see kick_cb */
   uint64_t moved, kicked_at; /* write_cb calls; at the last kick check */
-  corio_xfer *gc_later;  /* streams collected while in_curl */
+  corio_xfer *later;     /* transfers with an operation put off (in_curl) */
   char *cainfo;
   long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
   int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
@@ -856,6 +861,10 @@ static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   corio_xfer *x = ud;
   n *= sz;
   if (x->discard) return n;
+  if (x->later) {  /* closed or let go of meanwhile: see in_curl */
+    x->paused = 1;
+    return CURL_WRITEFUNC_PAUSE;
+  }
   x->last = loop_now(x->h);
   x->h->moved++;
   if (x->direct) {
@@ -901,6 +910,9 @@ static size_t header_cb(char *p, size_t sz, size_t n, void *ud) {
   x->last = loop_now(x->h);
   if (x->phase != PH_READ) xfer_phase(x, PH_READ);
   if (n >= 5 && memcmp(p, "HTTP/", 5) == 0) x->hlen = 0; /* 1xx: anew */
+  /* after the final head: a chunked body's trailer fields, which are no
+  ** headers of the response (httpx drops them; no field name has a /) */
+  else if (x->head_done) return n;
   if (x->hlen + n > MAX_HEADER_BYTES) {
     x->err_kind = "protocol";
     snprintf(x->errmsg, sizeof(x->errmsg),
@@ -1160,9 +1172,42 @@ static void xfer_destroy(corio_xfer *x) {
   uv_close((uv_handle_t *)&x->timer, xfer_closed);
 }
 
+/* Lua runs inside curl's callbacks in one place only: a direct stream
+** read makes its chunks there (make_piece), and an allocation may run a
+** __gc finaliser, which may call into the same client. curl forbids calls
+** into a multi from its callbacks (curl_multi_remove_handle says
+** CURLM_RECURSIVE_API_CALL, and a transfer it kept went back to the free
+** list while still in the multi; curl_multi_cleanup freed the multi under
+** the read), and the read's own transfer must not go away under it. So
+** while h->in_curl, what such a finaliser asks is put off: a transfer to
+** let go of (a stream collected or closed, a request cancelled) waits in
+** h->later, a client:close() in h->close_later, and direct_read runs them
+** once curl returned (run_later). A stream box lets go of its transfer at
+** once, so the Lua side sees the stream closed. What would have to wait
+** (a request, a read) is refused instead (corio__http_busy): a finaliser
+** cannot suspend. */
+static int in_curl(corio_http *h) { return h->in_curl > 0 && !h->dead; }
+
+int corio__http_busy(corio_http *h) { return in_curl(h); }
+
+static void xfer_later(corio_xfer *x, int op) {
+  corio_http *h = x->h;
+  if (x->later == 0) {
+    x->later_next = h->later;
+    h->later = x;
+  }
+  x->later |= (uint8_t)op;
+}
+
 /* Give x back: to the free list, or closed if the client is closed. The
 ** stream box, if any, no longer points to it. */
 static void xfer_release(corio_xfer *x) {
+  if (in_curl(x->h)) {  /* see in_curl */
+    if (x->box != NULL) *x->box = NULL;
+    x->box = NULL;
+    xfer_later(x, LATER_RELEASE);
+    return;
+  }
   xfer_remove(x);
   if (x->box != NULL) *x->box = NULL;
   x->box = NULL;
@@ -1514,16 +1559,18 @@ static int push_head(lua_State *L, corio_xfer *x, int body) {
   return 7;
 }
 
+static void run_later(corio_http *h);
+
 /* A direct stream's read, in the reading task's context: unpause, so
 ** that curl hands over what it kept, and read on. Pushes the pieces;
 ** returns how many, or -1 with an error pushed. Making strings may run
-** the collector inside curl's callbacks: a stream of this client
-** collected then is released only after curl returned (corio__xfer_gc),
-** since curl forbids calls into a multi from its callbacks. An error
-** there (a finaliser that raises, no memory) is caught (make_piece) and
-** raised here, after curl returned, as the read's own: the pieces made
-** before it go to x's buffer, which the next read hands over first, and
-** curl keeps the piece it came with, so no byte is lost. */
+** the collector inside curl's callbacks: what a finaliser asks of
+** this client then waits until curl returned, or is refused (see
+** in_curl). An error there (a finaliser that raises, no memory) is
+** caught (make_piece) and raised here, after curl returned, as the
+** read's own: the pieces made before it go to x's buffer, which the next
+** read hands over first, and curl keeps the piece it came with, so no
+** byte is lost. */
 static int direct_read(lua_State *L, corio_xfer *x) {
   corio_http *h = x->h;
   int running, n;
@@ -1534,28 +1581,24 @@ static int direct_read(lua_State *L, corio_xfer *x) {
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->piece_ref);
   x->dfn = lua_gettop(L);
-  h->in_curl++;
   x->dL = L;
   x->dn = 0;
   x->paused = 0;
   x->last = loop_now(h);
+  h->in_curl++;  /* Lua may run from here: see in_curl */
   curl_easy_pause(x->easy, CURLPAUSE_CONT);
   /* The unpause made the transfer due: run it now to read what the
-  ** socket has, unless the kept bytes filled this read already. */
-  if (!x->paused && x->in_multi) {
+  ** socket has, unless the kept bytes filled this read already (or a
+  ** finaliser closed the stream or the client meanwhile). */
+  if (!x->paused && !x->later && !h->close_later) {
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    h->in_curl--;
     check_done(h);
     apply_pauses(h);
+  } else {
+    h->in_curl--;
   }
   x->dL = NULL;
-  if (--h->in_curl == 0) {
-    while (h->gc_later != NULL) {  /* streams collected meanwhile */
-      corio_xfer *y = h->gc_later;
-      h->gc_later = y->gc_next;
-      y->gc_next = NULL;
-      xfer_release(y);
-    }
-  }
   n = x->dn;
   if (x->derr) {  /* make_piece, n pieces, the error */
     int i;
@@ -1575,9 +1618,12 @@ static int direct_read(lua_State *L, corio_xfer *x) {
     }
     lua_replace(L, x->dfn);
     lua_settop(L, x->dfn);
+    if (h->in_curl == 0) run_later(h);
     return -1;
   }
   lua_remove(L, x->dfn);
+  /* last: it may let go of x (closed by a finaliser) */
+  if (h->in_curl == 0) run_later(h);
   return n;
 }
 
@@ -1668,9 +1714,11 @@ void corio__xfer_bind(corio_xfer *x, void **box) {
 }
 
 /* read(): the next chunk now (pushed, count returned), or -1 after arming
-** t to wait for it; -3: raise the error pushed (see direct_read). */
+** t to wait for it; -3: raise the error pushed (see direct_read); -4: a
+** finaliser reads while a read of the client is inside curl (in_curl). */
 int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t) {
   int n;
+  if (in_curl(x->h)) return -4;
   /* another task waits for a chunk, or was woken and has not taken it
   ** yet (xfer_wake clears x->t; deliver clears x->wait) */
   if (x->t != NULL || x->wait != W_NONE) return -2;
@@ -1693,6 +1741,10 @@ void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused) {
 ** waiting for a chunk, or woken and not yet run, gets kind "closed" and
 ** lets go of x itself. */
 int corio__xfer_close(corio_xfer *x) {
+  if (in_curl(x->h)) {  /* see in_curl */
+    xfer_later(x, LATER_CLOSE);
+    return 0;
+  }
   if (x->t != NULL || x->wait != W_NONE) {
     /* also when the transfer had ended: the reader gets no more */
     x->err_kind = "closed";
@@ -1711,6 +1763,10 @@ int corio__xfer_close(corio_xfer *x) {
 void corio__http_close(corio_http *h) {
   corio_link *l, *next;
   if (h->closed) return;
+  if (in_curl(h)) {  /* see in_curl */
+    h->close_later = 1;
+    return;
+  }
   h->closed = 1;
   for (l = h->active.next; l != &h->active; l = next) {
     corio_xfer *x = corio_container_of(l, corio_xfer, link);
@@ -1735,6 +1791,24 @@ void corio__http_close(corio_http *h) {
   else {
     uv_close((uv_handle_t *)&h->timer, http_timer_closed);
     uv_close((uv_handle_t *)&h->kick, http_timer_closed);
+  }
+}
+
+/* Once curl returned: what finalisers asked while it ran (see in_curl),
+** in the order closes of streams and releases, then the client's close. */
+static void run_later(corio_http *h) {
+  while (h->later != NULL) {
+    corio_xfer *y = h->later;
+    int op = y->later;
+    h->later = y->later_next;
+    y->later_next = NULL;
+    y->later = 0;
+    if (op & LATER_RELEASE) xfer_release(y);
+    else corio__xfer_close(y);
+  }
+  if (h->close_later) {
+    h->close_later = 0;
+    corio__http_close(h);
   }
 }
 
@@ -1770,14 +1844,7 @@ void corio__xfer_gc(corio_xfer *x, int rt_alive) {
     x->t = NULL;  /* the task went with the runtime */
   }
   if (x->t != NULL) return;  /* a task is blocked on it: it holds the box */
-  if (h->in_curl && !h->dead) {  /* inside curl's callbacks: see direct_read */
-    if (x->box != NULL) *x->box = NULL;
-    x->box = NULL;
-    x->gc_next = h->gc_later;
-    h->gc_later = x;
-    return;
-  }
-  xfer_release(x);
+  xfer_release(x);  /* inside curl's callbacks, later: see in_curl */
   http_maybe_free(h);
 }
 

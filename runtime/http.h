@@ -33,6 +33,10 @@ void corio__http_close(corio_http *h);
 ** was destroyed first (its loop closed every handle already). */
 void corio__http_gc(corio_http *h, int rt_alive);
 int corio__http_closed(corio_http *h);
+/* Whether one of the client's stream reads is inside curl (a __gc
+** finaliser runs there): no request may start and no stream of it be
+** read. Closing a stream or the client waits until curl returned. */
+int corio__http_busy(corio_http *h);
 /* out[4]: connections opened, reused, idle, requests in flight. */
 void corio__http_stats(corio_http *h, double *out);
 
@@ -53,7 +57,7 @@ int corio__xfer_start(corio_xfer *x, corio_task *t);
 /* Streams: bind the userdata slot, read the next chunk (pushed and the
 ** count returned, -1 after arming t, -2 if another task waits on x),
 ** bytes held, close, gc. A read may also return -3: raise the error
-** pushed. */
+** pushed; -4: refused, see corio__http_busy. */
 void corio__xfer_bind(corio_xfer *x, void **box);
 int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t);
 void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused);

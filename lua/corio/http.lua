@@ -120,20 +120,27 @@ local function encode_pairs(fname, an, what, t)
   return concat(out, "&")
 end
 
--- Remove "." and ".." segments (RFC 3986 5.2.4).
+-- Remove "." and ".." segments (RFC 3986 5.2.4) from a path that starts
+-- with "/". Empty segments stay ("a//b" is not "a/b"); a path that ends
+-- with "." or ".." ends with "/".
 local function remove_dots(path)
-  local out = {}
-  local trailing = path:sub(-1) == "/" or path:match("/%.%.?$") ~= nil
-  for seg in path:gmatch("[^/]+") do
+  local out, n = {}, 0
+  local dir = false  -- the last segment was "." or ".."
+  local i, last = 2, #path + 1
+  while i <= last do
+    local j = find(path, "/", i, true) or last
+    local seg = sub(path, i, j - 1)
+    i = j + 1
+    dir = seg == "." or seg == ".."
     if seg == ".." then
-      if #out > 0 then out[#out] = nil end
+      if n > 0 then out[n] = nil; n = n - 1 end
     elseif seg ~= "." then
-      out[#out + 1] = seg
+      n = n + 1
+      out[n] = seg
     end
   end
-  local p = "/" .. concat(out, "/")
-  if trailing and p ~= "/" then p = p .. "/" end
-  return p
+  if dir and n > 0 then n = n + 1; out[n] = "" end
+  return "/" .. concat(out, "/", 1, n)
 end
 
 -- Join a relative URL to base_url keeping the base path ("/x" and "x" both
@@ -183,8 +190,12 @@ end
 -- more), so {id = 123456789012345} would go out as 1.2345678901234e+14.
 -- Numbers that 14 digits do not give back are encoded as placeholder
 -- strings, put back afterwards written by num_str.
+-- Each table is searched once (seen): a table met again (shared, or a
+-- cycle, which cjson then refuses) was searched down every path before,
+-- exponentially many in {a = t, b = t}.
 local huge = math.huge
-local function find_lossy(t, depth, out)
+local function find_lossy(t, depth, out, seen)
+  seen[t] = true
   for k, x in pairs(t) do
     local tx = type(x)
     if tx == "number" then
@@ -192,8 +203,8 @@ local function find_lossy(t, depth, out)
         and x ~= -huge and tonumber(fmt("%.14g", x)) ~= x then
         out[#out + 1] = { t, k, x }
       end
-    elseif tx == "table" and depth < 1000 then  -- deeper: cjson raises
-      find_lossy(x, depth + 1, out)
+    elseif tx == "table" and depth < 1000 and not seen[x] then  -- deeper: cjson raises
+      find_lossy(x, depth + 1, out, seen)
     end
   end
 end
@@ -205,7 +216,7 @@ local function json_encode(v)
     return enc(v)
   end
   local lossy = {}
-  find_lossy(v, 1, lossy)
+  find_lossy(v, 1, lossy, {})
   if #lossy == 0 then return enc(v) end
   local tag = "corio-num-" .. tostring(lossy):match("(%x+)$") .. "-"
   for i, e in ipairs(lossy) do e[1][e[2]] = tag .. i end
@@ -296,13 +307,16 @@ local function merge_headers(fname, an, defaults, extra)
 end
 
 -- curl's header lines: "Name: value"; "Name;" sends an empty value
--- ("Name:" would remove the header); false: "Name:", curl sends none of
--- its own. With a body, "Expect:": no "Expect: 100-continue".
+-- ("Name:", also with nothing but white space after it, would remove the
+-- header: a value of white space only goes out empty); false: "Name:",
+-- curl sends none of its own. With a body, "Expect:": no "Expect:
+-- 100-continue".
 local function header_lines(list, has_body)
   local lines = {}
   for i, e in ipairs(list) do
     local v = e[3]
-    lines[i] = v == false and e[2] .. ":" or v == "" and e[2] .. ";" or e[2] .. ": " .. v
+    lines[i] = v == false and e[2] .. ":" or not find(v, "%S") and e[2] .. ";"
+      or e[2] .. ": " .. v
   end
   if has_body then lines[#lines + 1] = "Expect:" end
   return lines
@@ -736,6 +750,10 @@ local function check_url(self, fname, url)
 end
 
 local REDIRECTS = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+-- Headers a redirect drops: to another origin; turned into a GET.
+local ORIGIN_HEADERS = { authorization = true, cookie = true, host = true }
+local BODY_HEADERS = { ["content-type"] = true, ["content-length"] = true,
+  ["transfer-encoding"] = true }
 
 -- One exchange through the transport function.
 local function via_transport(self, method, url, hlist, body, stream)
@@ -838,11 +856,17 @@ local function send(self, fname, method, url, opts)
       local q = encode_pairs(fname, an, "params", opts.params)
       if q ~= "" then
         local base, frag = url:match("^([^#]*)(.*)$")
-        url = base .. (base:find("?", 1, true) and (base:sub(-1) == "?" and "" or "&") or "?") .. q .. frag
+        local last = sub(base, -1)
+        url = base .. (find(base, "?", 1, true) and ((last == "?" or last == "&") and "" or "&") or "?")
+          .. q .. frag
       end
     end
     local nb = (opts.json ~= nil and 1 or 0) + (opts.body ~= nil and 1 or 0) + (opts.form ~= nil and 1 or 0)
     if nb > 1 then invalid(fname, an, nil, "give only one of json, body and form") end
+    -- libcurl sends no body with a HEAD (it was dropped without a word)
+    if nb > 0 and method == "HEAD" then
+      invalid(fname, an, nil, "a HEAD request cannot send a body (json, body or form)")
+    end
     if opts.json ~= nil then
       local ok, s = pcall(json_encode, opts.json)
       if not ok then invalid(fname, an, "json", tostring(s)) end
@@ -890,12 +914,13 @@ local function send(self, fname, method, url, opts)
     if (s == 301 or s == 302 or s == 303) and method ~= "GET" and method ~= "HEAD" then
       method, body, changed = "GET", nil, true
     end
+    -- Another origin gets no Authorization and no Cookie (as curl's own
+    -- redirects and httpx), and its own Host; a GET no body's headers.
     local drop_auth = origin_of(target) ~= origin_of(url)
     if changed or drop_auth then
       local nl = {}
       for _, e in ipairs(hlist) do
-        if not (drop_auth and e[1] == "authorization")
-          and not (changed and (e[1] == "content-type" or e[1] == "content-length")) then
+        if not (drop_auth and ORIGIN_HEADERS[e[1]]) and not (changed and BODY_HEADERS[e[1]]) then
           nl[#nl + 1] = e
         end
       end

@@ -47,6 +47,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def read_body(self):
+        if "chunked" in (self.headers.get("Transfer-Encoding") or ""):
+            body = b""
+            while True:
+                n = int(self.rfile.readline().split(b";")[0], 16)
+                if n == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailer fields
+                    return body
+                body += self.rfile.read(n)
+                self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(n) if n else b""
 
@@ -244,6 +254,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.raw(b"%x\r\n%s\r\n" % (len(part), part))
                 time.sleep(0.01)
             self.raw(b"0\r\n\r\n")
+            return
+        if path == "/trailers":
+            # a chunked body followed by a trailer field
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Trailer", "X-Trailer")
+            self.end_headers()
+            self.raw(b"5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n")
             return
         return self.send_body(404, "not found")
 
