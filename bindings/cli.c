@@ -85,6 +85,41 @@ static void set_arg(lua_State *L, char **argv, int argc, int script) {
   lua_setglobal(L, "arg");
 }
 
+/* After the message of a failed run (which holds the first error's
+** traceback and only the messages of the others), the tracebacks of the
+** other errors of a multi-error on top of L: every failing task's, as
+** SPEC §5 asks ("its traceback(s)"). Used by the REPL too. */
+void corio__report_more(lua_State *L, const char *prefix) {
+  int n, i, top = lua_gettop(L);
+  if (top == 0 || !lua_istable(L, -1) || !lua_getmetatable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_getfield(L, top, "errors");
+  n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
+  for (i = 2; i <= n; i++) {
+    const char *tb = NULL;
+    lua_rawgeti(L, top + 1, i);
+    if (lua_istable(L, -1)) {   /* a corio error: its message, its own trace */
+      lua_getfield(L, -1, "traceback");
+      tb = lua_isstring(L, -1) && lua_objlen(L, -1) > 0 ? lua_tostring(L, -1)
+                                                        : NULL;
+      lua_getfield(L, -2, "message");
+      if (!lua_isstring(L, -1)) lua_pop(L, 1);
+    }
+    if (!lua_isstring(L, -1)) {
+      lua_getglobal(L, "tostring");
+      lua_pushvalue(L, top + 2);
+      if (lua_pcall(L, 1, 1, 0) != 0 || !lua_isstring(L, -1)) {
+        lua_settop(L, top + 1);
+        continue;
+      }
+    }
+    fprintf(stderr, "%serror %d of %d: %s%s%s\n", prefix, i, n,
+            lua_tostring(L, -1), tb ? "\n" : "", tb ? tb : "");
+    lua_settop(L, top + 1);
+  }
+  lua_settop(L, top);
+}
+
 /* Print the error left on the stack by a failed run and pick the exit
 ** status: 130 after SIGINT, else 1. */
 static int report(corio_rt *rt, int r) {
@@ -93,6 +128,7 @@ static int report(corio_rt *rt, int r) {
     return 130;
   }
   fprintf(stderr, "corio: %s\n", corio_errmsg(rt));
+  corio__report_more(corio_lua(rt), "corio: ");
   return 1;
 }
 

@@ -16,6 +16,8 @@
 
 #include "../runtime/corio.h"
 
+void corio__report_more(lua_State *L, const char *prefix);  /* cli.c */
+
 #ifdef CORIO_HAVE_LIBEDIT
 #include <editline/readline.h>
 #else
@@ -133,7 +135,10 @@ int corio__repl(corio_rt *rt) {
     r = corio_run_function(rt, 0, LUA_MULTRET);
     if (r == 0) print_results(L, base);
     else if (r == CORIO_EINTR_RUN) fprintf(stderr, "interrupted\n");
-    else fprintf(stderr, "%s\n", corio_errmsg(rt));
+    else {
+      fprintf(stderr, "%s\n", corio_errmsg(rt));
+      corio__report_more(L, "");
+    }
     signal(SIGINT, SIG_IGN);
     lua_settop(L, 0);
   }

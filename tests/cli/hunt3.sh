@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# hunt3.sh: CLI and debugging-aid regressions found by a third bug hunt
+# (SPEC §5, §8, rule 12).
+# Usage: hunt3.sh path/to/corio   (or CORIO=path/to/corio)
+. "$(dirname "$0")/lib.sh"
+
+# Job control: background jobs get SIGINT as in an interactive shell.
+set -m
+
+NAME="an uncaught error from two children prints both tracebacks (§5)"
+cat >"$TMP/two.lua" <<'LUA'
+local corio = require "corio"
+corio.scope(function(s)
+  s:spawn(function() corio.sleep(0.01) error("child one") end)
+  s:spawn(function() corio.sleep(0.01) error("child two") end)
+  corio.sleep(5)
+end)
+LUA
+run 10 "$CORIO" "$TMP/two.lua"
+check_rc 1 && check_err_has "child one" && check_err_has "child two" \
+  && check_err_has_re "two.lua:3: in function" \
+  && check_err_has_re "two.lua:4: in function" && pass
+
+# bg LIMIT CMD...: start CMD in the background; sets PID
+bg() {
+  : >"$TMP/out"
+  : >"$TMP/err"
+  "$@" </dev/null >"$TMP/out" 2>"$TMP/err" &
+  PID=$!
+}
+# wait_out TEXT SECONDS
+wait_out() {
+  local i
+  for ((i = 0; i < $2 * 20; i++)); do
+    grep -qF -- "$1" "$TMP/out" && return 0
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  grep -qF -- "$1" "$TMP/out"
+}
+# reap SECONDS: wait for PID to end (killed after SECONDS: RC 124)
+reap() {
+  local i
+  for ((i = 0; i < $1 * 20; i++)); do
+    kill -0 "$PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$PID" 2>/dev/null; then
+    kill -KILL "$PID" 2>/dev/null || true
+    set +e; wait "$PID" 2>/dev/null; set -e
+    RC=124
+  else
+    set +e; wait "$PID" 2>/dev/null; RC=$?; set -e
+  fi
+  OUT="$(cat "$TMP/out")"
+  ERR="$(cat "$TMP/err")"
+}
+
+NAME="rule 12: a second SIGINT exits at once while a task spins in Lua"
+cat >"$TMP/spin.lua" <<'LUA'
+io.stdout:write("ready\n"); io.stdout:flush()
+local x = 0
+while true do x = x + 1 end
+LUA
+bg "$CORIO" "$TMP/spin.lua"
+if wait_out ready 10; then
+  kill -INT "$PID"; sleep 0.2; kill -INT "$PID" 2>/dev/null || true
+  reap 5
+  check_rc 130 && pass
+else
+  reap 1; fail "never got ready"
+fi
+
+# (not os.execute: system() ignores SIGINT in the caller, as for luajit)
+NAME="rule 12: a second SIGINT exits at once while a task blocks in C"
+bg "$CORIO" -e 'local ffi = require "ffi"
+ffi.cdef "unsigned int sleep(unsigned int);"
+io.stdout:write("ready\n") io.stdout:flush()
+for i = 1, 10 do ffi.C.sleep(3) end'
+if wait_out ready 10; then
+  sleep 0.2
+  kill -INT "$PID"; sleep 0.2; kill -INT "$PID" 2>/dev/null || true
+  reap 5
+  check_rc 130 && pass
+else
+  reap 1; fail "never got ready"
+fi
+
+NAME="--debug reports a compiled (JIT) Lua loop while it still spins (§8)"
+cat >"$TMP/jit.lua" <<'LUA'
+local corio = require "corio"
+local t = corio.spawn(function()
+  local t0 = os.clock()
+  while os.clock() - t0 < 3 do end
+end)
+t.name = "spinner"
+t:join()
+LUA
+bg "$CORIO" --debug "$TMP/jit.lua"
+for ((i = 0; i < 40; i++)); do
+  grep -q "still running" "$TMP/err" && break
+  sleep 0.05
+done
+if grep -q "still running" "$TMP/err" && kill -0 "$PID" 2>/dev/null; then
+  reap 20
+  check_rc 0 && check_err_has_re "spinner has held the loop .* now at .*jit.lua:4" \
+    && pass
+else
+  reap 20
+  fail "no report within 2 s of a 3 s spin (reported only at its end?)"
+fi
+
+NAME="SIGUSR1 at the REPL prompt does not kill the REPL (§8: the program goes on)"
+python3 - "$CORIO" >"$TMP/out" 2>"$TMP/err" <<'PY'
+import os, pty, select, signal, subprocess, sys, time
+master, slave = pty.openpty()
+p = subprocess.Popen([sys.argv[1]], stdin=slave, stdout=slave, stderr=slave,
+                     close_fds=True, start_new_session=True)
+os.close(slave)
+out = b""
+def until(tok, t=20.0):
+    global out
+    end = time.time() + t
+    while time.time() < end and tok not in out:
+        r, _, _ = select.select([master], [], [], 0.05)
+        if r:
+            try: out += os.read(master, 4096)
+            except OSError: break
+    return tok in out
+until(b"> ")
+os.write(master, b"= 40 + 1\n"); until(b"41\r\n")
+p.send_signal(signal.SIGUSR1)
+time.sleep(0.3)
+os.write(master, b"= 40 + 2\n")
+ok = until(b"42\r\n", 10)
+os.write(master, b"\x04")
+end = time.time() + 10
+while p.poll() is None and time.time() < end: time.sleep(0.05)
+if p.poll() is None: p.kill()
+print("alive-after-usr1" if ok else "dead", "rc", p.returncode)
+PY
+RC=$?
+OUT="$(cat "$TMP/out")"
+check_rc 0 && check_out_eq "alive-after-usr1 rc 0" && pass
+
+finish
