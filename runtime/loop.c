@@ -397,18 +397,58 @@ static void dump_tasks(corio_rt *rt) {
   }
 }
 
-static void on_sigint(uv_signal_t *h, int signum) {
-  corio_rt *rt = h->data;
-  (void)signum;
-  if (rt->interrupted) {
-    /* Rule 12: a second SIGINT ends the process at once, as the default
-    ** action would have. */
-    signal(SIGINT, SIG_DFL);
-    raise(SIGINT);
+/* SIGINT (rule 12) has a handler of its own rather than a uv_signal_t:
+** libuv hands a signal over only when the loop thread next polls, so
+** while a task spins in Lua or blocks in C no SIGINT would be seen, and
+** the second one could not end the process at once. The handler counts
+** and wakes the loop; the cancel itself happens on the loop thread. One
+** runtime at a time holds the handler (signals are per process). */
+static corio_rt *volatile sigint_rt;
+static volatile sig_atomic_t sigint_seen;
+static struct sigaction sigint_old;
+
+static void sigint_handler(int signum) {
+  corio_rt *rt = sigint_rt;
+  if (sigint_seen || rt == NULL) {
+    /* the second: end the process as the default action would have */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    sigaction(signum, &dfl, NULL);
+    raise(signum);
     return;
   }
+  sigint_seen = 1;
+  uv_async_send(&rt->sigint);   /* async-signal-safe */
+}
+
+void corio__sigint_cb(uv_async_t *h) {
+  corio_rt *rt = h->data;
+  /* (a wake-up left from an earlier run finds sigint_seen reset) */
+  if (sigint_rt != rt || !sigint_seen || !rt->running || rt->interrupted)
+    return;
   rt->interrupted = 1;
   if (rt->root != NULL) corio__scope_cancel(rt, &rt->root->root);
+}
+
+static void sigint_hold(corio_rt *rt) {
+  struct sigaction sa;
+  if (sigint_rt != NULL) return;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = sigint_handler;
+  sigemptyset(&sa.sa_mask);
+  sigint_seen = 0;
+  sigint_rt = rt;
+  sigaction(SIGINT, &sa, &sigint_old);
+}
+
+/* Give SIGINT back its disposition from before the run (the REPL's
+** SIG_IGN at its prompt, say). */
+void corio__signals_release(corio_rt *rt) {
+  if (sigint_rt != rt) return;
+  sigaction(SIGINT, &sigint_old, NULL);
+  sigint_rt = NULL;
+  sigint_seen = 0;
 }
 
 /* One turn of the loop when nothing is ready: jump the virtual clock, or
@@ -457,7 +497,7 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
   rt->root_ref = corio__ref(rt, L);   /* the root's results outlive it */
   rt->root = root;
   if (rt->handle_signals) {
-    uv_signal_start(&rt->sigint, on_sigint, SIGINT);
+    sigint_hold(rt);
     uv_signal_start(&rt->sigusr1, on_sigusr1, SIGUSR1);
   }
 }
@@ -485,7 +525,7 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   corio_task *root = rt->root;
   int n, ud;
   if (rt->handle_signals) {
-    uv_signal_stop(&rt->sigint);
+    corio__signals_release(rt);
     uv_signal_stop(&rt->sigusr1);
   }
   rt->running = 0;

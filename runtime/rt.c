@@ -179,7 +179,7 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   ** keeps uv_run(UV_RUN_ONCE) waiting. */
   if (uv_timer_init(rt->loop, &rt->timer) != 0) goto fail;
   rt->timer.data = rt;
-  if (uv_signal_init(rt->loop, &rt->sigint) != 0) goto fail;
+  if (uv_async_init(rt->loop, &rt->sigint, corio__sigint_cb) != 0) goto fail;
   rt->sigint.data = rt;
   uv_unref((uv_handle_t *)&rt->sigint);
   if (uv_signal_init(rt->loop, &rt->sigusr1) != 0) goto fail;
@@ -248,6 +248,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   int j;
   if (rt == NULL) return;
   corio__debug_stop(rt);
+  corio__signals_release(rt);
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_close((uv_handle_t *)&rt->sigint, NULL);
   uv_close((uv_handle_t *)&rt->sigusr1, NULL);
