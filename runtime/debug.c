@@ -4,11 +4,16 @@
 ** default 100) while it is still running, and makes it report where it is
 ** through a count hook (lua_sethook may be called from another thread).
 ** The loop thread pays two relaxed stores per step and no clock reads.
+** LuaJIT's compiled code never calls hooks, so a loop the JIT compiled
+** would be reported only after it ended (at the line after it): while
+** the watchdog runs, the runtime's Lua state runs interpreted.
 */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include <luajit.h>
 
 #include "internal.h"
 
@@ -99,6 +104,8 @@ int corio__debug_start(corio_rt *rt, int slow_ms) {
     return UV_EAGAIN;
   }
   rt->debug = 1;
+  luaJIT_setmode(rt->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_FLUSH);
+  luaJIT_setmode(rt->L, 0, LUAJIT_MODE_ENGINE | LUAJIT_MODE_OFF);
   return 0;
 }
 
