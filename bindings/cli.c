@@ -43,6 +43,16 @@ static int file_exists(const char *p) { return access(p, R_OK) == 0; }
 
 int corio__repl(corio_rt *rt);
 
+/* SIGUSR1 while no run is going (the REPL's prompt, loading a script):
+** the runtime's own handler is installed only during a run, and the
+** default action would end the program (SPEC §8: it goes on). */
+static void on_sigusr1_idle(int signum) {
+  static const char msg[] = "corio: no task is running\n";
+  ssize_t w = write(2, msg, sizeof(msg) - 1);
+  (void)signum;
+  (void)w;
+}
+
 /* Find corio's Lua modules: next to an installed binary
 ** (<prefix>/share/lua/5.1), else in the source tree it was built from. */
 static void add_module_paths(corio_rt *rt) {
@@ -194,6 +204,14 @@ int main(int argc, char **argv) {
     }
   }
 
+  {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_sigusr1_idle;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+  }
   memset(&opts, 0, sizeof(opts));
   opts.handle_signals = 1;
   rt = corio_new(&opts);

@@ -228,7 +228,7 @@ struct corio_rt {
   uv_loop_t own_loop;       /* used when the host gave no loop */
   uv_timer_t timer;         /* fires the earliest heap deadline */
   uv_async_t sigint;        /* woken by loop.c's own SIGINT handler */
-  uv_signal_t sigusr1;
+  uv_async_t sigusr1;       /* and by its SIGUSR1 handler */
   struct corio_heapent *heap; /* 4-ary min-heap of armed deadlines
                                (timer.c) */
   uint32_t nheap, heapcap, seq;
@@ -364,6 +364,7 @@ void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);
 int corio__run_root(corio_rt *rt, lua_State *L, int nargs);
 void corio__run_start(corio_rt *rt, lua_State *L, int nargs);
 void corio__sigint_cb(uv_async_t *h);
+void corio__sigusr1_cb(uv_async_t *h);
 void corio__signals_release(corio_rt *rt);
 int corio__run_step(corio_rt *rt, int mode);
 int corio__run_finish(corio_rt *rt, lua_State *L);

@@ -344,12 +344,6 @@ static void deadlock(corio_rt *rt) {
   corio__scope_cancel(rt, &rt->root->root);
 }
 
-static void on_sigusr1(uv_signal_t *h, int signum) {
-  corio_rt *rt = h->data;
-  (void)signum;
-  rt->dump_due = 1;   /* printed by the scheduler, outside libuv */
-  if (rt->in_uv) uv_stop(rt->loop);
-}
 
 /* The task tree, as corio.tasks() sees it, on stderr (SIGUSR1). */
 static void dump_tree(corio_rt *rt, corio_scope *s, int depth) {
@@ -380,8 +374,11 @@ static void dump_tree(corio_rt *rt, corio_scope *s, int depth) {
   }
 }
 
+static volatile sig_atomic_t sigusr1_seen;
+
 static void dump_tasks(corio_rt *rt) {
   rt->dump_due = 0;
+  sigusr1_seen = 0;
   fprintf(stderr, "corio: %u live task(s):\n", rt->ntasks);
   if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
   corio__task_name(rt, rt->L, rt->root);
@@ -397,15 +394,32 @@ static void dump_tasks(corio_rt *rt) {
   }
 }
 
-/* SIGINT (rule 12) has a handler of its own rather than a uv_signal_t:
-** libuv hands a signal over only when the loop thread next polls, so
-** while a task spins in Lua or blocks in C no SIGINT would be seen, and
-** the second one could not end the process at once. The handler counts
-** and wakes the loop; the cancel itself happens on the loop thread. One
-** runtime at a time holds the handler (signals are per process). */
+/* SIGINT (rule 12) and SIGUSR1 have handlers of their own rather than
+** uv_signal_t watchers: libuv hands a signal over only when the loop
+** thread next polls, so while a task spins in Lua or blocks in C no
+** SIGINT would be seen and the second one could not end the process at
+** once; and stopping a watcher sets SIG_DFL, so a SIGUSR1 after a run
+** (at the REPL's prompt) killed the process. The handlers note the
+** signal and wake the loop; the work happens on the loop thread. One
+** runtime at a time holds them (signals are per process); after its run
+** the dispositions from before it come back. */
 static corio_rt *volatile sigint_rt;
 static volatile sig_atomic_t sigint_seen;
-static struct sigaction sigint_old;
+static struct sigaction sigint_old, sigusr1_old;
+
+static void sigusr1_handler(int signum) {
+  corio_rt *rt = sigint_rt;
+  (void)signum;
+  sigusr1_seen = 1;
+  if (rt != NULL) uv_async_send(&rt->sigusr1);
+}
+
+void corio__sigusr1_cb(uv_async_t *h) {
+  corio_rt *rt = h->data;
+  if (sigint_rt != rt || !sigusr1_seen) return;
+  rt->dump_due = 1;   /* printed by the scheduler, outside libuv */
+  if (rt->in_uv) uv_stop(rt->loop);
+}
 
 static void sigint_handler(int signum) {
   corio_rt *rt = sigint_rt;
@@ -438,15 +452,19 @@ static void sigint_hold(corio_rt *rt) {
   sa.sa_handler = sigint_handler;
   sigemptyset(&sa.sa_mask);
   sigint_seen = 0;
+  sigusr1_seen = 0;
   sigint_rt = rt;
   sigaction(SIGINT, &sa, &sigint_old);
+  sa.sa_handler = sigusr1_handler;
+  sigaction(SIGUSR1, &sa, &sigusr1_old);
 }
 
-/* Give SIGINT back its disposition from before the run (the REPL's
-** SIG_IGN at its prompt, say). */
+/* Give the signals back their dispositions from before the run (the
+** REPL's SIG_IGN for SIGINT at its prompt, say). */
 void corio__signals_release(corio_rt *rt) {
   if (sigint_rt != rt) return;
   sigaction(SIGINT, &sigint_old, NULL);
+  sigaction(SIGUSR1, &sigusr1_old, NULL);
   sigint_rt = NULL;
   sigint_seen = 0;
 }
@@ -498,7 +516,6 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
   rt->root = root;
   if (rt->handle_signals) {
     sigint_hold(rt);
-    uv_signal_start(&rt->sigusr1, on_sigusr1, SIGUSR1);
   }
 }
 
@@ -525,8 +542,9 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   corio_task *root = rt->root;
   int n, ud;
   if (rt->handle_signals) {
+    /* a SIGUSR1 the loop had no turn to see (its step spun to the end) */
+    if (sigusr1_seen && sigint_rt == rt) dump_tasks(rt);
     corio__signals_release(rt);
-    uv_signal_stop(&rt->sigusr1);
   }
   rt->running = 0;
   rt->root = NULL;

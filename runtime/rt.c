@@ -182,7 +182,8 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   if (uv_async_init(rt->loop, &rt->sigint, corio__sigint_cb) != 0) goto fail;
   rt->sigint.data = rt;
   uv_unref((uv_handle_t *)&rt->sigint);
-  if (uv_signal_init(rt->loop, &rt->sigusr1) != 0) goto fail;
+  if (uv_async_init(rt->loop, &rt->sigusr1, corio__sigusr1_cb) != 0)
+    goto fail;
   rt->sigusr1.data = rt;
   uv_unref((uv_handle_t *)&rt->sigusr1);
   if (corio__host_init(rt) != 0) goto fail;

@@ -110,6 +110,18 @@ else
   fail "no report within 2 s of a 3 s spin (reported only at its end?)"
 fi
 
+NAME="SIGUSR1 during a last step that spins is answered, not lost (§8)"
+bg "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
+local t = os.clock() while os.clock() - t < 1 do end print("end")'
+if wait_out ready 10; then
+  sleep 0.2
+  kill -USR1 "$PID"
+  reap 10
+  check_rc 0 && check_out_has "end" && check_err_has "live task" && pass
+else
+  reap 1; fail "never got ready"
+fi
+
 NAME="SIGUSR1 at the REPL prompt does not kill the REPL (§8: the program goes on)"
 python3 - "$CORIO" >"$TMP/out" 2>"$TMP/err" <<'PY'
 import os, pty, select, signal, subprocess, sys, time
