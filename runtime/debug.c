@@ -3,7 +3,8 @@
 ** that has held the loop longer than a threshold (CORIO_DEBUG_SLOW_MS,
 ** default 100) while it is still running, and makes it report where it is
 ** through a count hook (lua_sethook may be called from another thread).
-** The loop thread pays two relaxed stores per step and no clock reads.
+** The loop thread pays, per step, a copy of the task's name and two
+** atomic stores, and no clock reads.
 ** LuaJIT's compiled code never calls hooks, so a loop the JIT compiled
 ** would be reported only after it ended (at the line after it): while
 ** the watchdog runs, the runtime's Lua state runs interpreted.
@@ -27,6 +28,7 @@ static void slow_hook(lua_State *L, lua_Debug *unused) {
   (void)unused;
   lua_sethook(L, NULL, 0, 0);
   if (rt == NULL) return;
+  __atomic_store_n(&rt->hook_ran, 1, __ATOMIC_RELAXED);
   for (level = 0; lua_getstack(L, level, &ar); level++) {
     if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) break;
   }
@@ -41,15 +43,38 @@ static void slow_hook(lua_State *L, lua_Debug *unused) {
   lua_pop(L, 1);
 }
 
+/* A step begins (loop thread, debug mode only): its task's name where the
+** watchdog may read it, then the step's mark. */
+void corio__debug_step_begin(corio_rt *rt, corio_task *t) {
+  lua_State *L = rt->L;
+  corio__task_name(rt, L, t);
+  snprintf(rt->dbg_name, sizeof(rt->dbg_name), "%s",
+           lua_tostring(L, -1) ? lua_tostring(L, -1) : "a task");
+  lua_pop(L, 1);
+  __atomic_add_fetch(&rt->step_seq, 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&rt->in_step, 1, __ATOMIC_RELEASE);
+}
+
+/* The watchdog takes a step by turning in_step from 1 to 2, under
+** dbg_mu; the loop thread, ending a step it finds taken, goes through
+** corio__debug_step_end, which waits for dbg_mu. So while the watchdog
+** holds dbg_mu and sees 2, the step has not ended and dbg_name is that
+** step's. If the hook has not run a period after the step was taken,
+** the task is inside a C call (Lua runs interpreted here, so a Lua loop
+** would have run it): that is reported at once, from this thread, with
+** the name; the hook gives the line when the call returns. */
 static void *watchdog(void *arg) {
   corio_rt *rt = arg;
   uint32_t last_seq = 0;
-  uint64_t seen_at = 0, period = (uint64_t)rt->slow_ms * 1000000 / 4;
+  uint64_t seen_at = 0, taken_at = 0,
+           period = (uint64_t)rt->slow_ms * 1000000 / 4;
+  int c_said = 0;
   struct timespec ts;
   if (period < 1000000) period = 1000000;
   pthread_mutex_lock(&rt->dbg_mu);
   while (!rt->dbg_stop) {
     uint64_t now;
+    int in;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_nsec += (long)(period % 1000000000);
     ts.tv_sec += (time_t)(period / 1000000000) + ts.tv_nsec / 1000000000;
@@ -57,8 +82,21 @@ static void *watchdog(void *arg) {
     pthread_cond_timedwait(&rt->dbg_cv, &rt->dbg_mu, &ts);
     if (rt->dbg_stop) break;
     now = mono_ns();
-    if (!__atomic_load_n(&rt->in_step, __ATOMIC_RELAXED)) {
+    in = __atomic_load_n(&rt->in_step, __ATOMIC_ACQUIRE);
+    if (in == 0) {
       seen_at = 0;
+      continue;
+    }
+    if (in == 2) {   /* taken, not ended */
+      if (!c_said && now - taken_at >= period &&
+          !__atomic_load_n(&rt->hook_ran, __ATOMIC_RELAXED)) {
+        c_said = 1;
+        fprintf(stderr,
+                "corio: slow step: %s has held the loop for over %d ms and "
+                "is still running, inside a C call (its Lua line follows "
+                "when the call returns)\n",
+                rt->dbg_name, (int)((now - seen_at) / 1000000));
+      }
       continue;
     }
     {
@@ -69,22 +107,29 @@ static void *watchdog(void *arg) {
         continue;
       }
     }
-    if (now - seen_at >= (uint64_t)rt->slow_ms * 1000000 &&
-        !__atomic_load_n(&rt->step_flagged, __ATOMIC_RELAXED)) {
-      rt->flagged_at = seen_at;
-      __atomic_store_n(&rt->step_flagged, 1, __ATOMIC_RELEASE);
-      lua_sethook(rt->L, slow_hook, LUA_MASKCOUNT, 1);
+    if (now - seen_at >= (uint64_t)rt->slow_ms * 1000000) {
+      int one = 1;
+      __atomic_store_n(&rt->hook_ran, 0, __ATOMIC_RELAXED);
+      if (__atomic_compare_exchange_n(&rt->in_step, &one, 2, 0,
+                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        rt->flagged_at = seen_at;
+        taken_at = now;
+        c_said = 0;
+        lua_sethook(rt->L, slow_hook, LUA_MASKCOUNT, 1);
+      }
     }
   }
   pthread_mutex_unlock(&rt->dbg_mu);
   return NULL;
 }
 
-/* The step that was reported ended: say how long it held the loop. */
+/* The step the watchdog took ended: say how long it held the loop. */
 void corio__debug_step_end(corio_rt *rt) {
-  uint64_t ms = (mono_ns() - rt->flagged_at) / 1000000;
+  uint64_t ms;
+  pthread_mutex_lock(&rt->dbg_mu);
+  ms = (mono_ns() - rt->flagged_at) / 1000000;
   lua_sethook(rt->L, NULL, 0, 0);
-  __atomic_store_n(&rt->step_flagged, 0, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&rt->dbg_mu);
   fprintf(stderr, "corio: slow step: the loop was blocked for about %d ms "
           "in total\n", (int)ms);
 }

@@ -290,9 +290,11 @@ struct corio_rt {
   pthread_mutex_t dbg_mu;
   pthread_cond_t dbg_cv;
   uint32_t step_seq;          /* bumped at each resume (atomic) */
-  int in_step;                /* a task is being resumed (atomic) */
-  int step_flagged;           /* the current step was reported (atomic) */
+  int in_step;                /* 1: a task is being resumed; 2: the
+                                 watchdog took that step (atomic) */
+  int hook_ran;               /* the slow-step hook reported (atomic) */
   uint64_t flagged_at;        /* when that step began, about */
+  char dbg_name[128];         /* the resumed task's name, for the watchdog */
   int dump_due;               /* SIGUSR1 seen: print the task tree */
   struct corio_work_state *work_states; /* to_thread's worker pool */
   int deadlock;             /* a deadlock was found in this run */
@@ -467,6 +469,7 @@ void corio__pool_used(void);
 /* debug.c */
 int corio__debug_start(corio_rt *rt, int slow_ms);
 void corio__debug_stop(corio_rt *rt);
+void corio__debug_step_begin(corio_rt *rt, corio_task *t);
 void corio__debug_step_end(corio_rt *rt);
 
 /* host.c */

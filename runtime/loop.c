@@ -182,16 +182,10 @@ static void resume(corio_rt *rt, corio_task *t) {
   t->wait_L = NULL;
   rt->current = t;
   corio__tls_rt = rt;
-  if (rt->debug) {
-    __atomic_add_fetch(&rt->step_seq, 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&rt->in_step, 1, __ATOMIC_RELAXED);
-  }
+  if (rt->debug) corio__debug_step_begin(rt, t);
   st = lua_resume(co, nargs);
-  if (rt->debug) {
-    __atomic_store_n(&rt->in_step, 0, __ATOMIC_RELAXED);
-    if (__atomic_load_n(&rt->step_flagged, __ATOMIC_ACQUIRE))
-      corio__debug_step_end(rt);
-  }
+  if (rt->debug && __atomic_exchange_n(&rt->in_step, 0, __ATOMIC_ACQ_REL) == 2)
+    corio__debug_step_end(rt);
   rt->current = NULL;
   corio__tls_rt = outer;
   if (st == LUA_YIELD) {

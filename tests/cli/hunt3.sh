@@ -110,6 +110,32 @@ else
   fail "no report within 2 s of a 3 s spin (reported only at its end?)"
 fi
 
+NAME="--debug reports a task blocked in a C call while it still blocks (§8)"
+cat >"$TMP/cblock.lua" <<'LUA'
+local corio = require "corio"
+local ffi = require "ffi"
+ffi.cdef "unsigned int sleep(unsigned int);"
+local t = corio.spawn(function()
+  ffi.C.sleep(3)
+end)
+t.name = "c sleeper"
+t:join()
+LUA
+bg "$CORIO" --debug "$TMP/cblock.lua"
+for ((i = 0; i < 40; i++)); do
+  grep -q "still running" "$TMP/err" && break
+  sleep 0.05
+done
+if grep -q "still running" "$TMP/err" && kill -0 "$PID" 2>/dev/null; then
+  reap 20
+  check_rc 0 && check_err_has "slow step: c sleeper has held the loop" \
+    && check_err_has "inside a C call" \
+    && check_err_has_re "c sleeper .* now at .*cblock.lua:[56]" && pass
+else
+  reap 20
+  fail "no report within 2 s of a 3 s call (reported only when it returned?)"
+fi
+
 NAME="SIGUSR1 during a last step that spins is answered, not lost (§8)"
 bg "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
 local t = os.clock() while os.clock() - t < 1 do end print("end")'
