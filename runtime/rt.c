@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "internal.h"
 
@@ -227,8 +228,11 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   rt->poll_ns = (uint64_t)env_ms("CORIO_POLL_MS", 0, CORIO_POLL_NS / 1000000) *
                 1000000u;
   {
+    /* on unless unset, empty or a "no": 0, false, no, off (any case) */
     const char *d = getenv("CORIO_DEBUG");
-    if (d != NULL && *d != 0 && *d != '0')
+    if (d != NULL && *d != 0 && strcmp(d, "0") != 0 &&
+        strcasecmp(d, "false") != 0 && strcasecmp(d, "no") != 0 &&
+        strcasecmp(d, "off") != 0)
       (void)corio__debug_start(rt, (int)env_ms("CORIO_DEBUG_SLOW_MS", 1, 100));
   }
   return rt;

@@ -136,6 +136,16 @@ else
   fail "no report within 2 s of a 3 s call (reported only when it returned?)"
 fi
 
+NAME="CORIO_DEBUG=off, false, no (any case) leave --debug off; yes turns it on"
+printf 'local t = os.clock() while os.clock() - t < 0.4 do end\n' >"$TMP/spin2.lua"
+res=""
+for v in off false No 0 "" yes; do
+  run 20 env CORIO_DEBUG="$v" "$CORIO" "$TMP/spin2.lua"
+  if grep -q "slow step" "$TMP/err"; then res="$res $v=on"; else res="$res $v=off"; fi
+done
+OUT="$res"
+check_rc 0 && check_out_eq " off=off false=off No=off 0=off =off yes=on" && pass
+
 NAME="SIGUSR1 during a last step that spins is answered, not lost (§8)"
 bg "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
 local t = os.clock() while os.clock() - t < 1 do end print("end")'
@@ -166,15 +176,16 @@ def until(tok, t=20.0):
             except OSError: break
     return tok in out
 until(b"> ")
-os.write(master, b"= 40 + 1\n"); until(b"41\r\n")
+os.write(master, b"= 40 + 1\n"); until(b"41\r\n> ")
 p.send_signal(signal.SIGUSR1)
 time.sleep(0.3)
 os.write(master, b"= 40 + 2\n")
 ok = until(b"42\r\n", 10)
+until(b"42\r\n> ", 10)   # Ctrl-D typed before the prompt can be lost
 os.write(master, b"\x04")
 end = time.time() + 10
 while p.poll() is None and time.time() < end: time.sleep(0.05)
-if p.poll() is None: p.kill()
+if p.poll() is None: p.kill(); p.wait()
 print("alive-after-usr1" if ok else "dead", "rc", p.returncode)
 PY
 RC=$?
