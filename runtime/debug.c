@@ -23,15 +23,24 @@ static uint64_t mono_ns(void) { return uv_hrtime(); }
 /* Runs on the loop thread, inside the slow step, once. */
 static void slow_hook(lua_State *L, lua_Debug *unused) {
   corio_rt *rt = corio__rt(L);
-  lua_Debug ar;
-  int level;
+  lua_Debug ar, first;
+  int level, found = 0;
   (void)unused;
   lua_sethook(L, NULL, 0, 0);
   if (rt == NULL) return;
   __atomic_store_n(&rt->hook_ran, 1, __ATOMIC_RELAXED);
+  /* the innermost line outside corio's own Lua (a corio.now in the loop
+  ** is not where the user looks), else the innermost line */
+  first.currentline = 0;
   for (level = 0; lua_getstack(L, level, &ar); level++) {
-    if (lua_getinfo(L, "Sl", &ar) && ar.currentline > 0) break;
+    if (!lua_getinfo(L, "Sl", &ar) || ar.currentline <= 0) continue;
+    if (first.currentline <= 0) first = ar;
+    if (!corio__is_own_src(rt, ar.source)) {
+      found = 1;
+      break;
+    }
   }
+  if (!found) ar = first;
   if (rt->current != NULL) corio__task_name(rt, L, rt->current);
   else lua_pushliteral(L, "the main chunk");
   fprintf(stderr,
