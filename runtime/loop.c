@@ -339,30 +339,36 @@ static void deadlock(corio_rt *rt) {
 }
 
 
+/* One line of the tree: name, status, what and where it waits. */
+static void dump_task(corio_rt *rt, corio_task *c, int depth) {
+  lua_State *L = rt->L;
+  char where[256];
+  static const char *const st[] = {"pending", "running", "done", "failed",
+                                   "cancelled"};
+  corio__task_name(rt, L, c);
+  fprintf(stderr, "%*s%s [%s]", 2 * depth, "", lua_tostring(L, -1),
+          st[c->status]);
+  lua_pop(L, 1);
+  if (c->state == CORIO_ST_BLOCKED && c->wait_what != NULL)
+    fprintf(stderr, " waiting in %s", c->wait_what);
+  if (c->status == CORIO_RUNNING && corio__where(rt, c, where, sizeof(where)))
+    fprintf(stderr, " at %s", where);
+  if (c == rt->root)
+    fputs(" (root)", stderr);
+  else if (c->spawn_src != NULL)
+    fprintf(stderr, " (spawned at %s:%d)",
+            c->spawn_src[0] == '@' ? c->spawn_src + 1 : c->spawn_src,
+            c->spawn_line);
+  fputc('\n', stderr);
+}
+
 /* The task tree, as corio.tasks() sees it, on stderr (SIGUSR1). */
 static void dump_tree(corio_rt *rt, corio_scope *s, int depth) {
-  lua_State *L = rt->L;
   for (; s != NULL; s = s->inner) {
     corio_link *l;
     for (l = s->children.next; l != &s->children; l = l->next) {
       corio_task *c = corio_container_of(l, corio_task, sibling);
-      char where[256];
-      static const char *const st[] = {"pending", "running", "done",
-                                       "failed", "cancelled"};
-      corio__task_name(rt, L, c);
-      fprintf(stderr, "%*s%s [%s]", 2 * depth, "", lua_tostring(L, -1),
-              st[c->status]);
-      lua_pop(L, 1);
-      if (c->state == CORIO_ST_BLOCKED && c->wait_what != NULL)
-        fprintf(stderr, " waiting in %s", c->wait_what);
-      if (c->status == CORIO_RUNNING && corio__where(rt, c, where,
-                                                    sizeof(where)))
-        fprintf(stderr, " at %s", where);
-      if (c->spawn_src != NULL)
-        fprintf(stderr, " (spawned at %s:%d)",
-                c->spawn_src[0] == '@' ? c->spawn_src + 1 : c->spawn_src,
-                c->spawn_line);
-      fputc('\n', stderr);
+      dump_task(rt, c, depth);
       dump_tree(rt, &c->root, depth + 1);
     }
   }
@@ -375,9 +381,7 @@ static void dump_tasks(corio_rt *rt) {
   sigusr1_seen = 0;
   fprintf(stderr, "corio: %u live task(s):\n", rt->ntasks);
   if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
-  corio__task_name(rt, rt->L, rt->root);
-  fprintf(stderr, "%s [running] (root)\n", lua_tostring(rt->L, -1));
-  lua_pop(rt->L, 1);
+  dump_task(rt, rt->root, 0);   /* (with where it waits, as tasks() has) */
   dump_tree(rt, &rt->root->root, 1);
   {
     corio_link *l;

@@ -158,6 +158,20 @@ else
   reap 1; fail "never got ready"
 fi
 
+NAME="SIGUSR1's tree says where the root task waits, as corio.tasks() does"
+printf 'io.stdout:write("ready\\n") io.stdout:flush()\nlocal corio = require "corio"\ncorio.sleep(0.8)\nprint("went on")\n' >"$TMP/root.lua"
+bg "$CORIO" "$TMP/root.lua"
+if wait_out ready 10; then
+  sleep 0.2
+  kill -USR1 "$PID"
+  reap 10
+  check_rc 0 && check_out_has "went on" \
+    && check_err_has_re "task 1 \[running\] waiting in sleep at .*root.lua:3 \(root\)" \
+    && pass
+else
+  reap 1; fail "never got ready"
+fi
+
 NAME="SIGUSR1 at the REPL prompt does not kill the REPL (§8: the program goes on)"
 python3 - "$CORIO" >"$TMP/out" 2>"$TMP/err" <<'PY'
 import os, pty, select, signal, subprocess, sys, time
