@@ -50,3 +50,37 @@ describe("corio.http invalid-argument errors", function()
     t:close()
   end)
 end)
+
+describe("corio.fs options", function()
+  -- as corio.http (and Python's keyword arguments), a misspelt option is
+  -- an error, not silently ignored: {parent = true} would otherwise fail
+  -- later with ENOENT, {buffersize = n} use the default buffer
+  local fs = require("corio.fs")
+  local dir
+  before_each(function() dir = helpers.temp_dir("docs_audit") end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  it("fs.open rejects an unknown option, naming it", function()
+    local err = catch(fs.open, dir .. "/x", "w", { buffersize = 16 })
+    assert.equal("bad argument #3 to 'open' (unknown option 'buffersize')", err)
+    assert.is_false(fs.exists(dir .. "/x"))
+  end)
+
+  it("fs.mkdir rejects an unknown option, naming it", function()
+    local err = catch(fs.mkdir, dir .. "/a/b", { parent = true })
+    assert.equal("bad argument #2 to 'mkdir' (unknown option 'parent')", err)
+  end)
+
+  it("fs.stat rejects an unknown option, naming it", function()
+    local err = catch(fs.stat, dir, { follows = false })
+    assert.equal("bad argument #2 to 'stat' (unknown option 'follows')", err)
+  end)
+
+  it("the documented options still work", function()
+    fs.mkdir(dir .. "/a/b", { parents = true, mode = tonumber("755", 8) })
+    local f = fs.open(dir .. "/a/b/f", "w", { buffer_size = 16 })
+    f:write(string.rep("x", 100))
+    f:close()
+    assert.equal(100, fs.stat(dir .. "/a/b/f", { follow = false }).size)
+  end)
+end)
