@@ -99,6 +99,19 @@ local function check_path(p, n, fname)
   end
 end
 
+-- An options table holds only the names in `known`: a misspelt option
+-- ({parent = true}) is an error, as in corio.http, not silently ignored.
+local function check_opts(opts, known, n, fname)
+  for k in pairs(opts) do
+    if not known[k] then
+      error(("bad argument #%d to '%s' (unknown option '%s')"):format(n, fname, tostring(k)), 3)
+    end
+  end
+end
+local OPEN_OPTS = { buffer_size = true }
+local STAT_OPTS = { follow = true }
+local MKDIR_OPTS = { parents = true, mode = true }
+
 -- fs.open(path [, mode [, {buffer_size = n}]]) -> File. A checkpoint.
 function M.open(path, mode, opts)
   local size
@@ -106,6 +119,7 @@ function M.open(path, mode, opts)
     if type(opts) ~= "table" then
       error(("bad argument #3 to 'open' (table expected, got %s)"):format(type(opts)), 2)
     end
+    check_opts(opts, OPEN_OPTS, 3, "open")
     size = opts.buffer_size
   end
   local ok, f = c_open(path, mode, size)
@@ -440,6 +454,7 @@ function M.stat(path, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #2 to 'stat' (table expected, got %s)"):format(type(opts)), 2)
   end
+  if opts ~= nil then check_opts(opts, STAT_OPTS, 2, "stat") end
   return call(c_stat, path, opts ~= nil and opts.follow == false)
 end
 
@@ -464,6 +479,7 @@ function M.mkdir(path, opts)
     if type(opts) ~= "table" then
       error(("bad argument #2 to 'mkdir' (table expected, got %s)"):format(type(opts)), 2)
     end
+    check_opts(opts, MKDIR_OPTS, 2, "mkdir")
     parents, mode = opts.parents, opts.mode
     -- a number, as luv and Python take it (tonumber("755", 8), 493): a
     -- string such as "755" would be read as decimal 755 (01363)

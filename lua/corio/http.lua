@@ -47,9 +47,20 @@ local function decorate(e, method, url)
   return e
 end
 
+-- The request whose options send() is checking: set on entry and cleared
+-- before its first exchange (nothing yields in between) or by invalid(),
+-- so an argument error names the method and URL as SPEC §2 asks.
+local req_method, req_url
+
 local function invalid(fname, n, what, msg)
-  error(new_error("invalid", fmt("bad argument #%d to '%s' (%s%s)", n, fname,
-    what and (what .. ": ") or "", msg)), 3)
+  local e = new_error("invalid", fmt("bad argument #%d to '%s' (%s%s)", n, fname,
+    what and (what .. ": ") or "", msg))
+  if req_method then
+    e.message = fmt("%s %s: %s", req_method, req_url, e.message)
+    e.method, e.url = req_method, req_url
+    req_method, req_url = nil, nil
+  end
+  error(e, 3)
 end
 
 -- URLs --------------------------------------------------------------------
@@ -846,6 +857,7 @@ local function send(self, fname, method, url, opts)
   local to, follow, maxr = self._timeout, self.follow_redirects, self.max_redirects
   local hlist, lines, body, ctype, extra = self._headers, nil, nil, nil, nil
   local stream = fname == "stream"
+  req_method, req_url = method, url
   if opts ~= nil then
     if type(opts) ~= "table" then invalid(fname, an, "opts", "table expected, got " .. type(opts)) end
     for k in pairs(opts) do
@@ -895,6 +907,7 @@ local function send(self, fname, method, url, opts)
     end
   end
   if hlist ~= self._headers or body ~= nil then lines = header_lines(hlist, body ~= nil) end
+  req_method, req_url = nil, nil
   local hops = 0
   while true do
     local r = exchange(self, method, url, hlist, lines, body, to, stream)
