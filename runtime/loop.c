@@ -449,6 +449,9 @@ static void sigint_hold(corio_rt *rt) {
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = sigint_handler;
   sigemptyset(&sa.sa_mask);
+  /* a read or write the signal interrupts goes on (SIGUSR1: "the program
+  ** goes on"), as under libuv's own handlers */
+  sa.sa_flags = SA_RESTART;
   sigint_seen = 0;
   sigusr1_seen = 0;
   sigint_rt = rt;

@@ -172,6 +172,21 @@ else
   reap 1; fail "never got ready"
 fi
 
+NAME="SIGUSR1 during a blocking read of the main chunk does not interrupt it (handlers restart system calls)"
+# The main chunk blocks in a read outside any corio call; a handler
+# without SA_RESTART made that read fail with EINTR.
+bg "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
+local f = io.popen("sleep 1; echo piped")
+print("read:", f:read("*l"))'
+if wait_out ready 10; then
+  sleep 0.3
+  kill -USR1 "$PID"
+  reap 10
+  check_rc 0 && check_out_has "$(printf 'read:\tpiped')" && check_out_lacks "Interrupted" && pass
+else
+  reap 1; fail "never got ready"
+fi
+
 NAME="SIGUSR1 at the REPL prompt does not kill the REPL (§8: the program goes on)"
 python3 - "$CORIO" >"$TMP/out" 2>"$TMP/err" <<'PY'
 import os, pty, select, signal, subprocess, sys, time
