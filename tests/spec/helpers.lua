@@ -127,6 +127,15 @@ function M.http_server(extra, scheme)
   end
 end
 
+-- Assert that HTTP client c still answers a GET of the test server's
+-- /ok (within secs, default 2), as after a fault it must.
+function M.http_still_works(c, secs)
+  local r = require("corio").timeout(secs or 2, c.get, c, "/ok")
+  assert(r.status == 200, "the client no longer works: status " .. tostring(r.status))
+  local body = r:text()
+  assert(body == "hello", "the client no longer works: body " .. body)
+end
+
 -- Garbage whose finaliser raises inside its own pcall, for the tests of
 -- values handed to a woken task: an allocation on a suspended thread
 -- runs such a finaliser there, which wrecked the thread. Returns how many

@@ -13,11 +13,7 @@ local function within(secs, fn, ...)
   return corio.timeout(secs, fn, ...)
 end
 
-local function still_works(c)
-  local r = within(5, c.get, c, "/ok")
-  assert.equal(200, r.status)
-  assert.equal("hello", r:text())
-end
+local function still_works(c) helpers.http_still_works(c, 5) end
 
 setup(function() base, stop_server = helpers.http_server() end)
 teardown(function() if stop_server then stop_server() end end)

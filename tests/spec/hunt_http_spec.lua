@@ -12,11 +12,7 @@ local function within(secs, fn, ...)
   return corio.timeout(secs, fn, ...)
 end
 
-local function still_works(c)
-  local r = within(2, c.get, c, "/ok")
-  assert.equal(200, r.status)
-  assert.equal("hello", r:text())
-end
+local function still_works(c) helpers.http_still_works(c, 2) end
 
 -- A client whose transport streams the given chunks.
 local function chunked(chunks)
