@@ -21,40 +21,6 @@ check_rc 1 && check_err_has "child one" && check_err_has "child two" \
   && check_err_has_re "two.lua:3: in function" \
   && check_err_has_re "two.lua:4: in function" && pass
 
-# bg LIMIT CMD...: start CMD in the background; sets PID
-bg() {
-  : >"$TMP/out"
-  : >"$TMP/err"
-  "$@" </dev/null >"$TMP/out" 2>"$TMP/err" &
-  PID=$!
-}
-# wait_out TEXT SECONDS
-wait_out() {
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    grep -qF -- "$1" "$TMP/out" && return 0
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  grep -qF -- "$1" "$TMP/out"
-}
-# reap SECONDS: wait for PID to end (killed after SECONDS: RC 124)
-reap() {
-  local i
-  for ((i = 0; i < $1 * 20; i++)); do
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  if kill -0 "$PID" 2>/dev/null; then
-    kill -KILL "$PID" 2>/dev/null || true
-    set +e; wait "$PID" 2>/dev/null; set -e
-    RC=124
-  else
-    set +e; wait "$PID" 2>/dev/null; RC=$?; set -e
-  fi
-  OUT="$(cat "$TMP/out")"
-  ERR="$(cat "$TMP/err")"
-}
 
 NAME="rule 12: a second SIGINT exits at once while a task spins in Lua"
 cat >"$TMP/spin.lua" <<'LUA'
@@ -62,8 +28,8 @@ io.stdout:write("ready\n"); io.stdout:flush()
 local x = 0
 while true do x = x + 1 end
 LUA
-bg "$CORIO" "$TMP/spin.lua"
-if wait_out ready 10; then
+start "$CORIO" "$TMP/spin.lua"
+if wait_for ready 10; then
   kill -INT "$PID"; sleep 0.2; kill -INT "$PID" 2>/dev/null || true
   reap 5
   check_rc 130 && pass
@@ -73,11 +39,11 @@ fi
 
 # (not os.execute: system() ignores SIGINT in the caller, as for luajit)
 NAME="rule 12: a second SIGINT exits at once while a task blocks in C"
-bg "$CORIO" -e 'local ffi = require "ffi"
+start "$CORIO" -e 'local ffi = require "ffi"
 ffi.cdef "unsigned int sleep(unsigned int);"
 io.stdout:write("ready\n") io.stdout:flush()
 for i = 1, 10 do ffi.C.sleep(3) end'
-if wait_out ready 10; then
+if wait_for ready 10; then
   sleep 0.2
   kill -INT "$PID"; sleep 0.2; kill -INT "$PID" 2>/dev/null || true
   reap 5
@@ -96,7 +62,7 @@ end)
 t.name = "spinner"
 t:join()
 LUA
-bg "$CORIO" --debug "$TMP/jit.lua"
+start "$CORIO" --debug "$TMP/jit.lua"
 for ((i = 0; i < 40; i++)); do
   grep -q "still running" "$TMP/err" && break
   sleep 0.05
@@ -121,7 +87,7 @@ end)
 t.name = "c sleeper"
 t:join()
 LUA
-bg "$CORIO" --debug "$TMP/cblock.lua"
+start "$CORIO" --debug "$TMP/cblock.lua"
 for ((i = 0; i < 40; i++)); do
   grep -q "still running" "$TMP/err" && break
   sleep 0.05
@@ -147,9 +113,9 @@ OUT="$res"
 check_rc 0 && check_out_eq " off=off false=off No=off 0=off =off yes=on" && pass
 
 NAME="SIGUSR1 during a last step that spins is answered, not lost (§8)"
-bg "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
+start "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
 local t = os.clock() while os.clock() - t < 1 do end print("end")'
-if wait_out ready 10; then
+if wait_for ready 10; then
   sleep 0.2
   kill -USR1 "$PID"
   reap 10
@@ -160,8 +126,8 @@ fi
 
 NAME="SIGUSR1's tree says where the root task waits, as corio.tasks() does"
 printf 'io.stdout:write("ready\\n") io.stdout:flush()\nlocal corio = require "corio"\ncorio.sleep(0.8)\nprint("went on")\n' >"$TMP/root.lua"
-bg "$CORIO" "$TMP/root.lua"
-if wait_out ready 10; then
+start "$CORIO" "$TMP/root.lua"
+if wait_for ready 10; then
   sleep 0.2
   kill -USR1 "$PID"
   reap 10
@@ -175,10 +141,10 @@ fi
 NAME="SIGUSR1 during a blocking read of the main chunk does not interrupt it (handlers restart system calls)"
 # The main chunk blocks in a read outside any corio call; a handler
 # without SA_RESTART made that read fail with EINTR.
-bg "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
+start "$CORIO" -e 'io.stdout:write("ready\n") io.stdout:flush()
 local f = io.popen("sleep 1; echo piped")
 print("read:", f:read("*l"))'
-if wait_out ready 10; then
+if wait_for ready 10; then
   sleep 0.3
   kill -USR1 "$PID"
   reap 10

@@ -9,45 +9,6 @@
 # not ignored, as in an interactive shell.
 set -m
 
-PID=""
-# start CMD...: run CMD in the background, output to $TMP/out and $TMP/err
-start() {
-  : >"$TMP/out"
-  : >"$TMP/err"
-  "$@" </dev/null >"$TMP/out" 2>"$TMP/err" &
-  PID=$!
-}
-# wait_for TEXT SECONDS: until stdout has TEXT; 1 if it never came
-wait_for() {
-  local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    if grep -qF -- "$1" "$TMP/out"; then return 0; fi
-    if ! kill -0 "$PID" 2>/dev/null; then break; fi
-    sleep 0.05
-  done
-  grep -qF -- "$1" "$TMP/out"
-}
-# reap SECONDS: wait for the background process to exit; sets RC (124 when
-# it had to be killed), OUT, ERR and ELAPSED_MS
-reap() {
-  local i t0
-  t0=$(date +%s%N)
-  for ((i = 0; i < $1 * 20; i++)); do
-    if ! kill -0 "$PID" 2>/dev/null; then break; fi
-    sleep 0.05
-  done
-  if kill -0 "$PID" 2>/dev/null; then
-    kill -KILL "$PID" 2>/dev/null || true
-    set +e; wait "$PID" 2>/dev/null; set -e
-    RC=124
-  else
-    set +e; wait "$PID" 2>/dev/null; RC=$?; set -e
-  fi
-  ELAPSED_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
-  OUT="$(cat "$TMP/out")"
-  ERR="$(cat "$TMP/err")"
-}
-
 NAME="rule 12: SIGINT cancels the root; defer and shield cleanup run; exit 130"
 start "$CORIO" "$FIX/sigint.lua"
 if wait_for "ready" 10; then
