@@ -63,11 +63,7 @@ t.name = "spinner"
 t:join()
 LUA
 start "$CORIO" --debug "$TMP/jit.lua"
-for ((i = 0; i < 40; i++)); do
-  grep -q "still running" "$TMP/err" && break
-  sleep 0.05
-done
-if grep -q "still running" "$TMP/err" && kill -0 "$PID" 2>/dev/null; then
+if wait_err "still running" 2 && kill -0 "$PID" 2>/dev/null; then
   reap 20
   check_rc 0 && check_err_has_re "spinner has held the loop .* now at .*jit.lua:4" \
     && pass
@@ -88,11 +84,7 @@ t.name = "c sleeper"
 t:join()
 LUA
 start "$CORIO" --debug "$TMP/cblock.lua"
-for ((i = 0; i < 40; i++)); do
-  grep -q "still running" "$TMP/err" && break
-  sleep 0.05
-done
-if grep -q "still running" "$TMP/err" && kill -0 "$PID" 2>/dev/null; then
+if wait_err "still running" 2 && kill -0 "$PID" 2>/dev/null; then
   reap 20
   check_rc 0 && check_err_has "slow step: c sleeper has held the loop" \
     && check_err_has "inside a C call" \

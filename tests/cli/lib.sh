@@ -136,16 +136,19 @@ start() {
   "$@" </dev/null >"$TMP/out" 2>"$TMP/err" &
   PID=$!
 }
-# wait_for TEXT SECONDS: until stdout has TEXT; 1 if it never came
-wait_for() {
+# wait_for TEXT SECONDS: until stdout has TEXT; 1 if it never came (or
+# the process ended first). wait_err: the same for stderr.
+wait_in() {
   local i
-  for ((i = 0; i < $2 * 20; i++)); do
-    if grep -qF -- "$1" "$TMP/out"; then return 0; fi
+  for ((i = 0; i < $3 * 20; i++)); do
+    if grep -qF -- "$2" "$1"; then return 0; fi
     if ! kill -0 "$PID" 2>/dev/null; then break; fi
     sleep 0.05
   done
-  grep -qF -- "$1" "$TMP/out"
+  grep -qF -- "$2" "$1"
 }
+wait_for() { wait_in "$TMP/out" "$@"; }
+wait_err() { wait_in "$TMP/err" "$@"; }
 # reap SECONDS: wait for the background process to exit; sets RC (124 when
 # it had to be killed), OUT, ERR and ELAPSED_MS
 reap() {
