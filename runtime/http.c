@@ -204,6 +204,7 @@ typedef struct http_sock {
 typedef struct fd_slot {
   http_sock *s;
   int ours;
+  int shut;              /* shut down by keep_trim, no longer counted open */
   uint32_t serial;       /* which of our sockets (see xfer_forget_sock) */
 } fd_slot;
 
@@ -428,6 +429,27 @@ static uint32_t conn_hash(const char *lip, int lport) {
   return id ? id : 1;
 }
 
+/* The connection id (see prereq_cb) of socket fd, or 0 if unknown. */
+static uint32_t sock_conn_id(curl_socket_t fd) {
+  struct sockaddr_storage a;
+  socklen_t alen = sizeof(a);
+  char ip[INET6_ADDRSTRLEN];
+  int port;
+  if (getsockname(fd, (struct sockaddr *)&a, &alen) != 0) return 0;
+  if (a.ss_family == AF_INET) {
+    struct sockaddr_in *in = (struct sockaddr_in *)&a;
+    if (!inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip))) return 0;
+    port = ntohs(in->sin_port);
+  } else if (a.ss_family == AF_INET6) {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a;
+    if (!inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip))) return 0;
+    port = ntohs(in6->sin6_port);
+  } else {
+    return 0;
+  }
+  return conn_hash(ip, port);
+}
+
 /* The loop time x's connection last became readable, or 0 if unknown.
 ** Only when the read timer expires: the socket is found by its local
 ** address (x->conn_id), so nothing is kept per request. */
@@ -437,24 +459,8 @@ static uint64_t sock_progress(corio_xfer *x) {
   if (x->conn_id == 0) return 0;
   for (l = h->socks.next; l != &h->socks; l = l->next) {
     http_sock *s = corio_container_of(l, http_sock, link);
-    struct sockaddr_storage a;
-    socklen_t alen = sizeof(a);
-    char ip[INET6_ADDRSTRLEN];
-    int port;
     if (s->idle || s->rd_at == 0) continue;
-    if (getsockname(s->fd, (struct sockaddr *)&a, &alen) != 0) continue;
-    if (a.ss_family == AF_INET) {
-      struct sockaddr_in *in = (struct sockaddr_in *)&a;
-      if (!inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip))) continue;
-      port = ntohs(in->sin_port);
-    } else if (a.ss_family == AF_INET6) {
-      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a;
-      if (!inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip))) continue;
-      port = ntohs(in6->sin6_port);
-    } else {
-      continue;
-    }
-    if (conn_hash(ip, port) == x->conn_id) return s->rd_at;
+    if (sock_conn_id(s->fd) == x->conn_id) return s->rd_at;
   }
   return 0;
 }
@@ -522,7 +528,8 @@ static void xfer_forget_sock(corio_xfer *x) {
   x->sock_fd = CURL_SOCKET_BAD;
   if (f == NULL || !f->ours || f->serial != x->sock_serial) return;
   f->ours = 0;
-  if (h->nopen > 0) h->nopen--;
+  if (f->shut) f->shut = 0;
+  else if (h->nopen > 0) h->nopen--;
 }
 
 /* curl's CURLMOPT_MAXCONNECTS bounds all the connections of a multi, busy
@@ -619,9 +626,61 @@ static void apply_pauses(corio_http *h) {
   }
 }
 
+/* Whether a transfer in the multi holds socket fd (conn: its id). */
+static int sock_held(corio_http *h, curl_socket_t fd, uint32_t conn) {
+  corio_link *l;
+  for (l = h->active.next; l != &h->active; l = l->next) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    if (!x->in_multi) continue;
+    if (x->conn_id != 0 ? x->conn_id == conn : x->sock_fd == fd) return 1;
+  }
+  return 0;
+}
+
+static int sock_is_h2c(corio_http *h, curl_socket_t fd) {
+  size_t i;
+  for (i = 0; i < h->nh2socks; i++)
+    if (h->h2socks[i].fd == fd) return 1;
+  return 0;
+}
+
+static uint64_t busy_conns(corio_http *h);
+
+/* keep_sync's bound holds while transfers end one at a time. When several
+** end inside one socket_action (curl's timer runs every due transfer, and
+** a loaded machine lets many come due at once), each hands its connection
+** back against the bound set for all of them still in flight, so more
+** than max_keepalive stayed idle, and curl closes idle connections only
+** when a transfer hands one back. The extra idle ones are shut down here
+** (outside curl's callbacks): curl finds such a connection dead (readable
+** at end of file) and closes it before it would reuse it, or when it next
+** prunes its cache; stats() no longer counts it. */
+static void keep_trim(corio_http *h) {
+  uint64_t busy, idle;
+  corio_link *l;
+  if (h->keep_idle <= 0 || h->nopen <= (uint64_t)h->keep_idle) return;
+  busy = busy_conns(h);
+  if (h->nopen <= busy + (uint64_t)h->keep_idle) return;
+  idle = h->nopen - busy;
+  for (l = h->socks.next;
+       l != &h->socks && idle > (uint64_t)h->keep_idle; l = l->next) {
+    http_sock *s = corio_container_of(l, http_sock, link);
+    fd_slot *f = fd_at(h, s->fd, 0);
+    uint32_t id;
+    if (!s->idle || f == NULL || !f->ours || f->shut) continue;
+    if (sock_is_h2c(h, s->fd)) continue;
+    id = sock_conn_id(s->fd);
+    if (id == 0 || sock_held(h, s->fd, id)) continue;
+    if (shutdown(s->fd, SHUT_RDWR) != 0) continue;
+    f->shut = 1;
+    h->nopen--;
+    idle--;
+  }
+}
+
 static void check_done(corio_http *h) {
   CURLMsg *m;
-  int left;
+  int left, ended = 0;
   while ((m = curl_multi_info_read(h->multi, &left)) != NULL) {
     corio_xfer *x;
     CURLcode rc;
@@ -630,7 +689,9 @@ static void check_done(corio_http *h) {
     curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
     if (x->h2c_redo && h2c_redo(x) == 0) continue;
     xfer_end(x, rc);
+    ended = 1;
   }
+  if (ended) keep_trim(h);
 }
 
 /* ---- curl callbacks (no Lua here) ----------------------------------- */
@@ -951,8 +1012,9 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
       ** without closesocket_cb: it is not registered for the new one */
       if (f->s != NULL) sock_close(f->s);
       /* so was the socket it counted as open */
-      if (f->ours && x->h->nopen > 0) x->h->nopen--;
+      if (f->ours && !f->shut && x->h->nopen > 0) x->h->nopen--;
       f->ours = 1;
+      f->shut = 0;
       f->serial = ++x->h->sock_serial;
       x->sock_fd = fd;
       x->sock_serial = f->serial;
@@ -991,7 +1053,8 @@ static int closesocket_cb(void *ud, curl_socket_t fd) {
     if (f->s != NULL) sock_close(f->s);
     f->ours = 0;
   }
-  if (h->nopen > 0) h->nopen--;
+  if (f != NULL && f->shut) f->shut = 0;  /* keep_trim uncounted it */
+  else if (h->nopen > 0) h->nopen--;
   for (i = 0; i < h->nh2socks; i++) {
     if (h->h2socks[i].fd == fd) {
       h2c_unref(h, h->h2socks[i].o);
@@ -1853,7 +1916,8 @@ void corio__xfer_gc(corio_xfer *x, int rt_alive) {
 ** one: count the distinct connections of the transfers in the multi
 ** (CURLINFO_ACTIVESOCKET is unset until a transfer ends, so prereq_cb
 ** notes each transfer's connection). */
-void corio__http_stats(corio_http *h, double *out) {
+/* The connections the transfers in the multi hold. */
+static uint64_t busy_conns(corio_http *h) {
   uint32_t seen[64];
   uint64_t busy = 0, nseen = 0, i;
   corio_link *l;
@@ -1870,6 +1934,11 @@ void corio__http_stats(corio_http *h, double *out) {
     if (nseen < 64) seen[nseen++] = x->conn_id;
     busy++;
   }
+  return busy;
+}
+
+void corio__http_stats(corio_http *h, double *out) {
+  uint64_t busy = busy_conns(h);
   out[0] = (double)h->opened;
   out[1] = (double)h->reused;
   out[2] = h->nopen > busy ? (double)(h->nopen - busy) : 0;

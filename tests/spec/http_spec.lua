@@ -260,6 +260,33 @@ describe("corio.http pool limits", function()
     c:close()
   end)
 
+  it("max_keepalive holds when the responses all come back while the loop is busy",
+    function()
+      -- the loop blocked while four answers arrived: curl ends the four
+      -- transfers in one call, each against the bound set for all of
+      -- them in flight (stats().idle was 4)
+      local c = http.client { base_url = base, limits = { max_keepalive = 2 } }
+      local function busy_burst()
+        local fns = {}
+        for i = 1, 4 do
+          fns[i] = function() return c:get("/slow-headers?d=0.1").status end
+        end
+        corio.scope(function(s)
+          s:spawn(function() within(5, corio.gather, fns) end)
+          corio.sleep(0.02)
+          local t = os.clock() + 0.4
+          while os.clock() < t do end  -- holds the loop past the answers
+        end)
+      end
+      busy_burst()
+      stats_are(c, { opened = 4, idle = 2, in_flight = 0 })
+      -- the two kept are reused; the two shut are found dead, not reused
+      busy_burst()
+      stats_are(c, { opened = 6, reused = 2, idle = 2, in_flight = 0 })
+      still_works(c)
+      c:close()
+    end)
+
   it("max_keepalive = 0 keeps no connection", function()
     local c = http.client { base_url = base, limits = { max_keepalive = 0 } }
     for _ = 1, 3 do assert.equal(200, within(2, c.get, c, "/ok").status) end
