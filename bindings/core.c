@@ -195,7 +195,7 @@ static int l_sleep(lua_State *L) {
     return lua_yield(L, 1);
   }
   if (s < 1e9) {
-    uint64_t when = corio__now(rt) + (uint64_t)(s * 1e9);
+    uint64_t when = corio__base(rt, t) + (uint64_t)(s * 1e9);
     t->u.sleep.kind = CORIO_TIMER_SLEEP;
     if (corio__timer_start(rt, &t->u.sleep, when) != 0)
       return luaL_error(L, "corio.sleep: out of memory");
@@ -305,13 +305,19 @@ static int l_checkpoint(lua_State *L) {
   return 1;
 }
 
+/* corio.now: reads the clock (see corio__base). */
+static double now_secs(corio_rt *rt) {
+  if (rt->current != NULL) rt->current->fresh = 0;
+  return (double)corio__now(rt) / 1e9;
+}
+
 static int l_now(lua_State *L) {
-  lua_pushnumber(L, (double)corio__now(RT(L)) / 1e9);
+  lua_pushnumber(L, now_secs(RT(L)));
   return 1;
 }
 
 /* corio.now through the FFI (init.lua). */
-static double ffi_now(corio_rt *rt) { return (double)corio__now(rt) / 1e9; }
+static double ffi_now(corio_rt *rt) { return now_secs(rt); }
 
 /* ---- scopes ------------------------------------------------------- */
 
@@ -384,7 +390,7 @@ static int l_scope_enter(lua_State *L) {
       corio__scope_cancel(rt, &x->s);
     } else if (secs < 1e9) {
       if (corio__timer_start(rt, &x->deadline,
-                             corio__now(rt) + (uint64_t)(secs * 1e9)) != 0)
+                             corio__base(rt, t) + (uint64_t)(secs * 1e9)) != 0)
         return luaL_error(L, "corio: out of memory");
     }
   }
@@ -988,6 +994,7 @@ static int l_vclock(lua_State *L) {
     /* Deadlines keep what is left of them, counted in real time again. */
     corio__timers_rebase(rt, rt->vnow, uv_hrtime());
     rt->armed_when = 0;
+    corio__tick(rt);
   }
   lua_pushboolean(L, rt->vclock > 0);
   return 1;

@@ -141,7 +141,8 @@ struct corio_task {
   uint8_t status;         /* CORIO_PENDING.. */
   uint8_t state;          /* CORIO_ST_* */
   uint8_t rtype;          /* CORIO_R_* */
-  uint8_t in_defers;      /* the thread running is the defer thread */
+  uint8_t in_defers : 1;  /* the thread running is the defer thread */
+  uint8_t fresh : 1;      /* in its first run: deadlines count from born */
   lua_State *co;          /* the thread resumed by the scheduler */
   union {
     corio_task *ready_next; /* ready queue link, while ready */
@@ -164,6 +165,8 @@ struct corio_task {
   } u;
   union {
     void *wait_obj;       /* the object waited on (lock, channel, host op) */
+    uint64_t born;        /* while fresh: the clock when it was spawned
+                             (see corio__base) */
     double rnum;          /* after the end: result if rtype is NUM/BOOL */
   };
   corio_link sibling;     /* in root.parent->children while alive */
@@ -267,6 +270,7 @@ struct corio_rt {
   int vclock;               /* autojump bodies running: the virtual
                                clock is on while > 0 */
   uint64_t vnow;            /* virtual clock, ns */
+  uint64_t tnow;            /* the loop's clock, ns (see corio__base) */
   int timers_due;           /* the uv timer fired; process after uv_run */
   int in_uv;                /* inside corio's own uv_run */
   int api_step;             /* inside corio_step or corio_finish: a host
@@ -340,6 +344,8 @@ void corio__getref(corio_rt *rt, lua_State *L, int ref); /* [-0, +1] */
 void corio__setref(corio_rt *rt, lua_State *L, int ref); /* [-1, +0] */
 void corio__push_anchor(corio_rt *rt, lua_State *L);     /* [-0, +1] */
 uint64_t corio__now(corio_rt *rt);
+uint64_t corio__base(corio_rt *rt, corio_task *t);
+void corio__tick(corio_rt *rt);
 const char *corio__intern_src(corio_rt *rt, const char *src);
 int corio__is_own_src(corio_rt *rt, const char *src);
 void corio__add_own_src(corio_rt *rt, const char *src);

@@ -134,6 +134,7 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
     /* Undo the armed operation, then explain (instead of LuaJIT's bare
     ** "attempt to yield across C-call boundary"). The abort functions
     ** find their operation in wait_obj, as when a cancel undoes it. */
+    t->fresh = 0;  /* wait_obj holds born while fresh */
     if (abort != NULL) {
       t->wait_obj = obj;
       abort(rt, t);
@@ -184,6 +185,7 @@ static void resume(corio_rt *rt, corio_task *t) {
   corio__tls_rt = rt;
   if (rt->debug) corio__debug_step_begin(rt, t);
   st = lua_resume(co, nargs);
+  t->fresh = 0;
   if (rt->debug && __atomic_exchange_n(&rt->in_step, 0, __ATOMIC_ACQ_REL) == 2)
     corio__debug_step_end(rt);
   rt->current = NULL;
@@ -241,6 +243,7 @@ static void run_ready(corio_rt *rt) {
       polled = 0;
       corio__timers_sync(rt);
       uv_run_in(rt, UV_RUN_NOWAIT);
+      corio__tick(rt);
       if (rt->timers_due) corio__timers_fire(rt);
       if (rt->dump_due) dump_tasks(rt);
     }
@@ -498,6 +501,7 @@ int corio__step(corio_rt *rt, int mode) {
     return 0;
   }
   uv_run_in(rt, (uv_run_mode)mode);
+  corio__tick(rt);
   if (rt->timers_due) corio__timers_fire(rt);
   if (rt->dump_due) dump_tasks(rt);
   return 1;
@@ -512,6 +516,7 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
   rt->deadlock = 0;
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  corio__tick(rt);
   root = corio__spawn(rt, L, NULL, nargs, 0);
   rt->root_ref = corio__ref(rt, L);   /* the root's results outlive it */
   rt->root = root;

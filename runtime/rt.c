@@ -82,8 +82,31 @@ void corio__push_anchor(corio_rt *rt, lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
 }
 
+/* The clock, read now (corio.now, firing timers): the loop's clock moves
+** up to it. */
 uint64_t corio__now(corio_rt *rt) {
-  return rt->vclock ? rt->vnow : uv_hrtime();
+  if (rt->vclock) return rt->vnow;
+  return rt->tnow = uv_hrtime();
+}
+
+/* The loop's clock moves on when corio polls libuv (corio__tick). */
+void corio__tick(corio_rt *rt) {
+  if (!rt->vclock) rt->tnow = uv_hrtime();
+}
+
+/* What sleeps and deadlines of task t count from: the loop's clock, as
+** libuv, Node.js and OpenResty count timers from the time their loop
+** last polled, not from a clock read at each call. A task in its first
+** run counts from the loop's clock when it was spawned, so that tasks
+** spawned together count from the same time however long the queue they
+** wait in (100,000 sleepers of 0-999 ms end 1.0 s after their spawn, not
+** the time of spawning and starting them later). corio.now() reads the
+** clock and ends a task's first-run base, so a sleep never ends before
+** `d` after a corio.now() its task saw. */
+uint64_t corio__base(corio_rt *rt, corio_task *t) {
+  if (rt->vclock) return rt->vnow;
+  if (t != NULL && t->fresh && t->born <= rt->tnow) return t->born;
+  return rt->tnow;
 }
 
 const char *corio__intern_src(corio_rt *rt, const char *src) {
@@ -167,6 +190,7 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   corio_rt *rt = calloc(1, sizeof(*rt));
   if (rt == NULL) return NULL;
   rt->L = L;
+  rt->tnow = uv_hrtime();
   if (loop == NULL) {
     if (uv_loop_init(&rt->own_loop) != 0) {
       free(rt);

@@ -1,0 +1,112 @@
+-- clock_spec.lua: what sleeps and deadlines count from (runtime/rt.c
+-- corio__base). The loop's clock moves when corio polls libuv and when
+-- corio.now() reads it; a task in its first run counts from the clock of
+-- its spawn. Each test checks an order or a lower bound that holds
+-- however slow the machine is: the other way of counting reverses the
+-- order or breaks the bound.
+
+local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local new_log = helpers.new_log
+
+-- hold the loop (no checkpoint) for secs of CPU time
+local function hold(secs)
+  local t = os.clock() + secs
+  while os.clock() < t do end
+end
+
+describe("the loop's clock", function()
+  it("a task's first sleep counts from its spawn, not from when it started", function()
+    local log, add = new_log()
+    corio.scope(function(s)
+      s:spawn(function() corio.sleep(0.1); add("a") end)
+      hold(0.15)          -- a starts 0.15 s after its spawn
+      corio.now()         -- the clock moves on
+      s:spawn(function() corio.sleep(0.02); add("b") end)
+    end)
+    -- a's deadline is its spawn + 0.1; b's is 0.15 + 0.02 later than that.
+    -- Counted from when a started, a would end 0.08 s after b.
+    assert.same({ "a", "b" }, log)
+  end)
+
+  it("so do the deadlines of timeout and move_on_after", function()
+    local log, add = new_log()
+    corio.scope(function(s)
+      s:spawn(function()
+        assert.is_false(corio.move_on_after(0.1, corio.sleep, 10))
+        add("a")
+      end)
+      s:spawn(function()
+        local ok, err = pcall(corio.timeout, 0.1, corio.sleep, 10)
+        assert.is_false(ok)
+        assert.equal("timeout", err.kind)
+        add("a2")
+      end)
+      hold(0.15)
+      corio.now()
+      s:spawn(function()
+        assert.is_false(corio.move_on_after(0.02, corio.sleep, 10))
+        add("b")
+      end)
+    end)
+    assert.same({ "a", "a2", "b" }, log)
+  end)
+
+  it("a sleep never ends sooner than d after a corio.now() its task read", function()
+    local got = {}
+    corio.scope(function(s)
+      for i = 1, 3 do
+        s:spawn(function()
+          local t0 = corio.now()  -- first thing: ends the spawn-time base
+          corio.sleep(0.05)
+          got[i] = corio.now() - t0
+        end)
+      end
+      hold(0.1)  -- the spawn-time base is 0.1 s old when they start
+    end)
+    for i = 1, 3 do assert.is_true(got[i] >= 0.05, tostring(got[i])) end
+    -- and in a task's later runs, after it was suspended
+    local t0 = corio.now()
+    corio.yield()
+    hold(0.05)
+    local t1 = corio.now()
+    corio.sleep(0.05)
+    assert.is_true(corio.now() - t1 >= 0.05)
+    assert.is_true(corio.now() - t0 >= 0.1)
+  end)
+
+  it("moves on while other tasks keep the ready queue busy", function()
+    -- a task that yields in a loop never lets the queue drain: the clock
+    -- must still move, or a sleeper beside it would wake at once each time
+    local stop = false
+    local t0, naps = corio.now(), 0
+    corio.scope(function(s)
+      s:spawn(function() while not stop do corio.yield() end end)
+      s:spawn(function()
+        for _ = 1, 5 do
+          corio.sleep(0.02)
+          naps = naps + 1
+        end
+        stop = true
+      end)
+    end)
+    assert.equal(5, naps)
+    assert.is_true(corio.now() - t0 >= 0.1, "five sleeps of 0.02 s took "
+      .. (corio.now() - t0))
+  end)
+
+  it("a virtual clock (autojump) still counts from its own time", function()
+    local testing = require("corio.testing")
+    local log, add = new_log()
+    testing.autojump(function()
+      local t0 = corio.now()
+      corio.scope(function(s)
+        s:spawn(function() corio.sleep(10); add(corio.now() - t0) end)
+        s:spawn(function() corio.sleep(5); add(corio.now() - t0) end)
+      end)
+    end)
+    assert.equal(2, #log)
+    assert.is_true(math.abs(log[1] - 5) < 1e-6, tostring(log[1]))
+    assert.is_true(math.abs(log[2] - 10) < 1e-6, tostring(log[2]))
+  end)
+end)
