@@ -247,12 +247,12 @@ describe("corio.http pool limits", function()
 
   it("max_keepalive closes the connections beyond it once they are idle", function()
     local c = http.client { base_url = base, limits = { max_keepalive = 2 } }
-    burst(c, 4, 0.2)
+    burst(c, 4, 0.5)  -- long enough that all four are in flight at once
     local s = c:stats()
     assert.equal(4, s.opened)
     assert.equal(2, s.idle)
     assert.equal(0, s.in_flight)
-    burst(c, 4, 0.2)  -- two reused, two new, and again two kept
+    burst(c, 4, 0.5)  -- two reused, two new, and again two kept
     s = c:stats()
     assert.equal(6, s.opened)
     assert.equal(2, s.reused)
