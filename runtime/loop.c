@@ -532,6 +532,7 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
 ** nothing outlives the run). */
 int corio__run_step(corio_rt *rt, int mode) {
   corio_task *root = rt->root;
+  corio__tick(rt);  /* a host may have held its thread since the last */
   run_ready(rt);
   if (root->state == CORIO_ST_ENDED) {
     if (rt->nexternal == 0) return 0;

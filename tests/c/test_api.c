@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -140,6 +141,39 @@ static void test_stepping_with_host_handles(void) {
   uv_close((uv_handle_t *)&tick, NULL);
   CHECK(uv_run(&loop, UV_RUN_DEFAULT) == 0);
   CHECK(uv_loop_close(&loop) == 0);
+}
+
+static int l_mono(lua_State *L) {
+  lua_pushnumber(L, (double)uv_hrtime() / 1e9);
+  return 1;
+}
+
+/* A host that holds its thread between two steps: the task that runs in
+** the second step counts its sleep from then, not from the loop's clock
+** of the first step (which would have ended the sleep at once). */
+static void test_sleep_after_host_gap(void) {
+  corio_rt *rt = corio_new(NULL);
+  lua_State *L;
+  struct timespec gap = {0, 150 * 1000000L};
+  int r;
+  add_paths(rt);
+  L = corio_lua(rt);
+  lua_register(L, "mono", l_mono);
+  CHECK(luaL_loadstring(L, "local corio = require 'corio' "
+                           "corio.sleep(0.02) "
+                           "local t1 = mono() "
+                           "corio.sleep(0.1) "
+                           "return mono() - t1") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  CHECK(corio_step(rt, 0) == 1);   /* the task sleeps 0.02 s */
+  CHECK(corio_step(rt, 1) == 1);   /* blocks until that sleep ended */
+  nanosleep(&gap, NULL);           /* the host's own work */
+  while ((r = corio_step(rt, 1)) == 1) {}
+  CHECK(r == 0);
+  CHECK(corio_finish(rt, 1) == 0);
+  CHECK(lua_isnumber(L, -1) && lua_tonumber(L, -1) >= 0.1);
+  lua_pop(L, 1);
+  corio_free(rt);
 }
 
 static int cleanup_ran;
@@ -284,6 +318,7 @@ int main(void) {
   test_adopted_state_and_loop();
   test_two_runtimes();
   test_stepping_with_host_handles();
+  test_sleep_after_host_gap();
   test_free_with_pending_tasks();
   test_free_releases_abandoned_tasks();
   test_big_blocks();
