@@ -994,7 +994,6 @@ static int l_vclock(lua_State *L) {
     /* Deadlines keep what is left of them, counted in real time again. */
     corio__timers_rebase(rt, rt->vnow, uv_hrtime());
     rt->armed_when = 0;
-    corio__tick(rt);
   }
   lua_pushboolean(L, rt->vclock > 0);
   return 1;

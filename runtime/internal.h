@@ -142,7 +142,7 @@ struct corio_task {
   uint8_t state;          /* CORIO_ST_* */
   uint8_t rtype;          /* CORIO_R_* */
   uint8_t in_defers : 1;  /* the thread running is the defer thread */
-  uint8_t fresh : 1;      /* in its first run: deadlines count from born */
+  uint8_t fresh : 1;      /* spawned, its first run not ended: see born */
   lua_State *co;          /* the thread resumed by the scheduler */
   union {
     corio_task *ready_next; /* ready queue link, while ready */
@@ -165,8 +165,9 @@ struct corio_task {
   } u;
   union {
     void *wait_obj;       /* the object waited on (lock, channel, host op) */
-    uint64_t born;        /* while fresh: the clock when it was spawned
-                             (see corio__base) */
+    uint64_t born;        /* while fresh: the coarse clock at its spawn,
+                             then from its first resume the time it
+                             waited in the ready queue (corio__base) */
     double rnum;          /* after the end: result if rtype is NUM/BOOL */
   };
   corio_link sibling;     /* in root.parent->children while alive */
@@ -224,6 +225,9 @@ typedef struct corio_srccache {
 #define CORIO_BUDGET 64       /* fast paths a task may take between yields */
 #define CORIO_POLL_EVERY 1024 /* resumes between libuv polls while busy */
 #define CORIO_POLL_NS 2000000 /* ...or this long (default), every 32 resumes */
+#define CORIO_BURST_GAP 50000000u   /* a spawn this long after the last */
+#define CORIO_BURST_MAX 1000000000u /* or this long after the burst's first
+                                       starts a burst (corio__burst) */
 
 struct corio_rt {
   lua_State *L;             /* main state the runtime lives in */
@@ -270,7 +274,9 @@ struct corio_rt {
   int vclock;               /* autojump bodies running: the virtual
                                clock is on while > 0 */
   uint64_t vnow;            /* virtual clock, ns */
-  uint64_t tnow;            /* the loop's clock, ns (see corio__base) */
+  uint64_t coarse_res;      /* resolution of corio__coarse, ns */
+  uint64_t burst_born;      /* first spawn of the current burst, and */
+  uint64_t burst_last;      /* the last one (corio__burst) */
   int timers_due;           /* the uv timer fired; process after uv_run */
   int in_uv;                /* inside corio's own uv_run */
   int api_step;             /* inside corio_step or corio_finish: a host
@@ -345,7 +351,8 @@ void corio__setref(corio_rt *rt, lua_State *L, int ref); /* [-1, +0] */
 void corio__push_anchor(corio_rt *rt, lua_State *L);     /* [-0, +1] */
 uint64_t corio__now(corio_rt *rt);
 uint64_t corio__base(corio_rt *rt, corio_task *t);
-void corio__tick(corio_rt *rt);
+uint64_t corio__coarse(corio_rt *rt);
+uint64_t corio__burst(corio_rt *rt);
 const char *corio__intern_src(corio_rt *rt, const char *src);
 int corio__is_own_src(corio_rt *rt, const char *src);
 void corio__add_own_src(corio_rt *rt, const char *src);

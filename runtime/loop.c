@@ -178,10 +178,16 @@ static void resume(corio_rt *rt, corio_task *t) {
   if (t->status == CORIO_PENDING) {
     nargs--;  /* the function itself */
     t->status = CORIO_RUNNING;
+    if (t->fresh) {  /* from its spawn to now: see corio__base */
+      uint64_t c = rt->vclock ? rt->vnow : corio__coarse(rt);
+      uint64_t slack = rt->vclock ? 0 : rt->coarse_res;
+      t->born = c > t->born + slack ? c - t->born - slack : 0;
+    }
   }
   t->state = CORIO_ST_RUNNING;
   t->wait_L = NULL;
   rt->current = t;
+  rt->burst_last = 0;  /* its first spawn starts a burst: corio__burst */
   corio__tls_rt = rt;
   if (rt->debug) corio__debug_step_begin(rt, t);
   st = lua_resume(co, nargs);
@@ -243,7 +249,6 @@ static void run_ready(corio_rt *rt) {
       polled = 0;
       corio__timers_sync(rt);
       uv_run_in(rt, UV_RUN_NOWAIT);
-      corio__tick(rt);
       if (rt->timers_due) corio__timers_fire(rt);
       if (rt->dump_due) dump_tasks(rt);
     }
@@ -501,7 +506,6 @@ int corio__step(corio_rt *rt, int mode) {
     return 0;
   }
   uv_run_in(rt, (uv_run_mode)mode);
-  corio__tick(rt);
   if (rt->timers_due) corio__timers_fire(rt);
   if (rt->dump_due) dump_tasks(rt);
   return 1;
@@ -516,7 +520,6 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
   rt->deadlock = 0;
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
-  corio__tick(rt);
   root = corio__spawn(rt, L, NULL, nargs, 0);
   rt->root_ref = corio__ref(rt, L);   /* the root's results outlive it */
   rt->root = root;
@@ -532,7 +535,6 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
 ** nothing outlives the run). */
 int corio__run_step(corio_rt *rt, int mode) {
   corio_task *root = rt->root;
-  corio__tick(rt);  /* a host may have held its thread since the last */
   run_ready(rt);
   if (root->state == CORIO_ST_ENDED) {
     if (rt->nexternal == 0) return 0;

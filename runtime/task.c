@@ -91,7 +91,7 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   t->budget = CORIO_BUDGET;
   t->status = CORIO_PENDING;
   t->u.sleep.idx = UINT32_MAX;
-  t->born = corio__base(rt, rt->current);
+  t->born = rt->vclock ? rt->vnow : corio__burst(rt);  /* corio__base */
   t->fresh = 1;
   if (parent != NULL) {
     parent->nchildren++;

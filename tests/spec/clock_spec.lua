@@ -1,13 +1,23 @@
 -- clock_spec.lua: what sleeps and deadlines count from (runtime/rt.c
--- corio__base). The loop's clock moves when corio polls libuv and when
--- corio.now() reads it; a task in its first run counts from the clock of
--- its spawn. Each test checks an order or a lower bound that holds
--- however slow the machine is: the other way of counting reverses the
--- order or breaks the bound.
+-- corio__base): the clock at the call, but in a task's first run less
+-- the time it waited in the ready queue after its spawn. Each test checks
+-- an order or a lower bound that holds however slow the machine is: the
+-- other ways of counting reverse the order or break the bound.
 
 local corio = require("corio")
 local helpers = require("tests.spec.helpers")
 local new_log = helpers.new_log
+
+-- a monotonic clock corio does not read (corio.now() would end a first
+-- run's discount)
+local ffi = require("ffi")
+pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } corio_ts_t;"
+  .. " int clock_gettime(int, corio_ts_t *);")
+local ts = ffi.new("corio_ts_t")
+local function mono()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
 
 -- hold the loop (no checkpoint) for secs of CPU time
 local function hold(secs)
@@ -49,6 +59,9 @@ describe("the loop's clock", function()
         add("b")
       end)
     end)
+    -- a and a2 end about together, both before b
+    assert.equal("b", log[3])
+    table.sort(log)
     assert.same({ "a", "a2", "b" }, log)
   end)
 
@@ -73,6 +86,56 @@ describe("the loop's clock", function()
     corio.sleep(0.05)
     assert.is_true(corio.now() - t1 >= 0.05)
     assert.is_true(corio.now() - t0 >= 0.1)
+  end)
+
+  it("a task's own running time before a sleep does not shorten it", function()
+    local took = {}
+    corio.scope(function(s)
+      s:spawn(function()   -- in its first run
+        local t0 = mono()
+        hold(0.1)
+        corio.sleep(0.1)
+        took.first = mono() - t0
+        t0 = mono()          -- and in a later one
+        hold(0.1)
+        corio.sleep(0.1)
+        took.later = mono() - t0
+      end)
+    end)
+    assert.is_true(took.first >= 0.2, "first run: " .. took.first)
+    assert.is_true(took.later >= 0.2, "later run: " .. took.later)
+  end)
+
+  it("tasks spawned in one burst count from its first spawn", function()
+    -- x first, y 30 ms of the spawner's work later (in steps of 1 ms, so
+    -- the same burst): y's 0.1 s ends before x's 0.12 s. Counted from
+    -- each spawn, y would end 10 ms after x.
+    local log, add = new_log()
+    corio.scope(function(s)
+      s:spawn(function() corio.sleep(0.12); add("x") end)
+      for _ = 1, 30 do
+        hold(0.001)
+        s:spawn(function() end)
+      end
+      s:spawn(function() corio.sleep(0.1); add("y") end)
+    end)
+    assert.same({ "y", "x" }, log)
+  end)
+
+  it("a spawn after the spawner computed for a while counts from itself", function()
+    -- a watchdog spawned after 0.2 s of work, without a corio.now(),
+    -- still waits its whole 0.1 s (a pause over 50 ms starts a burst)
+    local spawned, took
+    corio.scope(function(s)
+      s:spawn(function() end)  -- a burst begins
+      hold(0.2)
+      spawned = mono()
+      s:spawn(function()
+        corio.sleep(0.1)
+        took = mono() - spawned
+      end)
+    end)
+    assert.is_true(took >= 0.1, "the watchdog slept " .. took)
   end)
 
   it("moves on while other tasks keep the ready queue busy", function()
