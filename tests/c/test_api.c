@@ -149,8 +149,8 @@ static int l_mono(lua_State *L) {
 }
 
 /* A host that holds its thread between two steps: the task that runs in
-** the second step counts its sleep from then, not from the loop's clock
-** of the first step (which would have ended the sleep at once). */
+** the second step counts its sleep from its call, not from a clock corio
+** read in the first step (which would have ended the sleep at once). */
 static void test_sleep_after_host_gap(void) {
   corio_rt *rt = corio_new(NULL);
   lua_State *L;
