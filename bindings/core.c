@@ -305,9 +305,12 @@ static int l_checkpoint(lua_State *L) {
   return 1;
 }
 
-/* corio.now: reads the clock (see corio__base). */
+/* corio.now: reads the clock. It ends the discount of the running task
+** and its spawn burst (see corio__base): a task spawned after the read
+** counts from a burst that began after it. */
 static double now_secs(corio_rt *rt) {
   if (rt->current != NULL) rt->current->fresh = 0;
+  rt->burst_last = 0;
   return (double)corio__now(rt) / 1e9;
 }
 

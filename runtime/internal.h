@@ -142,7 +142,8 @@ struct corio_task {
   uint8_t state;          /* CORIO_ST_* */
   uint8_t rtype;          /* CORIO_R_* */
   uint8_t in_defers : 1;  /* the thread running is the defer thread */
-  uint8_t fresh : 1;      /* spawned, its first run not ended: see born */
+  uint8_t fresh : 1;      /* spawned by a task on the real clock, its
+                             first run not ended: see born */
   lua_State *co;          /* the thread resumed by the scheduler */
   union {
     corio_task *ready_next; /* ready queue link, while ready */
@@ -165,9 +166,9 @@ struct corio_task {
   } u;
   union {
     void *wait_obj;       /* the object waited on (lock, channel, host op) */
-    uint64_t born;        /* while fresh: the coarse clock at its spawn,
-                             then from its first resume the time it
-                             waited in the ready queue (corio__base) */
+    uint64_t born;        /* while fresh: the coarse clock at its spawn
+                             burst's start, then from its first resume
+                             the time from there to it (corio__base) */
     double rnum;          /* after the end: result if rtype is NUM/BOOL */
   };
   corio_link sibling;     /* in root.parent->children while alive */

@@ -179,9 +179,13 @@ static void resume(corio_rt *rt, corio_task *t) {
     nargs--;  /* the function itself */
     t->status = CORIO_RUNNING;
     if (t->fresh) {  /* from its spawn to now: see corio__base */
-      uint64_t c = rt->vclock ? rt->vnow : corio__coarse(rt);
-      uint64_t slack = rt->vclock ? 0 : rt->coarse_res;
-      t->born = c > t->born + slack ? c - t->born - slack : 0;
+      if (rt->vclock) {
+        /* the virtual clock has no discount, nor has this run after it */
+        t->fresh = 0;
+      } else {
+        uint64_t c = corio__coarse(rt), slack = rt->coarse_res;
+        t->born = c > t->born + slack ? c - t->born - slack : 0;
+      }
     }
   }
   t->state = CORIO_ST_RUNNING;

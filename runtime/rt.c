@@ -102,7 +102,8 @@ uint64_t corio__coarse(corio_rt *rt) {
 ** the spawns one resume of a task makes, each less than CORIO_BURST_GAP
 ** after the one before (a collector cycle of 100,000 live tasks can take
 ** 10 ms), for at most CORIO_BURST_MAX. A spawn after a pause (the spawner
-** computed or waited) starts a burst of its own. */
+** computed or waited) or after a corio.now() (bindings/core.c now_secs)
+** starts a burst of its own. */
 uint64_t corio__burst(corio_rt *rt) {
   uint64_t c = corio__coarse(rt);
   if (c - rt->burst_last > CORIO_BURST_GAP ||
@@ -123,7 +124,9 @@ uint64_t corio__burst(corio_rt *rt) {
 ** and then sleeps sleeps its whole time. The wait is taken on the coarse
 ** clock less one of its ticks. corio.now() ends the discount
 ** (bindings/core.c now_secs): a sleep never ends sooner than d after a
-** corio.now() its task read. */
+** corio.now() its task read, or its spawner read before the spawn. The
+** virtual clock has no discount (a task spawned or started on it has
+** none). */
 uint64_t corio__base(corio_rt *rt, corio_task *t) {
   uint64_t now = corio__now(rt);
   if (t != NULL && t->fresh && !rt->vclock && t->born < now)

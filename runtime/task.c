@@ -91,8 +91,15 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   t->budget = CORIO_BUDGET;
   t->status = CORIO_PENDING;
   t->u.sleep.idx = UINT32_MAX;
-  t->born = rt->vclock ? rt->vnow : corio__burst(rt);  /* corio__base */
-  t->fresh = 1;
+  /* corio__base: only a running task's spawns make a burst (a root task
+  ** that corio_start spawned may first run after any pause of the host's);
+  ** the virtual clock has no discount, and a stamp of it (it stands still
+  ** while real time passes) means nothing once the task starts on the
+  ** real clock */
+  if (rt->current != NULL && !rt->vclock) {
+    t->born = corio__burst(rt);
+    t->fresh = 1;
+  }
   if (parent != NULL) {
     parent->nchildren++;
     corio_list_push(&parent->children, &t->sibling);

@@ -1,0 +1,94 @@
+-- clock_hunt_spec.lua: defects found in what sleeps and deadlines count
+-- from (runtime/rt.c corio__base, docs/semantics.md). Each test checks a
+-- lower bound on a clock corio does not read, or on corio.now() read
+-- before the sleep, so a loaded machine can only make it pass more
+-- easily; before its fix each one failed.
+
+local corio = require("corio")
+local testing = require("corio.testing")
+
+-- a monotonic clock corio does not read (corio.now() would end a first
+-- run's discount)
+local ffi = require("ffi")
+pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } corio_ts_t;"
+  .. " int clock_gettime(int, corio_ts_t *);")
+local ts = ffi.new("corio_ts_t")
+local function mono()
+  ffi.C.clock_gettime(1, ts)
+  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- hold the loop (no checkpoint) for at least secs of CPU time
+local function hold(secs)
+  local t = os.clock() + secs
+  while os.clock() < t do end
+end
+
+describe("clock hunt", function()
+  it("a task spawned under autojump that starts on the real clock sleeps its whole time", function()
+    -- The virtual clock stood still through the real 0.3 s: the task's
+    -- spawn was stamped with it, and counted from there on the real
+    -- clock its start looked 0.3 s late, so its 0.2 s sleep ended at once.
+    local took
+    corio.scope(function(s)
+      testing.autojump(function()
+        testing.sleep_real(0.3)
+        s:spawn(function()
+          local t0 = mono()
+          corio.sleep(0.2)
+          took = mono() - t0
+        end)
+      end)  -- the virtual clock is off before the task starts
+    end)
+    assert.is_true(took >= 0.2, "slept " .. took)
+  end)
+
+  it("and one spawned on the real clock that starts under autojump sleeps virtual time only", function()
+    -- (the virtual clock has no discount: 5 s from the call, exactly)
+    local log, t0 = {}, nil
+    corio.scope(function(s)
+      s:spawn(function()
+        corio.sleep(5)
+        log[#log + 1] = corio.now() - t0
+      end)
+      hold(0.05)  -- the spawn is 0.05 s old when the task starts
+      testing.autojump(function()
+        t0 = corio.now()
+        corio.sleep(10)
+      end)
+    end)
+    assert.equal(1, #log)
+    assert.is_true(math.abs(log[1] - 5) < 1e-6, tostring(log[1]))
+  end)
+
+  it("a sleep of a task spawned after its spawner read corio.now() ends d after that read", function()
+    -- busted's own watcher (or any spawn) begins a burst; the body then
+    -- reads t0 and spawns: that spawn joined the burst, and its sleep was
+    -- counted from the burst's start, before t0.
+    local took
+    corio.scope(function(s)
+      s:spawn(function() end)  -- a burst begins
+      hold(0.03)               -- less than the 50 ms gap that ends it
+      local t0 = corio.now()
+      s:spawn(function()
+        corio.sleep(0.05)
+        took = corio.now() - t0
+      end)
+    end)
+    assert.is_true(took >= 0.05, "slept " .. took .. " after t0")
+  end)
+
+  it("and so does a deadline", function()
+    local took
+    corio.scope(function(s)
+      s:spawn(function() end)
+      hold(0.03)
+      local t0 = corio.now()
+      s:spawn(function()
+        assert.is_false(corio.move_on_after(0.05, corio.sleep, 10))
+        took = corio.now() - t0
+      end)
+    end)
+    assert.is_true(took >= 0.05, "moved on " .. took .. " after t0")
+  end)
+end)
