@@ -18,6 +18,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -452,15 +453,23 @@ static uint32_t sock_conn_id(curl_socket_t fd) {
 
 /* The loop time x's connection last became readable, or 0 if unknown.
 ** Only when the read timer expires: the socket is found by its local
-** address (x->conn_id), so nothing is kept per request. */
+** address (x->conn_id), so nothing is kept per request. Bytes that came
+** while the loop was held (a task computed, between polls) are seen
+** only by the poll after the timers run: a socket readable now counts as
+** readable now, so that a held loop is not taken for a silent server. */
 static uint64_t sock_progress(corio_xfer *x) {
   corio_http *h = x->h;
   corio_link *l;
   if (x->conn_id == 0) return 0;
   for (l = h->socks.next; l != &h->socks; l = l->next) {
     http_sock *s = corio_container_of(l, http_sock, link);
-    if (s->idle || s->rd_at == 0) continue;
-    if (sock_conn_id(s->fd) == x->conn_id) return s->rd_at;
+    struct pollfd pfd;
+    if (s->idle || sock_conn_id(s->fd) != x->conn_id) continue;
+    pfd.fd = s->fd;
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    if (poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLIN)) return loop_now(h);
+    return s->rd_at;
   }
   return 0;
 }
@@ -1511,6 +1520,9 @@ int corio__xfer_start(corio_xfer *x, corio_task *t) {
   x->in_multi = 1;
   h->in_flight++;
   keep_sync(h);
+  /* the loop's cached time is stale after a task computed: the request's
+  ** timeouts count from now */
+  uv_update_time(h->rt->loop);
   x->start = x->last = loop_now(h);
   xfer_arm(x);
   x->t = t;

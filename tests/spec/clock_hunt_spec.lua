@@ -92,3 +92,63 @@ describe("clock hunt", function()
     assert.is_true(took >= 0.05, "moved on " .. took .. " after t0")
   end)
 end)
+
+describe("clock hunt: HTTP timeouts", function()
+  local http = require("corio.http")
+  local helpers = require("tests.spec.helpers")
+  local base, stop, c
+  require("corio.busted").timeout(30)  -- each test holds the loop 1.2 s
+
+  setup(function()
+    base, stop = helpers.http_server()
+    c = http.client({ base_url = base })
+  end)
+
+  teardown(function()
+    c:close()
+    stop()
+  end)
+
+  it("a request's total timeout counts from the call, not from the loop's last look at the clock", function()
+    c:get("/ok")
+    -- the task computes for 1.2 s in one run: the loop's cached time
+    -- (uv_now) stays where it was, and a total of 1 s counted from it had
+    -- passed before the request began
+    hold(1.2)
+    local r = c:get("/slow-headers?d=0.05", { timeout = { total = 1 } })
+    assert.equal(200, r.status)
+  end)
+
+  it("a read timeout is not taken by a loop another task held while the server answered", function()
+    c:get("/ok")
+    local status
+    corio.scope(function(s)
+      s:spawn(function()
+        -- answered 0.1 s after the request, well inside the 1 s read
+        -- timeout; the timer ran before the poll that would have seen it
+        status = c:get("/slow-headers?d=0.1", { timeout = { read = 1 } }).status
+      end)
+      s:spawn(function()
+        corio.sleep(0.05)
+        hold(1.2)
+      end)
+    end)
+    assert.equal(200, status)
+  end)
+
+  it("a slow consumer of a stream is not a slow server", function()
+    -- 5 bytes, 0.3 s, 5 bytes: no gap near the 1 s read timeout; the
+    -- reader computes for 1.2 s after each chunk (twice: the second
+    -- stream, on the connection the first one left, was timed out)
+    for _ = 1, 2 do
+      local n = 0
+      c:stream("GET", "/slow-body?d=0.3", { timeout = { read = 1 } }, function(r)
+        for chunk in r:iter_bytes() do
+          n = n + #chunk
+          hold(1.2)
+        end
+      end)
+      assert.equal(10, n)
+    end
+  end)
+end)
