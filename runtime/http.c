@@ -656,14 +656,21 @@ static uint64_t busy_conns(corio_http *h);
 ** at end of file) and closes it before it would reuse it, or when it next
 ** prunes its cache; stats() no longer counts it. */
 static void keep_trim(corio_http *h) {
-  uint64_t busy, idle;
+  uint64_t busy, idle, keep = (uint64_t)h->keep_idle;
   corio_link *l;
-  if (h->keep_idle <= 0 || h->nopen <= (uint64_t)h->keep_idle) return;
+  if (h->keep_idle <= 0 || h->nopen <= keep) return;
   busy = busy_conns(h);
-  if (h->nopen <= busy + (uint64_t)h->keep_idle) return;
+  if (h->nopen <= busy + keep) return;
+  /* A transfer still waiting for a connection (queued on max_connections,
+  ** or added this turn) takes one of the idle ones when curl next runs
+  ** it: those are not shut under it. */
+  for (l = h->active.next; l != &h->active; l = l->next) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    if (x->in_multi && x->conn_id == 0 && x->phase == PH_POOL) keep++;
+  }
+  if (h->nopen <= busy + keep) return;
   idle = h->nopen - busy;
-  for (l = h->socks.next;
-       l != &h->socks && idle > (uint64_t)h->keep_idle; l = l->next) {
+  for (l = h->socks.next; l != &h->socks && idle > keep; l = l->next) {
     http_sock *s = corio_container_of(l, http_sock, link);
     fd_slot *f = fd_at(h, s->fd, 0);
     uint32_t id;
