@@ -558,6 +558,8 @@ static void keep_sync(corio_http *h) {
     h->maxconnects = n;
 }
 
+static void keep_trim(corio_http *h);
+
 /* Take x out of the multi (from outside curl's callbacks only). */
 static void xfer_remove(corio_xfer *x) {
   if (x->want_pause) {
@@ -565,6 +567,8 @@ static void xfer_remove(corio_xfer *x) {
     corio_list_remove(&x->pause_link);
   }
   if (x->in_multi) {
+    /* still waiting for a connection: keep_trim left one idle for it */
+    int waited = x->conn_id == 0 && x->phase == PH_POOL;
     x->in_multi = 0;
     x->h->in_flight--;
     keep_sync(x->h);
@@ -582,6 +586,7 @@ static void xfer_remove(corio_xfer *x) {
       curl_multi_remove_handle(x->h->multi, x->easy);
     }
     xfer_forget_sock(x);
+    if (waited && x->h->multi != NULL) keep_trim(x->h);
   }
   h2c_release(x);
   /* The phase timer stays armed: xfer_timer_cb ignores a transfer out of
@@ -654,7 +659,9 @@ static uint64_t busy_conns(corio_http *h);
 ** when a transfer hands one back. The extra idle ones are shut down here
 ** (outside curl's callbacks): curl finds such a connection dead (readable
 ** at end of file) and closes it before it would reuse it, or when it next
-** prunes its cache; stats() no longer counts it. */
+** prunes its cache; stats() no longer counts it. Also run when a transfer
+** that waited for a connection leaves (cancelled, pool timeout): one was
+** left idle for it. */
 static void keep_trim(corio_http *h) {
   uint64_t busy, idle, keep = (uint64_t)h->keep_idle;
   corio_link *l;

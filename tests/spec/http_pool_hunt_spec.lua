@@ -54,4 +54,39 @@ describe("corio.http pool, responses back while the loop is busy", function()
       helpers.http_still_works(c, 2)
       c:close()
     end)
+
+  it("max_keepalive holds when the requests waiting for those connections give up first",
+    function()
+      -- two answers arrive together while two requests wait for a
+      -- connection; those two reach their pool timeout before curl hands
+      -- them the connections: both connections are idle then
+      local c = http.client { base_url = base,
+        limits = { max_connections = 2, max_keepalive = 1 } }
+      local errs = {}
+      corio.scope(function(s)
+        for i = 1, 2 do
+          s:spawn(function()
+            assert.equal(200, within(10, c.get, c, "/slow-headers?d=0.3").status)
+          end)
+        end
+        corio.sleep(0.02)  -- the two hold both connections
+        for i = 1, 2 do
+          s:spawn(function()
+            errs[i] = helpers.catch(within, 10, c.get, c, "/ok", { timeout = { pool = 0.5 } })
+          end)
+        end
+        corio.sleep(0.02)  -- the two wait for a connection
+        -- holds the loop past the answers and the pool timeouts
+        local t = os.clock() + 0.9
+        while os.clock() < t do end
+      end)
+      for i = 1, 2 do
+        assert.equal("timeout", errs[i].kind, tostring(errs[i]))
+        assert.equal("pool", errs[i].phase)
+      end
+      stats_are(c, { opened = 2, idle = 1, in_flight = 0 })
+      helpers.http_still_works(c, 2)
+      stats_are(c, { opened = 2, reused = 1, idle = 1, in_flight = 0 })
+      c:close()
+    end)
 end)
