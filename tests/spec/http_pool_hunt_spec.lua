@@ -89,4 +89,109 @@ describe("corio.http pool, responses back while the loop is busy", function()
       stats_are(c, { opened = 2, reused = 1, idle = 1, in_flight = 0 })
       c:close()
     end)
+
+  it("a stream paused by its reader keeps its connection through a trim", function()
+    local c = http.client { base_url = base, limits = { max_keepalive = 1 } }
+    within(20, c.stream, c, "GET", "/stream?n=3000&size=1000", function(r)
+      local it = r:iter_bytes()
+      local n = #it()  -- then the stream waits, paused, while ...
+      local st = busy_gather(gets(c, 4, "/slow-headers?d=0.1"))
+      for i = 1, 4 do assert.equal(200, st[i]) end
+      stats_are(c, { idle = 1, in_flight = 1 })  -- ... the others are trimmed
+      for chunk in it do n = n + #chunk end
+      assert.equal(3000 * 1000, n)
+    end)
+    stats_are(c, { in_flight = 0 })
+    assert.is_true(c:stats().idle <= 1)
+    helpers.http_still_works(c, 2)
+    c:close()
+  end)
+
+  it("close() after a trim closes every socket, the shut ones too", function()
+    local fds = helpers.open_fds()
+    local c = http.client { base_url = base, limits = { max_keepalive = 1 } }
+    local st = busy_gather(gets(c, 4, "/slow-headers?d=0.1"))
+    for i = 1, 4 do assert.equal(200, st[i]) end
+    stats_are(c, { opened = 4, idle = 1, in_flight = 0 })
+    c:close()
+    stats_are(c, { idle = 0, in_flight = 0 })
+    helpers.assert_fds_back(fds)
+  end)
+end)
+
+describe("corio.http pool over TLS, responses back while the loop is busy", function()
+  local src = os.getenv("CORIO_SOURCE_DIR") or "."
+  local dir, why_not, tls_base, stop_tls, h2s, h2s_too
+
+  setup(function()
+    if os.execute("command -v openssl >/dev/null 2>&1") ~= 0 then
+      why_not = "openssl is not installed: no way to make a certificate"
+      return
+    end
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    -- nginx (h2 over TLS) when installed; it makes the certificate too
+    local p = assert(io.popen(("bash %s/tests/http/nginx.sh start %s 2>&1"):format(src, dir)))
+    local out = p:read("*a")
+    p:close()
+    local port = out:match("PORTS %d+ (%d+)")
+    if port then
+      -- one server, two origins: two connections
+      h2s, h2s_too = "https://127.0.0.1:" .. port, "https://localhost:" .. port
+    else
+      local cmd = ("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+        .. "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(dir, dir)
+      assert(os.execute(cmd) == 0, "openssl could not make a certificate")
+    end
+    tls_base, stop_tls = helpers.http_server(("--tls %s/cert.pem %s/key.pem"):format(dir, dir), "https")
+  end)
+
+  teardown(function()
+    if stop_tls then stop_tls() end
+    if dir then
+      os.execute(("bash %s/tests/http/nginx.sh stop %s; rm -rf %s"):format(src, dir, dir))
+    end
+  end)
+
+  it("HTTP/1.1: connections shut as extra are replaced, never reused, no request fails", function()
+    if why_not then return pending(why_not) end
+    local c = http.client { base_url = tls_base, verify = false,
+      limits = { max_keepalive = 1 } }
+    for _ = 1, 3 do
+      local st = busy_gather(gets(c, 4, "/slow-headers?d=0.1"))
+      for i = 1, 4 do assert.equal(200, st[i]) end
+      stats_are(c, { idle = 1, in_flight = 0 })
+      for _ = 1, 3 do helpers.http_still_works(c, 5) end
+      stats_are(c, { idle = 1, in_flight = 0 })
+    end
+    c:close()
+  end)
+
+  it("HTTP/2: connections of two origins shut as extra are replaced, no request fails", function()
+    if why_not then return pending(why_not) end
+    if not h2s then return pending("nginx is not installed") end
+    local c = http.client { http2 = true, verify = false, limits = { max_keepalive = 1 } }
+    for _ = 1, 3 do
+      local fns = {}
+      for i = 1, 6 do
+        local origin = i % 2 == 0 and h2s or h2s_too
+        fns[i] = function()
+          local r = c:get(origin .. "/256k.bin")
+          assert.equal("HTTP/2", r.http_version)
+          assert.equal(262144, #r:text())
+          return r.status
+        end
+      end
+      local st = busy_gather(fns)
+      for i = 1, 6 do assert.equal(200, st[i]) end
+      assert.is_true(c:stats().idle <= 1)
+      for i = 1, 4 do
+        local origin = i % 2 == 0 and h2s or h2s_too
+        assert.equal("hello", within(5, c.get, c, origin .. "/ok"):text())
+      end
+      stats_are(c, { idle = 1, in_flight = 0 })
+    end
+    c:close()
+  end)
 end)
