@@ -119,6 +119,29 @@ describe("corio.http pool, responses back while the loop is busy", function()
   end)
 end)
 
+describe("corio.http pool without keep_trim, responses back while the loop is busy", function()
+  it("max_keepalive = 0 keeps none", function()
+    local c = http.client { base_url = base, limits = { max_keepalive = 0 } }
+    for _ = 1, 2 do
+      local st = busy_gather(gets(c, 4, "/slow-headers?d=0.1"))
+      for i = 1, 4 do assert.equal(200, st[i]) end
+    end
+    stats_are(c, { opened = 8, reused = 0, idle = 0, in_flight = 0 })
+    c:close()
+  end)
+
+  it("max_keepalive >= max_connections: every connection is kept and reused", function()
+    local c = http.client { base_url = base,
+      limits = { max_connections = 3, max_keepalive = 3 } }
+    for _ = 1, 2 do
+      local st = busy_gather(gets(c, 6, "/slow-headers?d=0.1"))
+      for i = 1, 6 do assert.equal(200, st[i]) end
+    end
+    stats_are(c, { opened = 3, reused = 9, idle = 3, in_flight = 0 })
+    c:close()
+  end)
+end)
+
 describe("corio.http pool over TLS, responses back while the loop is busy", function()
   local src = os.getenv("CORIO_SOURCE_DIR") or "."
   local dir, why_not, tls_base, stop_tls, h2s, h2s_too
