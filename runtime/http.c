@@ -567,6 +567,8 @@ static void keep_sync(corio_http *h) {
     h->maxconnects = n;
 }
 
+static void keep_trim(corio_http *h);
+
 /* Take x out of the multi (from outside curl's callbacks only). */
 static void xfer_remove(corio_xfer *x) {
   if (x->want_pause) {
@@ -574,6 +576,8 @@ static void xfer_remove(corio_xfer *x) {
     corio_list_remove(&x->pause_link);
   }
   if (x->in_multi) {
+    /* still waiting for a connection: keep_trim left one idle for it */
+    int waited = x->conn_id == 0 && x->phase == PH_POOL;
     x->in_multi = 0;
     x->h->in_flight--;
     keep_sync(x->h);
@@ -591,6 +595,7 @@ static void xfer_remove(corio_xfer *x) {
       curl_multi_remove_handle(x->h->multi, x->easy);
     }
     xfer_forget_sock(x);
+    if (waited && x->h->multi != NULL) keep_trim(x->h);
   }
   h2c_release(x);
   /* The phase timer stays armed: xfer_timer_cb ignores a transfer out of
@@ -663,16 +668,25 @@ static uint64_t busy_conns(corio_http *h);
 ** when a transfer hands one back. The extra idle ones are shut down here
 ** (outside curl's callbacks): curl finds such a connection dead (readable
 ** at end of file) and closes it before it would reuse it, or when it next
-** prunes its cache; stats() no longer counts it. */
+** prunes its cache; stats() no longer counts it. Also run when a transfer
+** that waited for a connection leaves (cancelled, pool timeout): one was
+** left idle for it. */
 static void keep_trim(corio_http *h) {
-  uint64_t busy, idle;
+  uint64_t busy, idle, keep = (uint64_t)h->keep_idle;
   corio_link *l;
-  if (h->keep_idle <= 0 || h->nopen <= (uint64_t)h->keep_idle) return;
+  if (h->keep_idle <= 0 || h->nopen <= keep) return;
   busy = busy_conns(h);
-  if (h->nopen <= busy + (uint64_t)h->keep_idle) return;
+  if (h->nopen <= busy + keep) return;
+  /* A transfer still waiting for a connection (queued on max_connections,
+  ** or added this turn) takes one of the idle ones when curl next runs
+  ** it: those are not shut under it. */
+  for (l = h->active.next; l != &h->active; l = l->next) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    if (x->in_multi && x->conn_id == 0 && x->phase == PH_POOL) keep++;
+  }
+  if (h->nopen <= busy + keep) return;
   idle = h->nopen - busy;
-  for (l = h->socks.next;
-       l != &h->socks && idle > (uint64_t)h->keep_idle; l = l->next) {
+  for (l = h->socks.next; l != &h->socks && idle > keep; l = l->next) {
     http_sock *s = corio_container_of(l, http_sock, link);
     fd_slot *f = fd_at(h, s->fd, 0);
     uint32_t id;
