@@ -32,10 +32,17 @@ static int fail(lua_State *L, const char *kind, const char *msg) {
 
 /* client(max_conn, max_keepalive, keepalive_expiry, verify, cainfo, http2,
 ** header_lines) -> client */
+/* A limit as a long: corio.http checked it is an integer >= 0 (or -1
+** here for none); larger than any pool could be is as good as 1e9. */
+static long limit_arg(lua_State *L, int idx, double dflt) {
+  double d = luaL_optnumber(L, idx, dflt);
+  return d > 1e9 ? 1000000000L : (long)d;
+}
+
 static int l_client(lua_State *L) {
   corio_rt *rt = RT(L);
-  long max_conn = (long)luaL_optnumber(L, 1, 0);
-  long max_keep = (long)luaL_optnumber(L, 2, -1);
+  long max_conn = limit_arg(L, 1, 0);
+  long max_keep = limit_arg(L, 2, -1);
   double expiry = luaL_optnumber(L, 3, -1);
   int verify = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
   const char *cainfo = luaL_optstring(L, 5, NULL);

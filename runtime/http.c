@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "curl_dyn.h"
@@ -206,6 +207,7 @@ typedef struct fd_slot {
   http_sock *s;
   int ours;
   int shut;              /* shut down by keep_trim, no longer counted open */
+  ino_t ino;             /* the socket's inode, to know it again */
   uint32_t serial;       /* which of our sockets (see xfer_forget_sock) */
 } fd_slot;
 
@@ -428,6 +430,12 @@ static uint32_t conn_hash(const char *lip, int lport) {
   uint32_t id = (uint32_t)lport;
   while (lip != NULL && *lip) id = id * 31u + (unsigned char)*lip++;
   return id ? id : 1;
+}
+
+/* The inode of socket fd, or 0. */
+static ino_t sock_ino(curl_socket_t fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 
 /* The connection id (see prereq_cb) of socket fd, or 0 if unknown. */
@@ -692,6 +700,9 @@ static void keep_trim(corio_http *h) {
     uint32_t id;
     if (!s->idle || f == NULL || !f->ours || f->shut) continue;
     if (sock_is_h2c(h, s->fd)) continue;
+    /* the fd number may be another socket's now, had curl closed ours
+    ** unseen: shut down only the very socket that opensocket_cb made */
+    if (f->ino == 0 || sock_ino(s->fd) != f->ino) continue;
     id = sock_conn_id(s->fd);
     if (id == 0 || sock_held(h, s->fd, id)) continue;
     if (shutdown(s->fd, SHUT_RDWR) != 0) continue;
@@ -1038,6 +1049,7 @@ static curl_socket_t opensocket_cb(void *ud, curlsocktype purpose,
       if (f->ours && !f->shut && x->h->nopen > 0) x->h->nopen--;
       f->ours = 1;
       f->shut = 0;
+      f->ino = sock_ino(fd);
       f->serial = ++x->h->sock_serial;
       x->sock_fd = fd;
       x->sock_serial = f->serial;

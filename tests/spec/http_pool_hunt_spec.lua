@@ -217,4 +217,15 @@ describe("corio.http pool over TLS, responses back while the loop is busy", func
     end
     c:close()
   end)
+
+  it("limits larger than any pool work as no limit", function()
+    -- 1e300 is an integer to Lua; bindings/http.c caps what it converts
+    -- to a C long (the plain cast was undefined behaviour)
+    local c = http.client { base_url = base,
+      limits = { max_connections = 1e300, max_keepalive = 1e300 } }
+    local st = within(5, corio.gather, gets(c, 4, "/ok"))
+    for i = 1, 4 do assert.equal(200, st[i]) end
+    stats_are(c, { in_flight = 0 })
+    c:close()
+  end)
 end)
