@@ -6,23 +6,9 @@
 
 local corio = require("corio")
 local testing = require("corio.testing")
+local helpers = require("tests.spec.helpers")
 
--- a monotonic clock corio does not read (corio.now() would end a first
--- run's discount)
-local ffi = require("ffi")
-pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } corio_ts_t;"
-  .. " int clock_gettime(int, corio_ts_t *);")
-local ts = ffi.new("corio_ts_t")
-local function mono()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
--- hold the loop (no checkpoint) for at least secs of CPU time
-local function hold(secs)
-  local t = os.clock() + secs
-  while os.clock() < t do end
-end
+local mono, hold = helpers.mono, helpers.hold
 
 describe("clock hunt", function()
   it("a task spawned under autojump that starts on the real clock sleeps its whole time", function()

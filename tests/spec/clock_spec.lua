@@ -1,6 +1,6 @@
 -- clock_spec.lua: what sleeps and deadlines count from (runtime/rt.c
 -- corio__base): the clock at the call, but in a task's first run less
--- the time it waited in the ready queue after its spawn. Each test checks
+-- the time from its spawn burst to its start. Each test checks
 -- an order or a lower bound that holds however slow the machine is: the
 -- other ways of counting reverse the order or break the bound.
 
@@ -8,22 +8,7 @@ local corio = require("corio")
 local helpers = require("tests.spec.helpers")
 local new_log = helpers.new_log
 
--- a monotonic clock corio does not read (corio.now() would end a first
--- run's discount)
-local ffi = require("ffi")
-pcall(ffi.cdef, "typedef struct { long tv_sec; long tv_nsec; } corio_ts_t;"
-  .. " int clock_gettime(int, corio_ts_t *);")
-local ts = ffi.new("corio_ts_t")
-local function mono()
-  ffi.C.clock_gettime(1, ts)
-  return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
-end
-
--- hold the loop (no checkpoint) for secs of CPU time
-local function hold(secs)
-  local t = os.clock() + secs
-  while os.clock() < t do end
-end
+local mono, hold = helpers.mono, helpers.hold
 
 describe("the loop's clock", function()
   it("a task's first sleep counts from its spawn, not from when it started", function()
