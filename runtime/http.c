@@ -152,6 +152,7 @@ struct corio_xfer {
   uint8_t h2c_mode;      /* h2c: 1 prior knowledge, 2 reuse (2_0) */
   uint8_t h2c_redo;      /* 2_0 wanted a new connection: see h2c_redo */
   uint8_t h2c_redos;     /* times redone in this request */
+  uint8_t late;          /* its timer fired late: judged after a poll */
   h2c_origin *h2o;       /* prior knowledge h2c: its origin, else NULL */
   uint32_t conn_id;      /* its connection (local address), 0: none yet */
   curl_socket_t sock_fd; /* the last socket it opened, and its serial */
@@ -397,6 +398,7 @@ static uint64_t loop_now(corio_http *h) { return uv_now(h->rt->loop); }
 
 static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
                       const char *msg);
+#define LATE_MS 5  /* a phase timer this late was held up: see xfer_timer_cb */
 static void xfer_timer_cb(uv_timer_t *tm);
 
 /* Arm the transfer's timer for its current phase or its total deadline,
@@ -484,7 +486,7 @@ static uint64_t sock_progress(corio_xfer *x) {
 
 static void xfer_timer_cb(uv_timer_t *tm) {
   corio_xfer *x = (corio_xfer *)tm;
-  uint64_t now = loop_now(x->h);
+  uint64_t now = loop_now(x->h), due = x->armed;
   uint32_t ms = x->to[x->phase];
   x->armed = 0;
   if (!x->in_multi) return;
@@ -495,6 +497,20 @@ static void xfer_timer_cb(uv_timer_t *tm) {
     xfer_fail(x, "timeout", "total", msg);
     return;
   }
+  /* Fired late: the loop was held (a task computed without a checkpoint).
+  ** libuv runs timers before it polls, so what the socket did meanwhile
+  ** (bytes came, the send buffer drained) is not seen yet: judge a phase
+  ** timeout on the connection after one poll. (The total timeout is
+  ** curl's too, and curl counts the held time: it is not put off; nor is
+  ** the wait for a connection of the pool, which a poll could only hand
+  ** over.) */
+  if (!x->late && due != 0 && now > due + LATE_MS && x->phase != PH_POOL) {
+    x->late = 1;
+    x->armed = now + 1;
+    uv_timer_start(&x->timer, xfer_timer_cb, 1, 0);
+    return;
+  }
+  x->late = 0;
   if (x->paused) x->last = now;  /* a slow consumer is not a slow server */
   if (ms != 0 && now >= x->last + ms && x->phase == PH_READ) {
     /* bytes that no callback has seen yet (a header line in progress) */
@@ -1550,6 +1566,7 @@ int corio__xfer_start(corio_xfer *x, corio_task *t) {
   ** timeouts count from now */
   uv_update_time(h->rt->loop);
   x->start = x->last = loop_now(h);
+  x->late = 0;
   xfer_arm(x);
   x->t = t;
   x->wait = x->stream ? W_HEAD : W_RESPONSE;

@@ -70,6 +70,19 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(float(q.get("d", "3")))
             self.close_connection = True
             return
+        if path == "/slow-read":
+            # reads the request body (Content-Length) in pieces of `n`
+            # bytes every `d` seconds, then answers with its length
+            left = int(self.headers.get("Content-Length") or 0)
+            got, step, d = 0, int(q.get("n", "1048576")), float(q.get("d", "0.05"))
+            while left > 0:
+                piece = self.rfile.read(min(step, left))
+                if not piece:
+                    break
+                got += len(piece)
+                left -= len(piece)
+                time.sleep(d)
+            return self.send_body(200, str(got))
         body = self.read_body()
         if path == "/ok":
             return self.send_body(200, "hello")

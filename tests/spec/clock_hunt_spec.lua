@@ -122,6 +122,28 @@ describe("clock hunt: HTTP timeouts", function()
     assert.equal(200, status)
   end)
 
+  it("a write timeout is not taken by a loop another task held while the server read", function()
+    -- 16 MiB to a server that reads 1 MiB every 50 ms (~0.8 s in all):
+    -- no gap near the 1 s write timeout, but another task holds the loop
+    -- 1.2 s in the middle; the timer ran before the poll that would have
+    -- found the socket writable again
+    local body = string.rep("x", 16 * 1048576)
+    local status, text
+    corio.scope(function(s)
+      s:spawn(function()
+        local r = c:post("/slow-read?n=1048576&d=0.05", { body = body,
+          timeout = { write = 1, read = 5 } })
+        status, text = r.status, r:text()
+      end)
+      s:spawn(function()
+        corio.sleep(0.2)
+        hold(1.2)
+      end)
+    end)
+    assert.equal(200, status)
+    assert.equal(tostring(#body), text)
+  end)
+
   it("a slow consumer of a stream is not a slow server", function()
     -- 5 bytes, 0.3 s, 5 bytes: no gap near the 1 s read timeout; the
     -- reader computes for 1.2 s after the first chunk (twice: the second
