@@ -10,13 +10,13 @@ local new_log = helpers.new_log
 
 local mono, hold = helpers.mono, helpers.hold
 
-describe("the loop's clock", function()
+describe("what sleeps and deadlines count from", function()
   it("a task's first sleep counts from its spawn, not from when it started", function()
     local log, add = new_log()
     corio.scope(function(s)
       s:spawn(function() corio.sleep(0.1); add("a") end)
       hold(0.15)          -- a starts 0.15 s after its spawn
-      corio.now()         -- the clock moves on
+      corio.now()         -- ends the burst: b's is a new one
       s:spawn(function() corio.sleep(0.02); add("b") end)
     end)
     -- a's deadline is its spawn + 0.1; b's is 0.15 + 0.02 later than that.
@@ -55,7 +55,7 @@ describe("the loop's clock", function()
     corio.scope(function(s)
       for i = 1, 3 do
         s:spawn(function()
-          local t0 = corio.now()  -- first thing: ends the spawn-time base
+          local t0 = corio.now()  -- first thing: ends the first-run discount
           corio.sleep(0.05)
           got[i] = corio.now() - t0
         end)
