@@ -123,7 +123,7 @@ describe("what sleeps and deadlines count from", function()
     assert.is_true(took >= 0.1, "the watchdog slept " .. took)
   end)
 
-  it("moves on while other tasks keep the ready queue busy", function()
+  it("a sleeper beside a task that keeps yielding still sleeps its whole time", function()
     -- a task that yields in a loop never lets the queue drain: the clock
     -- must still move, or a sleeper beside it would wake at once each time
     local stop = false
