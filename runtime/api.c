@@ -433,13 +433,24 @@ int corio_start(corio_rt *rt, int nargs) {
     return UV_EBUSY;
   }
   set_msg(rt, "");
-  if ((r = ensure_loaded(rt)) != 0) {
+  /* require runs Lua code (a host's own require, a finaliser) that may
+  ** call corio_free: that is deferred to the end of the start, as in a
+  ** step, and nothing is left on the stack */
+  rt->api_step = 1;
+  r = ensure_loaded(rt);
+  if (r == 0 && !rt->free_pending) corio__run_start(rt, L, nargs);
+  rt->api_step = 0;
+  if (rt->free_pending) {
+    lua_settop(L, base);
+    free_now(rt);
+    return CORIO_EFREED;
+  }
+  if (r != 0) {
     /* the function and arguments are replaced by the error */
     lua_replace(L, base + 1);
     lua_settop(L, base + 1);
     return r;
   }
-  corio__run_start(rt, L, nargs);
   return 0;
 }
 

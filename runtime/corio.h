@@ -79,7 +79,9 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults);
 ** run (waiting if needed) and leaves results or the error as
 ** corio_run_function does. From inside a step or finish of the same
 ** runtime (a host function, a loop callback) corio_step and corio_finish
-** return UV_EBUSY, and corio_free is deferred (see corio_free). */
+** return UV_EBUSY, and corio_free is deferred (see corio_free; inside
+** corio_start, e.g. from a host's require, the run never starts and
+** corio_start returns CORIO_EFREED). */
 int corio_start(corio_rt *rt, int nargs);
 int corio_step(corio_rt *rt, int wait);
 int corio_finish(corio_rt *rt, int nresults);

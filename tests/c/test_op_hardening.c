@@ -459,6 +459,44 @@ static void test_free_inside_step(void) {
   }
   CHECK(marks == 1);
   CHECK(uv_hrtime() - t0 < 10000000000u);
+
+  /* Was: a use after free. From corio_start, through a host's require
+  ** (corio_start requires "corio" first): nothing starts, nothing is
+  ** left on the stack, and the runtime is freed as corio_start returns */
+  rt = new_rt();
+  L = corio_lua(rt);
+  lua_register(L, "mark", l_mark);
+  lua_register(L, "free_rt", l_free_rt);
+  marks = 0;
+  CHECK(luaL_dostring(L, "local real = require "
+                         "require = function(m) free_rt() "
+                         "return real(m) end") == 0);
+  CHECK(luaL_loadstring(L, "mark()") == 0);
+  lua_pushinteger(L, 7);
+  CHECK(corio_start(rt, 1) == CORIO_EFREED);
+  CHECK(marks == 0);
+
+  /* the same through corio_run_string, on a state the host owns: it
+  ** stays usable, with nothing of the run left on its stack */
+  {
+    lua_State *hL = luaL_newstate();
+    corio_options o;
+    memset(&o, 0, sizeof(o));
+    luaL_openlibs(hL);
+    o.L = hL;
+    the_rt = rt = corio_new(&o);
+    CHECK(rt != NULL);
+    add_paths(rt);
+    lua_register(hL, "free_rt", l_free_rt);
+    CHECK(luaL_dostring(hL, "local real = require "
+                            "require = function(m) free_rt() "
+                            "return real(m) end") == 0);
+    CHECK(corio_run_string(rt, "X = 1", "=x") == CORIO_EFREED);
+    CHECK(lua_gettop(hL) == 0);
+    lua_getglobal(hL, "X");
+    CHECK(lua_isnil(hL, -1));
+    lua_close(hL);
+  }
 }
 
 /* ---- 4. ops only from functions made by corio_push_async ---------- */
