@@ -241,6 +241,15 @@ int main(int argc, char **argv) {
     ** the script) */
     int end = script ? script : argc;
     set_arg(L, argv, argc, end);
+    /* as at the REPL, a one-liner finds `corio` loaded as a global */
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "corio");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+      fprintf(stderr, "corio: %s\n", lua_tostring(L, -1));
+      corio_free(rt);
+      return 1;
+    }
+    lua_setglobal(L, "corio");
     for (i = 1; i < end && status == 0; i++) {
       if (strcmp(argv[i], "-e") != 0) continue;
       r = corio_run_string(rt, argv[++i], "=(command line)");

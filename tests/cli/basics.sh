@@ -16,6 +16,14 @@ NAME="-e runs code, print goes to stdout"
 run 10 "$CORIO" -e 'print("hi", 1 + 1)'
 check_rc 0 && check_out_eq "$(printf 'hi\t2')" && pass
 
+NAME="-e code finds corio loaded as a global, as at the REPL; a script does not"
+run 10 "$CORIO" -e 'corio.sleep(0.01) print(corio == require("corio"))'
+check_rc 0 && check_out_eq "true" && {
+  printf 'print(rawget(_G, "corio"))\n' > "$TMP/noglobal.lua"
+  run 10 "$CORIO" "$TMP/noglobal.lua"
+  check_rc 0 && check_out_eq "nil" && pass
+}
+
 NAME="the built corio finds its own modules without LUA_PATH"
 run 10 env -u LUA_PATH -u LUA_CPATH "$CORIO" -e \
   'local corio = require("corio"); corio.sleep(0.01); print(type(corio.spawn))'
