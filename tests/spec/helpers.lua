@@ -147,6 +147,24 @@ function M.http_server(extra, scheme)
   end
 end
 
+-- Why TLS tests cannot run here (openssl, which makes their certificate,
+-- is missing; python's ssl module can serve TLS but not make one), or nil.
+function M.no_openssl()
+  if os.execute("command -v openssl >/dev/null 2>&1") ~= 0 then
+    return "openssl is not installed: no way to make a certificate"
+  end
+end
+
+-- A self-signed certificate for 127.0.0.1 (also as subjectAltName) made
+-- in dir; returns the paths of the certificate and of its key.
+function M.self_signed(dir)
+  local cert, key = dir .. "/cert.pem", dir .. "/key.pem"
+  local cmd = ("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+    .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s -out %s >/dev/null 2>&1"):format(key, cert)
+  assert(os.execute(cmd) == 0, "openssl could not make a certificate")
+  return cert, key
+end
+
 -- Assert that HTTP client c still answers a GET of the test server's
 -- /ok (within secs, default 2), as after a fault it must.
 function M.http_still_works(c, secs)

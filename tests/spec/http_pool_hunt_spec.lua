@@ -147,10 +147,8 @@ describe("corio.http pool over TLS, responses back while the loop is busy", func
   local dir, why_not, tls_base, stop_tls, h2s, h2s_too
 
   setup(function()
-    if os.execute("command -v openssl >/dev/null 2>&1") ~= 0 then
-      why_not = "openssl is not installed: no way to make a certificate"
-      return
-    end
+    why_not = helpers.no_openssl()
+    if why_not then return end
     dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir) == 0)
@@ -163,9 +161,7 @@ describe("corio.http pool over TLS, responses back while the loop is busy", func
       -- one server, two origins: two connections
       h2s, h2s_too = "https://127.0.0.1:" .. port, "https://localhost:" .. port
     else
-      local cmd = ("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-        .. "-keyout %s/key.pem -out %s/cert.pem >/dev/null 2>&1"):format(dir, dir)
-      assert(os.execute(cmd) == 0, "openssl could not make a certificate")
+      helpers.self_signed(dir)
     end
     tls_base, stop_tls = helpers.http_server(("--tls %s/cert.pem %s/key.pem"):format(dir, dir), "https")
   end)

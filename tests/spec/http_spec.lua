@@ -798,19 +798,14 @@ describe("corio.http TLS (self-signed certificate)", function()
   local dir, cert, tls_base, stop_tls, why_not
 
   setup(function()
-    if os.execute("command -v openssl >/dev/null 2>&1") ~= 0 then
-      -- python's ssl module can serve TLS but cannot make a certificate
-      why_not = "openssl is not installed: no way to make a certificate"
-      return
-    end
+    why_not = helpers.no_openssl()
+    if why_not then return end
     dir = os.tmpname()
     os.remove(dir)
     assert(os.execute("mkdir -p " .. dir) == 0)
-    cert = dir .. "/cert.pem"
-    local cmd = ("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-      .. "-addext subjectAltName=IP:127.0.0.1 -keyout %s/key.pem -out %s >/dev/null 2>&1"):format(dir, cert)
-    assert(os.execute(cmd) == 0, "openssl could not make a certificate")
-    tls_base, stop_tls = helpers.http_server(("--tls %s %s/key.pem"):format(cert, dir), "https")
+    local key
+    cert, key = helpers.self_signed(dir)
+    tls_base, stop_tls = helpers.http_server(("--tls %s %s"):format(cert, key), "https")
   end)
 
   teardown(function()
