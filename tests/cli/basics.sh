@@ -24,6 +24,13 @@ check_rc 0 && check_out_eq "true" && {
   check_rc 0 && check_out_eq "nil" && pass
 }
 
+NAME="an unknown option and -e without code are usage errors: exit 2, usage on stderr"
+run 10 "$CORIO" --no-such-option
+check_rc 2 && check_err_has "unknown option '--no-such-option'" && {
+  run 10 "$CORIO" -e
+  check_rc 2 && check_err_has "-e code" && pass
+}
+
 NAME="the built corio finds its own modules without LUA_PATH"
 run 10 env -u LUA_PATH -u LUA_CPATH "$CORIO" -e \
   'local corio = require("corio"); corio.sleep(0.01); print(type(corio.spawn))'
