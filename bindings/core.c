@@ -988,14 +988,20 @@ static int l_vclock(lua_State *L) {
   /* vclock counts the autojump bodies running (in any task): the clock
   ** is the runtime's, on while any of them runs (corio.testing). */
   if (on) {
-    if (rt->vclock++ == 0) {
-      /* Re-base armed deadlines onto the virtual clock so that they keep
-      ** their remaining time. */
-      rt->vnow = uv_hrtime();
+    if (rt->vclock == 0) {
+      /* The virtual clock starts at the real clock's time, so armed
+      ** deadlines keep their remaining time. */
+      rt->vnow = corio__now(rt);
     }
+    rt->vclock++;
   } else if (rt->vclock > 0 && --rt->vclock == 0) {
-    /* Deadlines keep what is left of them, counted in real time again. */
-    corio__timers_rebase(rt, rt->vnow, uv_hrtime());
+    /* The real clock goes on from the virtual time reached, never back
+    ** from it: corio.now() is monotonic (SPEC §1), and the clock used to
+    ** fall back by all the time the body had jumped. So deadlines keep
+    ** what is left of them, now counted in real time. */
+    uint64_t real = uv_hrtime() + rt->clock_off;
+    if (rt->vnow > real) rt->clock_off += rt->vnow - real;
+    corio__timers_rebase(rt, rt->vnow, corio__now(rt));
     rt->armed_when = 0;
   }
   lua_pushboolean(L, rt->vclock > 0);

@@ -1,0 +1,103 @@
+-- hunt_testing_spec.lua: defects found hunting corio.testing (SPEC §6),
+-- the busted integration and corio.to_thread. Each describe says what a
+-- user saw before the fix.
+local corio = require("corio")
+local testing = require("corio.testing")
+local helpers = require("tests.spec.helpers")
+local mono, catch = helpers.mono, helpers.catch
+
+-- fn for to_thread: hold the worker `secs` of real time, off the CPU.
+local function real_sleep(secs)
+  local ffi = require("ffi")
+  pcall(ffi.cdef, "int usleep(unsigned int);")
+  ffi.C.usleep(secs * 1e6)
+  return "slept"
+end
+
+describe("hunt: corio.now() stays monotonic across autojump", function()
+  -- corio.now() is "monotonic seconds" (SPEC §1). When the last autojump
+  -- body ended, the clock went back to the real one, an hour behind the
+  -- virtual time the body had reached: now() jumped back by that hour,
+  -- and a second autojump started from the real clock again.
+  it("now() after autojump is not before the virtual time reached inside", function()
+    local before = corio.now()
+    local inside = testing.autojump(function()
+      corio.sleep(3600)
+      return corio.now()
+    end)
+    local after = corio.now()
+    assert.is_true(inside - before >= 3600)
+    assert.is_true(after >= inside, ("now() went back %.1f s"):format(inside - after))
+  end)
+
+  it("also when the body raises", function()
+    local inside
+    catch(testing.autojump, function()
+      corio.sleep(100)
+      inside = corio.now()
+      error("boom")
+    end)
+    assert.is_true(corio.now() >= inside)
+  end)
+
+  it("a second autojump goes on from where the first left the clock", function()
+    local first = testing.autojump(function() corio.sleep(50); return corio.now() end)
+    local start = testing.autojump(function() return corio.now() end)
+    assert.is_true(start >= first)
+  end)
+
+  it("after autojump, sleeps take their real time and now() measures it", function()
+    testing.autojump(function() corio.sleep(1000) end)
+    local t0, m0 = corio.now(), mono()
+    corio.sleep(0.05)
+    local took, real = corio.now() - t0, mono() - m0
+    assert.is_true(real >= 0.05, "slept only " .. real)
+    assert.is_true(took >= 0.05 and took < 1, "now() measured " .. took)
+  end)
+end)
+
+describe("hunt: a deadline around real work under autojump", function()
+  -- While a to_thread worker (or a file operation, an HTTP transfer, a
+  -- host op) was pending, the virtual clock stood still, so a timeout
+  -- around real work never fired: an HTTP request that hangs inside
+  -- autojump hung the test (until its per-test watchdog) however short
+  -- the timeout. The docs promise the clock waits for real work "as the
+  -- real one would": it now runs at real speed while real work is pending.
+  it("timeout fires after its time, not when the work ends", function()
+    local m0 = mono()
+    local err = catch(testing.autojump, function()
+      return corio.timeout(0.1, corio.to_thread, real_sleep, 0.6)
+    end)
+    local took = mono() - m0
+    assert.is_true(corio.is_error(err, "timeout"), tostring(err))
+    assert.is_true(took < 0.5, ("the timeout fired after %.2f s"):format(took))
+  end)
+
+  it("move_on_after likewise, and virtual now() counts the real time waited", function()
+    local ok, dt = testing.autojump(function()
+      local t0 = corio.now()
+      local ok = corio.move_on_after(0.1, corio.to_thread, real_sleep, 0.6)
+      return ok, corio.now() - t0
+    end)
+    assert.is_false(ok)
+    assert.is_true(dt >= 0.1 and dt < 0.5, "virtual time passed: " .. dt)
+  end)
+
+  it("a deadline longer than the work still does not pass", function()
+    local r = testing.autojump(function()
+      return corio.timeout(5, corio.to_thread, real_sleep, 0.05)
+    end)
+    assert.equal("slept", r)
+  end)
+
+  it("other tasks' virtual sleeps still jump once the work is done", function()
+    local m0 = mono()
+    testing.autojump(function()
+      corio.scope(function(s)
+        s:spawn(corio.sleep, 3600)
+        corio.to_thread(real_sleep, 0.05)
+      end)
+    end)
+    assert.is_true(mono() - m0 < 2)
+  end)
+end)
