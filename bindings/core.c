@@ -1226,6 +1226,7 @@ int luaopen_corio_sync(lua_State *L);
 int luaopen_corio_channel(lua_State *L);
 int luaopen_corio_thread(lua_State *L);
 int luaopen_corio_thread_pool(lua_State *L);
+int luaopen_corio_thread_paths(lua_State *L);
 int luaopen_corio_fs(lua_State *L);
 int luaopen_corio_http(lua_State *L);
 
@@ -1311,6 +1312,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "to_thread");
   luaopen_corio_thread_pool(L);
   lua_setfield(L, -2, "thread_pool_size");
+  luaopen_corio_thread_paths(L);
+  lua_setfield(L, -2, "thread_paths");
   luaopen_corio_fs(L);
   lua_setfield(L, -2, "fs");
   luaopen_corio_http(L);

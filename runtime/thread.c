@@ -80,6 +80,9 @@ typedef struct corio_worker {
   struct corio_worker *next_idle;
   lua_State *L;
   int ncache;
+  uint32_t paths_gen;           /* the pool's paths its state has */
+  corio_buf paths;              /* a copy of new ones, taken under mu, */
+  int paths_new;                /* for run_work to set */
 } corio_worker;
 
 /* rt->work_states points at this (the type is opaque outside). */
@@ -102,6 +105,12 @@ typedef struct corio_pool {
   corio_work *free;            /* requests kept for reuse (loop thread) */
   int nfree;
   corio_work *delivering;      /* finished, caller ready (loop thread) */
+  /* The caller's package.path and cpath, for the workers' states:
+  ** "path\0cpath\0", and a generation a worker compares with its own
+  ** (mu; corio__work_paths). */
+  char *paths;
+  size_t npaths;
+  uint32_t paths_gen;
 } corio_pool;
 
 static pthread_mutex_t size_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -355,6 +364,20 @@ static void run_work(corio_worker *wk, corio_work *w) {
     return;
   }
   lua_settop(L, S_BASE);
+  if (wk->paths_new) {
+    /* the caller's package.path and cpath, changed since the last call
+    ** (worker_main copied them) */
+    const char *path = wk->paths.p, *cpath = path + strlen(path) + 1;
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) {
+      lua_pushstring(L, path);
+      lua_setfield(L, -2, "path");
+      lua_pushstring(L, cpath);
+      lua_setfield(L, -2, "cpath");
+    }
+    lua_settop(L, S_BASE);
+    wk->paths_new = 0;
+  }
   if (w->cfn != NULL) {
     lua_pushcfunction(L, w->cfn);
   } else {
@@ -504,6 +527,13 @@ static void *worker_main(void *arg) {
       if (p->qhead == NULL) p->qtail = NULL;
       p->qlen--;
       p->navail--;
+      if (wk->paths_gen != p->paths_gen &&
+          buf_set(&wk->paths, p->paths, p->npaths) == 0) {
+        /* new paths: copied for run_work to set (without memory for the
+        ** copy, the next request tries again) */
+        wk->paths_gen = p->paths_gen;
+        wk->paths_new = 1;
+      }
       pthread_mutex_unlock(&p->mu);
       run_work(wk, w);
       pthread_mutex_lock(&p->mu);
@@ -530,6 +560,8 @@ static void *worker_main(void *arg) {
   pthread_mutex_unlock(&p->mu);
   if (wk->L != NULL) lua_close(wk->L);
   wk->L = NULL;
+  free(wk->paths.p);
+  wk->paths.p = NULL;
   return NULL;
 }
 
@@ -721,6 +753,7 @@ static void pool_destroy(corio_pool *p) {
   if (p->wfd >= 0 && p->wfd != p->rfd) close(p->wfd);
   pthread_mutex_destroy(&p->mu);
   free(p->workers);
+  free(p->paths);
   free(p);
 }
 
@@ -904,3 +937,24 @@ static int abort_work(corio_rt *rt, corio_task *t) {
 }
 
 corio_abort_fn corio__abort_work_hook = abort_work;
+
+/* The caller's package.path and cpath (path\0cpath\0 is copied), for the
+** requests queued from now on: a worker sets them in its state before
+** its next request. Returns 0, or -1 (out of memory: nothing changed). */
+int corio__work_paths(corio_rt *rt, const char *path, size_t n1,
+                      const char *cpath, size_t n2) {
+  corio_pool *p = pool_get(rt);
+  char *buf;
+  if (p == NULL || (buf = malloc(n1 + n2 + 2)) == NULL) return -1;
+  memcpy(buf, path, n1);
+  buf[n1] = '\0';
+  memcpy(buf + n1 + 1, cpath, n2);
+  buf[n1 + 1 + n2] = '\0';
+  pthread_mutex_lock(&p->mu);
+  free(p->paths);
+  p->paths = buf;
+  p->npaths = n1 + n2 + 2;
+  p->paths_gen++;
+  pthread_mutex_unlock(&p->mu);
+  return 0;
+}

@@ -101,3 +101,63 @@ describe("hunt: a deadline around real work under autojump", function()
     assert.is_true(mono() - m0 < 2)
   end)
 end)
+
+describe("hunt: to_thread workers see the caller's package.path", function()
+  -- A worker Lua state started with Lua's default package.path and
+  -- cpath, so a script that set package.path to find its own modules
+  -- (require works in the script) got "module not found" for the same
+  -- require inside to_thread; Python's to_thread imports as its caller.
+  local dir = os.tmpname()
+  os.remove(dir)
+  local saved_path, saved_cpath
+
+  before_each(function()
+    assert(os.execute("mkdir -p " .. dir .. "/lib"))
+    local f = assert(io.open(dir .. "/lib/hunt_worker_mod.lua", "w"))
+    f:write("return {answer = 42}\n")
+    f:close()
+    saved_path, saved_cpath = package.path, package.cpath
+  end)
+
+  after_each(function()
+    package.path, package.cpath = saved_path, saved_cpath
+    os.execute("rm -rf " .. dir)
+  end)
+
+  it("a module on a path the script added is found in every worker", function()
+    package.path = dir .. "/lib/?.lua;" .. package.path
+    local n = 8   -- more calls at once than the pool has workers
+    local fns = {}
+    for i = 1, n do
+      fns[i] = function()
+        return corio.to_thread(function(ms)
+          local ffi = require("ffi")
+          pcall(ffi.cdef, "int usleep(unsigned int);")
+          ffi.C.usleep(ms * 1000)
+          return require("hunt_worker_mod").answer
+        end, 20)
+      end
+    end
+    local results = corio.gather(fns)
+    for i = 1, n do assert.equal(42, results[i]) end
+  end)
+
+  it("a later change of package.path reaches workers that already ran", function()
+    corio.to_thread(function() return 1 end)   -- a worker with the old path
+    package.path = dir .. "/lib/?.lua;" .. package.path
+    assert.equal(42, corio.to_thread(function() return require("hunt_worker_mod").answer end))
+    package.path = saved_path
+    local ok, err = pcall(corio.to_thread, function()
+      package.loaded.hunt_worker_mod = nil
+      return require("hunt_worker_mod")
+    end)
+    assert.is_false(ok)
+    assert.matches("module 'hunt_worker_mod' not found", tostring(err))
+  end)
+
+  it("cpath too", function()
+    package.cpath = dir .. "/?.so;" .. package.cpath
+    local cpath = corio.to_thread(function() return package.cpath end)
+    assert.equal(package.cpath, cpath)
+  end)
+end)
