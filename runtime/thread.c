@@ -18,10 +18,11 @@
 ** empty, so one wake-up of the loop delivers every call finished by then,
 ** and the tasks are made ready in the same turn of the loop.
 **
-** A cancelled caller is woken at once while its request runs on; its
-** result is dropped when it comes back, and corio.run waits for it (the
-** request counts in rt->nexternal, and the poll handle stays referenced
-** while requests are out).
+** A cancelled caller is woken at once. A request no worker took yet
+** leaves the queue (fn never runs); one that runs goes on, its result is
+** dropped when it comes back, and corio.run waits for it (the request
+** counts in rt->nexternal, and the poll handle stays referenced while
+** requests are out).
 */
 #include <errno.h>
 #include <pthread.h>
@@ -59,6 +60,8 @@ enum { W_FAST, W_ENC, W_ERR, W_ERRV };
 
 struct corio_work {
   struct corio_work *next;
+  struct corio_work *qprev;         /* in the queue, before it (mu) */
+  int queued;             /* in the queue: no worker took it yet (mu) */
   struct corio_work *dprev, *dnext; /* in p->delivering while its caller
                                        is ready to take the results */
   struct corio_pool *p;
@@ -525,7 +528,9 @@ static void *worker_main(void *arg) {
       int wake;
       p->qhead = w->next;
       if (p->qhead == NULL) p->qtail = NULL;
+      else p->qhead->qprev = NULL;
       p->qlen--;
+      w->queued = 0;
       p->navail--;
       if (wk->paths_gen != p->paths_gen &&
           buf_set(&wk->paths, p->paths, p->npaths) == 0) {
@@ -895,6 +900,8 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
   w->t = t;
   w->next = NULL;
   pthread_mutex_lock(&p->mu);
+  w->qprev = p->qtail;
+  w->queued = 1;
   if (p->qtail != NULL) p->qtail->next = w;
   else p->qhead = w;
   p->qtail = w;
@@ -913,6 +920,7 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
   if (r != 0) {   /* no worker at all: take it back */
     p->qhead = p->qtail = NULL;
     p->qlen = 0;
+    w->queued = 0;
   }
   pthread_mutex_unlock(&p->mu);
   if (wake != NULL) unpark(wake);
@@ -928,11 +936,41 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
   return 0;
 }
 
+/* The caller is cancelled. A request still in the queue is taken out:
+** fn never runs (rule 7: a cancelled waiter leaves its queue at once; as
+** trio's to_thread cancelled while it waits for a thread). It used to run
+** when a worker got to it, after the cancel, its side effects included,
+** and corio.run waited for it. A request a worker runs goes on to its end
+** and its result is dropped (take_done_once). */
 static int abort_work(corio_rt *rt, corio_task *t) {
   corio_work *w = t->wait_obj;
-  (void)rt;
-  if (w != NULL) w->t = NULL;
+  corio_pool *p;
+  int unqueued = 0;
   t->wait_obj = NULL;
+  if (w == NULL) return 1;
+  p = w->p;
+  pthread_mutex_lock(&p->mu);
+  if (w->queued) {
+    if (w->qprev != NULL) w->qprev->next = w->next;
+    else p->qhead = w->next;
+    if (w->next != NULL) w->next->qprev = w->qprev;
+    else p->qtail = w->qprev;
+    p->qlen--;
+    w->queued = 0;
+    unqueued = 1;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (!unqueued) {
+    w->t = NULL;
+    return 1;
+  }
+  /* as take_done_once does for a finished request */
+  rt->nexternal--;
+  if (--p->inflight == 0) {
+    uv_unref((uv_handle_t *)p->poll);
+    uv_prepare_stop(p->prep);
+  }
+  work_release(p, w);
   return 1;
 }
 
