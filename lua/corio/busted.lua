@@ -224,12 +224,25 @@ local function check_seconds(seconds)
   return seconds
 end
 
-local function default_timeout()
+-- CORIO_TEST_TIMEOUT: seconds (> 0), or off / false / 0 / inf for none;
+-- unset or empty: the default. Anything else is nil and an error, which
+-- M.run raises before any test: a value such as "30s" used to be ignored
+-- without a word, and the run timed tests out after the default 5 s.
+local function env_timeout()
   local env = os.getenv("CORIO_TEST_TIMEOUT")
-  if env == "off" or env == "false" or env == "0" then return false end
+  if env == nil or env == "" then return DEFAULT_TIMEOUT end
+  if env == "off" or env == "false" then return false end
   local n = tonumber(env)
-  if n and n > 0 and n < math.huge then return n end
-  return DEFAULT_TIMEOUT
+  if n == 0 or n == math.huge then return false end
+  if n and n > 0 then return n end
+  return nil, ("CORIO_TEST_TIMEOUT must be a positive number of seconds, "
+    .. "or off (got '%s')"):format(env)
+end
+
+local function default_timeout()
+  local t = env_timeout()
+  if t == nil then return DEFAULT_TIMEOUT end
+  return t
 end
 
 -- timeout(seconds): the timeout of every body in the enclosing file or
@@ -756,6 +769,8 @@ function M.run(args)
     error("corio.busted.run: busted runs only once per process", 2)
   end
   ran = true
+  local ok_env, env_err = env_timeout()
+  if ok_env == nil then error(env_err, 0) end
   if type(args) == "table" then _G.arg = args end
   for _, name in ipairs(PRELOAD) do pcall(require, name) end
 
