@@ -1025,6 +1025,15 @@ static int l_idle(lua_State *L) {
   return corio__suspend(rt, L, t, abort_idle, "wait_all_tasks_blocked", NULL);
 }
 
+/* pending_work() -> the operations that wake tasks from outside still
+** pending (to_thread workers, fs and HTTP requests, host ops), real-clock
+** sleeps not counted; corio.run waits for them (corio.busted's grace). */
+static int l_pending_work(lua_State *L) {
+  corio_rt *rt = RT(L);
+  lua_pushnumber(L, (lua_Number)(rt->nexternal - rt->nrealsleep));
+  return 1;
+}
+
 static int l_checkpoints(lua_State *L) {
   corio_rt *rt = RT(L);
   if (rt->current == NULL) return 0;
@@ -1191,6 +1200,7 @@ static const corio_reg funcs[] = {
     {"register_own", l_register_own},
     {"vclock", l_vclock},
     {"idle", l_idle},
+    {"pending_work", l_pending_work},
     {"checkpoints", l_checkpoints},
     {"error", l_error_new},
     {"error_class", l_error_class},

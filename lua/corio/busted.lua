@@ -343,11 +343,16 @@ end
 -- Up to `grace` s of real time (polled: nothing wakes a task when another
 -- ends, short of joining it), for the body to have ended and every task
 -- but the root and the caller too. True when they did.
+-- Work still pending counts too (pending_work): a to_thread worker runs
+-- on after its caller was cancelled, and corio.run waits for it, so one
+-- that never ends hung the whole run after the test's timeout.
+local pending_work = require("corio.core").pending_work
 local function settle(out, grace)
   local me = corio.current()
   local waited, step = 0, 0.001
   local function ended()
     return out.body_done and #tasks_but(me, out.root) == 0
+      and pending_work() == 0
   end
   if ended() then return true end
   local done = true
@@ -375,7 +380,7 @@ local function watch(out, seconds, ctx)
       out.tasks = tasks_but(corio.current())
       out.root:cancel()
     end
-  elseif out.finished then
+  elseif out.finished and pending_work() == 0 then
     return
   end
   -- cancelled: the root cancelled it (tasks left, the body raised) or the
@@ -618,7 +623,7 @@ function stop_run(out, grace, ctx, watcher)
       still[#still + 1] = e
     end
   end
-  local n = #still
+  local n, nwork = #still, pending_work()
   local lines = task_lines(still, out.root)
   local why, file, line = cancel_report(out, grace)
   if not why then
@@ -631,19 +636,32 @@ function stop_run(out, grace, ctx, watcher)
     file, line = tasks_location(still, out.root)
     if file then why = ("%s:%d: %s"):format(file, line, why) end
   end
-  local what = ("%d task%s still running %s s after %s cancelled (%s "
-    .. "cancellation: inside corio.shield, or catching Cancelled)"):format(
-    n, n == 1 and "" or "s", fmt_seconds(grace),
-    n == 1 and "it was" or "they were", n == 1 and "it ignores"
-    or "they ignore")
-  io.stderr:write(("corio test: %s: %s:%s\ncorio test: stopping the run "
+  local what
+  if n > 0 then
+    what = ("%d task%s still running %s s after %s cancelled (%s "
+      .. "cancellation: inside corio.shield, or catching Cancelled)"):format(
+      n, n == 1 and "" or "s", fmt_seconds(grace),
+      n == 1 and "it was" or "they were", n == 1 and "it ignores"
+      or "they ignore")
+  end
+  if nwork > 0 then
+    -- work that outlives its cancelled task: it cannot be stopped, and
+    -- corio.run waits for it (a to_thread worker in a loop, say)
+    local w = ("%d operation%s (a to_thread worker, a file or HTTP "
+      .. "request, a host op) still running %s s after %s task was "
+      .. "cancelled"):format(nwork, nwork == 1 and "" or "s",
+      fmt_seconds(grace), nwork == 1 and "its" or "their")
+    what = what and what .. "; and " .. w or w
+  end
+  local colon = lines ~= "" and ":" or ""   -- (no task list: work only)
+  io.stderr:write(("corio test: %s: %s%s%s\ncorio test: stopping the run "
     .. "here: the remaining tests and the open blocks' after_each and "
-    .. "teardown do not run\n"):format(ctx.name, what, lines))
+    .. "teardown do not run\n"):format(ctx.name, what, colon, lines))
   io.stderr:flush()
 
   local b, element = the_busted, ctx.element
-  local msg = ("%s\n%s; corio test stopped the run here:%s"):format(
-    why, what, lines)
+  local msg = ("%s\n%s; corio test stopped the run here%s%s"):format(
+    why, what, colon, lines)
   local status = ctx.descriptor == "it" and "failure" or "error"
   local trace = make_trace(element, file, line)
   local parent = b.context.parent(element)

@@ -65,4 +65,50 @@ check_rc 2 \
   && check_out_has "$TMP/ckpt_spec.lua:9: assert_checkpoints" \
   && pass
 
+# A to_thread worker that never ends (a loop, a blocking call) outlives
+# its cancelled caller, and corio.run waits for it: a test that timed out
+# there hung `corio test` for good, timeout and all, and one whose worker
+# took 4 s held the run 4 s past its timeout. The grace after a cancel
+# now covers the test's pending work (to_thread workers, fs and HTTP
+# requests, host ops) as it covers tasks: after it, the run stops.
+NAME="a test whose to_thread worker never ends: the run stops after its timeout and grace"
+cat >"$TMP/stuck_worker_spec.lua" <<'LUA'
+local corio = require "corio"
+local cb = require "corio.busted"
+it("passes first", function() end)
+it("worker loops forever", cb.timeout(0.3, function()
+  corio.to_thread(function() while true do end end)
+end))
+it("does not run", function() print("RAN AFTER THE STOP") end)
+LUA
+start=$SECONDS
+run 30 "$CORIO" test "$TMP/stuck_worker_spec.lua"
+took=$((SECONDS - start))
+check_rc 1 \
+  && check_out_has "1 success / 1 failure" \
+  && check_out_has "test timed out after 0.3 s" \
+  && check_err_has "1 operation (a to_thread worker, a file or HTTP request, a host op) still running 0.3 s after its task was cancelled" \
+  && check_out_lacks "RAN AFTER THE STOP" \
+  && if [ "$took" -gt 10 ]; then fail "took $took s"; else pass; fi
+
+NAME="a test whose worker ends within the grace: an ordinary timeout, the run goes on"
+cat >"$TMP/slow_worker_spec.lua" <<'LUA'
+local corio = require "corio"
+local cb = require "corio.busted"
+it("worker ends soon after the timeout", cb.timeout(0.3, function()
+  corio.to_thread(function()
+    local ffi = require "ffi"
+    ffi.cdef "int usleep(unsigned int);"
+    ffi.C.usleep(400000)
+  end)
+end))
+it("runs next", function() print("RAN NEXT") end)
+LUA
+run 30 "$CORIO" test "$TMP/slow_worker_spec.lua"
+check_rc 1 \
+  && check_out_has "1 success / 1 failure" \
+  && check_out_has "test timed out after 0.3 s" \
+  && check_out_has "RAN NEXT" \
+  && pass
+
 finish
