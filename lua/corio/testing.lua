@@ -44,15 +44,10 @@ function M.wait_all_tasks_blocked()
   error(e, 0)
 end
 
--- M._fail: set by corio.busted to busted's fail, so that a failed
--- assert_checkpoints is a test failure, as a failed luassert assertion is
--- (it was reported as an error: pytest-trio's raises AssertionError).
 local function count_after(before, ...)
   if core.checkpoints() == before then
-    local msg = "assert_checkpoints: the function returned without passing "
-      .. "through a checkpoint"
-    if M._fail then M._fail(msg, 3) end
-    error(msg, 3)
+    error("assert_checkpoints: the function returned without passing "
+      .. "through a checkpoint", 3)
   end
   return ...
 end

@@ -37,34 +37,6 @@ LUA
 run 30 env CORIO_TEST_TIMEOUT=0.2 "$CORIO" test "$TMP/slow_spec.lua"
 check_rc 1 && check_out_has "test timed out after 0.2 s" && pass
 
-# A failed corio.testing.assert_checkpoints was a busted "Error" (a
-# string error), where a failed assert.* is a "Failure"; pytest-trio's
-# assert_checkpoints fails the test with an AssertionError.
-NAME="a failed assert_checkpoints is a test failure at the caller's line, also in a child task"
-cat >"$TMP/ckpt_spec.lua" <<'LUA'
-local testing = require "corio.testing"
-local corio = require "corio"
-it("no checkpoint", function()
-  local x = 1
-  testing.assert_checkpoints(function() return x end)
-end)
-it("in a child", function()
-  corio.spawn(function()
-    testing.assert_checkpoints(function() return 1 end)
-  end):join()
-end)
-it("passes", function()
-  assert.equal(2, testing.assert_checkpoints(function() corio.yield() return 2 end))
-end)
-LUA
-run 30 "$CORIO" test "$TMP/ckpt_spec.lua"
-check_rc 2 \
-  && check_out_has "1 success / 2 failures / 0 errors" \
-  && check_out_has "Failure -> $TMP/ckpt_spec.lua @ 3" \
-  && check_out_has "$TMP/ckpt_spec.lua:5: assert_checkpoints: the function returned without passing through a checkpoint" \
-  && check_out_has "$TMP/ckpt_spec.lua:9: assert_checkpoints" \
-  && pass
-
 # A to_thread worker that never ends (a loop, a blocking call) outlives
 # its cancelled caller, and corio.run waits for it: a test that timed out
 # there hung `corio test` for good, timeout and all, and one whose worker
