@@ -789,7 +789,11 @@ function M.run(args)
   ran = true
   local ok_env, env_err = env_timeout()
   if ok_env == nil then error(env_err, 0) end
-  if type(args) == "table" then _G.arg = args end
+  if type(args) == "table" then
+    -- (arg[0] as the caller's: busted's cli reads it for --lua, below)
+    if args[0] == nil and type(_G.arg) == "table" then args[0] = _G.arg[0] end
+    _G.arg = args
+  end
   for _, name in ipairs(PRELOAD) do pcall(require, name) end
 
   -- busted's runner and cli take compatibility.exit when they load; ours
@@ -800,6 +804,16 @@ function M.run(args)
   compat.exit = function(code)
     error(setmetatable({ code = code }, Exit), 0)
   end
+  -- busted's --lua (on the command line or in a .busted file) re-runs
+  -- busted under another interpreter, outside corio, with compatibility's
+  -- execute (its only use; the cli takes it when it loads). That cannot
+  -- work here: it failed with "attempt to concatenate a nil value".
+  local saved_execute = compat.execute
+  compat.execute = function()
+    error("error: --lua is not supported: corio test runs the specs in "
+      .. "corio's own runtime (run busted itself for another interpreter)", 0)
+  end
+  if type(_G.arg) == "table" and _G.arg[0] == nil then _G.arg[0] = "corio" end
   package.loaded["busted.core"] = function(...)
     local busted = make_core(...)
     install(busted)
@@ -808,6 +822,7 @@ function M.run(args)
 
   local ok, err = pcall(launch)
   compat.exit = saved_exit
+  compat.execute = saved_execute
   package.loaded["busted.core"] = make_core
 
   if not ok and getmetatable(err) ~= Exit then error(err, 0) end

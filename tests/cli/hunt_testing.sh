@@ -83,4 +83,31 @@ check_rc 1 \
   && check_out_has "RAN NEXT" \
   && pass
 
+# busted's --lua re-runs the specs under another interpreter, which
+# cannot work inside corio: `corio test --lua=luajit` died with busted's
+# "attempt to concatenate a nil value". It is now refused by name.
+for opt in --lua=luajit "--lua luajit"; do
+  NAME="corio test $opt: refused, naming the option"
+  # shellcheck disable=SC2086
+  run 30 "$CORIO" test $opt "$TMP/quick_spec.lua"
+  check_rc 1 \
+    && check_err_has "corio test: error: --lua is not supported" \
+    && check_err_lacks "attempt to" \
+    && pass
+done
+
+NAME="lua = ... in a .busted file: refused the same way"
+mkdir -p "$TMP/withcfg"
+cp "$TMP/quick_spec.lua" "$TMP/withcfg/"
+printf 'return { default = { lua = "luajit" } }\n' >"$TMP/withcfg/.busted"
+run 30 "$CORIO" test -C "$TMP/withcfg" quick_spec.lua
+check_rc 1 \
+  && check_err_has "corio test: error: --lua is not supported" \
+  && check_err_lacks "attempt to" \
+  && pass
+
+NAME="--ignore-lua is accepted"
+run 30 "$CORIO" test --ignore-lua "$TMP/quick_spec.lua"
+check_rc 0 && check_out_has "1 success / 0 failures" && pass
+
 finish
