@@ -988,14 +988,20 @@ static int l_vclock(lua_State *L) {
   /* vclock counts the autojump bodies running (in any task): the clock
   ** is the runtime's, on while any of them runs (corio.testing). */
   if (on) {
-    if (rt->vclock++ == 0) {
-      /* Re-base armed deadlines onto the virtual clock so that they keep
-      ** their remaining time. */
-      rt->vnow = uv_hrtime();
+    if (rt->vclock == 0) {
+      /* The virtual clock starts at the real clock's time, so armed
+      ** deadlines keep their remaining time. */
+      rt->vnow = corio__now(rt);
     }
+    rt->vclock++;
   } else if (rt->vclock > 0 && --rt->vclock == 0) {
-    /* Deadlines keep what is left of them, counted in real time again. */
-    corio__timers_rebase(rt, rt->vnow, uv_hrtime());
+    /* The real clock goes on from the virtual time reached, never back
+    ** from it: corio.now() is monotonic (SPEC §1), and the clock used to
+    ** fall back by all the time the body had jumped. So deadlines keep
+    ** what is left of them, now counted in real time. */
+    uint64_t real = uv_hrtime() + rt->clock_off;
+    if (rt->vnow > real) rt->clock_off += rt->vnow - real;
+    corio__timers_rebase(rt, rt->vnow, corio__now(rt));
     rt->armed_when = 0;
   }
   lua_pushboolean(L, rt->vclock > 0);
@@ -1017,6 +1023,15 @@ static int l_idle(lua_State *L) {
   corio_list_push(&rt->idle_waiters, &t->u.wait);
   rt->nidle++;
   return corio__suspend(rt, L, t, abort_idle, "wait_all_tasks_blocked", NULL);
+}
+
+/* pending_work() -> the operations that wake tasks from outside still
+** pending (to_thread workers, fs and HTTP requests, host ops), real-clock
+** sleeps not counted; corio.run waits for them (corio.busted's grace). */
+static int l_pending_work(lua_State *L) {
+  corio_rt *rt = RT(L);
+  lua_pushnumber(L, (lua_Number)(rt->nexternal - rt->nrealsleep));
+  return 1;
 }
 
 static int l_checkpoints(lua_State *L) {
@@ -1185,6 +1200,7 @@ static const corio_reg funcs[] = {
     {"register_own", l_register_own},
     {"vclock", l_vclock},
     {"idle", l_idle},
+    {"pending_work", l_pending_work},
     {"checkpoints", l_checkpoints},
     {"error", l_error_new},
     {"error_class", l_error_class},
@@ -1220,6 +1236,7 @@ int luaopen_corio_sync(lua_State *L);
 int luaopen_corio_channel(lua_State *L);
 int luaopen_corio_thread(lua_State *L);
 int luaopen_corio_thread_pool(lua_State *L);
+int luaopen_corio_thread_paths(lua_State *L);
 int luaopen_corio_fs(lua_State *L);
 int luaopen_corio_http(lua_State *L);
 
@@ -1305,6 +1322,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "to_thread");
   luaopen_corio_thread_pool(L);
   lua_setfield(L, -2, "thread_pool_size");
+  luaopen_corio_thread_paths(L);
+  lua_setfield(L, -2, "thread_paths");
   luaopen_corio_fs(L);
   lua_setfield(L, -2, "fs");
   luaopen_corio_http(L);

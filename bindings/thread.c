@@ -145,6 +145,26 @@ static int l_pool_size(lua_State *L) {
   return 0;
 }
 
+/* thread_paths(path, cpath): the caller's package.path and cpath, for
+** the workers' states, so that fn requires what its caller would (a
+** worker used to keep Lua's defaults, and a module on a path the script
+** added was "not found" there). init.lua's to_thread calls it when they
+** changed since its last call. */
+static int l_thread_paths(lua_State *L) {
+  size_t n1, n2;
+  const char *path = luaL_checklstring(L, 1, &n1);
+  const char *cpath = luaL_checklstring(L, 2, &n2);
+  if (corio__work_paths(RT(L), path, n1, cpath, n2) != 0)
+    return luaL_error(L, "corio.to_thread: out of memory");
+  return 0;
+}
+
+int luaopen_corio_thread_paths(lua_State *L) {
+  lua_pushlightuserdata(L, corio__rt(L));
+  lua_pushcclosure(L, l_thread_paths, 1);
+  return 1;
+}
+
 void corio_push_thread_fn(lua_State *L, lua_CFunction fn) {
   corio_threadfn *tf = lua_newuserdata(L, sizeof(*tf));
   tf->magic = CORIO_MAGIC_THREADFN;

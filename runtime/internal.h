@@ -275,6 +275,9 @@ struct corio_rt {
   int vclock;               /* autojump bodies running: the virtual
                                clock is on while > 0 */
   uint64_t vnow;            /* virtual clock, ns */
+  uint64_t clock_off;       /* added to uv_hrtime() for the real clock:
+                               where the virtual clock left it, so that
+                               corio.now() never goes back (corio__now) */
   uint64_t coarse_res;      /* resolution of corio__coarse, ns */
   uint64_t burst_born;      /* first spawn of the current burst, and */
   uint64_t burst_last;      /* the last one (corio__burst) */

@@ -509,6 +509,19 @@ int corio__step(corio_rt *rt, int mode) {
     deadlock(rt);
     return 0;
   }
+  if (rt->vclock) {
+    /* Autojump with real work pending: the virtual clock runs at real
+    ** speed while the loop waits for it (the uv timer is armed on it:
+    ** corio__timers_sync), so a timeout around a hung request or a long
+    ** worker fires after its time, as on the real clock, instead of
+    ** never (the clock stood still until the work ended). */
+    uint64_t t0 = uv_hrtime();
+    uv_run_in(rt, (uv_run_mode)mode);
+    rt->vnow += uv_hrtime() - t0;
+    corio__timers_fire(rt);
+    if (rt->dump_due) dump_tasks(rt);
+    return 1;
+  }
   uv_run_in(rt, (uv_run_mode)mode);
   if (rt->timers_due) corio__timers_fire(rt);
   if (rt->dump_due) dump_tasks(rt);
@@ -564,6 +577,9 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   /* an autojump body whose coroutine was abandoned never switched the
   ** virtual clock off: the next run starts on the real clock */
   if (rt->vclock) {
+    uint64_t real = uv_hrtime() + rt->clock_off;
+    /* as when the last body ends (l_vclock): now() never goes back */
+    if (rt->vnow > real) rt->clock_off += rt->vnow - real;
     rt->vclock = 0;
     rt->armed_when = 0;
   }

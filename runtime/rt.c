@@ -83,9 +83,13 @@ void corio__push_anchor(corio_rt *rt, lua_State *L) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
 }
 
-/* The clock, read now (corio.now, sleeps, firing timers). */
+/* The clock, read now (corio.now, sleeps, firing timers). The real
+** clock is uv_hrtime() plus clock_off: when an autojump ends, the real
+** clock goes on from the virtual time it reached (bindings/core.c
+** l_vclock), since corio.now() is monotonic (SPEC §1) and the virtual
+** clock is usually ahead of the real one by then. */
 uint64_t corio__now(corio_rt *rt) {
-  return rt->vclock ? rt->vnow : uv_hrtime();
+  return rt->vclock ? rt->vnow : uv_hrtime() + rt->clock_off;
 }
 
 /* A cheap clock for the spawn-to-start wait of corio__base: the kernel's

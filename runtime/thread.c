@@ -18,10 +18,11 @@
 ** empty, so one wake-up of the loop delivers every call finished by then,
 ** and the tasks are made ready in the same turn of the loop.
 **
-** A cancelled caller is woken at once while its request runs on; its
-** result is dropped when it comes back, and corio.run waits for it (the
-** request counts in rt->nexternal, and the poll handle stays referenced
-** while requests are out).
+** A cancelled caller is woken at once. A request no worker took yet
+** leaves the queue (fn never runs); one that runs goes on, its result is
+** dropped when it comes back, and corio.run waits for it (the request
+** counts in rt->nexternal, and the poll handle stays referenced while
+** requests are out).
 */
 #include <errno.h>
 #include <pthread.h>
@@ -59,6 +60,8 @@ enum { W_FAST, W_ENC, W_ERR, W_ERRV };
 
 struct corio_work {
   struct corio_work *next;
+  struct corio_work *qprev;         /* in the queue, before it (mu) */
+  int queued;             /* in the queue: no worker took it yet (mu) */
   struct corio_work *dprev, *dnext; /* in p->delivering while its caller
                                        is ready to take the results */
   struct corio_pool *p;
@@ -80,6 +83,9 @@ typedef struct corio_worker {
   struct corio_worker *next_idle;
   lua_State *L;
   int ncache;
+  uint32_t paths_gen;           /* the pool's paths its state has */
+  corio_buf paths;              /* a copy of new ones, taken under mu, */
+  int paths_new;                /* for run_work to set */
 } corio_worker;
 
 /* rt->work_states points at this (the type is opaque outside). */
@@ -102,6 +108,12 @@ typedef struct corio_pool {
   corio_work *free;            /* requests kept for reuse (loop thread) */
   int nfree;
   corio_work *delivering;      /* finished, caller ready (loop thread) */
+  /* The caller's package.path and cpath, for the workers' states:
+  ** "path\0cpath\0", and a generation a worker compares with its own
+  ** (mu; corio__work_paths). */
+  char *paths;
+  size_t npaths;
+  uint32_t paths_gen;
 } corio_pool;
 
 static pthread_mutex_t size_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -355,6 +367,20 @@ static void run_work(corio_worker *wk, corio_work *w) {
     return;
   }
   lua_settop(L, S_BASE);
+  if (wk->paths_new) {
+    /* the caller's package.path and cpath, changed since the last call
+    ** (worker_main copied them) */
+    const char *path = wk->paths.p, *cpath = path + strlen(path) + 1;
+    lua_getglobal(L, "package");
+    if (lua_istable(L, -1)) {
+      lua_pushstring(L, path);
+      lua_setfield(L, -2, "path");
+      lua_pushstring(L, cpath);
+      lua_setfield(L, -2, "cpath");
+    }
+    lua_settop(L, S_BASE);
+    wk->paths_new = 0;
+  }
   if (w->cfn != NULL) {
     lua_pushcfunction(L, w->cfn);
   } else {
@@ -502,8 +528,17 @@ static void *worker_main(void *arg) {
       int wake;
       p->qhead = w->next;
       if (p->qhead == NULL) p->qtail = NULL;
+      else p->qhead->qprev = NULL;
       p->qlen--;
+      w->queued = 0;
       p->navail--;
+      if (wk->paths_gen != p->paths_gen &&
+          buf_set(&wk->paths, p->paths, p->npaths) == 0) {
+        /* new paths: copied for run_work to set (without memory for the
+        ** copy, the next request tries again) */
+        wk->paths_gen = p->paths_gen;
+        wk->paths_new = 1;
+      }
       pthread_mutex_unlock(&p->mu);
       run_work(wk, w);
       pthread_mutex_lock(&p->mu);
@@ -530,6 +565,8 @@ static void *worker_main(void *arg) {
   pthread_mutex_unlock(&p->mu);
   if (wk->L != NULL) lua_close(wk->L);
   wk->L = NULL;
+  free(wk->paths.p);
+  wk->paths.p = NULL;
   return NULL;
 }
 
@@ -721,6 +758,7 @@ static void pool_destroy(corio_pool *p) {
   if (p->wfd >= 0 && p->wfd != p->rfd) close(p->wfd);
   pthread_mutex_destroy(&p->mu);
   free(p->workers);
+  free(p->paths);
   free(p);
 }
 
@@ -862,6 +900,8 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
   w->t = t;
   w->next = NULL;
   pthread_mutex_lock(&p->mu);
+  w->qprev = p->qtail;
+  w->queued = 1;
   if (p->qtail != NULL) p->qtail->next = w;
   else p->qhead = w;
   p->qtail = w;
@@ -880,6 +920,7 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
   if (r != 0) {   /* no worker at all: take it back */
     p->qhead = p->qtail = NULL;
     p->qlen = 0;
+    w->queued = 0;
   }
   pthread_mutex_unlock(&p->mu);
   if (wake != NULL) unpark(wake);
@@ -895,12 +936,63 @@ int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w) {
   return 0;
 }
 
+/* The caller is cancelled. A request still in the queue is taken out:
+** fn never runs (rule 7: a cancelled waiter leaves its queue at once; as
+** trio's to_thread cancelled while it waits for a thread). It used to run
+** when a worker got to it, after the cancel, its side effects included,
+** and corio.run waited for it. A request a worker runs goes on to its end
+** and its result is dropped (take_done_once). */
 static int abort_work(corio_rt *rt, corio_task *t) {
   corio_work *w = t->wait_obj;
-  (void)rt;
-  if (w != NULL) w->t = NULL;
+  corio_pool *p;
+  int unqueued = 0;
   t->wait_obj = NULL;
+  if (w == NULL) return 1;
+  p = w->p;
+  pthread_mutex_lock(&p->mu);
+  if (w->queued) {
+    if (w->qprev != NULL) w->qprev->next = w->next;
+    else p->qhead = w->next;
+    if (w->next != NULL) w->next->qprev = w->qprev;
+    else p->qtail = w->qprev;
+    p->qlen--;
+    w->queued = 0;
+    unqueued = 1;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (!unqueued) {
+    w->t = NULL;
+    return 1;
+  }
+  /* as take_done_once does for a finished request */
+  rt->nexternal--;
+  if (--p->inflight == 0) {
+    uv_unref((uv_handle_t *)p->poll);
+    uv_prepare_stop(p->prep);
+  }
+  work_release(p, w);
   return 1;
 }
 
 corio_abort_fn corio__abort_work_hook = abort_work;
+
+/* The caller's package.path and cpath (path\0cpath\0 is copied), for the
+** requests queued from now on: a worker sets them in its state before
+** its next request. Returns 0, or -1 (out of memory: nothing changed). */
+int corio__work_paths(corio_rt *rt, const char *path, size_t n1,
+                      const char *cpath, size_t n2) {
+  corio_pool *p = pool_get(rt);
+  char *buf;
+  if (p == NULL || (buf = malloc(n1 + n2 + 2)) == NULL) return -1;
+  memcpy(buf, path, n1);
+  buf[n1] = '\0';
+  memcpy(buf + n1 + 1, cpath, n2);
+  buf[n1 + 1 + n2] = '\0';
+  pthread_mutex_lock(&p->mu);
+  free(p->paths);
+  p->paths = buf;
+  p->npaths = n1 + n2 + 2;
+  p->paths_gen++;
+  pthread_mutex_unlock(&p->mu);
+  return 0;
+}

@@ -32,5 +32,9 @@ int corio__work_args_encoded(corio_work *w, const char *s, size_t n);
 ** w); the task resumes with true, results... | false, 1, encoded
 ** results | false, 2, error message with the worker's traceback. */
 int corio__work_queue(corio_rt *rt, corio_task *t, corio_work *w);
+/* The caller's package.path and cpath (copied), for the workers' states,
+** so that fn requires what its caller would. 0, or -1 (out of memory). */
+int corio__work_paths(corio_rt *rt, const char *path, size_t n1,
+                      const char *cpath, size_t n2);
 
 #endif

@@ -112,10 +112,14 @@ static void on_timer(uv_timer_t *h) {
   if (rt->in_uv) uv_stop(rt->loop);
 }
 
-/* Arm the uv timer for the earliest deadline; called before every poll. */
+/* Arm the uv timer for the earliest deadline; called before every poll.
+** Under autojump the clock jumps (corio__step) unless real work is
+** pending; while it is, the virtual clock runs at real speed (corio__step
+** adds the time spent polling), so the timer is armed for what is left
+** of the deadline on it, and a timeout around real work fires in time. */
 void corio__timers_sync(corio_rt *rt) {
   uint64_t when, now, ms;
-  if (rt->nheap == 0 || rt->vclock) {
+  if (rt->nheap == 0 || (rt->vclock && rt->nexternal == rt->nrealsleep)) {
     if (rt->armed_when) {
       uv_timer_stop(&rt->timer);
       rt->armed_when = 0;
@@ -124,7 +128,7 @@ void corio__timers_sync(corio_rt *rt) {
   }
   when = rt->heap[0].when;
   if (when == rt->armed_when) return;
-  now = uv_hrtime();
+  now = corio__now(rt);
   /* libuv counts whole milliseconds from its cached loop time; round up
   ** so the timer never fires before the deadline (early wake-ups would
   ** only re-arm). */

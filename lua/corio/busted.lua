@@ -224,12 +224,25 @@ local function check_seconds(seconds)
   return seconds
 end
 
-local function default_timeout()
+-- CORIO_TEST_TIMEOUT: seconds (> 0), or off / false / 0 / inf for none;
+-- unset or empty: the default. Anything else is nil and an error, which
+-- M.run raises before any test: a value such as "30s" used to be ignored
+-- without a word, and the run timed tests out after the default 5 s.
+local function env_timeout()
   local env = os.getenv("CORIO_TEST_TIMEOUT")
-  if env == "off" or env == "false" or env == "0" then return false end
+  if env == nil or env == "" then return DEFAULT_TIMEOUT end
+  if env == "off" or env == "false" then return false end
   local n = tonumber(env)
-  if n and n > 0 and n < math.huge then return n end
-  return DEFAULT_TIMEOUT
+  if n == 0 or n == math.huge then return false end
+  if n and n > 0 then return n end
+  return nil, ("CORIO_TEST_TIMEOUT must be a positive number of seconds, "
+    .. "or off (got '%s')"):format(env)
+end
+
+local function default_timeout()
+  local t = env_timeout()
+  if t == nil then return DEFAULT_TIMEOUT end
+  return t
 end
 
 -- timeout(seconds): the timeout of every body in the enclosing file or
@@ -330,11 +343,16 @@ end
 -- Up to `grace` s of real time (polled: nothing wakes a task when another
 -- ends, short of joining it), for the body to have ended and every task
 -- but the root and the caller too. True when they did.
+-- Work still pending counts too (pending_work): a to_thread worker runs
+-- on after its caller was cancelled, and corio.run waits for it, so one
+-- that never ends hung the whole run after the test's timeout.
+local pending_work = require("corio.core").pending_work
 local function settle(out, grace)
   local me = corio.current()
   local waited, step = 0, 0.001
   local function ended()
     return out.body_done and #tasks_but(me, out.root) == 0
+      and pending_work() == 0
   end
   if ended() then return true end
   local done = true
@@ -362,7 +380,7 @@ local function watch(out, seconds, ctx)
       out.tasks = tasks_but(corio.current())
       out.root:cancel()
     end
-  elseif out.finished then
+  elseif out.finished and pending_work() == 0 then
     return
   end
   -- cancelled: the root cancelled it (tasks left, the body raised) or the
@@ -605,7 +623,7 @@ function stop_run(out, grace, ctx, watcher)
       still[#still + 1] = e
     end
   end
-  local n = #still
+  local n, nwork = #still, pending_work()
   local lines = task_lines(still, out.root)
   local why, file, line = cancel_report(out, grace)
   if not why then
@@ -618,19 +636,32 @@ function stop_run(out, grace, ctx, watcher)
     file, line = tasks_location(still, out.root)
     if file then why = ("%s:%d: %s"):format(file, line, why) end
   end
-  local what = ("%d task%s still running %s s after %s cancelled (%s "
-    .. "cancellation: inside corio.shield, or catching Cancelled)"):format(
-    n, n == 1 and "" or "s", fmt_seconds(grace),
-    n == 1 and "it was" or "they were", n == 1 and "it ignores"
-    or "they ignore")
-  io.stderr:write(("corio test: %s: %s:%s\ncorio test: stopping the run "
+  local what
+  if n > 0 then
+    what = ("%d task%s still running %s s after %s cancelled (%s "
+      .. "cancellation: inside corio.shield, or catching Cancelled)"):format(
+      n, n == 1 and "" or "s", fmt_seconds(grace),
+      n == 1 and "it was" or "they were", n == 1 and "it ignores"
+      or "they ignore")
+  end
+  if nwork > 0 then
+    -- work that outlives its cancelled task: it cannot be stopped, and
+    -- corio.run waits for it (a to_thread worker in a loop, say)
+    local w = ("%d operation%s (a to_thread worker, a file or HTTP "
+      .. "request, a host op) still running %s s after %s task was "
+      .. "cancelled"):format(nwork, nwork == 1 and "" or "s",
+      fmt_seconds(grace), nwork == 1 and "its" or "their")
+    what = what and what .. "; and " .. w or w
+  end
+  local colon = lines ~= "" and ":" or ""   -- (no task list: work only)
+  io.stderr:write(("corio test: %s: %s%s%s\ncorio test: stopping the run "
     .. "here: the remaining tests and the open blocks' after_each and "
-    .. "teardown do not run\n"):format(ctx.name, what, lines))
+    .. "teardown do not run\n"):format(ctx.name, what, colon, lines))
   io.stderr:flush()
 
   local b, element = the_busted, ctx.element
-  local msg = ("%s\n%s; corio test stopped the run here:%s"):format(
-    why, what, lines)
+  local msg = ("%s\n%s; corio test stopped the run here%s%s"):format(
+    why, what, colon, lines)
   local status = ctx.descriptor == "it" and "failure" or "error"
   local trace = make_trace(element, file, line)
   local parent = b.context.parent(element)
@@ -756,7 +787,13 @@ function M.run(args)
     error("corio.busted.run: busted runs only once per process", 2)
   end
   ran = true
-  if type(args) == "table" then _G.arg = args end
+  local ok_env, env_err = env_timeout()
+  if ok_env == nil then error(env_err, 0) end
+  if type(args) == "table" then
+    -- (arg[0] as the caller's: busted's cli reads it for --lua, below)
+    if args[0] == nil and type(_G.arg) == "table" then args[0] = _G.arg[0] end
+    _G.arg = args
+  end
   for _, name in ipairs(PRELOAD) do pcall(require, name) end
 
   -- busted's runner and cli take compatibility.exit when they load; ours
@@ -767,6 +804,16 @@ function M.run(args)
   compat.exit = function(code)
     error(setmetatable({ code = code }, Exit), 0)
   end
+  -- busted's --lua (on the command line or in a .busted file) re-runs
+  -- busted under another interpreter, outside corio, with compatibility's
+  -- execute (its only use; the cli takes it when it loads). That cannot
+  -- work here: it failed with "attempt to concatenate a nil value".
+  local saved_execute = compat.execute
+  compat.execute = function()
+    error("error: --lua is not supported: corio test runs the specs in "
+      .. "corio's own runtime (run busted itself for another interpreter)", 0)
+  end
+  if type(_G.arg) == "table" and _G.arg[0] == nil then _G.arg[0] = "corio" end
   package.loaded["busted.core"] = function(...)
     local busted = make_core(...)
     install(busted)
@@ -775,6 +822,7 @@ function M.run(args)
 
   local ok, err = pcall(launch)
   compat.exit = saved_exit
+  compat.execute = saved_execute
   package.loaded["busted.core"] = make_core
 
   if not ok and getmetatable(err) ~= Exit then error(err, 0) end

@@ -706,9 +706,23 @@ do
     if ok then return ... end
     return slow(...)
   end
+  -- A worker requires as its caller would: it gets package.path and
+  -- cpath, sent when they changed (strings compare by identity here, so
+  -- the check is cheap). Workers used to keep Lua's default paths, and a
+  -- module on a path the script added was "not found" in fn. pkg is the
+  -- table require reads its paths from (package.loaded.package).
+  local thread_paths, pkg = core.thread_paths, package.loaded.package
+  local sent_path, sent_cpath
+  local function send_paths()
+    local path, cpath = pkg.path, pkg.cpath
+    if type(path) ~= "string" or type(cpath) ~= "string" then return end
+    thread_paths(path, cpath)
+    sent_path, sent_cpath = path, cpath
+  end
   function M.to_thread(fn, ...)
     local code = dumped[fn]
     if code == nil then code = prepare(fn) end
+    if pkg.path ~= sent_path or pkg.cpath ~= sent_cpath then send_paths() end
     return done(c_to_thread(fn, code, ...))
   end
 end
