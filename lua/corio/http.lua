@@ -726,6 +726,13 @@ function Response.close(r)
   local box = rawget(r, "_stream")
   if box and not rawget(r, "_closed") then
     rawset(r, "_closed", true)
+    -- what readers held goes too: an iter_lines iterator kept from before
+    -- would still hand out the lines it had split (reading after close()
+    -- raises kind "closed")
+    local take = rawget(r, "_lines_take")
+    if take then take() end
+    rawset(r, "_held", nil)
+    rawset(r, "_skip_lf", nil)
     if not rawget(r, "_iter") then
       c.close_stream(box)
       stop_clock(r)

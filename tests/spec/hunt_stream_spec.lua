@@ -337,3 +337,19 @@ describe("gather, map and first: checked sound", function()
     assert.same({ "cleaned" }, log)
   end)
 end)
+
+describe("defect: an iter_lines iterator kept past close()", function()
+  -- Before: it still handed out the lines it had split from a chunk
+  -- before close(); reading a stream after close() raises kind closed.
+  it("raises kind closed", function()
+    local c = http.client { base_url = base }
+    local r = within(5, c.stream, c, "GET", chunks_url({ "a\nb\nc\n" }))
+    local it = r:iter_lines()
+    assert.equal("a", within(5, it))
+    r:close()
+    local ok, e = pcall(it)
+    assert.is_false(ok)
+    assert.equal("closed", e.kind, tostring(e))
+    c:close()
+  end)
+end)
