@@ -604,6 +604,7 @@ local function line_iter(next_chunk)
   local pending, i, n, done = {}, 0, 0, false
   local after_cr = false       -- the last chunk ended with "\r"
   local cur, rest_at = nil, {} -- pending's chunk; where the bytes after pending[k] start in it
+  local busy = false           -- `it` waits for a chunk (in some task)
   local function it()
     while true do
       if i < n then
@@ -614,7 +615,10 @@ local function line_iter(next_chunk)
       end
       if done then return nil end
       i, n = 0, 0
-      local chunk = next_chunk()
+      busy = true
+      local ok, chunk = pcall(next_chunk)
+      busy = false
+      if not ok then error(chunk, 0) end
       if chunk == nil then
         done = true
         if np > 0 then
@@ -665,6 +669,9 @@ local function line_iter(next_chunk)
     end
   end
   local function take()
+    -- another task waits in `it` for a chunk: the read that called take
+    -- is refused (kind "invalid"); the waiting one keeps what it holds
+    if busy then return "", false end
     local held, skip_lf
     if i < n then
       -- i >= 1: `it` hands out pending[1] as soon as it split a chunk;

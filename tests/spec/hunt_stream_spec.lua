@@ -353,3 +353,45 @@ describe("defect: an iter_lines iterator kept past close()", function()
     c:close()
   end)
 end)
+
+describe("defect: streams left without close() and no longer reachable", function()
+  -- Before: each held its connection until the collector happened to run,
+  -- so with max_connections taken the next requests waited for the pool
+  -- and failed with a pool timeout (CPython's httpx frees such a response
+  -- at once). Now a request that finds every connection taken while
+  -- streams were opened runs the collector first.
+  it("give their connections back to a request that would wait for the pool", function()
+    local c = http.client { base_url = base, limits = { max_connections = 2 },
+                            timeout = { connect = 2, read = 2, write = 2, pool = 0.5 } }
+    for i = 1, 6 do
+      -- a loop left early, the stream forgotten (its task cancelled, or
+      -- simply out of scope)
+      local t = corio.spawn(function()
+        local r = c:stream("GET", "/stream?n=200&size=10000")
+        for _ in r:iter_bytes() do break end
+        corio.sleep(10)
+      end)
+      corio.sleep(0.01)
+      t:cancel()
+      pcall(t.join, t)
+      local ok, e = pcall(within, 5, c.get, c, "/ok")
+      assert.is_true(ok, "request " .. i .. ": " .. tostring(e))
+    end
+    assert.is_true(c:stats().in_flight <= 2)
+    c:close()
+  end)
+end)
+
+describe("a second task reading while an iter_lines loop waits", function()
+  it("is refused, and the waiting loop keeps the line it was reading", function()
+    local c = http.client { base_url = base }
+    local r = within(5, c.stream, c, "GET", chunks_url({ "ab", "cd\n", "e\n" }, "&d=0.1"))
+    local a = corio.spawn(function() return all_lines(r:iter_lines()) end)
+    corio.sleep(0.05)  -- a holds "ab" and waits for the next chunk
+    local ok, e = pcall(r.read, r)
+    assert.is_false(ok)
+    assert.equal("invalid", e.kind, tostring(e))
+    assert.same({ "abcd", "e" }, within(5, a.join, a))
+    c:close()
+  end)
+end)
