@@ -484,6 +484,24 @@ local function stop_clock(r)
   end
 end
 
+-- The next chunk of a transport's body iterator: strings (a number, as
+-- a whole body may be one, as its tostring), no empty ones (httpx hands
+-- out none), anything else kind "protocol" as a reply of another shape.
+local function transport_chunk(r, iter)
+  local chunk
+  repeat chunk = iter() until chunk ~= ""
+  local t = type(chunk)
+  if t == "string" then return chunk end
+  if chunk == nil then
+    rawset(r, "_closed", true)
+    rawset(r, "_consumed", true)
+    return nil
+  end
+  if t == "number" then return tostring(chunk) end
+  error(http_error("protocol", r.request_method, r.url,
+    "the transport's body iterator gave a " .. t .. " (a string or nil expected)"), 0)
+end
+
 local read_chunk
 read_chunk = function(r)
   local q = rawget(r, "_q")
@@ -497,9 +515,7 @@ read_chunk = function(r)
   local box = rawget(r, "_stream")
   if box == nil or rawget(r, "_closed") then error(stream_closed(r), 3) end
   if rawget(r, "_iter") then  -- a transport's body iterator
-    local chunk = r._iter()
-    if chunk == nil then rawset(r, "_closed", true); rawset(r, "_consumed", true) end
-    return chunk
+    return transport_chunk(r, r._iter)
   end
   local ok, chunk = queue(r, c_read(box))
   if not ok then
@@ -938,7 +954,12 @@ local function via_transport(self, method, url, hlist, body, stream)
       r._stream, r._iter = true, b
     else
       local parts = {}
-      for chunk in b do parts[#parts + 1] = chunk end
+      while true do
+        local chunk = transport_chunk(r, b)
+        if chunk == nil then break end
+        parts[#parts + 1] = chunk
+      end
+      r._closed, r._consumed = nil, nil  -- (set by transport_chunk)
       r._body = concat(parts)
     end
   else

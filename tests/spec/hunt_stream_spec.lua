@@ -395,3 +395,35 @@ describe("a second task reading while an iter_lines loop waits", function()
     c:close()
   end)
 end)
+
+describe("defect: a transport's body iterator", function()
+  -- Before: iter_bytes handed out its empty chunks (httpx hands out none),
+  -- and a chunk of another type went through raw: iter_bytes gave the
+  -- table, iter_lines failed inside string.find, a whole response inside
+  -- table.concat. A reply of another shape is kind
+  -- protocol (api.md).
+  it("gives no empty chunks", function()
+    local r = chunked({ "", "a", "", "", "b", "" }):stream("GET", "http://t/")
+    local got = {}
+    for b in r:iter_bytes() do got[#got + 1] = b end
+    assert.same({ "a", "b" }, got)
+  end)
+
+  it("that gives a chunk other than a string (or a number, as body may be) is kind protocol", function()
+    assert.equal("a\n42", chunked({ "a\n", 42 }):get("http://t/"):text())
+    assert.same({ "a", "42" }, all_lines(chunked({ "a\n", 42 }):stream("GET", "http://t/"):iter_lines()))
+    for _, bad in ipairs { {}, true } do
+      local r = chunked({ "a\n", bad }):stream("GET", "http://t/")
+      local it = r:iter_lines()
+      assert.equal("a", it())
+      local ok, e = pcall(it)
+      assert.is_false(ok)
+      assert.equal("protocol", e.kind, tostring(e))
+      assert.matches("GET http://t/", e.message, 1, true)
+      assert.matches("transport", e.message)
+      local ok2, e2 = pcall(chunked({ "a", bad }).get, chunked({ "a", bad }), "http://t/")
+      assert.is_false(ok2)
+      assert.equal("protocol", e2.kind, tostring(e2))
+    end
+  end)
+end)
