@@ -427,3 +427,28 @@ describe("defect: a transport's body iterator", function()
     end
   end)
 end)
+
+describe("defect: gather or first of a Task the call runs inside", function()
+  -- Before: the gather's child joined the task that waits for that very
+  -- child: a deadlock, reported only once nothing else (a timer, a
+  -- socket) kept the loop alive, and a hang until then.
+  it("raises at once instead of waiting forever", function()
+    local me = corio.current()
+    local keep = corio.spawn(corio.sleep, 0.5)  -- keeps the loop alive
+    local ok, e = pcall(within, 2, corio.gather, { me })
+    assert.is_false(ok)
+    assert.matches("cannot join a task it runs inside", tostring(e))
+    local r, errs = within(2, corio.gather, { me, function() return 1 end }, { return_errors = true })
+    assert.equal(1, r[2])
+    assert.matches("cannot join a task it runs inside", errs[1].message)
+    -- a grandchild joining its grandparent
+    local ok2, e2 = pcall(within, 2, function()
+      return corio.spawn(function()
+        return corio.spawn(function() return me:join() end):join()
+      end):join()
+    end)
+    assert.is_false(ok2)
+    assert.matches("cannot join a task it runs inside", tostring(e2))
+    keep:cancel()
+  end)
+end)
