@@ -508,6 +508,12 @@ do
   end
   Chan.send, Chan.recv = send, recv
   function Chan.iter(ch)
+    -- checked here, not at the first step: a bad self would be named
+    -- there as a bad self to 'recv'
+    if type(ch) ~= "userdata" or tostring(ch):sub(1, 14) ~= "corio.Channel(" then
+      error(("bad self to 'iter' (corio.Channel expected, got %s; call it as obj:iter(...))")
+        :format(type(ch)), 2)
+    end
     return function() return (recv(ch)) end
   end
 end

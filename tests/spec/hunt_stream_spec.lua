@@ -452,3 +452,21 @@ describe("defect: gather or first of a Task the call runs inside", function()
     keep:cancel()
   end)
 end)
+
+describe("defect: ch.iter() called without its channel", function()
+  -- Before: it returned an iterator anyway, and the first step raised
+  -- "bad self to 'recv'", naming a method the user did not call.
+  it("raises bad self to 'iter' at once", function()
+    local ch = corio.channel(1)
+    for _, bad in ipairs { false, 5, {} } do
+      local ok, e = pcall(ch.iter, bad or nil)
+      assert.is_false(ok)
+      assert.matches("bad self to 'iter' %(corio.Channel expected, got " .. type(bad or nil), e)
+    end
+    ch:send(1)
+    ch:close()
+    local got = {}
+    for v in ch:iter() do got[#got + 1] = v end
+    assert.same({ 1 }, got)
+  end)
+end)
