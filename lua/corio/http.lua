@@ -1141,10 +1141,12 @@ function Client.stream(self, method, url, opts, fn)
   if fn == nil then return r end
   local function finish(ok, ...)
     r:close()
-    if not ok then error((...), 0) end
+    if not ok then corio._reraise((...)) end
     return ...
   end
-  return finish(pcall(fn, r))
+  -- xpcall with the scope bodies' handler: an error of fn keeps the
+  -- traceback of where fn raised it (rule 9), not of this re-raise
+  return finish(xpcall(fn, corio._body_handler, r))
 end
 
 function Client.close(self)

@@ -470,3 +470,42 @@ describe("defect: ch.iter() called without its channel", function()
     assert.same({ 1 }, got)
   end)
 end)
+
+describe("defect: an error raised in the stream form's function", function()
+  -- Before: it was caught with pcall and raised again, so its traceback
+  -- was that of the re-raise inside corio.http, not where fn raised it
+  -- (rule 9).
+  it("keeps the traceback of where it was raised", function()
+    local c = http.client { base_url = base }
+    local function deep_in_fn() error("boom") end
+    local line = debug.getinfo(deep_in_fn, "S").linedefined
+    local _, errs = within(5, corio.gather, { function()
+      c:stream("GET", "/ok", function() deep_in_fn(); return 1 end)
+    end }, { return_errors = true })
+    local e = errs[1]
+    assert.equal("error", e.kind)
+    assert.matches("boom", e.message)
+    assert.matches("hunt_stream_spec.lua:" .. line, e.traceback, 1, true)
+    assert.equal(0, c:stats().in_flight)
+    c:close()
+  end)
+end)
+
+describe("defect: a plain error from a scope nested in a gather function or another body", function()
+  -- Before: the enclosing body's handler noted the scope's re-raise
+  -- inside init.lua as where the error came from, so the traceback of
+  -- errors[i] (and of a task that ended with it) lost the raising line.
+  it("keeps the traceback of where it was raised", function()
+    local function raiser() local x = nil; return x.field end
+    local line = debug.getinfo(raiser, "S").linedefined
+    local _, errs = within(5, corio.gather, {
+      function() corio.scope(function() raiser() end) end,
+      function() corio.timeout(5, function() corio.scope(function() raiser() end) end) end,
+      function() return corio.map({ 1 }, function() corio.move_on_after(5, raiser) end, { limit = 1 }) end,
+    }, { return_errors = true })
+    for i = 1, 3 do
+      assert.equal("error", errs[i].kind)
+      assert.matches("hunt_stream_spec.lua:" .. line, errs[i].traceback, 1, true)
+    end
+  end)
+end)
