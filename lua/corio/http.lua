@@ -20,6 +20,14 @@ local byte, fmt, find, sub = string.byte, string.format, string.find, string.sub
 
 core.register_own(debug.getinfo(1, "S").source)
 
+-- init.lua's handler of scope bodies and its re-raise (see body_handler
+-- there): the stream form's fn keeps the traceback of where it raised
+local reraise, body_handler
+do
+  local r = debug.getregistry()["corio.reraise"]
+  reraise, body_handler = r.reraise, r.handler
+end
+
 local M = {}
 M.version = corio.version
 
@@ -1141,12 +1149,12 @@ function Client.stream(self, method, url, opts, fn)
   if fn == nil then return r end
   local function finish(ok, ...)
     r:close()
-    if not ok then corio._reraise((...)) end
+    if not ok then reraise((...)) end
     return ...
   end
   -- xpcall with the scope bodies' handler: an error of fn keeps the
   -- traceback of where fn raised it (rule 9), not of this re-raise
-  return finish(xpcall(fn, corio._body_handler, r))
+  return finish(xpcall(fn, body_handler, r))
 end
 
 function Client.close(self)

@@ -260,9 +260,8 @@ local function body_handler(e)
   end
   return e
 end
-M._reraise = reraise
-
-M._body_handler = body_handler  -- for corio.http's stream form
+-- for corio.http's stream form (kept off the module table: not public API)
+debug.getregistry()["corio.reraise"] = { reraise = reraise, handler = body_handler }
 
 local function check_fn(fn, name, n)
   if type(fn) ~= "function" then
