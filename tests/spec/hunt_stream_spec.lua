@@ -297,6 +297,24 @@ describe("channels: checked sound", function()
     assert.same({ true }, res)
   end)
 
+  it("a rendezvous send in a cancelled scope raises at entry and delivers nothing", function()
+    local ch = corio.channel(0)
+    local got
+    within(5, corio.scope, function(s)
+      s:spawn(function() got = ch:recv() end)
+      corio.sleep(0)                 -- the receiver waits
+      corio.scope(function(inner)
+        inner:cancel()
+        local ok, e = pcall(ch.send, ch, "lost")
+        assert.is_false(ok)
+        assert.is_true(corio.is_cancelled(e))
+      end)
+      assert.is_nil(got)
+      ch:send("kept")
+    end)
+    assert.equal("kept", got)
+  end)
+
   it("a cancelled rendezvous receiver takes nothing", function()
     local ch = corio.channel(0)
     within(5, corio.scope, function(s)
@@ -317,6 +335,21 @@ describe("gather, map and first: checked sound", function()
       end, { limit = limit })
       assert.same({ 30, 10, nil, 40 }, r)
     end
+  end)
+
+  it("map cancelled from outside mid-way: what started is cleaned up, nothing starts after", function()
+    local started, cleaned = {}, {}
+    local ok = corio.move_on_after(0.025, function()
+      corio.map({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 }, function(x)
+        started[#started + 1] = x
+        corio.defer(function() cleaned[#cleaned + 1] = x end)
+        corio.sleep(0.01)
+      end, { limit = 2 })
+    end)
+    assert.is_false(ok)
+    assert.is_true(#started < 10)
+    table.sort(cleaned)
+    assert.same(started, cleaned)
   end)
 
   it("first: a winner that returns nil; the losers' cleanup runs before it returns", function()
