@@ -127,6 +127,21 @@ static int l_task_join(lua_State *L) {
     lua_concat(L, 2);
     return lua_error(L);
   }
+  {
+    /* A task that me runs inside (an ancestor, e.g. the caller of
+    ** corio.gather({corio.current()}), whose child joins it) ends only
+    ** after me: the join would wait forever (a deadlock, or a hang while
+    ** anything else keeps the loop alive). Only when about to wait. */
+    corio_scope *s;
+    for (s = me->cur; s != NULL; s = s->parent)
+      if (s->owner == t) {
+        luaL_where(L, 2);
+        lua_pushliteral(L, "task:join(): a task cannot join a task it runs "
+                        "inside (that task ends only after this one)");
+        lua_concat(L, 2);
+        return lua_error(L);
+      }
+  }
   corio_ring_push(&t->joiners, &me->u.wait);
   return corio__suspend(rt, L, me, abort_join, "join", t);
 }

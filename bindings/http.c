@@ -107,6 +107,14 @@ static int l_request(lua_State *L) {
                 "inside libcurl (it would have to wait)");
   if (box != NULL && *box != NULL)
     return fail(L, "invalid", "the stream object is in use");
+  if (corio__http_want_gc(c->h)) {
+    /* every connection is taken: streams nobody can reach give theirs
+    ** back (their __gc closes them) before this request would wait for
+    ** one; a finaliser may close the client meanwhile */
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    if (corio__http_closed(c->h))
+      return fail(L, "closed", "the client was closed");
+  }
   x = corio__xfer_get(c->h);
   if (x == NULL) return fail(L, "error", "out of memory");
   if (lua_istable(L, 4)) {

@@ -247,6 +247,8 @@ struct corio_http {
   uint32_t nhandles;     /* open uv handles (closing included) */
   uint32_t nlive;        /* xfers allocated, free list included */
   uint32_t in_flight;    /* xfers in the multi */
+  long max_conn;         /* max_connections, or <= 0: no bound */
+  uint32_t streams, gc_streams; /* streams bound; that at the last forced GC */
   uint64_t opened, reused, nopen;
   uint32_t sock_serial;  /* sockets opened, numbering fd_slot.serial */
   int closed;            /* client:close() or gc: no new requests */
@@ -1218,6 +1220,7 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
   curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+  h->max_conn = max_conn;
   if (max_conn > 0) {
     curl_multi_setopt(h->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, max_conn);
     curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, max_conn);
@@ -1303,6 +1306,24 @@ static void xfer_destroy(corio_xfer *x) {
 static int in_curl(corio_http *h) { return h->in_curl > 0 && !h->dead; }
 
 int corio__http_busy(corio_http *h) { return in_curl(h); }
+
+/* A stream that nobody closed and nobody can reach any more (a loop left
+** early, its task cancelled or done) holds its connection until the
+** collector finds it and its __gc closes it; CPython's httpx frees such a
+** response at once (reference counting), so a script written like one
+** would wait for the pool until its pool timeout instead. So a request
+** that finds every connection taken (max_connections; not HTTP/2, which
+** multiplexes) runs the collector first, once for each stream opened
+** since it last did: the streams that are garbage give their connections
+** back before the request is queued. Not on the fast path: one compare
+** while the pool has room. */
+int corio__http_want_gc(corio_http *h) {
+  if (h->max_conn <= 0 || h->in_flight < (uint32_t)h->max_conn || h->http2
+      || h->streams == h->gc_streams)
+    return 0;
+  h->gc_streams = h->streams;
+  return 1;
+}
 
 static void xfer_later(corio_xfer *x, int op) {
   corio_http *h = x->h;
@@ -1829,6 +1850,7 @@ static void deliver(corio_task *t) {
 void corio__xfer_bind(corio_xfer *x, void **box) {
   x->box = box;
   *box = x;
+  x->h->streams++;  /* see corio__http_want_gc */
 }
 
 /* read(): the next chunk now (pushed, count returned), or -1 after arming

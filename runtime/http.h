@@ -37,6 +37,10 @@ int corio__http_closed(corio_http *h);
 ** finaliser runs there): no request may start and no stream of it be
 ** read. Closing a stream or the client waits until curl returned. */
 int corio__http_busy(corio_http *h);
+/* Whether a request about to start should run a full garbage collection
+** first, so that streams nobody can reach give their connections back
+** (every connection is taken, and a stream was opened since the last). */
+int corio__http_want_gc(corio_http *h);
 /* out[4]: connections opened, reused, idle, requests in flight. */
 void corio__http_stats(corio_http *h, double *out);
 

@@ -20,6 +20,14 @@ local byte, fmt, find, sub = string.byte, string.format, string.find, string.sub
 
 core.register_own(debug.getinfo(1, "S").source)
 
+-- init.lua's handler of scope bodies and its re-raise (see body_handler
+-- there): the stream form's fn keeps the traceback of where it raised
+local reraise, body_handler
+do
+  local r = debug.getregistry()["corio.reraise"]
+  reraise, body_handler = r.reraise, r.handler
+end
+
 local M = {}
 M.version = corio.version
 
@@ -408,9 +416,27 @@ function Response.get_all(r, name)
   return out
 end
 
+local function stream_closed(r)
+  return http_error("closed", r.request_method, r.url,
+    rawget(r, "_consumed") and "the stream's body was already consumed" or "the stream is closed")
+end
+
+-- text() and json() of a stream that iter_bytes or iter_lines read from:
+-- they would see only the rest of the body; httpx raises StreamConsumed.
+local function partly_consumed(r)
+  return http_error("closed", r.request_method, r.url,
+    "the stream's body was partly consumed (by iter_bytes or iter_lines): "
+    .. "text() and json() need all of it (read() gives the rest)")
+end
+
 function Response.text(r)
   local body = rawget(r, "_body")
-  if body == nil and rawget(r, "_stream") then body = r:read() end
+  if body == nil and rawget(r, "_stream") then
+    if rawget(r, "_partial") then
+      error(rawget(r, "_closed") and stream_closed(r) or partly_consumed(r), 0)
+    end
+    body = r:read()
+  end
   return body or ""
 end
 Response.read = nil  -- set below with streams
@@ -445,11 +471,6 @@ end
 
 -- streams -------------------------------------------------------------------
 
-local function stream_closed(r)
-  return http_error("closed", r.request_method, r.url,
-    rawget(r, "_consumed") and "the stream's body was already consumed" or "the stream is closed")
-end
-
 -- A read may give several chunks at once (HTTP/1 streams hand over what
 -- curl read in one go): the first is returned, the rest wait in r._q.
 local function queue(r, ok, chunk, ...)
@@ -471,6 +492,24 @@ local function stop_clock(r)
   end
 end
 
+-- The next chunk of a transport's body iterator: strings (a number, as
+-- a whole body may be one, as its tostring), no empty ones (httpx hands
+-- out none), anything else kind "protocol" as a reply of another shape.
+local function transport_chunk(r, iter)
+  local chunk
+  repeat chunk = iter() until chunk ~= ""
+  local t = type(chunk)
+  if t == "string" then return chunk end
+  if chunk == nil then
+    rawset(r, "_closed", true)
+    rawset(r, "_consumed", true)
+    return nil
+  end
+  if t == "number" then return tostring(chunk) end
+  error(http_error("protocol", r.request_method, r.url,
+    "the transport's body iterator gave a " .. t .. " (a string or nil expected)"), 0)
+end
+
 local read_chunk
 read_chunk = function(r)
   local q = rawget(r, "_q")
@@ -484,15 +523,18 @@ read_chunk = function(r)
   local box = rawget(r, "_stream")
   if box == nil or rawget(r, "_closed") then error(stream_closed(r), 3) end
   if rawget(r, "_iter") then  -- a transport's body iterator
-    local chunk = r._iter()
-    if chunk == nil then rawset(r, "_closed", true); rawset(r, "_consumed", true) end
-    return chunk
+    return transport_chunk(r, r._iter)
   end
   local ok, chunk = queue(r, c_read(box))
   if not ok then
     if chunk == NOLOOP then return corio.run(read_chunk, r) end
-    -- kind "invalid": another task is reading it; that read goes on
-    if chunk.kind ~= "invalid" then
+    -- kind "invalid": another task is reading it; that read goes on.
+    -- kind "cancelled": the read alone is undone (runtime/http.c keeps
+    -- the transfer and its bytes, rule 7), so the stream stays open and
+    -- a later read goes on where this one stopped; closing it here made
+    -- a move_on_after around a read end the stream for good.
+    local kind = chunk.kind
+    if kind ~= "invalid" and kind ~= "cancelled" then
       c.close_stream(box)
       rawset(r, "_closed", true)
       stop_clock(r)
@@ -508,23 +550,67 @@ read_chunk = function(r)
   return chunk
 end
 
--- The chunks of a stream; of a whole response (no stream), its body, as
--- httpx iterates a read response's content.
-local function chunks(r)
-  if rawget(r, "_stream") == nil then
-    local body = rawget(r, "_body") or ""
-    return function()
-      local b = body
-      body = ""
-      if b ~= "" then return b end
+-- The chunks of a body that was read (a whole response's, or a stream's
+-- that read() read to its end), as httpx iterates a read response's
+-- content: each call of iter_bytes or iter_lines goes over it again.
+local function body_chunks(body)
+  return function()
+    local b = body
+    body = ""
+    if b ~= "" then return b end
+  end
+end
+
+-- A stream keeps on r what a reader took from it but did not hand out
+-- (Lua has no generator close, so a loop that was left cannot give it
+-- back, and a cancelled read() must lose nothing): r._held, bytes that
+-- come before the next chunk, and r._skip_lf, set when the last line
+-- handed out ended with a CR at a chunk's end, so that an LF starting
+-- the next bytes is part of that line end. next_held gives one chunk
+-- with both applied.
+local next_held
+next_held = function(r)
+  local chunk = rawget(r, "_held")
+  if chunk ~= nil then rawset(r, "_held", nil) else chunk = read_chunk(r) end
+  if chunk ~= nil and chunk ~= "" and rawget(r, "_skip_lf") then
+    rawset(r, "_skip_lf", nil)
+    if byte(chunk, 1) == 10 then
+      chunk = sub(chunk, 2)
+      if chunk == "" then return next_held(r) end
     end
+  end
+  return chunk
+end
+
+-- The bytes of a stream from where its readers got to: first what an
+-- iter_lines loop that was left still holds (its iterator is emptied, so
+-- that nothing is handed out twice). The plain iterator, with no held
+-- bytes, is the one of every stream read only by iter_bytes (W4).
+local function stream_bytes(r)
+  local take = rawget(r, "_lines_take")
+  if take then
+    rawset(r, "_lines", nil)
+    rawset(r, "_lines_take", nil)
+    local held, skip_lf = take()
+    if held ~= "" then
+      rawset(r, "_held", held .. (rawget(r, "_held") or ""))
+    elseif skip_lf then
+      rawset(r, "_skip_lf", true)
+    end
+  end
+  if rawget(r, "_held") or rawget(r, "_skip_lf") then
+    return function() return next_held(r) end
   end
   return function() return read_chunk(r) end
 end
 
 function Response.iter_bytes(r)
+  if rawget(r, "_stream") == nil then return body_chunks(rawget(r, "_body") or "") end
+  local body = rawget(r, "_body")
+  if body then return body_chunks(body) end
   if rawget(r, "_closed") then error(stream_closed(r), 2) end
-  return chunks(r)
+  rawset(r, "_partial", true)  -- text() and json() cannot have all of it
+  return stream_bytes(r)
 end
 
 -- Lines end at "\n", "\r\n" or a lone "\r", as httpx's line decoder
@@ -533,13 +619,17 @@ end
 -- many chunks is kept as its pieces and joined once, when its end comes.
 -- A chunk that ends with "\r" ends a line; if the next chunk starts with
 -- "\n", that "\n" belongs to the same line end.
-function Response.iter_lines(r)
-  if rawget(r, "_closed") then error(stream_closed(r), 2) end
+-- Returns the iterator and take(), which empties it and returns the
+-- bytes it holds but did not hand out (the lines split from the current
+-- chunk and a line not ended yet, as they came) and whether an LF that
+-- comes next still belongs to the last line end handed out.
+local function line_iter(next_chunk)
   local parts, np = {}, 0      -- the pieces of a line not ended yet
   local pending, i, n, done = {}, 0, 0, false
   local after_cr = false       -- the last chunk ended with "\r"
-  local next_chunk = chunks(r)
-  return function()
+  local cur, rest_at = nil, {} -- pending's chunk; where the bytes after pending[k] start in it
+  local busy = false           -- `it` waits for a chunk (in some task)
+  local function it()
     while true do
       if i < n then
         i = i + 1
@@ -549,12 +639,16 @@ function Response.iter_lines(r)
       end
       if done then return nil end
       i, n = 0, 0
-      local chunk = next_chunk()
+      busy = true
+      local ok, chunk = pcall(next_chunk)
+      busy = false
+      if not ok then error(chunk, 0) end
       if chunk == nil then
         done = true
         if np > 0 then
           n, pending[1] = 1, concat(parts, "", 1, np)
           parts, np = {}, 0
+          cur, rest_at[1] = "", 1
         end
       elseif chunk ~= "" then
         local pos, len = 1, #chunk
@@ -562,6 +656,7 @@ function Response.iter_lines(r)
           after_cr = false
           if byte(chunk, 1) == 10 then pos = 2 end
         end
+        cur = chunk
         local nl = find(chunk, "\n", pos, true)
         local cr = find(chunk, "\r", pos, true)
         while nl or cr do
@@ -585,7 +680,7 @@ function Response.iter_lines(r)
             parts, np = {}, 0
           end
           n = n + 1
-          pending[n] = line
+          pending[n], rest_at[n] = line, nxt
           pos = nxt
           if nl and nl < pos then nl = find(chunk, "\n", pos, true) end
           if cr and cr < pos then cr = find(chunk, "\r", pos, true) end
@@ -597,16 +692,64 @@ function Response.iter_lines(r)
       end
     end
   end
+  local function take()
+    -- another task waits in `it` for a chunk: the read that called take
+    -- is refused (kind "invalid"); the waiting one keeps what it holds
+    if busy then return "", false end
+    local held, skip_lf
+    if i < n then
+      -- i >= 1: `it` hands out pending[1] as soon as it split a chunk;
+      -- the rest of cur holds the later lines and the unended one
+      held, skip_lf = sub(cur, rest_at[i]), false
+    else
+      held, skip_lf = concat(parts, "", 1, np), after_cr
+    end
+    parts, np, pending, i, n, after_cr, cur, rest_at = {}, 0, {}, 0, 0, false, nil, {}
+    return held, skip_lf
+  end
+  return it, take
 end
 
--- The rest of a stream's body as one string.
+-- A stream's iter_lines state lives on the response: a loop that broke
+-- out and a later iter_lines loop go on with the same iterator, and
+-- iter_bytes or read() after it start with the bytes it still holds.
+function Response.iter_lines(r)
+  if rawget(r, "_stream") == nil then
+    return (line_iter(body_chunks(rawget(r, "_body") or "")))
+  end
+  local body = rawget(r, "_body")
+  if body then return (line_iter(body_chunks(body))) end
+  if rawget(r, "_closed") then error(stream_closed(r), 2) end
+  local it = rawget(r, "_lines")
+  if it then return it end
+  rawset(r, "_partial", true)  -- text() and json() cannot have all of it
+  local take
+  it, take = line_iter(function() return next_held(r) end)
+  rawset(r, "_lines", it)
+  rawset(r, "_lines_take", take)
+  return it
+end
+
+-- The rest of a stream's body as one string (all of it if nothing read
+-- from it before, and then kept for text() and json()). A read that fails
+-- or is cancelled keeps what it got for the next read.
 function Response.read(r)
   local body = rawget(r, "_body")
   if body then return body end
-  local parts = {}
-  for chunk in r:iter_bytes() do parts[#parts + 1] = chunk end
-  body = concat(parts)
-  rawset(r, "_body", body)
+  if rawget(r, "_stream") == nil then return "" end
+  if rawget(r, "_closed") then error(stream_closed(r), 2) end
+  local whole = not rawget(r, "_partial")
+  local it = stream_bytes(r)
+  local parts, np = {}, 0
+  local ok, e = pcall(function()
+    for chunk in it do np = np + 1; parts[np] = chunk end
+  end)
+  if not ok then
+    if np > 0 then rawset(r, "_held", concat(parts, "", 1, np) .. (rawget(r, "_held") or "")) end
+    error(e, 0)
+  end
+  body = concat(parts, "", 1, np)
+  if whole then rawset(r, "_body", body) end
   return body
 end
 
@@ -614,6 +757,13 @@ function Response.close(r)
   local box = rawget(r, "_stream")
   if box and not rawget(r, "_closed") then
     rawset(r, "_closed", true)
+    -- what readers held goes too: an iter_lines iterator kept from before
+    -- would still hand out the lines it had split (reading after close()
+    -- raises kind "closed")
+    local take = rawget(r, "_lines_take")
+    if take then take() end
+    rawset(r, "_held", nil)
+    rawset(r, "_skip_lf", nil)
     if not rawget(r, "_iter") then
       c.close_stream(box)
       stop_clock(r)
@@ -812,7 +962,12 @@ local function via_transport(self, method, url, hlist, body, stream)
       r._stream, r._iter = true, b
     else
       local parts = {}
-      for chunk in b do parts[#parts + 1] = chunk end
+      while true do
+        local chunk = transport_chunk(r, b)
+        if chunk == nil then break end
+        parts[#parts + 1] = chunk
+      end
+      r._closed, r._consumed = nil, nil  -- (set by transport_chunk)
       r._body = concat(parts)
     end
   else
@@ -994,10 +1149,12 @@ function Client.stream(self, method, url, opts, fn)
   if fn == nil then return r end
   local function finish(ok, ...)
     r:close()
-    if not ok then error((...), 0) end
+    if not ok then reraise((...)) end
     return ...
   end
-  return finish(pcall(fn, r))
+  -- xpcall with the scope bodies' handler: an error of fn keeps the
+  -- traceback of where fn raised it (rule 9), not of this re-raise
+  return finish(xpcall(fn, body_handler, r))
 end
 
 function Client.close(self)

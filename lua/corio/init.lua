@@ -134,6 +134,9 @@ end
 
 local timeout_error
 
+-- error(e, 0), marked for body_handler (below)
+local function reraise(e) error(e, 0) end
+
 -- Wait until the scope has no tasks left: true, true; or false, err. A
 -- wait that suspended asks again, since tasks may have been spawned into
 -- the scope (which has not returned) before this task ran again.
@@ -191,7 +194,7 @@ local function finish(s, kind, ok, ...)
     end
     return
   end
-  error(e, 0)
+  reraise(e)
 end
 
 -- Scopes still open inside s when its body ended, entered by a coroutine
@@ -233,6 +236,13 @@ end
 local body_tracebacks = setmetatable({}, { __mode = "k" })
 debug.getregistry()["corio.tb"] = body_tracebacks
 local traceback, co_running = debug.traceback, coroutine.running
+-- A value corio raises again (a scope leaving with its body's error, the
+-- stream form of corio.http) goes through reraise: the handler of an
+-- enclosing body then keeps the note made where the value was first
+-- raised, instead of noting the re-raise inside corio (before, a plain
+-- error from a scope nested in another body, or in a gather function,
+-- showed init.lua's `error` as where it came from; rule 9).
+local getinfo = debug.getinfo
 local function body_handler(e)
   if is_error(e) then
     if rawget(e, "traceback") == nil then
@@ -240,10 +250,18 @@ local function body_handler(e)
     end
   else
     local co = co_running()
-    if co then body_tracebacks[co] = { e, (traceback("", 2):gsub("^\n", "")) } end
+    if co then
+      local noted = body_tracebacks[co]
+      -- levels: 1 this handler, 2 error(), 3 reraise
+      if not (noted and noted[1] == e and getinfo(3, "f").func == reraise) then
+        body_tracebacks[co] = { e, (traceback("", 2):gsub("^\n", "")) }
+      end
+    end
   end
   return e
 end
+-- for corio.http's stream form (kept off the module table: not public API)
+debug.getregistry()["corio.reraise"] = { reraise = reraise, handler = body_handler }
 
 local function check_fn(fn, name, n)
   if type(fn) ~= "function" then
@@ -508,6 +526,12 @@ do
   end
   Chan.send, Chan.recv = send, recv
   function Chan.iter(ch)
+    -- checked here, not at the first step: a bad self would be named
+    -- there as a bad self to 'recv'
+    if type(ch) ~= "userdata" or tostring(ch):sub(1, 14) ~= "corio.Channel(" then
+      error(("bad self to 'iter' (corio.Channel expected, got %s; call it as obj:iter(...))")
+        :format(type(ch)), 2)
+    end
     return function() return (recv(ch)) end
   end
 end

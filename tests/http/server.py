@@ -276,6 +276,21 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.raw(b"5\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n")
             return
+        if path == "/chunks":
+            # hunt_stream_spec: a chunked body of the given parts (each a
+            # repeated ?c=, percent-encoded, so any bytes), one chunk each,
+            # d seconds apart so that they reach the client one by one
+            parts = [urllib.parse.unquote_to_bytes(kv[2:])
+                     for kv in u.query.split("&") if kv[:2] == "c=" and kv[2:]]
+            d = float(q.get("d", "0.01"))
+            self.send_response(int(q.get("status", "200")))
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for part in parts:
+                self.raw(b"%x\r\n%s\r\n" % (len(part), part))
+                time.sleep(d)
+            self.raw(b"0\r\n\r\n")
+            return
         return self.send_body(404, "not found")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = \
