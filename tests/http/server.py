@@ -291,6 +291,36 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(d)
             self.raw(b"0\r\n\r\n")
             return
+        # hunt_request_spec: responses without a body (?code=204, 304 or
+        # 1xx-free others, with the headers a real server sends), a
+        # redirect to itself, a body in a given encoding (?enc=deflate
+        # zlib-wrapped, rawdeflate, gzip) and a JSON body with a BOM
+        if path == "/nobody":
+            self.send_response(int(q.get("code", "204")))
+            self.send_header("ETag", '"v1"')
+            if q.get("cl"):
+                self.send_header("Content-Length", q["cl"])
+            self.end_headers()
+            return
+        if path == "/loop":
+            return self.send_body(int(q.get("code", "302")), "", headers=[
+                ("Location", self.path)])
+        if path == "/encoded":
+            import zlib
+            plain = q.get("text", "hello, encoded").encode()
+            enc = q.get("enc", "deflate")
+            if enc == "gzip":
+                data = gzip.compress(plain, mtime=0)
+            elif enc == "rawdeflate":
+                co = zlib.compressobj(wbits=-15)
+                data = co.compress(plain) + co.flush()
+            else:
+                data = zlib.compress(plain)
+            return self.send_body(200, data, "text/plain", [
+                ("Content-Encoding", "gzip" if enc == "gzip" else "deflate")])
+        if path == "/bom-json":
+            return self.send_body(200, b'\xef\xbb\xbf{"a": 1}',
+                                  "application/json; charset=utf-8")
         return self.send_body(404, "not found")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = \
