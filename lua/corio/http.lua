@@ -194,6 +194,13 @@ local function resolve(base, ref)
   return scheme .. auth .. path .. rquery .. frag
 end
 
+-- Whether an absolute URL has a host ("http:///x", "http://u@:80/" have
+-- none).
+local function has_host(url)
+  local auth = url:match("^%a[%w+.-]*://([^/?#]*)")
+  return auth ~= nil and auth:gsub("^.*@", ""):gsub(":%d*$", "") ~= ""
+end
+
 local function origin_of(url)
   local scheme, auth = url:match("^(%a[%w+.-]*)://([^/?#]*)")
   if not scheme then return url end
@@ -212,12 +219,22 @@ end
 -- Each table is searched once (seen): a table met again (shared, or a
 -- cycle, which cjson then refuses) was searched down every path before,
 -- exponentially many in {a = t, b = t}.
+-- cjson 2.1 writes every empty table as {}: http.empty_array stands for
+-- [] and goes through the same placeholders.
+local EMPTY_ARRAY = setmetatable({}, {
+  __newindex = function() error("corio.http.empty_array is read-only", 2) end,
+  __metatable = "corio.http.empty_array",
+})
+M.empty_array = EMPTY_ARRAY
+
 local huge = math.huge
 local function find_lossy(t, depth, out, seen)
   seen[t] = true
   for k, x in pairs(t) do
     local tx = type(x)
-    if tx == "number" then
+    if x == EMPTY_ARRAY then
+      out[#out + 1] = { t, k, x }
+    elseif tx == "number" then
       if not (x % 1 == 0 and x > -1e14 and x < 1e14) and x == x and x ~= huge
         and x ~= -huge and tonumber(fmt("%.14g", x)) ~= x then
         out[#out + 1] = { t, k, x }
@@ -230,6 +247,7 @@ end
 
 local function json_encode(v)
   local enc = cjson().encode
+  if v == EMPTY_ARRAY then return "[]" end
   if type(v) ~= "table" then
     if type(v) == "number" and v == v and v ~= huge and v ~= -huge then return num_str(v) end
     return enc(v)
@@ -243,7 +261,8 @@ local function json_encode(v)
   for i = #lossy, 1, -1 do local e = lossy[i]; e[1][e[2]] = e[3] end
   if not ok then error(s, 0) end
   return (s:gsub('"' .. tag:gsub("%-", "%%-") .. '(%d+)"', function(i)
-    return num_str(lossy[tonumber(i)][3])
+    local x = lossy[tonumber(i)][3]
+    return x == EMPTY_ARRAY and "[]" or num_str(x)
   end))
 end
 
@@ -286,19 +305,37 @@ local function parse_head(raw)
   return list, reason or ""
 end
 
-local function check_header(fname, an, name, value)
-  if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
-    invalid(fname, an, "headers", "invalid header name " .. fmt("%q", tostring(name)))
-  end
+local function check_value(fname, an, name, value)
   local tv = type(value)
   if tv ~= "string" and tv ~= "number" then
-    invalid(fname, an, "headers", fmt("header %s: string expected, got %s", name, tv))
+    invalid(fname, an, "headers", fmt("header %s: string, number or array of them expected, "
+      .. "got %s", name, tv))
   end
   value = str_of(value)
   if value:find("[\r\n%z]") then
     invalid(fname, an, "headers", fmt("header %s: value contains CR, LF or NUL", name))
   end
   return value
+end
+
+-- A header's value: a string or number, or an array of them for a header
+-- sent once per element (httpx takes a list of pairs for that), kept as
+-- an array of strings.
+local function check_header(fname, an, name, value)
+  if type(name) ~= "string" or not name:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
+    invalid(fname, an, "headers", "invalid header name " .. fmt("%q", tostring(name)))
+  end
+  if type(value) ~= "table" then return check_value(fname, an, name, value) end
+  local n, out = 0, {}
+  for _ in pairs(value) do n = n + 1 end
+  if n == 0 then invalid(fname, an, "headers", fmt("header %s: an empty array", name)) end
+  for i = 1, n do
+    if value[i] == nil then
+      invalid(fname, an, "headers", fmt("header %s: array expected, [%d] is nil", name, i))
+    end
+    out[i] = check_value(fname, an, name, value[i])
+  end
+  return out
 end
 
 -- Merge default and request headers (request wins, case-insensitive) into
@@ -325,17 +362,53 @@ local function merge_headers(fname, an, defaults, extra)
   return out, index
 end
 
+-- Content-Length and Transfer-Encoding frame the body: given by the
+-- caller, curl sends them as they are, with the whole body. One that the
+-- body contradicts made the server wait for bytes that never came (a read
+-- timeout) or, shorter than the body, take the rest of it for the next
+-- request on the kept connection, whose caller then got the answer to
+-- that garbage. As httpx (h11) does, such a request is refused before
+-- anything is sent: a Content-Length must be the body's length (0
+-- without one), a Transfer-Encoding "chunked" with a body (curl then
+-- sends it chunked), and not both.
+local function check_framing(fname, an, list, index, body)
+  local cl, te = index["content-length"], index["transfer-encoding"]
+  if te then
+    local v = list[te][3]
+    if cl then
+      invalid(fname, an, "headers", "give Content-Length or Transfer-Encoding, not both")
+    end
+    if type(v) ~= "string" or not v:lower():match("^%s*chunked%s*$") or body == nil then
+      invalid(fname, an, "headers", "Transfer-Encoding: only \"chunked\", and only with a body "
+        .. "(json, body or form), goes out as given")
+    end
+  elseif cl then
+    local v, n = list[cl][3], body and #body or 0
+    if type(v) ~= "string" or not v:match("^%s*%d+%s*$") or tonumber(v) ~= n then
+      invalid(fname, an, "headers", fmt("Content-Length %s does not match the body (%d bytes)",
+        type(v) == "string" and fmt("%q", v) or "given more than once", n))
+    end
+  end
+end
+
 -- curl's header lines: "Name: value"; "Name;" sends an empty value
 -- ("Name:", also with nothing but white space after it, would remove the
 -- header: a value of white space only goes out empty); false: "Name:",
 -- curl sends none of its own. With a body, "Expect:": no "Expect:
 -- 100-continue".
+local function header_line(name, v)
+  return v == false and name .. ":" or not find(v, "%S") and name .. ";" or name .. ": " .. v
+end
+
 local function header_lines(list, has_body)
   local lines = {}
-  for i, e in ipairs(list) do
+  for _, e in ipairs(list) do
     local v = e[3]
-    lines[i] = v == false and e[2] .. ":" or not find(v, "%S") and e[2] .. ";"
-      or e[2] .. ": " .. v
+    if type(v) == "table" then  -- a repeated header: a line each
+      for _, x in ipairs(v) do lines[#lines + 1] = header_line(e[2], x) end
+    else
+      lines[#lines + 1] = header_line(e[2], v)
+    end
   end
   if has_body then lines[#lines + 1] = "Expect:" end
   return lines
@@ -347,7 +420,9 @@ local PHASES = { connect = 1, read = 2, write = 3, pool = 4, total = 5 }
 
 local function check_secs(fname, an, what, v)
   if type(v) ~= "number" or v ~= v or v < 0 then
-    invalid(fname, an, what, "non-negative number expected, got " .. tostring(v))
+    -- a string "1" reads as a number in the message: name its type
+    invalid(fname, an, what, "non-negative number expected, got "
+      .. (type(v) == "number" and tostring(v) or type(v)))
   end
   return v
 end
@@ -442,7 +517,11 @@ end
 Response.read = nil  -- set below with streams
 
 function Response.json(r)
-  local ok, v = pcall(cjson().decode, r:text())
+  local body = r:text()
+  -- a UTF-8 byte order mark, which some servers put first, is skipped
+  -- (httpx's json() does; cjson calls it an invalid token)
+  if byte(body, 1) == 0xEF and sub(body, 1, 3) == "\239\187\191" then body = sub(body, 4) end
+  local ok, v = pcall(cjson().decode, body)
   if not ok then
     error(http_error("protocol", r.request_method or "GET", r.url,
       "the response body is not valid JSON (" .. tostring(v) .. ")"), 2)
@@ -825,8 +904,12 @@ function M.client(opts)
   end
   local self = setmetatable({}, Client)
   if opts.base_url ~= nil then
-    if type(opts.base_url) ~= "string" or not opts.base_url:match("^https?://") then
+    -- the scheme is case-insensitive (RFC 3986), as in a request's URL
+    if type(opts.base_url) ~= "string" or not opts.base_url:lower():match("^https?://") then
       invalid("client", 1, "base_url", "an http or https URL expected, got " .. tostring(opts.base_url))
+    end
+    if not has_host(opts.base_url) then
+      invalid("client", 1, "base_url", "URL without a host: " .. fmt("%q", opts.base_url))
     end
     self.base_url = opts.base_url
   end
@@ -836,8 +919,14 @@ function M.client(opts)
   if decompress ~= nil and type(decompress) ~= "boolean" then
     invalid("client", 1, "decompress", "boolean expected, got " .. type(decompress))
   end
-  self._headers = merge_headers("client", 1, decompress == false and RAW_HEADERS or DEFAULT_HEADERS,
-    opts.headers)
+  local index
+  self._headers, index = merge_headers("client", 1, decompress == false and RAW_HEADERS
+    or DEFAULT_HEADERS, opts.headers)
+  -- they frame each request's own body (check_framing)
+  if index["content-length"] or index["transfer-encoding"] then
+    invalid("client", 1, "headers", "Content-Length and Transfer-Encoding belong to each "
+      .. "request's body, not to the client")
+  end
   self._timeout = norm_timeout("client", 1, opts.timeout, DEFAULT_TIMEOUT)
   self.follow_redirects = opts.follow_redirects and true or false
   self.max_redirects = opts.max_redirects == nil and 20
@@ -873,11 +962,14 @@ end
 -- argument #2, opts #3; #1 and #2 for the others.
 local URL_ARG = { request = 2, stream = 2 }
 
-local function check_url_slow(self, fname, url)
+local function check_url_slow(self, fname, url, method)
   local an = URL_ARG[fname] or 1
   if type(url) ~= "string" then
     invalid(fname, an, "url", "string expected, got " .. type(url))
   end
+  -- an error about the URL names the method and URL, as every error
+  -- does (invalid() clears these; so does the end of this check)
+  req_method, req_url = method, url
   local scheme = url:match("^(%a[%w+.-]*)://")
   if not scheme then
     if not self.base_url then
@@ -887,9 +979,12 @@ local function check_url_slow(self, fname, url)
   else
     scheme = scheme:lower()
     if scheme ~= "http" and scheme ~= "https" then
-      invalid(fname, an, "url", "unsupported scheme '" .. scheme .. "' in " .. url)
+      invalid(fname, an, "url", "unsupported scheme '" .. scheme .. "'")
     end
+    -- curl took "echo" in "http:///echo" for the host
+    if not has_host(url) then invalid(fname, an, "url", "URL without a host") end
   end
+  req_method, req_url = nil, nil
   if url:find("[%s%z]") then invalid(fname, an, "url", "URL contains whitespace: " .. fmt("%q", url)) end
   if url:find("[\128-\255]") then  -- as httpx: path, query and fragment percent-encoded
     local origin, rest = url:match("^(%a[%w+.-]*://[^/?#]*)(.*)$")
@@ -901,11 +996,11 @@ end
 -- The last URL a client checked and what it became: a client that asks
 -- for the same URL again and again (a poller, a benchmark) skips the
 -- pattern matching.
-local function check_url(self, fname, url)
+local function check_url(self, fname, url, method)
   if url == self._url_in and url ~= nil and self.base_url == self._url_base then
     return self._url_out
   end
-  local out = check_url_slow(self, fname, url)
+  local out = check_url_slow(self, fname, url, method)
   self._url_in, self._url_out, self._url_base = url, out, self.base_url
   return out
 end
@@ -920,7 +1015,9 @@ local BODY_HEADERS = { ["content-type"] = true, ["content-length"] = true,
 local function via_transport(self, method, url, hlist, body, stream)
   local h = setmetatable({}, Headers)
   for _, e in ipairs(hlist) do
-    if e[3] ~= false then rawset(h, e[1], e[3]) end
+    local v = e[3]
+    if type(v) == "table" then v = concat(v, ", ") end
+    if v ~= false then rawset(h, e[1], v) end
   end
   local resp = self._transport({ method = method, url = url, headers = h, body = body })
   local bad
@@ -1056,6 +1153,7 @@ local function send(self, fname, method, url, opts)
   if extra ~= nil or body ~= nil then
     local index
     hlist, index = merge_headers(fname, an, self._headers, extra)
+    if extra ~= nil then check_framing(fname, an, hlist, index, body) end
     if body ~= nil and not index["content-type"] then
       -- false: curl sends no Content-Type (not its form default)
       hlist[#hlist + 1] = { "content-type", "Content-Type", ctype or false }
@@ -1085,6 +1183,13 @@ local function send(self, fname, method, url, opts)
     -- Another origin gets no Authorization and no Cookie (as curl's own
     -- redirects and httpx), and its own Host; a GET no body's headers.
     local drop_auth = origin_of(target) ~= origin_of(url)
+    -- Basic auth from a user:pass@ in the URL stays within the origin,
+    -- as an Authorization header does: a Location that names the origin
+    -- without credentials (absolute Locations are common) lost them.
+    if not drop_auth and not target:match("^%a[%w+.-]*://[^/?#]*@") then
+      local ui = url:match("^%a[%w+.-]*://([^/?#]*@)")
+      if ui then target = target:gsub("^(%a[%w+.-]*://)", function(p) return p .. ui end, 1) end
+    end
     if changed or drop_auth then
       local nl = {}
       for _, e in ipairs(hlist) do
@@ -1111,7 +1216,7 @@ local function method_fn(method)
   local fname = method:lower()
   return function(self, url, opts)
     check_self(self, fname)
-    return send(self, fname, method, check_url(self, fname, url), opts)
+    return send(self, fname, method, check_url(self, fname, url, method), opts)
   end
 end
 
@@ -1123,8 +1228,10 @@ Client.delete = method_fn("DELETE")
 Client.head = method_fn("HEAD")
 Client.options = method_fn("OPTIONS")
 
+-- Any RFC 9110 token (M-SEARCH, VERSION-CONTROL), as httpx sends;
+-- not only letters.
 local function check_method(fname, method)
-  if type(method) ~= "string" or not method:match("^%a+$") then
+  if type(method) ~= "string" or not method:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
     invalid(fname, 1, "method", "an HTTP method name expected, got " .. tostring(method))
   end
   return method:upper()
@@ -1133,7 +1240,7 @@ end
 function Client.request(self, method, url, opts)
   check_self(self, "request")
   method = check_method("request", method)
-  return send(self, "request", method, check_url(self, "request", url), opts)
+  return send(self, "request", method, check_url(self, "request", url, method), opts)
 end
 
 -- stream(method, url [, opts] [, fn]): returns once the headers arrived;
@@ -1145,7 +1252,7 @@ function Client.stream(self, method, url, opts, fn)
   if fn ~= nil and type(fn) ~= "function" and not (getmetatable(fn) and getmetatable(fn).__call) then
     invalid("stream", 4, "fn", "function expected, got " .. type(fn))
   end
-  local r = send(self, "stream", method, check_url(self, "stream", url), opts)
+  local r = send(self, "stream", method, check_url(self, "stream", url, method), opts)
   if fn == nil then return r end
   local function finish(ok, ...)
     r:close()

@@ -172,7 +172,7 @@ describe("corio.http json bodies and replies", function()
   it("http.empty_array sends an empty JSON array", function()
     local c = http.client { base_url = base }
     local j = within(5, c.post, c, "/echo", { json = { items = http.empty_array, n = 0 } }):json()
-    assert.equal('{"items":[],"n":0}', j.body)
+    assert.truthy(j.body == '{"items":[],"n":0}' or j.body == '{"n":0,"items":[]}', j.body)
     j = within(5, c.post, c, "/echo", { json = http.empty_array }):json()
     assert.equal("[]", j.body)
     j = within(5, c.post, c, "/echo", { json = { { http.empty_array }, 123456789012345 } }):json()
