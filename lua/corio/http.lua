@@ -984,8 +984,8 @@ local function check_url_slow(self, fname, url, method)
     -- curl took "echo" in "http:///echo" for the host
     if not has_host(url) then invalid(fname, an, "url", "URL without a host") end
   end
-  req_method, req_url = nil, nil
   if url:find("[%s%z]") then invalid(fname, an, "url", "URL contains whitespace: " .. fmt("%q", url)) end
+  req_method, req_url = nil, nil
   if url:find("[\128-\255]") then  -- as httpx: path, query and fragment percent-encoded
     local origin, rest = url:match("^(%a[%w+.-]*://[^/?#]*)(.*)$")
     url = origin .. rest:gsub("[\128-\255]", function(ch) return fmt("%%%02X", byte(ch)) end)
