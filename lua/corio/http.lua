@@ -94,9 +94,17 @@ local function urlencode(s)
     return fmt("%%%02X", byte(ch))
   end))
 end
-M.urlencode = urlencode
 
 local SCALAR = { string = true, number = true, boolean = true }
+
+-- The public one checks its argument: urlencode(nil) gave "nil", a
+-- table its address.
+function M.urlencode(s)
+  if not SCALAR[type(s)] then
+    invalid("urlencode", 1, nil, "string, number or boolean expected, got " .. type(s))
+  end
+  return urlencode(s)
+end
 
 -- params and form: keys strings or numbers; values strings, numbers,
 -- booleans (tostring-ed) or arrays of them (the key repeats). Anything

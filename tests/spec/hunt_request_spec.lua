@@ -196,6 +196,17 @@ describe("corio.http json bodies and replies", function()
   end)
 end)
 
+describe("corio.http.urlencode", function()
+  -- urlencode(nil) returned "nil" and a table its address, encoded.
+  it("takes what params take; anything else is kind invalid", function()
+    assert.equal("a%20b%2F%C3%A9", http.urlencode("a b/\195\169"))
+    assert.equal("true", http.urlencode(true))
+    assert.equal("123456789012345", http.urlencode(123456789012345))
+    invalid("urlencode", http.urlencode, nil)
+    invalid("got table", http.urlencode, {})
+  end)
+end)
+
 describe("corio.http timeout values", function()
   -- A phase given as the string "1" was reported as "got 1", which reads
   -- as a number.
