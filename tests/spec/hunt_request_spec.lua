@@ -173,6 +173,31 @@ describe("corio.http redirects and credentials in the URL", function()
   end)
 end)
 
+describe("corio.http transport and credentials in the URL", function()
+  -- A transport saw no Authorization for a user:pass@ URL (curl makes it
+  -- from the URL, and a transport has no curl), so a test could not
+  -- check the auth its code sends; httpx's MockTransport sees it.
+  it("a transport sees the Basic auth of the URL's user:pass@", function()
+    local seen
+    local c = http.client { follow_redirects = true, transport = function(req)
+      seen = req.headers.authorization
+      return { status = 200 }
+    end }
+    c:get("http://us%40er:p%3Ass@t/x")
+    assert.equal("Basic dXNAZXI6cDpzcw==", seen)
+    c:get("http://user@t/x")
+    assert.equal("Basic dXNlcjo=", seen)
+    c:get("http://ab:c@t/x")
+    assert.equal("Basic YWI6Yw==", seen)
+    c:get("http://u:p@t/x")
+    assert.equal("Basic dTpw", seen)
+    c:get("http://u:p@t/x", { headers = { Authorization = "Bearer t" } })
+    assert.equal("Bearer t", seen)
+    c:get("http://t/x")
+    assert.is_nil(seen)
+  end)
+end)
+
 describe("corio.http json bodies and replies", function()
   -- cjson writes an empty table as {}: there was no way to send [].
   it("http.empty_array sends an empty JSON array", function()
