@@ -477,7 +477,25 @@ end
 
 local Sem, Lock, Event = core.methods("corio.Semaphore"), core.methods("corio.Lock"), core.methods("corio.Event")
 blocking_method(Sem, "acquire")
-blocking_method(Lock, "acquire")
+do
+  -- Outside a loop a blocking call runs in a corio.run of its own (rule
+  -- 11), whose task would end holding the lock: the lock would be broken
+  -- as soon as acquire returned, and the caller's release and every later
+  -- acquire would fail naming a task it never saw. A lock is owned by a
+  -- task, and outside a loop there is none: refuse, saying what works.
+  local c_acquire = Lock.acquire
+  cnames[c_acquire] = "acquire"
+  Lock.acquire = function(self)
+    local ok, e = c_acquire(self)
+    if ok then return end
+    if e == NOLOOP then
+      error("lock:acquire(): called outside a loop, where no task can own the lock "
+        .. "(the lock would be broken at once); use lock:with(fn) to run fn holding "
+        .. "it, or call acquire inside corio.run", 2)
+    end
+    error(e, 0)
+  end
+end
 blocking_method(Event, "wait")
 Sem.with, Lock.with = with, with
 
