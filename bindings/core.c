@@ -893,6 +893,11 @@ static void add_task(corio_task *t, void *ud) {
       lua_pushstring(L, t->wait_what);
       lua_setfield(L, -2, "waiting");
     }
+  } else if (t->state == CORIO_ST_ENDING) {
+    /* its body returned; it waits for its tasks (the deadlock error names
+    ** it the same way): without this it looked like a task doing nothing */
+    lua_pushliteral(L, "its tasks");
+    lua_setfield(L, -2, "waiting");
   }
   if (t != c->rt->current && t->status == CORIO_RUNNING &&
       corio__where(c->rt, t, where, sizeof(where))) {

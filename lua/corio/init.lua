@@ -658,9 +658,26 @@ do
     end
     return ok, ...
   end
-  local function unwrap(ok, ...)
+  -- A generator that raised: its error is raised again here, in the
+  -- thread that resumed it, and the frames where it was raised (on the
+  -- dead coroutine's stack) would be lost from the traceback (rule 9).
+  -- Note them, with the resumer's own, for that thread as body_handler
+  -- does (the task boundary or an enclosing body keeps that note), and
+  -- raise through reraise so that an enclosing body_handler keeps it.
+  -- Only on the error path; corio errors carry their own traceback.
+  local function wrap_failed(co, e)
+    local me = co_running()
+    if me == nil or is_error(e) then error(e, 0) end
+    local inner = body_tracebacks[co]
+    local tb = inner and inner[1] == e and inner[2]
+      or (traceback(co, "", 0):gsub("^\n", ""))
+    body_tracebacks[me] = { e, tb .. "\n\t(resumed by)"
+      .. (traceback("", 2):gsub("^\nstack traceback:", "")) }
+    return reraise(e)
+  end
+  local function unwrap(co, ok, ...)
     if ok then return ... end
-    error((...), 0)
+    return wrap_failed(co, (...))
   end
   -- A coroutine suspended in a corio call that a task waits in (its
   -- resumer is still noted) belongs to that task until the call returns:
@@ -697,7 +714,7 @@ do
         base = scope_cur()
         if base ~= nil then unpark(co) end
       end
-      return unwrap(pass(co, base, co_resume(co, ...)))
+      return unwrap(co, pass(co, base, co_resume(co, ...)))
     end
   end
   patch(coroutine, "resume", my_resume)

@@ -153,3 +153,62 @@ describe("the scheduling budget (rule 15)", function()
     assert.is_false(r)
   end)
 end)
+
+describe("corio.tasks() on a task whose body returned", function()
+  it("says it waits for its tasks, as the deadlock error does", function()
+    local ev = corio.event()
+    local a = corio.spawn(function()
+      corio.spawn(function() ev:wait() end)
+    end)
+    corio.sleep(0.01)
+    local seen
+    for _, info in ipairs(corio.tasks()) do
+      if info.task == a then seen = info end
+    end
+    ev:set()
+    a:join()
+    assert.is_not_nil(seen)
+    assert.equal("running", seen.status)
+    assert.equal("its tasks", seen.waiting)
+  end)
+end)
+
+describe("an error raised inside a coroutine.wrap generator (rule 9)", function()
+  local function deep_fail() corio.sleep(0.001); error("gen failed") end
+  local function gen_body() coroutine.yield(1); deep_fail() end
+  local GEN_LINE = debug.getinfo(gen_body, "S").linedefined
+
+  -- the failing task is run in a scope of its own, whose error is the
+  -- task's error as the task boundary made it
+  local function task_error(body)
+    local ok, err = pcall(corio.scope, function(s) s:spawn(body) end)
+    assert.is_false(ok)
+    return err
+  end
+
+  it("keeps the generator's frames when it ends the task", function()
+    local err = task_error(function()
+      local gen = coroutine.wrap(gen_body)
+      gen(); gen()
+    end)
+    assert.matches("gen failed", err.message)
+    assert.matches("in function 'deep_fail'", err.traceback, 1, true)
+    assert.matches("in function <[^>]*hunt_rules_spec.lua:" .. GEN_LINE .. ">", err.traceback)
+    -- and where the task resumed the generator
+    assert.matches("hunt_rules_spec.lua:%d+: in function <", err.traceback)
+  end)
+
+  it("keeps them through a scope body and nested generators", function()
+    local err = task_error(function()
+      corio.scope(function()
+        local outer = coroutine.wrap(function()
+          local gen = coroutine.wrap(gen_body)
+          gen(); gen()
+        end)
+        outer()
+      end)
+    end)
+    assert.matches("gen failed", err.message)
+    assert.matches("in function 'deep_fail'", err.traceback, 1, true)
+  end)
+end)
