@@ -145,6 +145,15 @@ describe("the scheduling budget (rule 15)", function()
     end)
   end
 
+  it("a deadline cuts a loop of empty gathers (it hung before)", function()
+    local t0 = helpers.mono()
+    local r = corio.move_on_after(0.01, function()
+      while true do corio.gather({}) end
+    end)
+    assert.is_false(r)
+    assert.is_true(helpers.mono() - t0 < 2)
+  end)
+
   it("gather of an empty list in a cancelled scope still raises Cancelled (guard)", function()
     local r = corio.move_on_after(0, function()
       corio.gather({})
