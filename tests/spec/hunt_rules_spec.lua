@@ -221,3 +221,23 @@ describe("an error raised inside a coroutine.wrap generator (rule 9)", function(
     assert.matches("in function 'deep_fail'", err.traceback, 1, true)
   end)
 end)
+
+describe("gather, map and first are checkpoints (rule 3, as api.md says)", function()
+  -- guards behaviour that was right: each raises Cancelled on entry in a
+  -- cancelled scope, before it runs any function
+  for _, case in ipairs {
+    { "gather", function(f) return corio.gather({ f }) end },
+    { "map", function(f) return corio.map({ 1 }, f) end },
+    { "first", function(f) return corio.first({ f }) end },
+  } do
+    it(case[1], function()
+      local ran = false
+      local r = corio.move_on_after(0, function()
+        case[2](function() ran = true end)
+        error("not reached")
+      end)
+      assert.is_false(r)
+      assert.is_false(ran)
+    end)
+  end
+end)
