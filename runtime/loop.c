@@ -84,12 +84,31 @@ int corio__cannot_suspend(lua_State *L, const char *what) {
   return lua_error(L);
 }
 
+/* [-0, +1] "file:line: " of the user's code that made the call: the
+** innermost frame outside corio's own Lua files, so that a scope's wait
+** (called from init.lua) names the user's line, not init.lua's. Falls
+** back to luaL_where(L, 2). Only on the error path. */
+static void where_user(corio_rt *rt, lua_State *L) {
+  lua_Debug ar;
+  int level;
+  if (rt != NULL) {
+    for (level = 1; lua_getstack(L, level, &ar); level++) {
+      if (!lua_getinfo(L, "Sl", &ar)) break;
+      if (ar.currentline > 0 && !corio__is_own_src(rt, ar.source)) {
+        lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
+        return;
+      }
+    }
+  }
+  luaL_where(L, 2);
+}
+
 /* [-0, +1] The message corio__cannot_suspend raises: why the task
 ** cannot suspend from L. */
 void corio__push_cannot_suspend(lua_State *L, const char *what) {
   corio_rt *rt = corio__rt(L);
   if (rt != NULL && (rt->isyieldable == NULL || corio__yieldable(rt, L))) {
-    luaL_where(L, 2);
+    where_user(rt, L);
     lua_pushfstring(
         L,
         "corio: %s cannot suspend the task here: it runs in a coroutine "
@@ -101,7 +120,7 @@ void corio__push_cannot_suspend(lua_State *L, const char *what) {
     lua_concat(L, 2);
     return;
   }
-  luaL_where(L, 2);
+  where_user(rt, L);
   lua_pushfstring(
       L,
       "corio: %s cannot suspend the task here: it is called from inside "
@@ -300,6 +319,25 @@ static void describe_blocked(corio_task *t, void *ud) {
   dl_ctx *c = ud;
   char where[256];
   lua_State *L = c->rt->L;
+  if (t->state == CORIO_ST_ENDING) {
+    /* Its body returned and it waits for the tasks it spawned: it is
+    ** part of the deadlock too (a task that ended its body holding a
+    ** lock its child waits for), so it is named with the others. */
+    c->n++;
+    corio__task_name(c->rt, L, t);
+    lua_pushfstring(L, "\n  %s waits for its tasks (its body has returned)",
+                    lua_tostring(L, -1));
+    lua_remove(L, -2);
+    luaL_addvalue(c->b);
+    if (t->spawn_src != NULL) {
+      /* its function has left the stack: name it by where it was spawned */
+      lua_pushfstring(L, ", spawned at %s:%d",
+                      t->spawn_src[0] == '@' ? t->spawn_src + 1 : t->spawn_src,
+                      t->spawn_line);
+      luaL_addvalue(c->b);
+    }
+    return;
+  }
   if (t->state != CORIO_ST_BLOCKED) return;
   c->n++;
   corio__task_name(c->rt, L, t);
@@ -336,8 +374,11 @@ static void deadlock(corio_rt *rt) {
   corio__walk_tasks(rt, describe_blocked, &c);
   luaL_pushresult(&b);
   corio__push_error(L, "deadlock", lua_tostring(L, -1));
+  /* Where each task waits, the useful trace, is the message already: an
+  ** empty traceback keeps tostring(err) (and the CLI's report) from
+  ** printing that list twice. */
   lua_pushliteral(L, "traceback");
-  lua_pushvalue(L, -3);      /* where each task waits is the useful trace */
+  lua_pushliteral(L, "");
   lua_rawset(L, -3);
   lua_remove(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");

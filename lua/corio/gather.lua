@@ -12,6 +12,18 @@ local corio -- resolved at first use: corio requires this module
 local type, pcall, xpcall, error = type, pcall, xpcall, error
 local is_error, wrap_error = core.is_error, core.wrap_error
 local c_checkpoint = core.checkpoint
+local c_checkpoint_fast = core.checkpoint_fast
+
+-- gather or map of an empty list: nothing to spawn or wait for, so the
+-- call completes at once, like a fast path, and counts against the task's
+-- budget (rule 15): a loop over batches that are often empty still lets
+-- the other tasks (the ones filling the batches) run. Its entry
+-- checkpoint (lib) has raised Cancelled already if the scope is cancelled.
+local function empty_done()
+  local ok, e = c_checkpoint_fast()
+  if ok or e == core.NOLOOP then return end
+  error(e, 0)
+end
 
 -- Whether v is the cancellation of the calling task itself (its scope is
 -- cancelled), rather than a Cancelled it was handed, e.g. by joining a
@@ -102,6 +114,11 @@ function M.gather(fns, opts)
   end
   local return_errors = opts and opts.return_errors
   local results, errors = {}, return_errors and {} or nil
+  if n == 0 then
+    empty_done()
+    if return_errors then return results, errors end
+    return results
+  end
   c.scope(function(s)
     for i = 1, n do
       local f = fns[i]
@@ -129,6 +146,11 @@ function M.map(items, fn, opts)
   end
   local return_errors = opts and opts.return_errors
   local results, errors = {}, return_errors and {} or nil
+  if n == 0 then
+    empty_done()
+    if return_errors then return results, errors end
+    return results
+  end
   local next_i = 0
   local own = limit < n   -- a worker runs several calls
   -- `limit` workers pull the next index in turn: order is kept in results

@@ -477,7 +477,25 @@ end
 
 local Sem, Lock, Event = core.methods("corio.Semaphore"), core.methods("corio.Lock"), core.methods("corio.Event")
 blocking_method(Sem, "acquire")
-blocking_method(Lock, "acquire")
+do
+  -- Outside a loop a blocking call runs in a corio.run of its own (rule
+  -- 11), whose task would end holding the lock: the lock would be broken
+  -- as soon as acquire returned, and the caller's release and every later
+  -- acquire would fail naming a task it never saw. A lock is owned by a
+  -- task, and outside a loop there is none: refuse, saying what works.
+  local c_acquire = Lock.acquire
+  cnames[c_acquire] = "acquire"
+  Lock.acquire = function(self)
+    local ok, e = c_acquire(self)
+    if ok then return end
+    if e == NOLOOP then
+      error("lock:acquire(): called outside a loop, where no task can own the lock "
+        .. "(the lock would be broken at once); use lock:with(fn) to run fn holding "
+        .. "it, or call acquire inside corio.run", 2)
+    end
+    error(e, 0)
+  end
+end
 blocking_method(Event, "wait")
 Sem.with, Lock.with = with, with
 
@@ -640,9 +658,26 @@ do
     end
     return ok, ...
   end
-  local function unwrap(ok, ...)
+  -- A generator that raised: its error is raised again here, in the
+  -- thread that resumed it, and the frames where it was raised (on the
+  -- dead coroutine's stack) would be lost from the traceback (rule 9).
+  -- Note them, with the resumer's own, for that thread as body_handler
+  -- does (the task boundary or an enclosing body keeps that note), and
+  -- raise through reraise so that an enclosing body_handler keeps it.
+  -- Only on the error path; corio errors carry their own traceback.
+  local function wrap_failed(co, e)
+    local me = co_running()
+    if me == nil or is_error(e) then error(e, 0) end
+    local inner = body_tracebacks[co]
+    local tb = inner and inner[1] == e and inner[2]
+      or (traceback(co, "", 0):gsub("^\n", ""))
+    body_tracebacks[me] = { e, tb .. "\n\t(resumed by)"
+      .. (traceback("", 2):gsub("^\nstack traceback:", "")) }
+    return reraise(e)
+  end
+  local function unwrap(co, ok, ...)
     if ok then return ... end
-    error((...), 0)
+    return wrap_failed(co, (...))
   end
   -- A coroutine suspended in a corio call that a task waits in (its
   -- resumer is still noted) belongs to that task until the call returns:
@@ -679,7 +714,7 @@ do
         base = scope_cur()
         if base ~= nil then unpark(co) end
       end
-      return unwrap(pass(co, base, co_resume(co, ...)))
+      return unwrap(co, pass(co, base, co_resume(co, ...)))
     end
   end
   patch(coroutine, "resume", my_resume)
