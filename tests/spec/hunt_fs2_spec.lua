@@ -1,0 +1,88 @@
+-- hunt_fs2_spec.lua: regressions found by a second bug hunt in corio.fs,
+-- used as an aiofiles/trio or Lua io user would: paths with a NUL byte,
+-- reading on after the end of a file that grew, ...
+
+local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
+local fs = require("corio.fs")
+
+local dir
+
+local function path(name) return dir .. "/" .. name end
+
+local io_write, io_read = helpers.io_write, helpers.io_read
+
+local remove_dir
+setup(function() dir, remove_dir = helpers.temp_dir("corio-hunt-fs2") end)
+
+teardown(function() if remove_dir then remove_dir() end end)
+
+local function msg(e) return type(e) == "table" and tostring(e.message or e) or tostring(e) end
+
+describe("hunt2: a path with a NUL byte", function()
+  it("is refused, not cut at the NUL (it opened or truncated another file)", function()
+    local p = path("nul.txt")
+    io_write(p, "keep me")
+    local e = catch(fs.open, p .. "\0.bak", "w")
+    assert.matches("bad argument #1 to 'open' %(path contains a NUL byte%)", msg(e))
+    assert.equal("keep me", io_read(p))   -- was truncated
+    e = catch(fs.open, p .. "\0x")
+    assert.matches("NUL byte", msg(e))
+    for _, call in ipairs {
+      { "read_file", fs.read_file, p .. "\0" },
+      { "write_file", fs.write_file, p .. "\0", "x" },
+      { "with_open", fs.with_open, p .. "\0", "r", function() end },
+      { "lines", fs.lines, p .. "\0" },
+      { "stat", fs.stat, p .. "\0" },
+      { "exists", fs.exists, p .. "\0" },
+      { "remove", fs.remove, p .. "\0" },
+      { "mkdir", fs.mkdir, dir .. "/d\0x" },
+      { "scandir", fs.scandir, dir .. "\0" },
+      { "copy", fs.copy, p, path("c") .. "\0" },
+      { "rename", fs.rename, p .. "\0", path("r") },
+    } do
+      e = catch(call[2], unpack(call, 3))
+      assert.matches("to '" .. call[1] .. "' %(path contains a NUL byte%)", msg(e))
+    end
+    assert.equal("keep me", io_read(p))
+    assert.is_false(fs.exists(path("c")))
+    assert.is_false(fs.exists(dir .. "/d"))
+  end)
+end)
+
+describe("hunt2: reading on after the end of a file", function()
+  it("sees bytes appended since the end was reported, as io and Python do", function()
+    local p = path("grow.log")
+    io_write(p, "a\n")
+    local f = fs.open(p)
+    assert.equal("a", f:read("l"))
+    assert.is_nil(f:read("l"))
+    local h = assert(io.open(p, "a")); h:write("b\nc"); h:close()
+    assert.equal("b", f:read("l"))   -- was nil for ever
+    assert.equal("c", f:read("l"))
+    assert.is_nil(f:read("l"))
+    h = assert(io.open(p, "a")); h:write("d\n"); h:close()
+    local got = {}
+    for l in f:lines() do got[#got + 1] = l end
+    assert.same({ "d" }, got)
+    assert.equal("", f:read("a"))
+    h = assert(io.open(p, "a")); h:write("12 tail"); h:close()
+    assert.equal(12, f:read("n"))
+    assert.equal(" tail", f:read(100))
+    assert.is_nil(f:read(1))
+    f:close()
+  end)
+
+  it("the same for a small buffer and after a read-ahead hit the end", function()
+    local p = path("grow2.log")
+    io_write(p, ("x"):rep(100) .. "\n")
+    local f = fs.open(p, "r", { buffer_size = 16 })
+    assert.equal(100, #f:read("l"))
+    assert.is_nil(f:read("l"))
+    local h = assert(io.open(p, "a")); h:write(("y"):rep(40) .. "\n"); h:close()
+    assert.equal(("y"):rep(40), f:read("l"))
+    assert.is_nil(f:read("L"))
+    f:close()
+  end)
+end)
