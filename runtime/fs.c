@@ -321,6 +321,7 @@ static int submit_ahead(corio_file *f) {
   uv_buf_t b;
   int r;
   if (f->mode != CORIO_FS_READ || f->fd < 0 || f->closed || f->eof ||
+      f->noahead ||
       f->aready || f->op != CORIO_FOP_NONE)
     return 0;
   /* As much as the last read that had to wait asked for (a chunk), so
@@ -704,9 +705,11 @@ static void deliver_op(corio_task *t) {
   case CORIO_FS_OPEN: {
     corio_file *f = corio__fs_file_new(o->rt, o->path, o->mode, o->bufsize);
     uv_fs_t sreq;
-    int isdir = 0;
-    if (uv_fs_fstat(NULL, &sreq, (uv_file)r, NULL) == 0)
+    int isdir = 0, regular = 0;
+    if (uv_fs_fstat(NULL, &sreq, (uv_file)r, NULL) == 0) {
       isdir = S_ISDIR(sreq.statbuf.st_mode);
+      regular = S_ISREG(sreq.statbuf.st_mode) || S_ISBLK(sreq.statbuf.st_mode);
+    }
     uv_fs_req_cleanup(&sreq);
     if (f == NULL || isdir) {
       /* A directory opens for reading on Linux; refuse it here, as
@@ -721,6 +724,11 @@ static void deliver_op(corio_task *t) {
       break;
     }
     f->fd = (uv_file)r;
+    /* A FIFO, pipe, socket or terminal may never deliver more: a read
+    ** ahead there would hold a pool thread in read(2) with no task asking
+    ** for it, and close (which waits for it) would hang after the reader
+    ** took the one line it wanted. Read only when asked. */
+    f->noahead = !regular;
     /* "a": the position starts at the end, as stdio and Python put it
     ** (seek("cur") reports the size); "a+" reads from the start. lseek
     ** does no I/O. */

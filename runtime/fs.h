@@ -96,6 +96,7 @@ typedef struct corio_file {
   int aready;           /* the read-ahead completed: alen/aeof/aerr valid */
   int aeof;             /* it read 0 bytes */
   int aerr;             /* it failed: a negative UV_E* */
+  int noahead;          /* not a regular file (FIFO, tty...): no read-ahead */
 } corio_file;
 
 typedef struct corio_file_ud {
