@@ -109,3 +109,59 @@ describe("hunt2: a FIFO", function()
     assert.equal("closed file", fs.type(f))
   end)
 end)
+
+-- Run a script under the corio program in a child process: its output
+-- (stdout and stderr) and exit status.
+local function run_script(script)
+  local sp = os.tmpname()
+  local h = assert(io.open(sp, "w"))
+  h:write(script)
+  h:close()
+  local exe = os.getenv("CORIO") or "build/corio"
+  local out, rc = corio.to_thread(function(cmd)
+    local pr = io.popen(cmd .. " 2>&1; echo \"rc=$?\"")
+    local o = pr:read("*a")
+    pr:close()
+    return (o:gsub("rc=%d+\n?$", "")), tonumber(o:match("rc=(%d+)\n?$"))
+  end, ("LUA_PATH=%q LUA_CPATH=%q %s %q"):format(
+      os.getenv("CORIO_LUA_PATH") or "./lua/?.lua;./lua/?/init.lua;;",
+      os.getenv("CORIO_LUA_CPATH") or "./build/lib/lua/5.1/?.so;;", exe, sp))
+  os.remove(sp)
+  return out, rc
+end
+
+describe("hunt2: os.exit with a file still open", function()
+  it("writes its buffer out, as io's files are (it was lost silently)", function()
+    local p1, p2, p3 = path("exit1.txt"), path("exit2.txt"), path("exit3.txt")
+    local out, rc = run_script(([[
+      local corio = require "corio"
+      local fs = require "corio.fs"
+      A = fs.open(%q, "w"); A:write("outside a loop\n")
+      corio.run(function()
+        B = fs.open(%q, "a"); B:write("inside a loop\n")
+        C = fs.open(%q, "w+"); C:write("plus"); C:flush(); C:seek("set", 0)
+        C:read(1); C:write("L")
+      end)
+      local g = io.open(%q, "w"); g:write("io too\n")
+      os.exit(3)
+    ]]):format(p1, p2, p3, path("io.txt")))
+    assert.equal(3, rc, out)
+    assert.equal("", out)
+    assert.equal("io too\n", io_read(path("io.txt")))
+    assert.equal("outside a loop\n", io_read(p1))   -- was ""
+    assert.equal("inside a loop\n", io_read(p2))
+    assert.equal("pLus", io_read(p3))
+  end)
+
+  it("a file closed before exit is not written again", function()
+    local p = path("exit4.txt")
+    local out, rc = run_script(([[
+      local fs = require "corio.fs"
+      local f = fs.open(%q, "w"); f:write("once\n"); f:close()
+      local g = fs.open(%q, "a"); g:write("twice?\n"); g:close()
+      os.exit(0)
+    ]]):format(p, p))
+    assert.equal(0, rc, out)
+    assert.equal("once\ntwice?\n", io_read(p))
+  end)
+end)
