@@ -117,6 +117,23 @@ static int cancelled(lua_State *L, corio_rt *rt) {
 
 /* ---- open --------------------------------------------------------- */
 
+/* A path argument i of fname: a string without NUL bytes. The kernel
+** reads a path up to its first NUL, so "a.txt\0.bak" would open (or,
+** with "w", truncate) "a.txt" while errors named the whole string;
+** Python refuses such paths ("embedded null byte") and so does corio. */
+static void check_path_arg(lua_State *L, int level, int i,
+                           const char *fname) {
+  size_t n;
+  const char *s;
+  if (lua_type(L, i) != LUA_TSTRING)
+    corio__argerror(L, level, i, fname,
+                    lua_pushfstring(L, "string expected, got %s",
+                                    luaL_typename(L, i)));
+  s = lua_tolstring(L, i, &n);
+  if (strlen(s) != n)
+    corio__argerror(L, level, i, fname, "path contains a NUL byte");
+}
+
 /* Check the path (1) and mode (2) of an open named fname, raising at the
 ** caller `level` frames up; the mode as CORIO_FS_* and open flags. Modes
 ** as LuaJIT's io.open takes them: r, w or a, then + and b in any order
@@ -125,10 +142,7 @@ static void parse_open(lua_State *L, int level, const char *fname,
                        int *pfmode, int *pflags) {
   const char *mode, *m;
   int fmode = 0, flags = 0, plus = 0;
-  if (lua_type(L, 1) != LUA_TSTRING)
-    corio__argerror(L, level, 1, fname,
-                    lua_pushfstring(L, "string expected, got %s",
-                                    luaL_typename(L, 1)));
+  check_path_arg(L, level, 1, fname);
   if (lua_isnoneornil(L, 2)) {
     mode = "r";
   } else if (lua_type(L, 2) != LUA_TSTRING) {
@@ -433,6 +447,12 @@ static int l_read1(lua_State *L) {
   if (take(L, f, fmt, count) < 0) {
     want_more(f, fmt, count);
     lua_pushlightuserdata(L, NEED_FILL);
+  } else if (f->eof && f->rpos == f->rlen) {
+    /* The end of file was reported (nil, or the bytes before it): the
+    ** next read asks the kernel again, as Lua's io (clearerr) and Python
+    ** do, so a file that grew meanwhile (a log being followed) is read
+    ** on instead of answering nil for ever. Costs one read(2) at most. */
+    f->eof = 0;
   }
   return 1;
 }
@@ -752,11 +772,7 @@ static int path_op(lua_State *L, int op, const char *fname, int npaths,
   const char *p1, *p2 = NULL;
   void *obj;
   int n, r, i;
-  for (i = 1; i <= npaths; i++)
-    if (lua_type(L, i) != LUA_TSTRING)
-      return corio__argerror(L, 2, i, fname,
-                             lua_pushfstring(L, "string expected, got %s",
-                                             luaL_typename(L, i)));
+  for (i = 1; i <= npaths; i++) check_path_arg(L, 2, i, fname);
   p1 = lua_tostring(L, 1);
   if (npaths > 1) p2 = lua_tostring(L, 2);
   n = corio__enter(L, rt, &t, fname);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include "fs.h"
@@ -64,7 +65,74 @@ corio_file *corio__fs_file_new(corio_rt *rt, const char *path, int mode,
   return f;
 }
 
+/* ---- exit ---------------------------------------------------------
+** Lua's os.exit(code) ends the process with exit(): no finaliser runs,
+** but C's stdio writes out the buffers of io's files. A corio file's
+** buffer would be lost silently where io's survives; so writable files
+** are listed here and an atexit handler writes out what each one still
+** buffers. Only the files of the thread calling exit() (others may be
+** using theirs), and only those with no request in flight (a write
+** running on the pool, whose order could not be kept): for those, and
+** for a write that fails, one line on stderr names the path and the
+** bytes lost, as for a file the collector closes. */
+static pthread_mutex_t xlock = PTHREAD_MUTEX_INITIALIZER;
+static corio_file *xfiles;
+static int xhooked;
+
+static void exit_flush(void) {
+  corio_file *f;
+  uv_thread_t self = uv_thread_self();
+  pthread_mutex_lock(&xlock);
+  for (f = xfiles; f != NULL; f = f->xnext) {
+    if (f->fd < 0 || f->woff >= f->wlen ||
+        !uv_thread_equal(&f->owner, &self))
+      continue;
+    if (f->op != CORIO_FOP_NONE) {
+      fprintf(stderr, "corio: %s: %lu buffered bytes were lost at exit (a "
+              "write was in flight); close files before os.exit\n",
+              f->path, (unsigned long)(f->wlen - f->woff));
+      continue;
+    }
+    while (f->woff < f->wlen) {
+      ssize_t k = write(f->fd, f->wbuf + f->woff, f->wlen - f->woff);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) {
+        fprintf(stderr, "corio: %s: %lu buffered bytes were lost at exit "
+                "(%s)\n", f->path, (unsigned long)(f->wlen - f->woff),
+                k < 0 ? strerror(errno) : "nothing written");
+        break;
+      }
+      f->woff += (size_t)k;
+    }
+    f->wlen = f->woff = 0;
+  }
+  pthread_mutex_unlock(&xlock);
+}
+
+static void exit_list(corio_file *f) {
+  pthread_mutex_lock(&xlock);
+  if (!xhooked) xhooked = atexit(exit_flush) == 0 ? 1 : -1;
+  f->owner = uv_thread_self();
+  f->xprev = NULL;
+  f->xnext = xfiles;
+  if (xfiles != NULL) xfiles->xprev = f;
+  xfiles = f;
+  f->listed = 1;
+  pthread_mutex_unlock(&xlock);
+}
+
+static void exit_unlist(corio_file *f) {
+  if (!f->listed) return;
+  pthread_mutex_lock(&xlock);
+  if (f->xprev != NULL) f->xprev->xnext = f->xnext;
+  else xfiles = f->xnext;
+  if (f->xnext != NULL) f->xnext->xprev = f->xprev;
+  f->listed = 0;
+  pthread_mutex_unlock(&xlock);
+}
+
 static void file_free(corio_file *f) {
+  exit_unlist(f);
   if (f->qinit) uv_mutex_destroy(&f->qlock);
   free(f->abuf);
   free(f->bbuf);
@@ -321,6 +389,7 @@ static int submit_ahead(corio_file *f) {
   uv_buf_t b;
   int r;
   if (f->mode != CORIO_FS_READ || f->fd < 0 || f->closed || f->eof ||
+      f->noahead ||
       f->aready || f->op != CORIO_FOP_NONE)
     return 0;
   /* As much as the last read that had to wait asked for (a chunk), so
@@ -704,9 +773,11 @@ static void deliver_op(corio_task *t) {
   case CORIO_FS_OPEN: {
     corio_file *f = corio__fs_file_new(o->rt, o->path, o->mode, o->bufsize);
     uv_fs_t sreq;
-    int isdir = 0;
-    if (uv_fs_fstat(NULL, &sreq, (uv_file)r, NULL) == 0)
+    int isdir = 0, regular = 0;
+    if (uv_fs_fstat(NULL, &sreq, (uv_file)r, NULL) == 0) {
       isdir = S_ISDIR(sreq.statbuf.st_mode);
+      regular = S_ISREG(sreq.statbuf.st_mode) || S_ISBLK(sreq.statbuf.st_mode);
+    }
     uv_fs_req_cleanup(&sreq);
     if (f == NULL || isdir) {
       /* A directory opens for reading on Linux; refuse it here, as
@@ -721,6 +792,12 @@ static void deliver_op(corio_task *t) {
       break;
     }
     f->fd = (uv_file)r;
+    /* A FIFO, pipe, socket or terminal may never deliver more: a read
+    ** ahead there would hold a pool thread in read(2) with no task asking
+    ** for it, and close (which waits for it) would hang after the reader
+    ** took the one line it wanted. Read only when asked. */
+    f->noahead = !regular;
+    if (f->mode & CORIO_FS_WRITE) exit_list(f);
     /* "a": the position starts at the end, as stdio and Python put it
     ** (seek("cur") reports the size); "a+" reads from the start. lseek
     ** does no I/O. */

@@ -96,6 +96,13 @@ typedef struct corio_file {
   int aready;           /* the read-ahead completed: alen/aeof/aerr valid */
   int aeof;             /* it read 0 bytes */
   int aerr;             /* it failed: a negative UV_E* */
+  int noahead;          /* not a regular file (FIFO, tty...): no read-ahead */
+  /* Files open for writing are on a process-wide list, so that a process
+  ** ending with exit() (os.exit) writes their buffers out, as C's stdio
+  ** flushes its streams at exit (runtime/fs.c, exit_flush). */
+  struct corio_file *xprev, *xnext;
+  uv_thread_t owner;    /* the thread of the file's loop */
+  int listed;
 } corio_file;
 
 typedef struct corio_file_ud {

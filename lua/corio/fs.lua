@@ -97,6 +97,10 @@ local function check_path(p, n, fname)
     error(("bad argument #%d to '%s' (string expected, got %s)")
       :format(n, fname, type(p)), 3)
   end
+  -- (the kernel would stop at the NUL: see check_path_arg, bindings/fs.c)
+  if p:find("\0", 1, true) then
+    error(("bad argument #%d to '%s' (path contains a NUL byte)"):format(n, fname), 3)
+  end
 end
 
 -- An options table holds only the names in `known`: a misspelt option
