@@ -1,0 +1,437 @@
+/*
+** test_hunt_embed.c: the embedding API as a C host uses it (found by a
+** hunt of corio.h): adopted states and loops with the host's own handles,
+** run_file errors, runs in sequence on one runtime, two runtimes
+** interleaved, host function errors, ops ended from other threads. A
+** post pending at corio_free runs then (it was dropped: the host could
+** not release its arg).
+*/
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "corio.h"
+#include "check.h"
+#include "rt_helpers.h"
+
+static void on_alarm(int sig) {
+  static const char msg[] = "test_hunt_embed: timed out (a hang)\n";
+  (void)sig;
+  if (write(2, msg, sizeof(msg) - 1) < 0) _exit(2);
+  _exit(1);
+}
+
+static corio_rt *new_rt(lua_State *L, uv_loop_t *loop, int sig) {
+  corio_options o;
+  corio_rt *rt;
+  memset(&o, 0, sizeof(o));
+  o.L = L;
+  o.loop = loop;
+  o.handle_signals = sig;
+  rt = corio_new(&o);
+  if (rt != NULL) add_paths(rt);
+  return rt;
+}
+
+/* ---- run_file errors -------------------------------------------------- */
+static void test_run_file_errors(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  FILE *f;
+  int top = lua_gettop(L), r;
+  r = corio_run_file(rt, "/nonexistent/dir/app.lua");
+  CHECK(r == CORIO_ELUA);
+  CHECK(strstr(corio_errmsg(rt), "/nonexistent/dir/app.lua") != NULL);
+  CHECK(lua_gettop(L) == top + 1);
+  lua_settop(L, top);
+  f = fopen("/tmp/corio_hunt_embed_syntax.lua", "w");
+  fputs("local x = = 1\n", f);
+  fclose(f);
+  r = corio_run_file(rt, "/tmp/corio_hunt_embed_syntax.lua");
+  CHECK(r == CORIO_ELUA);
+  CHECK(strstr(corio_errmsg(rt), "corio_hunt_embed_syntax.lua:1") != NULL);
+  CHECK(lua_gettop(L) == top + 1);
+  lua_settop(L, top);
+  f = fopen("/tmp/corio_hunt_embed_rt.lua", "w");
+  fputs("local corio = require 'corio'\ncorio.sleep(0.001)\nerror({code = 7})\n", f);
+  fclose(f);
+  r = corio_run_file(rt, "/tmp/corio_hunt_embed_rt.lua");
+  CHECK(r == CORIO_ELUA);
+  fprintf(stderr, "[rt table] %s\n", corio_errmsg(rt));
+  CHECK(lua_gettop(L) == top + 1);
+  lua_settop(L, top);
+  f = fopen("/tmp/corio_hunt_embed_rt.lua", "w");
+  fputs("error('boom here')\n", f);
+  fclose(f);
+  r = corio_run_file(rt, "/tmp/corio_hunt_embed_rt.lua");
+  CHECK(r == CORIO_ELUA);
+  fprintf(stderr, "[rt str] %s\n", corio_errmsg(rt));
+  CHECK(strstr(corio_errmsg(rt), "boom here") != NULL);
+  lua_settop(L, top);
+  f = fopen("/tmp/corio_hunt_embed_rt.lua", "w");
+  fputs("error(nil)\n", f);
+  fclose(f);
+  r = corio_run_file(rt, "/tmp/corio_hunt_embed_rt.lua");
+  CHECK(r == CORIO_ELUA);
+  fprintf(stderr, "[rt nil] %s\n", corio_errmsg(rt));
+  lua_settop(L, top);
+  r = corio_run_file(rt, "/tmp");
+  CHECK(r == CORIO_ELUA);
+  fprintf(stderr, "[dir] %s\n", corio_errmsg(rt));
+  lua_settop(L, top);
+  CHECK(corio_run_string(rt, "return 1", NULL) == 0);
+  CHECK(corio_errmsg(rt)[0] == '\0');
+  CHECK(lua_gettop(L) == top);
+  corio_free(rt);
+  remove("/tmp/corio_hunt_embed_syntax.lua");
+  remove("/tmp/corio_hunt_embed_rt.lua");
+}
+
+/* ---- host functions raising odd values ------------------------------- */
+static int l_raise_table(lua_State *L) {
+  lua_newtable(L);
+  lua_pushinteger(L, 42);
+  lua_setfield(L, -2, "code");
+  return lua_error(L);
+}
+static int l_raise_nil(lua_State *L) { lua_pushnil(L); return lua_error(L); }
+static int l_raise_str(lua_State *L) { return luaL_error(L, "host says %s", "no"); }
+
+static void test_host_errors(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  int r;
+  corio_push_async(L, l_raise_table);
+  lua_setglobal(L, "raise_table");
+  corio_push_async(L, l_raise_nil);
+  lua_setglobal(L, "raise_nil");
+  corio_push_async(L, l_raise_str);
+  lua_setglobal(L, "raise_str");
+  r = corio_run_string(rt,
+      "local corio = require 'corio'\n"
+      "local ok, e = pcall(raise_table)\n"
+      "assert(not ok and type(e) == 'table' and e.code == 42, tostring(e))\n"
+      "ok, e = pcall(raise_nil)\n"
+      "assert(not ok and e == nil, tostring(e))\n"
+      "ok, e = pcall(raise_str)\n"
+      "assert(not ok and tostring(e):find('host says no'), tostring(e))\n",
+      "=host_errors");
+  if (r != 0) fprintf(stderr, "host_errors: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  lua_settop(L, 0);
+  r = corio_run_string(rt, "raise_nil()", "=raise_nil");
+  CHECK(r == CORIO_ELUA);
+  fprintf(stderr, "[root nil] %s\n", corio_errmsg(rt));
+  lua_settop(L, 0);
+  r = corio_run_string(rt, "raise_table()", "=raise_table");
+  CHECK(r == CORIO_ELUA);
+  fprintf(stderr, "[root table] %s\n", corio_errmsg(rt));
+  lua_settop(L, 0);
+  corio_free(rt);
+}
+
+/* ---- runs in sequence ------------------------------------------------- */
+static void test_runs_in_sequence(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 1);
+  lua_State *L = corio_lua(rt);
+  int i, r;
+  for (i = 0; i < 5; i++) {
+    r = corio_run_string(rt,
+        "local corio = require 'corio'\n"
+        "n = (n or 0) + 1\n"
+        "local t0 = corio.now()\n"
+        "corio.sleep(0.002)\n"
+        "assert(corio.now() - t0 >= 0.0015, 'slept ' .. (corio.now()-t0))\n"
+        "local ev = corio.event and corio.event() \n"
+        "corio.spawn(function() corio.sleep(10) end)\n"
+        "corio.sleep(0)\n"
+        "error('leave a child behind')\n", "=seq");
+    CHECK(r == CORIO_ELUA);
+    lua_settop(L, 0);
+  }
+  r = corio_run_string(rt, "assert(n == 5) return n", "=seq2");
+  if (r != 0) fprintf(stderr, "seq: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  /* a deadlocked run, then a normal one */
+  r = corio_run_string(rt,
+      "local corio = require 'corio'\n"
+      "local e = corio.event()\n e:wait()\n", "=dead");
+  CHECK(r == CORIO_ELUA);
+  fprintf(stderr, "[deadlock] %s\n", corio_errmsg(rt));
+  lua_settop(L, 0);
+  r = corio_run_string(rt, "require('corio').sleep(0.001)", "=after");
+  CHECK(r == 0);
+  CHECK(lua_gettop(L) == 0);
+  corio_free(rt);
+}
+
+/* ---- host handles on an adopted loop, stepping ---------------------- */
+static int idles, prepares, checks, asyncs;
+static void on_idle(uv_idle_t *h) { (void)h; idles++; }
+static void on_prepare(uv_prepare_t *h) { (void)h; prepares++; }
+static void on_check(uv_check_t *h) { (void)h; checks++; }
+static void on_async(uv_async_t *h) { (void)h; asyncs++; }
+static void *async_thread(void *arg) {
+  int i;
+  for (i = 0; i < 20; i++) {
+    uv_async_send(arg);
+    usleep(1000);
+  }
+  return NULL;
+}
+
+static void test_host_handles(void) {
+  uv_loop_t loop;
+  uv_idle_t idle;
+  uv_prepare_t prep;
+  uv_check_t chk;
+  uv_async_t as;
+  uv_timer_t tm;
+  pthread_t th;
+  lua_State *L = luaL_newstate();
+  corio_rt *rt;
+  int r, steps = 0;
+  luaL_openlibs(L);
+  uv_loop_init(&loop);
+  uv_prepare_init(&loop, &prep);
+  uv_prepare_start(&prep, on_prepare);
+  uv_check_init(&loop, &chk);
+  uv_check_start(&chk, on_check);
+  uv_async_init(&loop, &as, on_async);
+  uv_timer_init(&loop, &tm);
+  rt = new_rt(L, &loop, 0);
+  CHECK(rt != NULL);
+  pthread_create(&th, NULL, async_thread, &as);
+  /* blocking run: host handles keep the loop alive, the run still ends */
+  r = corio_run_string(rt,
+      "local corio = require 'corio'\n"
+      "for i = 1, 5 do corio.sleep(0.002) end\n"
+      "local t = corio.to_thread(function() return 3 end)\n"
+      "return 1\n", "=handles");
+  if (r != 0) fprintf(stderr, "handles: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  CHECK(prepares > 0 && checks > 0);
+  lua_settop(L, 0);
+  /* deadlock is still found though the host's async keeps the loop alive */
+  r = corio_run_string(rt,
+      "local corio = require 'corio'\n"
+      "corio.event():wait()\n", "=dead");
+  CHECK(r == CORIO_ELUA);
+  lua_settop(L, 0);
+  /* stepped with wait=1 and an idle handle of the host */
+  uv_idle_init(&loop, &idle);
+  uv_idle_start(&idle, on_idle);
+  CHECK(luaL_loadstring(L, "local corio = require 'corio'\n"
+      "corio.sleep(0.01) return 'x'") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  while ((r = corio_step(rt, 1)) == 1) steps++;
+  CHECK(r == 0);
+  CHECK(corio_finish(rt, 1) == 0);
+  CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "x") == 0);
+  lua_settop(L, 0);
+  CHECK(idles > 0);
+  pthread_join(th, NULL);
+  corio_free(rt);
+  /* the host's handles are untouched and still work */
+  uv_idle_stop(&idle);
+  asyncs = 0;
+  uv_async_send(&as);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  CHECK(asyncs == 1);
+  uv_close((uv_handle_t *)&idle, NULL);
+  uv_close((uv_handle_t *)&prep, NULL);
+  uv_close((uv_handle_t *)&chk, NULL);
+  uv_close((uv_handle_t *)&as, NULL);
+  uv_close((uv_handle_t *)&tm, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  lua_close(L);
+}
+
+/* ---- custom allocator ------------------------------------------------ */
+static size_t live_bytes;
+static void *count_alloc(void *ud, void *p, size_t osize, size_t nsize) {
+  (void)ud;
+  if (p != NULL) live_bytes -= osize;
+  if (nsize == 0) { free(p); return NULL; }
+  p = realloc(p, nsize);
+  if (p != NULL) live_bytes += nsize;
+  return p;
+}
+
+static void test_custom_allocator(void) {
+  lua_State *L = lua_newstate(count_alloc, NULL);
+  corio_rt *rt;
+  int r;
+  if (L == NULL) { fprintf(stderr, "(lua_newstate refused a custom allocator)\n"); return; }
+  luaL_openlibs(L);
+  rt = new_rt(L, NULL, 0);
+  CHECK(rt != NULL);
+  r = corio_run_string(rt,
+      "local corio = require 'corio'\n"
+      "local s = string.rep('x', 300000)\n"
+      "local ch = corio.channel and corio.channel(1)\n"
+      "corio.sleep(0.001) return #s", "=alloc");
+  if (r != 0) fprintf(stderr, "alloc: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  lua_settop(L, 0);
+  corio_free(rt);
+  lua_close(L);
+  CHECK(live_bytes == 0);
+}
+
+/* ---- two runtimes interleaved --------------------------------------- */
+static void test_two_interleaved(void) {
+  corio_rt *a = new_rt(NULL, NULL, 1), *b = new_rt(NULL, NULL, 1);
+  lua_State *La = corio_lua(a), *Lb = corio_lua(b);
+  int ra = 1, rb = 1;
+  CHECK(luaL_loadstring(La, "local c = require 'corio' for i=1,5 do c.sleep(0.001) end return 'a'") == 0);
+  CHECK(luaL_loadstring(Lb, "local c = require 'corio' for i=1,3 do c.sleep(0.002) end return 'b'") == 0);
+  CHECK(corio_start(a, 0) == 0);
+  CHECK(corio_start(b, 0) == 0);
+  while (ra == 1 || rb == 1) {
+    if (ra == 1) ra = corio_step(a, 0);
+    if (rb == 1) rb = corio_step(b, 0);
+    uv_sleep(1);
+  }
+  CHECK(corio_finish(a, 1) == 0);
+  CHECK(corio_finish(b, 1) == 0);
+  CHECK(strcmp(lua_tostring(La, -1), "a") == 0);
+  CHECK(strcmp(lua_tostring(Lb, -1), "b") == 0);
+  /* b frees while a is mid-run */
+  lua_settop(La, 0); lua_settop(Lb, 0);
+  CHECK(luaL_loadstring(La, "local c = require 'corio' c.sleep(0.01) return 'a'") == 0);
+  CHECK(luaL_loadstring(Lb, "local c = require 'corio' c.sleep(10)") == 0);
+  CHECK(corio_start(a, 0) == 0);
+  CHECK(corio_start(b, 0) == 0);
+  corio_step(b, 0);
+  corio_step(a, 0);
+  corio_free(b);
+  CHECK(corio_finish(a, 1) == 0);
+  corio_free(a);
+}
+
+/* ---- outside any run ------------------------------------------------ */
+static void test_outside_run(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  int r;
+  r = corio_run_string(rt, "return 1", NULL);
+  CHECK(r == 0);
+  lua_settop(L, 0);
+  CHECK(corio_step(rt, 1) == 0);
+  CHECK(corio_finish(rt, 0) == UV_EINVAL);
+  /* corio functions from a plain pcall: errors, no crash */
+  r = luaL_dostring(L, "local c = require 'corio'\n"
+      "local t0 = c.now()\n"
+      "local ok, e = pcall(c.sleep, 0.01) assert(ok, 'sleep')\n"
+      "assert(c.now() - t0 >= 0.009, 'slept')\n"
+      "ok, e = pcall(c.spawn, function() end) assert(not ok, 'spawn')\n"
+      "ok, e = pcall(c.event) \n"
+      "if ok then local ev = e ev:set() end\n"
+      "ok, e = pcall(c.to_thread, function() return 1 end) assert(ok and e == 1, 'to_thread')\n"
+      "ok, e = pcall(c.now) \n"
+      "ok, e = pcall(c.scope, function() end) \n"
+      "return true");
+  if (r != 0) fprintf(stderr, "outside: %s\n", lua_tostring(L, -1));
+  CHECK(r == 0);
+  lua_settop(L, 0);
+  r = corio_run_string(rt, "require('corio').sleep(0.001) return 1", NULL);
+  CHECK(r == 0);
+  lua_settop(L, 0);
+  /* between two steps of a run the host calls into corio */
+  CHECK(luaL_loadstring(L, "local c = require 'corio' c.sleep(0.02) return 'r'") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  CHECK(corio_step(rt, 0) == 1);
+  r = luaL_dostring(L, "local c = require 'corio'\n"
+      "local ok, e = pcall(c.sleep, 0.001)\n"
+      "between_sleep = tostring(ok) .. ' ' .. tostring(e)\n"
+      "ok, e = pcall(c.spawn, function() end)\n"
+      "between_spawn = tostring(ok) .. ' ' .. tostring(e)\n"
+      "ok, e = pcall(c.run, function() c.sleep(0.001) return 5 end)\n"
+      "between_run = tostring(ok) .. ' ' .. tostring(e)\n");
+  if (r != 0) fprintf(stderr, "between: %s\n", lua_tostring(L, -1));
+  lua_settop(L, 0);
+  lua_getglobal(L, "between_sleep");
+  fprintf(stderr, "[between sleep] %s\n", lua_tostring(L, -1));
+  lua_getglobal(L, "between_spawn");
+  fprintf(stderr, "[between spawn] %s\n", lua_tostring(L, -1));
+  lua_getglobal(L, "between_run");
+  fprintf(stderr, "[between run] %s\n", lua_tostring(L, -1));
+  lua_settop(L, 0);
+  while (corio_step(rt, 1) == 1) {
+  }
+  r = corio_finish(rt, 1);
+  if (r != 0) fprintf(stderr, "after between: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  lua_settop(L, 0);
+  corio_free(rt);
+}
+
+/* ---- a post pending at corio_free ---------------------------------- */
+/* Was: an abandoned op that a thread posted after the run ended, with no
+** loop turn before corio_free, had its post dropped: fn never ran, so the
+** host's arg leaked and its thread's work was never acknowledged. */
+typedef struct pjob {
+  corio_op *op;
+  pthread_t th;
+  int ran, rc;
+} pjob;
+static pjob *pj;
+static void pjob_done(corio_op *op, void *arg) {
+  pjob *j = arg;
+  lua_State *L = corio_lua(corio_op_runtime(op));
+  lua_pushinteger(L, 1);
+  j->rc = corio_op_resume(op, 1);
+  j->ran++;
+}
+static void *pjob_run(void *arg) {
+  pjob *j = arg;
+  CHECK(corio_op_post(j->op, pjob_done, j) == 0);
+  return NULL;
+}
+static int l_begin_post_return(lua_State *L) {
+  pj = calloc(1, sizeof(*pj));
+  pj->op = corio_op_begin(L, NULL, NULL);
+  if (pj->op == NULL) return lua_error(L);
+  pthread_create(&pj->th, NULL, pjob_run, pj);
+  pthread_join(pj->th, NULL);   /* posted before the call returns */
+  return 0;                     /* abandoned */
+}
+
+static void test_post_pending_at_free(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  int r;
+  corio_push_async(L, l_begin_post_return);
+  lua_setglobal(L, "begin_post_return");
+  r = corio_run_string(rt, "begin_post_return()", "=post");
+  CHECK(r == 0);
+  CHECK(pj->ran == 0);   /* still pending: nothing turned the loop */
+  corio_free(rt);
+  /* the posted function ran (its resume only says the op is gone), so
+  ** the host could release what it passed */
+  CHECK(pj->ran == 1);
+  CHECK(pj->rc == UV_ECANCELED);
+  free(pj);
+}
+
+int main(void) {
+  signal(SIGALRM, on_alarm);
+  alarm(100);
+  test_run_file_errors();
+  test_host_errors();
+  test_runs_in_sequence();
+  test_host_handles();
+  test_custom_allocator();
+  test_two_interleaved();
+  test_outside_run();
+  test_post_pending_at_free();
+  return check_done("test_hunt_embed");
+}
