@@ -445,7 +445,7 @@ void corio__host_close(corio_rt *rt) {
     if (!pending) break;
     on_async(&rt->async);
   }
-  uv_close((uv_handle_t *)&rt->async, NULL);
+  corio__close_handle(rt, (uv_handle_t *)&rt->async);
 }
 
 /* The runtime is freed: so are the ops the host never ended (abandoned

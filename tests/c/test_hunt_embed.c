@@ -4,7 +4,8 @@
 ** run_file errors, runs in sequence on one runtime, two runtimes
 ** interleaved, host function errors, ops ended from other threads. A
 ** post pending at corio_free runs then (it was dropped: the host could
-** not release its arg).
+** not release its arg). corio_free on an adopted loop with a uv_stop
+** pending keeps its memory until its handles closed.
 */
 #include <pthread.h>
 #include <signal.h>
@@ -422,6 +423,132 @@ static void test_post_pending_at_free(void) {
   free(pj);
 }
 
+/* ---- corio_free from the host's own loop callback ------------------ */
+static corio_rt *cb_rt;
+static int cb_steps;
+static void step_in_idle(uv_idle_t *h) {
+  if (cb_rt != NULL && corio_step(cb_rt, 0) == 1) cb_steps++;
+  (void)h;
+}
+static void free_in_timer(uv_timer_t *h) {
+  corio_free(cb_rt);
+  cb_rt = NULL;
+  uv_close((uv_handle_t *)h, NULL);
+}
+static void idle_closer(uv_timer_t *h) {
+  uv_close((uv_handle_t *)h->data, NULL);
+  uv_close((uv_handle_t *)h, NULL);
+}
+
+static void test_free_from_host_callback(void) {
+  uv_loop_t loop;
+  uv_idle_t idle;
+  uv_timer_t tfree, tend;
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  uv_loop_init(&loop);
+  cb_rt = new_rt(L, &loop, 0);
+  CHECK(luaL_loadstring(L, "local c = require 'corio' c.sleep(10)") == 0);
+  CHECK(corio_start(cb_rt, 0) == 0);
+  uv_idle_init(&loop, &idle);
+  uv_idle_start(&idle, step_in_idle);
+  uv_timer_init(&loop, &tfree);
+  uv_timer_start(&tfree, free_in_timer, 20, 0);
+  uv_timer_init(&loop, &tend);
+  tend.data = &idle;
+  uv_timer_start(&tend, idle_closer, 40, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(cb_steps > 0);
+  CHECK(uv_loop_close(&loop) == 0);
+  lua_close(L);
+}
+
+/* ---- corio_free on an adopted loop with a uv_stop pending ---------- */
+/* Was: the loop turn corio_free makes to close its handles did nothing
+** (uv_stop pending), and the runtime's memory, which holds them, was
+** freed while they were still queued on the host's loop: the host's next
+** uv_run (or this uv_walk) read freed memory. */
+static int walked;
+static void walk_cb(uv_handle_t *h, void *arg) {
+  /* read in instrumented code: a handle in freed memory is reported */
+  walked += h->type != UV_UNKNOWN_HANDLE;
+  (void)arg;
+}
+static void test_free_with_stop_pending(void) {
+  uv_loop_t loop;
+  lua_State *L = luaL_newstate();
+  corio_rt *rt;
+  luaL_openlibs(L);
+  uv_loop_init(&loop);
+  rt = new_rt(L, &loop, 0);
+  CHECK(corio_run_string(rt, "require('corio').sleep(0.001)", NULL) == 0);
+  uv_stop(&loop);
+  corio_free(rt);
+  walked = 0;
+  uv_walk(&loop, walk_cb, NULL);
+  CHECK(walked > 0);   /* corio's handles, closing, still queued */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  walked = 0;
+  uv_walk(&loop, walk_cb, NULL);
+  CHECK(walked == 0);
+  CHECK(uv_loop_close(&loop) == 0);
+  lua_close(L);
+}
+
+/* ---- SIGINT with handle_signals 1, stepped; a run of another runtime
+** inside a host function ---------------------------------------------- */
+static volatile sig_atomic_t host_ints;
+static void host_int(int sig) { (void)sig; host_ints++; }
+static int l_sigint(lua_State *L) { raise(SIGINT); (void)L; return 0; }
+static corio_rt *inner_rt;
+static int l_inner_run(lua_State *L) {
+  lua_State *IL = corio_lua(inner_rt);
+  int r = corio_run_string(inner_rt,
+      "local c = require 'corio' c.sleep(0.002) return 9", "=inner");
+  lua_pushinteger(L, r);
+  lua_settop(IL, 0);
+  return 1;
+}
+
+static void test_signals_and_inner_runtime(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 1);
+  lua_State *L = corio_lua(rt);
+  struct sigaction sa, old;
+  int r;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_handler = host_int;
+  sigaction(SIGINT, &sa, &old);
+  lua_pushcfunction(L, l_sigint);
+  lua_setglobal(L, "sigint");
+  CHECK(luaL_loadstring(L, "local c = require 'corio'\n"
+      "c.sleep(0.001) sigint() c.sleep(5)") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  while (corio_step(rt, 1) == 1) {
+  }
+  r = corio_finish(rt, 0);
+  CHECK(r == CORIO_EINTR_RUN);
+  CHECK(host_ints == 0);
+  lua_settop(L, 0);
+  raise(SIGINT);             /* after the run: the host's handler again */
+  CHECK(host_ints == 1);
+  /* a run of a second runtime from a host function of the first */
+  inner_rt = new_rt(NULL, NULL, 1);
+  lua_pushcfunction(L, l_inner_run);
+  lua_setglobal(L, "inner_run");
+  r = corio_run_string(rt, "local c = require 'corio'\n"
+      "local t = c.spawn(function() c.sleep(0.001) return 1 end)\n"
+      "assert(inner_run() == 0)\n"
+      "c.sleep(0.001) sigint() c.sleep(5)", "=outer");
+  CHECK(r == CORIO_EINTR_RUN);
+  CHECK(host_ints == 1);
+  lua_settop(L, 0);
+  raise(SIGINT);
+  CHECK(host_ints == 2);
+  corio_free(inner_rt);
+  corio_free(rt);
+  sigaction(SIGINT, &old, NULL);
+}
+
 int main(void) {
   signal(SIGALRM, on_alarm);
   alarm(100);
@@ -433,5 +560,8 @@ int main(void) {
   test_two_interleaved();
   test_outside_run();
   test_post_pending_at_free();
+  test_free_from_host_callback();
+  test_free_with_stop_pending();
+  test_signals_and_inner_runtime();
   return check_done("test_hunt_embed");
 }
