@@ -460,6 +460,7 @@ static void test_free_from_host_callback(void) {
   CHECK(corio_start(cb_rt, 0) == 0);
   uv_idle_init(&loop, &idle);
   uv_idle_start(&idle, step_in_idle);
+  uv_update_time(&loop);   /* (loading corio may have taken 20 ms) */
   uv_timer_init(&loop, &tfree);
   uv_timer_start(&tfree, free_in_timer, 20, 0);
   uv_timer_init(&loop, &tend);
@@ -583,6 +584,155 @@ static void test_errmsg_without_tostring(void) {
   corio_free(rt);
 }
 
+/* ---- runtimes on two threads at once -------------------------------- */
+static void *thread_runtime(void *arg) {
+  int i, *ok = arg;
+  for (i = 0; i < 3; i++) {
+    corio_rt *rt = new_rt(NULL, NULL, i & 1);
+    int r = corio_run_string(rt,
+        "local c = require 'corio'\n"
+        "local n = 0\n"
+        "c.gather({function() for i = 1, 20 do c.sleep(0.0005) n = n + 1 end end,\n"
+        "  function() return c.to_thread(function(x) return x * 2 end, 21) end,\n"
+        "  function() local s = string.rep('y', 200000) c.sleep(0.001) return #s end})\n"
+        "assert(n == 20)", "=thread");
+    if (r != 0) fprintf(stderr, "thread run: %s\n", corio_errmsg(rt));
+    *ok += r == 0;
+    corio_free(rt);
+  }
+  return NULL;
+}
+
+static void test_runtimes_on_threads(void) {
+  pthread_t a, b;
+  int oka = 0, okb = 0;
+  pthread_create(&a, NULL, thread_runtime, &oka);
+  pthread_create(&b, NULL, thread_runtime, &okb);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  CHECK(oka == 3 && okb == 3);
+}
+
+/* ---- corio_free of a stepped run whose op a thread still works on --- */
+typedef struct fjob {
+  corio_op *op;
+  pthread_t th;
+  int cancelled, rc;
+} fjob;
+static fjob fj;
+static void fjob_done(corio_op *op, void *arg) {
+  fjob *j = arg;
+  lua_pushliteral(corio_lua(corio_op_runtime(op)), "late");
+  j->rc = corio_op_resume(op, 1);
+}
+static void *fjob_run(void *arg) {
+  fjob *j = arg;
+  usleep(30000);
+  corio_op_post(j->op, fjob_done, j);
+  return NULL;
+}
+static void fjob_cancel(corio_op *op, void *data) {
+  (void)op;
+  ((fjob *)data)->cancelled++;
+}
+static int l_slow_thread(lua_State *L) {
+  fj.op = corio_op_begin(L, fjob_cancel, &fj);
+  if (fj.op == NULL) return lua_error(L);
+  pthread_create(&fj.th, NULL, fjob_run, &fj);
+  return corio_op_suspend(L, fj.op);
+}
+
+static void test_free_with_op_in_flight(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  memset(&fj, 0, sizeof(fj));
+  fj.rc = 1;
+  corio_push_async(L, l_slow_thread);
+  lua_setglobal(L, "slow_thread");
+  CHECK(luaL_loadstring(L, "local c = require 'corio'\n"
+      "c.defer(function() cleaned = true end)\n"
+      "return slow_thread()") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  CHECK(corio_step(rt, 0) == 1);
+  corio_free(rt);            /* waits for the thread's post, then frees */
+  pthread_join(fj.th, NULL);
+  CHECK(fj.cancelled == 1);
+  CHECK(fj.rc == UV_ECANCELED);
+}
+
+/* ---- ops ended by the host's own uv_async from its thread ----------- */
+static uv_async_t host_async;
+static corio_op *aop[2];
+static int aop_rc[2] = {1, 1};
+static void host_async_cb(uv_async_t *h) {
+  lua_State *L;
+  (void)h;
+  if (aop[0] != NULL) {
+    L = corio_lua(corio_op_runtime(aop[0]));
+    lua_pushinteger(L, 7);
+    lua_pushnil(L);
+    lua_pushliteral(L, "z");
+    aop_rc[0] = corio_op_resume(aop[0], 3);
+    aop[0] = NULL;
+  }
+  if (aop[1] != NULL) {
+    aop_rc[1] = corio_op_fail(aop[1], NULL, NULL);
+    aop[1] = NULL;
+  }
+}
+static void *send_later(void *arg) {
+  usleep(5000);
+  uv_async_send(arg);
+  return NULL;
+}
+static int l_async_op(lua_State *L) {
+  int i = (int)luaL_checkinteger(L, 1);
+  aop[i] = corio_op_begin(L, NULL, NULL);
+  if (aop[i] == NULL) return lua_error(L);
+  return corio_op_suspend(L, aop[i]);
+}
+
+static void test_host_async_resume(void) {
+  uv_loop_t loop;
+  pthread_t th;
+  lua_State *L = luaL_newstate();
+  corio_rt *rt;
+  int r;
+  luaL_openlibs(L);
+  uv_loop_init(&loop);
+  uv_async_init(&loop, &host_async, host_async_cb);
+  rt = new_rt(L, &loop, 0);
+  corio_push_async(L, l_async_op);
+  lua_setglobal(L, "async_op");
+  CHECK(luaL_loadstring(L, "local c = require 'corio'\n"
+      "local a, b, d = async_op(0)\n"
+      "assert(a == 7 and b == nil and d == 'z', 'values')\n"
+      "local ok, e = pcall(async_op, 1)\n"
+      "assert(not ok and e.kind == 'error', 'kind')\n"
+      "assert(tostring(e):find('host operation failed'), tostring(e))\n"
+      "return 'done'") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  pthread_create(&th, NULL, send_later, &host_async);
+  /* (a step that runs the task into its second op then waits for an
+  ** event: so no waiting until that op began) */
+  while (aop[1] == NULL && corio_step(rt, 0) == 1) uv_sleep(1);
+  pthread_join(th, NULL);
+  pthread_create(&th, NULL, send_later, &host_async);
+  while ((r = corio_step(rt, 1)) == 1) {
+  }
+  pthread_join(th, NULL);
+  r = corio_finish(rt, 1);
+  if (r != 0) fprintf(stderr, "async: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  CHECK(aop_rc[0] == 0 && aop_rc[1] == 0);
+  lua_settop(L, 0);
+  corio_free(rt);
+  uv_close((uv_handle_t *)&host_async, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  lua_close(L);
+}
+
 int main(void) {
   signal(SIGALRM, on_alarm);
   alarm(100);
@@ -598,5 +748,8 @@ int main(void) {
   test_free_with_stop_pending();
   test_signals_and_inner_runtime();
   test_errmsg_without_tostring();
+  test_runtimes_on_threads();
+  test_free_with_op_in_flight();
+  test_host_async_resume();
   return check_done("test_hunt_embed");
 }
