@@ -733,6 +733,87 @@ static void test_host_async_resume(void) {
   lua_close(L);
 }
 
+/* ---- worker functions of the host that raise ------------------------ */
+static int w_raise_table(lua_State *W) {
+  lua_newtable(W);
+  return lua_error(W);
+}
+static int w_raise_str(lua_State *W) { return luaL_error(W, "worker %d", 5); }
+static int w_raise_nil(lua_State *W) { lua_pushnil(W); return lua_error(W); }
+static int w_return_fn(lua_State *W) {
+  lua_pushcfunction(W, w_raise_nil);   /* not copyable */
+  return 1;
+}
+
+static void test_thread_fn_errors(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  int r;
+  corio_push_thread_fn(L, w_raise_table);
+  lua_setglobal(L, "w_table");
+  corio_push_thread_fn(L, w_raise_str);
+  lua_setglobal(L, "w_str");
+  corio_push_thread_fn(L, w_raise_nil);
+  lua_setglobal(L, "w_nil");
+  corio_push_thread_fn(L, w_return_fn);
+  lua_setglobal(L, "w_fn");
+  r = corio_run_string(rt, "local c = require 'corio'\n"
+      "local ok, e = pcall(c.to_thread, w_str)\n"
+      "assert(not ok and tostring(e):find('worker 5'), tostring(e))\n"
+      "ok, e = pcall(c.to_thread, w_table)\n"
+      "assert(not ok, 'table')\n"
+      "ok, e = pcall(c.to_thread, w_nil)\n"
+      "assert(not ok, 'nil')\n"
+      "ok, e = pcall(c.to_thread, w_fn)\n"
+      "assert(not ok, 'fn')\n"
+      "return 1", "=workers");
+  if (r != 0) fprintf(stderr, "workers: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  lua_settop(L, 0);
+  /* started, never stepped, freed: nothing leaks, nothing runs */
+  CHECK(luaL_loadstring(L, "ran = true") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  corio_free(rt);
+}
+
+/* ---- adopted states with few libraries ------------------------------ */
+static void open_lib(lua_State *L, lua_CFunction f, const char *name) {
+  lua_pushcfunction(L, f);
+  lua_pushstring(L, name);
+  lua_call(L, 1, 0);
+}
+
+static void test_minimal_states(void) {
+  lua_State *L = luaL_newstate();
+  corio_rt *rt;
+  int r;
+  open_lib(L, luaopen_package, "package");
+  rt = new_rt(L, NULL, 0);
+  CHECK(rt != NULL);
+  if (rt != NULL) {
+    r = corio_run_string(rt, "return 1", "=bare");
+    CHECK(r == CORIO_ELUA || r == 0);
+    CHECK(corio_errmsg(rt)[0] != '\0' || r == 0);
+    lua_settop(L, 0);
+    corio_free(rt);
+  }
+  lua_close(L);
+  /* base and package only: a sandboxing host */
+  L = luaL_newstate();
+  open_lib(L, luaopen_base, "");
+  open_lib(L, luaopen_package, "package");
+  rt = new_rt(L, NULL, 0);
+  CHECK(rt != NULL);
+  if (rt != NULL) {
+    r = corio_run_string(rt, "return 1", "=sandbox");
+    CHECK(r == CORIO_ELUA);
+    CHECK(strstr(corio_errmsg(rt), "string.buffer") != NULL);
+    lua_settop(L, 0);
+    corio_free(rt);
+  }
+  lua_close(L);
+}
+
 int main(void) {
   signal(SIGALRM, on_alarm);
   alarm(100);
@@ -751,5 +832,7 @@ int main(void) {
   test_runtimes_on_threads();
   test_free_with_op_in_flight();
   test_host_async_resume();
+  test_thread_fn_errors();
+  test_minimal_states();
   return check_done("test_hunt_embed");
 }
