@@ -814,6 +814,34 @@ static void test_minimal_states(void) {
   lua_close(L);
 }
 
+/* ---- a root that is not a function ---------------------------------- */
+static void test_root_not_function(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  int r;
+  lua_pushnil(L);
+  r = corio_run_function(rt, 0, 0);
+  CHECK(r == CORIO_ELUA);
+  CHECK(lua_gettop(L) == 1);
+  CHECK(strstr(corio_errmsg(rt), "attempt to call a nil value") != NULL);
+  lua_settop(L, 0);
+  lua_pushinteger(L, 3);
+  lua_pushinteger(L, 4);
+  r = corio_run_function(rt, 1, 0);
+  CHECK(r == CORIO_ELUA);
+  CHECK(lua_gettop(L) == 1);
+  lua_settop(L, 0);
+  /* a callable table */
+  CHECK(luaL_dostring(L, "return setmetatable({}, {__call = function(_, x) "
+                         "require('corio').sleep(0) return x + 1 end})") == 0);
+  lua_pushinteger(L, 41);
+  r = corio_run_function(rt, 1, 1);
+  CHECK(r == 0 && lua_tointeger(L, -1) == 42);
+  lua_settop(L, 0);
+  CHECK(corio_run_string(rt, "return 1", NULL) == 0);
+  corio_free(rt);
+}
+
 int main(void) {
   signal(SIGALRM, on_alarm);
   alarm(100);
@@ -834,5 +862,6 @@ int main(void) {
   test_host_async_resume();
   test_thread_fn_errors();
   test_minimal_states();
+  test_root_not_function();
   return check_done("test_hunt_embed");
 }
