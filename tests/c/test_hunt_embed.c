@@ -842,6 +842,38 @@ static void test_root_not_function(void) {
   corio_free(rt);
 }
 
+/* ---- corio's timers firing in the host's own uv_run ----------------- */
+static void test_timers_fire_in_host_run(void) {
+  uv_loop_t loop;
+  lua_State *L = luaL_newstate();
+  corio_rt *rt;
+  uint64_t t0;
+  int r, n = 0;
+  luaL_openlibs(L);
+  uv_loop_init(&loop);
+  rt = new_rt(L, &loop, 0);
+  CHECK(luaL_loadstring(L, "local c = require 'corio'\n"
+      "for i = 1, 10 do c.sleep(0.003) end return 'ok'") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  t0 = uv_hrtime();
+  for (;;) {
+    r = corio_step(rt, 1);
+    if (r != 1) break;
+    uv_sleep(4);                      /* the host's frame */
+    uv_run(&loop, UV_RUN_NOWAIT);     /* the host turns the loop itself */
+    if (++n > 1000) break;
+  }
+  CHECK(r == 0);
+  CHECK(uv_hrtime() - t0 < (uint64_t)2e9);
+  CHECK(corio_finish(rt, 1) == 0);
+  CHECK(strcmp(lua_tostring(L, -1), "ok") == 0);
+  lua_settop(L, 0);
+  corio_free(rt);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  lua_close(L);
+}
+
 int main(void) {
   signal(SIGALRM, on_alarm);
   alarm(100);
@@ -863,5 +895,6 @@ int main(void) {
   test_thread_fn_errors();
   test_minimal_states();
   test_root_not_function();
+  test_timers_fire_in_host_run();
   return check_done("test_hunt_embed");
 }
