@@ -5,7 +5,13 @@
 ** interleaved, host function errors, ops ended from other threads. A
 ** post pending at corio_free runs then (it was dropped: the host could
 ** not release its arg). corio_free on an adopted loop with a uv_stop
-** pending keeps its memory until its handles closed.
+** pending keeps its memory until its handles closed. corio_errmsg does
+** not depend on the script's global tostring. corio.run between two
+** corio_step calls says so. Also checked (found sound): custom
+** allocators, host handles (idle, prepare, check, async from a thread,
+** the host's own uv_run between steps), runs in sequence, runtimes on
+** two threads, SIGINT with handle_signals 0/1, worker functions and
+** host functions raising odd values, states with few libraries.
 */
 #include <pthread.h>
 #include <signal.h>
@@ -874,6 +880,60 @@ static void test_timers_fire_in_host_run(void) {
   lua_close(L);
 }
 
+/* ---- SIGINT from another thread while a step blocks ------------------ */
+static void *sigint_later(void *arg) {
+  usleep(20000);
+  kill(getpid(), SIGINT);
+  (void)arg;
+  return NULL;
+}
+
+static void test_sigint_while_blocked(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 1);
+  lua_State *L = corio_lua(rt);
+  pthread_t th;
+  int r;
+  uint64_t t0 = uv_hrtime();
+  CHECK(luaL_loadstring(L, "local c = require 'corio'\n"
+      "c.defer(function() cleaned = true end)\n"
+      "c.sleep(30)") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  pthread_create(&th, NULL, sigint_later, NULL);
+  while (corio_step(rt, 1) == 1) {
+  }
+  pthread_join(th, NULL);
+  r = corio_finish(rt, 0);
+  CHECK(r == CORIO_EINTR_RUN);
+  CHECK(uv_hrtime() - t0 < (uint64_t)10e9);
+  lua_settop(L, 0);
+  lua_getglobal(L, "cleaned");
+  CHECK(lua_toboolean(L, -1));
+  lua_settop(L, 0);
+  corio_free(rt);
+}
+
+/* ---- corio_run_file(rt, NULL): standard input, as luaL_loadfile ----- */
+static void test_run_file_stdin(void) {
+  corio_rt *rt = new_rt(NULL, NULL, 0);
+  lua_State *L = corio_lua(rt);
+  int fds[2], saved = dup(0);
+  static const char code[] = "require('corio').sleep(0) from_stdin = 6\n";
+  CHECK(pipe(fds) == 0);
+  CHECK(write(fds[1], code, sizeof(code) - 1) == (ssize_t)(sizeof(code) - 1));
+  close(fds[1]);
+  dup2(fds[0], 0);
+  close(fds[0]);
+  clearerr(stdin);
+  CHECK(corio_run_file(rt, NULL) == 0);
+  dup2(saved, 0);
+  close(saved);
+  clearerr(stdin);
+  lua_getglobal(L, "from_stdin");
+  CHECK(lua_tointeger(L, -1) == 6);
+  lua_settop(L, 0);
+  corio_free(rt);
+}
+
 int main(void) {
   signal(SIGALRM, on_alarm);
   alarm(100);
@@ -896,5 +956,7 @@ int main(void) {
   test_minimal_states();
   test_root_not_function();
   test_timers_fire_in_host_run();
+  test_sigint_while_blocked();
+  test_run_file_stdin();
   return check_done("test_hunt_embed");
 }
