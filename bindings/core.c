@@ -26,9 +26,18 @@ static int l_run(lua_State *L) {
       return 1;
     }
     luaL_where(L, 2);
-    lua_pushliteral(L, "corio.run: called inside a running task; use "
-                       "corio.scope(fn) to run a group of tasks inside a "
-                       "task, or corio.spawn(fn) to start one");
+    if (rt->current == NULL) {
+      /* no task runs: the host called in between two corio_step calls
+      ** of its run (was: "called inside a running task", which sent an
+      ** embedder looking for a task that did not exist) */
+      lua_pushliteral(L, "corio.run: called while a run of this runtime "
+                         "is going on (from the host, between two of its "
+                         "corio_step calls); runs do not nest");
+    } else {
+      lua_pushliteral(L, "corio.run: called inside a running task; use "
+                         "corio.scope(fn) to run a group of tasks inside a "
+                         "task, or corio.spawn(fn) to start one");
+    }
     lua_concat(L, 2);
     return lua_error(L);
   }

@@ -397,14 +397,38 @@ static void set_msg(corio_rt *rt, const char *msg) {
   snprintf(rt->errmsg, sizeof(rt->errmsg), "%s", msg);  /* (cut without memory) */
 }
 
-/* Keep the message of the value on top (tostring applied) in errmsg. */
+/* __tostring of the value at index 1, in a protected call. */
+static int call_tostring_meta(lua_State *L) {
+  if (!luaL_callmeta(L, 1, "__tostring")) lua_pushnil(L);
+  return 1;
+}
+
+/* Keep the message of the value on top in errmsg: a string or number as
+** it is, a value with __tostring (a corio error) as that gives it, else
+** its type. Was: the global tostring was called, so a script that set it
+** to nil (or to its own function) left the host a message that was not
+** the error's, e.g. "(error object is not a string)" for a syntax error
+** or error("boom"). The message must not depend on the script's globals. */
 static void set_errmsg(corio_rt *rt, lua_State *L) {
-  const char *msg;
-  lua_getglobal(L, "tostring");
-  lua_pushvalue(L, -2);
-  if (lua_pcall(L, 1, 1, 0) != 0 || (msg = lua_tostring(L, -1)) == NULL)
-    msg = "(error object is not a string)";
-  set_msg(rt, msg);
+  const char *msg = NULL;
+  int t = lua_type(L, -1);
+  if (t == LUA_TSTRING || t == LUA_TNUMBER) {
+    lua_pushvalue(L, -1);   /* (lua_tostring converts a number in place) */
+  } else {
+    lua_pushcfunction(L, call_tostring_meta);
+    lua_pushvalue(L, -2);
+    if (lua_pcall(L, 1, 1, 0) != 0) lua_pushnil(L);
+  }
+  if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
+    msg = lua_tostring(L, -1);
+  if (msg != NULL) {
+    set_msg(rt, msg);
+  } else {
+    char buf[64];
+    snprintf(buf, sizeof(buf), "(error object is a %s value)",
+             lua_typename(L, t));
+    set_msg(rt, buf);
+  }
   lua_pop(L, 1);
 }
 

@@ -127,7 +127,9 @@ void corio_preload(lua_State *L);
 ** cancel callback runs at once (so the host can stop its work and
 ** release it). The host may still end it (resume or fail only free it
 ** and return UV_ECANCELED) until corio_free, which frees the ops never
-** ended; after corio_free no op of the runtime may be used. */
+** ended (a post still pending then runs first, its resume or fail
+** returning UV_ECANCELED); after corio_free no op of the runtime may be
+** used. */
 typedef struct corio_op corio_op;
 typedef void (*corio_op_cancel_cb)(corio_op *op, void *data);
 typedef void (*corio_op_post_cb)(corio_op *op, void *arg);

@@ -420,7 +420,32 @@ int corio__host_init(corio_rt *rt) {
 }
 
 void corio__host_close(corio_rt *rt) {
-  uv_close((uv_handle_t *)&rt->async, NULL);
+  corio_op *op;
+  int pass;
+  /* corio_free (on the loop thread): a post still pending (an abandoned
+  ** op a thread ended after the run, before the loop turned again) is
+  ** run now. Was: the async handle was closed with it queued, so fn never
+  ** ran and the host could not release its arg or know its work was
+  ** done, though corio_op_post promises fn runs. No task waits any more:
+  ** each op is detached first, so fn's resume or fail only frees it
+  ** (UV_ECANCELED). A fn that posts again runs again, a bounded number of
+  ** times (a host re-posting forever must not hang corio_free). */
+  for (op = rt->ops; op != NULL; op = op->next) {
+    if (op->state != OP_DETACHED) {
+      op->t = NULL;
+      op->state = OP_DETACHED;
+    }
+    uncount(op);
+  }
+  for (pass = 0; pass < 16; pass++) {
+    int pending;
+    pthread_mutex_lock(&rt->post_lock);
+    pending = rt->posted != NULL;
+    pthread_mutex_unlock(&rt->post_lock);
+    if (!pending) break;
+    on_async(&rt->async);
+  }
+  corio__close_handle(rt, (uv_handle_t *)&rt->async);
 }
 
 /* The runtime is freed: so are the ops the host never ended (abandoned

@@ -287,6 +287,8 @@ struct corio_rt {
                                function (or loop callback) calling them
                                again gets UV_EBUSY */
   int own_state;             /* corio_new created rt->L */
+  int nclosing;              /* handles of rt closing (corio__close_handle) */
+  int free_on_close;         /* destroyed: the last close frees rt */
   int handle_signals;        /* SIGINT cancels the root; SIGUSR1 dumps */
   int root_ref;              /* ref to the root task's userdata in a run */
   uv_async_t async;           /* wakes the loop for corio_op_post */
@@ -493,6 +495,7 @@ void corio__debug_step_end(corio_rt *rt);
 extern char corio__opmark;
 int corio__host_init(corio_rt *rt);
 void corio__host_close(corio_rt *rt);
+void corio__close_handle(corio_rt *rt, uv_handle_t *h);
 void corio__host_free(corio_rt *rt);
 
 /* wait.c */

@@ -194,6 +194,29 @@ static void close_walk(uv_handle_t *h, void *arg) {
   if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
+/* The handles embedded in rt (timer, sigint, sigusr1, async) close
+** through here: rt stays allocated until libuv ran their close
+** callbacks. Was: on an adopted loop corio_free closed them, ran the
+** host's loop once (UV_RUN_NOWAIT) and freed rt; with a uv_stop of the
+** host pending, that run did nothing, and the host's next uv_run read the
+** closing handles in freed memory (libuv keeps them queued until then). */
+static void rt_handle_closed(uv_handle_t *h) {
+  corio_rt *rt = h->data;
+  if (--rt->nclosing == 0 && rt->free_on_close) free(rt);
+}
+
+void corio__close_handle(corio_rt *rt, uv_handle_t *h) {
+  h->data = rt;
+  rt->nclosing++;
+  uv_close(h, rt_handle_closed);
+}
+
+/* Free rt itself now, or from the last close callback of its handles. */
+static void rt_release(corio_rt *rt) {
+  if (rt->nclosing > 0) rt->free_on_close = 1;
+  else free(rt);
+}
+
 /* A whole number of milliseconds, min to a day, from the environment
 ** variable name, or dflt when it is unset or empty. A value that is not
 ** one (a word, a fractional number, out of range) is not taken silently
@@ -301,8 +324,18 @@ fail:
     uv_walk(rt->loop, close_walk, NULL);
     uv_run(rt->loop, UV_RUN_DEFAULT);
     uv_loop_close(rt->loop);
+  } else {
+    /* the handles made on the host's loop (a handle's type is set by its
+    ** init; rt was zeroed) close when the host runs it */
+    uv_handle_t *hs[3];
+    int i;
+    hs[0] = (uv_handle_t *)&rt->timer;
+    hs[1] = (uv_handle_t *)&rt->sigint;
+    hs[2] = (uv_handle_t *)&rt->sigusr1;
+    for (i = 0; i < 3; i++)
+      if (hs[i]->type != UV_UNKNOWN_HANDLE) corio__close_handle(rt, hs[i]);
   }
-  free(rt);
+  rt_release(rt);
   return NULL;
 }
 
@@ -314,9 +347,9 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   if (rt == NULL) return;
   corio__debug_stop(rt);
   corio__signals_release(rt);
-  uv_close((uv_handle_t *)&rt->timer, NULL);
-  uv_close((uv_handle_t *)&rt->sigint, NULL);
-  uv_close((uv_handle_t *)&rt->sigusr1, NULL);
+  corio__close_handle(rt, (uv_handle_t *)&rt->timer);
+  corio__close_handle(rt, (uv_handle_t *)&rt->sigint);
+  corio__close_handle(rt, (uv_handle_t *)&rt->sigusr1);
   corio__host_close(rt);
   if (rt->loop == &rt->own_loop) {
     int tries;
@@ -362,5 +395,5 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   free(rt->heap);
   free(rt->free_slots);
   free(rt->free_refs);
-  free(rt);
+  rt_release(rt);
 }
