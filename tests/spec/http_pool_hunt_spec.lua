@@ -10,7 +10,8 @@ local helpers = require("tests.spec.helpers")
 
 local base, stop_server
 
-local function within(secs, fn, ...) return corio.timeout(secs, fn, ...) end
+-- a request that must end within secs (a hang fails the test)
+local within = corio.timeout
 
 -- c:stats() has the counts in want (only those named are checked)
 local function stats_are(c, want)

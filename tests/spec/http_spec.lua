@@ -13,9 +13,8 @@ local src = os.getenv("CORIO_SOURCE_DIR") or "."
 local base, stop_server
 
 -- Run fn under a deadline: a hang fails the test with a timeout.
-local function within(secs, fn, ...)
-  return corio.timeout(secs, fn, ...)
-end
+-- a request that must end within secs (a hang fails the test)
+local within = corio.timeout
 
 local function still_works(c) helpers.http_still_works(c, 2) end
 
