@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # sigint.sh: rule 12: the first SIGINT cancels the root task, cleanup
 # (defer, shield) runs, and the process exits 130; a second SIGINT exits
-# at once. Under a stock luajit, corio.run raises kind "interrupted".
+# at once. Under a stock luajit, corio.run raises kind "interrupted"; in
+# the main chunk under corio, "cancelled" (the root is cancelled).
 # Usage: sigint.sh path/to/corio   (or CORIO=path/to/corio)
 . "$(dirname "$0")/lib.sh"
 
@@ -66,6 +67,19 @@ if wait_for "ready" 10; then
   reap 10
   check_rc 0 && check_out_has "run defer ran" \
     && check_out_has "$(printf 'run raised\tfalse\tinterrupted')" && pass
+else
+  reap 1
+  fail "the fixture never printed 'ready'"
+fi
+
+NAME="rule 12: the same script under corio: its corio.run raises kind 'cancelled', exit 130"
+start "$CORIO" "$FIX/sigint_run.lua"
+if wait_for "ready" 10; then
+  sleep 0.1
+  kill -INT "$PID"
+  reap 10
+  check_rc 130 && check_out_has "run defer ran" \
+    && check_out_has "$(printf 'run raised\tfalse\tcancelled')" && pass
 else
   reap 1
   fail "the fixture never printed 'ready'"
