@@ -145,14 +145,12 @@ end)
 
 describe("corio.http pool over TLS, responses back while the loop is busy", function()
   local src = os.getenv("CORIO_SOURCE_DIR") or "."
-  local dir, why_not, tls_base, stop_tls, h2s, h2s_too
+  local dir, remove_dir, why_not, tls_base, stop_tls, h2s, h2s_too
 
   setup(function()
     why_not = helpers.no_openssl()
     if why_not then return end
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir) == 0)
+    dir, remove_dir = helpers.temp_dir("corio-pool-tls")
     -- nginx (h2 over TLS) when installed; it makes the certificate too
     local p = assert(io.popen(("bash %s/tests/http/nginx.sh start %s 2>&1"):format(src, dir)))
     local out = p:read("*a")
@@ -169,9 +167,8 @@ describe("corio.http pool over TLS, responses back while the loop is busy", func
 
   teardown(function()
     if stop_tls then stop_tls() end
-    if dir then
-      os.execute(("bash %s/tests/http/nginx.sh stop %s; rm -rf %s"):format(src, dir, dir))
-    end
+    if dir then os.execute(("bash %s/tests/http/nginx.sh stop %s"):format(src, dir)) end
+    if remove_dir then remove_dir() end
   end)
 
   it("HTTP/1.1: connections shut as extra are replaced, never reused, no request fails", function()

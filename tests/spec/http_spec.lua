@@ -794,14 +794,12 @@ describe("corio.http client lifetime", function()
 end)
 
 describe("corio.http TLS (self-signed certificate)", function()
-  local dir, cert, tls_base, stop_tls, why_not
+  local dir, remove_dir, cert, tls_base, stop_tls, why_not
 
   setup(function()
     why_not = helpers.no_openssl()
     if why_not then return end
-    dir = os.tmpname()
-    os.remove(dir)
-    assert(os.execute("mkdir -p " .. dir) == 0)
+    dir, remove_dir = helpers.temp_dir("corio-tls")
     local key
     cert, key = helpers.self_signed(dir)
     tls_base, stop_tls = helpers.http_server(("--tls %s %s"):format(cert, key), "https")
@@ -809,7 +807,7 @@ describe("corio.http TLS (self-signed certificate)", function()
 
   teardown(function()
     if stop_tls then stop_tls() end
-    if dir then os.execute("rm -rf " .. dir) end
+    if remove_dir then remove_dir() end
   end)
 
   it("verifies by default: an unknown certificate fails with kind tls", function()
