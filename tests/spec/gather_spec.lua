@@ -354,6 +354,23 @@ describe("corio.first", function()
     assert.same({ "loser cleanup done", "first returned fast" }, log)
   end)
 
+  it("once one has won, the losers' errors are dropped, cleanup errors included",
+    function()
+      autojump(function()
+        local v, i = corio.first({
+          function() corio.sleep(0.5); error("loser failed before the win") end,
+          function() corio.sleep(1); return "won" end,
+          function()
+            local ok, err = pcall(corio.sleep, 10)
+            assert(not ok and corio.is_cancelled(err))
+            error("loser failed in its cleanup")
+          end,
+        })
+        assert.equal("won", v)
+        assert.equal(2, i)
+      end)
+    end)
+
   it("if every function fails it raises the first error, .errors lists all",
     function()
       local E1, E2 = { 1 }, { 2 }
