@@ -743,7 +743,9 @@ static int l_scope_leave(lua_State *L) {
       for (i = 1; i <= n; i++) {
         lua_rawgeti(L, -1, i);
         if (!corio__is_error(L, -1, NULL)) {
-          corio__wrap_error(rt, L, NULL, NULL);
+          /* a deferred function's error was noted where it was raised,
+          ** on this thread (init.lua's run_scope_defers) */
+          corio__wrap_error(rt, L, L, NULL);
           lua_rawseti(L, -2, i);
         } else {
           lua_pop(L, 1);
@@ -869,7 +871,7 @@ static int l_task_fail(lua_State *L) {
     if (t->root.errs == LUA_NOREF) t->root.caught = 1;
     return 0;
   }
-  corio__wrap_error(rt, L, NULL, t);
+  corio__wrap_error(rt, L, L, t);  /* noted where it was raised */
   corio__scope_add_error(rt, L, &t->root, 1);
   return 0;
 }

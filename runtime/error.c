@@ -154,8 +154,9 @@ void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
   lua_rawget(L, e);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    if (!noted_traceback(L, co, e))
-      luaL_traceback(L, co != NULL ? co : L, NULL, co != NULL ? 0 : 1);
+    if (!noted_traceback(L, co, e))  /* co == L: from the caller's frame */
+      luaL_traceback(L, co != NULL ? co : L, NULL,
+                     co != NULL && co != L ? 0 : 1);
     if (t != NULL) {
       push_origin(rt, L, t);
       lua_concat(L, 2);

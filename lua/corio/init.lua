@@ -118,9 +118,10 @@ end
 -- state. A handler error is recorded on the scope (after any error in
 -- flight, so it is chained, not lost); a Cancelled from a handler counts as
 -- the body's.
+local body_handler
 local function run_scope_defers(s, list, ok, err)
   for i = #list, 1, -1 do
-    local hok, herr = pcall(list[i])
+    local hok, herr = xpcall(list[i], body_handler)
     if not hok then
       if is_error(herr, "cancelled") then
         if ok then ok, err = false, herr end
@@ -243,7 +244,7 @@ local traceback, co_running = debug.traceback, coroutine.running
 -- error from a scope nested in another body, or in a gather function,
 -- showed init.lua's `error` as where it came from; rule 9).
 local getinfo = debug.getinfo
-local function body_handler(e)
+function body_handler(e)
   if is_error(e) then
     if rawget(e, "traceback") == nil then
       e.traceback = (traceback("", 2):gsub("^\n", ""))
@@ -391,7 +392,7 @@ do
   local task_fail = core.task_fail
   debug.getregistry()["corio.run_defers"] = function(list)
     for i = #list, 1, -1 do
-      local ok, e = pcall(list[i])
+      local ok, e = xpcall(list[i], body_handler)
       if not ok then task_fail(e) end
     end
   end

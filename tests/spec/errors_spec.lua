@@ -177,6 +177,43 @@ describe("rule 9: tracebacks", function()
     end)
 end)
 
+describe("rule 9: a deferred function's error", function()
+  -- a helper named in the traceback: the raise point, not where the
+  -- scope or task ran its deferred functions
+  local raise_line
+  local function failing_cleanup(what)
+    raise_line = debug.getinfo(1, "l").currentline + 1
+    error(what .. " cleanup failed")
+  end
+
+  it("in a scope, with other errors, keeps the traceback of where it was raised",
+    function()
+      local err = catch(corio.scope, function(s)
+        s:spawn(function() error("child failed") end)
+        corio.defer(function() failing_cleanup("scope") end)
+      end)
+      assert.equal(2, #err.errors)
+      local d = err.errors[2]
+      assert.truthy(tostring(d):find("scope cleanup failed", 1, true))
+      assert.truthy(d.traceback:find("errors_spec.lua:" .. raise_line, 1, true),
+        "the traceback lacks the raising line " .. raise_line .. ":\n" .. d.traceback)
+      assert.truthy(d.traceback:find("failing_cleanup", 1, true), d.traceback)
+    end)
+
+  it("in a task's body keeps the traceback of where it was raised", function()
+    local err = catch(corio.scope, function(s)
+      s:spawn(function()
+        corio.defer(function() failing_cleanup("task") end)
+        corio.yield()
+      end)
+    end)
+    assert.truthy(tostring(err):find("task cleanup failed", 1, true))
+    assert.truthy(err.traceback:find("errors_spec.lua:" .. raise_line, 1, true),
+      "the traceback lacks the raising line " .. raise_line .. ":\n" .. err.traceback)
+    assert.truthy(err.traceback:find("failing_cleanup", 1, true), err.traceback)
+  end)
+end)
+
 describe("bad arguments", function()
   local function assert_bad_arg(pattern, fn, ...)
     local err = catch(fn, ...)
