@@ -43,11 +43,11 @@ end
 -- A value that is not a corio error raised out of a scope body (own_body)
 -- had its traceback noted by the body's handler (init.lua): use that one.
 local function boundary(e)
-  local noted = not is_error(e) and debug.getregistry()["corio.tb"]
-  noted = noted and noted[coroutine.running()]
+  local noted = not is_error(e) and debug.getregistry()["corio.noted_tb"]
+  noted = noted and noted(coroutine.running(), e)
   e = wrap_error(e)
-  if noted and noted[1] == rawget(e, "value") then
-    e.traceback = noted[2]
+  if noted then
+    e.traceback = noted
   elseif rawget(e, "traceback") == nil then
     e.traceback = (debug.traceback("", 2):gsub("^\n", ""))
   end

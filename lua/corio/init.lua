@@ -234,9 +234,42 @@ end
 -- any other value is raised on unchanged (rule 10), and its traceback is
 -- noted for the task's thread, where the task boundary finds it if the
 -- value ends the task.
+-- The notes of a thread: { n = k, e1, tb1, e2, tb2, ... }, newest first,
+-- at most NOTES values (a scope can fail with its body's error and with
+-- those of its deferred functions, all raised on the same thread).
 local body_tracebacks = setmetatable({}, { __mode = "k" })
 debug.getregistry()["corio.tb"] = body_tracebacks
 local traceback, co_running = debug.traceback, coroutine.running
+local NOTES = 4
+local function noted_tb(co, e)
+  local l = body_tracebacks[co]
+  if l then
+    for i = 1, 2 * l.n, 2 do
+      if rawequal(l[i], e) then return l[i + 1] end
+    end
+  end
+end
+debug.getregistry()["corio.noted_tb"] = noted_tb
+local function note_tb(co, e, tb)
+  local l = body_tracebacks[co]
+  if l == nil then
+    body_tracebacks[co] = { n = 1, e, tb }
+    return
+  end
+  local n = l.n
+  for i = 1, 2 * n, 2 do  -- an older note of the same value goes
+    if rawequal(l[i], e) then
+      for j = i, 2 * n - 2 do l[j] = l[j + 2] end
+      n = n - 1
+      break
+    end
+  end
+  if n == NOTES then n = n - 1 end
+  for j = 2 * n, 1, -1 do l[j + 2] = l[j] end
+  l[1], l[2] = e, tb
+  for j = 2 * n + 3, 2 * NOTES do l[j] = nil end
+  l.n = n + 1
+end
 -- A value corio raises again (a scope leaving with its body's error, the
 -- stream form of corio.http) goes through reraise: the handler of an
 -- enclosing body then keeps the note made where the value was first
@@ -252,10 +285,9 @@ function body_handler(e)
   else
     local co = co_running()
     if co then
-      local noted = body_tracebacks[co]
       -- levels: 1 this handler, 2 error(), 3 reraise
-      if not (noted and noted[1] == e and getinfo(3, "f").func == reraise) then
-        body_tracebacks[co] = { e, (traceback("", 2):gsub("^\n", "")) }
+      if not (getinfo(3, "f").func == reraise and noted_tb(co, e)) then
+        note_tb(co, e, (traceback("", 2):gsub("^\n", "")))
       end
     end
   end
@@ -669,11 +701,9 @@ do
   local function wrap_failed(co, e)
     local me = co_running()
     if me == nil or is_error(e) then error(e, 0) end
-    local inner = body_tracebacks[co]
-    local tb = inner and inner[1] == e and inner[2]
-      or (traceback(co, "", 0):gsub("^\n", ""))
-    body_tracebacks[me] = { e, tb .. "\n\t(resumed by)"
-      .. (traceback("", 2):gsub("^\nstack traceback:", "")) }
+    local tb = noted_tb(co, e) or (traceback(co, "", 0):gsub("^\n", ""))
+    note_tb(me, e, tb .. "\n\t(resumed by)"
+      .. (traceback("", 2):gsub("^\nstack traceback:", "")))
     return reraise(e)
   end
   local function unwrap(co, ok, ...)
