@@ -917,7 +917,7 @@ static void add_task(corio_task *t, void *ud) {
   }
   if (t->spawn_src != NULL) {
     const char *s = t->spawn_src;
-    lua_pushfstring(L, "%s:%d", s[0] == '@' || s[0] == '=' ? s + 1 : s,
+    lua_pushfstring(L, "%s:%d", corio__src_shown(s),
                     t->spawn_line);
     lua_setfield(L, -2, "spawned_at");
   }

@@ -81,7 +81,7 @@ static void push_origin(corio_rt *rt, lua_State *L, corio_task *t) {
   if (t->spawn_src != NULL) {
     const char *s = t->spawn_src;
     lua_pushfstring(L, "\n\t(%s spawned at %s:%d)", lua_tostring(L, -1),
-                    s[0] == '@' || s[0] == '=' ? s + 1 : s, t->spawn_line);
+                    corio__src_shown(s), t->spawn_line);
   } else {
     lua_pushfstring(L, "\n\t(in %s)", lua_tostring(L, -1));
   }
