@@ -287,9 +287,12 @@ local function leave(s, kind, ok, ...)
   return finish(s, kind, ok, ...)
 end
 
+-- fn is checked first, also outside a loop: raised inside the corio.run
+-- of rule 11, a bad fn came back wrapped in kind "error", with corio's own
+-- frames for its traceback, instead of the plain string raised in a task.
 local function not_entered(public, name, n, ...)
-  if not in_task() then return run(public, ...) end
   check_fn((select(n, ...)), name, n)
+  return run(public, ...)
 end
 
 local function scope0(fn)
@@ -464,7 +467,16 @@ local function release_after(self, ok, ...)
   error((...), 0)
 end
 
+local sem_mt, lock_mt = core.metatable("corio.Semaphore"), core.metatable("corio.Lock")
+local getmetatable_raw = debug.getmetatable
 local function with(self, fn, ...)
+  -- self first: sem.with(fn) said "bad argument #1 to 'with' (function
+  -- expected, got nil)", and another value of self an internal error
+  local mt = getmetatable_raw(self)
+  if mt ~= sem_mt and mt ~= lock_mt then
+    error(("bad self to 'with' (corio.Semaphore or corio.Lock expected, got %s; "
+      .. "call it as obj:with(fn, ...))"):format(type(self)), 2)
+  end
   -- outside a loop, the whole of it under one corio.run (rule 11): a lock
   -- taken by one run's task would be broken once that run ended
   if type(fn) ~= "function" then
@@ -568,6 +580,18 @@ end
 for _, name in ipairs { "corio.Lock", "corio.Event" } do
   local mt = core.metatable(name)
   mt.__index = mt.methods
+end
+-- Their fields are read-only: setting one (sem.available = 5) raised
+-- "attempt to index ... (a userdata value)", as if it could not be read.
+for name, what in pairs { ["corio.Scope"] = "scope", ["corio.Semaphore"] = "semaphore",
+    ["corio.Channel"] = "channel", ["corio.Lock"] = "lock", ["corio.Event"] = "event" } do
+  local mt = core.metatable(name)
+  if mt.__newindex == nil then
+    mt.__newindex = function(_, k)
+      error(("%s: field '%s' cannot be set (its fields are read-only)")
+        :format(what, tostring(k)), 2)
+    end
+  end
 end
 
 -- user coroutines (rule 13) ------------------------------------------------
