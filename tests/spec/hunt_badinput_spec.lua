@@ -290,6 +290,11 @@ for _, v in ipairs { "x", -1, NaN, -inf, true } do
   c("f:read(" .. tostring(v) .. ")", "bad argument #1 to 'read' (invalid format)", file.read, file, v)
 end
 c("f:read('l', 'x')", "bad argument #2 to 'read' (invalid format)", file.read, file, "l", "x")
+c("f:lines('x')", "bad argument #1 to 'lines' (invalid format)", file.lines, file, "x")
+c("f:lines('n', -1)", "bad argument #2 to 'lines' (invalid format)", file.lines, file, "n", -1)
+c("File.lines(5, 'n')", "bad argument #1 to 'lines' (corio.File expected, got number)", file.lines, 5, "n")
+c("File.lines(lock, 'a', 'l')", "bad argument #1 to 'lines' (corio.File expected, got userdata)", file.lines,
+  lock, "a", "l")
 for _, v in ipairs { 0, -1, NaN, "x" } do
   c("f:chunks(" .. tostring(v) .. ")", "bad argument #1 to 'chunks' (positive number expected, got "
     .. tostring(v) .. ")", file.chunks, file, v)
