@@ -426,7 +426,9 @@ if ffi_ok then
   local out = ffi.new("double[1]")
   M.now = function() return ffi_now(rt) end
   function Task.join(task)
-    if type(task) == "userdata" then
+    -- a corio object (its __metatable): a light userdata is "userdata"
+    -- too, and the C side would read its magic at whatever it points to
+    if getmetatable(task) == "corio" then
       local r = ffi_join(rt, task, out)
       if r == 4 then return out[0]
       elseif r == 3 then return out[0] ~= 0
@@ -520,7 +522,7 @@ if ffi_ok then
     local f, slow = ffi.cast(sig, cfn), methods[name]
     if type(slow) == "function" and cnames[slow] == nil then cnames[slow] = name end
     methods[name] = function(self)
-      if type(self) == "userdata" and f(rt, self) ~= 0 then return end
+      if getmetatable(self) == "corio" and f(rt, self) ~= 0 then return end
       return slow(self)
     end
   end

@@ -131,11 +131,15 @@ local function selves(tname, methods, others)
     end
   end
 end
-selves("Semaphore", { "acquire", "release" }, { { "lock", lock }, { "channel", ch } })
-selves("Lock", { "acquire", "release", "locked" }, { { "semaphore", sem }, { "event", ev } })
-selves("Event", { "wait", "set", "clear", "is_set" }, { { "lock", lock }, { "semaphore", sem } })
+-- a light userdata is "userdata" too, but its pointer is no corio object:
+-- the magic was read at whatever it points to (NOLOOP is a char: the
+-- sanitizer build saw a global-buffer-overflow)
+local lu = { "light userdata", E.lightud }
+selves("Semaphore", { "acquire", "release" }, { { "lock", lock }, { "channel", ch }, lu })
+selves("Lock", { "acquire", "release", "locked" }, { { "semaphore", sem }, { "event", ev }, lu })
+selves("Event", { "wait", "set", "clear", "is_set" }, { { "lock", lock }, { "semaphore", sem }, lu })
 selves("Channel", { "send", "recv", "try_send", "try_recv", "close", "iter" },
-  { { "semaphore", sem }, { "lock", lock } })
+  { { "semaphore", sem }, { "lock", lock }, lu })
 for _, t in ipairs { "Semaphore", "Lock" } do
   local with = E.methods[t].with
   c(t .. ".with(f)", "bad self to 'with' (corio.Semaphore or corio.Lock expected, got function", with, f)
@@ -162,6 +166,8 @@ if E.task then
     inside(c("Task." .. m .. "(lock)", "bad self to '" .. m .. "' (corio.Task expected, got userdata",
       E.task[m], lock))
     inside(c("Task." .. m .. "(nil)", "bad self to '" .. m .. "' (corio.Task expected", E.task[m], nil))
+    inside(c("Task." .. m .. "(light userdata)", "bad self to '" .. m .. "' (corio.Task expected, got userdata",
+      E.task[m], E.lightud))
   end
   inside(c("task.id = 1", "task: field 'id' cannot be set (only 'name')", function() E.task.id = 1 end))
   inside(c("task.name = nil", "task: field 'name' must be a string, got nil",
@@ -445,6 +451,8 @@ local h = assert(io.open(E.path, "w"))
 h:write("line 1\nline 2\n")
 h:close()
 E.sem, E.lock, E.ev, E.ch = corio.semaphore(1), corio.lock(), corio.event(), corio.channel(1)
+E.lightud = require("corio.core").NOLOOP
+assert(type(E.lightud) == "userdata")
 E.closed_ch = corio.channel(1)
 E.closed_ch:close()
 E.an_error = corio.new_error("x", "y")
