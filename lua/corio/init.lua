@@ -89,7 +89,14 @@ local function nested_done(ok, ...)
 end
 
 function M.run(fn, ...)
-  if core.run_check() then return nested_done(pcall(scope, as_child, fn, ...)) end
+  if core.run_check() then
+    -- checked here, as core.run checks it: the spawn below named itself
+    -- ("init.lua:81: bad argument #1 to 'spawn'") for corio.run(5)
+    if type(fn) ~= "function" then
+      error(("bad argument #1 to 'run' (function expected, got %s)"):format(type(fn)), 2)
+    end
+    return nested_done(pcall(scope, as_child, fn, ...))
+  end
   return run_done(core.run(fn, ...))
 end
 local run = M.run

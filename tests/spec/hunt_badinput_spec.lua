@@ -749,6 +749,22 @@ describe("defects found by the sweep", function()
     c:close()
   end)
 
+  it("corio.run(5) in the main chunk of the corio program names 'run', not an inner 'spawn'", function()
+    local corio_exe = os.getenv("CORIO")
+    if not corio_exe then return end   -- CTest sets it
+    local script = dir .. "/main_run.lua"
+    fs.write_file(script, "local corio = require 'corio'\n"
+      .. "print(select(2, pcall(corio.run, 5)))\n"
+      .. "print(corio.run(function(a) return a end, 'still works'))\n")
+    local out = corio.to_thread(function(cmd)
+      local h = io.popen(cmd)
+      local s = h:read("*a")
+      h:close()
+      return s
+    end, ("%q %q 2>&1"):format(corio_exe, script))
+    assert.matches("^bad argument #1 to 'run' %(function expected, got number%)\nstill works\n$", out)
+  end)
+
   it("read-only fields of sync objects and scopes say so", function()
     local ok, err = pcall(function() corio.semaphore().available = 3 end)
     assert.is_false(ok)
