@@ -89,7 +89,14 @@ local function nested_done(ok, ...)
 end
 
 function M.run(fn, ...)
-  if core.run_check() then return nested_done(pcall(scope, as_child, fn, ...)) end
+  if core.run_check() then
+    -- checked here, as core.run checks it: the spawn below named itself
+    -- ("init.lua:81: bad argument #1 to 'spawn'") for corio.run(5)
+    if type(fn) ~= "function" then
+      error(("bad argument #1 to 'run' (function expected, got %s)"):format(type(fn)), 2)
+    end
+    return nested_done(pcall(scope, as_child, fn, ...))
+  end
   return run_done(core.run(fn, ...))
 end
 local run = M.run
@@ -320,9 +327,12 @@ local function leave(s, kind, ok, ...)
   return finish(s, kind, ok, ...)
 end
 
+-- fn is checked first, also outside a loop: raised inside the corio.run
+-- of rule 11, a bad fn came back wrapped in kind "error", with corio's own
+-- frames for its traceback, instead of the plain string raised in a task.
 local function not_entered(public, name, n, ...)
-  if not in_task() then return run(public, ...) end
   check_fn((select(n, ...)), name, n)
+  return run(public, ...)
 end
 
 local function scope0(fn)
@@ -456,7 +466,9 @@ if ffi_ok then
   local out = ffi.new("double[1]")
   M.now = function() return ffi_now(rt) end
   function Task.join(task)
-    if type(task) == "userdata" then
+    -- a corio object (its __metatable): a light userdata is "userdata"
+    -- too, and the C side would read its magic at whatever it points to
+    if getmetatable(task) == "corio" then
       local r = ffi_join(rt, task, out)
       if r == 4 then return out[0]
       elseif r == 3 then return out[0] ~= 0
@@ -497,7 +509,16 @@ local function release_after(self, ok, ...)
   error((...), 0)
 end
 
+local sem_mt, lock_mt = core.metatable("corio.Semaphore"), core.metatable("corio.Lock")
+local getmetatable_raw = debug.getmetatable
 local function with(self, fn, ...)
+  -- self first: sem.with(fn) said "bad argument #1 to 'with' (function
+  -- expected, got nil)", and another value of self an internal error
+  local mt = getmetatable_raw(self)
+  if mt ~= sem_mt and mt ~= lock_mt then
+    error(("bad self to 'with' (corio.Semaphore or corio.Lock expected, got %s; "
+      .. "call it as obj:with(fn, ...))"):format(type(self)), 2)
+  end
   -- outside a loop, the whole of it under one corio.run (rule 11): a lock
   -- taken by one run's task would be broken once that run ended
   if type(fn) ~= "function" then
@@ -541,7 +562,7 @@ if ffi_ok then
     local f, slow = ffi.cast(sig, cfn), methods[name]
     if type(slow) == "function" and cnames[slow] == nil then cnames[slow] = name end
     methods[name] = function(self)
-      if type(self) == "userdata" and f(rt, self) ~= 0 then return end
+      if getmetatable(self) == "corio" and f(rt, self) ~= 0 then return end
       return slow(self)
     end
   end
@@ -601,6 +622,18 @@ end
 for _, name in ipairs { "corio.Lock", "corio.Event" } do
   local mt = core.metatable(name)
   mt.__index = mt.methods
+end
+-- Their fields are read-only: setting one (sem.available = 5) raised
+-- "attempt to index ... (a userdata value)", as if it could not be read.
+for name, what in pairs { ["corio.Scope"] = "scope", ["corio.Semaphore"] = "semaphore",
+    ["corio.Channel"] = "channel", ["corio.Lock"] = "lock", ["corio.Event"] = "event" } do
+  local mt = core.metatable(name)
+  if mt.__newindex == nil then
+    mt.__newindex = function(_, k)
+      error(("%s: field '%s' cannot be set (its fields are read-only)")
+        :format(what, tostring(k)), 2)
+    end
+  end
 end
 
 -- user coroutines (rule 13) ------------------------------------------------
