@@ -176,7 +176,7 @@ struct corio_task {
   const char *spawn_src;  /* interned chunk name of the spawn site */
   int spawn_line;
   int slot;               /* anchor slot pair, -1 once ended */
-  int name_ref;           /* anchor ref to a name string, or NOREF */
+  int named;              /* has an entry in the runtime's names table */
   uint32_t id;
 };
 
@@ -249,6 +249,8 @@ struct corio_rt {
   int anchor;               /* registry ref: table pinning tasks */
   int refs;                 /* registry ref: table of corio__ref values */
   int results;              /* registry ref: weak-keyed results table */
+  int names;                /* registry ref: weak-keyed task names */
+  corio_link http_clients;  /* live HTTP clients (http.c) */
   int foreign_tab;          /* registry ref: {nforeign}, read by init.lua */
   uint32_t nforeign;        /* open scopes entered by user coroutines
                                (scope.foreign), parked chains included: while
@@ -437,6 +439,8 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
 void corio__task_try_finish(corio_rt *rt, corio_task *t);
 int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len);
 void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t);
+void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud);
+void corio__task_set_name(corio_rt *rt, lua_State *L, corio_task *t, int ud);
 int corio__cancel_task(corio_rt *rt, corio_task *t);
 
 /* cancel.c */

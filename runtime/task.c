@@ -87,7 +87,6 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   t->cur = &t->root;
   t->slot = slot;
   t->id = rt->next_id++;
-  t->name_ref = LUA_NOREF;
   t->budget = CORIO_BUDGET;
   t->status = CORIO_PENDING;
   t->u.sleep.idx = UINT32_MAX;
@@ -134,22 +133,68 @@ static int def_site(corio_rt *rt, lua_State *L, corio_task *t, char *buf,
   return 1;
 }
 
+/* Task names live in a weak-keyed table (rt->names), keyed by the Task
+** userdata, so that a name goes when its task is collected. Was: a ref
+** that nothing dropped, so every task named by the user, or whose
+** default name an error, a join of its Cancelled or tostring made, kept
+** a ref slot and its string until the runtime was freed.
+** [-0, +(0|1)] Push the task's userdata: the one at index ud if not 0,
+** else the one its anchor slot pins while it lives; 0 if neither. */
+static int push_task_ud(corio_rt *rt, lua_State *L, corio_task *t, int ud) {
+  if (ud != 0) {
+    lua_pushvalue(L, ud);
+    return 1;
+  }
+  if (t->slot < 0) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, TASK_UD(t->slot));
+  lua_remove(L, -2);
+  return 1;
+}
+
+/* [-1, +0] Make the string on top the name of t, whose userdata is at ud
+** (or 0: found as push_task_ud says). */
+void corio__task_set_name(corio_rt *rt, lua_State *L, corio_task *t,
+                          int ud) {
+  if (ud < 0) ud = lua_gettop(L) + ud + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->names);   /* [name names] */
+  if (!push_task_ud(rt, L, t, ud)) {
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pushvalue(L, -3);                            /* [name names ud name] */
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+  t->named = 1;
+}
+
 /* [-0, +1] The task's name: the one set by the user, else "task <id>"
 ** with the definition site of its function, e.g. "task 5 (app.lua:12)".
-** A default name is kept once made, so it outlives the task's thread. */
-void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
+** A default name is kept once made, so it outlives the task's thread
+** (for whoever still holds the Task: ud, or 0 as push_task_ud says). */
+void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud) {
   char site[256];
-  if (t->name_ref != LUA_NOREF) {
-    corio__getref(rt, L, t->name_ref);
-    return;
+  if (ud < 0) ud = lua_gettop(L) + ud + 1;
+  if (t->named) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->names);   /* [names] */
+    if (push_task_ud(rt, L, t, ud)) {
+      lua_rawget(L, -2);                             /* [names name] */
+      lua_remove(L, -2);
+      if (!lua_isnil(L, -1)) return;
+    }
+    lua_pop(L, 1);
   }
   if (def_site(rt, L, t, site, sizeof(site))) {
     lua_pushfstring(L, "task %d (%s)", (int)t->id, site);
     lua_pushvalue(L, -1);
-    t->name_ref = corio__ref(rt, L);
+    corio__task_set_name(rt, L, t, ud);
   } else {
     lua_pushfstring(L, "task %d", (int)t->id);
   }
+}
+
+void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
+  corio__task_name_at(rt, L, t, 0);
 }
 
 /* Move the deferred functions of s, still open at the end of t's body,
@@ -292,7 +337,7 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
   switch (t->status) {
   case CORIO_CANCELLED:
     lua_pushboolean(L, 0);
-    corio__task_name(rt, L, t);
+    corio__task_name_at(rt, L, t, ud);
     lua_pushfstring(L, "%s was cancelled", lua_tostring(L, -1));
     lua_remove(L, -2);
     corio__push_cancelled(L, L, lua_tostring(L, -1));
