@@ -211,7 +211,7 @@ typedef struct corio_channel {
 /* A spawn site's function and its chunk name (see task.c). */
 #define CORIO_SRCCACHE 8
 typedef struct corio_srccache {
-  const void *fn;     /* the function, pinned by ref */
+  const void *fn;     /* the function, pinned by ref for a GC cycle */
   const char *src;    /* interned chunk name, NULL for corio's own */
   int own;
   int ref;
@@ -363,6 +363,7 @@ uint64_t corio__coarse(corio_rt *rt);
 uint64_t corio__burst(corio_rt *rt);
 const char *corio__intern_src(corio_rt *rt, const char *src);
 int corio__is_own_src(corio_rt *rt, const char *src);
+void corio__srccache_sentinel(lua_State *L);
 void corio__add_own_src(corio_rt *rt, const char *src);
 int corio__slot_alloc(corio_rt *rt);
 void corio__slot_free(corio_rt *rt, int slot);

@@ -11,6 +11,9 @@
 --   took a ref of the runtime's that nothing dropped: one ref slot and
 --   one string per such task, until the runtime was freed
 --   (runtime/task.c: names now live in a weak-keyed table);
+-- - the spawn-site cache pinned the functions that called spawn, and so
+--   what they captured (an unclosed file stayed open for good)
+--   (runtime/task.c: the cache holds them weakly);
 -- - tostring of a corio error with many errors (a scope where hundreds of
 --   tasks failed) read the errors list from the wrong stack slot once the
 --   message passed LUAL_BUFFERSIZE: a segfault (bindings/core.c);
@@ -133,6 +136,35 @@ describe("task names (defect: a ref per named task, never dropped)", function()
     assert.equal("mine", u.name)
     u.name = "renamed after its end"
     assert.equal("renamed after its end", u.name)
+  end))
+end)
+
+describe("the spawn-site cache (defect: it pinned the functions that spawned)", function()
+  it("lets the collector have a function that spawned, and what it captured", long(function()
+    local fds = helpers.open_fds()
+    local gone = setmetatable({}, { __mode = "k" })
+    do
+      local f = fs.open("/proc/self/status")   -- left for the collector to close
+      local function handler()
+        f:read("l")
+        corio.spawn(function() end):join()
+      end
+      handler()
+      gone[handler] = true
+    end
+    fds_back(fds, "a file captured by a function that spawned")
+    assert.is_nil(next(gone), "the function that spawned is still alive")
+  end))
+
+  it("still names the spawn site, also for a new function at a collected one's address", long(function()
+    for i = 1, 200 do
+      -- a new closure each round: most land where a collected one was
+      local f = load(("return function(corio) local t = corio.spawn(function() error('x', 0) end) return t end"),
+        "=site" .. i)()
+      local e = catch(corio.scope, function() f(corio) end)
+      assert.matches("spawned at site" .. i .. ":1", e.traceback)
+      if i % 10 == 0 then full_collect() end
+    end
   end))
 end)
 
