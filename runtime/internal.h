@@ -331,6 +331,7 @@ struct corio_rt {
   char **srcs;
   uint32_t nsrcs, srcscap;
   corio_srccache srccache[CORIO_SRCCACHE]; /* see spawn_site in task.c */
+  int srccache_armed;       /* a sentinel will empty it (srccache_gc) */
   int ud_tasks;             /* registry ref of the Task metatable */
   corio_xscope *scope_pool[CORIO_SCOPE_POOL]; /* closed, unreachable scope
                                records, pinned by their ref, for reuse */
@@ -363,7 +364,6 @@ uint64_t corio__coarse(corio_rt *rt);
 uint64_t corio__burst(corio_rt *rt);
 const char *corio__intern_src(corio_rt *rt, const char *src);
 int corio__is_own_src(corio_rt *rt, const char *src);
-void corio__srccache_sentinel(lua_State *L);
 void corio__add_own_src(corio_rt *rt, const char *src);
 int corio__slot_alloc(corio_rt *rt);
 void corio__slot_free(corio_rt *rt, int slot);

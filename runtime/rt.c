@@ -313,7 +313,6 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
 
   lua_pushlightuserdata(L, rt);
   lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
-  corio__srccache_sentinel(L);   /* its __gc finds rt by RT_KEY */
   /* CORIO_POLL_MS=0 polls a busy queue by count only: instruction counts
   ** under valgrind, where the clock runs ~50x slower, then do not depend
   ** on time (bench/callgrind.sh sets it). */

@@ -18,9 +18,15 @@
 ** pins (so a hit cannot be a new function at a freed one's address):
 ** formatting the chunk name on every spawn would cost as much as the
 ** rest of spawn. The pins last one collector cycle (srccache_gc). */
+static void srccache_sentinel(lua_State *L);
+
 static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_Debug ar;
   int level;
+  if (!rt->srccache_armed) {
+    srccache_sentinel(L);
+    rt->srccache_armed = 1;
+  }
   for (level = 1; level < 6 && lua_getstack(L, level, &ar); level++) {
     const void *fn;
     corio_srccache *c;
@@ -49,16 +55,19 @@ static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
   }
 }
 
-/* The spawn-site cache is emptied, and its pins dropped, each time the
+/* The spawn-site cache is emptied, and its pins dropped, when the
 ** collector ends a cycle: a sentinel userdata, garbage as soon as made,
-** runs this __gc then and makes the next one. Was: the functions stayed
-** pinned until another one took their slot, and with them what they
-** captured: a file the collector should have closed stayed open for good.
-** (Checking a weak table instead cost ~190 instructions a spawn, W1.) */
+** runs this __gc then; the next spawn makes the next sentinel (not this
+** __gc: in lua_close, which runs finalisers again for those made by
+** finalisers, that one's would run after a stock luajit unloaded
+** core.so). Was: the functions stayed pinned until another one took
+** their slot, and with them what they captured: a file the collector
+** should have closed stayed open for good. (Checking a weak table on
+** each hit instead cost ~190 instructions a spawn, W1.) */
 static int srccache_gc(lua_State *L) {
   corio_rt *rt = corio__rt(L);
   int i;
-  if (rt == NULL) return 0;   /* the runtime is gone: the chain ends */
+  if (rt == NULL) return 0;   /* the runtime is gone */
   for (i = 0; i < CORIO_SRCCACHE; i++) {
     corio_srccache *c = &rt->srccache[i];
     c->fn = NULL;
@@ -67,11 +76,11 @@ static int srccache_gc(lua_State *L) {
       corio__setref(rt, L, c->ref);
     }
   }
-  corio__srccache_sentinel(L);
+  rt->srccache_armed = 0;
   return 0;
 }
 
-void corio__srccache_sentinel(lua_State *L) {
+static void srccache_sentinel(lua_State *L) {
   lua_newuserdata(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.srccache_gc");
   if (lua_isnil(L, -1)) {
