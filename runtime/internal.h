@@ -248,7 +248,6 @@ struct corio_rt {
   corio_task *root;         /* root task of the running corio.run */
   int anchor;               /* registry ref: table pinning tasks */
   int refs;                 /* registry ref: table of corio__ref values */
-  int results;              /* registry ref: weak-keyed results table */
   int names;                /* registry ref: weak-keyed task names */
   corio_link http_clients;  /* live HTTP clients (http.c) */
   int foreign_tab;          /* registry ref: {nforeign}, read by init.lua */

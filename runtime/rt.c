@@ -285,12 +285,6 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   rt->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);                  /* refs */
   rt->refs = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);                  /* results, weak keys */
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  rt->results = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);                  /* task names, weak keys */
   lua_newtable(L);
   lua_pushliteral(L, "k");
@@ -392,7 +386,6 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     lua_setfield(rt->L, LUA_REGISTRYINDEX, RT_KEY);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->anchor);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->refs);
-    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->results);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->names);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->foreign_tab);
   }

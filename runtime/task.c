@@ -19,6 +19,7 @@
 ** formatting the chunk name on every spawn would cost as much as the
 ** rest of spawn. The pins last one collector cycle (srccache_gc). */
 static void srccache_sentinel(lua_State *L);
+static void task_keep(corio_rt *rt, lua_State *L, corio_task *t);
 
 static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_Debug ar;
@@ -340,16 +341,11 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
     } else if (n == 1 && lua_isnil(co, 1)) {
       t->rtype = CORIO_R_NIL;
     } else {
-      /* results[ud] = co: the dead thread's stack holds the results. */
+      /* the dead thread's stack holds the results (task_keep) */
       t->rtype = CORIO_R_TABLE;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-      lua_rawgeti(L, -1, TASK_UD(t->slot));
-      lua_replace(L, -2);
       lua_pushthread(co);
       lua_xmove(co, L, 1);
-      lua_rawset(L, -3);
-      lua_pop(L, 1);
+      task_keep(rt, L, t);
     }
   } else if (corio__is_error(co, -1, "cancelled") && t->root.eff) {
     /* Cancelled by its own scope chain: the task ends "cancelled", and
@@ -374,6 +370,30 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
   corio__task_try_finish(rt, t);
 }
 
+/* [-1, +0] Keep the value on top as what the ended task t gives its
+** joiners (a thread holding its results, or its error): in {value}, the
+** environment of its userdata, so that it goes with the Task. Was: a
+** weak-keyed table of the runtime's, results[Task] = value; LuaJIT's weak
+** keys are no ephemerons, so a value that refers to its Task (a task that
+** returned corio.current(), or raised an error holding it) kept the entry,
+** the Task and all it refers to for good. */
+static void task_keep(corio_rt *rt, lua_State *L, corio_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, TASK_UD(t->slot));   /* [v A ud] */
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, -4);
+  lua_rawseti(L, -2, 1);
+  lua_setfenv(L, -2);
+  lua_pop(L, 3);
+}
+
+/* [-0, +1] What task_keep kept for the Task at ud (an index > 0). */
+static void task_kept(lua_State *L, int ud) {
+  lua_getfenv(L, ud);
+  lua_rawgeti(L, -1, 1);
+  lua_remove(L, -2);
+}
+
 /* [-0, +n] Push (true, results...) or (false, err) of an ended task whose
 ** userdata is at ud. Returns n. */
 int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
@@ -391,10 +411,7 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
     return 2;
   case CORIO_FAILED:
     lua_pushboolean(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_pushvalue(L, ud);
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
+    task_kept(L, ud);
     return 2;
   default:
     break;
@@ -408,11 +425,9 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
   default: {
     lua_State *co;
     int i, n;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_pushvalue(L, ud);
-    lua_rawget(L, -2);
+    task_kept(L, ud);
     co = lua_tothread(L, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     if (co == NULL) return 1;
     n = lua_gettop(co);
     if (!lua_checkstack(L, n + 2)) luaL_error(L, "too many results");
@@ -434,17 +449,11 @@ static void start_defers(corio_rt *rt, corio_task *t) {
     /* rnum shares its storage with wait_obj, which a deferred function
     ** that blocks (in a shield) would overwrite: keep the result on a
     ** holder thread instead, as multiple results are kept. */
-    lua_State *h;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-    lua_rawgeti(L, -1, TASK_UD(t->slot));
-    lua_replace(L, -2);
-    h = lua_newthread(L);
+    lua_State *h = lua_newthread(L);
     if (t->rtype == CORIO_R_NUM) lua_pushnumber(h, t->rnum);
     else if (t->rtype == CORIO_R_BOOL) lua_pushboolean(h, t->rnum != 0);
     else lua_pushnil(h);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    task_keep(rt, L, t);
     t->rtype = CORIO_R_TABLE;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
@@ -487,11 +496,8 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
       lua_pushvalue(L, -2);
       lua_setfield(L, -2, "errors");
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_pushvalue(L, ud);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    task_keep(rt, L, t);
     if (parent != NULL) {                  /* rule 2 */
       corio__scope_add_error(rt, L, parent, -1);
       corio__scope_cancel(rt, parent);

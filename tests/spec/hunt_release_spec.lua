@@ -11,6 +11,11 @@
 --   took a ref of the runtime's that nothing dropped: one ref slot and
 --   one string per such task, until the runtime was freed
 --   (runtime/task.c: names now live in a weak-keyed table);
+-- - a task's results and error were kept in a weak-keyed table keyed by
+--   its Task: LuaJIT's weak keys are no ephemerons, so results that
+--   referred to the Task (corio.current() returned, an error table
+--   holding it) kept the entry, the Task and its results for good
+--   (runtime/task.c: they are kept in the Task userdata's environment);
 -- - the spawn-site cache pinned the functions that called spawn, and so
 --   what they captured (an unclosed file stayed open for good)
 --   (runtime/task.c: the cache holds them weakly);
@@ -136,6 +141,27 @@ describe("task names (defect: a ref per named task, never dropped)", function()
     assert.equal("mine", u.name)
     u.name = "renamed after its end"
     assert.equal("renamed after its end", u.name)
+  end))
+end)
+
+describe("task results and errors (defect: kept by a weak-keyed table)", function()
+  it("tasks whose results or error refer to their own Task are collected (defect: kept for good)", long(function()
+    local big = ("x"):rep(1000)
+    no_growth("results holding their Task", SLOW and 300 or 2000, function(i)
+      local t = corio.spawn(function() return corio.current(), { me = corio.current(), s = big .. i } end)
+      local me, tab = t:join()
+      assert(me == t and tab.me == t)
+      local e = catch(corio.scope, function(s)
+        t = s:spawn(function() error({ me = corio.current(), s = big .. i }) end)
+      end)
+      assert(e.value.me == t)
+    end, 32)
+    -- a task's results and error are still there for a late joiner
+    local t = corio.spawn(function() return corio.current(), "second" end)
+    t:join()
+    full_collect()
+    local me, second = t:join()
+    assert(me == t and second == "second")
   end))
 end)
 
