@@ -25,6 +25,16 @@
 -- - corio_free on a host's loop left the HTTP clients' handles there
 --   (tests/c/test_hunt_release.c).
 --
+-- Checked and found sound (tests below): wait-queue entries of cancelled
+-- and timed-out semaphore, lock, event and channel waits; deadlines left
+-- by an error and cancelled sleeps; gather/map/first failing or
+-- cancelled; to_thread calls cancelled while queued or running, and
+-- failing; fs files, lines iterators, scandir and with_open on error,
+-- cancellation and collection; HTTP requests cancelled while reading the
+-- headers or the body, sending a body, or waiting for a pool slot,
+-- streams and clients dropped without close; runs that end by an error,
+-- a cancel or SIGINT with all of those open (stock luajit).
+--
 -- Note for measuring: LuaJIT's compiled traces keep the closures they were
 -- recorded with (and so their upvalues: a stream, a file) alive until the
 -- trace is flushed; the checks below flush traces before they count.
