@@ -161,7 +161,7 @@ static int l_task_index(lua_State *L) {
   const char *k = lua_tostring(L, 2);
   if (k != NULL) {
     if (strcmp(k, "name") == 0) {
-      corio__task_name(rt, L, t);
+      corio__task_name_at(rt, L, t, 1);
       return 1;
     }
     if (strcmp(k, "id") == 0) {
@@ -183,15 +183,14 @@ static int l_task_newindex(lua_State *L) {
     return luaL_error(L, "task: field 'name' must be a string, got %s",
                       luaL_typename(L, 3));
   lua_settop(L, 3);
-  if (t->name_ref == LUA_NOREF) t->name_ref = corio__ref(rt, L);
-  else corio__setref(rt, L, t->name_ref);
+  corio__task_set_name(rt, L, t, 1);
   return 0;
 }
 
 static int l_task_tostring(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t = corio__check_task(L, 1);
-  corio__task_name(rt, L, t);
+  corio__task_name_at(rt, L, t, 1);
   lua_pushfstring(L, "corio.Task(%s, %s)", lua_tostring(L, -1),
                   STATUS[t->status]);
   return 1;
@@ -1122,6 +1121,14 @@ static int l_error_index(lua_State *L) {
 static int l_error_tostring(lua_State *L) {
   luaL_Buffer b;
   int n, i;
+  /* The errors list sits below the buffer (index 2): a luaL_Buffer owns
+  ** the top of the stack, and once a message passed LUAL_BUFFERSIZE its
+  ** pieces lay above a list kept on top, so rawgeti(-1) read a string
+  ** (a segfault for a scope of a few hundred errors). */
+  lua_settop(L, 1);
+  lua_pushliteral(L, "errors");
+  lua_rawget(L, 1);
+  n = lua_istable(L, 2) ? (int)lua_objlen(L, 2) : 0;
   luaL_buffinit(L, &b);
   lua_getfield(L, 1, "kind");
   if (lua_isstring(L, -1)) {
@@ -1138,14 +1145,11 @@ static int l_error_tostring(lua_State *L) {
     lua_remove(L, -2);
   }
   luaL_addvalue(&b);
-  lua_pushliteral(L, "errors");
-  lua_rawget(L, 1);
-  n = lua_istable(L, -1) ? (int)lua_objlen(L, -1) : 0;
   if (n > 1) {
     lua_pushfstring(L, "\n(+%d more error%s:", n - 1, n > 2 ? "s" : "");
     luaL_addvalue(&b);
     for (i = 2; i <= n; i++) {
-      lua_rawgeti(L, -1, i);
+      lua_rawgeti(L, 2, i);
       if (lua_istable(L, -1)) {
         lua_getfield(L, -1, "message");
         lua_remove(L, -2);
@@ -1157,7 +1161,6 @@ static int l_error_tostring(lua_State *L) {
     }
     luaL_addstring(&b, ")");
   }
-  lua_pop(L, 1);
   lua_getfield(L, 1, "traceback");
   if (lua_isstring(L, -1) && lua_objlen(L, -1) > 0) {
     luaL_addstring(&b, "\n");

@@ -123,6 +123,7 @@ typedef struct h2c_sock {
 struct corio_xfer {
   uv_timer_t timer;      /* phase timeouts; closed only when x is freed */
   corio_http *h;
+  int gone;              /* GONE_*: timer closed by corio__http_rt_gone */
   CURL *easy;            /* kept across uses; curl_easy_reset between */
   corio_link link;       /* in h->active while in use, h->free after */
   corio_link pause_link; /* in h->to_pause while want_pause */
@@ -201,7 +202,13 @@ typedef struct http_sock {
   int events;            /* UV_READABLE|UV_WRITABLE being polled */
   int idle;              /* curl said CURL_POLL_REMOVE (a socket of ours) */
   uint64_t rd_at;        /* loop time it was last readable while watched */
+  int gone;              /* GONE_*: poll closed by corio__http_rt_gone */
 } http_sock;
+
+/* A handle corio__http_rt_gone closed on a host's loop: its close callback
+** is pending (CLOSING), has run (CLOSED), or is pending and its struct,
+** which the client no longer needs, is freed by that callback (FREE). */
+enum { GONE_NO, GONE_CLOSING, GONE_CLOSED, GONE_FREE };
 
 /* Per fd: its poll handle, whether opensocket_cb opened it. */
 typedef struct fd_slot {
@@ -254,6 +261,8 @@ struct corio_http {
   int closed;            /* client:close() or gc: no new requests */
   int gc;                /* the Lua object is gone */
   int dead;              /* the runtime is gone: touch no uv handle */
+  corio_link rt_link;    /* in rt->http_clients until freed */
+  uint32_t gone_closing; /* close callbacks of corio__http_rt_gone pending */
 };
 
 static int curl_ready = 0;
@@ -372,7 +381,9 @@ static void h2c_release(corio_xfer *x) {
 }
 
 static void http_maybe_free(corio_http *h) {
-  if (h->gc && h->closed && h->nhandles == 0 && h->nlive == 0) {
+  if (h->gc && h->closed && h->nhandles == 0 && h->nlive == 0 &&
+      h->gone_closing == 0) {
+    corio_list_remove(&h->rt_link);
     h2c_free_all(h);
     free(h->fds);
     free(h->cainfo);
@@ -813,7 +824,8 @@ static void sock_close(http_sock *s) {
   if (f != NULL && f->s == s) f->s = NULL;
   corio_list_remove(&s->link);
   if (h->dead) {
-    free(s);
+    if (s->gone == GONE_CLOSING) s->gone = GONE_FREE;
+    else free(s);
     h->nhandles--;
     return;
   }
@@ -851,6 +863,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     }
     s->h = h;
     s->fd = fd;
+    s->gone = GONE_NO;
     s->events = 0;
     s->rd_at = 0;
     corio_list_push(&h->socks, &s->link);
@@ -1203,6 +1216,7 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
   corio_list_init(&h->socks);
   corio_list_init(&h->to_pause);
   corio_list_init(&h->h2c);
+  corio_list_push(&rt->http_clients, &h->rt_link);
   h->verify = verify;
   h->no_env_proxy = !env_proxy();
   h->http2 = http2;
@@ -1281,7 +1295,8 @@ static void xfer_destroy(corio_xfer *x) {
     free(x->buf);
     free(x->head);
     free(x->plain_url);
-    free(x);
+    if (x->gone == GONE_CLOSING) x->gone = GONE_FREE;
+    else free(x);
     h->nhandles--;
     h->nlive--;
     return;
@@ -1382,6 +1397,7 @@ corio_xfer *corio__xfer_get(corio_http *h) {
     return NULL;
   }
   x->h = h;
+  x->gone = GONE_NO;
   corio_list_init(&x->pause_link);
   h->nhandles++;
   h->nlive++;
@@ -1949,6 +1965,88 @@ static void run_later(corio_http *h) {
   if (h->close_later) {
     h->close_later = 0;
     corio__http_close(h);
+  }
+}
+
+/* ---- the runtime freed on a host's loop ------------------------------- */
+
+static void gone_sock_closed(uv_handle_t *hd) {
+  http_sock *s = (http_sock *)hd;
+  corio_http *h = s->h;
+  if (s->gone == GONE_FREE) free(s);
+  else s->gone = GONE_CLOSED;
+  h->gone_closing--;
+  http_maybe_free(h);
+}
+
+static void gone_xfer_closed(uv_handle_t *hd) {
+  corio_xfer *x = (corio_xfer *)hd;
+  corio_http *h = x->h;
+  if (x->gone == GONE_FREE) free(x);
+  else x->gone = GONE_CLOSED;
+  h->gone_closing--;
+  http_maybe_free(h);
+}
+
+static void gone_timer_closed(uv_handle_t *hd) {
+  corio_http *h = hd->data;
+  h->gone_closing--;
+  http_maybe_free(h);
+}
+
+static void gone_xfers(corio_http *h, corio_link *list) {
+  corio_link *l;
+  for (l = list->next; l != list; l = l->next) {
+    corio_xfer *x = corio_container_of(l, corio_xfer, link);
+    if (uv_is_closing((uv_handle_t *)&x->timer)) continue;
+    x->gone = GONE_CLOSING;
+    h->gone_closing++;
+    uv_close((uv_handle_t *)&x->timer, gone_xfer_closed);
+  }
+}
+
+/* The runtime is being freed on a loop that is not its own (an embedding
+** host's), while h's Lua object may still live (the host closes its Lua
+** state later, or never). Close every handle of h on that loop now: after
+** corio_free nothing of corio's may stay on the host's loop. Was: the
+** client's timers, its sockets' polls and its transfers' timers stayed
+** there (an idle keep-alive connection's poll, curl's timer: the host's
+** uv_run did not return, uv_loop_close said EBUSY), and the __gc that
+** lua_close ran later took the loop for closed and freed them under it.
+** From here on h is dead (as when the runtime's own loop closed every
+** handle): no task is woken, no handle touched. Its structs stay until
+** their close callbacks ran, however late the host runs its loop. */
+static void http_rt_gone(corio_http *h) {
+  corio_link *l;
+  if (h->dead) return;
+  for (l = h->socks.next; l != &h->socks; l = l->next) {
+    http_sock *s = corio_container_of(l, http_sock, link);
+    if (uv_is_closing((uv_handle_t *)&s->poll)) continue;
+    s->gone = GONE_CLOSING;
+    h->gone_closing++;
+    uv_close((uv_handle_t *)&s->poll, gone_sock_closed);
+  }
+  gone_xfers(h, &h->active);
+  gone_xfers(h, &h->free);
+  if (!uv_is_closing((uv_handle_t *)&h->timer)) {
+    h->gone_closing++;
+    uv_close((uv_handle_t *)&h->timer, gone_timer_closed);
+  }
+  if (!uv_is_closing((uv_handle_t *)&h->kick)) {
+    h->gone_closing++;
+    uv_close((uv_handle_t *)&h->kick, gone_timer_closed);
+  }
+  h->dead = 1;
+}
+
+/* The runtime rt is being freed: own_loop says whether the loop goes with
+** it (it closes every handle then, and the clients' __gc see them closed).
+** The clients leave rt's list, which is freed. */
+void corio__http_rt_free(corio_rt *rt, int own_loop) {
+  corio_link *l;
+  while ((l = corio_list_shift(&rt->http_clients)) != NULL) {
+    corio_http *h = corio_container_of(l, corio_http, rt_link);
+    if (!own_loop) http_rt_gone(h);
   }
 }
 

@@ -32,6 +32,7 @@ void corio__http_close(corio_http *h);
 /* The client's Lua object is collected; rt_alive is 0 when the runtime
 ** was destroyed first (its loop closed every handle already). */
 void corio__http_gc(corio_http *h, int rt_alive);
+void corio__http_rt_free(corio_rt *rt, int own_loop);
 int corio__http_closed(corio_http *h);
 /* Whether one of the client's stream reads is inside curl (a __gc
 ** finaliser runs there): no request may start and no stream of it be

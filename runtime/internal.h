@@ -176,7 +176,7 @@ struct corio_task {
   const char *spawn_src;  /* interned chunk name of the spawn site */
   int spawn_line;
   int slot;               /* anchor slot pair, -1 once ended */
-  int name_ref;           /* anchor ref to a name string, or NOREF */
+  int named;              /* has an entry in the runtime's names table */
   uint32_t id;
 };
 
@@ -211,7 +211,7 @@ typedef struct corio_channel {
 /* A spawn site's function and its chunk name (see task.c). */
 #define CORIO_SRCCACHE 8
 typedef struct corio_srccache {
-  const void *fn;     /* the function, pinned by ref */
+  const void *fn;     /* the function, pinned by ref for a GC cycle */
   const char *src;    /* interned chunk name, NULL for corio's own */
   int own;
   int ref;
@@ -248,7 +248,8 @@ struct corio_rt {
   corio_task *root;         /* root task of the running corio.run */
   int anchor;               /* registry ref: table pinning tasks */
   int refs;                 /* registry ref: table of corio__ref values */
-  int results;              /* registry ref: weak-keyed results table */
+  int names;                /* registry ref: weak-keyed task names */
+  corio_link http_clients;  /* live HTTP clients (http.c) */
   int foreign_tab;          /* registry ref: {nforeign}, read by init.lua */
   uint32_t nforeign;        /* open scopes entered by user coroutines
                                (scope.foreign), parked chains included: while
@@ -329,6 +330,7 @@ struct corio_rt {
   char **srcs;
   uint32_t nsrcs, srcscap;
   corio_srccache srccache[CORIO_SRCCACHE]; /* see spawn_site in task.c */
+  int srccache_armed;       /* a sentinel will empty it (srccache_gc) */
   int ud_tasks;             /* registry ref of the Task metatable */
   corio_xscope *scope_pool[CORIO_SCOPE_POOL]; /* closed, unreachable scope
                                records, pinned by their ref, for reuse */
@@ -444,6 +446,8 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
 void corio__task_try_finish(corio_rt *rt, corio_task *t);
 int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len);
 void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t);
+void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud);
+void corio__task_set_name(corio_rt *rt, lua_State *L, corio_task *t, int ud);
 int corio__cancel_task(corio_rt *rt, corio_task *t);
 
 /* cancel.c */

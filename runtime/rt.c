@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "http.h"
 
 
 static const char RT_KEY[] = "corio.rt";
@@ -272,6 +273,7 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   uv_unref((uv_handle_t *)&rt->sigusr1);
   if (corio__host_init(rt) != 0) goto fail;
   corio_list_init(&rt->idle_waiters);
+  corio_list_init(&rt->http_clients);
   corio_list_init(&rt->held_locks);
   corio_list_init(&rt->parked);
   rt->handle_signals = 1;
@@ -283,12 +285,12 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   rt->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);                  /* refs */
   rt->refs = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);                  /* results, weak keys */
+  lua_newtable(L);                  /* task names, weak keys */
   lua_newtable(L);
   lua_pushliteral(L, "k");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  rt->results = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->names = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_createtable(L, 1, 0);         /* {nforeign} */
   lua_pushinteger(L, 0);
   lua_rawseti(L, -2, 1);
@@ -351,6 +353,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   corio__close_handle(rt, (uv_handle_t *)&rt->sigint);
   corio__close_handle(rt, (uv_handle_t *)&rt->sigusr1);
   corio__host_close(rt);
+  corio__http_rt_free(rt, rt->loop == &rt->own_loop);
   if (rt->loop == &rt->own_loop) {
     int tries;
     uv_walk(rt->loop, close_walk, NULL);
@@ -383,7 +386,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     lua_setfield(rt->L, LUA_REGISTRYINDEX, RT_KEY);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->anchor);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->refs);
-    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->results);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->names);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->foreign_tab);
   }
   corio__work_states_free(rt);

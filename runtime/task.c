@@ -17,10 +17,17 @@
 ** come from a small cache keyed by the frame's function, which the cache
 ** pins (so a hit cannot be a new function at a freed one's address):
 ** formatting the chunk name on every spawn would cost as much as the
-** rest of spawn. */
+** rest of spawn. The pins last one collector cycle (srccache_gc). */
+static void srccache_sentinel(lua_State *L);
+static void task_keep(corio_rt *rt, lua_State *L, corio_task *t);
+
 static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_Debug ar;
   int level;
+  if (!rt->srccache_armed) {
+    srccache_sentinel(L);
+    rt->srccache_armed = 1;
+  }
   for (level = 1; level < 6 && lua_getstack(L, level, &ar); level++) {
     const void *fn;
     corio_srccache *c;
@@ -47,6 +54,46 @@ static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
       return;
     }
   }
+}
+
+/* The spawn-site cache is emptied, and its pins dropped, when the
+** collector ends a cycle: a sentinel userdata, garbage as soon as made,
+** runs this __gc then; the next spawn makes the next sentinel (not this
+** __gc: in lua_close, which runs finalisers again for those made by
+** finalisers, that one's would run after a stock luajit unloaded
+** core.so). Was: the functions stayed pinned until another one took
+** their slot, and with them what they captured: a file the collector
+** should have closed stayed open for good. (Checking a weak table on
+** each hit instead cost ~190 instructions a spawn, W1.) */
+static int srccache_gc(lua_State *L) {
+  corio_rt *rt = corio__rt(L);
+  int i;
+  if (rt == NULL) return 0;   /* the runtime is gone */
+  for (i = 0; i < CORIO_SRCCACHE; i++) {
+    corio_srccache *c = &rt->srccache[i];
+    c->fn = NULL;
+    if (c->ref > 0) {
+      lua_pushnil(L);
+      corio__setref(rt, L, c->ref);
+    }
+  }
+  rt->srccache_armed = 0;
+  return 0;
+}
+
+static void srccache_sentinel(lua_State *L) {
+  lua_newuserdata(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.srccache_gc");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, srccache_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "corio.srccache_gc");
+  }
+  lua_setmetatable(L, -2);
+  lua_pop(L, 1);
 }
 
 /* [-(nargs+1), +1] Start fn(args) as a task in scope parent (NULL makes a
@@ -87,7 +134,6 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   t->cur = &t->root;
   t->slot = slot;
   t->id = rt->next_id++;
-  t->name_ref = LUA_NOREF;
   t->budget = CORIO_BUDGET;
   t->status = CORIO_PENDING;
   t->u.sleep.idx = UINT32_MAX;
@@ -134,22 +180,68 @@ static int def_site(corio_rt *rt, lua_State *L, corio_task *t, char *buf,
   return 1;
 }
 
+/* Task names live in a weak-keyed table (rt->names), keyed by the Task
+** userdata, so that a name goes when its task is collected. Was: a ref
+** that nothing dropped, so every task named by the user, or whose
+** default name an error, a join of its Cancelled or tostring made, kept
+** a ref slot and its string until the runtime was freed.
+** [-0, +(0|1)] Push the task's userdata: the one at index ud if not 0,
+** else the one its anchor slot pins while it lives; 0 if neither. */
+static int push_task_ud(corio_rt *rt, lua_State *L, corio_task *t, int ud) {
+  if (ud != 0) {
+    lua_pushvalue(L, ud);
+    return 1;
+  }
+  if (t->slot < 0) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, TASK_UD(t->slot));
+  lua_remove(L, -2);
+  return 1;
+}
+
+/* [-1, +0] Make the string on top the name of t, whose userdata is at ud
+** (or 0: found as push_task_ud says). */
+void corio__task_set_name(corio_rt *rt, lua_State *L, corio_task *t,
+                          int ud) {
+  if (ud < 0) ud = lua_gettop(L) + ud + 1;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->names);   /* [name names] */
+  if (!push_task_ud(rt, L, t, ud)) {
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pushvalue(L, -3);                            /* [name names ud name] */
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+  t->named = 1;
+}
+
 /* [-0, +1] The task's name: the one set by the user, else "task <id>"
 ** with the definition site of its function, e.g. "task 5 (app.lua:12)".
-** A default name is kept once made, so it outlives the task's thread. */
-void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
+** A default name is kept once made, so it outlives the task's thread
+** (for whoever still holds the Task: ud, or 0 as push_task_ud says). */
+void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud) {
   char site[256];
-  if (t->name_ref != LUA_NOREF) {
-    corio__getref(rt, L, t->name_ref);
-    return;
+  if (ud < 0) ud = lua_gettop(L) + ud + 1;
+  if (t->named) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->names);   /* [names] */
+    if (push_task_ud(rt, L, t, ud)) {
+      lua_rawget(L, -2);                             /* [names name] */
+      lua_remove(L, -2);
+      if (!lua_isnil(L, -1)) return;
+    }
+    lua_pop(L, 1);
   }
   if (def_site(rt, L, t, site, sizeof(site))) {
     lua_pushfstring(L, "task %d (%s)", (int)t->id, site);
     lua_pushvalue(L, -1);
-    t->name_ref = corio__ref(rt, L);
+    corio__task_set_name(rt, L, t, ud);
   } else {
     lua_pushfstring(L, "task %d", (int)t->id);
   }
+}
+
+void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t) {
+  corio__task_name_at(rt, L, t, 0);
 }
 
 /* Move the deferred functions of s, still open at the end of t's body,
@@ -249,16 +341,11 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
     } else if (n == 1 && lua_isnil(co, 1)) {
       t->rtype = CORIO_R_NIL;
     } else {
-      /* results[ud] = co: the dead thread's stack holds the results. */
+      /* the dead thread's stack holds the results (task_keep) */
       t->rtype = CORIO_R_TABLE;
-      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-      lua_rawgeti(L, -1, TASK_UD(t->slot));
-      lua_replace(L, -2);
       lua_pushthread(co);
       lua_xmove(co, L, 1);
-      lua_rawset(L, -3);
-      lua_pop(L, 1);
+      task_keep(rt, L, t);
     }
   } else if (corio__is_error(co, -1, "cancelled") && t->root.eff) {
     /* Cancelled by its own scope chain: the task ends "cancelled", and
@@ -283,6 +370,30 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
   corio__task_try_finish(rt, t);
 }
 
+/* [-1, +0] Keep the value on top as what the ended task t gives its
+** joiners (a thread holding its results, or its error): in {value}, the
+** environment of its userdata, so that it goes with the Task. Was: a
+** weak-keyed table of the runtime's, results[Task] = value; LuaJIT's weak
+** keys are no ephemerons, so a value that refers to its Task (a task that
+** returned corio.current(), or raised an error holding it) kept the entry,
+** the Task and all it refers to for good. */
+static void task_keep(corio_rt *rt, lua_State *L, corio_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
+  lua_rawgeti(L, -1, TASK_UD(t->slot));   /* [v A ud] */
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, -4);
+  lua_rawseti(L, -2, 1);
+  lua_setfenv(L, -2);
+  lua_pop(L, 3);
+}
+
+/* [-0, +1] What task_keep kept for the Task at ud (an index > 0). */
+static void task_kept(lua_State *L, int ud) {
+  lua_getfenv(L, ud);
+  lua_rawgeti(L, -1, 1);
+  lua_remove(L, -2);
+}
+
 /* [-0, +n] Push (true, results...) or (false, err) of an ended task whose
 ** userdata is at ud. Returns n. */
 int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
@@ -292,7 +403,7 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
   switch (t->status) {
   case CORIO_CANCELLED:
     lua_pushboolean(L, 0);
-    corio__task_name(rt, L, t);
+    corio__task_name_at(rt, L, t, ud);
     lua_pushfstring(L, "%s was cancelled", lua_tostring(L, -1));
     lua_remove(L, -2);
     corio__push_cancelled(L, L, lua_tostring(L, -1));
@@ -300,10 +411,7 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
     return 2;
   case CORIO_FAILED:
     lua_pushboolean(L, 0);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_pushvalue(L, ud);
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
+    task_kept(L, ud);
     return 2;
   default:
     break;
@@ -317,11 +425,9 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
   default: {
     lua_State *co;
     int i, n;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_pushvalue(L, ud);
-    lua_rawget(L, -2);
+    task_kept(L, ud);
     co = lua_tothread(L, -1);
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     if (co == NULL) return 1;
     n = lua_gettop(co);
     if (!lua_checkstack(L, n + 2)) luaL_error(L, "too many results");
@@ -343,17 +449,11 @@ static void start_defers(corio_rt *rt, corio_task *t) {
     /* rnum shares its storage with wait_obj, which a deferred function
     ** that blocks (in a shield) would overwrite: keep the result on a
     ** holder thread instead, as multiple results are kept. */
-    lua_State *h;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-    lua_rawgeti(L, -1, TASK_UD(t->slot));
-    lua_replace(L, -2);
-    h = lua_newthread(L);
+    lua_State *h = lua_newthread(L);
     if (t->rtype == CORIO_R_NUM) lua_pushnumber(h, t->rnum);
     else if (t->rtype == CORIO_R_BOOL) lua_pushboolean(h, t->rnum != 0);
     else lua_pushnil(h);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    task_keep(rt, L, t);
     t->rtype = CORIO_R_TABLE;
   }
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
@@ -396,11 +496,8 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
       lua_pushvalue(L, -2);
       lua_setfield(L, -2, "errors");
     }
-    lua_rawgeti(L, LUA_REGISTRYINDEX, rt->results);
-    lua_pushvalue(L, ud);
-    lua_pushvalue(L, -3);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    task_keep(rt, L, t);
     if (parent != NULL) {                  /* rule 2 */
       corio__scope_add_error(rt, L, parent, -1);
       corio__scope_cancel(rt, parent);
