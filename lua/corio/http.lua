@@ -332,6 +332,17 @@ local function check_value(fname, an, name, value)
   if value:find("[\r\n%z]") then
     invalid(fname, an, "headers", fmt("header %s: value contains CR, LF or NUL", name))
   end
+  -- RFC 9110 5.5: no other control byte (a tab is white space), and no
+  -- white space around the value, which is not part of it (curl would
+  -- send it as given)
+  local ctl = value:find("[\1-\8\11-\31\127]")
+  if ctl then
+    invalid(fname, an, "headers", fmt("header %s: value contains the control byte \\%d",
+      name, value:byte(ctl)))
+  end
+  if value:find("^[ \t]") or value:find("[ \t]$") then
+    value = value:match("^[ \t]*(.-)[ \t]*$")
+  end
   return value
 end
 

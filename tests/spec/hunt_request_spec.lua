@@ -88,6 +88,38 @@ describe("corio.http repeated request headers", function()
   end)
 end)
 
+describe("corio.http request header values", function()
+  -- curl sends a value as given: the white space around it went out too,
+  -- and control bytes other than CR, LF and NUL were sent (RFC 9110 5.5
+  -- allows neither; h11 refuses both)
+  it("white space around a value is not sent", function()
+    local c = http.client { base_url = base, headers = { ["X-Default"] = "\t d \t" } }
+    local j = within(5, c.get, c, "/echo",
+      { headers = { ["X-T"] = "  v  w\t", ["X-Multi"] = { " a", "b " }, ["X-Blank"] = "   " } }):json()
+    assert.equal("v  w", j.headers["x-t"])
+    assert.equal("a, b", j.headers["x-multi"])
+    assert.equal("d", j.headers["x-default"])
+    assert.equal("", j.headers["x-blank"])
+    c:close()
+    local seen
+    local t = http.client { transport = function(req) seen = req.headers["x-t"]; return { status = 200 } end }
+    t:get("http://t/", { headers = { ["X-T"] = " \tv " } })
+    assert.equal("v", seen)
+  end)
+
+  it("a control byte other than a tab is refused, and nothing is sent", function()
+    local sent = 0
+    local t = http.client { transport = function() sent = sent + 1; return { status = 200 } end }
+    local err = invalid("header X-T: value contains the control byte \\1", t.get, t, "http://t/",
+      { headers = { ["X-T"] = "a\1b" } })
+    assert.equal("GET", err.method)
+    invalid("\\127", t.get, t, "http://t/", { headers = { ["X-T"] = { "ok", "del\127" } } })
+    invalid("\\27", http.client, { headers = { ["X-T"] = "\27[31m" } })
+    assert.equal(0, sent)
+    assert.equal(200, t:get("http://t/", { headers = { ["X-T"] = "tab\tinside" } }).status)
+  end)
+end)
+
 describe("corio.http request methods", function()
   -- check_method took letters only: WebDAV's VERSION-CONTROL, UPnP's
   -- M-SEARCH and other RFC 9110 tokens were refused; httpx sends any.
