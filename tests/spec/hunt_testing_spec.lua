@@ -202,12 +202,13 @@ describe("hunt: to_thread cancelled before a worker took it", function()
   it("fn never runs, and nothing waits for it", function()
     local flag = os.tmpname()
     os.remove(flag)
-    -- fill every worker with 0.3 s of work (the pool size is 4 unless
-    -- UV_THREADPOOL_SIZE says otherwise), then queue one more
+    -- fill every worker with 1 s of work (the pool size is 4 unless
+    -- UV_THREADPOOL_SIZE says otherwise), then queue one more: long
+    -- enough that it is still queued when cancelled on a loaded machine
     local size = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
     local m0, flag_task = mono(), nil
     corio.scope(function(s)
-      for _ = 1, size do s:spawn(corio.to_thread, real_sleep, 0.3) end
+      for _ = 1, size do s:spawn(corio.to_thread, real_sleep, 1) end
       corio.sleep(0.05)   -- all of them run by now
       local queued = s:spawn(function()
         corio.to_thread(function(path)
@@ -225,14 +226,16 @@ describe("hunt: to_thread cancelled before a worker took it", function()
     local f = io.open(flag)
     if f then f:close(); os.remove(flag) end
     assert.is_nil(f, "the cancelled to_thread's function ran")
-    assert.is_true(mono() - m0 < 1.5)
+    assert.is_true(mono() - m0 < 3)
   end)
 
   it("the requests queued around it still run", function()
     local size = tonumber(os.getenv("UV_THREADPOOL_SIZE")) or 4
     local order = {}
     corio.scope(function(s)
-      for _ = 1, size do s:spawn(corio.to_thread, real_sleep, 0.2) end
+      -- the workers stay busy for long enough that, on a loaded machine,
+      -- the three calls below are still queued when the second is cancelled
+      for _ = 1, size do s:spawn(corio.to_thread, real_sleep, 1) end
       corio.sleep(0.05)
       local tasks = {}
       for i = 1, 3 do
