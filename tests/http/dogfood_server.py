@@ -13,6 +13,8 @@ Routes (counters are per path+query, so each test uses its own key):
   /file/<n>?rate=B&tick=S                n deterministic bytes, B bytes
                                          every S seconds; honours
                                          "Range: bytes=a-" (206)
+  /events?n=N&d=S&k=K&p=P                N JSON lines (chunked), one every
+                                         S seconds, a pause of P after line K
   /hits                                  the counters, as JSON
 """
 import json
@@ -94,6 +96,25 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_body(503, "try again",
                                       headers=[("Retry-After", "0")])
             return self.send_body(200, ("page %s\n" % i) * 100)
+        if path == "/events":
+            # n JSON lines, chunked, one every d seconds, with a pause of
+            # p seconds after line k
+            n, d = int(q.get("n", "5")), float(q.get("d", "0.01"))
+            k, p = int(q.get("k", "0")), float(q.get("p", "0"))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-ndjson")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for i in range(1, n + 1):
+                    line = ('{"seq": %d}\n' % i).encode()
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                    self.wfile.flush()
+                    time.sleep(p if i == k else d)
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+            return
         if path.startswith("/slow/"):
             time.sleep(float(q.get("d", "1")))
             return self.send_body(200, "slow %s\n" % path.split("/")[2])

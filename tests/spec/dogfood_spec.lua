@@ -340,6 +340,27 @@ describe("dogfood: a resumable streaming download", function()
       assert.equal(0, client:stats().in_flight)
     end))
 
+  it("reads JSON lines with a stall detector around each line; a cancelled read loses no line",
+    cb.timeout(10, function()
+      local seqs, stalls = {}, 0
+      client:stream("GET", "/events?n=8&d=0.005&k=4&p=0.4", function(r)
+        local next_line = r:iter_lines()
+        while true do
+          local done, line = corio.move_on_after(0.1, next_line)
+          if not done then
+            stalls = stalls + 1
+          elseif line == nil then
+            break
+          else
+            seqs[#seqs + 1] = require("cjson").decode(line).seq
+          end
+        end
+      end)
+      assert.same({ 1, 2, 3, 4, 5, 6, 7, 8 }, seqs)
+      assert.is_true(stalls >= 2 and stalls <= 5, "stalls: " .. stalls)
+      assert.equal(0, client:stats().in_flight)
+    end))
+
   it("a Range past the end is a status error naming the URL", cb.timeout(5, function()
     local err = helpers.catch(function()
       client:get("/file/100", { headers = { Range = "bytes=100-" } }):raise_for_status()
