@@ -113,6 +113,34 @@ describe("dogfood: a crawler", function()
       assert.equal(0, client:stats().in_flight)
     end))
 
+  -- An HTTP error (or any corio error whose traceback was taken before it
+  -- left its task: corio.http takes it where it makes the error, a scope
+  -- body's handler where it is raised) lost the "(task N spawned at ...)"
+  -- line of the task it ended: the traceback of a crawl under a limit
+  -- showed corio's internals and not where the crawl was started.
+  it("a failed page ends the crawl with a traceback naming where the crawl started",
+    cb.timeout(10, function()
+      local function get(p) return client:get(p):raise_for_status():text() end
+      local paths = { "/page/1", "/nope", "/page/3" }
+      local ok, err = pcall(corio.map, paths, get, { limit = 2 })
+      local map_line = debug.getinfo(1, "l").currentline - 1
+      assert.is_false(ok)
+      assert.equal("status", err.kind)
+      assert.matches("spawned at [^\n]*dogfood_spec.lua:" .. map_line, err.traceback)
+      local err2 = helpers.catch(corio.scope, function(s)
+        s:spawn(function()
+          corio.scope(function() client:get("/nope"):raise_for_status() end)
+        end)
+        corio.sleep(5)
+      end)
+      assert.equal("status", err2.kind)
+      assert.matches("spawned at [^\n]*dogfood_spec.lua:%d+%)", err2.traceback)
+      -- added once: the error crossed two task boundaries (the spawned
+      -- task's and the test's)
+      local _, n = err2.traceback:gsub("spawned at", "")
+      assert.equal(1, n)
+    end))
+
   it("gives up after its tries with an error that names the path and the last failure",
     cb.timeout(10, function()
       local p = "/page/1?r=" .. run_id .. "&fail=99&mode=503"
