@@ -205,6 +205,118 @@ describe("dogfood: a crawler", function()
     end))
 end)
 
+-- Many tasks writing result lines to one file, as a crawler does: the
+-- second task to need a flush while another's was in flight got EBUSY,
+-- and the crawl failed. Tasks now take turns on a file (FIFO), as threads
+-- sharing a Python file object do.
+describe("dogfood: one results file shared by the crawler's tasks", function()
+  local dir, rmdir
+  before_each(function() dir, rmdir = helpers.temp_dir("shared") end)
+  after_each(function() rmdir() end)
+
+  it("200 tasks, 8 at a time, write 50 lines each: every line there once, none torn",
+    cb.timeout(20, function()
+      local p = dir .. "/results.txt"
+      local out = fs.open(p, "w", { buffer_size = 4096 })
+      local items = {}
+      for i = 1, 200 do items[i] = i end
+      corio.map(items, function(i)
+        for j = 1, 50 do
+          out:write(("item %d line %d %s\n"):format(i, j, string.rep("x", 100)))
+          if j % 10 == 0 then corio.yield() end
+        end
+      end, { limit = 8 })
+      out:close()
+      local seen, n = {}, 0
+      for line in fs.lines(p) do
+        local i, j = line:match("^item (%d+) line (%d+) x+$")
+        assert.is_not_nil(i, "torn line: " .. line)
+        assert.is_nil(seen[line], "twice: " .. line)
+        seen[line] = true
+        n = n + 1
+      end
+      assert.equal(200 * 50, n)
+    end))
+
+  it("two readers share the lines of one file, each line read once", cb.timeout(20, function()
+    local p = dir .. "/in.txt"
+    local lines = {}
+    for i = 1, 20000 do lines[i] = "line " .. i end
+    fs.write_file(p, table.concat(lines, "\n") .. "\n")
+    local f = fs.open(p, "r", { buffer_size = 4096 })
+    local got, counts = {}, { 0, 0 }
+    corio.scope(function(s)
+      for r = 1, 2 do
+        s:spawn(function()
+          for line in f:lines() do
+            got[#got + 1] = line
+            counts[r] = counts[r] + 1
+            if #got % 100 == 0 then corio.yield() end
+          end
+        end)
+      end
+    end)
+    f:close()
+    assert.equal(20000, #got)
+    local seen = {}
+    for _, l in ipairs(got) do
+      assert.is_nil(seen[l])
+      seen[l] = true
+    end
+    assert.is_true(counts[1] > 0 and counts[2] > 0)
+  end))
+
+  it("a task cancelled while it waits for its turn lets the others go on", cb.timeout(20, function()
+    local p = dir .. "/c.txt"
+    local f = fs.open(p, "w", { buffer_size = 4096 })
+    local chunk = string.rep("y", 1000) .. "\n"
+    local victims, done = {}, 0
+    corio.scope(function(s)
+      for k = 1, 6 do
+        local t = s:spawn(function()
+          for _ = 1, 200 do f:write(chunk) end
+          done = done + 1
+        end)
+        if k % 2 == 0 then victims[#victims + 1] = t end
+      end
+      corio.sleep(0)
+      for _, t in ipairs(victims) do t:cancel() end
+    end)
+    f:close()
+    assert.is_true(done >= 3, "done " .. done)
+    local size = fs.stat(p).size
+    assert.equal(0, size % #chunk)
+    assert.is_true(size >= 3 * 200 * #chunk)
+  end))
+
+  it("a file closed while another task waits for its turn: that task gets kind closed",
+    cb.timeout(10, function()
+      local p = dir .. "/d.txt"
+      local f = fs.open(p, "w", { buffer_size = 4096 })
+      local errs = {}
+      local function writer(c)
+        local ok, e = pcall(function()
+          for _ = 1, 100 do f:write(string.rep(c, 4096)) end
+        end)
+        if not ok then errs[#errs + 1] = e end
+      end
+      corio.scope(function(s)
+        s:spawn(writer, "z")
+        s:spawn(function()
+          corio.sleep(0)
+          f:close()
+        end)
+        s:spawn(function()
+          corio.sleep(0)
+          writer("w")
+        end)
+      end)
+      assert.is_true(#errs >= 1)
+      for _, e in ipairs(errs) do assert.equal("closed", e.kind) end
+      assert.equal("closed file", fs.type(f))
+    end))
+end)
+
 describe("dogfood: a channel pipeline", function()
   -- producers -> ch1 -> workers -> ch2 -> sink; each stage closes its
   -- output when all its tasks ended (a nested scope per stage)
