@@ -553,6 +553,88 @@ describe("dogfood: to_thread beside I/O, and generators that call corio", functi
     assert.is_true(ticks > 5, "the loop was held: " .. ticks .. " ticks")
   end))
 
+  -- fetch pages (4 at a time) -> count words on worker threads (3) -> two
+  -- writers append to one file; fail_at: a page whose parse fails
+  local function etl(dir, fail_at)
+    local pages, parsed = corio.channel(4), corio.channel(4)
+    local path = dir .. "/etl.txt"
+    local written = 0
+    fs.with_open(path, "w", function(out)
+      corio.scope(function(s)
+        s:spawn(function()
+          local ids = {}
+          for i = 1, 60 do ids[i] = i end
+          corio.map(ids, function(i)
+            pages:send({ i, client:get("/page/" .. i):text() })
+          end, { limit = 4 })
+          pages:close()
+        end)
+        s:spawn(function()
+          corio.scope(function(ws)
+            for _ = 1, 3 do
+              ws:spawn(function()
+                for p in pages:iter() do
+                  local words = corio.to_thread(function(body, bad)
+                    if bad then error("cannot parse page") end
+                    local n = 0
+                    for _ in body:gmatch("%S+") do n = n + 1 end
+                    return n
+                  end, p[2], p[1] == fail_at)
+                  parsed:send({ p[1], words })
+                end
+              end)
+            end
+          end)
+          parsed:close()
+        end)
+        for w = 1, 2 do
+          s:spawn(function()
+            for r in parsed:iter() do
+              out:write(("%d %d writer%d\n"):format(r[1], r[2], w))
+              written = written + 1
+            end
+          end)
+        end
+      end)
+    end)
+    return path, written
+  end
+
+  it("an ETL pipeline: HTTP, then to_thread, then two writers sharing one file",
+    cb.timeout(30, function()
+      local dir, rmdir = helpers.temp_dir("etl")
+      corio.defer(rmdir)
+      local path, written = etl(dir)
+      assert.equal(60, written)
+      local ids = {}
+      for line in fs.lines(path) do
+        local id, words = line:match("^(%d+) (%d+) writer[12]$")
+        assert.is_not_nil(id, "bad line: " .. line)
+        assert.equal("200", words)
+        assert.is_nil(ids[id])
+        ids[id] = true
+      end
+      local n = 0
+      for _ in pairs(ids) do n = n + 1 end
+      assert.equal(60, n)
+    end))
+
+  it("an ETL pipeline whose parse fails on one page: all stages stop, the file is closed",
+    cb.timeout(30, function()
+      local dir, rmdir = helpers.temp_dir("etl")
+      corio.defer(rmdir)
+      local tasks = #corio.tasks()
+      local err = helpers.catch(etl, dir, 17)
+      assert.equal("error", err.kind)
+      assert.matches("cannot parse page", err.message, 1, true)
+      assert.equal(tasks, #corio.tasks())
+      assert.equal(0, client:stats().in_flight)
+      -- what was written before the failure is in the file, in whole lines
+      for line in fs.lines(dir .. "/etl.txt") do
+        assert.matches("^%d+ 200 writer[12]$", line)
+      end
+    end))
+
   it("a coroutine.wrap generator fetches and writes lazily, also under a timeout inside it",
     cb.timeout(10, function()
       local dir, rmdir = helpers.temp_dir("gen")
