@@ -626,7 +626,9 @@ do
     rec.top, rec.bottom, rec.detached = nil, nil, false
     local base = scope_cur()
     if not scope_attach(top, bottom) then return end
-    local where = suspended_at(rec.co)
+    -- (protected: the scopes just attached must be finished whatever it does)
+    local found, where = pcall(suspended_at, rec.co)
+    if not found then where = nil end
     local err = core.error("error", where and ABANDONED
       .. " (the coroutine is suspended at " .. where .. ")" or ABANDONED)
     local last
