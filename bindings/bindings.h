@@ -60,8 +60,22 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
 
 /* The object of type tname at idx (first field magic), or a "bad
 ** argument" error naming fname. */
-void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
-                      const char *tname);
+void *corio__checkobj_fail(lua_State *L, int idx, const char *tname);
+static inline void *corio__checkobj(lua_State *L, int idx, size_t size,
+                                   uint32_t magic, const char *tname) {
+  /* The magic alone identifies the type: every full userdata has room
+  ** for its first word in LuaJIT's allocation, and other libraries'
+  ** objects do not start with these values. A light userdata is read
+  ** at no address: its pointer may be anything (corio.core's NOLOOP is
+  ** a char; another library's may point nowhere). Inline, so that the
+  ** type check costs no more than the call it replaces. */
+  void *p = lua_touserdata(L, idx);
+  (void)size;
+  if (p != NULL && lua_type(L, idx) == LUA_TUSERDATA &&
+      *(uint32_t *)p == magic)
+    return p;
+  return corio__checkobj_fail(L, idx, tname);
+}
 #define CORIO_CHECK(L, idx, type, magic, tname) \
   ((type *)corio__checkobj((L), (idx), sizeof(type), (magic), (tname)))
 

@@ -25,12 +25,16 @@ static int l_ch_new(lua_State *L) {
                              lua_pushfstring(L, "number expected, got %s",
                                              luaL_typename(L, 1)));
     cap = lua_tonumber(L, 1);
+    /* range first: casting a double out of range is undefined. A finite
+    ** capacity of UINT32_MAX or more would be taken for math.huge (the
+    ** unbounded channel's sentinel): 2^32 - 1 made an unbounded channel. */
     if (cap == HUGE_VAL) cap = (double)UINT32_MAX;
-    /* range first: casting a double out of range is undefined */
-    if (!(cap >= 0) || cap > UINT32_MAX || cap != floor(cap))
+    else if (!(cap >= 0) || cap >= (double)UINT32_MAX || cap != floor(cap))
       return corio__argerror(L, 1, 1, "channel",
-                             "capacity must be a non-negative integer or "
-                             "math.huge");
+                             lua_pushfstring(L, "capacity must be a "
+                                             "non-negative integer below "
+                                             "2^32 - 1 or math.huge, got %s",
+                                             lua_tostring(L, 1)));
   }
   c = (corio_channel *)lua_newuserdata(L, sizeof(*c));
   memset(c, 0, sizeof(*c));
@@ -55,14 +59,17 @@ static void push_closed(lua_State *L, const char *what) {
 static void buf_push(lua_State *L, corio_channel *c, int b, int v) {
   uint32_t i = (uint32_t)(((uint64_t)c->head + c->n) % c->cap);
   lua_pushvalue(L, v);
-  lua_rawseti(L, b, (int)i + 1);
+  /* slot i + 1 as an int, computed unsigned: past 2^31 - 1 (an unbounded
+  ** channel after 2^31 values) (int)i + 1 overflowed; the conversion
+  ** wraps, the same way here and in buf_pop */
+  lua_rawseti(L, b, (int)(i + 1));
   c->n++;
 }
 
 static void buf_pop(lua_State *L, corio_channel *c, int b) {
-  lua_rawgeti(L, b, (int)c->head + 1);
+  lua_rawgeti(L, b, (int)(c->head + 1));
   lua_pushnil(L);
-  lua_rawseti(L, b, (int)c->head + 1);
+  lua_rawseti(L, b, (int)(c->head + 1));
   c->head = c->head + 1 == c->cap ? 0 : c->head + 1;
   c->n--;
 }
@@ -263,12 +270,14 @@ static int l_ch_len(lua_State *L) {
 
 static int l_ch_tostring(lua_State *L) {
   corio_channel *c = check_ch(L);
+  /* as numbers (%f is %.14g): an int showed a capacity of 2^31 or more
+  ** as negative */
   if (c->cap == UINT32_MAX)
-    lua_pushfstring(L, "corio.Channel(%d/inf%s)", (int)c->n,
+    lua_pushfstring(L, "corio.Channel(%f/inf%s)", (lua_Number)c->n,
                     c->closed ? ", closed" : "");
   else
-    lua_pushfstring(L, "corio.Channel(%d/%d%s)", (int)c->n, (int)c->cap,
-                    c->closed ? ", closed" : "");
+    lua_pushfstring(L, "corio.Channel(%f/%f%s)", (lua_Number)c->n,
+                    (lua_Number)c->cap, c->closed ? ", closed" : "");
   return 1;
 }
 

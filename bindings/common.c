@@ -100,20 +100,14 @@ static const char *method_name(lua_State *L, const char *tname) {
   return NULL;
 }
 
-void *corio__checkobj(lua_State *L, int idx, size_t size, uint32_t magic,
-                      const char *tname) {
-  /* The magic alone identifies the type: every full userdata has room
-  ** for its first word in LuaJIT's allocation, and other libraries'
-  ** objects do not start with these values. */
-  void *p = lua_touserdata(L, idx);
+/* The error of corio__checkobj (bindings.h), whose hot path is inline. */
+void *corio__checkobj_fail(lua_State *L, int idx, const char *tname) {
   const char *got, *m;
   corio_rt *rt;
   lua_Debug ar;
   int level = 1;
-  (void)size;
-  if (p != NULL && *(uint32_t *)p == magic) return p;
-  /* (the hot path ends above) Before method_name pushes onto the stack:
-  ** with no self given, idx would name what it pushed. */
+  /* Before method_name pushes onto the stack: with no self given, idx
+  ** would name what it pushed. */
   got = luaL_typename(L, idx);
   if (idx != 1 || (m = method_name(L, tname)) == NULL) {
     luaL_typerror(L, idx, tname);

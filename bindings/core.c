@@ -180,7 +180,8 @@ static int l_task_newindex(lua_State *L) {
     return luaL_error(L, "task: field '%s' cannot be set (only 'name')",
                       k ? k : luaL_typename(L, 2));
   if (!lua_isstring(L, 3))
-    return corio__argerror(L, 1, 3, "name", "string expected");
+    return luaL_error(L, "task: field 'name' must be a string, got %s",
+                      luaL_typename(L, 3));
   lua_settop(L, 3);
   if (t->name_ref == LUA_NOREF) t->name_ref = corio__ref(rt, L);
   else corio__setref(rt, L, t->name_ref);
@@ -380,14 +381,19 @@ static int l_scope_enter(lua_State *L) {
   corio_xscope *x;
   double secs = -1;
   int ref;
-  if (t == NULL) return 0;
-  if (kind == SCOPE_KIND_BODY) kind = CORIO_SCOPE_GROUP;
+  /* seconds are checked before the no-task return: outside a loop the
+  ** call runs under corio.run, where a bad value was raised inside the
+  ** root task and came back wrapped in kind "error" (rule 10), not as
+  ** the plain bad argument string raised inside a task */
   if (kind == CORIO_SCOPE_TIMEOUT || kind == CORIO_SCOPE_MOVE_ON) {
     if (lua_type(L, 2) != LUA_TNUMBER || !((secs = lua_tonumber(L, 2)) >= 0))
       secs = corio__checkseconds(L, 2, 2, 1,
                                  kind == CORIO_SCOPE_TIMEOUT ? "timeout"
                                                              : "move_on_after");
+    if (secs == 0) secs = 0;  /* -0: "the deadline of -0 s passed" */
   }
+  if (t == NULL) return 0;
+  if (kind == SCOPE_KIND_BODY) kind = CORIO_SCOPE_GROUP;
   /* upvalue 2: the runtime's refs table (rt->refs); 3: the metatable */
   if (!exposed && rt->nscope_pool > 0) {
     x = rt->scope_pool[--rt->nscope_pool];
@@ -917,7 +923,7 @@ static void add_task(corio_task *t, void *ud) {
   }
   if (t->spawn_src != NULL) {
     const char *s = t->spawn_src;
-    lua_pushfstring(L, "%s:%d", s[0] == '@' || s[0] == '=' ? s + 1 : s,
+    lua_pushfstring(L, "%s:%d", corio__src_shown(s),
                     t->spawn_line);
     lua_setfield(L, -2, "spawned_at");
   }
@@ -1165,9 +1171,30 @@ static int l_error_tostring(lua_State *L) {
 
 /* error(kind, message [, fields]) -> a new error table of that kind */
 static int l_error_new(lua_State *L) {
-  const char *kind = luaL_checkstring(L, 1);
-  const char *msg = luaL_optstring(L, 2, kind);
+  const char *kind, *msg;
+  /* named here: under pcall(corio.new_error, ...) Lua's own check could
+  ** only say '?' */
+  if (!lua_isstring(L, 1))
+    return corio__argerror(L, 1, 1, "new_error",
+                           lua_pushfstring(L, "string expected, got %s",
+                                           luaL_typename(L, 1)));
+  kind = lua_tostring(L, 1);
+  if (!lua_isnoneornil(L, 2) && !lua_isstring(L, 2))
+    return corio__argerror(L, 1, 2, "new_error",
+                           lua_pushfstring(L, "string expected, got %s",
+                                           luaL_typename(L, 2)));
+  msg = lua_isnoneornil(L, 2) ? kind : lua_tostring(L, 2);
+  /* fields: a table or nothing (another value was dropped silently) */
+  if (!lua_isnoneornil(L, 3) && !lua_istable(L, 3))
+    return corio__argerror(L, 1, 3, "new_error",
+                           lua_pushfstring(L, "table expected, got %s",
+                                           luaL_typename(L, 3)));
   corio__push_error(L, kind, msg);
+  if (!lua_isnoneornil(L, 2)) {
+    /* the message as given: made from a C string it was cut at a NUL */
+    lua_pushvalue(L, 2);
+    lua_setfield(L, -2, "message");
+  }
   if (lua_istable(L, 3)) {
     lua_pushnil(L);
     while (lua_next(L, 3)) {
@@ -1185,7 +1212,11 @@ static int l_error_class(lua_State *L) {
 }
 
 static int l_is_error(lua_State *L) {
-  lua_pushboolean(L, corio__is_error(L, 1, luaL_optstring(L, 2, NULL)));
+  if (!lua_isnoneornil(L, 2) && !lua_isstring(L, 2))
+    return corio__argerror(L, 1, 2, "is_error",
+                           lua_pushfstring(L, "string expected, got %s",
+                                           luaL_typename(L, 2)));
+  lua_pushboolean(L, corio__is_error(L, 1, lua_tostring(L, 2)));
   return 1;
 }
 

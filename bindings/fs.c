@@ -141,6 +141,7 @@ static void check_path_arg(lua_State *L, int level, int i,
 static void parse_open(lua_State *L, int level, const char *fname,
                        int *pfmode, int *pflags) {
   const char *mode, *m;
+  size_t len = 1;
   int fmode = 0, flags = 0, plus = 0;
   check_path_arg(L, level, 1, fname);
   if (lua_isnoneornil(L, 2)) {
@@ -151,7 +152,12 @@ static void parse_open(lua_State *L, int level, const char *fname,
                                     luaL_typename(L, 2)));
     return;
   } else {
-    mode = lua_tostring(L, 2);
+    mode = lua_tolstring(L, 2, &len);
+  }
+  /* "a\0b" was read up to the NUL and opened the file for appending */
+  if (strlen(mode) != len) {
+    corio__argerror(L, level, 2, fname, "mode contains a NUL byte");
+    return;
   }
   m = mode;
   switch (*m) {
@@ -197,10 +203,15 @@ static int l_open(lua_State *L) {
   parse_open(L, 2, "open", &fmode, &flags);
   path = lua_tostring(L, 1);
   if (!lua_isnoneornil(L, 3)) {
-    double b = lua_tonumber(L, 3);
+    /* a number, not a string that reads as one ("1" was taken) */
+    double b = lua_type(L, 3) == LUA_TNUMBER ? lua_tonumber(L, 3) : 0;
     if (!(b >= 1 && b <= (double)(1 << 30)))
       return corio__argerror(L, 2, 3, "open",
-                             "buffer_size must be a number in [1, 2^30]");
+                             lua_pushfstring(L, "buffer_size must be a "
+                                             "number in [1, 2^30], got %s",
+                                             lua_type(L, 3) == LUA_TNUMBER
+                                                 ? lua_tostring(L, 3)
+                                                 : luaL_typename(L, 3)));
     bufsize = (size_t)b;
   }
   n = corio__enter(L, rt, &t, "open");
@@ -687,6 +698,12 @@ static int l_seek(lua_State *L) {
                              lua_pushfstring(L, "number expected, got %s",
                                              luaL_typename(L, 3)));
     off = lua_tonumber(L, 3);
+    /* converted to off_t below: NaN, infinities and values out of its
+    ** range were undefined casts (seen as EINVAL from lseek) */
+    if (!(off > -9.2233720368547758e18 && off < 9.2233720368547758e18))
+      return corio__argerror(L, 2, 2, "seek",
+                             lua_pushfstring(L, "offset out of range, got %s",
+                                             lua_tostring(L, 3)));
   }
   if (f->closed) return push_closed(L, f, "seek");
   if (FG_BUSY(f)) return push_busy(L, f, "seek");
@@ -706,8 +723,15 @@ static int l_seek(lua_State *L) {
     lua_pushnumber(L, (double)pos);
     return 1;
   }
-  if (whence == SEEK_CUR) k = lseek(f->fd, pos + (off_t)off, SEEK_SET);
-  else k = lseek(f->fd, (off_t)off, whence);
+  if (whence == SEEK_CUR) {
+    /* pos + off could overflow off_t (undefined): lseek's EINVAL */
+    off_t to;
+    if (__builtin_add_overflow(pos, (off_t)off, &to))
+      return push_fail(L, "seek", f->path, UV_EINVAL);
+    k = lseek(f->fd, to, SEEK_SET);
+  } else {
+    k = lseek(f->fd, (off_t)off, whence);
+  }
   if (k < 0) return push_fail(L, "seek", f->path, -errno);
   f->rpos = f->rlen = 0;
   f->eof = 0;

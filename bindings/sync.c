@@ -31,7 +31,7 @@ static int l_sem_new(lua_State *L) {
                                            lua_tostring(L, 1)));
   s = (corio_sem *)lua_newuserdata(L, sizeof(*s));
   s->magic = CORIO_MAGIC_SEM;
-  s->count = n;
+  s->count = n == 0 ? 0 : n;  /* -0 showed as available=-0 */
   corio_list_init(&s->waiters);
   luaL_getmetatable(L, "corio.Semaphore");
   lua_setmetatable(L, -2);

@@ -47,7 +47,8 @@ static int refuse(lua_State *L) {
   return corio__argerror(L, 2, 1, "to_thread", "cannot dump the function");
 }
 
-/* The arguments at 3..top as one string.buffer encoding, into w. */
+/* The arguments at 3..top as one string.buffer encoding, into w; w NULL:
+** only check that they can be encoded. */
 static void encode_args(lua_State *L, corio_rt *rt, corio_work *w, int top) {
   int i;
   size_t n;
@@ -62,7 +63,7 @@ static void encode_args(lua_State *L, corio_rt *rt, corio_work *w, int top) {
   lua_setfield(L, -2, "n");
   if (lua_pcall(L, 1, 1, 0) != 0) {
     int bad = 0;
-    corio__work_drop(rt, w);
+    if (w != NULL) corio__work_drop(rt, w);
     for (i = 3; i <= top && bad == 0; i++) {   /* which one: name it */
       lua_pushvalue(L, lua_upvalueindex(2));
       lua_pushvalue(L, i);
@@ -71,6 +72,10 @@ static void encode_args(lua_State *L, corio_rt *rt, corio_work *w, int top) {
     }
     return (void)bad_args(L, bad, lua_tostring(L, -1) ? lua_tostring(L, -1)
                                                       : "(no message)");
+  }
+  if (w == NULL) {
+    lua_pop(L, 1);
+    return;
   }
   s = lua_tolstring(L, -1, &n);
   if (corio__work_args_encoded(w, s, n) != 0) {
@@ -104,6 +109,11 @@ static int l_to_thread(lua_State *L) {
   n = corio__enter(L, rt, &t, "to_thread");
   if (n != CORIO_GO && n < 0) return n;  /* yielded with false, Cancelled */
   if (n != CORIO_GO) {   /* false, NOLOOP | false, Cancelled: then the call */
+    /* Outside a loop the call runs under corio.run, where arguments that
+    ** cannot cross were raised inside the root task and came back wrapped
+    ** in kind "error": check them here, to raise the plain string. */
+    if (top > 2 && lua_touserdata(L, -1) == CORIO_NOLOOP)
+      encode_args(L, rt, NULL, top);
     lua_insert(L, 1);
     lua_insert(L, 1);
     return lua_gettop(L);
@@ -131,11 +141,19 @@ static int l_to_thread(lua_State *L) {
 
 /* thread_pool_size(n): size the thread pools before they start. */
 static int l_pool_size(lua_State *L) {
-  lua_Number n = luaL_checknumber(L, 1);
+  lua_Number n;
   const char *env;
-  if (n < 1 || n > 1024 || n != (lua_Number)(int)n)
+  if (lua_type(L, 1) != LUA_TNUMBER)
     return corio__argerror(L, 1, 1, "thread_pool_size",
-                           "an integer from 1 to 1024 expected");
+                           lua_pushfstring(L, "number expected, got %s",
+                                           luaL_typename(L, 1)));
+  n = lua_tonumber(L, 1);
+  /* range first (NaN fails it): casting NaN to int is undefined */
+  if (!(n >= 1 && n <= 1024) || n != floor(n))
+    return corio__argerror(L, 1, 1, "thread_pool_size",
+                           lua_pushfstring(L, "an integer from 1 to 1024 "
+                                           "expected, got %s",
+                                           lua_tostring(L, 1)));
   if (corio__pool_size((int)n) != 0) {
     env = getenv("UV_THREADPOOL_SIZE");
     return luaL_error(L, "corio.thread_pool_size: the thread pool already "

@@ -81,7 +81,7 @@ static void push_origin(corio_rt *rt, lua_State *L, corio_task *t) {
   if (t->spawn_src != NULL) {
     const char *s = t->spawn_src;
     lua_pushfstring(L, "\n\t(%s spawned at %s:%d)", lua_tostring(L, -1),
-                    s[0] == '@' || s[0] == '=' ? s + 1 : s, t->spawn_line);
+                    corio__src_shown(s), t->spawn_line);
   } else {
     lua_pushfstring(L, "\n\t(in %s)", lua_tostring(L, -1));
   }
@@ -99,16 +99,23 @@ static int noted_traceback(lua_State *L, lua_State *co, int e) {
     lua_pushthread(co);
     lua_xmove(co, L, 1);
     lua_rawget(L, -2);
-    if (lua_istable(L, -1)) {
-      lua_rawgeti(L, -1, 1);
+    if (lua_istable(L, -1)) {   /* { n = k, e1, tb1, ... } (init.lua) */
+      int n, i;
+      lua_getfield(L, -1, "n");
+      n = (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
       lua_pushliteral(L, "value");   /* e is the wrapper by now */
       lua_rawget(L, e);
-      if (lua_rawequal(L, -1, -2)) {
-        lua_rawgeti(L, -3, 2);
-        lua_replace(L, -5);
-        found = 1;
+      for (i = 1; i <= n && !found; i++) {
+        lua_rawgeti(L, -2, 2 * i - 1);
+        if (lua_rawequal(L, -1, -2)) {
+          lua_rawgeti(L, -3, 2 * i);
+          lua_replace(L, -5);          /* over corio.tb */
+          found = 1;
+        }
+        lua_pop(L, 1);
       }
-      lua_pop(L, 2);
+      lua_pop(L, 1);
     }
     lua_pop(L, 1);
   }

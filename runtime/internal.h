@@ -360,6 +360,13 @@ uint64_t corio__base(corio_rt *rt, corio_task *t);
 uint64_t corio__coarse(corio_rt *rt);
 uint64_t corio__burst(corio_rt *rt);
 const char *corio__intern_src(corio_rt *rt, const char *src);
+
+/* A chunk name as messages show it: without Lua's '@' (a file) or '='
+** (a literal name) prefix. */
+static inline const char *corio__src_shown(const char *src) {
+  return src[0] == '@' || src[0] == '=' ? src + 1 : src;
+}
+
 int corio__is_own_src(corio_rt *rt, const char *src);
 void corio__add_own_src(corio_rt *rt, const char *src);
 int corio__slot_alloc(corio_rt *rt);

@@ -332,7 +332,7 @@ static void describe_blocked(corio_task *t, void *ud) {
     if (t->spawn_src != NULL) {
       /* its function has left the stack: name it by where it was spawned */
       lua_pushfstring(L, ", spawned at %s:%d",
-                      t->spawn_src[0] == '@' ? t->spawn_src + 1 : t->spawn_src,
+                      corio__src_shown(t->spawn_src),
                       t->spawn_line);
       luaL_addvalue(c->b);
     }
@@ -410,7 +410,7 @@ static void dump_task(corio_rt *rt, corio_task *c, int depth) {
     fputs(" (root)", stderr);
   else if (c->spawn_src != NULL)
     fprintf(stderr, " (spawned at %s:%d)",
-            c->spawn_src[0] == '@' ? c->spawn_src + 1 : c->spawn_src,
+            corio__src_shown(c->spawn_src),
             c->spawn_line);
   fputc('\n', stderr);
 }

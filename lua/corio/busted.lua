@@ -802,6 +802,10 @@ end
 -- `corio test [busted args]`: run busted with args (the global `arg` when
 -- nil) on the main state, outside any loop. Returns the exit status.
 function M.run(args)
+  -- another value was ignored (busted ran with the global arg instead)
+  if args ~= nil and type(args) ~= "table" then
+    error(("bad argument #1 to 'run' (table expected, got %s)"):format(type(args)), 2)
+  end
   if ran then
     error("corio.busted.run: busted runs only once per process", 2)
   end

@@ -230,14 +230,14 @@ end
 
 local c_read1, c_line = c.read1, c.line
 
-local function check_fmt(fmt, i)
+local function check_fmt(fmt, i, fname)
   local t = type(fmt)
   if t == "number" then
     if fmt >= 0 then return end
   elseif t == "string" then
     if fmt:match("^%*?[alLn]") then return end
   end
-  error(("bad argument #%d to 'read' (invalid format)"):format(i), 3)
+  error(("bad argument #%d to '%s' (invalid format)"):format(i, fname), 3)
 end
 
 -- One format: its value (nil at EOF), filling the buffer as needed.
@@ -277,7 +277,7 @@ function File.read(f, ...)
     if s then return s end
     return read1(f, "l", 1)
   end
-  for i = 1, n do check_fmt((select(i, ...)), i) end
+  for i = 1, n do check_fmt((select(i, ...)), i, "read") end
   if n == 1 then return read1(f, (...), 1) end
   return read_many(f, n, ...)
 end
@@ -285,12 +285,15 @@ end
 -- f:lines(fmt...): an iterator of f:read(fmt...); "l"/"L" take whole
 -- lines straight from the C buffer. The file stays open at the end.
 function File.lines(f, ...)
+  -- self first, for every format: f.lines(x, "n") returned an iterator
+  -- that failed inside corio at its first call
+  local ud = ud_of(f, "lines")
   local n = select("#", ...)
   local fmt = ...
   if n == 0 or (n == 1 and type(fmt) == "string" and fmt:match("^%*?[lL]")) then
     local keep = n == 1 and fmt:match("^%*?L") ~= nil or nil
     local k = keep and "L" or "l"
-    local ud, p = ud_of(f, "lines"), f._p
+    local p = f._p
     if p then
       local ikeep = keep and 1 or 0
       return function()
@@ -304,7 +307,8 @@ function File.lines(f, ...)
       return read1(f, k, 1)
     end
   end
-  for i = 1, n do check_fmt((select(i, ...)), i) end
+  -- named 'lines', the function called (it said 'read')
+  for i = 1, n do check_fmt((select(i, ...)), i, "lines") end
   local fmts = { ... }
   return function() return read_many(f, n, unpack(fmts, 1, n)) end
 end

@@ -43,11 +43,11 @@ end
 -- A value that is not a corio error raised out of a scope body (own_body)
 -- had its traceback noted by the body's handler (init.lua): use that one.
 local function boundary(e)
-  local noted = not is_error(e) and debug.getregistry()["corio.tb"]
-  noted = noted and noted[coroutine.running()]
+  local noted = not is_error(e) and debug.getregistry()["corio.noted_tb"]
+  noted = noted and noted(coroutine.running(), e)
   e = wrap_error(e)
-  if noted and noted[1] == rawget(e, "value") then
-    e.traceback = noted[2]
+  if noted then
+    e.traceback = noted
   elseif rawget(e, "traceback") == nil then
     e.traceback = (debug.traceback("", 2):gsub("^\n", ""))
   end
@@ -98,12 +98,25 @@ local function call_one(f)
   return (f())
 end
 
+-- An option table: a misspelt key ({return_error = true}) was ignored
+-- without a word; corio.fs and corio.http refuse unknown options too.
+local GATHER_OPTS, MAP_OPTS = { return_errors = true }, { return_errors = true, limit = true }
+local function check_opts(opts, known, fname, n)
+  if opts == nil then return end
+  if type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)"):format(n, fname, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not known[k] then
+      error(("bad argument #%d to '%s' (unknown option '%s')"):format(n, fname, tostring(k)), 3)
+    end
+  end
+end
+
 function M.gather(fns, opts)
   local c = lib()
   check_list(fns, "gather")
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #2 to 'gather' (table expected, got %s)"):format(type(opts)), 2)
-  end
+  check_opts(opts, GATHER_OPTS, "gather", 2)
   local n = #fns
   for i = 1, n do
     local f = fns[i]
@@ -135,9 +148,7 @@ function M.map(items, fn, opts)
   if type(fn) ~= "function" then
     error(("bad argument #2 to 'map' (function expected, got %s)"):format(type(fn)), 2)
   end
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #3 to 'map' (table expected, got %s)"):format(type(opts)), 2)
-  end
+  check_opts(opts, MAP_OPTS, "map", 3)
   local n = #items
   local limit = opts and opts.limit or math.max(n, 1)
   if type(limit) ~= "number" or limit < 1 or limit ~= math.floor(limit) then

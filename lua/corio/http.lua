@@ -39,8 +39,17 @@ end
 
 -- errors ------------------------------------------------------------------
 
+-- A method or URL as shown in a message: control bytes (a NUL, a CR) as
+-- \ddd, as %q shows them; a raw NUL cut the message where C printed it
+-- (an uncaught error showed "GET http://a/" and nothing of the reason).
+local function shown(s)
+  s = tostring(s)
+  if not s:find("[%z\1-\31\127]") then return s end
+  return (s:gsub("[%z\1-\31\127]", function(ch) return fmt("\\%d", byte(ch)) end))
+end
+
 local function http_error(kind, method, url, msg, fields)
-  local e = new_error(kind, fmt("%s %s: %s", method, tostring(url), msg), fields)
+  local e = new_error(kind, fmt("%s %s: %s", shown(method), shown(url), msg), fields)
   e.method, e.url = method, url
   e.traceback = debug.traceback("", 3):gsub("^\n", "")
   return e
@@ -49,7 +58,7 @@ end
 -- An error from C names neither method nor URL: add them.
 local function decorate(e, method, url)
   if type(e) == "table" and e.kind and e.url == nil then
-    e.message = fmt("%s %s: %s", method, url, tostring(e.message))
+    e.message = fmt("%s %s: %s", shown(method), shown(url), tostring(e.message))
     e.method, e.url = method, url
   end
   return e
@@ -64,7 +73,7 @@ local function invalid(fname, n, what, msg)
   local e = new_error("invalid", fmt("bad argument #%d to '%s' (%s%s)", n, fname,
     what and (what .. ": ") or "", msg))
   if req_method then
-    e.message = fmt("%s %s: %s", req_method, req_url, e.message)
+    e.message = fmt("%s %s: %s", shown(req_method), shown(req_url), e.message)
     e.method, e.url = req_method, req_url
     req_method, req_url = nil, nil
   end
@@ -919,6 +928,11 @@ function M.client(opts)
     if not has_host(opts.base_url) then
       invalid("client", 1, "base_url", "URL without a host: " .. fmt("%q", opts.base_url))
     end
+    -- refused here, not blamed on the url of every request made with it
+    if opts.base_url:find("[%s%z]") then
+      invalid("client", 1, "base_url", "URL contains whitespace or a NUL byte: "
+        .. fmt("%q", opts.base_url))
+    end
     self.base_url = opts.base_url
   end
   -- The default User-Agent is a header line like the others (not curl's
@@ -953,6 +967,11 @@ function M.client(opts)
   if type(verify) == "string" then ca, verify = verify, true end
   if verify == nil then verify = true end
   if ca ~= nil and type(ca) ~= "string" then invalid("client", 1, "ca_bundle", "path string expected") end
+  -- curl would read the path up to the NUL: another file
+  if ca ~= nil and ca:find("%z") then
+    invalid("client", 1, type(opts.verify) == "string" and "verify" or "ca_bundle",
+      "path contains a NUL byte")
+  end
   if opts.transport ~= nil then
     if type(opts.transport) ~= "function" then
       invalid("client", 1, "transport", "function expected, got " .. type(opts.transport))
@@ -992,7 +1011,9 @@ local function check_url_slow(self, fname, url, method)
     -- curl took "echo" in "http:///echo" for the host
     if not has_host(url) then invalid(fname, an, "url", "URL without a host") end
   end
-  if url:find("[%s%z]") then invalid(fname, an, "url", "URL contains whitespace: " .. fmt("%q", url)) end
+  if url:find("[%s%z]") then
+    invalid(fname, an, "url", "URL contains whitespace or a NUL byte: " .. fmt("%q", url))
+  end
   req_method, req_url = nil, nil
   if url:find("[\128-\255]") then  -- as httpx: path, query and fragment percent-encoded
     local origin, rest = url:match("^(%a[%w+.-]*://[^/?#]*)(.*)$")
@@ -1274,7 +1295,7 @@ Client.options = method_fn("OPTIONS")
 -- not only letters.
 local function check_method(fname, method)
   if type(method) ~= "string" or not method:match("^[!#$%%&'*+%-.^_`|~%w]+$") then
-    invalid(fname, 1, "method", "an HTTP method name expected, got " .. tostring(method))
+    invalid(fname, 1, "method", "an HTTP method name expected, got " .. shown(method))
   end
   return method:upper()
 end

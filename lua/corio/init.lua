@@ -89,7 +89,14 @@ local function nested_done(ok, ...)
 end
 
 function M.run(fn, ...)
-  if core.run_check() then return nested_done(pcall(scope, as_child, fn, ...)) end
+  if core.run_check() then
+    -- checked here, as core.run checks it: the spawn below named itself
+    -- ("init.lua:81: bad argument #1 to 'spawn'") for corio.run(5)
+    if type(fn) ~= "function" then
+      error(("bad argument #1 to 'run' (function expected, got %s)"):format(type(fn)), 2)
+    end
+    return nested_done(pcall(scope, as_child, fn, ...))
+  end
   return run_done(core.run(fn, ...))
 end
 local run = M.run
@@ -234,9 +241,42 @@ end
 -- any other value is raised on unchanged (rule 10), and its traceback is
 -- noted for the task's thread, where the task boundary finds it if the
 -- value ends the task.
+-- The notes of a thread: { n = k, e1, tb1, e2, tb2, ... }, newest first,
+-- at most NOTES values (a scope can fail with its body's error and with
+-- those of its deferred functions, all raised on the same thread).
 local body_tracebacks = setmetatable({}, { __mode = "k" })
 debug.getregistry()["corio.tb"] = body_tracebacks
 local traceback, co_running = debug.traceback, coroutine.running
+local NOTES = 4
+local function noted_tb(co, e)
+  local l = body_tracebacks[co]
+  if l then
+    for i = 1, 2 * l.n, 2 do
+      if rawequal(l[i], e) then return l[i + 1] end
+    end
+  end
+end
+debug.getregistry()["corio.noted_tb"] = noted_tb
+local function note_tb(co, e, tb)
+  local l = body_tracebacks[co]
+  if l == nil then
+    body_tracebacks[co] = { n = 1, e, tb }
+    return
+  end
+  local n = l.n
+  for i = 1, 2 * n, 2 do  -- an older note of the same value goes
+    if rawequal(l[i], e) then
+      for j = i, 2 * n - 2 do l[j] = l[j + 2] end
+      n = n - 1
+      break
+    end
+  end
+  if n == NOTES then n = n - 1 end
+  for j = 2 * n, 1, -1 do l[j + 2] = l[j] end
+  l[1], l[2] = e, tb
+  for j = 2 * n + 3, 2 * NOTES do l[j] = nil end
+  l.n = n + 1
+end
 -- A value corio raises again (a scope leaving with its body's error, the
 -- stream form of corio.http) goes through reraise: the handler of an
 -- enclosing body then keeps the note made where the value was first
@@ -252,10 +292,9 @@ function body_handler(e)
   else
     local co = co_running()
     if co then
-      local noted = body_tracebacks[co]
       -- levels: 1 this handler, 2 error(), 3 reraise
-      if not (noted and noted[1] == e and getinfo(3, "f").func == reraise) then
-        body_tracebacks[co] = { e, (traceback("", 2):gsub("^\n", "")) }
+      if not (getinfo(3, "f").func == reraise and noted_tb(co, e)) then
+        note_tb(co, e, (traceback("", 2):gsub("^\n", "")))
       end
     end
   end
@@ -288,9 +327,12 @@ local function leave(s, kind, ok, ...)
   return finish(s, kind, ok, ...)
 end
 
+-- fn is checked first, also outside a loop: raised inside the corio.run
+-- of rule 11, a bad fn came back wrapped in kind "error", with corio's own
+-- frames for its traceback, instead of the plain string raised in a task.
 local function not_entered(public, name, n, ...)
-  if not in_task() then return run(public, ...) end
   check_fn((select(n, ...)), name, n)
+  return run(public, ...)
 end
 
 local function scope0(fn)
@@ -424,7 +466,9 @@ if ffi_ok then
   local out = ffi.new("double[1]")
   M.now = function() return ffi_now(rt) end
   function Task.join(task)
-    if type(task) == "userdata" then
+    -- a corio object (its __metatable): a light userdata is "userdata"
+    -- too, and the C side would read its magic at whatever it points to
+    if getmetatable(task) == "corio" then
       local r = ffi_join(rt, task, out)
       if r == 4 then return out[0]
       elseif r == 3 then return out[0] ~= 0
@@ -465,7 +509,16 @@ local function release_after(self, ok, ...)
   error((...), 0)
 end
 
+local sem_mt, lock_mt = core.metatable("corio.Semaphore"), core.metatable("corio.Lock")
+local getmetatable_raw = debug.getmetatable
 local function with(self, fn, ...)
+  -- self first: sem.with(fn) said "bad argument #1 to 'with' (function
+  -- expected, got nil)", and another value of self an internal error
+  local mt = getmetatable_raw(self)
+  if mt ~= sem_mt and mt ~= lock_mt then
+    error(("bad self to 'with' (corio.Semaphore or corio.Lock expected, got %s; "
+      .. "call it as obj:with(fn, ...))"):format(type(self)), 2)
+  end
   -- outside a loop, the whole of it under one corio.run (rule 11): a lock
   -- taken by one run's task would be broken once that run ended
   if type(fn) ~= "function" then
@@ -509,7 +562,7 @@ if ffi_ok then
     local f, slow = ffi.cast(sig, cfn), methods[name]
     if type(slow) == "function" and cnames[slow] == nil then cnames[slow] = name end
     methods[name] = function(self)
-      if type(self) == "userdata" and f(rt, self) ~= 0 then return end
+      if getmetatable(self) == "corio" and f(rt, self) ~= 0 then return end
       return slow(self)
     end
   end
@@ -569,6 +622,18 @@ end
 for _, name in ipairs { "corio.Lock", "corio.Event" } do
   local mt = core.metatable(name)
   mt.__index = mt.methods
+end
+-- Their fields are read-only: setting one (sem.available = 5) raised
+-- "attempt to index ... (a userdata value)", as if it could not be read.
+for name, what in pairs { ["corio.Scope"] = "scope", ["corio.Semaphore"] = "semaphore",
+    ["corio.Channel"] = "channel", ["corio.Lock"] = "lock", ["corio.Event"] = "event" } do
+  local mt = core.metatable(name)
+  if mt.__newindex == nil then
+    mt.__newindex = function(_, k)
+      error(("%s: field '%s' cannot be set (its fields are read-only)")
+        :format(what, tostring(k)), 2)
+    end
+  end
 end
 
 -- user coroutines (rule 13) ------------------------------------------------
@@ -689,11 +754,9 @@ do
   local function wrap_failed(co, e)
     local me = co_running()
     if me == nil or is_error(e) then error(e, 0) end
-    local inner = body_tracebacks[co]
-    local tb = inner and inner[1] == e and inner[2]
-      or (traceback(co, "", 0):gsub("^\n", ""))
-    body_tracebacks[me] = { e, tb .. "\n\t(resumed by)"
-      .. (traceback("", 2):gsub("^\nstack traceback:", "")) }
+    local tb = noted_tb(co, e) or (traceback(co, "", 0):gsub("^\n", ""))
+    note_tb(me, e, tb .. "\n\t(resumed by)"
+      .. (traceback("", 2):gsub("^\nstack traceback:", "")))
     return reraise(e)
   end
   local function unwrap(co, ok, ...)

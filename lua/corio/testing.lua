@@ -52,11 +52,28 @@ local function count_after(before, ...)
   return ...
 end
 
+-- Outside a loop: fn runs under corio.run, and the check is made after
+-- it, so that its failure is the string error it is inside a task (raised
+-- inside the run, it came back wrapped in kind "error").
+local function passed(before, ...)
+  return core.checkpoints() ~= before, ...
+end
+local function counted(fn, ...)
+  return passed(core.checkpoints(), fn(...))
+end
+local function check_passed(ok, ...)
+  if not ok then
+    error("assert_checkpoints: the function returned without passing "
+      .. "through a checkpoint", 3)
+  end
+  return ...
+end
+
 function M.assert_checkpoints(fn, ...)
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'assert_checkpoints' (function expected, got %s)"):format(type(fn)), 2)
   end
-  if not core.in_task() then return corio.run(M.assert_checkpoints, fn, ...) end
+  if not core.in_task() then return check_passed(corio.run(counted, fn, ...)) end
   return count_after(core.checkpoints(), fn(...))
 end
 

@@ -69,5 +69,19 @@ if [ $rc = 0 ] && grep -q "went on" "$TMP/out" && grep -q "3 live task" "$TMP/er
   ok "SIGUSR1 prints the task tree and the program goes on"
 else bad "SIGUSR1 prints the task tree (rc=$rc)"; fi
 
+# code given with -e is the chunk "=(command line)": its spawn sites show
+# as "(command line):N", as in tracebacks, not with Lua's "=" prefix
+"$CORIO" -e 'corio.spawn(function() corio.sleep(5) end).name = "sleeper"
+io.stdout:write("ready\n"); io.stdout:flush()
+corio.sleep(0.5); os.exit(0)' > "$TMP/out" 2> "$TMP/err" &
+pid=$!
+for _ in $(seq 50); do grep -q ready "$TMP/out" 2>/dev/null && break; sleep 0.05; done
+kill -USR1 $pid
+wait $pid; rc=$?
+if [ $rc = 0 ] && grep -q "sleeper \[running\] .*(spawned at (command line):1)" "$TMP/err" \
+   && ! grep -q "=(command line)" "$TMP/err"; then
+  ok "SIGUSR1's tree names a spawn site of -e code as (command line):N"
+else bad "SIGUSR1's tree names a spawn site of -e code as (command line):N (rc=$rc)"; cat "$TMP/err"; fi
+
 echo "debug: $pass passed, $fail failed"
 [ $fail = 0 ]

@@ -200,6 +200,27 @@ describe("rule 9: a deferred function's error", function()
       assert.truthy(d.traceback:find("failing_cleanup", 1, true), d.traceback)
     end)
 
+  it("and the body's own error, both plain values, each keep theirs", function()
+    local body_line
+    local function failing_body()
+      body_line = debug.getinfo(1, "l").currentline + 1
+      error("body failed")
+    end
+    local err = catch(corio.scope, function()
+      corio.defer(function() failing_cleanup("scope") end)
+      failing_body()
+    end)
+    assert.equal(2, #err.errors)
+    local b, d = err.errors[1], err.errors[2]
+    assert.truthy(tostring(b):find("body failed", 1, true))
+    assert.truthy(b.traceback:find("errors_spec.lua:" .. body_line, 1, true)
+      and b.traceback:find("failing_body", 1, true),
+      "the body error's traceback lacks its raise point:\n" .. b.traceback)
+    assert.truthy(d.traceback:find("errors_spec.lua:" .. raise_line, 1, true)
+      and d.traceback:find("failing_cleanup", 1, true),
+      "the deferred function's traceback lacks its raise point:\n" .. d.traceback)
+  end)
+
   it("in a task's body keeps the traceback of where it was raised", function()
     local err = catch(corio.scope, function(s)
       s:spawn(function()
