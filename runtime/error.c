@@ -123,6 +123,35 @@ static int noted_traceback(lua_State *L, lua_State *co, int e) {
   return found;
 }
 
+/* Has the corio error at e crossed a task boundary (and so been given the
+** spawn site of the task it was raised in)? Notes it as crossed if not.
+** The set is a weak-keyed registry table, made on first use. */
+static int crossed(lua_State *L, int e) {
+  int r;
+  lua_getfield(L, LUA_REGISTRYINDEX, "corio.crossed");
+  if (!lua_istable(L, -1)) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "corio.crossed");
+  }
+  lua_pushvalue(L, e);
+  lua_rawget(L, -2);
+  r = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (!r) {
+    lua_pushvalue(L, e);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
 /* [-1, +1] The error on top of L, raised in task t (whose dead thread co
 ** still has the frames), becomes the boundary error: corio errors keep
 ** their object and gain a traceback; other values are wrapped in kind
@@ -167,7 +196,16 @@ void corio__wrap_error(corio_rt *rt, lua_State *L, lua_State *co,
     if (t != NULL) {
       push_origin(rt, L, t);
       lua_concat(L, 2);
+      crossed(L, e);
     }
+    lua_setfield(L, e, "traceback");
+  } else if (t != NULL && !crossed(L, e)) {
+    /* a traceback taken inside the task (by a scope body's handler in
+    ** init.lua, or where corio.http made the error): it still lacks the
+    ** task's spawn site, which an error of a map call under a limit, or
+    ** of an HTTP request, left out */
+    push_origin(rt, L, t);
+    lua_concat(L, 2);
     lua_setfield(L, e, "traceback");
   } else {
     lua_pop(L, 1);

@@ -28,7 +28,7 @@ static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
     srccache_sentinel(L);
     rt->srccache_armed = 1;
   }
-  for (level = 1; level < 6 && lua_getstack(L, level, &ar); level++) {
+  for (level = 1; level < 10 && lua_getstack(L, level, &ar); level++) {
     const void *fn;
     corio_srccache *c;
     if (!lua_getinfo(L, "fl", &ar)) break;

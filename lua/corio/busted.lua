@@ -79,6 +79,24 @@ local testing = require "corio.testing"
 
 local M = {}
 
+-- The runner's own tasks (each body's timeout watcher) are not the test's:
+-- corio.tasks() leaves them out, so that a body sees what corio.run(body)
+-- would show, its own task and the tasks it started (a test that checked
+-- `#corio.tasks() == 1`, or cancelled every task but its own, met the
+-- watcher). SIGUSR1's dump still shows them. all_tasks is the full list,
+-- for the runner's reports.
+local all_tasks = corio.tasks
+local hidden = setmetatable({}, { __mode = "k" })
+corio.tasks = function()
+  local list = all_tasks()
+  if next(hidden) == nil then return list end
+  local out = {}
+  for _, e in ipairs(list) do
+    if not hidden[e.task] then out[#out + 1] = e end
+  end
+  return out
+end
+
 local DEFAULT_TIMEOUT = 5
 
 -- The descriptors whose element.run is a body to run as a task; `finally`
@@ -406,6 +424,7 @@ local function run_task(body, seconds, name, ctx)
     if seconds then
       watcher = corio.spawn(watch, out, seconds, ctx)
       watcher.name = "corio.busted timeout"
+      hidden[watcher] = true
     end
     local body_ok, e = xpcall(body, on_error)
     out.body_done = true

@@ -57,6 +57,94 @@ local function ud_of(f, fname)
   return ud
 end
 
+-- Turns. Tasks sharing a file take turns, FIFO, as Python's file objects
+-- serialise the threads that share one: a call that has to wait for a
+-- request (fill, push, flush, a big write, close) holds the file's turn
+-- until it is done, and a task whose call finds the turn held waits for
+-- it. (Before, the second task got EBUSY: many tasks writing result lines
+-- to one file, as a crawler does, failed as soon as two of them needed a
+-- flush at once.) A call that needs no request (a buffered write, a read
+-- from the buffer) takes no turn; if it finds another task's request in
+-- flight (EBUSY from C), it waits for that task's turn to end and asks
+-- again. turns[ud] = {owner = task, depth = n, {task, event}...}.
+local turns = setmetatable({}, { __mode = "k" })
+local current, new_event = corio.current, corio.event
+local tremove = table.remove
+
+local function release_turn(t)
+  t.depth = t.depth - 1
+  if t.depth > 0 then return end
+  local w = tremove(t, 1)
+  if w then
+    t.owner, t.depth = w[1], 1
+    w[2]:set()
+  else
+    t.owner = nil
+  end
+end
+
+-- Wait for the turn held by another task; returns holding it.
+local function wait_turn(t, me)
+  local w = { me, new_event() }
+  t[#t + 1] = w
+  local ok, e = pcall(w[2].wait, w[2])
+  if ok then return end
+  for i = 1, #t do
+    if t[i] == w then
+      tremove(t, i)
+      break
+    end
+  end
+  -- cancelled after the turn was handed over: hand it on
+  if t.owner == me then release_turn(t) end
+  error(e, 0)
+end
+
+local function turn_of(ud)
+  local t = turns[ud]
+  if t == nil then
+    t = { depth = 0 }
+    turns[ud] = t
+  end
+  return t
+end
+
+local function done_turn(t, ok, ...)
+  release_turn(t)
+  if ok then return ... end
+  error((...), 0)
+end
+
+-- fn(...) holding ud's turn (in a task; outside one nothing shares).
+local function with_turn(ud, fn, ...)
+  local me = current()
+  if me == nil then return fn(...) end
+  local t = turn_of(ud)
+  local owner = t.owner
+  if owner == nil then
+    t.owner, t.depth = me, 1
+  elseif rawequal(owner, me) then
+    t.depth = t.depth + 1
+  else
+    wait_turn(t, me)
+  end
+  return done_turn(t, pcall(fn, ...))
+end
+
+-- e is the EBUSY of a call that found another task's request in flight:
+-- wait until that task's turn ends, and true (ask again); false if e is
+-- another error.
+local function waited_turn(ud, e)
+  if type(e) ~= "table" or e.code ~= "EBUSY" then return false end
+  local t, me = turns[ud], current()
+  if t == nil or me == nil or t.owner == nil or rawequal(t.owner, me) then
+    return false
+  end
+  wait_turn(t, me)
+  release_turn(t)
+  return true
+end
+
 -- One blocking C call: its value, or raise its error.
 local function call(fn, ...)
   local ok, v = fn(...)
@@ -66,7 +154,7 @@ local function call(fn, ...)
 end
 
 local c_fill, c_flush, c_push = c.fill, c.flush, c.push
-local function fill(f) return call(c_fill, f) end
+local function fill(f) return with_turn(f, call, c_fill, f) end
 
 -- Blocking calls that may only make progress (wait for a write-behind,
 -- write part of the buffer): `true, 1` when done, `true` to ask again.
@@ -82,9 +170,9 @@ local function until_done(fn, f)
     end
   end
 end
-local function flush(f) return until_done(c_flush, f) end
+local function flush(f) return with_turn(f, until_done, c_flush, f) end
 -- the write buffer is full
-local function push(f) return until_done(c_push, f) end
+local function push(f) return with_turn(f, until_done, c_push, f) end
 
 -- open --------------------------------------------------------------------
 
@@ -162,7 +250,7 @@ local function read1(f, fmt, i)
     elseif v == NEED_FLUSH then
       flush(f)
     elseif v == false then
-      error(e, 0)
+      if not waited_turn(f, e) then error(e, 0) end
     else
       return v
     end
@@ -244,7 +332,7 @@ local c_write, c_seek, c_close, c_wbig = c.write, c.seek, c.close, c.wbig
 
 -- A string at least as long as the buffer: written straight from the
 -- string, after what is buffered, in the background (a "+" file waits).
-local function write_big(ud, s)
+local function write_big_turn(ud, s)
   while true do
     local ok, v = c_wbig(ud, s)
     if ok then
@@ -252,18 +340,20 @@ local function write_big(ud, s)
       if v == 2 then return flush(ud) end
       -- waited for the write in flight: ask again
     elseif v == NOLOOP then
-      return run(write_big, ud, s)
+      return run(write_big_turn, ud, s)
     else
       error(v, 0)
     end
   end
 end
+local function write_big(ud, s) return with_turn(ud, write_big_turn, ud, s) end
 
 -- f:write(...) -> f: strings and numbers into the write buffer; a full
 -- buffer is written out before returning. A checkpoint.
 local function write_slow(f, ...)
   local r, e = c_write(ud_of(f, "write"), ...)
   if r == true then return f end
+  if r == false and waited_turn(f._ud, e) then return write_slow(f, ...) end
   if r == NEED_FLUSH then
     push(f._ud)
     return f
@@ -343,7 +433,7 @@ function File.seek(f, whence, offset)
     elseif r == NEED_FILL then
       fill(f._ud) -- waits for the read-ahead in flight
     elseif r == false then
-      error(e, 0)
+      if not waited_turn(f._ud, e) then error(e, 0) end
     else
       return r
     end
@@ -354,8 +444,12 @@ end
 -- error of the write or the close. A checkpoint: a cancelled task still
 -- closes the file, dropping unwritten data, then gets Cancelled (use
 -- with_open, or close inside corio.shield, to write it out regardless).
+local close_turn
 function File.close(f)
-  local ud = ud_of(f, "close")
+  return with_turn(ud_of(f, "close"), close_turn, f)
+end
+function close_turn(f)
+  local ud = f._ud
   local first
   while true do
     local ok, e = c_close(ud)

@@ -670,12 +670,32 @@ do
   local scope_attach, c_defer = core.scope_attach, core.defer
   local parked = setmetatable({}, { __mode = "k" })
 
+  -- Where the abandoned coroutine is suspended (its first frame outside
+  -- this file), so that the error names the generator the user left,
+  -- not only the scope that found it; nil once it was collected.
+  local this_file = debug.getinfo(1, "S").source
+  local function suspended_at(ref)
+    local co = ref[1]
+    if co == nil then return nil end
+    for level = 0, 50 do
+      local info = debug.getinfo(co, level, "Sl")
+      if info == nil then break end
+      if info.currentline and info.currentline > 0 and info.source ~= this_file then
+        return info.short_src .. ":" .. info.currentline
+      end
+    end
+  end
+
   local function close_parked(rec)
     local top, bottom = rec.top, rec.bottom
     rec.top, rec.bottom, rec.detached = nil, nil, false
     local base = scope_cur()
     if not scope_attach(top, bottom) then return end
-    local err = core.error("error", ABANDONED)
+    -- (protected: the scopes just attached must be finished whatever it does)
+    local found, where = pcall(suspended_at, rec.co)
+    if not found then where = nil end
+    local err = core.error("error", where and ABANDONED
+      .. " (the coroutine is suspended at " .. where .. ")" or ABANDONED)
     local last
     while true do
       local d, kind = scope_top(base)
@@ -694,7 +714,7 @@ do
     if rec == nil or rec.base ~= base then
       -- one closer per coroutine and scope: a generator that yields in a
       -- loop does not pile up deferred functions
-      rec = { base = base }
+      rec = { base = base, co = setmetatable({ co }, { __mode = "v" }) }
       parked[co] = rec
       c_defer(function()
         rec.base = nil
