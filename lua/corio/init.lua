@@ -691,6 +691,10 @@ do
     rec.top, rec.bottom, rec.detached = nil, nil, false
     local base = scope_cur()
     if not scope_attach(top, bottom) then return end
+    -- Finishing the scopes may wait for their tasks: meanwhile another
+    -- task must not resume the coroutine into them (it took them over, and
+    -- this task waited for good: a deadlock)
+    rec.closing = true
     -- (protected: the scopes just attached must be finished whatever it does)
     local found, where = pcall(suspended_at, rec.co)
     if not found then where = nil end
@@ -704,6 +708,7 @@ do
       local ok, e = pcall(finish, d, kind, false, err)
       if not ok then err = e end
     end
+    rec.closing = nil
     error(err, 0)
   end
 
@@ -769,6 +774,13 @@ do
   local co_status = coroutine.status
   local BUSY = "cannot resume a coroutine that is suspended in a corio "
     .. "call (a task waits in it; it goes on when that call returns)"
+  local CLOSING = "cannot resume a coroutine whose scopes are being closed "
+    .. "(it yielded out of a scope inside another that has ended, which "
+    .. "closes them and raises that error)"
+  local function closing(co)
+    local rec = parked[co]
+    return rec ~= nil and rec.closing
+  end
   local my_resume, my_wrap
   my_resume = function(co, ...)
     if type(co) ~= "thread" then
@@ -778,6 +790,7 @@ do
     if resumers[co] ~= nil and co_status(co) == "suspended" then
       return false, BUSY
     end
+    if closing(co) then return false, CLOSING end
     resumers[co] = co_running()
     local base
     if foreign[1] ~= 0 then
@@ -792,6 +805,7 @@ do
       if resumers[co] ~= nil and co_status(co) == "suspended" then
         error(BUSY, 2)
       end
+      if closing(co) then error(CLOSING, 2) end
       resumers[co] = co_running()
       local base
       if foreign[1] ~= 0 then

@@ -581,6 +581,43 @@ describe("a task spawned into a scope just as its last task ended (rule 1)", fun
 end)
 
 describe("user coroutines that yield out of scopes, shared between tasks", function()
+  -- Found by the random test below under ASan (seed 264 of a longer run):
+  -- the scope a generator yielded out of is closed when its enclosing
+  -- scope ends, and that waits for the inner scope's task; another task
+  -- resumed the generator meanwhile, took the inner scope over, and the
+  -- closing task waited for good (a deadlock). Such a resume is refused.
+  it("a generator whose scopes are being closed cannot be resumed meanwhile", function()
+    local testing = require("corio.testing")
+    local gen, resume_ok, resume_err, x_ok, x_err
+    testing.autojump(function()
+      corio.scope(function(s)
+        s:spawn(function()
+          x_ok, x_err = pcall(corio.scope, function()
+            gen = coroutine.wrap(function()
+              corio.scope(function(inner)
+                inner:spawn(function()   -- takes 1 s to end once cancelled
+                  corio.defer(function() corio.shield(corio.sleep, 1) end)
+                  corio.sleep(10)
+                end)
+                coroutine.yield("in")
+              end)
+              return "gen done"
+            end)
+            assert.equal("in", gen())
+          end)   -- ends with gen's scope open: closing it waits 1 s
+        end)
+        s:spawn(function()
+          corio.sleep(0.5)   -- while that scope is being closed
+          resume_ok, resume_err = pcall(gen)
+        end)
+      end)
+    end)
+    assert.is_false(resume_ok)
+    assert.truthy(tostring(resume_err):find("scopes are being closed", 1, true), tostring(resume_err))
+    assert.is_false(x_ok)
+    assert.truthy(tostring(x_err):find("was still open", 1, true), tostring(x_err))
+  end)
+
   -- Generators that yield inside scope, move_on_after and shield bodies,
   -- resumed by random tasks, abandoned and collected. Before the fixes
   -- above this crashed (SIGSEGV) or hung for most seeds.
