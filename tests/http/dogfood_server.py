@@ -20,13 +20,13 @@ Routes (counters are per path+query, so each test uses its own key):
 import json
 import os
 import socket
-import socketserver
 import struct
 import sys
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import server  # noqa: E402  (tests/http/server.py)
 
 HITS = {}
 LOCK = threading.Lock()
@@ -45,24 +45,9 @@ def content(n):
     return data
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class Handler(server.Handler):
+    """server.py's handler (send_body, quiet log) with these routes."""
     server_version = "corio-dogfood"
-
-    def log_message(self, fmt, *args):
-        pass
-
-    def send_body(self, status, body, ctype="text/plain", headers=()):
-        if isinstance(body, str):
-            body = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in headers:
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def handle_any(self):
         u = urllib.parse.urlsplit(self.path)
@@ -156,36 +141,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         return self.send_body(404, "not found")
 
-    do_GET = do_POST = do_PUT = do_HEAD = handle_any
-
-
-class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-
-    def handle_error(self, request, client_address):
-        pass
-
-
-def main():
-    lifetime = 300.0
-    args = sys.argv[1:]
-    if args[:1] == ["--lifetime"] and len(args) > 1:
-        lifetime = float(args[1])
-    srv = Server(("127.0.0.1", 0), Handler)
-    print("PORT %d %d" % (srv.server_address[1], os.getpid()), flush=True)
-    parent = os.getppid()
-
-    def watchdog():
-        t0 = time.time()
-        while time.time() - t0 < lifetime and os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(0)
-
-    threading.Thread(target=watchdog, daemon=True).start()
-    srv.serve_forever()
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = \
+        do_OPTIONS = handle_any
 
 
 if __name__ == "__main__":
-    main()
+    server.main(Handler)

@@ -336,7 +336,9 @@ class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
         pass  # the fault routes break connections on purpose
 
 
-def main():
+def main(handler=None):
+    """Serve handler (default: Handler) as the docstring says; the other
+    test servers (dogfood_server.py) run their own handler through it."""
     lifetime = 300.0
     tls = None
     args = sys.argv[1:]
@@ -349,7 +351,7 @@ def main():
             args = args[3:]
         else:
             sys.exit("usage: server.py [--lifetime S] [--tls CERT KEY]")
-    srv = Server(("127.0.0.1", 0), Handler)
+    srv = Server(("127.0.0.1", 0), handler or Handler)
     if tls:
         import ssl
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
