@@ -105,6 +105,9 @@ static int l_to_thread(lua_State *L) {
         tf->magic != CORIO_MAGIC_THREADFN)
       return refuse(L);
     cfn = tf->fn;
+    if (cfn == NULL)   /* was: run as an empty Lua chunk, results none */
+      return luaL_error(L, "corio.to_thread: the host's thread function is "
+                        "NULL (corio_push_thread_fn was given no function)");
   }
   n = corio__enter(L, rt, &t, "to_thread");
   if (n != CORIO_GO && n < 0) return n;  /* yielded with false, Cancelled */

@@ -447,7 +447,16 @@ static int ensure_loaded(corio_rt *rt) {
 
 int corio_start(corio_rt *rt, int nargs) {
   lua_State *L = rt->L;
-  int base = lua_gettop(L) - nargs - 1, r;
+  int base, r;
+  if (nargs < 0 || nargs >= lua_gettop(L)) {
+    /* no function below the arguments (was: an empty stack made LuaJIT
+    ** panic, which exits the process); the stack is left alone */
+    set_msg(rt, "corio_start: no function below the arguments on the "
+                "stack (nargs < 0, or the stack holds fewer than nargs + 1 "
+                "values)");
+    return UV_EINVAL;
+  }
+  base = lua_gettop(L) - nargs - 1;
   if (rt->running) {
     /* (a run from inside the run, e.g. by a host function: nothing of
     ** the running one is touched, require included) */

@@ -73,7 +73,8 @@ int corio_run_function(corio_rt *rt, int nargs, int nresults);
 /* The same run, stepped by a host that drives its own loop:
 ** corio_start starts the function below nargs arguments as the root task
 ** (it does not run yet; if it cannot start, they are replaced by the
-** error value); corio_step runs the ready tasks and one turn of
+** error value; with nargs < 0 or no function below the nargs values it
+** returns UV_EINVAL, the stack untouched); corio_step runs the ready tasks and one turn of
 ** the loop (wait = 0: UV_RUN_NOWAIT; 1: wait for an event) and returns 1
 ** while the run goes on, 0 when it is over; corio_finish completes the
 ** run (waiting if needed) and leaves results or the error as
@@ -174,7 +175,8 @@ void corio_push_async(lua_State *L, lua_CFunction fn);
 /* [-0, +1] Push a value that corio.to_thread accepts in place of a Lua
 ** function: fn runs on a worker thread, in the worker's own lua_State,
 ** called with the (copied) arguments; it returns values as any
-** lua_CFunction (nil, booleans, numbers, strings, tables of those). */
+** lua_CFunction (nil, booleans, numbers, strings, tables of those).
+** With fn NULL, corio.to_thread refuses the value with an error. */
 void corio_push_thread_fn(lua_State *L, lua_CFunction fn);
 
 #ifdef __cplusplus

@@ -1,0 +1,288 @@
+/*
+** test_hunt_capi.c: bad input to the embedding API (runtime/corio.h)
+** that the earlier hunts did not try: NULLs, empty and binary chunks,
+** a huge chunk, the stepped run called out of order or twice, a root
+** function missing from the stack, async functions from a coroutine of
+** the task, thread functions that are NULL. Each must give the
+** documented code and message, never a crash, leak or hang.
+*/
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "corio.h"
+#include "check.h"
+#include "rt_helpers.h"
+
+static void on_alarm(int sig) {
+  static const char msg[] = "test_hunt_capi: timed out (a hang)\n";
+  (void)sig;
+  if (write(2, msg, sizeof(msg) - 1) < 0) _exit(2);
+  _exit(1);
+}
+
+static corio_rt *new_rt(void) {
+  corio_options o;
+  corio_rt *rt;
+  memset(&o, 0, sizeof(o));
+  rt = corio_new(&o);
+  if (rt != NULL) add_paths(rt);
+  return rt;
+}
+
+static int has(const char *s, const char *part) {
+  return s != NULL && strstr(s, part) != NULL;
+}
+
+/* ---- free and errmsg at the edges ----------------------------------- */
+static void test_free_and_errmsg(void) {
+  corio_rt *rt;
+  corio_free(NULL);   /* accepted, documented */
+  rt = new_rt();
+  CHECK(rt != NULL);
+  /* before any run: an empty message, not NULL or garbage */
+  CHECK(corio_errmsg(rt) != NULL && corio_errmsg(rt)[0] == 0);
+  corio_add_paths(rt, NULL, NULL);   /* either may be NULL */
+  corio_free(rt);
+  /* corio_new(NULL) handles signals; freed without a run */
+  rt = corio_new(NULL);
+  CHECK(rt != NULL);
+  corio_free(rt);
+}
+
+/* ---- run_string / run_file with odd chunks --------------------------- */
+static void test_odd_chunks(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  char *big;
+  size_t i, n = 8u << 20;
+  int r;
+  CHECK(corio_run_string(rt, NULL, NULL) == UV_EINVAL);
+  CHECK(has(corio_errmsg(rt), "corio_run_string"));
+  CHECK(lua_gettop(L) == 0);
+  CHECK(corio_run_string(rt, "", NULL) == 0);   /* an empty chunk runs */
+  CHECK(corio_errmsg(rt)[0] == 0);
+  CHECK(lua_gettop(L) == 0);
+  /* a truncated bytecode header: a load error, not a crash */
+  r = corio_run_string(rt, "\x1bLJ\x02", "=bin");
+  CHECK(r == CORIO_ELUA);
+  CHECK(corio_errmsg(rt)[0] != 0);
+  lua_settop(L, 0);
+  /* bytes that are no Lua at all */
+  r = corio_run_string(rt, "\x01\x02\xff\xfe", "=bin");
+  CHECK(r == CORIO_ELUA && has(corio_errmsg(rt), "bin"));
+  lua_settop(L, 0);
+  /* a huge chunk (8 MiB of statements) */
+  big = malloc(n + 1);
+  CHECK(big != NULL);
+  if (big != NULL) {
+    for (i = 0; i + 8 <= n; i += 8) memcpy(big + i, "X = 1  \n", 8);
+    big[i] = 0;
+    CHECK(corio_run_string(rt, big, "=big") == 0);
+    free(big);
+  }
+  lua_settop(L, 0);
+  /* a huge error message is kept whole */
+  r = corio_run_string(rt, "error(string.rep('m', 100000) .. 'END')", NULL);
+  CHECK(r == CORIO_ELUA && has(corio_errmsg(rt), "mmmEND"));
+  lua_settop(L, 0);
+  /* run_file: an empty path and a directory name it */
+  r = corio_run_file(rt, "");
+  CHECK(r == CORIO_ELUA && has(corio_errmsg(rt), "cannot"));
+  lua_settop(L, 0);
+  r = corio_run_file(rt, "/");
+  CHECK(r == CORIO_ELUA && has(corio_errmsg(rt), "/"));
+  lua_settop(L, 0);
+  CHECK(corio_run_string(rt, "return 1", NULL) == 0);
+  CHECK(corio_errmsg(rt)[0] == 0);
+  corio_free(rt);
+}
+
+/* ---- the root function missing from the stack ------------------------ */
+static void test_no_function(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  int r;
+  /* empty stack: nothing to run */
+  r = corio_run_function(rt, 0, 0);
+  CHECK(r == UV_EINVAL);
+  CHECK(has(corio_errmsg(rt), "corio_start"));
+  CHECK(lua_gettop(L) == 0);
+  /* more arguments claimed than the stack holds */
+  lua_pushinteger(L, 1);
+  r = corio_start(rt, 1);
+  CHECK(r == UV_EINVAL);
+  CHECK(lua_gettop(L) == 1);   /* left alone */
+  lua_settop(L, 0);
+  r = corio_start(rt, -1);
+  CHECK(r == UV_EINVAL);
+  CHECK(lua_gettop(L) == 0);
+  /* nothing was started */
+  CHECK(corio_step(rt, 1) == 0);
+  CHECK(corio_finish(rt, 0) == UV_EINVAL);
+  CHECK(corio_run_string(rt, "return 1", NULL) == 0);
+  corio_free(rt);
+}
+
+/* ---- start / step / finish out of order ------------------------------ */
+static void test_out_of_order(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  int r;
+  /* step and finish before any start */
+  CHECK(corio_step(rt, 0) == 0);
+  CHECK(corio_step(rt, 1) == 0);   /* does not wait on an idle loop */
+  CHECK(corio_finish(rt, 0) == UV_EINVAL);
+  CHECK(has(corio_errmsg(rt), "no run to finish"));
+  CHECK(lua_gettop(L) == 0);
+  /* start twice: the second is refused, its function replaced by the
+  ** error; the first run goes on */
+  CHECK(luaL_loadstring(L, "require('corio').sleep(0.01) return 'first'") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  CHECK(lua_gettop(L) == 0);
+  CHECK(luaL_loadstring(L, "return 'second'") == 0);
+  lua_pushinteger(L, 7);
+  r = corio_start(rt, 1);
+  CHECK(r == UV_EBUSY);
+  CHECK(lua_gettop(L) == 1 && lua_isstring(L, -1));
+  lua_settop(L, 0);
+  /* a run function while started */
+  CHECK(corio_run_string(rt, "return 1", NULL) == UV_EBUSY);
+  lua_settop(L, 0);
+  r = corio_finish(rt, 1);
+  CHECK(r == 0);
+  CHECK(lua_gettop(L) == 1 && has(lua_tostring(L, -1), "first"));
+  lua_settop(L, 0);
+  /* after the finish: step says over, a second finish has nothing */
+  CHECK(corio_step(rt, 1) == 0);
+  CHECK(corio_finish(rt, 1) == UV_EINVAL);
+  CHECK(lua_gettop(L) == 0);
+  /* a started run that is never finished: freed (cancelled) */
+  CHECK(luaL_loadstring(L, "require('corio').sleep(10)") == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  CHECK(corio_step(rt, 0) == 1);
+  corio_free(rt);
+}
+
+/* ---- async functions from the wrong place ---------------------------- */
+static int begin_null;
+static int l_begin(lua_State *L) {
+  corio_op *op = corio_op_begin(L, NULL, NULL);
+  if (op == NULL) {
+    begin_null++;
+    return lua_error(L);
+  }
+  lua_pushinteger(corio_lua(corio_op_runtime(op)), 5);
+  CHECK(corio_op_resume(op, 1) == 0);
+  return corio_op_suspend(L, op);
+}
+static int l_fail_null(lua_State *L) {
+  corio_op *op = corio_op_begin(L, NULL, NULL);
+  if (op == NULL) return lua_error(L);
+  CHECK(corio_op_fail(op, NULL, NULL) == 0);
+  CHECK(corio_op_fail(op, "x", "y") == UV_EALREADY);   /* ended, held */
+  lua_pushinteger(corio_lua(corio_op_runtime(op)), 1);
+  CHECK(corio_op_resume(op, 1) == UV_EALREADY);
+  CHECK(corio_op_post(op, NULL, NULL) == UV_EINVAL);
+  return corio_op_suspend(L, op);
+}
+static void test_async_misuse(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  int r;
+  corio_push_async(L, l_begin);
+  lua_setglobal(L, "begin");
+  corio_push_async(L, l_fail_null);
+  lua_setglobal(L, "fail_null");
+  /* outside any run: NULL, the documented message */
+  begin_null = 0;
+  r = luaL_dostring(L, "require('corio') return begin()");
+  CHECK(r != 0 && begin_null == 1);
+  CHECK(has(lua_tostring(L, -1), "outside a corio task"));
+  lua_settop(L, 0);
+  /* from a plain coroutine inside a task: refused with an error, the
+  ** task goes on */
+  begin_null = 0;
+  r = corio_run_string(rt,
+      "local co = coroutine.create(function() return begin() end)\n"
+      "local ok, v = coroutine.resume(co)\n"
+      "A = tostring(ok) .. ' ' .. tostring(v)\n"
+      "B = begin()", NULL);
+  if (r != 0) fprintf(stderr, "async_misuse: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  CHECK(lua_true(L, "return B == 5"));
+  CHECK(lua_true(L, "return A == 'true 5'"));
+  /* kind and message NULL: the defaults */
+  r = corio_run_string(rt,
+      "local ok, e = pcall(fail_null)\n"
+      "assert(not ok and e.kind == 'error', tostring(e))\n"
+      "assert(tostring(e):find('host operation failed'), tostring(e))", NULL);
+  if (r != 0) fprintf(stderr, "fail_null: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  corio_free(rt);
+}
+
+/* ---- corio_push_thread_fn misuse ------------------------------------- */
+static int w_add(lua_State *W) {
+  lua_pushnumber(W, luaL_checknumber(W, 1) + luaL_checknumber(W, 2));
+  return 1;
+}
+static int w_touch_unsendable(lua_State *W) {
+  lua_pushcfunction(W, w_add);   /* a value that cannot be copied back */
+  return 1;
+}
+static void test_thread_fn_misuse(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  int r;
+  corio_push_thread_fn(L, w_add);
+  lua_setglobal(L, "add");
+  corio_push_thread_fn(L, w_touch_unsendable);
+  lua_setglobal(L, "unsendable");
+  corio_push_thread_fn(L, NULL);
+  lua_setglobal(L, "nofn");
+  r = corio_run_string(rt,
+      "local corio = require 'corio'\n"
+      "assert(corio.to_thread(add, 2, 3) == 5)\n"
+      "local ok, e = pcall(corio.to_thread, add, 'x')\n"
+      "assert(not ok, 'bad arg')\n"
+      "ok, e = pcall(corio.to_thread, unsendable)\n"
+      "assert(not ok, 'unsendable result')\n"
+      "ok, e = pcall(corio.to_thread, add, 1, function() end)\n"
+      "assert(not ok, 'unsendable arg')\n"
+      "assert(corio.to_thread(add, 1, 1) == 2)\n"
+      /* was: run as an empty chunk, returning nothing */
+      "ok, e = pcall(corio.to_thread, nofn, 1)\n"
+      "assert(not ok and tostring(e):find('thread function is NULL'), "
+      "tostring(e))", NULL);
+  if (r != 0) fprintf(stderr, "thread_fn: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  corio_free(rt);
+}
+
+/* With an argument, only the test of that name runs. */
+int main(int argc, char **argv) {
+  static const struct {
+    const char *name;
+    void (*fn)(void);
+  } tests[] = {{"free_and_errmsg", test_free_and_errmsg},
+               {"odd_chunks", test_odd_chunks},
+               {"no_function", test_no_function},
+               {"out_of_order", test_out_of_order},
+               {"async_misuse", test_async_misuse},
+               {"thread_fn_misuse", test_thread_fn_misuse}};
+  size_t i;
+  signal(SIGALRM, on_alarm);
+  alarm(60);
+  for (i = 0; i < sizeof(tests) / sizeof(tests[0]); i++)
+    if (argc < 2 || strcmp(argv[1], tests[i].name) == 0) {
+      fprintf(stderr, "-- %s\n", tests[i].name);
+      tests[i].fn();
+    }
+  return check_done("test_hunt_capi");
+}
