@@ -152,7 +152,8 @@ int corio_op_suspend(lua_State *L, corio_op *op);
 ** abandoned (values dropped). Loop thread only. Ends op: it is freed, at
 ** once or (while its host function runs, or a post of it is pending)
 ** when they are done; until then a second resume or fail returns
-** UV_EALREADY. Any other use of an ended op is undefined. */
+** UV_EALREADY. Any other use of an ended op is undefined. n < 0 or more
+** than the values on corio_lua(rt): UV_EINVAL, nothing popped, op kept. */
 int corio_op_resume(corio_op *op, int n);
 /* Resume the task with an error of this kind and message (raised in the
 ** task as a corio error table). Returns as corio_op_resume. Frees op. */

@@ -303,6 +303,9 @@ int corio_op_resume(corio_op *op, int n) {
   corio_rt *rt = op->rt;
   lua_State *L = rt->L;
   corio_task *t = op->t;
+  /* fewer values than n on the state (pushed on the task's thread, or
+  ** not at all): was moved anyway, taking the runtime's own slots */
+  if (n < 0 || n > lua_gettop(L)) return UV_EINVAL;
   if (op->ended) {          /* held by its call or a pending post */
     lua_pop(L, n);
     return UV_EALREADY;

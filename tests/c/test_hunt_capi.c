@@ -227,6 +227,46 @@ static void test_async_misuse(void) {
   corio_free(rt);
 }
 
+/* ---- corio_op_resume with fewer values than n ----------------------- */
+/* Was: n values were moved whether or not they were there, taking the
+** runtime's own stack slots to the task (a crash later, or garbage
+** results); a host that pushed on the task's thread did just that. */
+static corio_op *kept_op;
+static int bad_n_rc[2], good_rc = 99;
+static int l_wait(lua_State *L) {
+  kept_op = corio_op_begin(L, NULL, NULL);
+  if (kept_op == NULL) return lua_error(L);
+  return corio_op_suspend(L, kept_op);
+}
+static void on_resume_timer(uv_timer_t *h) {
+  lua_State *R = corio_lua(corio_op_runtime(kept_op));
+  int top = lua_gettop(R);
+  (void)h;
+  bad_n_rc[0] = corio_op_resume(kept_op, top + 3);   /* nothing pushed */
+  bad_n_rc[1] = corio_op_resume(kept_op, -1);
+  CHECK(lua_gettop(R) == top);
+  lua_pushinteger(R, 9);
+  good_rc = corio_op_resume(kept_op, 1);   /* the op was not ended */
+}
+static void test_resume_bad_n(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  uv_timer_t tm;
+  int r;
+  corio_push_async(L, l_wait);
+  lua_setglobal(L, "wait");
+  uv_timer_init(corio_loop(rt), &tm);
+  uv_timer_start(&tm, on_resume_timer, 5, 0);
+  r = corio_run_string(rt, "W = wait()", NULL);
+  if (r != 0) fprintf(stderr, "resume_bad_n: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  CHECK(bad_n_rc[0] == UV_EINVAL && bad_n_rc[1] == UV_EINVAL);
+  CHECK(good_rc == 0);
+  CHECK(lua_true(L, "return W == 9"));
+  uv_close((uv_handle_t *)&tm, NULL);
+  corio_free(rt);
+}
+
 /* ---- corio_push_thread_fn misuse ------------------------------------- */
 static int w_add(lua_State *W) {
   lua_pushnumber(W, luaL_checknumber(W, 1) + luaL_checknumber(W, 2));
@@ -275,6 +315,7 @@ int main(int argc, char **argv) {
                {"no_function", test_no_function},
                {"out_of_order", test_out_of_order},
                {"async_misuse", test_async_misuse},
+               {"resume_bad_n", test_resume_bad_n},
                {"thread_fn_misuse", test_thread_fn_misuse}};
   size_t i;
   signal(SIGALRM, on_alarm);
