@@ -35,6 +35,7 @@ static void usage(FILE *f) {
           "CORIO_DEBUG=1)\n"
           "  --version   print the version and exit\n"
           "  -h, --help  this text\n"
+          "  --          end of options: the next argument is the script\n"
           "With no script: a REPL on a terminal (each entry runs as a "
           "task),\nelse the program is read from standard input.\n");
 }
@@ -173,7 +174,7 @@ int main(int argc, char **argv) {
   corio_options opts;
   corio_rt *rt;
   lua_State *L;
-  int i, r, status = 0, script = 0;
+  int i, r, status = 0, script = 0, dashdash = 0;
   const char *code = NULL;
 
   for (i = 1; i < argc; i++) {
@@ -193,6 +194,7 @@ int main(int argc, char **argv) {
       code = argv[++i];
     } else if (strcmp(argv[i], "--") == 0) {
       script = i + 1 < argc ? i + 1 : 0;
+      dashdash = 1;   /* what follows is a script, even one named test */
       break;
     } else if (argv[i][0] == '-' && argv[i][1] != 0) {
       fprintf(stderr, "corio: unknown option '%s'\n", argv[i]);
@@ -228,7 +230,8 @@ int main(int argc, char **argv) {
     lua_gc(L, LUA_GCSETSTEPMUL, 1000);
   }
 
-  if (script && strcmp(argv[script], "test") == 0 && code == NULL) {
+  if (script && !dashdash && strcmp(argv[script], "test") == 0 &&
+      code == NULL) {
     status = run_test(rt, argc, argv, script + 1);
     corio_free(rt);
     return status;
