@@ -97,4 +97,13 @@ run 30 "$CORIO" test "$TMP/missing_spec.lua"
 check_rc 2 && check_out_has "Cannot find file or directory: $TMP/missing_spec.lua" \
   && pass
 
+NAME="corio test -o with an unknown output handler: names it, exit 1 as busted"
+printf 'it("x", function() end)\n' >"$TMP/a_spec.lua"
+run 30 "$CORIO" test -o nosuch "$TMP/a_spec.lua"
+check_rc 1 && check_err_has "Cannot load output library: nosuch" && pass
+
+NAME="corio test -C with a missing directory: names it, exit 1"
+run 30 "$CORIO" test -C "$TMP/nowhere" "$TMP/a_spec.lua"
+check_rc 1 && check_err_has "$TMP/nowhere" && check_out_lacks "success" && pass
+
 finish
