@@ -132,6 +132,8 @@ void corio_preload(lua_State *L);
 ** returning UV_ECANCELED); after corio_free no op of the runtime may be
 ** used. */
 typedef struct corio_op corio_op;
+/* (Every function below refuses an op of NULL: UV_EINVAL, a NULL
+** runtime, or a Lua error from corio_op_suspend.) */
 typedef void (*corio_op_cancel_cb)(corio_op *op, void *data);
 typedef void (*corio_op_post_cb)(corio_op *op, void *arg);
 

@@ -51,7 +51,9 @@ typedef struct corio_host_call {
   corio_op *suspend;       /* the op corio_op_suspend was called on */
 } host_call_t;
 
-corio_rt *corio_op_runtime(corio_op *op) { return op->rt; }
+corio_rt *corio_op_runtime(corio_op *op) {
+  return op != NULL ? op->rt : NULL;
+}
 
 static int host_call(lua_State *L);
 
@@ -193,9 +195,15 @@ static int push_op_cancelled(lua_State *L) {
 }
 
 int corio_op_suspend(lua_State *L, corio_op *op) {
-  corio_rt *rt = op->rt;
-  host_call_t *c = rt->hcall;
+  corio_rt *rt;
+  host_call_t *c;
   corio_task *t;
+  /* (a host that did not check corio_op_begin's NULL: was a crash) */
+  if (op == NULL)
+    return luaL_error(L, "corio_op_suspend: op is NULL (corio_op_begin "
+                         "failed?)");
+  rt = op->rt;
+  c = rt->hcall;
   if (op->call == NULL || op->call != c || c->L != L)
     return luaL_error(L, "corio_op_suspend: the op was not begun by this "
                          "call of the host function");
@@ -300,9 +308,13 @@ static int host_call(lua_State *L) {
 /* The op's task is resumed with (marker, ok, values...): push ok, then
 ** move the values there. */
 int corio_op_resume(corio_op *op, int n) {
-  corio_rt *rt = op->rt;
-  lua_State *L = rt->L;
-  corio_task *t = op->t;
+  corio_rt *rt;
+  lua_State *L;
+  corio_task *t;
+  if (op == NULL) return UV_EINVAL;
+  rt = op->rt;
+  L = rt->L;
+  t = op->t;
   /* fewer values than n on the state (pushed on the task's thread, or
   ** not at all): was moved anyway, taking the runtime's own slots */
   if (n < 0 || n > lua_gettop(L)) return UV_EINVAL;
@@ -339,9 +351,12 @@ int corio_op_resume(corio_op *op, int n) {
 }
 
 int corio_op_fail(corio_op *op, const char *kind, const char *message) {
-  corio_rt *rt = op->rt;
-  corio_task *t = op->t;
+  corio_rt *rt;
+  corio_task *t;
   lua_State *to;
+  if (op == NULL) return UV_EINVAL;
+  rt = op->rt;
+  t = op->t;
   if (op->ended) return UV_EALREADY;
   if (op->state == OP_DETACHED) {
     op_end(op);
@@ -491,9 +506,10 @@ void corio_push_async(lua_State *L, lua_CFunction fn) {
 }
 
 int corio_op_post(corio_op *op, corio_op_post_cb fn, void *arg) {
-  corio_rt *rt = op->rt;
+  corio_rt *rt;
   int r = 0;
-  if (fn == NULL) return UV_EINVAL;
+  if (op == NULL || fn == NULL) return UV_EINVAL;
+  rt = op->rt;
   pthread_mutex_lock(&rt->post_lock);
   if (op->ended) {
     r = UV_EINVAL;           /* kept only for a post already pending */

@@ -267,6 +267,32 @@ static void test_resume_bad_n(void) {
   corio_free(rt);
 }
 
+/* ---- a NULL op -------------------------------------------------------- */
+/* Was: each of these read through the NULL (a host that did not check
+** corio_op_begin's result, or posted before storing the op). */
+static int l_suspend_null(lua_State *L) { return corio_op_suspend(L, NULL); }
+static void test_null_op(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  int r;
+  CHECK(corio_op_resume(NULL, 0) == UV_EINVAL);
+  lua_pushinteger(L, 1);
+  CHECK(corio_op_resume(NULL, 1) == UV_EINVAL);
+  CHECK(lua_gettop(L) == 1);   /* nothing popped */
+  lua_settop(L, 0);
+  CHECK(corio_op_fail(NULL, "host", "x") == UV_EINVAL);
+  CHECK(corio_op_post(NULL, NULL, NULL) == UV_EINVAL);
+  CHECK(corio_op_runtime(NULL) == NULL);
+  corio_push_async(L, l_suspend_null);
+  lua_setglobal(L, "suspend_null");
+  r = corio_run_string(rt,
+      "local ok, e = pcall(suspend_null)\n"
+      "assert(not ok and tostring(e):find('op is NULL'), tostring(e))", NULL);
+  if (r != 0) fprintf(stderr, "null_op: %s\n", corio_errmsg(rt));
+  CHECK(r == 0);
+  corio_free(rt);
+}
+
 /* ---- corio_push_thread_fn misuse ------------------------------------- */
 static int w_add(lua_State *W) {
   lua_pushnumber(W, luaL_checknumber(W, 1) + luaL_checknumber(W, 2));
@@ -316,6 +342,7 @@ int main(int argc, char **argv) {
                {"out_of_order", test_out_of_order},
                {"async_misuse", test_async_misuse},
                {"resume_bad_n", test_resume_bad_n},
+               {"null_op", test_null_op},
                {"thread_fn_misuse", test_thread_fn_misuse}};
   size_t i;
   signal(SIGALRM, on_alarm);
