@@ -172,7 +172,8 @@ int corio_op_post(corio_op *op, corio_op_post_cb fn, void *arg);
 /* The runtime of an op (for corio_lua). */
 corio_rt *corio_op_runtime(corio_op *op);
 /* [-0, +1] Push a Lua function that calls fn (which may suspend with
-** corio_op_suspend) and raises the error the task is resumed with. */
+** corio_op_suspend) and raises the error the task is resumed with.
+** With fn NULL the function raises an error saying so. */
 void corio_push_async(lua_State *L, lua_CFunction fn);
 
 /* [-0, +1] Push a value that corio.to_thread accepts in place of a Lua

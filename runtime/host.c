@@ -488,7 +488,13 @@ static const char LAZY_ASYNC[] =
     "  return w(...)\n"
     "end\n";
 
+/* What corio_push_async(L, NULL) pushes calls: was a call through NULL. */
+static int null_async(lua_State *L) {
+  return luaL_error(L, "corio_push_async: the host function is NULL");
+}
+
 void corio_push_async(lua_State *L, lua_CFunction fn) {
+  if (fn == NULL) fn = null_async;
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.async_wrap");
   if (lua_isnil(L, -1)) {
     /* Not loaded yet. Requiring it here raised outside any pcall when

@@ -285,9 +285,14 @@ static void test_null_op(void) {
   CHECK(corio_op_runtime(NULL) == NULL);
   corio_push_async(L, l_suspend_null);
   lua_setglobal(L, "suspend_null");
+  corio_push_async(L, NULL);   /* was: a call through NULL */
+  lua_setglobal(L, "no_fn");
   r = corio_run_string(rt,
       "local ok, e = pcall(suspend_null)\n"
-      "assert(not ok and tostring(e):find('op is NULL'), tostring(e))", NULL);
+      "assert(not ok and tostring(e):find('op is NULL'), tostring(e))\n"
+      "ok, e = pcall(no_fn, 1)\n"
+      "assert(not ok and tostring(e):find('host function is NULL'), "
+      "tostring(e))", NULL);
   if (r != 0) fprintf(stderr, "null_op: %s\n", corio_errmsg(rt));
   CHECK(r == 0);
   corio_free(rt);
