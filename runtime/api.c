@@ -370,7 +370,16 @@ void corio_set_cli(corio_rt *rt, int on) { rt->cli_root = on; }
 void corio_add_paths(corio_rt *rt, const char *lua_path,
                      const char *c_path) {
   lua_State *L = rt->L;
-  lua_getglobal(L, "package");
+  /* the package table require uses, as package.loaded holds it (was the
+  ** global: a script that set package = nil made this raise outside any
+  ** pcall, and LuaJIT's panic exits) */
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "package");
+  lua_remove(L, -2);
+  if (!lua_istable(L, -1)) {   /* a state without the package library */
+    lua_pop(L, 1);
+    return;
+  }
   if (lua_path != NULL) {
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s;%s", lua_path, lua_tostring(L, -1));

@@ -55,6 +55,26 @@ static void test_free_and_errmsg(void) {
   corio_free(rt);
 }
 
+/* ---- corio_add_paths after a script cleared the package global ----- */
+/* Was: add_paths read the global, so lua_getfield on nil raised outside
+** any pcall: LuaJIT's panic, which exits the host. */
+static void test_add_paths_no_global(void) {
+  corio_rt *rt = new_rt();
+  lua_State *L = corio_lua(rt);
+  CHECK(corio_run_string(rt, "package = nil", NULL) == 0);
+  corio_add_paths(rt, "/nowhere/?.lua", "/nowhere/?.so");
+  CHECK(lua_gettop(L) == 0);
+  CHECK(lua_true(L, "return package == nil and "
+                    "require('corio') ~= nil"));
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "package");
+  lua_getfield(L, -1, "path");
+  CHECK(has(lua_tostring(L, -1), "/nowhere/?.lua;"));
+  lua_settop(L, 0);
+  CHECK(corio_run_string(rt, "require('corio').sleep(0)", NULL) == 0);
+  corio_free(rt);
+}
+
 /* ---- run_string / run_file with odd chunks --------------------------- */
 static void test_odd_chunks(void) {
   corio_rt *rt = new_rt();
@@ -342,6 +362,7 @@ int main(int argc, char **argv) {
     const char *name;
     void (*fn)(void);
   } tests[] = {{"free_and_errmsg", test_free_and_errmsg},
+               {"add_paths_no_global", test_add_paths_no_global},
                {"odd_chunks", test_odd_chunks},
                {"no_function", test_no_function},
                {"out_of_order", test_out_of_order},
