@@ -106,4 +106,16 @@ NAME="corio test -C with a missing directory: names it, exit 1"
 run 30 "$CORIO" test -C "$TMP/nowhere" "$TMP/a_spec.lua"
 check_rc 1 && check_err_has "$TMP/nowhere" && check_out_lacks "success" && pass
 
+NAME="--debug before test: the test command runs with the reports on"
+run 30 "$CORIO" --debug test "$TMP/a_spec.lua"
+check_rc 0 && check_out_has "1 success / 0 failures" && pass
+
+NAME="--debug with '-': the script is read from standard input"
+printf 'print("from stdin")\n' >"$TMP/in.lua"
+set +e
+"$CORIO" --debug - <"$TMP/in.lua" >"$TMP/out" 2>"$TMP/err"
+RC=$?
+set -e
+check_rc 0 && check_out_has "from stdin" && pass
+
 finish
