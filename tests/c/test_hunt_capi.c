@@ -1,10 +1,18 @@
 /*
 ** test_hunt_capi.c: bad input to the embedding API (runtime/corio.h)
-** that the earlier hunts did not try: NULLs, empty and binary chunks,
-** a huge chunk, the stepped run called out of order or twice, a root
-** function missing from the stack, async functions from a coroutine of
-** the task, thread functions that are NULL. Each must give the
-** documented code and message, never a crash, leak or hang.
+** that the earlier hunts did not try. Defects fixed (each test says
+** what it was): corio_start / corio_run_function with no function on
+** the stack (LuaJIT panic: the host exited), corio_op_resume with more
+** values than corio_lua(rt) holds (the runtime's own slots moved: a
+** crash), a NULL op to any corio_op_* (read through), corio_push_async
+** and corio_push_thread_fn with fn NULL (a call through NULL; an empty
+** chunk run), corio_add_paths after a script cleared `package` (panic).
+** Found sound, checked here: corio_free(NULL), corio_errmsg before any
+** run, NULL / empty / binary / 8 MiB chunks, an empty path or a
+** directory for corio_run_file, start twice, step and finish before a
+** start and after a finish, a started run freed unfinished, async
+** functions from a coroutine inside the task, fail and resume after an
+** op ended, thread functions with bad arguments or results.
 */
 #include <signal.h>
 #include <stdio.h>
