@@ -215,6 +215,17 @@ function M.io_read(p)
   return s
 end
 
+-- The output of a shell command (stdout; add 2>&1 for stderr), run on a
+-- worker thread so that the loop goes on meanwhile.
+function M.shell(cmd)
+  return require("corio").to_thread(function(c)
+    local h = io.popen(c)
+    local s = h:read("*a")
+    h:close()
+    return s
+  end, cmd)
+end
+
 -- A fresh directory under the system's temporary directory, named with
 -- tag, and a function that removes it with everything in it.
 function M.temp_dir(tag)

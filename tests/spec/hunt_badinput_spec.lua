@@ -13,6 +13,7 @@ local fs = require("corio.fs")
 local http = require("corio.http")
 local testing = require("corio.testing")
 local cb = require("corio.busted")
+local helpers = require("tests.spec.helpers")
 
 -- The cases, as source: this process loads it for the sweep inside a
 -- task, and a stock luajit loads the same file for the sweep outside a
@@ -614,12 +615,7 @@ io.write("HEALTH\t", tostring(corio.run(function()
 end)), "\n")
 ]]):format(fixtures_file, dir, cases_file))
     local cmd = ("timeout 120 %s %q 2>&1; echo \"EXIT $?\""):format(os.getenv("LUAJIT") or "luajit", script)
-    local out = corio.to_thread(function(c)
-      local h = io.popen(c)
-      local s = h:read("*a")
-      h:close()
-      return s
-    end, cmd)
+    local out = helpers.shell(cmd)
     assert.matches("\nEXIT 0\n$", "\n" .. out, 1, false)
     assert.is_nil(out:find("Sanitizer", 1, true), out)
     assert.is_nil(out:find("runtime error:", 1, true), out)

@@ -326,12 +326,7 @@ describe("hunt: argument errors name the function called, at the caller's line",
       [[local ok, e = pcall(function() fs.read_file(42) end) print(e) ]] ..
       [[ok, e = pcall(function() fs.with_open('x', 'zz', print) end) print(e)" 2>&1]])
       :format(os.getenv("LUAJIT") or "luajit")
-    local out = corio.to_thread(function(c)
-      local h = io.popen(c)
-      local s = h:read("*a")
-      h:close()
-      return s
-    end, cmd)
+    local out = helpers.shell(cmd)
     assert.matches("%(command line%):1: bad argument #1 to 'read_file'", out)
     assert.matches("%(command line%):1: bad argument #2 to 'with_open' %(invalid mode 'zz'%)", out)
   end)
