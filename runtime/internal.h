@@ -144,6 +144,15 @@ struct corio_task {
   uint8_t in_defers : 1;  /* the thread running is the defer thread */
   uint8_t fresh : 1;      /* spawned by a task on the real clock, its
                              first run not ended: see born */
+  /* Next to the status: read on a task's first resume (born) and by a
+  ** join of an ended task (rnum), when the rest of the record is cold. */
+  union {
+    void *wait_obj;       /* the object waited on (lock, channel, host op) */
+    uint64_t born;        /* while fresh: the coarse clock at its spawn
+                             burst's start, then from its first resume
+                             the time from there to it (corio__base) */
+    double rnum;          /* after the end: result if rtype is NUM/BOOL */
+  };
   lua_State *co;          /* the thread resumed by the scheduler */
   union {
     corio_task *ready_next; /* ready queue link, while ready */
@@ -159,18 +168,11 @@ struct corio_task {
   uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
   uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
   lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
-  corio_scope root;       /* the task body's scope (eff at byte 56) */
+  corio_scope root;       /* the task body's scope (eff at byte 64) */
   union {
     corio_timer sleep;    /* CORIO_TIMER_SLEEP while in corio.sleep */
     corio_link wait;      /* in a waiter queue while blocked on an object */
   } u;
-  union {
-    void *wait_obj;       /* the object waited on (lock, channel, host op) */
-    uint64_t born;        /* while fresh: the coarse clock at its spawn
-                             burst's start, then from its first resume
-                             the time from there to it (corio__base) */
-    double rnum;          /* after the end: result if rtype is NUM/BOOL */
-  };
   corio_link sibling;     /* in root.parent->children while alive */
   corio_link *joiners;    /* ring of tasks blocked in join() on this one */
   const char *spawn_src;  /* interned chunk name of the spawn site */

@@ -263,6 +263,13 @@ static void run_ready(corio_rt *rt) {
   while ((t = rt->ready_head) != NULL) {
     rt->ready_head = t->ready_next;
     if (rt->ready_head == NULL) rt->ready_tail = NULL;
+    else {
+      /* The tasks ahead are cold (W1, W7): fetch the next one's thread,
+      ** whose record the previous turn fetched, and the record after. */
+      corio_task *next = rt->ready_head;
+      __builtin_prefetch(next->co);
+      if (next->ready_next != NULL) __builtin_prefetch(next->ready_next);
+    }
     resume(rt, t);
     /* Poll without blocking every CORIO_POLL_EVERY resumes, or sooner if
     ** they take long (each starts a thread, say), so that deadlines and

@@ -479,6 +479,7 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
   corio_scope *parent = t->root.parent;
   corio_link *l;
   int ud = 0, anchor, top = lua_gettop(L);
+  uint32_t left;
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
   anchor = top + 1;
@@ -536,8 +537,10 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
   rt->ntasks--;
   lua_settop(L, top);
   if (parent == NULL) return NULL;
-  parent->nchildren--;
-  if (parent->nchildren != 0 || !parent->waiting) return NULL;
+  /* the count kept in a register: a load of the bit-fields that spans the
+  ** count just stored stalls (store forwarding fails), seen on W1 */
+  left = --parent->nchildren;
+  if (left != 0 || !parent->waiting) return NULL;
   parent->waiting = 0;
   if (parent->kind == CORIO_SCOPE_TASK) return parent->owner;
   parent->owner->abort = NULL;
