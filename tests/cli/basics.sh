@@ -206,4 +206,25 @@ for bad in soon 0; do
     && check_err_has "using 100" && pass
 done
 
+# CORIO_DEBUG (docs/getting-started.md): 1, true, yes, on turn the watch on
+# and 0, false, no, off or empty leave it off (any case); anything else
+# was taken as on. A step of ~150 ms against a threshold of 20 ms.
+printf 'local t = os.clock() while os.clock() - t < 0.15 do end print("spun")\n' >"$TMP/spin.lua"
+res=""
+for v in 1 true YES On 0 False no OFF ""; do
+  run 20 env CORIO_DEBUG="$v" CORIO_DEBUG_SLOW_MS=20 "$CORIO" "$TMP/spin.lua"
+  if grep -q "slow step" "$TMP/err"; then res="$res $v=on"; else res="$res $v=off"; fi
+done
+NAME="CORIO_DEBUG: 1/true/yes/on turn the watch on, 0/false/no/off/empty leave it off"
+OUT="$res"
+check_out_eq " 1=on true=on YES=on On=on 0=off False=off no=off OFF=off =off" && pass
+for bad in banana 2 "on please"; do
+  NAME="CORIO_DEBUG='$bad' is not taken as on: one warning line naming it, the watch stays off"
+  run 20 env CORIO_DEBUG="$bad" CORIO_DEBUG_SLOW_MS=20 "$CORIO" "$TMP/spin.lua"
+  check_rc 0 && check_out_eq "spun" && check_err_lacks "slow step" \
+    && check_err_has "corio: ignoring CORIO_DEBUG='$bad'" && check_err_has "using off" && {
+      if [ "$(wc -l <"$TMP/err")" = 1 ]; then pass; else fail "more than one line on stderr"; fi
+    }
+done
+
 finish
