@@ -24,6 +24,17 @@ check_rc 0 && check_out_eq "true" && {
   check_rc 0 && check_out_eq "nil" && pass
 }
 
+NAME="-ecode (the code attached, as lua and luajit take it) runs it; mixed with -e code, in order"
+run 10 "$CORIO" '-eprint("hi", 1 + 1)'
+check_rc 0 && check_out_eq "$(printf 'hi\t2')" && {
+  printf 'print("script", X + Y, ...)\n' >"$TMP/ecode.lua"
+  run 10 "$CORIO" -eX=1 -e 'Y = 2' '-ecorio.sleep(0.01) print("e", X + Y)' "$TMP/ecode.lua" a
+  check_rc 0 && check_out_eq "$(printf 'e\t3\nscript\t3\ta')" && {
+    run 10 "$CORIO" '-eerror("attached fails")' -e 'print("next ran")'
+    check_rc 1 && check_err_has "attached fails" && check_out_lacks "next ran" && pass
+  }
+}
+
 NAME="an unknown option and -e without code are usage errors: exit 2, usage on stderr"
 run 10 "$CORIO" --no-such-option
 check_rc 2 && check_err_has "unknown option '--no-such-option'" && {
