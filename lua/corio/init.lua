@@ -867,8 +867,9 @@ do
   -- cpath, sent when they changed (strings compare by identity here, so
   -- the check is cheap). Workers used to keep Lua's default paths, and a
   -- module on a path the script added was "not found" in fn. pkg is the
-  -- table require reads its paths from (package.loaded.package).
-  local thread_paths, pkg = core.thread_paths, package.loaded.package
+  -- table require reads its paths from (package.loaded.package, which
+  -- require returns also after a script set the global package = nil).
+  local thread_paths, pkg = core.thread_paths, require("package")
   local sent_path, sent_cpath
   local function send_paths()
     local path, cpath = pkg.path, pkg.cpath
