@@ -257,7 +257,8 @@ corio_rt *corio_new(const corio_options *opts) {
   int own = L == NULL;
   corio_rt *rt;
   if (own) {
-    L = getenv("CORIO_LUAJIT_ALLOC") ? NULL : corio__heap_newstate(0);
+    /* as CORIO_DEBUG: CORIO_LUAJIT_ALLOC=0 was taken as on */
+    L = corio__env_flag("CORIO_LUAJIT_ALLOC") ? NULL : corio__heap_newstate(0);
     if (L == NULL) L = luaL_newstate();
     if (L == NULL) return NULL;
     luaL_openlibs(L);

@@ -242,7 +242,7 @@ static long env_ms(const char *name, long min, long dflt) {
 ** on, 0 for 0, false, no or off (any case), unset or empty. Any other
 ** value is not taken as on (CORIO_DEBUG=banana turned debugging on): it
 ** is ignored with a warning that names it, as env_ms does, and is 0. */
-static int env_flag(const char *name) {
+int corio__env_flag(const char *name) {
   static const char *const on[] = {"1", "true", "yes", "on"};
   static const char *const off[] = {"0", "false", "no", "off"};
   const char *p = getenv(name);
@@ -332,7 +332,7 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   ** on time (bench/callgrind.sh sets it). */
   rt->poll_ns = (uint64_t)env_ms("CORIO_POLL_MS", 0, CORIO_POLL_NS / 1000000) *
                 1000000u;
-  if (env_flag("CORIO_DEBUG"))
+  if (corio__env_flag("CORIO_DEBUG"))
     (void)corio__debug_start(rt, (int)env_ms("CORIO_DEBUG_SLOW_MS", 1, 100));
   return rt;
 fail:
