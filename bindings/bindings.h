@@ -58,23 +58,28 @@ double corio__checkseconds(lua_State *L, int level, int idx, int n,
 int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
                  const char *fname);
 
-/* The object of type tname at idx (first field magic), or a "bad
-** argument" error naming fname. */
+/* The object at idx if it is a userdata of at least size bytes whose
+** first word is magic, else NULL. The size first: the magic is read only
+** inside the object (a zero-size userdata, newproxy's or another
+** library's, has no first word). lua_objlen is 0 for a light userdata,
+** whose pointer may be anything (corio.core's NOLOOP is a char; another
+** library's may point nowhere), and lua_touserdata is NULL for every
+** other type: one call and one compare check both type and size. */
+static inline void *corio__toobj(lua_State *L, int idx, size_t size,
+                                 uint32_t magic) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_objlen(L, idx) >= size && *(uint32_t *)p == magic)
+    return p;
+  return NULL;
+}
+/* The object of type tname at idx (corio__toobj), or a "bad argument"
+** error naming fname. Inline, so that the type check costs no more than
+** the call it replaces. */
 void *corio__checkobj_fail(lua_State *L, int idx, const char *tname);
 static inline void *corio__checkobj(lua_State *L, int idx, size_t size,
                                    uint32_t magic, const char *tname) {
-  /* The magic alone identifies the type: every full userdata has room
-  ** for its first word in LuaJIT's allocation, and other libraries'
-  ** objects do not start with these values. A light userdata is read
-  ** at no address: its pointer may be anything (corio.core's NOLOOP is
-  ** a char; another library's may point nowhere). Inline, so that the
-  ** type check costs no more than the call it replaces. */
-  void *p = lua_touserdata(L, idx);
-  (void)size;
-  if (p != NULL && lua_type(L, idx) == LUA_TUSERDATA &&
-      *(uint32_t *)p == magic)
-    return p;
-  return corio__checkobj_fail(L, idx, tname);
+  void *p = corio__toobj(L, idx, size, magic);
+  return p != NULL ? p : corio__checkobj_fail(L, idx, tname);
 }
 #define CORIO_CHECK(L, idx, type, magic, tname) \
   ((type *)corio__checkobj((L), (idx), sizeof(type), (magic), (tname)))

@@ -30,7 +30,7 @@ static void usage(FILE *f) {
           "usage: corio [options] [script [args]]\n"
           "       corio test [busted options] [spec files or dirs]\n"
           "options:\n"
-          "  -e code     run code as the root task\n"
+          "  -e code     run code as the root task (also -ecode)\n"
           "  --debug     report task steps that block the loop (also "
           "CORIO_DEBUG=1)\n"
           "  --version   print the version and exit\n"
@@ -192,6 +192,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       code = argv[++i];
+    } else if (strncmp(argv[i], "-e", 2) == 0) {
+      code = argv[i] + 2;   /* -ecode, as lua and luajit take it */
     } else if (strcmp(argv[i], "--") == 0) {
       script = i + 1 < argc ? i + 1 : 0;
       dashdash = 1;   /* what follows is a script, even one named test */
@@ -254,8 +256,11 @@ int main(int argc, char **argv) {
     }
     lua_setglobal(L, "corio");
     for (i = 1; i < end && status == 0; i++) {
-      if (strcmp(argv[i], "-e") != 0) continue;
-      r = corio_run_string(rt, argv[++i], "=(command line)");
+      const char *c;
+      if (strcmp(argv[i], "-e") == 0) c = argv[++i];
+      else if (strncmp(argv[i], "-e", 2) == 0) c = argv[i] + 2;
+      else continue;
+      r = corio_run_string(rt, c, "=(command line)");
       if (r != 0) status = report(rt, r);
       lua_settop(L, 0);
     }

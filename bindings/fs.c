@@ -36,8 +36,8 @@ static corio_file dead_file = {.fd = -1, .closed = 1,
                                .path = (char *)"(collected)"};
 
 static corio_file *check_file(lua_State *L, int idx, const char *fname) {
-  corio_file_ud *u = lua_touserdata(L, idx);
-  if (u == NULL || u->magic != CORIO_MAGIC_FILE)
+  corio_file_ud *u = corio__toobj(L, idx, sizeof(*u), CORIO_MAGIC_FILE);
+  if (u == NULL)
     corio__argerror(L, 2, 1, fname,
                     lua_pushfstring(L, "corio.File expected, got %s",
                                     luaL_typename(L, idx)));
@@ -229,10 +229,10 @@ static int l_open(lua_State *L) {
 ** whole line in the buffer, no request in flight, no write buffered,
 ** the task not cancelled. Anything else goes to the wrapper's slow path. */
 static int l_line(lua_State *L) {
-  corio_file_ud *u = lua_touserdata(L, 1);
+  corio_file_ud *u = corio__toobj(L, 1, sizeof(*u), CORIO_MAGIC_FILE);
   corio_task *t = RT(L)->current;
   corio_file *f;
-  if (u == NULL || u->magic != CORIO_MAGIC_FILE) return 0;
+  if (u == NULL) return 0;
   f = u->f;
   if (f->rpos < f->rlen && !FG_BUSY(f) && f->wlen == 0) {
     const char *p = f->rbuf + f->rpos;
@@ -764,8 +764,8 @@ static int l_close(lua_State *L) {
 }
 
 static int l_file_gc(lua_State *L) {
-  corio_file_ud *u = lua_touserdata(L, 1);
-  if (u != NULL && u->magic == CORIO_MAGIC_FILE && u->f != &dead_file) {
+  corio_file_ud *u = corio__toobj(L, 1, sizeof(*u), CORIO_MAGIC_FILE);
+  if (u != NULL && u->f != &dead_file) {
     corio__fs_file_gc(u->f);
     u->f = &dead_file;
   }
@@ -781,8 +781,8 @@ static int l_file_tostring(lua_State *L) {
 
 /* state(f) -> "file" | "closed file" (io.type's answer) */
 static int l_state(lua_State *L) {
-  corio_file_ud *u = lua_touserdata(L, 1);
-  if (u == NULL || u->magic != CORIO_MAGIC_FILE) return 0;
+  corio_file_ud *u = corio__toobj(L, 1, sizeof(*u), CORIO_MAGIC_FILE);
+  if (u == NULL) return 0;
   lua_pushstring(L, u->f->closed ? "closed file" : "file");
   return 1;
 }

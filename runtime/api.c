@@ -15,15 +15,28 @@
 
 int luaopen_corio_core(lua_State *L);
 
-/* package.preload of L (pushed), or nothing and 0 in a state without the
-** package library (a host's own minimal state). */
-static int push_preload(lua_State *L) {
-  lua_getglobal(L, "package");
+/* The package table require uses, as package.loaded holds it (pushed),
+** or nothing and 0 in a state without the package library (a host's own
+** minimal state). Not the global: a script may have set package = nil or
+** to a table of its own, and indexing nil would raise outside any pcall
+** (LuaJIT's panic exits the host). */
+static int push_package(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
   if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "preload");
+    lua_getfield(L, -1, "package");
     lua_remove(L, -2);
     if (lua_istable(L, -1)) return 1;
   }
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* package.preload of L (pushed), or nothing and 0 (push_package). */
+static int push_preload(lua_State *L) {
+  if (!push_package(L)) return 0;
+  lua_getfield(L, -1, "preload");
+  lua_remove(L, -2);
+  if (lua_istable(L, -1)) return 1;
   lua_pop(L, 1);
   return 0;
 }
@@ -244,7 +257,8 @@ corio_rt *corio_new(const corio_options *opts) {
   int own = L == NULL;
   corio_rt *rt;
   if (own) {
-    L = getenv("CORIO_LUAJIT_ALLOC") ? NULL : corio__heap_newstate(0);
+    /* as CORIO_DEBUG: CORIO_LUAJIT_ALLOC=0 was taken as on */
+    L = corio__env_flag("CORIO_LUAJIT_ALLOC") ? NULL : corio__heap_newstate(0);
     if (L == NULL) L = luaL_newstate();
     if (L == NULL) return NULL;
     luaL_openlibs(L);
@@ -300,23 +314,22 @@ static void unload_modules(lua_State *L) {
   lua_pushnil(L);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.patched");
   lua_settop(L, top);
-  lua_getglobal(L, "package");
+  /* the table require looks in (package.loaded, unless a script replaced
+  ** the global package or its loaded field) */
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
   if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "loaded");
-    if (lua_istable(L, -1)) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        size_t n;
-        const char *k = lua_type(L, -2) == LUA_TSTRING
-                            ? lua_tolstring(L, -2, &n) : NULL;
-        lua_pop(L, 1);
-        if (k != NULL && (strcmp(k, "corio") == 0 ||
-                          (n > 6 && memcmp(k, "corio.", 6) == 0))) {
-          /* clearing a field during traversal is allowed */
-          lua_pushvalue(L, -1);
-          lua_pushnil(L);
-          lua_rawset(L, -4);
-        }
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      size_t n;
+      const char *k = lua_type(L, -2) == LUA_TSTRING
+                          ? lua_tolstring(L, -2, &n) : NULL;
+      lua_pop(L, 1);
+      if (k != NULL && (strcmp(k, "corio") == 0 ||
+                        (n > 6 && memcmp(k, "corio.", 6) == 0))) {
+        /* clearing a field during traversal is allowed */
+        lua_pushvalue(L, -1);
+        lua_pushnil(L);
+        lua_rawset(L, -4);
       }
     }
   }
@@ -370,16 +383,7 @@ void corio_set_cli(corio_rt *rt, int on) { rt->cli_root = on; }
 void corio_add_paths(corio_rt *rt, const char *lua_path,
                      const char *c_path) {
   lua_State *L = rt->L;
-  /* the package table require uses, as package.loaded holds it (was the
-  ** global: a script that set package = nil made this raise outside any
-  ** pcall, and LuaJIT's panic exits) */
-  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
-  lua_getfield(L, -1, "package");
-  lua_remove(L, -2);
-  if (!lua_istable(L, -1)) {   /* a state without the package library */
-    lua_pop(L, 1);
-    return;
-  }
+  if (!push_package(L)) return;   /* a state without the package library */
   if (lua_path != NULL) {
     lua_getfield(L, -1, "path");
     lua_pushfstring(L, "%s;%s", lua_path, lua_tostring(L, -1));

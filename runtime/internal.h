@@ -376,6 +376,10 @@ void corio__add_own_src(corio_rt *rt, const char *src);
 int corio__slot_alloc(corio_rt *rt);
 void corio__slot_free(corio_rt *rt, int slot);
 corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop);
+/* A switch from the environment variable name (rt.c): 1 for 1, true, yes,
+** on; 0 for 0, false, no, off (any case), unset or empty; any other value
+** is 0 with a warning on stderr naming it. */
+int corio__env_flag(const char *name);
 void corio__rt_destroy(corio_rt *rt, int lua_alive);
 /* In a state corio made, allocate big blocks with malloc from now on
 ** (api.c; corio.fs calls it before reading large chunks). */

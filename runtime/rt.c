@@ -238,6 +238,26 @@ static long env_ms(const char *name, long min, long dflt) {
   return dflt;
 }
 
+/* A switch from the environment variable name: 1 for 1, true, yes or
+** on, 0 for 0, false, no or off (any case), unset or empty. Any other
+** value is not taken as on (CORIO_DEBUG=banana turned debugging on): it
+** is ignored with a warning that names it, as env_ms does, and is 0. */
+int corio__env_flag(const char *name) {
+  static const char *const on[] = {"1", "true", "yes", "on"};
+  static const char *const off[] = {"0", "false", "no", "off"};
+  const char *p = getenv(name);
+  size_t i;
+  if (p == NULL || *p == 0) return 0;
+  for (i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+    if (strcasecmp(p, on[i]) == 0) return 1;
+    if (strcasecmp(p, off[i]) == 0) return 0;
+  }
+  fprintf(stderr,
+          "corio: ignoring %s='%s' (1, true, yes or on, or 0, false, no or "
+          "off expected); using off\n", name, p);
+  return 0;
+}
+
 /* Create the runtime of L's state. loop may be NULL (own loop). */
 corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   corio_rt *rt = calloc(1, sizeof(*rt));
@@ -312,14 +332,8 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   ** on time (bench/callgrind.sh sets it). */
   rt->poll_ns = (uint64_t)env_ms("CORIO_POLL_MS", 0, CORIO_POLL_NS / 1000000) *
                 1000000u;
-  {
-    /* on unless unset, empty or a "no": 0, false, no, off (any case) */
-    const char *d = getenv("CORIO_DEBUG");
-    if (d != NULL && *d != 0 && strcmp(d, "0") != 0 &&
-        strcasecmp(d, "false") != 0 && strcasecmp(d, "no") != 0 &&
-        strcasecmp(d, "off") != 0)
-      (void)corio__debug_start(rt, (int)env_ms("CORIO_DEBUG_SLOW_MS", 1, 100));
-  }
+  if (corio__env_flag("CORIO_DEBUG"))
+    (void)corio__debug_start(rt, (int)env_ms("CORIO_DEBUG_SLOW_MS", 1, 100));
   return rt;
 fail:
   if (rt->loop == &rt->own_loop) {

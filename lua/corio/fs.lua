@@ -193,13 +193,7 @@ end
 
 -- An options table holds only the names in `known`: a misspelt option
 -- ({parent = true}) is an error, as in corio.http, not silently ignored.
-local function check_opts(opts, known, n, fname)
-  for k in pairs(opts) do
-    if not known[k] then
-      error(("bad argument #%d to '%s' (unknown option '%s')"):format(n, fname, tostring(k)), 3)
-    end
-  end
-end
+local check_opts = corio._check_opts
 local OPEN_OPTS = { buffer_size = true }
 local STAT_OPTS = { follow = true }
 local MKDIR_OPTS = { parents = true, mode = true }
@@ -208,9 +202,6 @@ local MKDIR_OPTS = { parents = true, mode = true }
 function M.open(path, mode, opts)
   local size
   if opts ~= nil then
-    if type(opts) ~= "table" then
-      error(("bad argument #3 to 'open' (table expected, got %s)"):format(type(opts)), 2)
-    end
     check_opts(opts, OPEN_OPTS, 3, "open")
     size = opts.buffer_size
   end
@@ -553,10 +544,7 @@ local c_rename, c_scandir, c_copy = c.rename, c.scandir, c.copy
 
 -- fs.stat(path [, {follow = false}]) -> {size, mtime, mode, type, ...}
 function M.stat(path, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(("bad argument #2 to 'stat' (table expected, got %s)"):format(type(opts)), 2)
-  end
-  if opts ~= nil then check_opts(opts, STAT_OPTS, 2, "stat") end
+  check_opts(opts, STAT_OPTS, 2, "stat")
   return call(c_stat, path, opts ~= nil and opts.follow == false)
 end
 
@@ -578,9 +566,6 @@ end
 function M.mkdir(path, opts)
   local parents, mode = false, nil
   if opts ~= nil then
-    if type(opts) ~= "table" then
-      error(("bad argument #2 to 'mkdir' (table expected, got %s)"):format(type(opts)), 2)
-    end
     check_opts(opts, MKDIR_OPTS, 2, "mkdir")
     parents, mode = opts.parents, opts.mode
     -- a number, as luv and Python take it (tonumber("755", 8), 493): a

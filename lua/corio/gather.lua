@@ -98,25 +98,14 @@ local function call_one(f)
   return (f())
 end
 
--- An option table: a misspelt key ({return_error = true}) was ignored
--- without a word; corio.fs and corio.http refuse unknown options too.
+-- The options each takes: a misspelt key ({return_error = true}) was
+-- ignored without a word; corio._check_opts refuses it.
 local GATHER_OPTS, MAP_OPTS = { return_errors = true }, { return_errors = true, limit = true }
-local function check_opts(opts, known, fname, n)
-  if opts == nil then return end
-  if type(opts) ~= "table" then
-    error(("bad argument #%d to '%s' (table expected, got %s)"):format(n, fname, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not known[k] then
-      error(("bad argument #%d to '%s' (unknown option '%s')"):format(n, fname, tostring(k)), 3)
-    end
-  end
-end
 
 function M.gather(fns, opts)
   local c = lib()
   check_list(fns, "gather")
-  check_opts(opts, GATHER_OPTS, "gather", 2)
+  c._check_opts(opts, GATHER_OPTS, 2, "gather")
   local n = #fns
   for i = 1, n do
     local f = fns[i]
@@ -148,7 +137,7 @@ function M.map(items, fn, opts)
   if type(fn) ~= "function" then
     error(("bad argument #2 to 'map' (function expected, got %s)"):format(type(fn)), 2)
   end
-  check_opts(opts, MAP_OPTS, "map", 3)
+  c._check_opts(opts, MAP_OPTS, 3, "map")
   local n = #items
   local limit = opts and opts.limit or math.max(n, 1)
   if type(limit) ~= "number" or limit < 1 or limit ~= math.floor(limit) then

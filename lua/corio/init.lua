@@ -40,6 +40,22 @@ local function checkpoint()
 end
 M._checkpoint = checkpoint
 
+-- For corio.gather and corio.fs (internal): an options table holds only
+-- the names in `known`; a misspelt one ({return_error = true}) is an error
+-- naming argument n of fname, as in corio.http, not silently ignored. nil
+-- is no options. Raised at the caller of the function that calls this.
+function M._check_opts(opts, known, n, fname)
+  if opts == nil then return end
+  if type(opts) ~= "table" then
+    error(("bad argument #%d to '%s' (table expected, got %s)"):format(n, fname, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not known[k] then
+      error(("bad argument #%d to '%s' (unknown option '%s')"):format(n, fname, tostring(k)), 3)
+    end
+  end
+end
+
 core.register_own(debug.getinfo(1, "S").source)
 
 M.version = core.version
@@ -867,8 +883,9 @@ do
   -- cpath, sent when they changed (strings compare by identity here, so
   -- the check is cheap). Workers used to keep Lua's default paths, and a
   -- module on a path the script added was "not found" in fn. pkg is the
-  -- table require reads its paths from (package.loaded.package).
-  local thread_paths, pkg = core.thread_paths, package.loaded.package
+  -- table require reads its paths from (package.loaded.package, which
+  -- require returns also after a script set the global package = nil).
+  local thread_paths, pkg = core.thread_paths, require("package")
   local sent_path, sent_cpath
   local function send_paths()
     local path, cpath = pkg.path, pkg.cpath

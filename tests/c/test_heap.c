@@ -114,6 +114,19 @@ static void test_corio_new(void) {
   rt = corio_new(NULL);
   CHECK(rt != NULL && !corio__heap_owns(corio_lua(rt)));
   corio_free(rt);
+  /* read as CORIO_DEBUG is (docs/c-api.md): was on for any value */
+  setenv("CORIO_LUAJIT_ALLOC", "On", 1);
+  rt = corio_new(NULL);
+  CHECK(rt != NULL && !corio__heap_owns(corio_lua(rt)));
+  corio_free(rt);
+  setenv("CORIO_LUAJIT_ALLOC", "0", 1);
+  rt = corio_new(NULL);
+  CHECK(rt != NULL && corio__heap_owns(corio_lua(rt)));
+  corio_free(rt);
+  setenv("CORIO_LUAJIT_ALLOC", "off", 1);
+  rt = corio_new(NULL);
+  CHECK(rt != NULL && corio__heap_owns(corio_lua(rt)));
+  corio_free(rt);
   unsetenv("CORIO_LUAJIT_ALLOC");
 }
 

@@ -6,7 +6,10 @@
 ** values than corio_lua(rt) holds (the runtime's own slots moved: a
 ** crash), a NULL op to any corio_op_* (read through), corio_push_async
 ** and corio_push_thread_fn with fn NULL (a call through NULL; an empty
-** chunk run), corio_add_paths after a script cleared `package` (panic).
+** chunk run), corio_add_paths after a script cleared `package` (panic),
+** corio_preload / corio_new / corio_free after a script cleared or
+** replaced `package` (nothing registered, the state refused, corio's
+** modules left loaded).
 ** Found sound, checked here: corio_free(NULL), corio_errmsg before any
 ** run, NULL / empty / binary / 8 MiB chunks, an empty path or a
 ** directory for corio_run_file, start twice, step and finish before a
@@ -81,6 +84,71 @@ static void test_add_paths_no_global(void) {
   lua_settop(L, 0);
   CHECK(corio_run_string(rt, "require('corio').sleep(0)", NULL) == 0);
   corio_free(rt);
+}
+
+/* ---- corio_preload / corio_new / corio_free without the global ------ */
+/* The type of _LOADED[mod][field] (field NULL: of _LOADED[mod]). */
+static int loaded_type(lua_State *L, const char *mod, const char *field) {
+  int t;
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, mod);
+  if (field != NULL && lua_istable(L, -1)) lua_getfield(L, -1, field);
+  t = lua_type(L, -1);
+  lua_settop(L, 0);
+  return t;
+}
+
+/* Was: corio_preload, corio_new and corio_free's unloading read the
+** global package (corio_add_paths did not, since e47aadf). After a script
+** set package = nil, corio_preload did nothing, corio_new refused the
+** state (NULL, as for a state without the package library) and
+** corio_free left corio's modules loaded, holding the freed runtime;
+** with package a table of the script's, corio.core went to its preload. */
+static void test_package_not_global(void) {
+  corio_options o;
+  corio_rt *rt;
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  CHECK(luaL_dostring(L, "decoy = { preload = {}, loaded = {} } "
+                         "package = decoy") == 0);
+  corio_preload(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+  lua_getfield(L, -1, "package");
+  lua_getfield(L, -1, "preload");
+  lua_getfield(L, -1, "corio.core");
+  CHECK(lua_type(L, -1) == LUA_TFUNCTION);
+  lua_settop(L, 0);
+  CHECK(lua_true(L, "return next(decoy.preload) == nil"));
+
+  CHECK(luaL_dostring(L, "package = nil") == 0);
+  memset(&o, 0, sizeof(o));
+  o.L = L;
+  rt = corio_new(&o);
+  CHECK(rt != NULL);
+  if (rt == NULL) {
+    lua_close(L);
+    return;
+  }
+  add_paths(rt);
+  if (corio_run_string(rt, "local corio = require('corio') corio.sleep(0) "
+                       "assert(package == nil)", NULL) != 0) {
+    fprintf(stderr, "package_not_global: %s\n", corio_errmsg(rt));
+    CHECK(0);
+  }
+  CHECK(loaded_type(L, "corio", NULL) == LUA_TTABLE);
+  corio_free(rt);
+  /* unloaded from the table require looks in */
+  CHECK(loaded_type(L, "corio", NULL) == LUA_TNIL);
+  CHECK(loaded_type(L, "corio.core", NULL) == LUA_TNIL);
+  /* and a new runtime of the state loads them afresh */
+  rt = corio_new(&o);
+  CHECK(rt != NULL);
+  if (rt != NULL) {
+    CHECK(corio_run_string(rt, "require('corio').sleep(0)", NULL) == 0);
+    corio_free(rt);
+  }
+  CHECK(loaded_type(L, "package", "preload") == LUA_TTABLE);
+  lua_close(L);
 }
 
 /* ---- run_string / run_file with odd chunks --------------------------- */
@@ -371,6 +439,7 @@ int main(int argc, char **argv) {
     void (*fn)(void);
   } tests[] = {{"free_and_errmsg", test_free_and_errmsg},
                {"add_paths_no_global", test_add_paths_no_global},
+               {"package_not_global", test_package_not_global},
                {"odd_chunks", test_odd_chunks},
                {"no_function", test_no_function},
                {"out_of_order", test_out_of_order},

@@ -24,6 +24,17 @@ check_rc 0 && check_out_eq "true" && {
   check_rc 0 && check_out_eq "nil" && pass
 }
 
+NAME="-ecode (the code attached, as lua and luajit take it) runs it; mixed with -e code, in order"
+run 10 "$CORIO" '-eprint("hi", 1 + 1)'
+check_rc 0 && check_out_eq "$(printf 'hi\t2')" && {
+  printf 'print("script", X + Y, ...)\n' >"$TMP/ecode.lua"
+  run 10 "$CORIO" -eX=1 -e 'Y = 2' '-ecorio.sleep(0.01) print("e", X + Y)' "$TMP/ecode.lua" a
+  check_rc 0 && check_out_eq "$(printf 'e\t3\nscript\t3\ta')" && {
+    run 10 "$CORIO" '-eerror("attached fails")' -e 'print("next ran")'
+    check_rc 1 && check_err_has "attached fails" && check_out_lacks "next ran" && pass
+  }
+}
+
 NAME="an unknown option and -e without code are usage errors: exit 2, usage on stderr"
 run 10 "$CORIO" --no-such-option
 check_rc 2 && check_err_has "unknown option '--no-such-option'" && {
@@ -204,6 +215,27 @@ for bad in soon 0; do
   run 20 env CORIO_DEBUG=1 CORIO_DEBUG_SLOW_MS=$bad "$CORIO" -e 'print("ok")'
   check_rc 0 && check_out_eq "ok" && check_err_has "ignoring CORIO_DEBUG_SLOW_MS='$bad'" \
     && check_err_has "using 100" && pass
+done
+
+# CORIO_DEBUG (docs/getting-started.md): 1, true, yes, on turn the watch on
+# and 0, false, no, off or empty leave it off (any case); anything else
+# was taken as on. A step of ~150 ms against a threshold of 20 ms.
+printf 'local t = os.clock() while os.clock() - t < 0.15 do end print("spun")\n' >"$TMP/spin.lua"
+res=""
+for v in 1 true YES On 0 False no OFF ""; do
+  run 20 env CORIO_DEBUG="$v" CORIO_DEBUG_SLOW_MS=20 "$CORIO" "$TMP/spin.lua"
+  if grep -q "slow step" "$TMP/err"; then res="$res $v=on"; else res="$res $v=off"; fi
+done
+NAME="CORIO_DEBUG: 1/true/yes/on turn the watch on, 0/false/no/off/empty leave it off"
+OUT="$res"
+check_out_eq " 1=on true=on YES=on On=on 0=off False=off no=off OFF=off =off" && pass
+for bad in banana 2 "on please"; do
+  NAME="CORIO_DEBUG='$bad' is not taken as on: one warning line naming it, the watch stays off"
+  run 20 env CORIO_DEBUG="$bad" CORIO_DEBUG_SLOW_MS=20 "$CORIO" "$TMP/spin.lua"
+  check_rc 0 && check_out_eq "spun" && check_err_lacks "slow step" \
+    && check_err_has "corio: ignoring CORIO_DEBUG='$bad'" && check_err_has "using off" && {
+      if [ "$(wc -l <"$TMP/err")" = 1 ]; then pass; else fail "more than one line on stderr"; fi
+    }
 done
 
 finish

@@ -91,6 +91,17 @@ NAME="corio test with a bad busted flag: names the flag, exit 1 as busted"
 run 30 "$CORIO" test --no-such-flag
 check_rc 1 && check_err_has "unknown/bad flag: --no-such-flag" && pass
 
+for flag in --no-such-flag -Z --no-such-option=3; do
+  NAME="corio test $flag before a spec: busted's one line on stderr, no traceback, nothing run, exit 1"
+  printf 'it("ran", function() print("the spec ran") end)\n' >"$TMP/flag_spec.lua"
+  run 30 "$CORIO" test "$flag" "$TMP/flag_spec.lua"
+  check_rc 1 && check_err_has "corio test: error: unknown/bad " && check_err_has "$flag" \
+    && check_err_has "re-run with --help for usage" && check_err_lacks "traceback" \
+    && check_out_eq "" && {
+      if [ "$(wc -l <"$TMP/err")" = 1 ]; then pass; else fail "more than one line on stderr"; fi
+    }
+done
+
 NAME="corio test with a missing spec path: names it, fails"
 run 30 "$CORIO" test "$TMP/missing_spec.lua"
 # (busted's status: the number of errors, here 2)

@@ -76,6 +76,32 @@ describe("corio.fs options", function()
     assert.equal("bad argument #2 to 'stat' (unknown option 'follows')", err)
   end)
 
+  it("an unknown option or a non-table to gather, map and fs is named at the caller's line", function()
+    -- one check serves corio.gather and corio.fs (corio._check_opts)
+    local line
+    local function at(f, ...)
+      local args = { n = select("#", ...), ... }
+      local ok, err = pcall(function()
+        line = debug.getinfo(1, "l").currentline; f(unpack(args, 1, args.n))
+      end)
+      assert.is_false(ok)
+      return (err:gsub("^.-docs_audit_spec%.lua:" .. line .. ": ", "caller: "))
+    end
+    assert.same({
+      "caller: bad argument #2 to 'gather' (unknown option 'return_error')",
+      "caller: bad argument #3 to 'map' (table expected, got string)",
+      "caller: bad argument #3 to 'open' (unknown option 'bufsize')",
+      "caller: bad argument #2 to 'stat' (table expected, got boolean)",
+      "caller: bad argument #2 to 'mkdir' (unknown option 'parent')",
+    }, {
+      at(corio.gather, {}, { return_error = true }),
+      at(corio.map, {}, function() end, "limit"),
+      at(fs.open, dir .. "/x", "w", { bufsize = 1 }),
+      at(fs.stat, dir, false),
+      at(fs.mkdir, dir .. "/a", { parent = true }),
+    })
+  end)
+
   it("the documented options still work", function()
     fs.mkdir(dir .. "/a/b", { parents = true, mode = tonumber("755", 8) })
     local f = fs.open(dir .. "/a/b/f", "w", { buffer_size = 16 })

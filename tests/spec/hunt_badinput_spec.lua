@@ -136,11 +136,14 @@ end
 -- the magic was read at whatever it points to (NOLOOP is a char: the
 -- sanitizer build saw a global-buffer-overflow)
 local lu = { "light userdata", E.lightud }
-selves("Semaphore", { "acquire", "release" }, { { "lock", lock }, { "channel", ch }, lu })
-selves("Lock", { "acquire", "release", "locked" }, { { "semaphore", sem }, { "event", ev }, lu })
-selves("Event", { "wait", "set", "clear", "is_set" }, { { "lock", lock }, { "semaphore", sem }, lu })
+-- a zero-size userdata (newproxy's) has no first word: the magic was read
+-- past its end
+local zp = { "zero-size userdata", E.proxy }
+selves("Semaphore", { "acquire", "release" }, { { "lock", lock }, { "channel", ch }, lu, zp })
+selves("Lock", { "acquire", "release", "locked" }, { { "semaphore", sem }, { "event", ev }, lu, zp })
+selves("Event", { "wait", "set", "clear", "is_set" }, { { "lock", lock }, { "semaphore", sem }, lu, zp })
 selves("Channel", { "send", "recv", "try_send", "try_recv", "close", "iter" },
-  { { "semaphore", sem }, { "lock", lock }, lu })
+  { { "semaphore", sem }, { "lock", lock }, lu, zp })
 for _, t in ipairs { "Semaphore", "Lock" } do
   local with = E.methods[t].with
   c(t .. ".with(f)", "bad self to 'with' (corio.Semaphore or corio.Lock expected, got function", with, f)
@@ -169,6 +172,8 @@ if E.task then
     inside(c("Task." .. m .. "(nil)", "bad self to '" .. m .. "' (corio.Task expected", E.task[m], nil))
     inside(c("Task." .. m .. "(light userdata)", "bad self to '" .. m .. "' (corio.Task expected, got userdata",
       E.task[m], E.lightud))
+    inside(c("Task." .. m .. "(zero-size userdata)", "bad self to '" .. m .. "' (corio.Task expected, got userdata",
+      E.task[m], E.proxy))
   end
   inside(c("task.id = 1", "task: field 'id' cannot be set (only 'name')", function() E.task.id = 1 end))
   inside(c("task.name = nil", "task: field 'name' must be a string, got nil",
@@ -178,6 +183,8 @@ if E.task then
   local s = E.scope
   inside(c("Scope.spawn(lock, f)", "bad self to 'spawn' (corio.Scope expected, got userdata", s.spawn, lock, f))
   inside(c("Scope.cancel(nil)", "bad self to 'cancel' (corio.Scope expected", s.cancel, nil))
+  inside(c("Scope.cancel(zero-size userdata)", "bad self to 'cancel' (corio.Scope expected, got userdata",
+    s.cancel, E.proxy))
   inside(c("returned scope:spawn(f)", "scope:spawn(): the scope has returned and takes no new tasks",
     s.spawn, s, f))
   inside(c("scope.cancelled = true", "scope: field 'cancelled' cannot be set",
@@ -292,6 +299,11 @@ local file, closed = E.file, E.closed_file
 for _, m in ipairs { "read", "write", "seek", "flush", "close", "lines", "chunks" } do
   c("File." .. m .. "(nil)", "bad argument #1 to '" .. m .. "' (corio.File expected, got nil)", file[m], nil)
   c("File." .. m .. "(lock)", "bad argument #1 to '" .. m .. "' (corio.File expected, got userdata)", file[m], lock)
+end
+-- lines and chunks check at the first step
+for _, m in ipairs { "read", "write", "seek", "flush", "close" } do
+  c("File." .. m .. "({_ud = zero-size userdata})", "bad argument #1 to '" .. m
+    .. "' (corio.File expected, got userdata)", file[m], { _ud = E.proxy })
 end
 for _, v in ipairs { "x", -1, NaN, -inf, true } do
   c("f:read(" .. tostring(v) .. ")", "bad argument #1 to 'read' (invalid format)", file.read, file, v)
@@ -453,6 +465,7 @@ h:write("line 1\nline 2\n")
 h:close()
 E.sem, E.lock, E.ev, E.ch = corio.semaphore(1), corio.lock(), corio.event(), corio.channel(1)
 E.lightud = require("corio.core").NOLOOP
+E.proxy = newproxy(false)
 assert(type(E.lightud) == "userdata")
 E.closed_ch = corio.channel(1)
 E.closed_ch:close()
@@ -716,6 +729,33 @@ describe("defects found by the sweep", function()
     assert.is_false(ok)
     assert.equal("invalid", err.kind)
     assert.matches("to 'client' %(base_url:", err.message)
+  end)
+
+  it("a userdata smaller than the object, starting with its magic, is no corio object", function()
+    -- A small userdata whose first word happens to be a corio magic: the
+    -- type check read the magic alone, and try_recv took the 24 bytes of
+    -- an event for a 64-byte channel and read (and wrote) past them. The
+    -- first word is set through the FFI (a userdata converts to the
+    -- address of its bytes) and put back at once.
+    local ffi = require("ffi")
+    local ch = corio.channel(1)
+    local magic = ffi.cast("uint32_t *", ch)[0]
+    local results = {}
+    for _, case in ipairs { { "event", corio.event() }, { "semaphore", corio.semaphore(0) } } do
+      local w = ffi.cast("uint32_t *", case[2])
+      local saved = w[0]
+      w[0] = magic
+      local ok, err = pcall(ch.try_recv, case[2])
+      w[0] = saved
+      results[#results + 1] = case[1] .. ": " .. tostring(ok) .. " "
+        .. (tostring(err):match("bad self to 'try_recv' %(corio.Channel expected, got userdata") or tostring(err))
+    end
+    assert.same({
+      "event: false bad self to 'try_recv' (corio.Channel expected, got userdata",
+      "semaphore: false bad self to 'try_recv' (corio.Channel expected, got userdata",
+    }, results)
+    ch:send("still works")
+    assert.equal("still works", ch:recv())
   end)
 
   it("gather and map refuse an unknown option (a misspelt return_errors was ignored)", function()

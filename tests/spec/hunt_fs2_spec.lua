@@ -108,6 +108,29 @@ describe("hunt2: a FIFO", function()
     end)
     assert.equal("closed file", fs.type(f))
   end)
+
+  it("a read nobody answers is not cancelled until the writer closes (docs/api.md, corio.fs)", function()
+    -- The documented limit: the read blocks a pool thread, and a timeout's
+    -- cancel surfaces only once it returns. A writer that closes after
+    -- 0.6 s ends it; the timeout of 0.1 s is reported then, not before.
+    local p = path("fifo2")
+    assert(os.execute("mkfifo " .. p) == 0)
+    local h = assert(io.open(p, "r+"))
+    local f = fs.open(p)
+    local t0, t_err, ok, err = corio.now()
+    corio.scope(function(s)
+      s:spawn(function()
+        ok, err = pcall(corio.timeout, 0.1, function() return f:read("l") end)
+        t_err = corio.now() - t0
+      end)
+      corio.sleep(0.6)
+      h:close()   -- EOF: the read returns
+    end)
+    assert.is_false(ok)
+    assert.equal("timeout", err.kind)
+    assert.is_true(t_err >= 0.55, "the read was cancelled after " .. t_err .. " s")
+    f:close()
+  end)
 end)
 
 -- Run a script under the corio program in a child process: its output
