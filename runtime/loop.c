@@ -267,6 +267,10 @@ static void run_ready(corio_rt *rt) {
       /* The tasks ahead are cold (W1, W7): fetch the next one's thread,
       ** whose record the previous turn fetched, and the record after. */
       corio_task *next = rt->ready_head;
+      const char *rec = (const char *)next;
+      __builtin_prefetch(rec + 64);
+      __builtin_prefetch(rec + 128);
+      __builtin_prefetch(rec + sizeof(*next) - 1);
       __builtin_prefetch(next->co);
       if (next->ready_next != NULL) __builtin_prefetch(next->ready_next);
     }
