@@ -524,3 +524,21 @@ describe("dogfood2: a worker pool with a deadline", function()
       end
     end))
 end)
+
+-- What a user coming from asyncio writes first. asyncio.wait_for(aw,
+-- timeout) takes the awaitable first; corio.timeout(fn, 5) blamed its
+-- second argument ("bad argument #2 to 'timeout' (function expected, got
+-- number)") for the swap. It now names the order.
+describe("dogfood2: asyncio habits", function()
+  it("corio.timeout(fn, seconds) and move_on_after(fn, seconds) say the seconds come first", function()
+    local function job() return 1 end
+    local err = helpers.catch(corio.timeout, job, 5)
+    assert.is_truthy(err:find("bad argument #1 to 'timeout' (number expected, got function; "
+      .. "the seconds come first: corio.timeout(seconds, fn, ...))", 1, true), err)
+    err = helpers.catch(function() corio.move_on_after(job, 5, "arg") end)
+    assert.is_truthy(err:find("dogfood2_spec.lua:%d+: bad argument #1 to 'move_on_after' %(number expected"), err)
+    -- outside the swap, the messages are as before
+    err = helpers.catch(corio.timeout, 5, 5)
+    assert.is_truthy(err:find("bad argument #2 to 'timeout' (function expected, got number)", 1, true), err)
+  end)
+end)
