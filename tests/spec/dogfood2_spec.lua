@@ -450,7 +450,7 @@ describe("dogfood2: a log tailer", function()
           end
           w:close()
         end)
-        s:spawn(function() moved_on, lines = tail(path, out_path, 1) end)
+        s:spawn(function() moved_on, lines = tail(path, out_path, 2) end)
       end)
       assert.is_false(moved_on)
       assert.equal(60, lines)
