@@ -8,7 +8,9 @@
 ** host.fetch(key), answered by a host worker thread through corio_op_post.
 ** The script spawns tasks over both, cancels some with move_on_after and
 ** task:cancel, and checks its results; the host checks its own
-** bookkeeping (every timer closed, every job freed).
+** bookkeeping (every timer closed, every job freed). A second run fails
+** in a task while a timer op is pending; a third, a script file, gives
+** host C work to corio.to_thread (corio_push_thread_fn). Found sound.
 */
 #include <pthread.h>
 #include <stdlib.h>
@@ -139,6 +141,14 @@ static int l_fetch(lua_State *L) {
   return corio_op_suspend(L, j->op);
 }
 
+/* ---- host.square(x): C work for corio.to_thread, on a worker ---- */
+
+static int w_square(lua_State *W) {
+  lua_Number x = luaL_checknumber(W, 1);
+  lua_pushnumber(W, x * x);
+  return 1;
+}
+
 static const char *script =
     "local corio = require 'corio'\n"
     "local out = {}\n"
@@ -224,6 +234,39 @@ int main(void) {
   CHECK(strstr(corio_errmsg(rt), "boom in task") != NULL);
   lua_settop(L, 0);
   CHECK(timers_cancelled == 3);
+
+  /* run 3: a script file (corio_run_file) that hands host C work to
+  ** to_thread (corio_push_thread_fn) beside the host's timer op */
+  {
+    char path[] = "/tmp/corio_dogfood_hostXXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    CHECK(f != NULL);
+    if (f != NULL) {
+      fputs("local corio = require 'corio'\n"
+            "local r = corio.gather({\n"
+            "  function() return corio.to_thread(host.square, 7) end,\n"
+            "  function() return host.after(5, 'timer') end,\n"
+            "})\n"
+            "assert(r[1] == 49 and r[2] == 'timer', 'results')\n"
+            "local ok, err = pcall(corio.to_thread, host.square, 'x')\n"
+            "assert(not ok and err.kind == 'error', tostring(err))\n"
+            "result3 = 'ok'\n",
+            f);
+      fclose(f);
+      lua_getglobal(L, "host");
+      corio_push_thread_fn(L, w_square);
+      lua_setfield(L, -2, "square");
+      lua_pop(L, 1);
+      rc = corio_run_file(rt, path);
+      if (rc != 0) fprintf(stderr, "run 3 failed: %s\n", corio_errmsg(rt));
+      CHECK(rc == 0);
+      lua_getglobal(L, "result3");
+      CHECK(lua_isstring(L, -1) && strcmp(lua_tostring(L, -1), "ok") == 0);
+      lua_settop(L, 0);
+      remove(path);
+    }
+  }
 
   corio_free(rt);
   /* the timers' close callbacks ran on the host's loop */
