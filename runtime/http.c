@@ -149,6 +149,8 @@ struct corio_xfer {
   uint8_t discard;       /* being removed: the write callback drops bytes */
   uint8_t want_pause;    /* in h->to_pause: pause after socket_action */
   uint8_t new_conn;      /* this transfer opened a connection */
+  uint8_t idempotent;    /* RFC 9110 9.2.2: GET, HEAD, PUT, DELETE, ... */
+  uint8_t sent;          /* prereq_cb let the request go out once */
   uint8_t h2c_pending;   /* holds a ref on h2o until its socket opens */
   uint8_t h2c_mode;      /* h2c: 1 prior knowledge, 2 reuse (2_0) */
   uint8_t h2c_redo;      /* 2_0 wanted a new connection: see h2c_redo */
@@ -1131,10 +1133,26 @@ static int closesocket_cb(void *ud, curl_socket_t fd) {
   return close(fd);
 }
 
-/* The connection is there (new or reused): the request goes out now. */
+/* The connection is there (new or reused): the request goes out now.
+** libcurl sends a request again on a fresh connection, within the same
+** transfer, when a reused connection closed before any byte of the
+** response came (Curl_retry_request): it cannot tell a connection that
+** was stale from one the server closed after it read the request, and
+** acted on it. As in httpx, which never sends a request twice, a request
+** whose method is not idempotent (POST, PATCH, ...) is not sent again:
+** the transfer fails with kind "network" instead. Idempotent ones are
+** sent again, as curl does. */
 static int prereq_cb(void *ud, char *ip, char *lip, int port, int lport) {
   corio_xfer *x = ud;
   (void)ip; (void)port;
+  if (x->sent && !x->idempotent) {
+    x->err_kind = "network";
+    snprintf(x->errmsg, sizeof(x->errmsg),
+             "the connection closed before a response came; the request "
+             "is not sent again (the server may have acted on it)");
+    return CURL_PREREQFUNC_ABORT;
+  }
+  x->sent = 1;
   /* a connection is known by its local address (port, IP hashed) */
   x->conn_id = conn_hash(lip, lport);
   if (!x->new_conn) x->h->reused++;
@@ -1444,7 +1462,13 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->off = x->len = x->hlen = 0;
   x->phase = PH_POOL;
   x->wait = W_NONE;
-  x->done = x->head_done = x->paused = x->new_conn = 0;
+  x->done = x->head_done = x->paused = x->new_conn = x->sent = 0;
+  x->idempotent = (uint8_t)(strcmp(method, "GET") == 0 ||
+                            strcmp(method, "HEAD") == 0 ||
+                            strcmp(method, "OPTIONS") == 0 ||
+                            strcmp(method, "TRACE") == 0 ||
+                            strcmp(method, "PUT") == 0 ||
+                            strcmp(method, "DELETE") == 0);
   x->conn_id = 0;
   x->sock_fd = CURL_SOCKET_BAD;
   x->stream = (uint8_t)(stream != 0);

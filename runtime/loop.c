@@ -7,6 +7,7 @@
 ** a task ready with its resume values pushed, or with a deliver hook that
 ** pushes them right before it runs (libuv callbacks never touch Lua).
 */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -442,7 +443,7 @@ static volatile sig_atomic_t sigusr1_seen;
 
 static void dump_tasks(corio_rt *rt) {
   rt->dump_due = 0;
-  sigusr1_seen = 0;
+  __atomic_store_n(&sigusr1_seen, 0, __ATOMIC_SEQ_CST);
   fprintf(stderr, "corio: %u live task(s):\n", rt->ntasks);
   if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
   dump_task(rt, rt->root, 0);   /* (with where it waits, as tasks() has) */
@@ -464,28 +465,39 @@ static void dump_tasks(corio_rt *rt) {
 ** (at the REPL's prompt) killed the process. The handlers note the
 ** signal and wake the loop; the work happens on the loop thread. One
 ** runtime at a time holds them (signals are per process); after its run
-** the dispositions from before it come back. */
-static corio_rt *volatile sigint_rt;
+** the dispositions from before it come back.
+** Runtimes may run on several threads at once (c-api.md): taking and
+** giving back the handlers happens under sig_lock, so that one runtime
+** takes them and the dispositions saved are the host's (two runs that
+** both saw them free both installed them, the second saving the first's
+** handler as "the host's", and the host's own handler was never put
+** back). The handlers themselves take no lock: they read sigint_rt and
+** set the flags with atomic operations (lock-free, so signal-safe). */
+static corio_rt *sigint_rt;
 static volatile sig_atomic_t sigint_seen;
 static struct sigaction sigint_old, sigusr1_old;
+static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define SIG_LOAD(v) __atomic_load_n(&(v), __ATOMIC_SEQ_CST)
+#define SIG_STORE(v, x) __atomic_store_n(&(v), (x), __ATOMIC_SEQ_CST)
 
 static void sigusr1_handler(int signum) {
-  corio_rt *rt = sigint_rt;
+  corio_rt *rt = SIG_LOAD(sigint_rt);
   (void)signum;
-  sigusr1_seen = 1;
+  SIG_STORE(sigusr1_seen, 1);
   if (rt != NULL) uv_async_send(&rt->sigusr1);
 }
 
 void corio__sigusr1_cb(uv_async_t *h) {
   corio_rt *rt = h->data;
-  if (sigint_rt != rt || !sigusr1_seen) return;
+  if (SIG_LOAD(sigint_rt) != rt || !SIG_LOAD(sigusr1_seen)) return;
   rt->dump_due = 1;   /* printed by the scheduler, outside libuv */
   if (rt->in_uv) uv_stop(rt->loop);
 }
 
 static void sigint_handler(int signum) {
-  corio_rt *rt = sigint_rt;
-  if (sigint_seen || rt == NULL) {
+  corio_rt *rt = SIG_LOAD(sigint_rt);
+  if (SIG_LOAD(sigint_seen) || rt == NULL) {
     /* the second: end the process as the default action would have */
     struct sigaction dfl;
     memset(&dfl, 0, sizeof(dfl));
@@ -494,14 +506,15 @@ static void sigint_handler(int signum) {
     raise(signum);
     return;
   }
-  sigint_seen = 1;
+  SIG_STORE(sigint_seen, 1);
   uv_async_send(&rt->sigint);   /* async-signal-safe */
 }
 
 void corio__sigint_cb(uv_async_t *h) {
   corio_rt *rt = h->data;
   /* (a wake-up left from an earlier run finds sigint_seen reset) */
-  if (sigint_rt != rt || !sigint_seen || !rt->running || rt->interrupted)
+  if (SIG_LOAD(sigint_rt) != rt || !SIG_LOAD(sigint_seen) || !rt->running ||
+      rt->interrupted)
     return;
   rt->interrupted = 1;
   if (rt->root != NULL) corio__scope_cancel(rt, &rt->root->root);
@@ -509,30 +522,46 @@ void corio__sigint_cb(uv_async_t *h) {
 
 static void sigint_hold(corio_rt *rt) {
   struct sigaction sa;
-  if (sigint_rt != NULL) return;
+  pthread_mutex_lock(&sig_lock);
+  if (SIG_LOAD(sigint_rt) != NULL) {
+    pthread_mutex_unlock(&sig_lock);
+    return;
+  }
   memset(&sa, 0, sizeof(sa));
   sa.sa_handler = sigint_handler;
   sigemptyset(&sa.sa_mask);
   /* a read or write the signal interrupts goes on (SIGUSR1: "the program
   ** goes on"), as under libuv's own handlers */
   sa.sa_flags = SA_RESTART;
-  sigint_seen = 0;
-  sigusr1_seen = 0;
-  sigint_rt = rt;
+  SIG_STORE(sigint_seen, 0);
+  SIG_STORE(sigusr1_seen, 0);
+  SIG_STORE(sigint_rt, rt);
   sigaction(SIGINT, &sa, &sigint_old);
   sa.sa_handler = sigusr1_handler;
   sigaction(SIGUSR1, &sa, &sigusr1_old);
+  pthread_mutex_unlock(&sig_lock);
 }
 
 /* Give the signals back their dispositions from before the run (the
-** REPL's SIG_IGN for SIGINT at its prompt, say). */
-void corio__signals_release(corio_rt *rt) {
-  if (sigint_rt != rt) return;
+** REPL's SIG_IGN for SIGINT at its prompt, say). Returns whether a
+** SIGUSR1 came that nobody printed the tree for. */
+static int signals_give_back(corio_rt *rt) {
+  int usr1;
+  pthread_mutex_lock(&sig_lock);
+  if (SIG_LOAD(sigint_rt) != rt) {
+    pthread_mutex_unlock(&sig_lock);
+    return 0;
+  }
+  usr1 = SIG_LOAD(sigusr1_seen) != 0;
   sigaction(SIGINT, &sigint_old, NULL);
   sigaction(SIGUSR1, &sigusr1_old, NULL);
-  sigint_rt = NULL;
-  sigint_seen = 0;
+  SIG_STORE(sigint_rt, NULL);
+  SIG_STORE(sigint_seen, 0);
+  pthread_mutex_unlock(&sig_lock);
+  return usr1;
 }
+
+void corio__signals_release(corio_rt *rt) { (void)signals_give_back(rt); }
 
 /* One turn of the loop when nothing is ready: jump the virtual clock, or
 ** block in libuv until something happens. mode: UV_RUN_ONCE or NOWAIT. */
@@ -621,8 +650,7 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   int n, ud;
   if (rt->handle_signals) {
     /* a SIGUSR1 the loop had no turn to see (its step spun to the end) */
-    if (sigusr1_seen && sigint_rt == rt) dump_tasks(rt);
-    corio__signals_release(rt);
+    if (signals_give_back(rt)) dump_tasks(rt);
   }
   rt->running = 0;
   rt->root = NULL;

@@ -381,15 +381,29 @@ end
 -- corio.timeout and corio.move_on_after; done(s, ok, ...) leaves the scope
 local function with_deadline(kind, name, done)
   local public
+  -- asyncio.wait_for(aw, timeout) takes the function first: name the
+  -- order rather than blame the second argument for being a number
+  local function swapped(seconds, fn)
+    if type(seconds) == "function" and type(fn) == "number" then
+      error(("bad argument #1 to '%s' (number expected, got function; the seconds "
+        .. "come first: corio.%s(seconds, fn, ...))"):format(name, name), 3)
+    end
+  end
   local function fixed(seconds, fn)
     local s = type(fn) == "function" and scope_enter(kind, seconds)
-    if not s then return not_entered(public, name, 2, seconds, fn) end
+    if not s then
+      swapped(seconds, fn)
+      return not_entered(public, name, 2, seconds, fn)
+    end
     return done(s, xpcall(fn, body_handler))
   end
   public = function(seconds, fn, ...)
     if select("#", ...) == 0 then return fixed(seconds, fn) end
     local s = type(fn) == "function" and scope_enter(kind, seconds)
-    if not s then return not_entered(public, name, 2, seconds, fn, ...) end
+    if not s then
+      swapped(seconds, fn)
+      return not_entered(public, name, 2, seconds, fn, ...)
+    end
     return done(s, xpcall(fn, body_handler, ...))
   end
   return public
