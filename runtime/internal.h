@@ -74,11 +74,9 @@ struct corio_scope {
   uint32_t nchildren;
   corio_scope *parent;  /* enclosing scope; NULL for the root task's root */
   corio_scope *inner;   /* scope the owner entered inside this one, or NULL */
-  corio_task *owner;    /* task whose body runs in this scope */
   corio_link children;  /* live tasks spawned into this scope */
-  corio_scope *work;    /* worklist link during cancel propagation */
-  int errs;             /* anchor ref: array of errors recorded, or NOREF */
-  int defers;           /* anchor ref: array of deferred functions, or NOREF */
+  /* Errors recorded and deferred functions: in the corio_xscope, or for a
+  ** task's root scope in its side record (corio_tside). */
 };
 
 /* A scope entered by corio.scope/timeout/move_on_after/shield: a userdata
@@ -86,6 +84,11 @@ struct corio_scope {
 typedef struct corio_xscope {
   uint32_t magic;        /* CORIO_MAGIC_SCOPE */
   corio_scope s;
+  corio_task *owner;     /* task whose body runs in this scope (a task's
+                            root scope has none: corio__scope_owner) */
+  int errs;              /* anchor ref: array of errors recorded, or NOREF */
+  int defers;            /* anchor ref: array of deferred functions, or
+                            NOREF */
   corio_timer deadline;  /* armed when the scope has a deadline */
   double seconds;        /* the relative timeout asked for, for messages */
   lua_State *L;          /* the coroutine whose body entered it */
@@ -144,6 +147,8 @@ struct corio_task {
   uint8_t in_defers : 1;  /* the thread running is the defer thread */
   uint8_t fresh : 1;      /* spawned by a task on the real clock, its
                              first run not ended: see born */
+  uint8_t side : 1;       /* its side record (corio_tside) is in use */
+  uint8_t named : 1;      /* has an entry in the runtime's names table */
   /* Next to the status: read on a task's first resume (born) and by a
   ** join of an ended task (rnum), when the rest of the record is cold. */
   union {
@@ -174,13 +179,31 @@ struct corio_task {
     corio_link wait;      /* in a waiter queue while blocked on an object */
   } u;
   corio_link sibling;     /* in root.parent->children while alive */
-  corio_link *joiners;    /* ring of tasks blocked in join() on this one */
   const char *spawn_src;  /* interned chunk name of the spawn site */
   int spawn_line;
   int slot;               /* anchor slot pair, -1 once ended */
-  int named;              /* has an entry in the runtime's names table */
   uint32_t id;
 };
+
+/* What few tasks need, kept out of the Task record (which every task's
+** spawn writes and its switches read) in the runtime's side table, by
+** task slot, while t->side. Only a live task has one (it has a slot);
+** finalize ends it. Entries never move (the table grows by chunks). */
+typedef struct corio_tside {
+  corio_link *joiners;    /* ring of tasks blocked in join() on this one */
+  int errs;               /* root scope: anchor ref, errors recorded */
+  int defers;             /* root scope: anchor ref, deferred functions */
+} corio_tside;
+
+#define CORIO_SIDE_CHUNK 256
+
+/* The task whose body runs in s: for a task's root scope the task that
+** contains it, else the owner its corio_xscope records (NULL if none). */
+static inline corio_task *corio__scope_owner(corio_scope *s) {
+  if (s->kind == CORIO_SCOPE_TASK)
+    return corio_container_of(s, corio_task, root);
+  return corio_container_of(s, corio_xscope, s)->owner;
+}
 
 struct corio_lock {
   uint32_t magic;         /* CORIO_MAGIC_LOCK */
@@ -324,6 +347,12 @@ struct corio_rt {
   corio_scope *nested_run;  /* that scope, pinned by nested_ref, or NULL */
   int nested_ref;           /* anchor ref to its userdata, or NOREF */
   int nested_deadlock;      /* the deadlock error is in "corio.deadlock" */
+  corio_tside **side;       /* side records of tasks, by slot, in chunks
+                               of CORIO_SIDE_CHUNK (corio__task_side) */
+  int nside;                /* chunks in side */
+  corio_scope **mark_stack; /* scopes left to visit while a cancel
+                               propagates (cancel.c mark) */
+  uint32_t mark_top, mark_cap;
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
   char errmsg[512];         /* last error of the C API */
@@ -450,6 +479,18 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status);
 int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
                              int ud);
 void corio__task_try_finish(corio_rt *rt, corio_task *t);
+/* t's side record, or NULL if it has none. */
+static inline corio_tside *corio__task_side_get(corio_rt *rt, corio_task *t) {
+  if (!t->side) return NULL;
+  return &rt->side[t->slot / CORIO_SIDE_CHUNK][t->slot % CORIO_SIDE_CHUNK];
+}
+/* t's side record, made if it has none (t is alive). Raises on L when out
+** of memory. */
+corio_tside *corio__task_side(corio_rt *rt, lua_State *L, corio_task *t);
+/* Where s keeps the anchor ref of its errors or of its deferred functions
+** (a task's root scope: in its side record, made if need be). */
+int *corio__scope_errs(corio_rt *rt, lua_State *L, corio_scope *s);
+int *corio__scope_defers(corio_rt *rt, lua_State *L, corio_scope *s);
 int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len);
 void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t);
 void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud);
