@@ -114,7 +114,7 @@ static int ffi_join(corio_rt *rt, void *p, double *out) {
       t->rtype > CORIO_R_NUM)
     return 0;
   if ((me = corio__ffi_task(rt)) == NULL) return 0;
-  corio__ffi_done(me);
+  corio__ffi_done(rt, me);
   *out = t->rnum;
   return 1 + t->rtype;
 }
@@ -922,10 +922,9 @@ static void add_task(corio_task *t, void *ud) {
     lua_pushstring(L, where);
     lua_setfield(L, -2, "where");
   }
-  if (t->spawn_src != NULL) {
-    const char *s = t->spawn_src;
-    lua_pushfstring(L, "%s:%d", corio__src_shown(s),
-                    t->spawn_line);
+  if (t->site != 0) {
+    const corio_site *site = corio__task_site(c->rt, t);
+    lua_pushfstring(L, "%s:%d", corio__src_shown(site->src), site->line);
     lua_setfield(L, -2, "spawned_at");
   }
   lua_rawseti(L, -2, ++c->n);
@@ -1086,10 +1085,16 @@ static int l_pending_work(lua_State *L) {
   return 1;
 }
 
+/* checkpoints() -> n: the running task's checkpoints, counted from its
+** first call of this (differences are what corio.testing compares). */
 static int l_checkpoints(lua_State *L) {
   corio_rt *rt = RT(L);
-  if (rt->current == NULL) return 0;
-  lua_pushnumber(L, rt->current->checkpoints);
+  corio_task *t = rt->current;
+  corio_tside *sd;
+  if (t == NULL) return 0;
+  sd = corio__task_side(rt, L, t);
+  t->cpwatch = 1;
+  lua_pushnumber(L, sd->checkpoints);
   return 1;
 }
 

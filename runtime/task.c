@@ -43,14 +43,18 @@ static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
         break;
       }
       c->fn = fn;
+      c->line = 0;
       c->own = corio__is_own_src(rt, ar.source);
       c->src = c->own ? NULL : corio__intern_src(rt, ar.source);
     } else {
       lua_pop(L, 1);
     }
     if (ar.currentline > 0 && !c->own) {
-      t->spawn_src = c->src;
-      t->spawn_line = ar.currentline;
+      if (c->line != ar.currentline) {   /* else the site of last time */
+        c->site = corio__intern_site(rt, c->src, ar.currentline);
+        c->line = ar.currentline;
+      }
+      t->site = c->site;
       return;
     }
   }
@@ -533,6 +537,7 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
       corio__ready(rt, j, NULL);
     }
     t->side = 0;   /* its slot goes: the entry is free */
+    t->cpwatch = 0;
   }
   t->state = CORIO_ST_ENDED;
   corio_list_remove(&t->sibling);

@@ -185,4 +185,31 @@ describe("task record", function()
       -- then a task's inner scopes before their children
       assert.equal("d! c! b! b3! b2! b1! a!", table.concat(log, " "))
     end)
+
+  it("spawned_at: the line of each spawn, also alternating in one function",
+    function()
+      local here = debug.getinfo(1, "S").short_src
+      local function sites()
+        local by = {}
+        for _, e in ipairs(corio.tasks()) do
+          if e.task.name:match("^s%d") then by[e.task.name] = e.spawned_at end
+        end
+        return by
+      end
+      local want = {}
+      corio.scope(function(s)
+        local ev = corio.event()
+        for i = 1, 2 do
+          local a = s:spawn(function() ev:wait() end)
+          a.name = "s" .. i .. "a"
+          want[a.name] = here .. ":" .. (debug.getinfo(1, "l").currentline - 2)
+          local b = s:spawn(function() ev:wait() end)
+          b.name = "s" .. i .. "b"
+          want[b.name] = here .. ":" .. (debug.getinfo(1, "l").currentline - 2)
+        end
+        corio.yield()
+        assert.same(want, sites())
+        ev:set()
+      end)
+    end)
 end)
