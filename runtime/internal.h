@@ -185,9 +185,9 @@ struct corio_task {
 };
 
 /* 144 bytes: with LuaJIT's 48-byte userdata header the block is 192
-** bytes, three cache lines (heap.c's classes are 16-byte steps). W1 took
-** ~17% less CPU than with 240 bytes, and 208 gained nothing: keep it so
-** (docs/internals.md). */
+** bytes, three cache lines (heap.c's classes are 16-byte steps). W1 and
+** W7 took 12-22% less CPU time than with 240 bytes, and 208 gained
+** nothing: keep it so (docs/internals.md). */
 _Static_assert(sizeof(corio_task) <= 144,
                "corio_task outgrew its 192-byte block (docs/internals.md)");
 
