@@ -53,7 +53,7 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
     lua_pushlightuserdata(L, CORIO_NOLOOP);
     return 2;
   }
-  t->checkpoints++;
+  corio__checkpoint(rt, t);
   if (t->cur->eff) {
     lua_pushboolean(L, 0);
     corio__push_cancelled(L, L, "the task's scope is cancelled");

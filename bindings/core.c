@@ -96,8 +96,7 @@ static int l_task_cancel(lua_State *L) {
 
 static int abort_join(corio_rt *rt, corio_task *t) {
   corio_task *target = t->wait_obj;
-  (void)rt;
-  corio_ring_remove(&target->joiners, &t->u.wait);
+  corio_ring_remove(&corio__task_side_get(rt, target)->joiners, &t->u.wait);
   return 1;
 }
 
@@ -115,7 +114,7 @@ static int ffi_join(corio_rt *rt, void *p, double *out) {
       t->rtype > CORIO_R_NUM)
     return 0;
   if ((me = corio__ffi_task(rt)) == NULL) return 0;
-  corio__ffi_done(me);
+  corio__ffi_done(rt, me);
   *out = t->rnum;
   return 1 + t->rtype;
 }
@@ -143,7 +142,7 @@ static int l_task_join(lua_State *L) {
     ** anything else keeps the loop alive). Only when about to wait. */
     corio_scope *s;
     for (s = me->cur; s != NULL; s = s->parent)
-      if (s->owner == t) {
+      if (corio__scope_owner(s) == t) {
         luaL_where(L, 2);
         lua_pushliteral(L, "task:join(): a task cannot join a task it runs "
                         "inside (that task ends only after this one)");
@@ -151,7 +150,7 @@ static int l_task_join(lua_State *L) {
         return lua_error(L);
       }
   }
-  corio_ring_push(&t->joiners, &me->u.wait);
+  corio_ring_push(&corio__task_side(rt, L, t)->joiners, &me->u.wait);
   return corio__suspend(rt, L, me, abort_join, "join", t);
 }
 
@@ -460,10 +459,10 @@ static int ffi_scope_leave(corio_rt *rt, corio_xscope *x) {
   corio_task *t = rt->current;
   int r = 1;
   if (x == NULL || x->magic != CORIO_MAGIC_SCOPE || t == NULL ||
-      t->cur != &x->s || x->s.owner != t)
+      t->cur != &x->s || x->owner != t)
     return 0;
   if (x->s.eff || x->s.foreign || x->s.closed || x->s.nchildren != 0 ||
-      x->s.defers != LUA_NOREF || x->s.errs != LUA_NOREF ||
+      x->defers != LUA_NOREF || x->errs != LUA_NOREF ||
       x->ref == LUA_NOREF || lua_gethookmask(rt->L) != 0)
     return 0;
   if (!x->exposed && x->body && rt->nbody_pool < CORIO_SCOPE_POOL) {
@@ -537,7 +536,7 @@ static int l_scope_wait(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
   corio_task *t = rt->current;
-  if (t != NULL && t->cur != &x->s && x->s.owner == t && !x->s.closed &&
+  if (t != NULL && t->cur != &x->s && x->owner == t && !x->s.closed &&
       lua_isnoneornil(L, 2)) {
     /* nil: scopes entered inside x are still open (left so by a coroutine
     ** no wrapper of init.lua resumed, or whose exit raised): init.lua
@@ -554,7 +553,7 @@ static int l_scope_wait(lua_State *L) {
     lua_pushboolean(L, 1);
     return 2;
   }
-  if (t != x->s.owner) {
+  if (t != x->owner) {
     /* A coroutine that yielded inside the body was resumed by another
     ** task: that one cannot wait in the owner's stead (the children's
     ** end wakes the owner). As below: cancel them, hand them on. */
@@ -582,10 +581,10 @@ static int l_scope_wait(lua_State *L) {
 static int l_scope_defers(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_xscope *x = check_scope(L, 1);
-  if (x->s.defers == LUA_NOREF) return 0;
-  corio__getref(rt, L, x->s.defers);
-  corio__unref(rt, L, x->s.defers);
-  x->s.defers = LUA_NOREF;
+  if (x->defers == LUA_NOREF) return 0;
+  corio__getref(rt, L, x->defers);
+  corio__unref(rt, L, x->defers);
+  x->defers = LUA_NOREF;
   return 1;
 }
 
@@ -616,9 +615,9 @@ static int close_inner(corio_rt *rt, lua_State *L, corio_task *t,
     ** and all, before x is left; this runs only if that failed): what
     ** they still hold is dropped, not kept pinned until the runtime
     ** closes. */
-    if (d->s.defers != LUA_NOREF) corio__unref(rt, L, d->s.defers);
-    if (d->s.errs != LUA_NOREF) corio__unref(rt, L, d->s.errs);
-    d->s.defers = d->s.errs = LUA_NOREF;
+    if (d->defers != LUA_NOREF) corio__unref(rt, L, d->defers);
+    if (d->errs != LUA_NOREF) corio__unref(rt, L, d->errs);
+    d->defers = d->errs = LUA_NOREF;
   }
   return foreign;
 }
@@ -715,7 +714,7 @@ static int l_scope_leave(lua_State *L) {
   corio_xscope *x = check_scope(L, 1);
   /* The scope is in its owner's chain, also when another task runs the
   ** coroutine that leaves it; once closed (the owner ended), in none. */
-  corio_task *t = x->s.closed ? NULL : x->s.owner;
+  corio_task *t = x->s.closed ? NULL : x->owner;
   int ok = lua_toboolean(L, 2);
   lua_settop(L, 3);
   corio__timer_stop(rt, &x->deadline);
@@ -736,11 +735,11 @@ static int l_scope_leave(lua_State *L) {
   x->s.closed = 1;
   corio__unref(rt, L, x->ref);
   x->ref = LUA_NOREF;
-  if (x->s.errs != LUA_NOREF) {
+  if (x->errs != LUA_NOREF) {
     int n, i;
-    corio__getref(rt, L, x->s.errs);
-    corio__unref(rt, L, x->s.errs);
-    x->s.errs = LUA_NOREF;
+    corio__getref(rt, L, x->errs);
+    corio__unref(rt, L, x->errs);
+    x->errs = LUA_NOREF;
     n = (int)lua_objlen(L, -1);
     if (n > 1) {
       /* Several errors: each becomes an error object so the first can
@@ -850,17 +849,19 @@ static int l_defer(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t = rt->current;
   corio_scope *s;
+  int *d;
   if (t == NULL) return luaL_error(L, "corio.defer: no task is running");
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return corio__argerror(L, 1, 1, "defer",
                            lua_pushfstring(L, "function expected, got %s",
                                            luaL_typename(L, 1)));
   s = t->cur;
-  if (s->defers == LUA_NOREF) {
+  d = corio__scope_defers(rt, L, s);   /* stays put */
+  if (*d == LUA_NOREF) {
     lua_createtable(L, 2, 0);
-    s->defers = corio__ref(rt, L);
+    *d = corio__ref(rt, L);
   }
-  corio__getref(rt, L, s->defers);
+  corio__getref(rt, L, *d);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
   return 0;
@@ -873,7 +874,8 @@ static int l_task_fail(lua_State *L) {
   lua_settop(L, 1);
   if (t == NULL) return 0;
   if (corio__is_error(L, 1, "cancelled")) {
-    if (t->root.errs == LUA_NOREF) t->root.caught = 1;
+    corio_tside *sd = corio__task_side_get(rt, t);
+    if (sd == NULL || sd->errs == LUA_NOREF) t->root.caught = 1;
     return 0;
   }
   corio__wrap_error(rt, L, L, t);  /* noted where it was raised */
@@ -899,9 +901,9 @@ static void add_task(corio_task *t, void *ud) {
   corio__push_task(c->rt, L, t);
   lua_setfield(L, -2, "task");
   if (t->root.parent != NULL) {
-    corio__push_task(c->rt, L, t->root.parent->owner);
+    corio__push_task(c->rt, L, corio__scope_owner(t->root.parent));
     lua_setfield(L, -2, "parent_task");
-    corio__task_name(c->rt, L, t->root.parent->owner);
+    corio__task_name(c->rt, L, corio__scope_owner(t->root.parent));
     lua_setfield(L, -2, "parent");
   }
   if (t->state == CORIO_ST_BLOCKED) {
@@ -920,10 +922,9 @@ static void add_task(corio_task *t, void *ud) {
     lua_pushstring(L, where);
     lua_setfield(L, -2, "where");
   }
-  if (t->spawn_src != NULL) {
-    const char *s = t->spawn_src;
-    lua_pushfstring(L, "%s:%d", corio__src_shown(s),
-                    t->spawn_line);
+  if (t->site != 0) {
+    const corio_site *site = corio__task_site(c->rt, t);
+    lua_pushfstring(L, "%s:%d", corio__src_shown(site->src), site->line);
     lua_setfield(L, -2, "spawned_at");
   }
   lua_rawseti(L, -2, ++c->n);
@@ -1084,10 +1085,16 @@ static int l_pending_work(lua_State *L) {
   return 1;
 }
 
+/* checkpoints() -> n: the running task's checkpoints, counted from its
+** first call of this (differences are what corio.testing compares). */
 static int l_checkpoints(lua_State *L) {
   corio_rt *rt = RT(L);
-  if (rt->current == NULL) return 0;
-  lua_pushnumber(L, rt->current->checkpoints);
+  corio_task *t = rt->current;
+  corio_tside *sd;
+  if (t == NULL) return 0;
+  sd = corio__task_side(rt, L, t);
+  t->cpwatch = 1;
+  lua_pushnumber(L, sd->checkpoints);
   return 1;
 }
 

@@ -108,7 +108,7 @@ static void check_yieldable(corio_rt *rt, lua_State *L, const char *what) {
 static int cancelled(lua_State *L, corio_rt *rt) {
   corio_task *t = rt->current;
   if (t == NULL) return 0;
-  t->checkpoints++;
+  corio__checkpoint(rt, t);
   if (!t->cur->eff) return 0;
   lua_pushboolean(L, 0);
   corio__push_cancelled(L, L, "the task's scope is cancelled");
@@ -240,7 +240,7 @@ static int l_line(lua_State *L) {
     if (nl != NULL) {
       if (t != NULL) {
         if (t->cur->eff) return 0;
-        t->checkpoints++;
+        corio__checkpoint(f->rt, t);
       }
       lua_pushlstring(L, p, (size_t)(nl - p) + lua_toboolean(L, 2));
       f->rpos += (size_t)(nl - p) + 1;
@@ -268,7 +268,7 @@ int corio__fs_ffi_line(corio_file_ud *u, const char **p, size_t *n,
   if (nl == NULL) return 0;
   if ((t = f->rt->current) != NULL) {
     if (t->cur->eff) return 0;
-    t->checkpoints++;
+    corio__checkpoint(f->rt, t);
   }
   *p = s;
   *n = (size_t)(nl - s) + (keep != 0);
@@ -286,7 +286,7 @@ int corio__fs_ffi_put(corio_file_ud *u, const char *s, size_t n) {
     return -1;
   if ((t = f->rt->current) != NULL) {
     if (t->cur->eff) return -1;
-    t->checkpoints++;
+    corio__checkpoint(f->rt, t);
   }
   if (n != 0) memcpy(f->wbuf + f->wlen, s, n);  /* no buffer yet: wbuf NULL */
   f->wlen += n;
@@ -304,7 +304,7 @@ int corio__fs_ffi_put2(corio_file_ud *u, const char *a, size_t na,
     return -1;  /* (both together as long as the buffer: the slow path) */
   if ((t = f->rt->current) != NULL) {
     if (t->cur->eff) return -1;
-    t->checkpoints++;
+    corio__checkpoint(f->rt, t);
   }
   w = f->wbuf + f->wlen;
   if (na != 0) memcpy(w, a, na);   /* no buffer yet: wbuf NULL */

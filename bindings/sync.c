@@ -70,7 +70,7 @@ static int ffi_sem_acquire(corio_rt *rt, void *p) {
   if (s == NULL || s->magic != CORIO_MAGIC_SEM) return 0;
   if (!(s->count > 0 && corio_list_empty(&s->waiters))) return 0;
   if ((me = corio__ffi_task(rt)) == NULL) return 0;
-  corio__ffi_done(me);
+  corio__ffi_done(rt, me);
   s->count--;
   return 1;
 }
@@ -186,7 +186,7 @@ static int ffi_lock_acquire(corio_rt *rt, void *p) {
       k->broken_ref != LUA_NOREF || !corio_list_empty(&k->waiters))
     return 0;
   if ((me = corio__ffi_task(rt)) == NULL) return 0;
-  corio__ffi_done(me);
+  corio__ffi_done(rt, me);
   corio__lock_hold(rt, k, me);
   return 1;
 }
@@ -276,7 +276,7 @@ static int ffi_event_wait(corio_rt *rt, void *p) {
   corio_task *me;
   if (e == NULL || e->magic != CORIO_MAGIC_EVENT || !e->set) return 0;
   if ((me = corio__ffi_task(rt)) == NULL) return 0;
-  corio__ffi_done(me);
+  corio__ffi_done(rt, me);
   return 1;
 }
 

@@ -5,6 +5,8 @@
 ** t->cur->eff, so they are O(1); cancelling walks the affected subtree
 ** once and wakes the tasks blocked in it. Deadlines are armed in timer.c.
 */
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -13,12 +15,15 @@ void corio__scope_init(corio_scope *s, int kind, corio_task *owner,
                        corio_scope *parent) {
   memset(s, 0, sizeof(*s));
   s->kind = (uint8_t)kind;
-  s->owner = owner;
+  if (kind != CORIO_SCOPE_TASK) {
+    corio_xscope *x = corio_container_of(s, corio_xscope, s);
+    x->owner = owner;
+    x->errs = LUA_NOREF;
+    x->defers = LUA_NOREF;
+  }
   s->parent = parent;
   s->shield = kind == CORIO_SCOPE_SHIELD;
   s->eff = parent != NULL && !s->shield && parent->eff;
-  s->errs = LUA_NOREF;
-  s->defers = LUA_NOREF;
   corio_list_init(&s->children);
 }
 
@@ -77,29 +82,44 @@ static void wake_blocked(corio_rt *rt, corio_task *t) {
   corio__ready(rt, t, corio__deliver_cancelled);
 }
 
+static void mark_push(corio_rt *rt, corio_scope *s) {
+  if (rt->mark_top == rt->mark_cap) {
+    uint32_t nc = rt->mark_cap ? 2 * rt->mark_cap : 64;
+    corio_scope **nv = realloc(rt->mark_stack, sizeof(*nv) * nc);
+    if (nv == NULL) {
+      /* nothing to raise to: a cancel cannot be half done */
+      fputs("corio: out of memory while cancelling a scope\n", stderr);
+      abort();
+    }
+    rt->mark_stack = nv;
+    rt->mark_cap = nc;
+  }
+  rt->mark_stack[rt->mark_top++] = s;
+}
+
 /* s just became effectively cancelled: mark its subtree. Iterative, with
-** the scopes' own work links as the stack, so deep trees cannot overflow
-** the C stack. */
+** a stack of the runtime's (rt->mark_stack), so deep trees cannot
+** overflow the C stack. The scopes are visited last pushed first. An
+** abort hook that cancels another scope marks above base and is done
+** before this goes on. */
 static void mark(corio_rt *rt, corio_scope *s) {
-  corio_scope *todo = s;
+  uint32_t base = rt->mark_top;
   s->eff = 1;
-  s->work = NULL;
-  while (todo != NULL) {
-    corio_scope *x = todo;
+  mark_push(rt, s);
+  while (rt->mark_top > base) {
+    corio_scope *x = rt->mark_stack[--rt->mark_top];
+    corio_task *o = corio__scope_owner(x);
     corio_link *l;
-    todo = x->work;
-    if (x->owner != NULL && x->owner->cur == x) wake_blocked(rt, x->owner);
+    if (o != NULL && o->cur == x) wake_blocked(rt, o);
     if (x->inner != NULL && !x->inner->shield && !x->inner->eff) {
       x->inner->eff = 1;
-      x->inner->work = todo;
-      todo = x->inner;
+      mark_push(rt, x->inner);
     }
     for (l = x->children.next; l != &x->children; l = l->next) {
       corio_task *c = corio_container_of(l, corio_task, sibling);
       if (!c->root.eff) {
         c->root.eff = 1;
-        c->root.work = todo;
-        todo = &c->root;
+        mark_push(rt, &c->root);
       }
     }
     /* scope chains a suspended user coroutine took with it out of x
@@ -108,8 +128,7 @@ static void mark(corio_rt *rt, corio_scope *s) {
       corio_scope *b = &corio_container_of(l, corio_xscope, parked)->s;
       if (b->parent == x && !b->shield && !b->eff) {
         b->eff = 1;
-        b->work = todo;
-        todo = b;
+        mark_push(rt, b);
       }
     }
   }
@@ -129,7 +148,7 @@ void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
   t->cur = top;
   for (c = bottom; c != NULL; c = c == top ? NULL : c->inner) {
     int want = c->cancelled || (!c->shield && c->parent->eff);
-    c->owner = t;
+    corio_container_of(c, corio_xscope, s)->owner = t;
     if (want && !c->eff) mark(rt, c);
     else c->eff = (uint8_t)want;
   }
@@ -174,12 +193,13 @@ static void list_add_once(lua_State *L, int list) {
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx) {
   int list;
+  int *errs = corio__scope_errs(rt, L, s);   /* stays put */
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
-  if (s->errs == LUA_NOREF) {
+  if (*errs == LUA_NOREF) {
     lua_createtable(L, 2, 0);
-    s->errs = corio__ref(rt, L);
+    *errs = corio__ref(rt, L);
   }
-  corio__getref(rt, L, s->errs);
+  corio__getref(rt, L, *errs);
   list = lua_gettop(L);
   lua_pushvalue(L, idx);
   list_add_once(L, list);
@@ -204,10 +224,11 @@ void corio__scope_child_ended(corio_rt *rt, corio_scope *s) {
   if (s->nchildren != 0 || !s->waiting) return;
   s->waiting = 0;
   if (s->kind == CORIO_SCOPE_TASK) {
-    corio__task_try_finish(rt, s->owner);
+    corio__task_try_finish(rt, corio__scope_owner(s));
   } else {
-    s->owner->abort = NULL;
-    corio__ready(rt, s->owner, corio__deliver_true);
+    corio_task *o = corio__scope_owner(s);
+    o->abort = NULL;
+    corio__ready(rt, o, corio__deliver_true);
   }
 }
 

@@ -215,7 +215,7 @@ int corio_op_suspend(lua_State *L, corio_op *op) {
     if (lua_gettop(L) < n)
       return luaL_error(L, "corio_op_suspend: the op's values are gone "
                            "from the stack");
-    t->checkpoints++;
+    corio__checkpoint(rt, t);
     if (t->cur->eff) {
       /* a cancelled scope drops them */
       lua_pop(L, n);
@@ -226,7 +226,7 @@ int corio_op_suspend(lua_State *L, corio_op *op) {
   if (op->state != OP_FRESH || c->suspend != NULL)
     return luaL_error(L, "corio_op_suspend: called twice in one call of "
                          "the host function");
-  t->checkpoints++;
+  corio__checkpoint(rt, t);
   if (t->cur->eff) {
     /* A checkpoint (rule 3): the scope is already cancelled (cancelled
     ** before, or a deadline passed on entry), and nothing would cancel

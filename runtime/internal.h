@@ -74,11 +74,9 @@ struct corio_scope {
   uint32_t nchildren;
   corio_scope *parent;  /* enclosing scope; NULL for the root task's root */
   corio_scope *inner;   /* scope the owner entered inside this one, or NULL */
-  corio_task *owner;    /* task whose body runs in this scope */
   corio_link children;  /* live tasks spawned into this scope */
-  corio_scope *work;    /* worklist link during cancel propagation */
-  int errs;             /* anchor ref: array of errors recorded, or NOREF */
-  int defers;           /* anchor ref: array of deferred functions, or NOREF */
+  /* Errors recorded and deferred functions: in the corio_xscope, or for a
+  ** task's root scope in its side record (corio_tside). */
 };
 
 /* A scope entered by corio.scope/timeout/move_on_after/shield: a userdata
@@ -86,6 +84,11 @@ struct corio_scope {
 typedef struct corio_xscope {
   uint32_t magic;        /* CORIO_MAGIC_SCOPE */
   corio_scope s;
+  corio_task *owner;     /* task whose body runs in this scope (a task's
+                            root scope has none: corio__scope_owner) */
+  int errs;              /* anchor ref: array of errors recorded, or NOREF */
+  int defers;            /* anchor ref: array of deferred functions, or
+                            NOREF */
   corio_timer deadline;  /* armed when the scope has a deadline */
   double seconds;        /* the relative timeout asked for, for messages */
   lua_State *L;          /* the coroutine whose body entered it */
@@ -144,6 +147,9 @@ struct corio_task {
   uint8_t in_defers : 1;  /* the thread running is the defer thread */
   uint8_t fresh : 1;      /* spawned by a task on the real clock, its
                              first run not ended: see born */
+  uint8_t side : 1;       /* its side record (corio_tside) is in use */
+  uint8_t named : 1;      /* has an entry in the runtime's names table */
+  uint8_t cpwatch : 1;    /* counts its checkpoints (side->checkpoints) */
   /* Next to the status: read on a task's first resume (born) and by a
   ** join of an ended task (rnum), when the rest of the record is cold. */
   union {
@@ -166,7 +172,7 @@ struct corio_task {
   };
   uint16_t budget;        /* fast-path completions left before a yield */
   uint16_t nlocks;        /* locks held (they are in rt->held_locks) */
-  uint32_t checkpoints;   /* checkpoints passed, for assert_checkpoints */
+  int slot;               /* anchor slot pair, -1 once ended */
   lua_State *wait_L;      /* thread that blocked (co, or a user coroutine) */
   corio_scope root;       /* the task body's scope (eff at byte 64) */
   union {
@@ -174,13 +180,39 @@ struct corio_task {
     corio_link wait;      /* in a waiter queue while blocked on an object */
   } u;
   corio_link sibling;     /* in root.parent->children while alive */
-  corio_link *joiners;    /* ring of tasks blocked in join() on this one */
-  const char *spawn_src;  /* interned chunk name of the spawn site */
-  int spawn_line;
-  int slot;               /* anchor slot pair, -1 once ended */
-  int named;              /* has an entry in the runtime's names table */
+  uint32_t site;          /* spawn site (corio__task_site), 0 if unknown */
   uint32_t id;
 };
+
+/* 144 bytes: with LuaJIT's 48-byte userdata header the block is 192
+** bytes, three cache lines (heap.c's classes are 16-byte steps). W1 and
+** W7 took 12-22% less CPU time than with 240 bytes, and 208 gained
+** nothing: keep it so (docs/internals.md). */
+_Static_assert(sizeof(corio_task) <= 144,
+               "corio_task outgrew its 192-byte block (docs/internals.md)");
+
+/* What few tasks need, kept out of the Task record (which every task's
+** spawn writes and its switches read) in the runtime's side table, by
+** task slot, while t->side. Only a live task has one (it has a slot);
+** finalize ends it. Entries never move (the table grows by chunks). */
+typedef struct corio_tside {
+  corio_link *joiners;    /* ring of tasks blocked in join() on this one */
+  int errs;               /* root scope: anchor ref, errors recorded */
+  int defers;             /* root scope: anchor ref, deferred functions */
+  uint32_t checkpoints;   /* while t->cpwatch: checkpoints passed since
+                             the task's first core.checkpoints()
+                             (corio.testing's assert_checkpoints) */
+} corio_tside;
+
+#define CORIO_SIDE_CHUNK 256
+
+/* The task whose body runs in s: for a task's root scope the task that
+** contains it, else the owner its corio_xscope records (NULL if none). */
+static inline corio_task *corio__scope_owner(corio_scope *s) {
+  if (s->kind == CORIO_SCOPE_TASK)
+    return corio_container_of(s, corio_task, root);
+  return corio_container_of(s, corio_xscope, s)->owner;
+}
 
 struct corio_lock {
   uint32_t magic;         /* CORIO_MAGIC_LOCK */
@@ -217,7 +249,15 @@ typedef struct corio_srccache {
   const char *src;    /* interned chunk name, NULL for corio's own */
   int own;
   int ref;
+  int line;           /* the last spawn line seen in it (0: none), and */
+  uint32_t site;      /* its corio__intern_site id */
 } corio_srccache;
+
+/* A spawn site: task->site - 1 indexes rt->sites. */
+typedef struct corio_site {
+  const char *src;    /* interned chunk name */
+  int line;
+} corio_site;
 
 /* Scopes left through the FFI fast path (bindings/core.c ffi_scope_leave)
 ** that no code can reach any more wait here for reuse, still pinned; the
@@ -324,6 +364,12 @@ struct corio_rt {
   corio_scope *nested_run;  /* that scope, pinned by nested_ref, or NULL */
   int nested_ref;           /* anchor ref to its userdata, or NOREF */
   int nested_deadlock;      /* the deadlock error is in "corio.deadlock" */
+  corio_tside **side;       /* side records of tasks, by slot, in chunks
+                               of CORIO_SIDE_CHUNK (corio__task_side) */
+  int nside;                /* chunks in side */
+  corio_scope **mark_stack; /* scopes left to visit while a cancel
+                               propagates (cancel.c mark) */
+  uint32_t mark_top, mark_cap;
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
   char errmsg[512];         /* last error of the C API */
@@ -331,6 +377,10 @@ struct corio_rt {
   /* interned spawn-site chunk names (strdup'd, freed with the runtime) */
   char **srcs;
   uint32_t nsrcs, srcscap;
+  corio_site *sites;        /* spawn sites (corio__intern_site) */
+  uint32_t nsites, sitescap;
+  uint32_t *sitehash;       /* open addressing: site id, 0 = empty */
+  uint32_t sitehcap;        /* a power of 2, or 0 */
   corio_srccache srccache[CORIO_SRCCACHE]; /* see spawn_site in task.c */
   int srccache_armed;       /* a sentinel will empty it (srccache_gc) */
   int ud_tasks;             /* registry ref of the Task metatable */
@@ -364,6 +414,14 @@ uint64_t corio__base(corio_rt *rt, corio_task *t);
 uint64_t corio__coarse(corio_rt *rt);
 uint64_t corio__burst(corio_rt *rt);
 const char *corio__intern_src(corio_rt *rt, const char *src);
+/* The id of spawn site src:line (src interned), made if new; 0 if src is
+** NULL or memory ran out (the site is then unknown). */
+uint32_t corio__intern_site(corio_rt *rt, const char *src, int line);
+/* Where t was spawned, or NULL if unknown. */
+static inline const corio_site *corio__task_site(corio_rt *rt,
+                                                 corio_task *t) {
+  return t->site != 0 ? &rt->sites[t->site - 1] : NULL;
+}
 
 /* A chunk name as messages show it: without Lua's '@' (a file) or '='
 ** (a literal name) prefix. */
@@ -411,6 +469,16 @@ int corio__suspend_keep(corio_rt *rt, lua_State *L, corio_task *t,
                         int nkeep);
 int corio__yieldable(corio_rt *rt, lua_State *L);
 int corio__resumed_by_corio(lua_State *L, corio_task *t);
+/* t's side record, or NULL if it has none. */
+static inline corio_tside *corio__task_side_get(corio_rt *rt, corio_task *t) {
+  if (!t->side) return NULL;
+  return &rt->side[t->slot / CORIO_SIDE_CHUNK][t->slot % CORIO_SIDE_CHUNK];
+}
+/* t passed a checkpoint: counted only for a task that asked (cpwatch),
+** so that the count takes no room in every Task. */
+static inline void corio__checkpoint(corio_rt *rt, corio_task *t) {
+  if (t->cpwatch) corio__task_side_get(rt, t)->checkpoints++;
+}
 /* FFI fast paths (init.lua calls them from JIT-compiled code; they touch
 ** no Lua state): the running task if it may complete a blocking call at
 ** once, as corio__enter + corio__fast would let it (not cancelled, budget
@@ -421,8 +489,8 @@ static inline corio_task *corio__ffi_task(corio_rt *rt) {
   if (me == NULL || me->cur->eff || me->budget <= 1) return NULL;
   return me;
 }
-static inline void corio__ffi_done(corio_task *me) {
-  me->checkpoints++;
+static inline void corio__ffi_done(corio_rt *rt, corio_task *me) {
+  corio__checkpoint(rt, me);
   me->budget--;
 }
 
@@ -450,6 +518,13 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status);
 int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
                              int ud);
 void corio__task_try_finish(corio_rt *rt, corio_task *t);
+/* t's side record, made if it has none (t is alive). Raises on L when out
+** of memory. */
+corio_tside *corio__task_side(corio_rt *rt, lua_State *L, corio_task *t);
+/* Where s keeps the anchor ref of its errors or of its deferred functions
+** (a task's root scope: in its side record, made if need be). */
+int *corio__scope_errs(corio_rt *rt, lua_State *L, corio_scope *s);
+int *corio__scope_defers(corio_rt *rt, lua_State *L, corio_scope *s);
 int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len);
 void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t);
 void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud);

@@ -341,11 +341,11 @@ static void describe_blocked(corio_task *t, void *ud) {
                     lua_tostring(L, -1));
     lua_remove(L, -2);
     luaL_addvalue(c->b);
-    if (t->spawn_src != NULL) {
+    if (t->site != 0) {
       /* its function has left the stack: name it by where it was spawned */
+      const corio_site *site = corio__task_site(c->rt, t);
       lua_pushfstring(L, ", spawned at %s:%d",
-                      corio__src_shown(t->spawn_src),
-                      t->spawn_line);
+                      corio__src_shown(site->src), site->line);
       luaL_addvalue(c->b);
     }
     return;
@@ -420,10 +420,10 @@ static void dump_task(corio_rt *rt, corio_task *c, int depth) {
     fprintf(stderr, " at %s", where);
   if (c == rt->root)
     fputs(" (root)", stderr);
-  else if (c->spawn_src != NULL)
+  else if (c->site != 0)
     fprintf(stderr, " (spawned at %s:%d)",
-            corio__src_shown(c->spawn_src),
-            c->spawn_line);
+            corio__src_shown(corio__task_site(rt, c)->src),
+            corio__task_site(rt, c)->line);
   fputc('\n', stderr);
 }
 

@@ -161,6 +161,51 @@ const char *corio__intern_src(corio_rt *rt, const char *src) {
   return copy;
 }
 
+static uint32_t site_hash(const char *src, int line) {
+  uint64_t h = (uint64_t)(uintptr_t)src * 0x9e3779b97f4a7c15u;
+  return (uint32_t)(h >> 32) ^ (uint32_t)line * 0x85ebca6bu;
+}
+
+uint32_t corio__intern_site(corio_rt *rt, const char *src, int line) {
+  uint32_t i, m;
+  if (src == NULL) return 0;
+  if (rt->sitehcap != 0) {
+    m = rt->sitehcap - 1;
+    for (i = site_hash(src, line) & m; rt->sitehash[i] != 0; i = (i + 1) & m) {
+      corio_site *s = &rt->sites[rt->sitehash[i] - 1];
+      if (s->src == src && s->line == line) return rt->sitehash[i];
+    }
+  }
+  if (rt->nsites == rt->sitescap) {
+    uint32_t nc = rt->sitescap ? rt->sitescap * 2 : 16;
+    corio_site *nv = realloc(rt->sites, sizeof(*nv) * nc);
+    if (nv == NULL) return 0;
+    rt->sites = nv;
+    rt->sitescap = nc;
+  }
+  if (2 * (rt->nsites + 1) > rt->sitehcap) {
+    /* at most half full: rehash into twice the room */
+    uint32_t nc = rt->sitehcap ? rt->sitehcap * 2 : 32, k;
+    uint32_t *nh = calloc(nc, sizeof(*nh));
+    if (nh == NULL) return 0;
+    m = nc - 1;
+    for (k = 0; k < rt->nsites; k++) {
+      corio_site *s = &rt->sites[k];
+      for (i = site_hash(s->src, s->line) & m; nh[i] != 0; i = (i + 1) & m) {}
+      nh[i] = k + 1;
+    }
+    free(rt->sitehash);
+    rt->sitehash = nh;
+    rt->sitehcap = nc;
+  }
+  m = rt->sitehcap - 1;
+  for (i = site_hash(src, line) & m; rt->sitehash[i] != 0; i = (i + 1) & m) {}
+  rt->sites[rt->nsites].src = src;
+  rt->sites[rt->nsites].line = line;
+  rt->sitehash[i] = ++rt->nsites;
+  return rt->nsites;
+}
+
 int corio__is_own_src(corio_rt *rt, const char *src) {
   int i;
   if (src == NULL || strcmp(src, "=[C]") == 0) return 1;
@@ -179,6 +224,42 @@ void corio__add_own_src(corio_rt *rt, const char *src) {
   copy = strdup(src);
   if (copy == NULL) return;
   rt->own_srcs[rt->nown++] = copy;
+}
+
+corio_tside *corio__task_side(corio_rt *rt, lua_State *L, corio_task *t) {
+  int c = t->slot / CORIO_SIDE_CHUNK;
+  corio_tside *e;
+  if (t->side) return corio__task_side_get(rt, t);
+  if (c >= rt->nside) {
+    int nc = c + 1 > 2 * rt->nside ? c + 1 : 2 * rt->nside, i;
+    corio_tside **nv = realloc(rt->side, sizeof(*nv) * (size_t)nc);
+    if (nv == NULL) luaL_error(L, "corio: not enough memory for a task's record");
+    for (i = rt->nside; i < nc; i++) nv[i] = NULL;
+    rt->side = nv;
+    rt->nside = nc;
+  }
+  if (rt->side[c] == NULL &&
+      (rt->side[c] = malloc(sizeof(corio_tside) * CORIO_SIDE_CHUNK)) == NULL)
+    luaL_error(L, "corio: not enough memory for a task's record");
+  e = &rt->side[c][t->slot % CORIO_SIDE_CHUNK];
+  e->joiners = NULL;
+  e->errs = LUA_NOREF;
+  e->defers = LUA_NOREF;
+  e->checkpoints = 0;
+  t->side = 1;
+  return e;
+}
+
+int *corio__scope_errs(corio_rt *rt, lua_State *L, corio_scope *s) {
+  if (s->kind == CORIO_SCOPE_TASK)
+    return &corio__task_side(rt, L, corio__scope_owner(s))->errs;
+  return &corio_container_of(s, corio_xscope, s)->errs;
+}
+
+int *corio__scope_defers(corio_rt *rt, lua_State *L, corio_scope *s) {
+  if (s->kind == CORIO_SCOPE_TASK)
+    return &corio__task_side(rt, L, corio__scope_owner(s))->defers;
+  return &corio_container_of(s, corio_xscope, s)->defers;
 }
 
 int corio__slot_alloc(corio_rt *rt) {
@@ -408,9 +489,14 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   for (i = 0; i < rt->nsrcs; i++) free(rt->srcs[i]);
   for (j = 0; j < rt->nown; j++) free((void *)rt->own_srcs[j]);
   free(rt->srcs);
+  free(rt->sites);
+  free(rt->sitehash);
   free(rt->own_srcs);
   free(rt->heap);
   free(rt->free_slots);
   free(rt->free_refs);
+  free(rt->mark_stack);
+  for (j = 0; j < rt->nside; j++) free(rt->side[j]);
+  free(rt->side);
   rt_release(rt);
 }

@@ -43,14 +43,18 @@ static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
         break;
       }
       c->fn = fn;
+      c->line = 0;
       c->own = corio__is_own_src(rt, ar.source);
       c->src = c->own ? NULL : corio__intern_src(rt, ar.source);
     } else {
       lua_pop(L, 1);
     }
     if (ar.currentline > 0 && !c->own) {
-      t->spawn_src = c->src;
-      t->spawn_line = ar.currentline;
+      if (c->line != ar.currentline) {   /* else the site of last time */
+        c->site = corio__intern_site(rt, c->src, ar.currentline);
+        c->line = ar.currentline;
+      }
+      t->site = c->site;
       return;
     }
   }
@@ -252,15 +256,18 @@ static void move_defers(corio_rt *rt, corio_task *t, corio_scope *s,
                         int base_n) {
   lua_State *L = rt->L;
   int n, m, i;
-  if (s->defers == LUA_NOREF) return;
-  if (t->root.defers == LUA_NOREF) {
+  corio_xscope *x = corio_container_of(s, corio_xscope, s);
+  corio_tside *sd;
+  if (x->defers == LUA_NOREF) return;
+  sd = corio__task_side(rt, L, t);   /* stays put */
+  if (sd->defers == LUA_NOREF) {
     lua_createtable(L, 2, 0);
-    t->root.defers = corio__ref(rt, L);
+    sd->defers = corio__ref(rt, L);
   }
-  corio__getref(rt, L, t->root.defers);
-  corio__getref(rt, L, s->defers);
-  corio__unref(rt, L, s->defers);
-  s->defers = LUA_NOREF;
+  corio__getref(rt, L, sd->defers);
+  corio__getref(rt, L, x->defers);
+  corio__unref(rt, L, x->defers);
+  x->defers = LUA_NOREF;
   n = (int)lua_objlen(L, -2);
   m = (int)lua_objlen(L, -1);
   for (i = n; i > base_n; i--) {
@@ -284,8 +291,9 @@ static void move_defers(corio_rt *rt, corio_task *t, corio_scope *s,
 ** coroutine.resume saved before corio was loaded): abandoned. */
 static int unwind_scopes(corio_rt *rt, corio_task *t) {
   int base_n = 0, foreign = 0;
-  if (t->root.defers != LUA_NOREF) {
-    corio__getref(rt, rt->L, t->root.defers);
+  corio_tside *sd = corio__task_side_get(rt, t);
+  if (sd != NULL && sd->defers != LUA_NOREF) {
+    corio__getref(rt, rt->L, sd->defers);
     base_n = (int)lua_objlen(rt->L, -1);
     lua_pop(rt->L, 1);
   }
@@ -444,6 +452,7 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
 static void start_defers(corio_rt *rt, corio_task *t) {
   lua_State *L = rt->L;
   lua_State *d;
+  corio_tside *sd;
   if (t->rtype == CORIO_R_NUM || t->rtype == CORIO_R_BOOL ||
       t->rtype == CORIO_R_NIL) {
     /* rnum shares its storage with wait_obj, which a deferred function
@@ -461,9 +470,10 @@ static void start_defers(corio_rt *rt, corio_task *t) {
   lua_rawseti(L, -2, TASK_CO(t->slot));   /* pins d instead of the body */
   lua_pop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.run_defers");
-  corio__getref(rt, L, t->root.defers);
-  corio__unref(rt, L, t->root.defers);
-  t->root.defers = LUA_NOREF;
+  sd = corio__task_side_get(rt, t);
+  corio__getref(rt, L, sd->defers);
+  corio__unref(rt, L, sd->defers);
+  sd->defers = LUA_NOREF;
   lua_xmove(L, d, 2);
   t->co = d;
   t->in_defers = 1;
@@ -477,20 +487,20 @@ static void start_defers(corio_rt *rt, corio_task *t) {
 static corio_task *finalize(corio_rt *rt, corio_task *t) {
   lua_State *L = rt->L;
   corio_scope *parent = t->root.parent;
-  corio_link *l;
+  corio_tside *sd = corio__task_side_get(rt, t);
   int ud = 0, anchor, top = lua_gettop(L);
   uint32_t left;
 
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
   anchor = top + 1;
-  if (t->root.errs != LUA_NOREF || t->joiners != NULL) {
+  if (sd != NULL && (sd->errs != LUA_NOREF || sd->joiners != NULL)) {
     lua_rawgeti(L, anchor, TASK_UD(t->slot));
     ud = anchor + 1;
   }
-  if (t->root.errs != LUA_NOREF) {
+  if (sd != NULL && sd->errs != LUA_NOREF) {
     int n;
     t->status = CORIO_FAILED;
-    corio__getref(rt, L, t->root.errs);
+    corio__getref(rt, L, sd->errs);
     n = (int)lua_objlen(L, -1);
     lua_rawgeti(L, -1, 1);                 /* the first error */
     if (n > 1) {
@@ -504,8 +514,8 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
       corio__scope_cancel(rt, parent);
     }
     lua_pop(L, 2);
-    corio__unref(rt, L, t->root.errs);
-    t->root.errs = LUA_NOREF;
+    corio__unref(rt, L, sd->errs);
+    sd->errs = LUA_NOREF;
   } else if (t->root.caught) {
     t->status = CORIO_CANCELLED;
     if (parent != NULL) parent->child_cancelled = 1;
@@ -513,16 +523,21 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
     t->status = CORIO_DONE;
   }
   if (t->nlocks > 0) corio__locks_release_dead(rt, L, t);
-  while ((l = corio_ring_shift(&t->joiners)) != NULL) {
-    corio_task *j = corio_container_of(l, corio_task, u.wait);
-    int n;
-    j->abort = NULL;
-    /* made on L and moved: an allocation on the joiner's suspended
-    ** thread can run a __gc finaliser there, which wrecks it if it
-    ** raises */
-    n = corio__task_push_results(rt, L, t, ud);
-    lua_xmove(L, j->co, n);
-    corio__ready(rt, j, NULL);
+  if (sd != NULL) {
+    corio_link *l;
+    while ((l = corio_ring_shift(&sd->joiners)) != NULL) {
+      corio_task *j = corio_container_of(l, corio_task, u.wait);
+      int n;
+      j->abort = NULL;
+      /* made on L and moved: an allocation on the joiner's suspended
+      ** thread can run a __gc finaliser there, which wrecks it if it
+      ** raises */
+      n = corio__task_push_results(rt, L, t, ud);
+      lua_xmove(L, j->co, n);
+      corio__ready(rt, j, NULL);
+    }
+    t->side = 0;   /* its slot goes: the entry is free */
+    t->cpwatch = 0;
   }
   t->state = CORIO_ST_ENDED;
   corio_list_remove(&t->sibling);
@@ -542,9 +557,13 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
   left = --parent->nchildren;
   if (left != 0 || !parent->waiting) return NULL;
   parent->waiting = 0;
-  if (parent->kind == CORIO_SCOPE_TASK) return parent->owner;
-  parent->owner->abort = NULL;
-  corio__ready(rt, parent->owner, corio__deliver_true);
+  if (parent->kind == CORIO_SCOPE_TASK)
+    return corio_container_of(parent, corio_task, root);
+  {
+    corio_task *o = corio_container_of(parent, corio_xscope, s)->owner;
+    o->abort = NULL;
+    corio__ready(rt, o, corio__deliver_true);
+  }
   return NULL;
 }
 
@@ -554,7 +573,7 @@ void corio__task_try_finish(corio_rt *rt, corio_task *t) {
       t->root.waiting = 1;
       return;
     }
-    if (t->root.defers != LUA_NOREF) {
+    if (t->side && corio__task_side_get(rt, t)->defers != LUA_NOREF) {
       start_defers(rt, t);
       return;
     }
