@@ -53,14 +53,21 @@ corio.scope(function(s)
   a.name = "sleeper"
   s:spawn(function() corio.channel():recv() end)
   io.stdout:write("ready\n"); io.stdout:flush()
-  corio.sleep(0.5)
+  corio.sleep(2)   -- the signal comes in this time, on a loaded machine too
   s:cancel()
 end)
 print("went on")
 LUA
+# Wait (up to 30 s: a loaded machine, the ASan build) for the script's
+# "ready": a SIGUSR1 sent before corio's handler is in place ends the
+# process (its default action). Was 2.5 s, and failed once under load.
+wait_ready() {
+  for _ in $(seq 600); do grep -q ready "$1" 2>/dev/null && return 0; sleep 0.05; done
+  echo "no 'ready' from the script in 30 s" >&2
+}
 "$CORIO" "$TMP/usr1.lua" > "$TMP/out" 2> "$TMP/err" &
 pid=$!
-for _ in $(seq 50); do grep -q ready "$TMP/out" 2>/dev/null && break; sleep 0.05; done
+wait_ready "$TMP/out"
 kill -USR1 $pid
 wait $pid; rc=$?
 if [ $rc = 0 ] && grep -q "went on" "$TMP/out" && grep -q "3 live task" "$TMP/err" \
@@ -73,9 +80,9 @@ else bad "SIGUSR1 prints the task tree (rc=$rc)"; fi
 # as "(command line):N", as in tracebacks, not with Lua's "=" prefix
 "$CORIO" -e 'corio.spawn(function() corio.sleep(5) end).name = "sleeper"
 io.stdout:write("ready\n"); io.stdout:flush()
-corio.sleep(0.5); os.exit(0)' > "$TMP/out" 2> "$TMP/err" &
+corio.sleep(2); os.exit(0)' > "$TMP/out" 2> "$TMP/err" &
 pid=$!
-for _ in $(seq 50); do grep -q ready "$TMP/out" 2>/dev/null && break; sleep 0.05; done
+wait_ready "$TMP/out"
 kill -USR1 $pid
 wait $pid; rc=$?
 if [ $rc = 0 ] && grep -q "sleeper \[running\] .*(spawned at (command line):1)" "$TMP/err" \
