@@ -367,9 +367,6 @@ struct corio_rt {
   corio_tside **side;       /* side records of tasks, by slot, in chunks
                                of CORIO_SIDE_CHUNK (corio__task_side) */
   int nside;                /* chunks in side */
-  corio_scope **mark_stack; /* scopes left to visit while a cancel
-                               propagates (cancel.c mark) */
-  uint32_t mark_top, mark_cap;
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
   char errmsg[512];         /* last error of the C API */

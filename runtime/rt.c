@@ -495,7 +495,6 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   free(rt->heap);
   free(rt->free_slots);
   free(rt->free_refs);
-  free(rt->mark_stack);
   for (j = 0; j < rt->nside; j++) free(rt->side[j]);
   free(rt->side);
   rt_release(rt);
