@@ -212,7 +212,7 @@ static void list_add_once(lua_State *L, int list) {
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx) {
   int list;
-  int *errs = corio__scope_errs(rt, L, s);   /* stays put */
+  int *errs = corio__scope_errs(rt, s);   /* stays put */
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   if (*errs == LUA_NOREF) {
     lua_createtable(L, 2, 0);
