@@ -144,6 +144,7 @@ static void mark(corio_rt *rt, corio_scope *s) {
     if (o != NULL && o->cur == x) wake_blocked(rt, o);
     n = next_parked(rt, x, rt->parked.prev);
     while (n == NULL && x != s) {
+      if (x->parent == NULL) return;   /* (the tree changed under a hook) */
       n = next_sibling(rt, x->parent, x);
       if (n == NULL) x = x->parent;
     }
