@@ -223,6 +223,45 @@ describe("slim task record hunt", function()
       assert.equal("r! rb! rbb! rba! ra! rab! raa!", table.concat(log, " "))
     end)
 
+  it("a cancel reaches the tasks of scopes coroutines took with them",
+    function()
+      local log = {}
+      corio.scope(function(outer)
+        local ev = corio.event()
+        local function blocked(name)
+          return function()
+            local ok = pcall(ev.wait, ev)
+            log[#log + 1] = name .. (ok and "" or "!")
+          end
+        end
+        outer:spawn(blocked("o1"))
+        local gens = {}
+        for g = 1, 3 do
+          gens[g] = coroutine.wrap(function()
+            corio.scope(function(s)
+              s:spawn(blocked("g" .. g .. "a"))
+              corio.scope(function(s2)
+                s2:spawn(blocked("g" .. g .. "b"))
+                coroutine.yield()
+                local ok = pcall(ev.wait, ev)
+                log[#log + 1] = "g" .. g .. "body" .. (ok and "" or "!")
+              end)
+            end)
+          end)
+          gens[g]()   -- parked: its scopes are off the task's chain
+        end
+        outer:spawn(blocked("o2"))
+        corio.yield()
+        outer:cancel()
+        corio.shield(function() corio.sleep(0) end)   -- the woken run
+        for g = 1, 3 do gens[g]() end
+      end)
+      -- the parked chains newest first (each: its tasks, then its inner
+      -- scope's), then the scope's own tasks newest first
+      assert.equal("g3a! g3b! g2a! g2b! g1a! g1b! o2! o1! "
+        .. "g1body! g2body! g3body!", table.concat(log, " "))
+    end)
+
   it("spawned_at for a function spawning from many lines", function()
     local here = debug.getinfo(1, "S").short_src
     local want, got = {}, {}
