@@ -150,7 +150,7 @@ static int l_task_join(lua_State *L) {
         return lua_error(L);
       }
   }
-  corio_ring_push(&corio__task_side(rt, L, t)->joiners, &me->u.wait);
+  corio_ring_push(&corio__task_side(rt, t)->joiners, &me->u.wait);
   return corio__suspend(rt, L, me, abort_join, "join", t);
 }
 
@@ -856,7 +856,7 @@ static int l_defer(lua_State *L) {
                            lua_pushfstring(L, "function expected, got %s",
                                            luaL_typename(L, 1)));
   s = t->cur;
-  d = corio__scope_defers(rt, L, s);   /* stays put */
+  d = corio__scope_defers(rt, s);   /* stays put */
   if (*d == LUA_NOREF) {
     lua_createtable(L, 2, 0);
     *d = corio__ref(rt, L);
@@ -1092,7 +1092,7 @@ static int l_checkpoints(lua_State *L) {
   corio_task *t = rt->current;
   corio_tside *sd;
   if (t == NULL) return 0;
-  sd = corio__task_side(rt, L, t);
+  sd = corio__task_side(rt, t);
   t->cpwatch = 1;
   lua_pushnumber(L, sd->checkpoints);
   return 1;

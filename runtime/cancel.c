@@ -5,8 +5,6 @@
 ** t->cur->eff, so they are O(1); cancelling walks the affected subtree
 ** once and wakes the tasks blocked in it. Deadlines are armed in timer.c.
 */
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -82,55 +80,77 @@ static void wake_blocked(corio_rt *rt, corio_task *t) {
   corio__ready(rt, t, corio__deliver_cancelled);
 }
 
-static void mark_push(corio_rt *rt, corio_scope *s) {
-  if (rt->mark_top == rt->mark_cap) {
-    uint32_t nc = rt->mark_cap ? 2 * rt->mark_cap : 64;
-    corio_scope **nv = realloc(rt->mark_stack, sizeof(*nv) * nc);
-    if (nv == NULL) {
-      /* nothing to raise to: a cancel cannot be half done */
-      fputs("corio: out of memory while cancelling a scope\n", stderr);
-      abort();
-    }
-    rt->mark_stack = nv;
-    rt->mark_cap = nc;
-  }
-  rt->mark_stack[rt->mark_top++] = s;
+/* The scopes that s's cancel reaches directly ("children" of s in the
+** cancel tree): scope chains a suspended user coroutine took with it out
+** of s (bindings/core.c scope_detach: their tasks are inside s too), the
+** tasks spawned into s, and the scope s's owner entered inside it. Those
+** already effectively cancelled (their subtree is marked, or being
+** marked) and shields are left out. mark visits them in this order: the
+** parked chains newest first, the tasks newest first, the inner scope.
+** Each of these finds the next child at or before link l of its list. */
+static corio_scope *next_inner(corio_scope *p) {
+  corio_scope *i = p->inner;
+  return i != NULL && !i->shield && !i->eff ? i : NULL;
 }
 
-/* s just became effectively cancelled: mark its subtree. Iterative, with
-** a stack of the runtime's (rt->mark_stack), so deep trees cannot
-** overflow the C stack. The scopes are visited last pushed first. An
-** abort hook that cancels another scope marks above base and is done
-** before this goes on. */
+static corio_scope *next_task(corio_scope *p, corio_link *l) {
+  for (; l != &p->children; l = l->prev) {
+    corio_task *c = corio_container_of(l, corio_task, sibling);
+    if (!c->root.eff) return &c->root;
+  }
+  return next_inner(p);
+}
+
+static corio_scope *next_parked(corio_rt *rt, corio_scope *p,
+                                corio_link *l) {
+  for (; l != &rt->parked; l = l->prev) {
+    corio_scope *b = &corio_container_of(l, corio_xscope, parked)->s;
+    if (b->parent == p && !b->shield && !b->eff) return b;
+  }
+  return next_task(p, p->children.prev);
+}
+
+/* The child of p to visit after n (one of p's children, just visited
+** with its subtree), or NULL. A list link that is its own neighbour was
+** unlinked meanwhile (e.g. by a host's cancel callback): the list is then
+** scanned again from its end, which finds only children not visited yet,
+** as the visited ones are effectively cancelled. */
+static corio_scope *next_sibling(corio_rt *rt, corio_scope *p,
+                                 corio_scope *n) {
+  corio_link *l;
+  if (n == p->inner) return NULL;
+  if (n->kind == CORIO_SCOPE_TASK) {
+    l = &corio_container_of(n, corio_task, root)->sibling;
+    return next_task(p, l->next == l ? p->children.prev : l->prev);
+  }
+  l = &corio_container_of(n, corio_xscope, s)->parked;
+  return next_parked(rt, p, l->next == l ? rt->parked.prev : l->prev);
+}
+
+/* s just became effectively cancelled: mark its subtree, waking the
+** tasks blocked in it, in depth-first order. The walk keeps no stack: it
+** goes down to a child and back up by the parent links (every child's
+** parent is the scope it was reached from), so it needs no memory, and so
+** cannot fail half done, however deep or wide the tree (was: a stack of
+** the runtime's, grown by realloc while cancelling, and abort() when that
+** failed). A scope is marked (eff) as the walk reaches it. An abort hook
+** that cancels another scope marks that one's subtree before this goes
+** on; this walk then skips it, as it is marked. */
 static void mark(corio_rt *rt, corio_scope *s) {
-  uint32_t base = rt->mark_top;
+  corio_scope *x = s, *n;
   s->eff = 1;
-  mark_push(rt, s);
-  while (rt->mark_top > base) {
-    corio_scope *x = rt->mark_stack[--rt->mark_top];
+  for (;;) {
     corio_task *o = corio__scope_owner(x);
-    corio_link *l;
     if (o != NULL && o->cur == x) wake_blocked(rt, o);
-    if (x->inner != NULL && !x->inner->shield && !x->inner->eff) {
-      x->inner->eff = 1;
-      mark_push(rt, x->inner);
+    n = next_parked(rt, x, rt->parked.prev);
+    while (n == NULL && x != s) {
+      if (x->parent == NULL) return;   /* (the tree changed under a hook) */
+      n = next_sibling(rt, x->parent, x);
+      if (n == NULL) x = x->parent;
     }
-    for (l = x->children.next; l != &x->children; l = l->next) {
-      corio_task *c = corio_container_of(l, corio_task, sibling);
-      if (!c->root.eff) {
-        c->root.eff = 1;
-        mark_push(rt, &c->root);
-      }
-    }
-    /* scope chains a suspended user coroutine took with it out of x
-    ** (bindings/core.c scope_detach): their tasks are inside x too */
-    for (l = rt->parked.next; l != &rt->parked; l = l->next) {
-      corio_scope *b = &corio_container_of(l, corio_xscope, parked)->s;
-      if (b->parent == x && !b->shield && !b->eff) {
-        b->eff = 1;
-        mark_push(rt, b);
-      }
-    }
+    if (n == NULL) return;
+    n->eff = 1;
+    x = n;
   }
 }
 
@@ -193,7 +213,7 @@ static void list_add_once(lua_State *L, int list) {
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx) {
   int list;
-  int *errs = corio__scope_errs(rt, L, s);   /* stays put */
+  int *errs = corio__scope_errs(rt, s);   /* stays put */
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   if (*errs == LUA_NOREF) {
     lua_createtable(L, 2, 0);

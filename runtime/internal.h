@@ -367,9 +367,6 @@ struct corio_rt {
   corio_tside **side;       /* side records of tasks, by slot, in chunks
                                of CORIO_SIDE_CHUNK (corio__task_side) */
   int nside;                /* chunks in side */
-  corio_scope **mark_stack; /* scopes left to visit while a cancel
-                               propagates (cancel.c mark) */
-  uint32_t mark_top, mark_cap;
   const char **own_srcs;    /* chunk names of corio's own Lua files */
   int nown;
   char errmsg[512];         /* last error of the C API */
@@ -518,13 +515,18 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status);
 int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
                              int ud);
 void corio__task_try_finish(corio_rt *rt, corio_task *t);
-/* t's side record, made if it has none (t is alive). Raises on L when out
-** of memory. */
-corio_tside *corio__task_side(corio_rt *rt, lua_State *L, corio_task *t);
+/* Make the side table's chunk for slot, so that a task given the slot
+** can have its side record without allocating: 0, or -1 without memory.
+** corio__spawn calls it before it takes a new slot (a freed slot's
+** chunk exists). */
+int corio__side_reserve(corio_rt *rt, int slot);
+/* t's side record, made if it has none (t is alive). Allocates nothing
+** and cannot fail (corio__side_reserve). */
+corio_tside *corio__task_side(corio_rt *rt, corio_task *t);
 /* Where s keeps the anchor ref of its errors or of its deferred functions
 ** (a task's root scope: in its side record, made if need be). */
-int *corio__scope_errs(corio_rt *rt, lua_State *L, corio_scope *s);
-int *corio__scope_defers(corio_rt *rt, lua_State *L, corio_scope *s);
+int *corio__scope_errs(corio_rt *rt, corio_scope *s);
+int *corio__scope_defers(corio_rt *rt, corio_scope *s);
 int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len);
 void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t);
 void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud);

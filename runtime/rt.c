@@ -226,22 +226,31 @@ void corio__add_own_src(corio_rt *rt, const char *src) {
   rt->own_srcs[rt->nown++] = copy;
 }
 
-corio_tside *corio__task_side(corio_rt *rt, lua_State *L, corio_task *t) {
-  int c = t->slot / CORIO_SIDE_CHUNK;
-  corio_tside *e;
-  if (t->side) return corio__task_side_get(rt, t);
+int corio__side_reserve(corio_rt *rt, int slot) {
+  int c = slot / CORIO_SIDE_CHUNK;
   if (c >= rt->nside) {
     int nc = c + 1 > 2 * rt->nside ? c + 1 : 2 * rt->nside, i;
     corio_tside **nv = realloc(rt->side, sizeof(*nv) * (size_t)nc);
-    if (nv == NULL) luaL_error(L, "corio: not enough memory for a task's record");
+    if (nv == NULL) return -1;
     for (i = rt->nside; i < nc; i++) nv[i] = NULL;
     rt->side = nv;
     rt->nside = nc;
   }
   if (rt->side[c] == NULL &&
       (rt->side[c] = malloc(sizeof(corio_tside) * CORIO_SIDE_CHUNK)) == NULL)
-    luaL_error(L, "corio: not enough memory for a task's record");
-  e = &rt->side[c][t->slot % CORIO_SIDE_CHUNK];
+    return -1;
+  return 0;
+}
+
+/* The entry's chunk was made before the task got its slot (corio__spawn:
+** corio__side_reserve), so this allocates nothing and cannot fail: its
+** callers include the end of a task body and finalize, which run in the
+** scheduler, where no Lua error can be raised (was: a luaL_error there
+** when malloc failed, on the runtime's main state outside any pcall). */
+corio_tside *corio__task_side(corio_rt *rt, corio_task *t) {
+  corio_tside *e;
+  if (t->side) return corio__task_side_get(rt, t);
+  e = &rt->side[t->slot / CORIO_SIDE_CHUNK][t->slot % CORIO_SIDE_CHUNK];
   e->joiners = NULL;
   e->errs = LUA_NOREF;
   e->defers = LUA_NOREF;
@@ -250,15 +259,15 @@ corio_tside *corio__task_side(corio_rt *rt, lua_State *L, corio_task *t) {
   return e;
 }
 
-int *corio__scope_errs(corio_rt *rt, lua_State *L, corio_scope *s) {
+int *corio__scope_errs(corio_rt *rt, corio_scope *s) {
   if (s->kind == CORIO_SCOPE_TASK)
-    return &corio__task_side(rt, L, corio__scope_owner(s))->errs;
+    return &corio__task_side(rt, corio__scope_owner(s))->errs;
   return &corio_container_of(s, corio_xscope, s)->errs;
 }
 
-int *corio__scope_defers(corio_rt *rt, lua_State *L, corio_scope *s) {
+int *corio__scope_defers(corio_rt *rt, corio_scope *s) {
   if (s->kind == CORIO_SCOPE_TASK)
-    return &corio__task_side(rt, L, corio__scope_owner(s))->defers;
+    return &corio__task_side(rt, corio__scope_owner(s))->defers;
   return &corio_container_of(s, corio_xscope, s)->defers;
 }
 
@@ -495,7 +504,6 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   free(rt->heap);
   free(rt->free_slots);
   free(rt->free_refs);
-  free(rt->mark_stack);
   for (j = 0; j < rt->nside; j++) free(rt->side[j]);
   free(rt->side);
   rt_release(rt);

@@ -113,6 +113,11 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   /* The thread is pinned in its anchor slot as soon as it exists. A
   ** fetched anchor table goes below the function, where the Task
   ** userdata is returned, so that no call only pops it. */
+  /* A new slot's side record is made room for now, where an error can
+  ** be raised: the task's side record is then made without allocating,
+  ** also where nothing can be raised (corio__task_side). */
+  if (rt->nfree == 0 && corio__side_reserve(rt, rt->next_slot) != 0)
+    luaL_error(L, "corio.spawn: not enough memory for a new task");
   co = lua_newthread(L);                  /* [fn args co] */
   slot = corio__slot_alloc(rt);           /* after what may raise first */
   if (anchor == 0) {
@@ -259,7 +264,7 @@ static void move_defers(corio_rt *rt, corio_task *t, corio_scope *s,
   corio_xscope *x = corio_container_of(s, corio_xscope, s);
   corio_tside *sd;
   if (x->defers == LUA_NOREF) return;
-  sd = corio__task_side(rt, L, t);   /* stays put */
+  sd = corio__task_side(rt, t);   /* stays put */
   if (sd->defers == LUA_NOREF) {
     lua_createtable(L, 2, 0);
     sd->defers = corio__ref(rt, L);
