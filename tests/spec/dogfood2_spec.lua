@@ -21,17 +21,8 @@ local base, stop_server
 local run_id = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
 
 setup(function()
-  local src = os.getenv("CORIO_SOURCE_DIR") or "."
-  local server = assert(io.popen("exec /usr/bin/python3 " .. src
-    .. "/tests/http/dogfood_server.py --lifetime 280"))
-  local line = server:read("*l")
-  local port, pid = (line or ""):match("^PORT (%d+) (%d+)")
-  assert(port, "the dogfood server did not start: " .. tostring(line))
-  base = "http://127.0.0.1:" .. port
-  stop_server = function()
-    os.execute("kill " .. pid)
-    server:close()
-  end
+  base, stop_server = helpers.http_server("--lifetime 280", nil,
+                                          "dogfood_server.py")
 end)
 teardown(function() if stop_server then stop_server() end end)
 

@@ -131,13 +131,15 @@ function M.assert_fds_back(fds)
   assert(M.open_fds() == fds, "file descriptors left open")
 end
 
--- Start tests/http/server.py (extra: its options, e.g. "--tls cert key")
--- on 127.0.0.1; returns the base URL (scheme: "http" unless given) and a
+-- Start tests/http/server.py (extra: its options, e.g. "--tls cert key";
+-- script: another server of tests/http, e.g. "dogfood_server.py") on
+-- 127.0.0.1; returns the base URL (scheme: "http" unless given) and a
 -- function that stops it.
-function M.http_server(extra, scheme)
+function M.http_server(extra, scheme, script)
   local src = os.getenv("CORIO_SOURCE_DIR") or "."
   local server = assert(io.popen("exec /usr/bin/python3 " .. src
-    .. "/tests/http/server.py" .. (extra and " " .. extra or "")))
+    .. "/tests/http/" .. (script or "server.py")
+    .. (extra and " " .. extra or "")))
   local line = server:read("*l")
   local port, pid = (line or ""):match("^PORT (%d+) (%d+)")
   assert(port, "the test server did not start: " .. tostring(line))
