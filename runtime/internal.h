@@ -517,9 +517,13 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
 void corio__task_try_finish(corio_rt *rt, corio_task *t);
 /* Make the side table's chunk for slot, so that a task given the slot
 ** can have its side record without allocating: 0, or -1 without memory.
-** corio__spawn calls it before it takes a new slot (a freed slot's
-** chunk exists). */
+** corio__spawn calls it for the slot it took when corio__side_ready says
+** the chunk is not there (a freed slot's chunk always is). */
 int corio__side_reserve(corio_rt *rt, int slot);
+static inline int corio__side_ready(const corio_rt *rt, int slot) {
+  int c = slot / CORIO_SIDE_CHUNK;
+  return c < rt->nside && rt->side[c] != NULL;
+}
 /* t's side record, made if it has none (t is alive). Allocates nothing
 ** and cannot fail (corio__side_reserve). */
 corio_tside *corio__task_side(corio_rt *rt, corio_task *t);

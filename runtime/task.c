@@ -113,13 +113,17 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
   /* The thread is pinned in its anchor slot as soon as it exists. A
   ** fetched anchor table goes below the function, where the Task
   ** userdata is returned, so that no call only pops it. */
-  /* A new slot's side record is made room for now, where an error can
-  ** be raised: the task's side record is then made without allocating,
-  ** also where nothing can be raised (corio__task_side). */
-  if (rt->nfree == 0 && corio__side_reserve(rt, rt->next_slot) != 0)
-    luaL_error(L, "corio.spawn: not enough memory for a new task");
   co = lua_newthread(L);                  /* [fn args co] */
   slot = corio__slot_alloc(rt);           /* after what may raise first */
+  /* The slot's side record is made room for now, where an error can be
+  ** raised: the task's side record is then made without allocating, also
+  ** where nothing can be raised (corio__task_side). Checked for the slot
+  ** taken, not before lua_newthread: a __gc that it ran may have spawned
+  ** and taken the slot that was next. */
+  if (!corio__side_ready(rt, slot) && corio__side_reserve(rt, slot) != 0) {
+    corio__slot_free(rt, slot);
+    luaL_error(L, "corio.spawn: not enough memory for a new task");
+  }
   if (anchor == 0) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
     lua_insert(L, -(nargs + 3));          /* [A fn args co] */
