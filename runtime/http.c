@@ -19,6 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -267,7 +268,15 @@ struct corio_http {
   uint32_t gone_closing; /* close callbacks of corio__http_rt_gone pending */
 };
 
-static int curl_ready = 0;
+/* libcurl's global init, once per process. Runtimes on several threads
+** may make their first client at the same time: this libcurl's
+** curl_global_init is thread-safe (CURL_VERSION_THREADSAFE), but the
+** flag that skipped it was a plain int that they raced on. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static int curl_init_rc = -1;
+static void curl_init_once(void) {
+  curl_init_rc = (int)curl_global_init(CURL_GLOBAL_DEFAULT);
+}
 
 static void h2c_unref(corio_http *h, h2c_origin *o) {
   (void)h;
@@ -1211,10 +1220,8 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
                             double expiry, int verify, const char *cainfo,
                             int http2) {
   corio_http *h;
-  if (!curl_ready) {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return NULL;
-    curl_ready = 1;
-  }
+  pthread_once(&curl_once, curl_init_once);
+  if (curl_init_rc != CURLE_OK) return NULL;
   h = calloc(1, sizeof(*h));
   if (h == NULL) return NULL;
   h->rt = rt;
