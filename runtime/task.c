@@ -21,7 +21,21 @@
 static void srccache_sentinel(lua_State *L);
 static void task_keep(corio_rt *rt, lua_State *L, corio_task *t);
 
+/* The chunk name a spawn site keeps: a file's ("@path") whole, as
+** tracebacks give it; any other as Lua shows it (ar->short_src, at most
+** LUA_IDSIZE bytes) behind '=', so a chunk made by load(code) is
+** [string "first line..."], not its whole code, in messages and in the
+** interned names (one per chunk, kept for the runtime's life). */
+static const char *site_src(const lua_Debug *ar, char *buf) {
+  if (ar->source[0] == '@') return ar->source;
+  buf[0] = '=';
+  memcpy(buf + 1, ar->short_src, sizeof(ar->short_src));
+  buf[sizeof(ar->short_src)] = '\0';
+  return buf;
+}
+
 static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
+  char name[sizeof(((lua_Debug *)0)->short_src) + 1];
   lua_Debug ar;
   int level;
   if (!rt->srccache_armed) {
@@ -45,7 +59,7 @@ static void spawn_site(corio_rt *rt, lua_State *L, corio_task *t) {
       c->fn = fn;
       c->line = 0;
       c->own = corio__is_own_src(rt, ar.source);
-      c->src = c->own ? NULL : corio__intern_src(rt, ar.source);
+      c->src = c->own ? NULL : corio__intern_src(rt, site_src(&ar, name));
     } else {
       lua_pop(L, 1);
     }

@@ -175,6 +175,23 @@ describe("rule 9: tracebacks", function()
         "the error lacks the spawn site " .. spawn_line .. ":\n" .. text)
       assert.equal("failed", t:status())
     end)
+
+  -- Was: the spawn site of a task spawned from a chunk made by load(code)
+  -- printed the chunk's whole code, as its chunk name is the code.
+  it("rule 9: a spawn site in a load()ed string shows Lua's short name",
+    function()
+      local code = "local s = ...\n" .. ("-- filler %d\n"):rep(20):format(
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)
+        .. "local t = s:spawn(function() error('boom') end)\nreturn t\n"
+      local err = catch(corio.scope, function(s)
+        assert(load(code))(s)
+      end)
+      local text = tostring(err.traceback) .. "\n" .. tostring(err)
+      assert.truthy(text:find('spawned at [string "local s = ......"]:22', 1, true),
+        "the spawn site is not Lua's short name:\n" .. text)
+      assert.falsy(text:find("filler 20", 1, true),
+        "the message holds the chunk's code:\n" .. text)
+    end)
 end)
 
 describe("rule 9: a deferred function's error", function()
