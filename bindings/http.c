@@ -79,9 +79,13 @@ static int l_client(lua_State *L) {
 }
 
 /* request(client, method, url, header_lines|nil, body|nil, connect, read,
-** write, pool, total [, stream]) -> true, status, head, body, version,
-** elapsed, redirect | false, err. Blocks until the response (or, given a
-** stream object, its headers) arrived. */
+** write, pool, total [, box [, uplen, stream, eof]]) -> true, status,
+** head, body, version, elapsed, redirect | false, err. Blocks until the
+** response (or, given a stream object, its headers) arrived. With uplen
+** (the body's length, or -1 for none) the body is streamed: body is its
+** first chunk (or nil), eof says it is the last, box (required) holds the
+** transfer, stream says whether it is a stream; "more" then asks for the
+** next chunk, to give with feed(box, chunk|nil, eof). */
 static int l_request(lua_State *L) {
   corio_rt *rt = RT(L);
   client_box *c = check_client(L, 1);
@@ -93,10 +97,19 @@ static int l_request(lua_State *L) {
   void **box = NULL;
   corio_task *t;
   corio_xfer *x;
-  int i, n, r;
+  int i, n, r, up = 0, stream, eof = 0;
+  double uplen = 0;
   if (!lua_isnoneornil(L, 5)) body = luaL_checklstring(L, 5, &nbody);
   for (i = 0; i < 5; i++) to[i] = luaL_optnumber(L, 6 + i, 0);
   if (!lua_isnoneornil(L, 11)) box = luaL_checkudata(L, 11, STREAM_MT);
+  stream = box != NULL;
+  if (!lua_isnoneornil(L, 12)) {
+    up = 1;
+    uplen = luaL_checknumber(L, 12);
+    stream = lua_toboolean(L, 13);
+    eof = lua_toboolean(L, 14);
+    if (box == NULL) return luaL_argerror(L, 11, "a box for a streamed body");
+  }
   n = corio__enter(L, rt, &t, "http request");
   if (n != CORIO_GO) return n;
   if (c->h == NULL || corio__http_closed(c->h))
@@ -129,8 +142,14 @@ static int l_request(lua_State *L) {
       }
     }
   }
-  r = corio__xfer_setup(x, method, url, body, nbody, body != NULL,
-                        box != NULL, to);
+  if (up)
+    r = corio__xfer_setup(x, method, url, NULL,
+                          uplen < 0 ? (size_t)-1 : (size_t)uplen, 2, stream,
+                          to);
+  else
+    r = corio__xfer_setup(x, method, url, body, nbody, body != NULL, stream,
+                          to);
+  if (r == 0 && up) r = corio__xfer_first(x, body, body ? nbody : 0, eof);
   if (r == 0) r = corio__xfer_start(x, t);
   if (r != 0) {
     lua_pushboolean(L, 0);
@@ -152,6 +171,38 @@ static int l_stream_new(lua_State *L) {
   *box = NULL;
   luaL_getmetatable(L, STREAM_MT);
   lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* feed(box, chunk|nil, eof) -> what request returns (or "more" again):
+** the next chunk of a streamed body (nil: the body ended). */
+static int l_feed(lua_State *L) {
+  corio_rt *rt = RT(L);
+  void **box = luaL_checkudata(L, 1, STREAM_MT);
+  const char *p = NULL;
+  size_t len = 0;
+  int eof = lua_isnil(L, 2) || lua_toboolean(L, 3);
+  corio_task *t;
+  int n;
+  if (!lua_isnil(L, 2)) p = luaL_checklstring(L, 2, &len);
+  n = corio__enter(L, rt, &t, "http request");
+  if (n != CORIO_GO) return n;
+  if (*box == NULL) return fail(L, "closed", "the request was closed");
+  n = corio__xfer_feed(L, (corio_xfer *)*box, t, p, len, eof);
+  if (n >= 0) return corio__fast(rt, L, t, n);
+  if (n == -4)
+    return fail(L, "invalid", "a request body cannot be fed from a __gc "
+                "finaliser that runs while a stream read of its client is "
+                "inside libcurl");
+  if (n == -2)
+    return fail(L, "invalid", "the request does not expect a body chunk");
+  return corio__suspend(rt, L, t, corio__http_abort, "http request", *box);
+}
+
+/* up_peak(client) -> the largest buffer a streamed body held (tests) */
+static int l_up_peak(lua_State *L) {
+  client_box *c = check_client(L, 1);
+  lua_pushnumber(L, c->h != NULL ? (double)corio__http_up_peak(c->h) : 0);
   return 1;
 }
 
@@ -240,7 +291,8 @@ static const corio_reg funcs[] = {
     {"stream", l_stream_new}, {"read", l_read},
     {"close_stream", l_close_stream}, {"buffered", l_buffered},
     {"close", l_close},       {"stats", l_stats},
-    {"clock", l_clock},
+    {"clock", l_clock},       {"feed", l_feed},
+    {"up_peak", l_up_peak},
     {NULL, NULL}};
 
 int luaopen_corio_http(lua_State *L) {

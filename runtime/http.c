@@ -179,6 +179,18 @@ struct corio_xfer {
   int dfn;               /* make_piece's slot on dL */
   uint8_t derr;          /* making one raised: the error is on dL's top */
   curl_off_t dgot;       /* body bytes a direct stream took */
+  /* A streamed request body (an upload): the requesting task pulls each
+  ** chunk from its iterator outside curl and copies it here (feed);
+  ** read_cb hands it to curl, and when it is empty pauses the send side
+  ** (CURL_READFUNC_PAUSE) and wakes the task for the next one (see
+  ** read_cb). At most what one chunk holds is kept. */
+  uint8_t up;            /* the body comes chunk by chunk from the task */
+  uint8_t up_need;       /* read_cb found ubuf empty: the task owes a chunk */
+  uint8_t up_eof;        /* the task said the body ended */
+  uint8_t up_done;       /* read_cb told curl the body ended */
+  char *ubuf;            /* ubuf[uoff..ulen) not handed to curl yet */
+  size_t uoff, ulen, ucap;
+  curl_off_t up_read;    /* body bytes read_cb handed to curl */
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
   const char *err_phase; /* for kind "timeout" */
@@ -266,6 +278,7 @@ struct corio_http {
   int dead;              /* the runtime is gone: touch no uv handle */
   corio_link rt_link;    /* in rt->http_clients until freed */
   uint32_t gone_closing; /* close callbacks of corio__http_rt_gone pending */
+  size_t up_peak;        /* the largest upload buffer (ucap) it held */
 };
 
 /* libcurl's global init, once per process. Runtimes on several threads
@@ -535,7 +548,9 @@ static void xfer_timer_cb(uv_timer_t *tm) {
     return;
   }
   x->late = 0;
-  if (x->paused) x->last = now;  /* a slow consumer is not a slow server */
+  /* a slow consumer is not a slow server, nor is a slow producer (an
+  ** upload waiting for its task's next chunk) */
+  if (x->paused || x->up_need) x->last = now;
   if (ms != 0 && now >= x->last + ms && x->phase == PH_READ) {
     /* bytes that no callback has seen yet (a header line in progress) */
     uint64_t rd = sock_progress(x);
@@ -1041,6 +1056,73 @@ static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   return n;
 }
 
+/* Whether a task waiting for a stream's headers (W_HEAD) may have them.
+** With a streamed body, once the body was sent: the task is the one that
+** feeds it, so client:stream returns after the whole body went out (as
+** httpx sends the body before it reads the response), unless the answer
+** is 300 or more, when curl stops sending (lib/http.c, "HTTP error before
+** end of send, stop sending") and will ask for no more. */
+static int head_ready(corio_xfer *x) {
+  long code = 0;
+  if (!x->head_done) return 0;
+  if (!x->up || x->up_done) return 1;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
+  return code >= 300;
+}
+
+/* curl wants body bytes (a streamed body only; no Lua here). What the
+** task fed goes out; when nothing is left, the send side pauses and the
+** task is woken to pull the next chunk from its iterator and feed it
+** (corio__xfer_feed unpauses). At the end, 0 tells curl the body ended
+** (it then sends a chunked body's last chunk). */
+static size_t read_cb(char *p, size_t sz, size_t n, void *ud) {
+  corio_xfer *x = ud;
+  size_t k = x->ulen - x->uoff;
+  n *= sz;
+  if (k > 0) {
+    if (k > n) k = n;
+    memcpy(p, x->ubuf + x->uoff, k);
+    x->uoff += k;
+    x->up_read += (curl_off_t)k;
+    x->last = loop_now(x->h);
+    x->h->moved++;
+    return k;
+  }
+  if (x->up_eof) {
+    if (!x->up_done) {
+      x->up_done = 1;
+      /* what is left goes out with curl's last write: the response is
+      ** awaited from here (a chunked body's size is unknown to
+      ** progress_cb) */
+      if (x->phase == PH_WRITE) xfer_phase(x, PH_READ);
+      if (x->wait == W_HEAD && head_ready(x)) xfer_wake(x);
+    }
+    return 0;
+  }
+  if (!x->up_need) {
+    x->up_need = 1;
+    if (x->wait == W_RESPONSE || x->wait == W_HEAD) xfer_wake(x);
+  }
+  return CURL_READFUNC_PAUSE;
+}
+
+/* curl rewinds a body to send it again (a reused connection that closed
+** before the response, see prereq_cb). Only while every byte it took is
+** still in ubuf: the iterator cannot give them again. */
+static int seek_cb(void *ud, curl_off_t off, int origin) {
+  corio_xfer *x = ud;
+  if (origin == SEEK_SET && off == 0 && x->up_read <= (curl_off_t)x->uoff) {
+    x->uoff -= (size_t)x->up_read;
+    x->up_read = 0;
+    return CURL_SEEKFUNC_OK;
+  }
+  x->err_kind = "network";
+  snprintf(x->errmsg, sizeof(x->errmsg),
+           "the request had to be sent again (the connection closed), but "
+           "a streamed body cannot be replayed");
+  return CURL_SEEKFUNC_CANTSEEK;
+}
+
 static size_t header_cb(char *p, size_t sz, size_t n, void *ud) {
   corio_xfer *x = ud;
   n *= sz;
@@ -1064,7 +1146,7 @@ static size_t header_cb(char *p, size_t sz, size_t n, void *ud) {
     curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &code);
     if (code >= 200 || code == 101) {
       x->head_done = 1;
-      if (x->wait == W_HEAD) xfer_wake(x);
+      if (x->wait == W_HEAD && (!x->up || head_ready(x))) xfer_wake(x);
     }
   }
   return n;
@@ -1302,6 +1384,7 @@ static void xfer_closed(uv_handle_t *hd) {
   corio_http *h = x->h;
   curl_easy_cleanup(x->easy);
   free(x->buf);
+  free(x->ubuf);
   free(x->head);
   free(x->plain_url);
   free(x);
@@ -1318,6 +1401,7 @@ static void xfer_destroy(corio_xfer *x) {
     corio_http *h = x->h;
     curl_easy_cleanup(x->easy);
     free(x->buf);
+    free(x->ubuf);
     free(x->head);
     free(x->plain_url);
     if (x->gone == GONE_CLOSING) x->gone = GONE_FREE;
@@ -1399,6 +1483,11 @@ static void xfer_release(corio_xfer *x) {
     free(x->buf);
     x->buf = NULL;
     x->cap = 0;
+  }
+  if (x->ucap > 256 * 1024) {
+    free(x->ubuf);
+    x->ubuf = NULL;
+    x->ucap = 0;
   }
   corio_list_remove(&x->link);
   corio_list_push(&x->h->free, &x->link);
@@ -1484,6 +1573,10 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
   x->direct = (uint8_t)(stream && !h->http2);
   x->dL = NULL;
   x->dgot = 0;
+  x->up = (uint8_t)(has_body == 2);
+  x->up_need = x->up_eof = x->up_done = 0;
+  x->uoff = x->ulen = 0;
+  x->up_read = 0;
   x->rc = CURLE_OK;
   x->err_kind = x->err_phase = NULL;
   x->errmsg[0] = x->errbuf[0] = 0;
@@ -1572,7 +1665,20 @@ again:
   } else if (strcmp(method, "GET") != 0 || has_body) {
     SET(CURLOPT_CUSTOMREQUEST, method);
   }
-  if (has_body) {
+  if (has_body == 2) {
+    /* a streamed body (read_cb): POST's framing, sent with the method
+    ** asked for; no size: chunked over HTTP/1.1, DATA frames over h2 */
+    SET(CURLOPT_POST, 1L);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE,
+        nbody == (size_t)-1 ? (curl_off_t)-1 : (curl_off_t)nbody);
+    SET(CURLOPT_READFUNCTION, read_cb);
+    SET(CURLOPT_READDATA, x);
+    SET(CURLOPT_SEEKFUNCTION, seek_cb);
+    SET(CURLOPT_SEEKDATA, x);
+    SET(CURLOPT_NOPROGRESS, 0L);
+    SET(CURLOPT_XFERINFOFUNCTION, progress_cb);
+    SET(CURLOPT_XFERINFODATA, x);
+  } else if (has_body) {
     SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)nbody);
     SET(CURLOPT_COPYPOSTFIELDS, body);
     SET(CURLOPT_NOPROGRESS, 0L);
@@ -1857,6 +1963,8 @@ static int push_chunk(lua_State *L, corio_xfer *x) {
 ** moved over: an allocation on the suspended thread can run a __gc
 ** finaliser there, and one that raises (even inside its own pcall)
 ** wrecks that thread's stack. */
+static void push_outcome(lua_State *L, corio_xfer *x, int w);
+
 static void deliver_on(lua_State *L, corio_task *t) {
   corio_xfer *x = t->wait_obj;
   int w = x->wait;
@@ -1867,6 +1975,24 @@ static void deliver_on(lua_State *L, corio_task *t) {
       lua_pushboolean(L, 1);
       lua_pushliteral(L, "");
     }
+    return;
+  }
+  push_outcome(L, x, w);
+}
+
+/* A streamed body's task, woken, or feeding: whether it has an outcome
+** yet (the transfer ended, or a stream's headers may be handed over),
+** else it owes the next chunk ("more"). */
+static int up_settled(corio_xfer *x, int w) {
+  return x->done || (w == W_HEAD && head_ready(x));
+}
+
+/* What a task waiting for a response (W_RESPONSE) or a stream's headers
+** (W_HEAD) gets: the response or headers, an error, or for a streamed
+** body "more": pull the next chunk and feed it. */
+static void push_outcome(lua_State *L, corio_xfer *x, int w) {
+  if (x->up && !up_settled(x, w)) {
+    lua_pushliteral(L, "more");
     return;
   }
   if (failed(x) || (w == W_HEAD && !x->head_done)) {
@@ -1916,6 +2042,72 @@ int corio__xfer_read(lua_State *L, corio_xfer *x, corio_task *t) {
   x->h->rt->nexternal++;
   return -1;
 }
+
+/* feed(): the next chunk of a streamed body (p, n; eof: it is the
+** last), in the requesting task's context after its iterator gave it.
+** The chunk is copied, the send side unpaused; then the task gets its
+** outcome now (pushed, count returned: the transfer ended meanwhile, a
+** stream's headers came) or waits (-1 after arming t; it is woken for
+** the next chunk, or with the outcome). -2: not expecting a chunk; -4:
+** refused, see corio__http_busy. */
+int corio__xfer_feed(lua_State *L, corio_xfer *x, corio_task *t,
+                     const char *p, size_t n, int eof) {
+  corio_http *h = x->h;
+  int w = x->stream ? W_HEAD : W_RESPONSE, base;
+  if (in_curl(h)) return -4;
+  if (!x->up || x->t != NULL || x->wait != W_NONE) return -2;
+  if (!x->done && x->in_multi && !h->dead) {
+    if (x->uoff == x->ulen) x->uoff = x->ulen = 0;
+    if (n > 0) {
+      if (x->uoff > 0 && x->ulen + n > x->ucap) {
+        memmove(x->ubuf, x->ubuf + x->uoff, x->ulen - x->uoff);
+        x->ulen -= x->uoff;
+        x->uoff = 0;
+      }
+      if (grow(&x->ubuf, &x->ucap, x->ulen + n) != 0) {
+        xfer_fail(x, "error", NULL, "out of memory holding a chunk of the "
+                  "request body");
+      } else {
+        memcpy(x->ubuf + x->ulen, p, n);
+        x->ulen += n;
+        if (x->ucap > h->up_peak) h->up_peak = x->ucap;
+      }
+    }
+    if (eof) x->up_eof = 1;
+    if (x->up_need && !x->done) {
+      x->up_need = 0;
+      x->last = loop_now(h);
+      /* curl runs read_cb on its next turn (a 0 ms timer); a receive
+      ** side paused for a stream reader stays paused */
+      curl_easy_pause(x->easy, x->paused ? CURLPAUSE_RECV : CURLPAUSE_CONT);
+    }
+  }
+  if (x->done || up_settled(x, w)) {
+    base = lua_gettop(L);
+    push_outcome(L, x, w);
+    return lua_gettop(L) - base;
+  }
+  x->t = t;
+  x->wait = (uint8_t)w;
+  h->rt->nexternal++;
+  return -1;
+}
+
+/* The first chunk, given with the request (before corio__xfer_start). */
+int corio__xfer_first(corio_xfer *x, const char *p, size_t n, int eof) {
+  if (n > 0) {
+    if (grow(&x->ubuf, &x->ucap, n) != 0) return UV_ENOMEM;
+    memcpy(x->ubuf, p, n);
+    if (x->ucap > x->h->up_peak) x->h->up_peak = x->ucap;
+  }
+  x->uoff = 0;
+  x->ulen = n;
+  x->up_eof = (uint8_t)(eof != 0);
+  return 0;
+}
+
+/* The largest buffer a streamed body of this client held (for tests). */
+size_t corio__http_up_peak(corio_http *h) { return h->up_peak; }
 
 /* Bytes buffered and whether the transfer is paused (for tests). */
 void corio__xfer_buffered(corio_xfer *x, size_t *len, int *paused) {

@@ -57,6 +57,16 @@ int corio__xfer_setup(corio_xfer *x, const char *method, const char *url,
                       const char *body, size_t nbody, int has_body,
                       int stream, const double *to);
 const char *corio__xfer_errmsg(corio_xfer *x);
+/* A streamed request body (setup's has_body 2, nbody its length or
+** (size_t)-1 for none): the first chunk, given before start; then each
+** next one from the requesting task (feed: the outcome pushed and the
+** count returned, -1 after arming t, -2 not expecting one, -4 refused as
+** corio__xfer_read is). The task gets "more" (instead of true, status,
+** ...) when the transfer wants the next chunk. */
+int corio__xfer_first(corio_xfer *x, const char *p, size_t n, int eof);
+int corio__xfer_feed(lua_State *L, corio_xfer *x, corio_task *t,
+                     const char *p, size_t n, int eof);
+size_t corio__http_up_peak(corio_http *h);
 /* Start the transfer; task t then suspends with corio__http_abort. */
 int corio__xfer_start(corio_xfer *x, corio_task *t);
 /* Streams: bind the userdata slot, read the next chunk (pushed and the

@@ -11,6 +11,7 @@ local corio = require "corio"
 local c = core.http
 local c_request, c_read, c_new_stream = c.request, c.read, c.stream
 local c_clock = c.clock
+local c_feed, c_close_stream = c.feed, c.close_stream
 local NOLOOP = core.NOLOOP
 local new_error = core.error
 local type, error, pairs, ipairs, tostring, tonumber = type, error, pairs, ipairs, tostring, tonumber
@@ -411,7 +412,16 @@ local function check_framing(fname, an, list, index, body)
         .. "(json, body or form), goes out as given")
     end
   elseif cl then
-    local v, n = list[cl][3], body and #body or 0
+    local v = list[cl][3]
+    if type(body) == "function" then
+      -- a streamed body: its length is checked as it goes out (upload)
+      if type(v) ~= "string" or not v:match("^%s*%d+%s*$") then
+        invalid(fname, an, "headers", fmt("Content-Length %s is not a length in bytes",
+          type(v) == "string" and fmt("%q", v) or "given more than once"))
+      end
+      return tonumber(v)
+    end
+    local n = body and #body or 0
     if type(v) ~= "string" or not v:match("^%s*%d+%s*$") or tonumber(v) ~= n then
       invalid(fname, an, "headers", fmt("Content-Length %s does not match the body (%d bytes)",
         type(v) == "string" and fmt("%q", v) or "given more than once", n))
@@ -1171,12 +1181,119 @@ local function exchange(self, method, url, hlist, lines, body, to, stream)
   return r
 end
 
+-- streamed request bodies (uploads) ------------------------------------------
+
+-- The size of the chunks read from a corio.fs file given as a body.
+local UP_CHUNK = 64 * 1024
+
+-- The next chunk of a body iterator: a non-empty string, or nil at the end.
+local function up_next(method, url, iter)
+  while true do
+    local chunk = iter()
+    if chunk == nil then return nil end
+    if type(chunk) ~= "string" then
+      error(http_error("invalid", method, url, "the body iterator gave a " .. type(chunk)
+        .. " (a string, or nil at the end, expected)"), 0)
+    end
+    if chunk ~= "" then return chunk end
+  end
+end
+
+local function up_short(method, url, sent, len)
+  error(http_error("invalid", method, url, fmt("the body ended after %d bytes, short of its "
+    .. "Content-Length %d", sent, len)), 0)
+end
+
+local function up_long(method, url, sent, len)
+  error(http_error("invalid", method, url, fmt("the body ran past its Content-Length %d (%d "
+    .. "bytes or more)", len, sent)), 0)
+end
+
+-- Pull the next chunk; len: the Content-Length, or nil. Returns the chunk
+-- (nil: the end), whether it is the last, and the bytes pulled so far. A
+-- body that ends short of len or runs past it is refused before curl
+-- sees the bytes that make it so (a short one would leave the server
+-- waiting for the rest; curl asks for nothing beyond len, so the
+-- iterator is asked once more to see that it ends there).
+local function up_pull(method, url, iter, len, sent)
+  local chunk = up_next(method, url, iter)
+  if chunk == nil then
+    if len and sent < len then up_short(method, url, sent, len) end
+    return nil, true, sent
+  end
+  sent = sent + #chunk
+  if len and sent >= len then
+    if sent > len then up_long(method, url, sent, len) end
+    local more = up_next(method, url, iter)
+    if more ~= nil then up_long(method, url, sent + #more, len) end
+    return chunk, true, sent
+  end
+  return chunk, false, sent
+end
+
+-- The task that sent the request feeds its body: C answers "more" when
+-- curl has sent what it had, and the next chunk is pulled here, outside
+-- curl's callbacks (the iterator may block).
+local function up_loop(self, method, url, lines, iter, len, to, stream, box)
+  local chunk, eof, sent = up_pull(method, url, iter, len, 0)
+  local ok, status, raw, rbody, ver, elapsed, redirect =
+    c_request(self._c, method, url, lines, chunk, to[1], to[2], to[3], to[4], to[5], box,
+      len or -1, stream, eof)
+  while ok == "more" do
+    chunk, eof, sent = up_pull(method, url, iter, len, sent)
+    ok, status, raw, rbody, ver, elapsed, redirect = c_feed(box, chunk, eof)
+  end
+  if not ok then error(decorate(status, method, url), 0) end
+  return status, raw, rbody, ver, elapsed, redirect
+end
+
+-- Whatever ends the upload (its iterator raised, the task was cancelled
+-- while the iterator blocked, the transfer failed), the transfer is let go
+-- of at once, and the error goes on unchanged.
+local function up_finish(method, url, box, stream, ok, status, raw, rbody, ver, elapsed, redirect)
+  if not ok then
+    c_close_stream(box)
+    reraise(status)
+  end
+  local r = new_response(method, url, status, raw, rbody, ver, elapsed, redirect)
+  if stream then
+    r._stream = box
+    r._t0 = c_clock() - elapsed
+  end
+  return r
+end
+
+local function upload(self, method, url, hlist, lines, iter, len, to, stream)
+  if self._closed then error(http_error("closed", method, url, "the client was closed"), 0) end
+  -- a transport sees the iterator itself as req.body
+  if self._transport then return via_transport(self, method, url, hlist, iter, stream) end
+  if corio.current() == nil then  -- outside a running loop: as if in corio.run
+    return corio.run(upload, self, method, url, hlist, lines, iter, len, to, stream)
+  end
+  local box = c_new_stream()
+  return up_finish(method, url, box, stream,
+    xpcall(up_loop, body_handler, self, method, url, lines, iter, len, to, stream, box))
+end
+
+-- What is left of a corio.fs file from its position, or nil if it cannot
+-- be known (not seekable).
+local function file_left(f)
+  local ok, size = pcall(function()
+    local pos = f:seek("cur")
+    local size = f:seek("end")
+    f:seek("set", pos)
+    return size - pos
+  end)
+  return ok and size or nil
+end
+
 -- Send a request and follow redirects if asked to.
 local function send(self, fname, method, url, opts)
   local an = URL_ARG[fname] and 3 or 2  -- opts' argument number
   local to, follow, maxr = self._timeout, self.follow_redirects, self.max_redirects
   local hlist, lines, body, ctype, extra = self._headers, nil, nil, nil, nil
   local stream = fname == "stream"
+  local up, uplen, upfile  -- a streamed body: its Content-Length, its file
   req_method, req_url = method, url
   if opts ~= nil then
     if type(opts) ~= "table" then invalid(fname, an, "opts", "table expected, got " .. type(opts)) end
@@ -1207,8 +1324,21 @@ local function send(self, fname, method, url, opts)
       if type(opts.form) ~= "table" then invalid(fname, an, "form", "table expected") end
       body, ctype = encode_pairs(fname, an, "form", opts.form), "application/x-www-form-urlencoded"
     elseif opts.body ~= nil then
-      if type(opts.body) ~= "string" then invalid(fname, an, "body", "string expected, got " .. type(opts.body)) end
-      body = opts.body
+      local b = opts.body
+      local tb = type(b)
+      if tb == "string" then
+        body = b
+      elseif tb == "function" then
+        body, up = b, true
+      elseif getmetatable(b) == "corio.File" then
+        if require("corio.fs").type(b) ~= "file" then
+          invalid(fname, an, "body", "the corio.fs file is closed")
+        end
+        body, up, upfile = function() return b:read(UP_CHUNK) end, true, b
+      else
+        invalid(fname, an, "body", "string, function (an iterator of chunks) or open corio.fs "
+          .. "file expected, got " .. tb)
+      end
     end
     extra = opts.headers
     to = norm_timeout(fname, an, opts.timeout, to)
@@ -1221,7 +1351,12 @@ local function send(self, fname, method, url, opts)
   if extra ~= nil or body ~= nil then
     local index
     hlist, index = merge_headers(fname, an, self._headers, extra)
-    if extra ~= nil then check_framing(fname, an, hlist, index, body) end
+    if extra ~= nil then uplen = check_framing(fname, an, hlist, index, body) end
+    if up and upfile and index["content-length"] == nil and index["transfer-encoding"] == nil then
+      upfile = true  -- its length is sent as Content-Length (below)
+    else
+      upfile = nil
+    end
     if body ~= nil and not index["content-type"] then
       -- false: curl sends no Content-Type (not its form default)
       hlist[#hlist + 1] = { "content-type", "Content-Type", ctype or false }
@@ -1229,9 +1364,18 @@ local function send(self, fname, method, url, opts)
   end
   if hlist ~= self._headers or body ~= nil then lines = header_lines(hlist, body ~= nil) end
   req_method, req_url = nil, nil
+  if upfile then
+    -- a file's length is known, as httpx finds it (curl sends it)
+    uplen = file_left(opts.body)
+  end
   local hops = 0
   while true do
-    local r = exchange(self, method, url, hlist, lines, body, to, stream)
+    local r
+    if up then
+      r = upload(self, method, url, hlist, lines, body, uplen, to, stream)
+    else
+      r = exchange(self, method, url, hlist, lines, body, to, stream)
+    end
     local target = rawget(r, "_redirect")
     if not follow or not target or not REDIRECTS[r.status] then return r end
     if stream then r:close() end
@@ -1246,7 +1390,12 @@ local function send(self, fname, method, url, opts)
     local s = r.status
     local changed = false
     if (s == 301 or s == 302 or s == 303) and method ~= "GET" and method ~= "HEAD" then
-      method, body, changed = "GET", nil, true
+      method, body, changed, up = "GET", nil, true, nil
+    end
+    if up then
+      error(http_error("redirect", method, url, fmt("cannot follow the %d redirect to %s: the "
+        .. "request body (a function or file) was consumed as it was sent and cannot be "
+        .. "replayed; send it to the new URL yourself", s, target)), 0)
     end
     -- Another origin gets no Authorization and no Cookie (as curl's own
     -- redirects and httpx), and its own Host; a GET no body's headers.
@@ -1343,6 +1492,12 @@ function Client.close(self)
   if self._closed then return end
   self._closed = true
   if self._c then c.close(self._c) end
+end
+
+-- The largest buffer in C that held a streamed request body's chunk
+-- (for tests: an upload holds about one chunk, whatever its size).
+function Client._upload_peak(self)
+  return self._c and c.up_peak(self._c) or 0
 end
 
 function Client.stats(self)
