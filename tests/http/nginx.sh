@@ -21,9 +21,10 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [[ -x "$NGINX" ]] || { echo "nginx is not installed (apt install nginx)"; exit 77; }
 command -v openssl >/dev/null || { echo "openssl is not installed"; exit 77; }
 
-mkdir -p "$dir/www" "$dir/tmp"
+mkdir -p "$dir/www" "$dir/www/up" "$dir/tmp"
 # nginx started by root runs its worker as nobody: it must read the root
 chmod 755 "$dir" "$dir/www"
+chmod 777 "$dir/www/up" "$dir/tmp"  # PUT stores there
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
   -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" \
   >/dev/null 2>&1
@@ -63,12 +64,15 @@ http {
   server {
     listen 127.0.0.1:$p1 http2;
     root $dir/www;
+    # uploads (http2_spec's streamed bodies): PUT stores the body
+    location /up/ { dav_methods PUT; client_max_body_size 64m; }
   }
   server {
     listen 127.0.0.1:$p2 ssl http2;
     ssl_certificate $dir/cert.pem;
     ssl_certificate_key $dir/key.pem;
     root $dir/www;
+    location /up/ { dav_methods PUT; client_max_body_size 64m; }
   }
 }
 EOF

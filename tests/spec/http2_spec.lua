@@ -129,6 +129,42 @@ describe("corio.http HTTP/2", function()
     end)
   end
 
+  -- A streamed request body (an iterator) goes out as DATA frames, its
+  -- send side paused while the task pulls the next chunk.
+  for _, which in ipairs { "h2c", "h2 over TLS" } do
+    it(which .. ": a streamed body is uploaded (PUT, stored by nginx)", function()
+      if why_not then return pending(why_not) end
+      local c = http.client { base_url = which == "h2c" and h2c or h2s, http2 = true,
+        verify = cert }
+      local block = {}
+      for i = 1, 1000 do block[i] = string.char(i % 251) end
+      block = table.concat(block)
+      local function gen(n)
+        local i = 0
+        return function()
+          i = i + 1
+          if i > n then return nil end
+          if i % 7 == 0 then corio.sleep(0.001) end
+          return block:sub(1, 1 + i % 1000) .. block
+        end
+      end
+      local want = {}
+      for chunk in gen(3000) do want[#want + 1] = chunk end
+      want = table.concat(want)
+      local r = within(15, c.put, c, "/up/a.bin", { body = gen(3000) })
+      assert.equal("HTTP/2", r.http_version)
+      assert.is_true(r.status == 201 or r.status == 204, "status " .. r.status)
+      assert.is_true(within(5, c.get, c, "/up/a.bin"):text() == want)
+      -- with a Content-Length
+      r = within(15, c.put, c, "/up/b.bin", { body = gen(3000),
+        headers = { ["Content-Length"] = tostring(#want) } })
+      assert.is_true(r.status == 201 or r.status == 204, "status " .. r.status)
+      assert.is_true(within(5, c.get, c, "/up/b.bin"):text() == want)
+      assert.equal(0, c:stats().in_flight)
+      c:close()
+    end)
+  end
+
   it("stats().idle counts connections: streams multiplexed on one count once", function()
     if why_not then return pending(why_not) end
     local c = http.client { http2 = true, verify = cert }
