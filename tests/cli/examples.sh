@@ -22,7 +22,8 @@ timeout 120 "$CORIO" "$ROOT/examples/fs_upper.lua" > "$TMP/out" 2>&1
 if [ $? = 0 ]; then ok "examples/fs_upper.lua"; else bad "examples/fs_upper.lua"; fi
 
 if [ -f "$ROOT/examples/http_fetch.lua" ]; then
-  python3 "$ROOT/tests/http/server.py" > "$TMP/srv" 2>&1 &
+  # (upload_server.py: server.py's routes, and /sum for the upload)
+  python3 "$ROOT/tests/http/upload_server.py" > "$TMP/srv" 2>&1 &
   srv=$!
   for _ in $(seq 100); do grep -q PORT "$TMP/srv" 2>/dev/null && break; sleep 0.05; done
   port=$(awk '/PORT/ {print $2; exit}' "$TMP/srv")
@@ -42,6 +43,21 @@ if [ -f "$ROOT/examples/http_fetch.lua" ]; then
        && [ ! -e "$TMP/dl2.bin" ] && [ ! -e "$TMP/dl2.bin.part" ]; then
       ok "examples/http_download.lua (a failed download leaves no file)"
     else bad "examples/http_download.lua reset (port $port)"; fi
+  fi
+  if [ -f "$ROOT/examples/http_upload.lua" ]; then
+    head -c 3000000 /dev/urandom > "$TMP/up.bin"
+    sha=$(sha256sum "$TMP/up.bin" | cut -d' ' -f1)
+    timeout 60 "$CORIO" "$ROOT/examples/http_upload.lua" "http://127.0.0.1:$port/sum" "$TMP/up.bin" > "$TMP/out" 2>&1
+    if [ $? = 0 ] && grep -q "^progress: 100% 2.9 MiB of 2.9 MiB" "$TMP/out" \
+       && grep -q "^done: 2.9 MiB sent in .*, the server answered 200" "$TMP/out" \
+       && grep -q "\"n\": 3000000, \"sha\": \"$sha\", \"method\": \"PUT\", \"chunked\": false" "$TMP/out"; then
+      ok "examples/http_upload.lua"
+    else bad "examples/http_upload.lua (port $port)"; fi
+    # the server breaks the connection: exit 1, the error on stderr
+    timeout 60 "$CORIO" "$ROOT/examples/http_upload.lua" "http://127.0.0.1:$port/reset" "$TMP/up.bin" > "$TMP/out" 2>&1
+    if [ $? = 1 ] && grep -q "upload failed: PUT http://127.0.0.1:$port/reset: " "$TMP/out"; then
+      ok "examples/http_upload.lua (a failed upload)"
+    else bad "examples/http_upload.lua reset (port $port)"; fi
   fi
 fi
 echo "examples: $pass passed, $fail failed"

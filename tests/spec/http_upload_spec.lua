@@ -123,6 +123,29 @@ describe("corio.http streamed request bodies", function()
     clean(c)
   end)
 
+  it("iterators that block: a channel fed by another task, a coroutine.wrap generator", function()
+    local ch = corio.channel(2)
+    local producer = corio.spawn(function()
+      for i = 1, 50 do
+        if i % 10 == 0 then corio.sleep(0.01) end
+        ch:send(string.rep("c", 1000 + i))
+      end
+      ch:close()
+    end)
+    local j = within(5, c.post, c, "/sum", { body = ch:iter() }):json()
+    assert.equal(50 * 1000 + 50 * 51 / 2, j.n)
+    producer:join()
+    local gen = coroutine.wrap(function()
+      for _ = 1, 5 do
+        corio.sleep(0.01)
+        coroutine.yield("g")
+      end
+    end)
+    j = within(5, c.post, c, "/sum", { body = gen }):json()
+    assert.equal(5, j.n)
+    clean(c)
+  end)
+
   it("a body that ends short of its Content-Length or runs past it is kind invalid", function()
     local err = catch(within, 5, c.post, c, "/sum", { body = chunks(2, 1000),
       headers = { ["Content-Length"] = "3000" } })
@@ -266,6 +289,14 @@ describe("corio.http streamed request bodies", function()
     assert.equal("write", err.phase)
     assert.matches("POST " .. base .. "/stall%?d=4: write timeout %(0.5 s%) expired", err.message)
     assert.is_true(corio.now() - t0 < 3)
+    clean(c)
+  end)
+
+  it("a server that closes the connection mid-upload: kind network", function()
+    local it = endless()
+    local err = catch(within, 5, c.post, c, "/stall?d=0.3", { body = it.fn })
+    assert.is_true(err.kind == "network" or err.kind == "protocol", tostring(err))
+    assert.matches("POST " .. base .. "/stall%?d=0.3: ", err.message)
     clean(c)
   end)
 
