@@ -394,7 +394,7 @@ local req = {
   { "get", { U, { max_redirects = 1.5 } }, "bad argument #2 to 'get' (max_redirects: non-negative integer" },
   { "post", { U, { json = NaN } }, "bad argument #2 to 'post' (json: " },
   { "post", { U, { json = { f = print } } }, "bad argument #2 to 'post' (json: " },
-  { "post", { U, { body = 5 } }, "bad argument #2 to 'post' (body: string expected, got number)" },
+  { "post", { U, { body = 5 } }, "bad argument #2 to 'post' (body: string, function (an iterator of chunks) or open corio.fs file expected, got number)" },
   { "post", { U, { body = "x", json = 1 } }, "bad argument #2 to 'post' (give only one of json, body and form)" },
   { "post", { U, { form = 5 } }, "bad argument #2 to 'post' (form: table expected" },
   { "post", { U, { body = "x", headers = { ["Content-Length"] = "5" } } },
