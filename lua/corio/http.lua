@@ -1275,6 +1275,14 @@ local function upload(self, method, url, hlist, lines, iter, len, to, stream)
     xpcall(up_loop, body_handler, self, method, url, lines, iter, len, to, stream, box))
 end
 
+-- A corio.fs file's chunks, from its position to its end. (Made here:
+-- a closure made in send() would make each of its returns close
+-- upvalues, which LuaJIT cannot compile; W3 ran ~3k instructions a
+-- request slower.)
+local function file_chunks(f)
+  return function() return f:read(UP_CHUNK) end
+end
+
 -- What is left of a corio.fs file from its position, or nil if it cannot
 -- be known (not seekable).
 local function file_left(f)
@@ -1334,7 +1342,7 @@ local function send(self, fname, method, url, opts)
         if require("corio.fs").type(b) ~= "file" then
           invalid(fname, an, "body", "the corio.fs file is closed")
         end
-        body, up, upfile = function() return b:read(UP_CHUNK) end, true, b
+        body, up, upfile = file_chunks(b), true, b
       else
         invalid(fname, an, "body", "string, function (an iterator of chunks) or open corio.fs "
           .. "file expected, got " .. tb)
