@@ -54,7 +54,7 @@ describe("corio.http streamed request bodies", function()
 
   it("a 50 MiB upload from a generator, chunked, in bounded memory", function()
     -- the body: a 64 KiB block of pseudo-random bytes, 800 times,
-    -- handed out in pieces of random sizes (1 B to ~200 KB)
+    -- handed out in pieces of random sizes (1 B to 256 KiB)
     local rand = helpers.lcg(7)
     local t = {}
     for i = 1, 65536 do t[i] = string.char(rand(256) - 1) end
@@ -64,21 +64,19 @@ describe("corio.http streamed request bodies", function()
     local total = reps * #block
     local want = within(30, c.post, c, "/sha?rep=" .. reps, { body = block }):text()
     local pos, gave, calls = 0, 0, 0
-    local double = block .. block
     collectgarbage()
     local heap0, heap_max = collectgarbage("count"), 0
     local function gen()
       calls = calls + 1
       if pos >= total then return nil end
-      local n = math.min(rand(200000), total - pos)
-      local off = pos % #block
-      local chunk
-      if n <= #block then
-        chunk = double:sub(off + 1, off + n)
-      else
-        chunk = double:sub(off + 1) .. string.rep(block, math.floor((n - (#double - off)) / #block))
-        chunk = chunk .. double:sub(1, n - #chunk)
+      local n = math.min(rand(32768) * rand(8), total - pos)  -- 1 B to 256 KiB
+      local parts, need, off = {}, n, pos % #block
+      while need > 0 do
+        local k = math.min(need, #block - off)
+        parts[#parts + 1] = block:sub(off + 1, off + k)
+        need, off = need - k, 0
       end
+      local chunk = table.concat(parts)
       pos = pos + n
       gave = gave + #chunk
       heap_max = math.max(heap_max, collectgarbage("count"))
