@@ -2023,7 +2023,7 @@ static void deliver(corio_task *t) {
 void corio__xfer_bind(corio_xfer *x, void **box) {
   x->box = box;
   *box = x;
-  x->h->streams++;  /* see corio__http_want_gc */
+  if (x->stream) x->h->streams++;  /* see corio__http_want_gc (not an upload's box) */
 }
 
 /* read(): the next chunk now (pushed, count returned), or -1 after arming
