@@ -160,7 +160,16 @@ describe("corio.http HTTP/2", function()
         headers = { ["Content-Length"] = tostring(#want) } })
       assert.is_true(r.status == 201 or r.status == 204, "status " .. r.status)
       assert.is_true(within(5, c.get, c, "/up/b.bin"):text() == want)
+      -- client:stream returns once the body went out
+      r = within(15, c.stream, c, "PUT", "/up/c.bin", { body = gen(300) })
+      assert.is_true(r.status == 201 or r.status == 204, "status " .. r.status)
+      r:close()
+      -- a deadline mid-upload: the stream is reset, the connection reused
+      local ok = corio.move_on_after(0.2, c.put, c, "/up/d.bin", { body = gen(1e9) })
+      assert.is_false(ok)
       assert.equal(0, c:stats().in_flight)
+      assert.equal(200, within(5, c.get, c, "/ok").status)
+      assert.equal(1, c:stats().opened)
       c:close()
     end)
   end
