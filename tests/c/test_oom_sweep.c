@@ -9,7 +9,9 @@
 ** lua_close: "main" (spawn and join, a scope whose child fails, cancel,
 ** timeout, move_on_after, sleep, a channel, a semaphore, gather, defer
 ** with shield, an event) and "deadlock" (a deadlock with a lock held,
-** whose message the scheduler builds). N sweeps the whole range of
+** whose message the scheduler builds) and "host" (a host's async
+** function that the host fails with corio_op_fail between steps; every
+** program is driven by corio_step, then corio_finish). N sweeps the whole range of
 ** allocations the run makes (counted by a first run that fails nothing),
 ** each N in a forked child with a time limit. A child must end with the
 ** program's own outcome, or with an error whose message says that memory
@@ -36,7 +38,7 @@
 ** leaves a state that crashes in lua_close: a LuaJIT defect, no corio
 ** code runs there).
 **
-** Environment: OOM_PROG=i (0 main, 1 deadlock) and OOM_LEN=n run that
+** Environment: OOM_PROG=i (0 main, 1 deadlock, 2 host) and OOM_LEN=n run that
 ** one program and length; OOM_N=n runs that one N in this process (for
 ** gdb: break oom_failed, or on_panic); OOM_FROM/OOM_TO/OOM_STEP narrow
 ** the sweep; OOM_VERBOSE=1 prints every failing N's output. Under a
@@ -145,12 +147,33 @@ static const char program_deadlock[] =
     "lk:acquire()\n"
     "return 'not reached'\n";
 
+/* A host's async function failed by the host between steps (where no
+** protected call of corio's is active): corio_op_fail makes the error. */
+static const char program_host[] =
+    "local corio = require('corio')\n"
+    "local ok, e = pcall(hostop)\n"
+    "if not ok and tostring(e):find('not enough memory', 1, true) then\n"
+    "  error(e, 0)\n"
+    "end\n"
+    "assert(not ok and corio.is_error(e, 'host'), tostring(e))\n"
+    "return 'fine'\n";
+
+static corio_op *pending_op;
+
+static int l_hostop(lua_State *L) {
+  corio_op *op = corio_op_begin(L, NULL, NULL);
+  if (op == NULL) return lua_error(L);
+  pending_op = op;
+  return corio_op_suspend(L, op);
+}
+
 static const struct prog {
   const char *name, *code;
   const char *ok;        /* the message of its normal end, if an error */
 } progs[] = {
     {"main", program, NULL},
     {"deadlock", program_deadlock, "deadlock"},
+    {"host", program_host, NULL},
 };
 static const struct prog *prog = &progs[0];
 
@@ -211,6 +234,9 @@ static int run_once(unsigned long n, unsigned long *total) {
   ** leaves a state that crashes in lua_close (a LuaJIT defect, seen with
   ** the system's LuaJIT 2.1; no corio code runs there) */
   if (luaL_dostring(L, "require('ffi')") != 0) return WRONG_EXIT;
+  corio_push_async(L, l_hostop);
+  lua_setglobal(L, "hostop");
+  pending_op = NULL;
   nalloc = 0;
   fail_at = n;
   memset(&o, 0, sizeof(o));
@@ -238,6 +264,15 @@ static int run_once(unsigned long n, unsigned long *total) {
     return st;
   }
   r = corio_start(rt, 0);
+  /* stepped by the host, which fails its op between steps */
+  while (r == 0 && (r = corio_step(rt, 0)) == 1) {
+    r = 0;
+    if (pending_op != NULL) {
+      corio_op *op = pending_op;
+      pending_op = NULL;
+      (void)corio_op_fail(op, "host", "failed on purpose");
+    }
+  }
   if (r == 0) r = corio_finish(rt, 1);
   if (r == 0 && prog->ok == NULL) {
     const char *v = lua_tostring(L, -1);
