@@ -358,8 +358,17 @@ static void plain_add(corio_rt *rt, lua_State *L, void *ud) {
 ** memory even for a list of errors, the shared one: corio__scope_oom). */
 static void record_error(corio_rt *rt, lua_State *L, corio_task *t,
                          corio_pfn fn) {
+  int i, st;
   if (corio__pcall(rt, L, 1, 0, fn, t) == 0) return;
-  if (corio__pcall(rt, L, 1, 0, plain_add, t) == 0) return;
+  /* The error of the failed attempt is recorded instead. One that is not
+  ** a memory error came from a __gc metamethod the allocation ran
+  ** (LuaJIT passes its error on, the finaliser done): the next attempt
+  ** runs the next ones, so attempts go on (each with the latest error)
+  ** while they fail that way, up to a bound. */
+  for (i = 0; i < 1000; i++) {
+    if ((st = corio__pcall(rt, L, 1, 0, plain_add, t)) == 0) return;
+    if (st == LUA_ERRMEM) break;
+  }
   lua_pop(L, 1);
   corio__scope_oom(rt, &t->root);
 }
