@@ -11,7 +11,8 @@
 ** with shield, an event) and "deadlock" (a deadlock with a lock held,
 ** whose message the scheduler builds) and "host" (a host's async
 ** function that the host fails with corio_op_fail between steps; every
-** program is driven by corio_step, then corio_finish). N sweeps the whole range of
+** program is driven by corio_step, then corio_finish) and "io" (corio.fs
+** and to_thread). N sweeps the whole range of
 ** allocations the run makes (counted by a first run that fails nothing),
 ** each N in a forked child with a time limit. A child must end with the
 ** program's own outcome, or with an error whose message says that memory
@@ -39,8 +40,9 @@
 ** modules are loaded: before that, libuv's uv_loop_init aborts when
 ** malloc fails (uv_signal_init: a libuv limitation, corio_new cannot
 ** help it), and LuaJIT's loader takes a failed fopen for a missing file
-** ("module 'corio' not found"), neither of them corio's code. These
-** ranges are known to fail and are left out.
+** ("module 'corio' not found"), neither of them corio's code; and
+** libuv's thread pool is started first (its start aborts when malloc
+** fails). These ranges are known to fail and are left out.
 **
 ** Allocations made before the count: the host's luaL_openlibs and
 ** require "ffi" (LuaJIT's luaopen_ffi interrupted by a memory error
@@ -48,7 +50,7 @@
 ** code runs there).
 **
 ** Environment: OOM_KIND=malloc runs the malloc pass only (OOM_KIND=lua
-** the other); OOM_PROG=i (0 main, 1 deadlock, 2 host) and OOM_LEN=n run that
+** the other); OOM_PROG=i (0 main, 1 deadlock, 2 host, 3 io) and OOM_LEN=n run that
 ** one program and length; OOM_N=n runs that one N in this process (for
 ** gdb: break oom_failed, or on_panic); OOM_FROM/OOM_TO/OOM_STEP narrow
 ** the sweep; OOM_VERBOSE=1 prints every failing N's output. Under a
@@ -168,6 +170,27 @@ static const char program_host[] =
     "assert(not ok and corio.is_error(e, 'host'), tostring(e))\n"
     "return 'fine'\n";
 
+/* Files and threads: corio.fs (its results made where the task is woken)
+** and to_thread (the worker's state is its own, not swept). The file is
+** the child's own (tmppath), removed by the parent. */
+static const char program_io[] =
+    "local corio = require('corio')\n"
+    "local fs = require('corio.fs')\n"
+    "local p = tmppath\n"
+    "fs.write_file(p, 'hello')\n"
+    "assert(fs.read_file(p) == 'hello')\n"
+    "assert(fs.stat(p).size == 5)\n"
+    "local f = fs.open(p, 'a')\n"
+    "f:write(' world')\n"
+    "f:close()\n"
+    "local n = 0\n"
+    "for line in fs.lines(p) do n = n + 1 end\n"
+    "assert(n == 1 and fs.read_file(p) == 'hello world')\n"
+    "fs.remove(p)\n"
+    "assert(not fs.exists(p))\n"
+    "assert(corio.to_thread(function(a, b) return a + b end, 2, 3) == 5)\n"
+    "return 'fine'\n";
+
 static corio_op *pending_op;
 
 static int l_hostop(lua_State *L) {
@@ -180,10 +203,17 @@ static int l_hostop(lua_State *L) {
 static const struct prog {
   const char *name, *code;
   const char *ok;        /* the message of its normal end, if an error */
+  const char *preload;   /* run by the host before the count (which then
+                            starts after corio_new), or NULL */
 } progs[] = {
-    {"main", program, NULL},
-    {"deadlock", program_deadlock, "deadlock"},
-    {"host", program_host, NULL},
+    {"main", program, NULL, NULL},
+    {"deadlock", program_deadlock, "deadlock", NULL},
+    {"host", program_host, NULL, NULL},
+    /* LuaJIT's parser interrupted by a memory error while require loads
+    ** corio/fs.lua sometimes leaves an error value that is no string: its
+    ** loader then says "error loading module 'corio.fs' ...: (null)" (not
+    ** corio's code; "main" sweeps corio_new and require "corio") */
+    {"io", program_io, NULL, "require('corio.fs')"},
 };
 static const struct prog *prog = &progs[0];
 
@@ -220,18 +250,19 @@ extern void *__libc_calloc(size_t n, size_t m);
 extern void *__libc_realloc(void *p, size_t n);
 extern void __libc_free(void *p);
 
+/* (errno as malloc sets it: glibc's pthread_create asserts it) */
 void *malloc(size_t n) {
-  if (kind_malloc && fail_now()) return NULL;
+  if (kind_malloc && fail_now()) return errno = ENOMEM, NULL;
   return __libc_malloc(n);
 }
 
 void *calloc(size_t n, size_t m) {
-  if (kind_malloc && fail_now()) return NULL;
+  if (kind_malloc && fail_now()) return errno = ENOMEM, NULL;
   return __libc_calloc(n, m);
 }
 
 void *realloc(void *p, size_t n) {
-  if (kind_malloc && n != 0 && fail_now()) return NULL;
+  if (kind_malloc && n != 0 && fail_now()) return errno = ENOMEM, NULL;
   return __libc_realloc(p, n);
 }
 
@@ -263,17 +294,31 @@ static int on_panic(lua_State *L) {
 }
 
 /* LuaJIT's message, corio's when a state allocation fails; corio's when
-** its own C memory (malloc) runs out. */
+** its own C memory (malloc) runs out. And two that others make of a
+** memory error, which corio passes on: LuaJIT's string.dump (to_thread
+** sends the function's bytecode) says only "unable to dump given
+** function"; pthread_create fails with EAGAIN when it cannot allocate
+** (corio.to_thread: "cannot start a worker: resource temporarily
+** unavailable"). */
 static int is_oom(const char *msg) {
   return msg != NULL && (strstr(msg, "not enough memory") != NULL ||
-                         strstr(msg, "out of memory") != NULL);
+                         strstr(msg, "out of memory") != NULL ||
+                         strstr(msg, "unable to dump given function") ||
+                         strstr(msg, "cannot start a worker: resource "
+                                     "temporarily unavailable"));
+}
+
+static void nop_work(uv_work_t *w) { (void)w; }
+static void nop_after(uv_work_t *w, int status) {
+  (void)w;
+  (void)status;
 }
 
 /* One run with allocation n failing (0: none). Returns the exit status
 ** the child uses: 0 fine, 3 a memory error, WRONG_EXIT another outcome. */
 static int run_once(unsigned long n, unsigned long *total) {
   lua_State *L;
-  corio_rt *rt;
+  corio_rt *rt = NULL;
   corio_options o;
   int r, st;
   /* the host's part: a state with the standard libraries (before the
@@ -289,10 +334,28 @@ static int run_once(unsigned long n, unsigned long *total) {
   if (luaL_dostring(L, "require('ffi')") != 0) return WRONG_EXIT;
   corio_push_async(L, l_hostop);
   lua_setglobal(L, "hostop");
+  {
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/corio_oom_sweep.%ld", (long)getpid());
+    lua_pushstring(L, path);
+    lua_setglobal(L, "tmppath");
+  }
   pending_op = NULL;
   memset(&o, 0, sizeof(o));
   o.L = L;
   if (kind_malloc) {
+    /* libuv's thread pool (one per process) starts at its first request
+    ** and aborts when malloc fails then (libuv's uv_once init): started
+    ** here, before the count */
+    uv_loop_t tmp;
+    uv_work_t w;
+    if (uv_loop_init(&tmp) != 0 ||
+        uv_queue_work(&tmp, &w, nop_work, nop_after) != 0)
+      return WRONG_EXIT;
+    uv_run(&tmp, UV_RUN_DEFAULT);
+    uv_loop_close(&tmp);
+  }
+  if (kind_malloc || prog->preload) {
     /* malloc failing from the start: libuv's uv_loop_init aborts
     ** (uv_signal_init), and LuaJIT's loader takes a failed fopen for a
     ** missing file ("module 'corio' not found"), neither corio's code:
@@ -303,16 +366,18 @@ static int run_once(unsigned long n, unsigned long *total) {
     add_paths(rt);
     if (luaL_dostring(L, "require('corio') require('corio.gather')") != 0)
       return WRONG_EXIT;
+    if (prog->preload && luaL_dostring(L, prog->preload) != 0)
+      return WRONG_EXIT;
   }
   nalloc = 0;
   fail_at = n;
-  if (!kind_malloc) rt = corio_new(&o);
+  if (!kind_malloc && !prog->preload) rt = corio_new(&o);
   if (rt == NULL) {
     lua_close(L);
     if (total) *total = nalloc;
     return n != 0 && nfailed ? 3 : WRONG_EXIT;
   }
-  if (!kind_malloc) add_paths(rt);
+  if (!kind_malloc && !prog->preload) add_paths(rt);
   if (corio_errmsg(rt)[0] != 0) {
     /* corio_add_paths without memory: the paths are unchanged */
     st = is_oom(corio_errmsg(rt)) ? 3 : WRONG_EXIT;
@@ -426,6 +491,11 @@ static unsigned long sweep(unsigned long *shared, int verbose) {
     if (waitpid(pid, &ws, 0) != pid) {
       CHECK(0);
       break;
+    }
+    {
+      char path[64];   /* the io program's file, if it was left */
+      snprintf(path, sizeof(path), "/tmp/corio_oom_sweep.%ld", (long)pid);
+      (void)unlink(path);
     }
     if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
       nok++;
