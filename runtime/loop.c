@@ -467,9 +467,10 @@ static void dump_tree(corio_rt *rt, corio_scope *s, int depth) {
 
 static volatile sig_atomic_t sigusr1_seen;
 
-static void dump_tasks(corio_rt *rt) {
-  rt->dump_due = 0;
-  __atomic_store_n(&sigusr1_seen, 0, __ATOMIC_SEQ_CST);
+/* In corio__pcall: [] -> [] the task list on stderr. */
+static void dump_tasks_p(corio_rt *rt, lua_State *L, void *ud) {
+  (void)L;
+  (void)ud;
   fprintf(stderr, "corio: %u live task(s):\n", rt->ntasks);
   if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
   dump_task(rt, rt->root, 0);   /* (with where it waits, as tasks() has) */
@@ -480,6 +481,20 @@ static void dump_tasks(corio_rt *rt) {
       fprintf(stderr, "  (in scopes a suspended coroutine holds)\n");
       dump_tree(rt, &corio_container_of(l, corio_xscope, parked)->s, 2);
     }
+  }
+}
+
+/* The task list (SIGUSR1), in a protected call: naming the tasks
+** allocates, and this runs in the scheduler or as a run ends (outside
+** any protected call). Without memory the list stops there. */
+static void dump_tasks(corio_rt *rt) {
+  rt->dump_due = 0;
+  __atomic_store_n(&sigusr1_seen, 0, __ATOMIC_SEQ_CST);
+  if (corio__pcall(rt, rt->L, 0, 0, dump_tasks_p, NULL) != 0) {
+    const char *m = lua_tostring(rt->L, -1);
+    fprintf(stderr, "\ncorio: (the task list stops here: %s)\n",
+            m != NULL ? m : "an error");
+    lua_pop(rt->L, 1);
   }
 }
 

@@ -11,8 +11,8 @@
 ** with shield, an event) and "deadlock" (a deadlock with a lock held,
 ** whose message the scheduler builds) and "host" (a host's async
 ** function that the host fails with corio_op_fail between steps; every
-** program is driven by corio_step, then corio_finish) and "io" (corio.fs
-** and to_thread). N sweeps the whole range of
+** program is driven by corio_step, then corio_finish), "io" (corio.fs
+** and to_thread) and "usr1" (the task list SIGUSR1 prints). N sweeps the whole range of
 ** allocations the run makes (counted by a first run that fails nothing),
 ** each N in a forked child with a time limit. A child must end with the
 ** program's own outcome, or with an error whose message says that memory
@@ -52,7 +52,7 @@
 ** code runs there).
 **
 ** Environment: OOM_KIND=malloc runs the malloc pass only (OOM_KIND=lua
-** the other); OOM_PROG=i (0 main, 1 deadlock, 2 host, 3 io) and OOM_LEN=n run that
+** the other); OOM_PROG=i (0 main, 1 deadlock, 2 host, 3 io, 4 usr1) and OOM_LEN=n run that
 ** one program and length; OOM_N=n runs that one N in this process (for
 ** gdb: break oom_failed, or on_panic); OOM_FROM/OOM_TO/OOM_STEP narrow
 ** the sweep; OOM_VERBOSE=1 prints every failing N's output. Under a
@@ -193,6 +193,19 @@ static const char program_io[] =
     "assert(corio.to_thread(function(a, b) return a + b end, 2, 3) == 5)\n"
     "return 'fine'\n";
 
+/* SIGUSR1 (the runtime handles signals here): the task list it prints
+** names the tasks, which allocates (the count starts after the ffi
+** declarations). */
+static const char program_usr1[] =
+    "local corio = require('corio')\n"
+    "local ffi = require('ffi')\n"
+    "local t = corio.spawn(function() corio.sleep(0.001) end)\n"
+    "corio.sleep(0)\n"
+    "ffi.C.kill(ffi.C.getpid(), 10)\n"
+    "corio.sleep(0.002)\n"
+    "t:join()\n"
+    "return 'fine'\n";
+
 static corio_op *pending_op;
 
 static int l_hostop(lua_State *L) {
@@ -216,6 +229,8 @@ static const struct prog {
     ** loader then says "error loading module 'corio.fs' ...: (null)" (not
     ** corio's code; "main" sweeps corio_new and require "corio") */
     {"io", program_io, NULL, "require('corio.fs')"},
+    {"usr1", program_usr1, NULL,
+     "require('ffi').cdef('int kill(int, int); int getpid(void);')"},
 };
 static const struct prog *prog = &progs[0];
 
@@ -345,6 +360,7 @@ static int run_once(unsigned long n, unsigned long *total) {
   pending_op = NULL;
   memset(&o, 0, sizeof(o));
   o.L = L;
+  o.handle_signals = prog->code == program_usr1;
   if (kind_malloc) {
     /* libuv's thread pool (one per process) starts at its first request
     ** and aborts when malloc fails then (libuv's uv_once init): started
