@@ -252,27 +252,59 @@ struct corio_box {
   int own_state;
 };
 
+/* The Lua part of corio_new, in lua_cpcall: a state without memory makes
+** corio_new return NULL (was: LuaJIT's panic, which ends the host). */
+typedef struct new_args {
+  corio_rt *rt;
+  int busy;    /* the state has a runtime already, or no package library */
+} new_args;
+
+static int new_check(lua_State *L) {
+  new_args *a = (new_args *)lua_touserdata(L, 1);
+  if (corio__rt(L) != NULL) {  /* one runtime per state */
+    a->busy = 1;
+    return 0;
+  }
+  if (!push_preload(L)) {
+    /* an adopted state without the package library: corio could not be
+    ** required (and indexing package would raise outside any pcall) */
+    a->busy = 1;
+    return 0;
+  }
+  return 0;
+}
+
+static int new_preload(lua_State *L) {
+  corio_preload(L);
+  return 0;
+}
+
+static int open_libs(lua_State *L) {
+  luaL_openlibs(L);
+  return 0;
+}
+
 corio_rt *corio_new(const corio_options *opts) {
   lua_State *L = opts != NULL ? opts->L : NULL;
   int own = L == NULL;
   corio_rt *rt;
+  new_args a;
   if (own) {
     /* as CORIO_DEBUG: CORIO_LUAJIT_ALLOC=0 was taken as on */
     L = corio__env_flag("CORIO_LUAJIT_ALLOC") ? NULL : corio__heap_newstate(0);
     if (L == NULL) L = luaL_newstate();
     if (L == NULL) return NULL;
-    luaL_openlibs(L);
+    if (lua_cpcall(L, open_libs, NULL) != 0) {
+      close_state(L);
+      return NULL;
+    }
   }
-  if (corio__rt(L) != NULL) {  /* one runtime per state */
+  memset(&a, 0, sizeof(a));
+  if (lua_cpcall(L, new_check, &a) != 0 || a.busy) {
+    if (!a.busy) lua_pop(L, 1);   /* the memory error */
     if (own) close_state(L);
     return NULL;
   }
-  if (!push_preload(L)) {
-    /* an adopted state without the package library: corio could not be
-    ** required (and indexing package would raise outside any pcall) */
-    return NULL;
-  }
-  lua_pop(L, 1);
   rt = corio__rt_create(L, opts != NULL ? opts->loop : NULL);
   if (rt == NULL) {
     if (own) close_state(L);
@@ -280,7 +312,12 @@ corio_rt *corio_new(const corio_options *opts) {
   }
   rt->own_state = own;
   rt->handle_signals = opts != NULL ? opts->handle_signals : 1;
-  corio_preload(L);
+  if (lua_cpcall(L, new_preload, NULL) != 0) {
+    lua_pop(L, 1);
+    corio__rt_destroy(rt, 1);
+    if (own) close_state(L);
+    return NULL;
+  }
   return rt;
 }
 
@@ -289,13 +326,30 @@ corio_rt *corio_new(const corio_options *opts) {
 ** unload corio's modules, whose functions hold the freed runtime; a later
 ** require loads them afresh (for a new runtime of the state, or for one
 ** of their own, as in a stock luajit). */
+/* [-0, +1|+0] Push the key of the registry's field `name` and return 1,
+** or 0 if there is none: found by a walk, without making the string,
+** which could raise a memory error (unload_modules runs in corio_free,
+** which works without memory, outside any protected call). */
+static int registry_key(lua_State *L, const char *name) {
+  lua_pushnil(L);
+  while (lua_next(L, LUA_REGISTRYINDEX)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), name) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+/* (Allocates nothing: the keys it reads and sets exist.) */
 static void unload_modules(lua_State *L) {
   int top = lua_gettop(L), i;
-  lua_getfield(L, LUA_REGISTRYINDEX, "corio.patched");
-  if (lua_istable(L, -1)) {
+  if (!registry_key(L, "corio.patched")) lua_pushnil(L);
+  lua_pushvalue(L, top + 1);
+  lua_rawget(L, LUA_REGISTRYINDEX);      /* [key patched] (nil key: nil) */
+  if (lua_istable(L, top + 2)) {
     /* newest first: a function replaced twice gets its first original */
-    for (i = (int)lua_objlen(L, -1); i >= 1; i--) {
-      lua_rawgeti(L, top + 1, i);     /* {table, key, original, ours} */
+    for (i = (int)lua_objlen(L, top + 2); i >= 1; i--) {
+      lua_rawgeti(L, top + 2, i);     /* {table, key, original, ours} */
       lua_rawgeti(L, -1, 1);
       lua_rawgeti(L, -2, 2);
       if (lua_istable(L, -2) && !lua_isnil(L, -1)) {
@@ -308,11 +362,14 @@ static void unload_modules(lua_State *L) {
           lua_rawset(L, -3);
         }
       }
-      lua_settop(L, top + 1);
+      lua_settop(L, top + 2);
     }
   }
-  lua_pushnil(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, "corio.patched");
+  if (!lua_isnil(L, top + 1)) {
+    lua_pushvalue(L, top + 1);
+    lua_pushnil(L);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
   lua_settop(L, top);
   /* the table require looks in (package.loaded, unless a script replaced
   ** the global package or its loaded field) */
@@ -380,23 +437,44 @@ const char *corio_errmsg(corio_rt *rt) {
 }
 void corio_set_cli(corio_rt *rt, int on) { rt->cli_root = on; }
 
-void corio_add_paths(corio_rt *rt, const char *lua_path,
-                     const char *c_path) {
-  lua_State *L = rt->L;
-  if (!push_package(L)) return;   /* a state without the package library */
-  if (lua_path != NULL) {
+typedef struct paths_args {
+  const char *lua_path, *c_path;
+} paths_args;
+
+static int add_paths(lua_State *L) {
+  paths_args *a = (paths_args *)lua_touserdata(L, 1);
+  if (!push_package(L)) return 0;   /* a state without the package library */
+  if (a->lua_path != NULL) {
     lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s;%s", lua_path, lua_tostring(L, -1));
+    lua_pushfstring(L, "%s;%s", a->lua_path, lua_tostring(L, -1));
     lua_setfield(L, -3, "path");
     lua_pop(L, 1);
   }
-  if (c_path != NULL) {
+  if (a->c_path != NULL) {
     lua_getfield(L, -1, "cpath");
-    lua_pushfstring(L, "%s;%s", c_path, lua_tostring(L, -1));
+    lua_pushfstring(L, "%s;%s", a->c_path, lua_tostring(L, -1));
     lua_setfield(L, -3, "cpath");
     lua_pop(L, 1);
   }
-  lua_pop(L, 1);
+  return 0;
+}
+
+static void set_msg(corio_rt *rt, const char *msg);
+
+/* In a protected call: without memory the paths stay as they were and
+** corio_errmsg says so. */
+void corio_add_paths(corio_rt *rt, const char *lua_path,
+                     const char *c_path) {
+  paths_args a;
+  a.lua_path = lua_path;
+  a.c_path = c_path;
+  if (lua_cpcall(rt->L, add_paths, &a) != 0) {
+    char buf[256];
+    snprintf(buf, sizeof(buf), "corio_add_paths: %s (package.path and "
+             "package.cpath are unchanged)", lua_tostring(rt->L, -1));
+    lua_pop(rt->L, 1);
+    set_msg(rt, buf);
+  }
 }
 
 /* The message corio_errmsg returns: whole, however long (an error's
@@ -410,27 +488,17 @@ static void set_msg(corio_rt *rt, const char *msg) {
   snprintf(rt->errmsg, sizeof(rt->errmsg), "%s", msg);  /* (cut without memory) */
 }
 
-/* __tostring of the value at index 1, in a protected call. */
-static int call_tostring_meta(lua_State *L) {
-  if (!luaL_callmeta(L, 1, "__tostring")) lua_pushnil(L);
-  return 1;
-}
-
-/* Keep the message of the value on top in errmsg: a string or number as
-** it is, a value with __tostring (a corio error) as that gives it, else
-** its type. Was: the global tostring was called, so a script that set it
-** to nil (or to its own function) left the host a message that was not
-** the error's, e.g. "(error object is not a string)" for a syntax error
-** or error("boom"). The message must not depend on the script's globals. */
-static void set_errmsg(corio_rt *rt, lua_State *L) {
+/* In corio__pcall: [v] -> [] errmsg set to v's message: a string or
+** number as it is, a value with __tostring (a corio error) as that gives
+** it, else its type. */
+static void errmsg_p(corio_rt *rt, lua_State *L, void *ud) {
   const char *msg = NULL;
-  int t = lua_type(L, -1);
+  int t = lua_type(L, 1);
+  (void)ud;
   if (t == LUA_TSTRING || t == LUA_TNUMBER) {
-    lua_pushvalue(L, -1);   /* (lua_tostring converts a number in place) */
-  } else {
-    lua_pushcfunction(L, call_tostring_meta);
-    lua_pushvalue(L, -2);
-    if (lua_pcall(L, 1, 1, 0) != 0) lua_pushnil(L);
+    lua_pushvalue(L, 1);   /* (lua_tostring converts a number in place) */
+  } else if (!luaL_callmeta(L, 1, "__tostring")) {
+    lua_pushnil(L);
   }
   if (lua_type(L, -1) == LUA_TSTRING || lua_type(L, -1) == LUA_TNUMBER)
     msg = lua_tostring(L, -1);
@@ -442,7 +510,30 @@ static void set_errmsg(corio_rt *rt, lua_State *L) {
              lua_typename(L, t));
     set_msg(rt, buf);
   }
-  lua_pop(L, 1);
+}
+
+/* Keep the message of the value on top in errmsg (errmsg_p). Was: the
+** global tostring was called, so a script that set it to nil (or to its
+** own function) left the host a message that was not the error's, e.g.
+** "(error object is not a string)" for a syntax error or error("boom").
+** The message must not depend on the script's globals. In a protected
+** call: a __tostring that fails gives the type's message, and without
+** memory the message says so. */
+static void set_errmsg(corio_rt *rt, lua_State *L) {
+  int t = lua_type(L, -1);
+  lua_pushvalue(L, -1);
+  if (corio__pcall(rt, L, 1, 0, errmsg_p, NULL) != 0) {
+    char buf[128];
+    const char *m = lua_tostring(L, -1);
+    if (m != NULL && strcmp(m, "not enough memory") == 0)
+      snprintf(buf, sizeof(buf), "not enough memory (for the message of "
+               "an error that is a %s value)", lua_typename(L, t));
+    else
+      snprintf(buf, sizeof(buf), "(error object is a %s value)",
+               lua_typename(L, t));
+    set_msg(rt, buf);
+    lua_pop(L, 1);
+  }
 }
 
 /* Require "corio" so that the runtime's metatables and Lua surface exist
@@ -478,13 +569,29 @@ int corio_start(corio_rt *rt, int nargs) {
     lua_pushstring(L, corio_errmsg(rt));  /* the error value, as any */
     return UV_EBUSY;
   }
+  if (rt->broken) {
+    /* an earlier run was abandoned (its scheduler failed, e.g. without
+    ** memory): the runtime's state is unknown */
+    snprintf(rt->errmsg, sizeof(rt->errmsg), "corio: an earlier run of "
+             "this runtime was abandoned (the scheduler failed: %s); "
+             "corio_free it", rt->broken_msg);
+    free(rt->errmsg_long);
+    rt->errmsg_long = NULL;
+    lua_settop(L, base);
+    lua_pushstring(L, corio_errmsg(rt));  /* the error value, as any */
+    return UV_EINVAL;
+  }
   set_msg(rt, "");
   /* require runs Lua code (a host's own require, a finaliser) that may
   ** call corio_free: that is deferred to the end of the start, as in a
   ** step, and nothing is left on the stack */
   rt->api_step = 1;
   r = ensure_loaded(rt);
-  if (r == 0 && !rt->free_pending) corio__run_start(rt, L, nargs);
+  if (r == 0 && !rt->free_pending && corio__run_start(rt, L, nargs) != 0) {
+    /* no memory to start: the error is on top, where the function was */
+    set_errmsg(rt, L);
+    r = CORIO_ELUA;
+  }
   rt->api_step = 0;
   if (rt->free_pending) {
     lua_settop(L, base);

@@ -205,6 +205,11 @@ static void list_add_once(lua_State *L, int list) {
   lua_rawseti(L, list, n + 1);
 }
 
+void corio__scope_oom(corio_rt *rt, corio_scope *s) {
+  int *errs = corio__scope_errs(rt, s);
+  if (*errs == LUA_NOREF) *errs = rt->oom_ref;
+}
+
 /* [-0, +0] Append the error at idx to s's error list unless it is there.
 ** A corio error that already carries a list (one that crossed an inner scope
 ** or task boundary with several errors) brings that list along: the
@@ -214,6 +219,7 @@ void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx) {
   int list;
   int *errs = corio__scope_errs(rt, s);   /* stays put */
+  if (*errs == rt->oom_ref) return;       /* failed for want of memory */
   idx = idx < 0 ? lua_gettop(L) + idx + 1 : idx;
   if (*errs == LUA_NOREF) {
     lua_createtable(L, 2, 0);

@@ -676,6 +676,8 @@ typedef struct corio_fsop {
   int mode;             /* open: CORIO_FS_* */
   size_t bufsize;       /* open: buffer size */
   char *path, *path2;
+  struct corio_file *newfile; /* open: the file made, until its userdata
+                                 holds it (deliver_op) */
 } corio_fsop;
 
 static const char *const OPNAMES[] = {"open", "stat", "lstat", "mkdir",
@@ -742,12 +744,11 @@ static void push_stat(lua_State *L, const uv_stat_t *s) {
   set_num(L, "blocks", (double)s->st_blocks);
 }
 
-static void deliver_op(corio_task *t) {
-  corio_fsop *o = t->wait_obj;
-  lua_State *L = o->rt->L;   /* not t->co: see deliver_file */
-  int base = lua_gettop(L);
+/* In corio__pcall: [] -> (true, results...) or (false, err) of op o. */
+static void deliver_op_p(corio_rt *rt, lua_State *L, void *ud) {
+  corio_fsop *o = (corio_fsop *)ud;
   ssize_t r = o->req.result;
-  t->wait_obj = NULL;
+  (void)rt;
   if (r < 0) {
     lua_pushboolean(L, 0);
     if (o->op == CORIO_FS_RENAME) {
@@ -764,8 +765,6 @@ static void deliver_op(corio_task *t) {
       corio__fs_push_error(L, OPNAMES[o->op],
                            o->err_dst ? o->path2 : o->path, (int)r);
     }
-    fsop_free(o);
-    lua_xmove(L, t->co, lua_gettop(L) - base);
     return;
   }
   lua_pushboolean(L, 1);
@@ -784,14 +783,15 @@ static void deliver_op(corio_task *t) {
       ** Python's open() does, rather than fail at the first read. */
       uv_fs_close(NULL, &sreq, (uv_file)r, NULL);
       uv_fs_req_cleanup(&sreq);
+      if (f != NULL) file_free(f);   /* (before what may raise) */
       lua_pop(L, 1);
       lua_pushboolean(L, 0);
       corio__fs_push_error(L, "open", o->path,
                            f == NULL ? UV_ENOMEM : UV_EISDIR);
-      if (f != NULL) file_free(f);
       break;
     }
     f->fd = (uv_file)r;
+    o->newfile = f;
     /* A FIFO, pipe, socket or terminal may never deliver more: a read
     ** ahead there would hold a pool thread in read(2) with no task asking
     ** for it, and close (which waits for it) would hang after the reader
@@ -804,6 +804,7 @@ static void deliver_op(corio_task *t) {
     if (o->mode == (CORIO_FS_WRITE | CORIO_FS_APPEND))
       (void)lseek(f->fd, 0, SEEK_END);
     corio__fs_push_file(L, f);
+    o->newfile = NULL;   /* the userdata holds it */
     break;
   }
   case CORIO_FS_STAT:
@@ -824,6 +825,29 @@ static void deliver_op(corio_task *t) {
   }
   default:
     break;
+  }
+}
+
+/* The results are made on the runtime's state (not t->co: see
+** deliver_file), in a protected call (this runs in the scheduler):
+** without memory for them, the call fails with LuaJIT's "not enough
+** memory", and a file it opened is closed. */
+static void deliver_op(corio_task *t) {
+  corio_fsop *o = t->wait_obj;
+  corio_rt *rt = o->rt;
+  lua_State *L = rt->L;
+  int base = lua_gettop(L);
+  t->wait_obj = NULL;
+  o->newfile = NULL;
+  if (corio__pcall(rt, L, 0, LUA_MULTRET, deliver_op_p, o) != 0) {
+    if (o->newfile != NULL) {
+      uv_fs_t sreq;
+      uv_fs_close(NULL, &sreq, o->newfile->fd, NULL);
+      uv_fs_req_cleanup(&sreq);
+      file_free(o->newfile);
+    }
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
   }
   fsop_free(o);
   lua_xmove(L, t->co, lua_gettop(L) - base);

@@ -350,6 +350,13 @@ int corio_op_resume(corio_op *op, int n) {
   return 0;
 }
 
+/* In corio__pcall: [] -> [the error of kind km[0], message km[1]]. */
+static void op_error_p(corio_rt *rt, lua_State *L, void *ud) {
+  const char **km = (const char **)ud;
+  (void)rt;
+  corio__push_error(L, km[0], km[1]);
+}
+
 int corio_op_fail(corio_op *op, const char *kind, const char *message) {
   corio_rt *rt;
   corio_task *t;
@@ -369,8 +376,15 @@ int corio_op_fail(corio_op *op, const char *kind, const char *message) {
   /* the error is made on the runtime's state and moved: an allocation on
   ** the suspended thread could run a raising __gc finaliser there (see
   ** runtime/fs.c, deliver_file) */
-  corio__push_error(rt->L, kind ? kind : "error",
-                    message ? message : "host operation failed");
+  {
+    /* in a protected call: a host's callback may call this between
+    ** steps, outside any; without memory the task gets LuaJIT's "not
+    ** enough memory" instead (was: LuaJIT's panic) */
+    const char *km[2];
+    km[0] = kind ? kind : "error";
+    km[1] = message ? message : "host operation failed";
+    (void)corio__pcall(rt, rt->L, 0, 1, op_error_p, (void *)km);
+  }
   lua_xmove(rt->L, to, 1);
   if (op->state == OP_FRESH) {
     /* ended before corio_op_suspend, which raises the error */

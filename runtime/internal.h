@@ -206,6 +206,8 @@ typedef struct corio_tside {
 
 #define CORIO_SIDE_CHUNK 256
 
+enum { CORIO_SITE_NONE, CORIO_SITE_KEEP /* task_keep of a task's results */ };
+
 /* The task whose body runs in s: for a task's root scope the task that
 ** contains it, else the owner its corio_xscope records (NULL if none). */
 static inline corio_task *corio__scope_owner(corio_scope *s) {
@@ -390,6 +392,18 @@ struct corio_rt {
   int nscope_refs;
   int nbody_pool;           /* body scopes in init.lua's pool (M._body) */
   lua_CFunction isyieldable;
+  int pcall_ref;            /* registry ref: the function of corio__pcall */
+  int oom_ref;              /* ref: {"not enough memory"}, shared, never
+                               changed (corio__scope_oom) */
+  /* A step runs in one protected call (corio__run_step): an error that
+  ** leaves the scheduler is caught there. A hot path that may raise one
+  ** names itself here while it may (two stores instead of a pcall of its
+  ** own), so that the step can finish its work; from anywhere else the
+  ** run is abandoned (broken) with the error's message. */
+  uint8_t oom_site;         /* CORIO_SITE_*: what was being done */
+  uint8_t broken;           /* the run was abandoned: see broken_msg */
+  corio_task *oom_task;     /* the task it was being done for */
+  char broken_msg[160];
 };
 
 /* Every corio suspension leaves its task blocked or in the ready queue
@@ -400,6 +414,19 @@ struct corio_rt {
 #define CORIO_OWN_YIELD(t) ((t)->state != CORIO_ST_RUNNING)
 
 /* rt.c */
+/* Out of memory in the scheduler (docs/errors.md): code that runs outside
+** any protected call (the resume loop, a task's end, waking a task with
+** Cancelled, corio_new, corio_start) must not raise, as LuaJIT's panic
+** then ends the process. Its allocating parts run in corio__pcall:
+** [-(nargs), +(nresults) or +1] fn(rt, L, ud) in a protected call on L
+** with the nargs values on top of L as its stack; returns 0 (nresults
+** values left) or a LUA_ERR* status, with the error value (for a memory
+** error LuaJIT's preallocated "not enough memory" string) on top. It
+** allocates nothing before the call is protected. Not for hot paths: a
+** pcall costs ~100 instructions. */
+typedef void (*corio_pfn)(corio_rt *rt, lua_State *L, void *ud);
+int corio__pcall(corio_rt *rt, lua_State *L, int nargs, int nresults,
+                 corio_pfn fn, void *ud);
 corio_rt *corio__rt(lua_State *L);  /* the runtime of L's state, or NULL */
 int corio__ref(corio_rt *rt, lua_State *L);          /* [-1, +0] */
 void corio__unref(corio_rt *rt, lua_State *L, int ref);
@@ -453,7 +480,7 @@ size_t corio__heap_class_size(size_t n);
 /* loop.c */
 void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn);
 int corio__run_root(corio_rt *rt, lua_State *L, int nargs);
-void corio__run_start(corio_rt *rt, lua_State *L, int nargs);
+int corio__run_start(corio_rt *rt, lua_State *L, int nargs);
 void corio__sigint_cb(uv_async_t *h);
 void corio__sigusr1_cb(uv_async_t *h);
 void corio__signals_release(corio_rt *rt);
@@ -515,6 +542,11 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status);
 int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
                              int ud);
 void corio__task_try_finish(corio_rt *rt, corio_task *t);
+int corio__push_results_safe(corio_rt *rt, lua_State *L, corio_task *t,
+                             int ud);
+/* [-1, +0] After CORIO_SITE_KEEP failed for t with the error on top: the
+** task fails with it (loop.c's step recovery). */
+void corio__task_keep_failed(corio_rt *rt, lua_State *L, corio_task *t);
 /* Make the side table's chunk for slot, so that a task given the slot
 ** can have its side record without allocating: 0, or -1 without memory.
 ** corio__spawn calls it for the slot it took when corio__side_ready says
@@ -549,6 +581,11 @@ void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
 int corio__scope_absorbs(corio_scope *s);
 void corio__scope_add_error(corio_rt *rt, lua_State *L, corio_scope *s,
                             int idx);
+/* s failed for want of memory, and had no memory to record an error: if
+** it has no error list yet, it gets the shared {"not enough memory"}
+** (rt->oom_ref: corio__unref and corio__scope_add_error leave it alone).
+** Allocates nothing. */
+void corio__scope_oom(corio_rt *rt, corio_scope *s);
 void corio__scope_child_ended(corio_rt *rt, corio_scope *s);
 void corio__scope_hand_over(corio_rt *rt, corio_scope *s, corio_scope *to,
                             int cancel);

@@ -30,17 +30,31 @@ void corio__ready(corio_rt *rt, corio_task *t, corio_deliver_fn fn) {
 
 void corio__deliver_true(corio_task *t) { lua_pushboolean(t->co, 1); }
 
-/* The error is made on the runtime's own state and moved over: an
-** allocation on the suspended thread can run a __gc finaliser there, and
-** one that raises (even inside its own pcall) wrecks that thread's stack. */
-void corio__deliver_cancelled(corio_task *t) {
-  corio_rt *rt = corio__rt(t->co);
-  lua_State *L = rt != NULL ? rt->L : t->co;
-  lua_pushboolean(t->co, 0);
+/* In corio__pcall: [] -> [Cancelled error] for the task ud. */
+static void make_cancelled(corio_rt *rt, lua_State *L, void *ud) {
+  corio_task *t = (corio_task *)ud;
+  (void)rt;
   corio__push_error(L, "cancelled", "the task was cancelled while it waited");
   luaL_traceback(L, t->wait_L, NULL, t->wait_L == t->co ? 1 : 0);
   lua_setfield(L, -2, "traceback");
-  if (L != t->co) lua_xmove(L, t->co, 1);
+}
+
+/* The error is made on the runtime's own state and moved over: an
+** allocation on the suspended thread can run a __gc finaliser there, and
+** one that raises (even inside its own pcall) wrecks that thread's stack.
+** It is made in a protected call (this runs in the scheduler): without
+** memory for it, the task is woken with LuaJIT's "not enough memory"
+** error instead, which it raises where it waited. */
+void corio__deliver_cancelled(corio_task *t) {
+  corio_rt *rt = corio__rt(t->co);
+  lua_pushboolean(t->co, 0);
+  if (rt == NULL) {   /* (the runtime is gone: nothing to protect with) */
+    corio__push_error(t->co, "cancelled",
+                      "the task was cancelled while it waited");
+    return;
+  }
+  (void)corio__pcall(rt, rt->L, 0, 1, make_cancelled, t);
+  lua_xmove(rt->L, t->co, 1);
 }
 
 /* lua_isyieldable answers what coroutine.isyieldable pushes (both read
@@ -366,10 +380,10 @@ static void describe_blocked(corio_task *t, void *ud) {
 /* Rule 14: nothing can ever wake a task. Describe the blocked tasks in a
 ** "deadlock" error, then cancel the root so that everything unwinds and
 ** cleanup runs; corio.run raises the deadlock error. */
+static void deadlock_error(corio_rt *rt, lua_State *L, void *ud);
+
 static void deadlock(corio_rt *rt) {
   lua_State *L = rt->L;
-  luaL_Buffer b;
-  dl_ctx c;
   corio_scope *nested = rt->nested_run;
   if (nested != NULL && (nested->closed || rt->nested_deadlock)) {
     /* closed: its corio.run was left without run_nested_end; deadlocked
@@ -377,6 +391,25 @@ static void deadlock(corio_rt *rt) {
     nested = NULL;
   }
   if (nested == NULL && ++rt->deadlock > 1) return;
+  /* the message is made in a protected call (this runs in the
+  ** scheduler): without memory for it, the run's error is LuaJIT's "not
+  ** enough memory" (corio.deadlock stays nil: finish_push) */
+  if (corio__pcall(rt, L, 0, 0, deadlock_error, NULL) != 0) lua_pop(L, 1);
+  if (nested != NULL) {
+    /* only the CLI main chunk's corio.run is deadlocked: it raises */
+    rt->nested_deadlock = 1;
+    corio__scope_cancel(rt, nested);
+    return;
+  }
+  corio__scope_cancel(rt, &rt->root->root);
+}
+
+/* In corio__pcall: [] -> [] the deadlock error, in the registry's
+** corio.deadlock. */
+static void deadlock_error(corio_rt *rt, lua_State *L, void *ud) {
+  luaL_Buffer b;
+  dl_ctx c;
+  (void)ud;
   c.rt = rt;
   c.b = &b;
   c.n = 0;
@@ -394,13 +427,6 @@ static void deadlock(corio_rt *rt) {
   lua_rawset(L, -3);
   lua_remove(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
-  if (nested != NULL) {
-    /* only the CLI main chunk's corio.run is deadlocked: it raises */
-    rt->nested_deadlock = 1;
-    corio__scope_cancel(rt, nested);
-    return;
-  }
-  corio__scope_cancel(rt, &rt->root->root);
 }
 
 
@@ -441,9 +467,10 @@ static void dump_tree(corio_rt *rt, corio_scope *s, int depth) {
 
 static volatile sig_atomic_t sigusr1_seen;
 
-static void dump_tasks(corio_rt *rt) {
-  rt->dump_due = 0;
-  __atomic_store_n(&sigusr1_seen, 0, __ATOMIC_SEQ_CST);
+/* In corio__pcall: [] -> [] the task list on stderr. */
+static void dump_tasks_p(corio_rt *rt, lua_State *L, void *ud) {
+  (void)L;
+  (void)ud;
   fprintf(stderr, "corio: %u live task(s):\n", rt->ntasks);
   if (rt->root == NULL || rt->root->state == CORIO_ST_ENDED) return;
   dump_task(rt, rt->root, 0);   /* (with where it waits, as tasks() has) */
@@ -454,6 +481,20 @@ static void dump_tasks(corio_rt *rt) {
       fprintf(stderr, "  (in scopes a suspended coroutine holds)\n");
       dump_tree(rt, &corio_container_of(l, corio_xscope, parked)->s, 2);
     }
+  }
+}
+
+/* The task list (SIGUSR1), in a protected call: naming the tasks
+** allocates, and this runs in the scheduler or as a run ends (outside
+** any protected call). Without memory the list stops there. */
+static void dump_tasks(corio_rt *rt) {
+  rt->dump_due = 0;
+  __atomic_store_n(&sigusr1_seen, 0, __ATOMIC_SEQ_CST);
+  if (corio__pcall(rt, rt->L, 0, 0, dump_tasks_p, NULL) != 0) {
+    const char *m = lua_tostring(rt->L, -1);
+    fprintf(stderr, "\ncorio: (the task list stops here: %s)\n",
+            m != NULL ? m : "an error");
+    lua_pop(rt->L, 1);
   }
 }
 
@@ -609,21 +650,41 @@ int corio__step(corio_rt *rt, int mode) {
   return 1;
 }
 
-/* [-(nargs+1), +0] Start the function below nargs arguments on L as the
-** root task; corio__run_step drives it, corio__run_finish collects it. */
-void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
-  corio_task *root;
+/* In corio__pcall: [fn args...] -> [] the root task spawned, its ref in
+** *ref (taken first, set once the Task exists: no allocation after the
+** spawn, so a root spawned is a root recorded). */
+static void start_root(corio_rt *rt, lua_State *L, void *ud) {
+  int *ref = (int *)ud, nargs = lua_gettop(L) - 1;
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  lua_pushboolean(L, 0);
+  *ref = corio__ref(rt, L);
+  rt->root = corio__spawn(rt, L, NULL, nargs, 0);
+  corio__setref(rt, L, *ref);   /* the root's results outlive it */
+}
+
+/* [-(nargs+1), +0|+1] Start the function below nargs arguments on L as the
+** root task; corio__run_step drives it, corio__run_finish collects it.
+** Returns 0, or without memory a LUA_ERR* status with the error on top
+** of L (nothing started). */
+int corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
+  int ref = LUA_NOREF, st;
   rt->running = 1;
   rt->interrupted = 0;
   rt->deadlock = 0;
-  lua_pushnil(L);
-  lua_setfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
-  root = corio__spawn(rt, L, NULL, nargs, 0);
-  rt->root_ref = corio__ref(rt, L);   /* the root's results outlive it */
-  rt->root = root;
+  rt->root = NULL;
+  st = corio__pcall(rt, L, nargs + 1, 0, start_root, &ref);
+  if (st != 0) {
+    if (ref != LUA_NOREF) corio__unref(rt, L, ref);
+    rt->root = NULL;
+    rt->running = 0;
+    return st;
+  }
+  rt->root_ref = ref;
   if (rt->handle_signals) {
     sigint_hold(rt);
   }
+  return 0;
 }
 
 /* Run the ready tasks, then one turn of libuv (UV_RUN_ONCE waits for an
@@ -631,7 +692,7 @@ void corio__run_start(corio_rt *rt, lua_State *L, int nargs) {
 ** the root and all its descendants ended and no work of theirs is still
 ** pending (to_thread workers, fs requests, host ops of cancelled tasks:
 ** nothing outlives the run). */
-int corio__run_step(corio_rt *rt, int mode) {
+static int run_step(corio_rt *rt, int mode) {
   corio_task *root = rt->root;
   run_ready(rt);
   if (root->state == CORIO_ST_ENDED) {
@@ -641,6 +702,84 @@ int corio__run_step(corio_rt *rt, int mode) {
   }
   if (!corio__step(rt, mode) && rt->deadlock > 1) return 0;
   return 1;
+}
+
+typedef struct step_args {
+  int mode, r;
+} step_args;
+
+static void step_p(corio_rt *rt, lua_State *L, void *ud) {
+  step_args *a = (step_args *)ud;
+  (void)L;
+  a->r = run_step(rt, a->mode);
+}
+
+/* An error left the scheduler (the error value on top of rt->L): finish
+** what a hot path that named itself was doing (rt->oom_site), or else
+** abandon the run, whose state is unknown: it ends with an error naming
+** this one, the tasks it leaves are released with the runtime (as after
+** a deadlock the tasks ignore). Was: LuaJIT's panic (the host exited). */
+static void step_failed(corio_rt *rt) {
+  lua_State *L = rt->L;
+  int site = rt->oom_site;
+  corio_task *t = rt->oom_task;
+  rt->oom_site = CORIO_SITE_NONE;
+  rt->oom_task = NULL;
+  rt->in_uv = 0;
+  rt->current = NULL;
+  if (site == CORIO_SITE_KEEP) {
+    corio__task_keep_failed(rt, L, t);
+    return;
+  }
+  snprintf(rt->broken_msg, sizeof(rt->broken_msg), "%s",
+           lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
+                                          : "an error that is not a string");
+  lua_pop(L, 1);
+  rt->broken = 1;
+}
+
+/* Run the ready tasks, then one turn of libuv, in one protected call (see
+** step_failed). Returns 1 while the run goes on, 0 once it is over. */
+int corio__run_step(corio_rt *rt, int mode) {
+  step_args a;
+  a.mode = mode;
+  for (;;) {
+    if (rt->broken) return 0;
+    a.r = 0;
+    if (corio__pcall(rt, rt->L, 0, 0, step_p, &a) == 0) return a.r;
+    step_failed(rt);
+  }
+}
+
+/* In corio__pcall: [root's userdata] -> (true, results...) or (false,
+** err) of the run. */
+static void finish_push(corio_rt *rt, lua_State *L, void *ud) {
+  corio_task *root = (corio_task *)ud;
+  if (rt->broken) {
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "corio: the scheduler failed (%s); the run was "
+                    "abandoned", rt->broken_msg);
+  } else if (root->state != CORIO_ST_ENDED) {
+    /* Tasks ignored the cancel after a deadlock: abandon them (their
+    ** threads stay pinned until the runtime closes). */
+    lua_pushboolean(L, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  } else if (rt->deadlock) {
+    lua_pushboolean(L, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
+  } else if (rt->interrupted && root->status != CORIO_FAILED) {
+    lua_pushboolean(L, 0);
+    corio__push_error(L, "interrupted", "interrupted by SIGINT");
+  } else {
+    corio__task_push_results(rt, L, root, 1);
+  }
+  if (!rt->broken && (root->state != CORIO_ST_ENDED || rt->deadlock) &&
+      lua_isnil(L, -1)) {
+    /* the deadlock error could not be made (deadlock) */
+    lua_pop(L, 1);
+    lua_pushliteral(L, "not enough memory");
+  }
+  lua_remove(L, 1);
 }
 
 /* [-0, +n] End the run: push (true, results...) or (false, err) and
@@ -671,24 +810,12 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
   corio__unref(rt, L, rt->root_ref);
   rt->root_ref = LUA_NOREF;
   ud = lua_gettop(L);
-  if (root->state != CORIO_ST_ENDED) {
-    /* Tasks ignored the cancel after a deadlock: abandon them (their
-    ** threads stay pinned until the runtime closes). */
+  if (corio__pcall(rt, L, 1, LUA_MULTRET, finish_push, root) != 0) {
+    /* no memory for the outcome: that is the run's error */
     lua_pushboolean(L, 0);
-    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
-    n = 2;
-  } else if (rt->deadlock) {
-    lua_pushboolean(L, 0);
-    lua_getfield(L, LUA_REGISTRYINDEX, "corio.deadlock");
-    n = 2;
-  } else if (rt->interrupted && root->status != CORIO_FAILED) {
-    lua_pushboolean(L, 0);
-    corio__push_error(L, "interrupted", "interrupted by SIGINT");
-    n = 2;
-  } else {
-    n = corio__task_push_results(rt, L, root, ud);
+    lua_insert(L, -2);
   }
-  lua_remove(L, ud);
+  n = lua_gettop(L) - ud + 1;
   return n;
 }
 
@@ -696,7 +823,7 @@ int corio__run_finish(corio_rt *rt, lua_State *L) {
 ** task until it and all descendants ended. Pushes (true, results...) or
 ** (false, err) and returns their count. */
 int corio__run_root(corio_rt *rt, lua_State *L, int nargs) {
-  corio__run_start(rt, L, nargs);
+  if (corio__run_start(rt, L, nargs) != 0) lua_error(L);
   while (corio__run_step(rt, UV_RUN_ONCE)) {
   }
   return corio__run_finish(rt, L);

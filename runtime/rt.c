@@ -54,7 +54,7 @@ int corio__ref(corio_rt *rt, lua_State *L) {
 }
 
 void corio__unref(corio_rt *rt, lua_State *L, int ref) {
-  if (ref <= 0) return;
+  if (ref <= 0 || ref == rt->oom_ref) return;  /* (shared: never freed) */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->refs);
   lua_pushnil(L);
   lua_rawseti(L, -2, ref);
@@ -348,6 +348,80 @@ int corio__env_flag(const char *name) {
   return 0;
 }
 
+/* The function corio__pcall calls (made once, in corio__rt_create, so
+** that a protected call allocates nothing before it is protected):
+** [pcall_args, args...] -> what the C function leaves. */
+typedef struct pcall_args {
+  corio_pfn fn;
+  corio_rt *rt;
+  void *ud;
+} pcall_args;
+
+static int l_protected(lua_State *L) {
+  pcall_args *a = (pcall_args *)lua_touserdata(L, 1);
+  lua_remove(L, 1);
+  a->fn(a->rt, L, a->ud);
+  return lua_gettop(L);
+}
+
+int corio__pcall(corio_rt *rt, lua_State *L, int nargs, int nresults,
+                 corio_pfn fn, void *ud) {
+  pcall_args a;
+  int base = lua_gettop(L) - nargs;
+  a.fn = fn;
+  a.rt = rt;
+  a.ud = ud;
+  /* pushes of a function from the registry and of a light userdata
+  ** allocate nothing (a free slot of the stack is guaranteed) */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->pcall_ref);
+  lua_insert(L, base + 1);
+  lua_pushlightuserdata(L, &a);
+  lua_insert(L, base + 2);
+  return lua_pcall(L, nargs + 1, nresults, 0);
+}
+
+/* The Lua part of corio__rt_create, run by lua_cpcall (rt at index 1):
+** a memory error leaves the refs made so far, which the caller drops. */
+static int rt_lua_init(lua_State *L) {
+  corio_rt *rt = (corio_rt *)lua_touserdata(L, 1);
+  lua_newtable(L);                  /* anchor: task slots */
+  rt->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                  /* refs */
+  rt->refs = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                  /* task names, weak keys */
+  lua_newtable(L);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  rt->names = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_createtable(L, 1, 0);         /* {nforeign} */
+  lua_pushinteger(L, 0);
+  lua_rawseti(L, -2, 1);
+  rt->foreign_tab = luaL_ref(L, LUA_REGISTRYINDEX);
+
+  lua_getglobal(L, "coroutine");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "isyieldable");
+    rt->isyieldable = lua_tocfunction(L, -1);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+
+  lua_pushcfunction(L, l_protected);
+  rt->pcall_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  /* the error list of a scope that could not record its error for want
+  ** of memory (corio__scope_oom), and what a task that could not keep
+  ** its error keeps: {LuaJIT's "not enough memory"} */
+  lua_createtable(L, 1, 0);
+  lua_pushliteral(L, "not enough memory");
+  lua_rawseti(L, -2, 1);
+  rt->oom_ref = corio__ref(rt, L);
+  /* last: once it is set, nothing here fails */
+  lua_pushlightuserdata(L, rt);
+  lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
+  return 0;
+}
+
 /* Create the runtime of L's state. loop may be NULL (own loop). */
 corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   corio_rt *rt = calloc(1, sizeof(*rt));
@@ -391,32 +465,21 @@ corio_rt *corio__rt_create(lua_State *L, uv_loop_t *loop) {
   rt->nested_ref = LUA_NOREF;
   rt->next_id = 1;
 
-  lua_newtable(L);                  /* anchor: task slots */
-  rt->anchor = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);                  /* refs */
-  rt->refs = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);                  /* task names, weak keys */
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
-  rt->names = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_createtable(L, 1, 0);         /* {nforeign} */
-  lua_pushinteger(L, 0);
-  lua_rawseti(L, -2, 1);
-  rt->foreign_tab = luaL_ref(L, LUA_REGISTRYINDEX);
+  rt->anchor = rt->refs = rt->names = rt->foreign_tab = LUA_NOREF;
+  rt->pcall_ref = LUA_NOREF;
+  rt->oom_ref = LUA_NOREF;
   rt->ud_tasks = LUA_NOREF;
-
-  lua_getglobal(L, "coroutine");
-  if (lua_istable(L, -1)) {
-    lua_getfield(L, -1, "isyieldable");
-    rt->isyieldable = lua_tocfunction(L, -1);
+  /* the Lua part, protected: without memory corio_new returns NULL
+  ** (was: LuaJIT's panic, which ends the host) */
+  if (lua_cpcall(L, rt_lua_init, rt) != 0) {
     lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->anchor);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->refs);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->names);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->foreign_tab);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->pcall_ref);
+    goto fail;
   }
-  lua_pop(L, 1);
-
-  lua_pushlightuserdata(L, rt);
-  lua_setfield(L, LUA_REGISTRYINDEX, RT_KEY);
   /* CORIO_POLL_MS=0 polls a busy queue by count only: instruction counts
   ** under valgrind, where the clock runs ~50x slower, then do not depend
   ** on time (bench/callgrind.sh sets it). */
@@ -492,6 +555,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->refs);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->names);
     luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->foreign_tab);
+    luaL_unref(rt->L, LUA_REGISTRYINDEX, rt->pcall_ref);
   }
   corio__work_states_free(rt);
   corio__host_free(rt);

@@ -173,11 +173,14 @@ corio_task *corio__spawn(corio_rt *rt, lua_State *L, corio_scope *parent,
     t->born = corio__burst(rt);
     t->fresh = 1;
   }
+  /* before the task is linked anywhere: a memory error it raises leaves
+  ** no task that its scope would wait for (only its slot, pinned until
+  ** the runtime is freed) */
+  spawn_site(rt, L, t);
   if (parent != NULL) {
     parent->nchildren++;
     corio_list_push(&parent->children, &t->sibling);
   }
-  spawn_site(rt, L, t);
   rt->ntasks++;
   corio__ready(rt, t, NULL);
   return t;
@@ -342,6 +345,56 @@ static const char abandoned_msg[] =
     "coroutine.resume saved before corio was loaded?); the inner scope "
     "was closed and its deferred functions ran";
 
+/* In corio__pcall: [err] -> [] the error raised in t's body (the top),
+** made the boundary error and recorded in t's root scope. */
+static void wrap_add(corio_rt *rt, lua_State *L, void *ud) {
+  corio_task *t = (corio_task *)ud;
+  corio__wrap_error(rt, L, t->co, t);
+  corio__scope_add_error(rt, L, &t->root, -1);
+}
+
+/* In corio__pcall: [x] -> [] the error of a task whose body ended with a
+** scope of another coroutine still open, recorded. */
+static void abandoned_add(corio_rt *rt, lua_State *L, void *ud) {
+  corio_task *t = (corio_task *)ud;
+  corio__push_error(L, "error", abandoned_msg);
+  corio__scope_add_error(rt, L, &t->root, -1);
+}
+
+/* In corio__pcall: [err] -> [] err recorded as it is. */
+static void plain_add(corio_rt *rt, lua_State *L, void *ud) {
+  corio__scope_add_error(rt, L, &((corio_task *)ud)->root, -1);
+}
+
+/* [-1, +0] Record the value on top as an error of t's body, through fn in
+** a protected call (this runs in the scheduler). Without memory for
+** that, LuaJIT's "not enough memory" is recorded instead (with no
+** memory even for a list of errors, the shared one: corio__scope_oom). */
+static void record_error(corio_rt *rt, lua_State *L, corio_task *t,
+                         corio_pfn fn) {
+  int i, st;
+  if (corio__pcall(rt, L, 1, 0, fn, t) == 0) return;
+  /* The error of the failed attempt is recorded instead. One that is not
+  ** a memory error came from a __gc metamethod the allocation ran
+  ** (LuaJIT passes its error on, the finaliser done): the next attempt
+  ** runs the next ones, so attempts go on (each with the latest error)
+  ** while they fail that way, up to a bound. */
+  for (i = 0; i < 1000; i++) {
+    if ((st = corio__pcall(rt, L, 1, 0, plain_add, t)) == 0) return;
+    if (st == LUA_ERRMEM) break;
+  }
+  lua_pop(L, 1);
+  corio__scope_oom(rt, &t->root);
+}
+
+void corio__task_keep_failed(corio_rt *rt, lua_State *L, corio_task *t) {
+  /* no memory to keep its results: the task fails with that error */
+  t->rtype = CORIO_R_NONE;
+  record_error(rt, L, t, plain_add);
+  corio__scope_cancel(rt, &t->root);
+  corio__task_try_finish(rt, t);
+}
+
 /* The body (or the task's defer thread) returned or raised. For a body
 ** that returned, its results are on t->co. */
 void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
@@ -355,6 +408,13 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
     ** runs it on a new defer thread (after the tasks handlers spawned). */
     t->in_defers = 0;
     t->state = CORIO_ST_ENDING;
+    if (status != 0) {
+      /* the defer thread itself raised (no memory for its own work, or
+      ** for recording a handler's error): that is the task's error */
+      lua_xmove(co, L, 1);
+      record_error(rt, L, t, wrap_add);
+      corio__scope_cancel(rt, &t->root);
+    }
     corio__task_try_finish(rt, t);
     return;
   }
@@ -376,7 +436,13 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
       t->rtype = CORIO_R_TABLE;
       lua_pushthread(co);
       lua_xmove(co, L, 1);
+      /* without memory, the step's protected call catches the error and
+      ** calls corio__task_keep_failed (a pcall here would cost ~500
+      ** instructions a task) */
+      rt->oom_task = t;
+      rt->oom_site = CORIO_SITE_KEEP;
       task_keep(rt, L, t);
+      rt->oom_site = CORIO_SITE_NONE;
     }
   } else if (corio__is_error(co, -1, "cancelled") && t->root.eff) {
     /* Cancelled by its own scope chain: the task ends "cancelled", and
@@ -386,16 +452,13 @@ void corio__task_body_ended(corio_rt *rt, corio_task *t, int status) {
     t->root.caught = 1;
   } else {
     lua_xmove(co, L, 1);
-    corio__wrap_error(rt, L, co, t);
-    corio__scope_add_error(rt, L, &t->root, -1);
-    lua_pop(L, 1);
+    record_error(rt, L, t, wrap_add);
     corio__scope_cancel(rt, &t->root);
   }
   if (abandoned && status == 0) {
     /* the task fails, as a scope around the abandoned one would */
-    corio__push_error(L, "error", abandoned_msg);
-    corio__scope_add_error(rt, L, &t->root, -1);
-    lua_pop(L, 1);
+    lua_pushnil(L);
+    record_error(rt, L, t, abandoned_add);
     corio__scope_cancel(rt, &t->root);
   }
   corio__task_try_finish(rt, t);
@@ -471,11 +534,10 @@ int corio__task_push_results(corio_rt *rt, lua_State *L, corio_task *t,
   }
 }
 
-/* Start the task's root defers on a fresh thread of the same task. */
-static void start_defers(corio_rt *rt, corio_task *t) {
-  lua_State *L = rt->L;
-  lua_State *d;
-  corio_tside *sd;
+/* In corio__pcall: [] -> [d] what start_defers allocates: the new thread
+** d (and the holder of a scalar result). */
+static void defers_p(corio_rt *rt, lua_State *L, void *ud) {
+  corio_task *t = (corio_task *)ud;
   if (t->rtype == CORIO_R_NUM || t->rtype == CORIO_R_BOOL ||
       t->rtype == CORIO_R_NIL) {
     /* rnum shares its storage with wait_obj, which a deferred function
@@ -488,12 +550,30 @@ static void start_defers(corio_rt *rt, corio_task *t) {
     task_keep(rt, L, t);
     t->rtype = CORIO_R_TABLE;
   }
+  (void)lua_newthread(L);
+}
+
+/* Start the task's root defers on a fresh thread of the same task. What
+** allocates runs in a protected call (this runs in the scheduler):
+** without memory for it, the deferred functions are dropped unrun and
+** the task fails with LuaJIT's "not enough memory". Returns 0 once
+** started, -1 if dropped (the caller finalizes the task). */
+static int start_defers(corio_rt *rt, corio_task *t) {
+  lua_State *L = rt->L;
+  lua_State *d;
+  corio_tside *sd = corio__task_side_get(rt, t);
+  if (corio__pcall(rt, L, 0, 1, defers_p, t) != 0) {
+    corio__unref(rt, L, sd->defers);
+    sd->defers = LUA_NOREF;
+    record_error(rt, L, t, plain_add);
+    return -1;
+  }
+  d = lua_tothread(L, -1);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
-  d = lua_newthread(L);
+  lua_insert(L, -2);
   lua_rawseti(L, -2, TASK_CO(t->slot));   /* pins d instead of the body */
   lua_pop(L, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.run_defers");
-  sd = corio__task_side_get(rt, t);
   corio__getref(rt, L, sd->defers);
   corio__unref(rt, L, sd->defers);
   sd->defers = LUA_NOREF;
@@ -502,7 +582,54 @@ static void start_defers(corio_rt *rt, corio_task *t) {
   t->in_defers = 1;
   t->status = CORIO_PENDING;   /* resume passes the function's args */
   corio__ready(rt, t, NULL);
+  return 0;
 }
+
+/* In corio__pcall: [err] -> [] err is what t's joiners get, and an error
+** of t's parent scope. */
+static void keep_error(corio_rt *rt, lua_State *L, void *ud) {
+  corio_task *t = (corio_task *)ud;
+  lua_pushvalue(L, -1);
+  task_keep(rt, L, t);
+  if (t->root.parent != NULL)
+    corio__scope_add_error(rt, L, t->root.parent, -1);
+}
+
+/* In corio__pcall: [] -> [] the errors recorded in t's root scope: the
+** first (given the list as .errors if there are more) is its error. */
+static void keep_errors(corio_rt *rt, lua_State *L, void *ud) {
+  corio_task *t = (corio_task *)ud;
+  int n;
+  corio__getref(rt, L, corio__task_side_get(rt, t)->errs);
+  n = (int)lua_objlen(L, -1);
+  lua_rawgeti(L, -1, 1);                 /* the first error */
+  if (n > 1 && lua_istable(L, -1)) {     /* (not a bare memory error) */
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "errors");
+  }
+  keep_error(rt, L, t);
+}
+
+/* In corio__pcall: [ud] -> [results...] of the ended task t. */
+static void push_results_p(corio_rt *rt, lua_State *L, void *ud) {
+  corio__task_push_results(rt, L, (corio_task *)ud, 1);
+  lua_remove(L, 1);
+}
+
+/* corio__task_push_results (ud > 0) in a protected call, for the cases
+** that allocate (a cancelled task's Cancelled): without memory, (false,
+** "not enough memory"). */
+int corio__push_results_safe(corio_rt *rt, lua_State *L, corio_task *t,
+                             int ud) {
+  int top = lua_gettop(L);
+  lua_pushvalue(L, ud);
+  if (corio__pcall(rt, L, 1, LUA_MULTRET, push_results_p, t) != 0) {
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+  }
+  return lua_gettop(L) - top;
+}
+#define push_results_safe corio__push_results_safe
 
 /* The task's outcome is final: tell joiners and the parent scope, drop
 ** the pins. Returns the parent task when this was the last child its
@@ -521,22 +648,21 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
     ud = anchor + 1;
   }
   if (sd != NULL && sd->errs != LUA_NOREF) {
-    int n;
     t->status = CORIO_FAILED;
-    corio__getref(rt, L, sd->errs);
-    n = (int)lua_objlen(L, -1);
-    lua_rawgeti(L, -1, 1);                 /* the first error */
-    if (n > 1) {
-      lua_pushvalue(L, -2);
-      lua_setfield(L, -2, "errors");
+    /* protected (the scheduler runs this): without memory, the task's
+    ** error is LuaJIT's "not enough memory" */
+    if (corio__pcall(rt, L, 0, 0, keep_errors, t) != 0 &&
+        corio__pcall(rt, L, 1, 0, keep_error, t) != 0) {
+      /* without memory even for that: the shared {"not enough memory"}
+      ** is what task_keep would have made */
+      lua_pop(L, 1);
+      lua_rawgeti(L, anchor, TASK_UD(t->slot));
+      corio__getref(rt, L, rt->oom_ref);
+      lua_setfenv(L, -2);
+      lua_pop(L, 1);
+      if (parent != NULL) corio__scope_oom(rt, parent);
     }
-    lua_pushvalue(L, -1);
-    task_keep(rt, L, t);
-    if (parent != NULL) {                  /* rule 2 */
-      corio__scope_add_error(rt, L, parent, -1);
-      corio__scope_cancel(rt, parent);
-    }
-    lua_pop(L, 2);
+    if (parent != NULL) corio__scope_cancel(rt, parent);   /* rule 2 */
     corio__unref(rt, L, sd->errs);
     sd->errs = LUA_NOREF;
   } else if (t->root.caught) {
@@ -555,7 +681,8 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
       /* made on L and moved: an allocation on the joiner's suspended
       ** thread can run a __gc finaliser there, which wrecks it if it
       ** raises */
-      n = corio__task_push_results(rt, L, t, ud);
+      n = t->status == CORIO_CANCELLED ? push_results_safe(rt, L, t, ud)
+                                       : corio__task_push_results(rt, L, t, ud);
       lua_xmove(L, j->co, n);
       corio__ready(rt, j, NULL);
     }
@@ -596,10 +723,9 @@ void corio__task_try_finish(corio_rt *rt, corio_task *t) {
       t->root.waiting = 1;
       return;
     }
-    if (t->side && corio__task_side_get(rt, t)->defers != LUA_NOREF) {
-      start_defers(rt, t);
+    if (t->side && corio__task_side_get(rt, t)->defers != LUA_NOREF &&
+        start_defers(rt, t) == 0)
       return;
-    }
     t = finalize(rt, t);
   }
 }

@@ -625,18 +625,11 @@ static void work_free_list(corio_work *w) {
 
 /* Push what the caller resumes with, for the Lua wrapper (init.lua):
 ** true, results... | false, 1, encoded results | false, 2, message. */
-static void deliver_work(corio_task *t) {
-  corio_work *w = t->wait_obj;
-  corio_pool *p = w->p;
-  /* Made on the runtime's state and moved to the task: an allocation on
-  ** the suspended thread could run a __gc finaliser there (runtime/fs.c,
-  ** deliver_file). */
-  lua_State *co = p->rt->L;
+/* In corio__pcall: [] -> the values deliver_work hands over. */
+static void deliver_work_p(corio_rt *rt, lua_State *co, void *ud) {
+  corio_work *w = (corio_work *)ud;
   int base = lua_gettop(co);
-  t->wait_obj = NULL;
-  if (w->dprev != NULL) w->dprev->dnext = w->dnext;
-  else p->delivering = w->dnext;
-  if (w->dnext != NULL) w->dnext->dprev = w->dprev;
+  (void)rt;
   if (w->status == W_FAST) {
     lua_pushboolean(co, 1);
     if (unpack_values(co, &w->out) < 0) {
@@ -652,6 +645,28 @@ static void deliver_work(corio_task *t) {
       lua_pushliteral(co, "corio.to_thread: out of memory");
     else
       lua_pushlstring(co, w->out.p, w->out.n);
+  }
+}
+
+static void deliver_work(corio_task *t) {
+  corio_work *w = t->wait_obj;
+  corio_pool *p = w->p;
+  /* Made on the runtime's state and moved to the task: an allocation on
+  ** the suspended thread could run a __gc finaliser there (runtime/fs.c,
+  ** deliver_file). In a protected call (this runs in the scheduler):
+  ** without memory for the values, the call fails with LuaJIT's "not
+  ** enough memory" (as a message of the worker's, kind 2). */
+  lua_State *co = p->rt->L;
+  int base = lua_gettop(co);
+  t->wait_obj = NULL;
+  if (w->dprev != NULL) w->dprev->dnext = w->dnext;
+  else p->delivering = w->dnext;
+  if (w->dnext != NULL) w->dnext->dprev = w->dprev;
+  if (corio__pcall(p->rt, co, 0, LUA_MULTRET, deliver_work_p, w) != 0) {
+    lua_pushboolean(co, 0);
+    lua_insert(co, -2);
+    lua_pushinteger(co, 2);
+    lua_insert(co, -2);
   }
   work_release(p, w);
   if (!lua_checkstack(t->co, lua_gettop(co) - base + 1)) {
