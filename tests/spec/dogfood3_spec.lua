@@ -1,0 +1,576 @@
+-- dogfood3_spec.lua: round 3 of corio used the way a user writes programs
+-- from the docs (README, docs/*.md, SPEC): a download manager (several
+-- streams to files at once, progress, resume after connection resets, a
+-- read timeout per file, one download cancelled while the others go on),
+-- a crawler (corio.map with a limit over redirects and failures on a
+-- pool-limited client whose stats() are checked), a file pipeline
+-- (fs.lines -> channel -> workers -> channel -> writer, cancelled midway
+-- with no descriptor left), a retry/backoff library tested with
+-- corio.testing, and corio.to_thread for CPU and blocking work. Rounds 1
+-- and 2 are dogfood_spec.lua and dogfood2_spec.lua. The HTTP server is
+-- tests/http/dogfood_server.py.
+
+local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local cb = require("corio.busted")
+local http = require("corio.http")
+local fs = require("corio.fs")
+local testing = require("corio.testing")
+local cjson = require("cjson")
+
+local base, stop_server
+local run_id = tostring(os.time()) .. "-" .. tostring(math.random(1, 1e9))
+
+setup(function()
+  base, stop_server = helpers.http_server("--lifetime 280", nil,
+                                          "dogfood_server.py")
+end)
+teardown(function() if stop_server then stop_server() end end)
+
+-- the bytes /file/<n> serves: byte i is (i * 7 + i // 251) % 256
+local function check_file_bytes(data, size, what)
+  assert.equal(size, #data, what)
+  for i = 0, size - 1, 997 do
+    local want = (i * 7 + math.floor(i / 251)) % 256
+    if data:byte(i + 1) ~= want then
+      error(("%s: byte %d is %d, expected %d"):format(what, i, data:byte(i + 1), want))
+    end
+  end
+  local i = size - 1
+  assert.equal((i * 7 + math.floor(i / 251)) % 256, data:byte(size), what)
+end
+
+local function hits()
+  local c = http.client { base_url = base }
+  local h = c:get("/hits"):json()
+  c:close()
+  return h
+end
+
+-------------------------------------------------------------------------------
+-- A download manager
+-------------------------------------------------------------------------------
+
+-- fetch(name, url, opts) streams url into dir/name.part, renames it to
+-- dir/name when complete, and resumes with a Range header after kind
+-- "network" (a reset) or "timeout" (a stall), at most opts.tries times.
+-- progress[name] = {got, total} after every chunk.
+local function download_manager(client, dir)
+  local mgr = { progress = {}, attempts = {}, ranges = {} }
+  function mgr.fetch(name, url, opts)
+    opts = opts or {}
+    local part, dest = dir .. "/" .. name .. ".part", dir .. "/" .. name
+    local tries = opts.tries or 3
+    for attempt = 1, tries do
+      mgr.attempts[name] = attempt
+      local have = fs.exists(part) and fs.stat(part).size or 0
+      local headers = {}
+      if have > 0 then
+        headers.Range = "bytes=" .. have .. "-"
+        mgr.ranges[name] = mgr.ranges[name] or {}
+        table.insert(mgr.ranges[name], have)
+      end
+      local ok, err = pcall(fs.with_open, part, have > 0 and "ab" or "wb", function(f)
+        client:stream("GET", url, { headers = headers, timeout = opts.timeout }, function(r)
+          r:raise_for_status()
+          if have > 0 then assert(r.status == 206, "the server did not resume") end
+          local total = have + tonumber(r.headers["content-length"])
+          local got = have
+          mgr.progress[name] = { got, total }
+          for chunk in r:iter_bytes() do
+            f:write(chunk)
+            got = got + #chunk
+            mgr.progress[name] = { got, total }
+            if opts.on_chunk then opts.on_chunk(got, total) end
+          end
+        end)
+      end)
+      if ok then
+        fs.rename(part, dest)
+        return fs.stat(dest).size
+      end
+      if corio.is_cancelled(err) then error(err, 0) end
+      if type(err) ~= "table" or (err.kind ~= "network" and err.kind ~= "timeout")
+          or attempt == tries then
+        error(err, 0)
+      end
+      corio.sleep(0.01 * attempt)
+    end
+  end
+  return mgr
+end
+
+describe("dogfood3: a download manager", function()
+  local dir, rmdir, client, fds
+  before_each(function()
+    fds = helpers.open_fds()
+    dir, rmdir = helpers.temp_dir("dl3")
+    client = http.client { base_url = base, timeout = { read = 2 },
+                           limits = { max_connections = 4 } }
+  end)
+  after_each(function()
+    client:close()
+    rmdir()
+    helpers.assert_fds_back(fds)
+  end)
+
+  it("streams four files at once, resuming one after two connection resets",
+    cb.timeout(30, function()
+      local mgr = download_manager(client, dir)
+      local q = "?rate=32768&tick=0.002&k=" .. run_id
+      local files = {
+        { "a.bin", 300000, "/file/300000" .. q },
+        { "b.bin", 500000, "/file/500000" .. q .. "&cut=120000&cuts=2" },
+        { "c.bin", 200000, "/file/200000" .. q },
+        { "d.bin", 1, "/file/1" .. q },
+      }
+      local sizes = corio.map(files, function(f) return mgr.fetch(f[1], f[3]) end, { limit = 4 })
+      for i, f in ipairs(files) do
+        assert.equal(f[2], sizes[i])
+        assert.same({ f[2], f[2] }, mgr.progress[f[1]])
+        check_file_bytes(fs.read_file(dir .. "/" .. f[1]), f[2], f[1])
+        assert.is_false(fs.exists(dir .. "/" .. f[1] .. ".part"))
+      end
+      assert.equal(3, mgr.attempts["b.bin"])
+      -- each try resumed where the last one's bytes ended (a reset may
+      -- drop bytes still in the socket: TCP discards them on RST)
+      local r1, r2 = unpack(mgr.ranges["b.bin"])
+      assert.is_true(r1 > 0 and r1 <= 120000, "first resume at " .. r1)
+      assert.is_true(r2 > r1 and r2 <= r1 + 120000, "second resume at " .. r2)
+      assert.equal(1, mgr.attempts["a.bin"])
+      local st = client:stats()
+      assert.equal(0, st.in_flight)
+      assert.is_true(st.opened <= 6, "opened " .. st.opened)
+    end))
+
+  it("a file whose server stalls fails with a read timeout naming its URL; the others finish",
+    cb.timeout(30, function()
+      local mgr = download_manager(client, dir)
+      local q = "?rate=32768&tick=0.002&k=" .. run_id
+      local stalled = "/file/400000" .. q .. "&stall=100000&st=5"
+      local t0 = corio.now()
+      local sizes, errs = corio.map({ "/file/250000" .. q, stalled, "/file/150000" .. q },
+        function(url, i)
+          return mgr.fetch("f" .. i, url, { tries = 2, timeout = { read = 0.3 } })
+        end, { return_errors = true })
+      assert.equal(250000, sizes[1])
+      assert.equal(150000, sizes[3])
+      assert.is_nil(sizes[2])
+      local err = errs[2]
+      assert.equal("timeout", err.kind)
+      assert.equal("read", err.phase)
+      assert.matches("GET " .. base .. stalled, err.message, 1, true)
+      -- two tries, each cut 0.3 s after the stall, not 5 s
+      assert.equal(2, mgr.attempts.f2)
+      assert.is_true(corio.now() - t0 < 3, "took " .. (corio.now() - t0))
+      -- the second try resumed where the first stalled
+      assert.same({ 100000 }, mgr.ranges.f2)
+      assert.equal(200000, fs.stat(dir .. "/f2.part").size)
+      check_file_bytes(fs.read_file(dir .. "/f2.part"), 200000, "f2.part")
+      assert.equal(0, client:stats().in_flight)
+    end))
+
+  it("cancelling one download leaves the others going; its .part keeps every byte and resumes",
+    cb.timeout(30, function()
+      local mgr = download_manager(client, dir)
+      local q = "?rate=16384&tick=0.004&k=" .. run_id
+      local tasks = {}
+      local third = corio.event()
+      corio.scope(function(s)
+        for i, size in ipairs({ 200000, 600000, 200000 }) do
+          tasks[i] = s:spawn(mgr.fetch, "g" .. i, "/file/" .. size .. q, {
+            on_chunk = i == 2 and function(got, total)
+              if got >= total / 3 then third:set() end
+            end or nil,
+          })
+          tasks[i].name = "download g" .. i
+        end
+        third:wait()
+        tasks[2]:cancel()
+      end)
+      assert.equal("done", tasks[1]:status())
+      assert.equal("cancelled", tasks[2]:status())
+      assert.equal("done", tasks[3]:status())
+      local err = helpers.catch(tasks[2].join, tasks[2])
+      assert.is_true(corio.is_cancelled(err))
+      assert.matches("download g2 was cancelled", err.message, 1, true)
+      assert.equal(200000, fs.stat(dir .. "/g1").size)
+      assert.equal(200000, fs.stat(dir .. "/g3").size)
+      -- with_open wrote its buffer under a shield: the .part holds every
+      -- byte the progress counted
+      local kept = fs.stat(dir .. "/g2.part").size
+      assert.equal(mgr.progress.g2[1], kept)
+      assert.is_true(kept >= 200000 and kept < 600000, "kept " .. kept)
+      assert.equal(0, client:stats().in_flight)
+      -- resume it
+      assert.equal(600000, mgr.fetch("g2", "/file/600000" .. q))
+      assert.same({ kept }, mgr.ranges.g2)
+      check_file_bytes(fs.read_file(dir .. "/g2"), 600000, "g2")
+    end))
+
+  it("a deadline around the whole batch cancels every stream; nothing is in flight, the client still works",
+    cb.timeout(30, function()
+      local mgr = download_manager(client, dir)
+      local q = "?rate=4096&tick=0.02&k=" .. run_id
+      local err = helpers.catch(corio.timeout, 0.3, corio.map, { 1, 2, 3, 4, 5 }, function(i)
+        return mgr.fetch("h" .. i, "/file/" .. (100000 * i) .. q)
+      end, { limit = 3 })
+      assert.equal("timeout", err.kind)
+      assert.equal(0.3, err.seconds)
+      local st = client:stats()
+      assert.equal(0, st.in_flight)
+      assert.is_nil(mgr.progress.h4)     -- never started: the limit held it back
+      for i = 1, 3 do assert.is_false(fs.exists(dir .. "/h" .. i)) end
+      local r = client:get("/file/10" .. q)
+      assert.equal(200, r.status)
+      assert.equal(10, #r:text())
+    end))
+
+  it("bad input and server errors: a 404 is a status error, a missing directory an fs error naming the path",
+    cb.timeout(10, function()
+      local mgr = download_manager(client, dir)
+      local err = helpers.catch(mgr.fetch, "x", "/nope")
+      assert.equal("status", err.kind)
+      assert.equal(404, err.response.status)
+      assert.matches("GET " .. base .. "/nope", err.message, 1, true)
+      assert.equal(1, mgr.attempts.x)   -- not retried
+      local mgr2 = download_manager(client, dir .. "/missing")
+      err = helpers.catch(mgr2.fetch, "y", "/file/10")
+      assert.equal("fs", err.kind)
+      assert.equal("ENOENT", err.code)
+      assert.equal(dir .. "/missing/y.part", err.path)
+      assert.matches(dir .. "/missing/y.part", err.message, 1, true)
+      assert.equal(0, client:stats().in_flight)
+    end))
+end)
+
+-------------------------------------------------------------------------------
+-- A crawler on a pool-limited client
+-------------------------------------------------------------------------------
+
+-- get(client, url): follow redirects, raise for status, retry with
+-- exponential backoff on kinds "network" and "timeout"; tries[url] counts.
+local function crawler(client, opts)
+  local tries = {}
+  local function get(url)
+    local delay = opts.backoff
+    for attempt = 1, opts.tries do
+      tries[url] = attempt
+      local ok, r = pcall(client.get, client, url, { follow_redirects = true })
+      if ok then
+        r:raise_for_status()
+        return { url = r.url, body = r:text(), status = r.status }
+      end
+      if corio.is_cancelled(r) or (r.kind ~= "network" and r.kind ~= "timeout")
+          or attempt == opts.tries then
+        error(r, 0)
+      end
+      corio.sleep(delay)
+      delay = delay * 2
+    end
+  end
+  return get, tries
+end
+
+describe("dogfood3: a crawler", function()
+  local client
+  before_each(function()
+    client = http.client { base_url = base, timeout = { read = 0.3, pool = 5 },
+                           limits = { max_connections = 3 } }
+  end)
+  after_each(function() client:close() end)
+
+  it("30 URLs, 8 at a time on 3 connections: redirects followed, resets and hangs retried, order kept",
+    cb.timeout(30, function()
+      local get, tries = crawler(client, { tries = 4, backoff = 0.01 })
+      local urls = {}
+      for i = 1, 30 do
+        local u
+        if i % 5 == 0 then
+          u = "/moved/" .. i .. "?to=/page/" .. i .. "%3Fk%3D" .. run_id
+        elseif i % 7 == 0 then
+          u = "/page/" .. i .. "?fail=2&mode=reset&k=" .. run_id
+        elseif i % 11 == 0 then
+          u = "/page/" .. i .. "?fail=1&mode=hang&d=1&k=" .. run_id
+        else
+          u = "/page/" .. i .. "?k=" .. run_id
+        end
+        urls[i] = u
+      end
+      local peak, running = 0, 0
+      local pages = corio.map(urls, function(u)
+        running = running + 1
+        peak = math.max(peak, running)
+        corio.defer(function() running = running - 1 end)
+        return get(u)
+      end, { limit = 8 })
+      assert.equal(8, peak)
+      for i = 1, 30 do
+        local p = pages[i]
+        assert.equal(200, p.status)
+        assert.equal(("page %d\n"):format(i):rep(100), p.body)
+        if i % 5 == 0 then
+          assert.equal(base .. "/page/" .. i .. "?k=" .. run_id, p.url)
+        else
+          assert.equal(base .. urls[i], p.url)
+        end
+      end
+      -- a reset on a kept connection before any byte of the answer is
+      -- sent again by libcurl for a GET (http.md, "A request is sent
+      -- once"): the server saw 3 hits, the crawler 2 or 3 tries
+      local h = hits()
+      for _, i in ipairs({ 7, 14 }) do
+        assert.equal(3, h[urls[i]])
+        assert.is_true(tries[urls[i]] == 2 or tries[urls[i]] == 3, "tries " .. tries[urls[i]])
+      end
+      assert.equal(2, tries[urls[11]])
+      assert.equal(1, tries[urls[1]])
+      local st = client:stats()
+      assert.equal(0, st.in_flight)
+      -- 3 connections at a time: resets and hangs close theirs, so more
+      -- are opened over the run, but never more than 3 at once (idle)
+      assert.is_true(st.idle <= 3, "idle " .. st.idle)
+      assert.is_true(st.reused > 20, "reused " .. st.reused)
+    end))
+
+  it("a failing page ends the crawl with its status error; return_errors collects them instead",
+    cb.timeout(20, function()
+      local get, tries = crawler(client, { tries = 3, backoff = 0.01 })
+      local urls = { "/page/1?k=" .. run_id, "/nope/2", "/page/3?k=" .. run_id,
+                     "/page/4?fail=9&mode=reset&k=" .. run_id }
+      local err = helpers.catch(corio.map, urls, get, { limit = 2 })
+      assert.equal("status", err.kind)
+      assert.equal(404, err.response.status)
+      assert.matches("GET " .. base .. "/nope/2: status 404", err.message, 1, true)
+      local res, errs = corio.map(urls, get, { limit = 2, return_errors = true })
+      assert.equal("page 1\n", res[1].body:sub(1, 7))
+      assert.equal("page 3\n", res[3].body:sub(1, 7))
+      assert.equal("status", errs[2].kind)
+      assert.equal("network", errs[4].kind)
+      assert.matches(urls[4], errs[4].message, 1, true)
+      assert.equal(3, tries[urls[4]])
+      assert.is_nil(errs[1])
+      assert.equal(0, client:stats().in_flight)
+    end))
+
+  it("redirects: not followed by default, too many is kind redirect, 3xx fails raise_for_status",
+    cb.timeout(10, function()
+      local r = client:get("/moved/1")
+      assert.equal(301, r.status)
+      assert.equal("/page/1", r.headers.location)
+      local err = helpers.catch(r.raise_for_status, r)
+      assert.equal("status", err.kind)
+      err = helpers.catch(client.get, client, "/moved/1", { follow_redirects = true, max_redirects = 0 })
+      assert.equal("redirect", err.kind)
+      assert.matches("/moved/1", err.message, 1, true)
+      -- three hops: /moved/1 -> /moved/2 -> /moved/3 -> /page/3
+      local chain = "/moved/1?to=/moved/2%3Fto%3D/moved/3"
+      assert.equal(base .. "/page/3", client:get(chain, { follow_redirects = true }).url)
+      err = helpers.catch(client.get, client, chain, { follow_redirects = true, max_redirects = 2 })
+      assert.equal("redirect", err.kind)
+      assert.matches("too many redirects (more than 2)", err.message, 1, true)
+      -- the error names the hop where it gave up (as httpx's
+      -- TooManyRedirects carries the last request)
+      assert.matches("GET " .. base .. "/moved/3: too many", err.message, 1, true)
+      assert.equal(base .. "/moved/3", err.url)
+      err = helpers.catch(client.get, client, "/moved/1?to=ftp://x/y", { follow_redirects = true })
+      assert.equal("redirect", err.kind)
+      assert.equal(0, client:stats().in_flight)
+    end))
+
+  it("a pool of one connection: a second request waits its turn, and times out in phase pool",
+    cb.timeout(10, function()
+      local one = http.client { base_url = base, limits = { max_connections = 1 },
+                                timeout = { pool = 0.2, read = 3 } }
+      corio.defer(function() one:close() end)
+      local t0 = corio.now()
+      local res, errs = corio.gather({
+        function() return one:get("/slow/1?d=0.6&k=" .. run_id):text() end,
+        function() corio.sleep(0.05); return one:get("/page/1?k=" .. run_id):text() end,
+      }, { return_errors = true })
+      assert.equal("slow 1\n", res[1])
+      assert.equal("timeout", errs[2].kind)
+      assert.equal("pool", errs[2].phase)
+      assert.is_true(corio.now() - t0 < 1, "took " .. (corio.now() - t0))
+      -- the waiter left the queue: the pool is free and reused
+      assert.equal(200, one:get("/page/1?k=" .. run_id).status)
+      local st = one:stats()
+      assert.equal(1, st.opened)
+      assert.equal(0, st.in_flight)
+      assert.equal(1, st.idle)
+    end))
+
+  it("bad input is kind invalid before anything is sent", function()
+    local err = helpers.catch(client.get, client, "/x", { params = { a = { x = 1 } } })
+    assert.equal("invalid", err.kind)
+    err = helpers.catch(http.client, { limits = { max_connections = 0 } })
+    assert.equal("invalid", err.kind)
+    assert.matches("limits.max_connections", err.message, 1, true)
+    err = helpers.catch(corio.map, { 1 }, function() end, { limit = 0 })
+    assert.matches("limit must be a positive integer", err, 1, true)
+    assert.equal(0, client:stats().opened)
+  end)
+end)
+
+-------------------------------------------------------------------------------
+-- A file pipeline: reader -> channel -> workers -> channel -> writer
+-------------------------------------------------------------------------------
+
+-- Reads src line by line, has `workers` tasks transform each line, and
+-- writes "n<TAB>result" lines to dst in the order they finish. Returns
+-- the number of lines written. stats: read, written, max_ahead (lines read
+-- but not yet written).
+local function pipeline(src, dst, transform, opts)
+  local stats = { read = 0, written = 0, max_ahead = 0 }
+  local lines, results = corio.channel(opts.cap), corio.channel(opts.cap)
+  corio.scope(function(s)
+    s:spawn(function()                        -- the reader
+      local n = 0
+      local function each(line)
+        n = n + 1
+        stats.read = n
+        stats.max_ahead = math.max(stats.max_ahead, stats.read - stats.written)
+        lines:send({ n, line })
+      end
+      if opts.fs_lines then
+        -- fs.lines, as io.lines: closed at the end of the file only
+        for line in fs.lines(src) do each(line) end
+      else
+        -- closed however the loop ends (a cancel, an error)
+        fs.with_open(src, "r", function(f)
+          for line in f:lines() do each(line) end
+        end)
+      end
+      lines:close()
+    end)
+    s:spawn(function()                        -- the workers, then close results
+      corio.scope(function(ws)
+        for _ = 1, opts.workers do
+          ws:spawn(function()
+            for item in lines:iter() do
+              results:send({ item[1], transform(item[2], item[1]) })
+            end
+          end)
+        end
+      end)
+      results:close()
+    end)
+    s:spawn(function()                        -- the writer
+      fs.with_open(dst, "w", function(f)
+        for r in results:iter() do
+          f:write(r[1], "\t", r[2], "\n")
+          stats.written = stats.written + 1
+          if opts.on_write then opts.on_write(stats.written) end
+        end
+      end)
+    end)
+  end)
+  return stats.written, stats
+end
+
+describe("dogfood3: a file pipeline", function()
+  local dir, rmdir, fds, src
+  local N = 20000
+  before_each(function()
+    dir, rmdir = helpers.temp_dir("pipe3")
+    src = dir .. "/in.txt"
+    local t = {}
+    for i = 1, N do t[i] = ("line %d %s"):format(i, ("x"):rep(i % 50)) end
+    helpers.io_write(src, table.concat(t, "\n") .. "\n")
+    fds = helpers.open_fds()
+  end)
+  after_each(function()
+    rmdir()
+  end)
+
+  local function upper(line, n)
+    if n % 100 == 0 then corio.yield() end
+    return line:upper()
+  end
+
+  it("passes every line once through 4 workers, with backpressure bounding the reader",
+    cb.timeout(30, function()
+      local dst = dir .. "/out.txt"
+      local n, stats = pipeline(src, dst, upper, { cap = 8, workers = 4 })
+      assert.equal(N, n)
+      -- at most: both channels full, one item in each worker, one in the
+      -- reader's send and one in the writer
+      assert.is_true(stats.max_ahead <= 8 + 8 + 4 + 2, "max ahead " .. stats.max_ahead)
+      local seen, count = {}, 0
+      for line in io.lines(dst) do
+        local i, rest = line:match("^(%d+)\t(.*)$")
+        i = tonumber(i)
+        assert.is_nil(seen[i])
+        seen[i] = true
+        count = count + 1
+        assert.equal(("LINE %d %s"):format(i, ("X"):rep(i % 50)), rest)
+      end
+      assert.equal(N, count)
+      assert.equal(fds, helpers.open_fds())
+    end))
+
+  it("cancelled midway: no descriptor left open without waiting for the collector; what was written is whole",
+    cb.timeout(30, function()
+      local dst = dir .. "/out.txt"
+      local cancelled_at
+      corio.scope(function(s)
+        s:spawn(pipeline, src, dst, upper, { cap = 8, workers = 4,
+          on_write = function(w) if w == 5000 then cancelled_at = w; s:cancel() end end })
+      end)
+      assert.equal(5000, cancelled_at)
+      -- the reader's fs.lines file and the writer's file are closed now,
+      -- not when the collector gets to them
+      assert.equal(fds, helpers.open_fds())
+      local count = 0
+      for line in io.lines(dst) do
+        count = count + 1
+        assert.matches("^%d+\tLINE %d+ X*$", line)
+      end
+      assert.equal(5000, count)
+    end))
+
+  it("with fs.lines, a loop left by a cancel leaves its file to the collector, as io.lines does",
+    cb.timeout(30, function()
+      local dst = dir .. "/out.txt"
+      corio.scope(function(s)
+        s:spawn(pipeline, src, dst, upper, { cap = 8, workers = 4, fs_lines = true,
+          on_write = function(w) if w == 100 then s:cancel() end end })
+      end)
+      -- the writer's file is closed (with_open); the reader's is open
+      -- until its iterator is collected, and a compiled trace of the loop
+      -- keeps the iterator (api.md, fs.lines): once the traces are gone,
+      -- the collector closes it
+      assert.equal(fds + 1, helpers.open_fds())
+      jit.flush()
+      helpers.assert_fds_back(fds)
+    end))
+
+  it("an error in one worker stops every stage; the scope raises it; no descriptor is left",
+    cb.timeout(30, function()
+      local dst = dir .. "/out.txt"
+      local err = helpers.catch(pipeline, src, dst, function(line, n)
+        if n == 777 then error("cannot parse line 777: " .. line) end
+        return line
+      end, { cap = 4, workers = 3 })
+      assert.equal("error", err.kind)
+      assert.matches("cannot parse line 777: line 777", err.message, 1, true)
+      assert.equal(fds, helpers.open_fds())
+    end))
+
+  it("a missing input or output directory is an fs error naming the path", cb.timeout(10, function()
+    local err = helpers.catch(pipeline, dir .. "/none.txt", dir .. "/out.txt", upper,
+                              { cap = 4, workers = 2 })
+    assert.equal("fs", err.kind)
+    assert.equal("open", err.op)
+    assert.equal("ENOENT", err.code)
+    assert.equal(dir .. "/none.txt", err.path)
+    err = helpers.catch(pipeline, src, dir .. "/no/out.txt", upper, { cap = 4, workers = 2 })
+    assert.equal("fs", err.kind)
+    assert.equal(dir .. "/no/out.txt", err.path)
+    err = helpers.catch(pipeline, dir, dir .. "/out2.txt", upper, { cap = 4, workers = 2 })
+    assert.equal("fs", err.kind)
+    assert.equal("EISDIR", err.code)
+    assert.equal(dir, err.path)
+    assert.equal(fds, helpers.open_fds())
+  end))
+end)
