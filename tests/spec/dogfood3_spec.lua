@@ -574,3 +574,273 @@ describe("dogfood3: a file pipeline", function()
     assert.equal(fds, helpers.open_fds())
   end))
 end)
+
+-------------------------------------------------------------------------------
+-- A retry/backoff library and its spec suite on corio.testing
+-------------------------------------------------------------------------------
+
+-- retry(fn, opts): calls fn() until it returns, sleeping base, base *
+-- factor, ... (at most max_delay, times a jitter in [1 - jitter, 1]) in
+-- between; at most opts.tries calls; only errors retry_if(err) accepts
+-- are retried; a Cancelled never is. opts.on_retry(attempt, err, delay).
+-- A checkpoint on entry, as corio's own blocking calls are.
+local function retry(fn, opts)
+  opts = opts or {}
+  local tries, delay = opts.tries or 3, opts.base or 0.1
+  local factor, max_delay = opts.factor or 2, opts.max_delay or math.huge
+  local jitter, rand = opts.jitter or 0, opts.random or math.random
+  local retry_if = opts.retry_if or function() return true end
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'retry' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  if type(tries) ~= "number" or tries < 1 then
+    error("bad argument #2 to 'retry' (tries must be >= 1, got " .. tostring(tries) .. ")", 2)
+  end
+  corio.yield()
+  for attempt = 1, tries do
+    local res = { pcall(fn, attempt) }
+    if res[1] then return unpack(res, 2, table.maxn(res)) end
+    local err = res[2]
+    if corio.is_cancelled(err) or attempt == tries or not retry_if(err) then
+      error(err, 0)
+    end
+    local d = math.min(delay, max_delay) * (1 - jitter * rand())
+    if opts.on_retry then opts.on_retry(attempt, err, d) end
+    corio.sleep(d)
+    delay = delay * factor
+  end
+end
+
+describe("dogfood3: a retry library, tested on the virtual clock", function()
+  local function flaky(fail_times, err)
+    local calls = {}
+    return function(attempt)
+      calls[#calls + 1] = corio.now()
+      if attempt <= fail_times then error(err or corio.new_error("network", "reset #" .. attempt), 0) end
+      return "ok", attempt
+    end, calls
+  end
+
+  it("backs off 0.1, 0.2, 0.4, 0.8 s capped at 0.5 s: exact on the virtual clock, no real time",
+    function()
+      local t_real = helpers.mono()
+      testing.autojump(function()
+        local fn, calls = flaky(4)
+        local t0 = corio.now()
+        local v, n = retry(fn, { tries = 5, base = 0.1, max_delay = 0.5 })
+        assert.equal("ok", v)
+        assert.equal(5, n)
+        local at = {}
+        for i, c in ipairs(calls) do at[i] = c - t0 end
+        local want = { 0, 0.1, 0.3, 0.7, 1.2 }
+        for i = 1, 5 do helpers.near(want[i], at[i], 1e-9) end
+      end)
+      assert.is_true(helpers.mono() - t_real < 0.5)
+    end)
+
+  it("gives up after its tries with the last error; a kind it must not retry is raised at once",
+    function()
+      testing.autojump(function()
+        local fn, calls = flaky(10)
+        local retried = {}
+        local err = helpers.catch(retry, fn, { tries = 3, on_retry = function(a, e, d)
+          retried[#retried + 1] = { a, e.message, d }
+        end })
+        assert.equal("network", err.kind)
+        assert.equal("reset #3", err.message)
+        assert.equal(3, #calls)
+        assert.same({ { 1, "reset #1", 0.1 }, { 2, "reset #2", 0.2 } }, retried)
+        local fn2, calls2 = flaky(10, corio.new_error("status", "404"))
+        err = helpers.catch(retry, fn2, { tries = 5,
+          retry_if = function(e) return e.kind == "network" or e.kind == "timeout" end })
+        assert.equal("status", err.kind)
+        assert.equal(1, #calls2)
+      end)
+    end)
+
+  it("jitter shortens each delay by at most its fraction", function()
+    testing.autojump(function()
+      local delays = {}
+      local rng = helpers.lcg(7)
+      retry(flaky(6), { tries = 7, base = 1, factor = 1, jitter = 0.5,
+        random = function() return (rng(1000) - 1) / 1000 end,
+        on_retry = function(_, _, d) delays[#delays + 1] = d end })
+      assert.equal(6, #delays)
+      local distinct = {}
+      for _, d in ipairs(delays) do
+        assert.is_true(d > 0.5 and d <= 1, "delay " .. d)
+        distinct[d] = true
+      end
+      assert.is_true(next(distinct, next(distinct)) ~= nil, "jitter made no difference")
+    end)
+  end)
+
+  it("is a checkpoint, also when the first call succeeds; a bare function is not", function()
+    assert.equal("x", testing.assert_checkpoints(retry, function() return "x" end))
+    local err = helpers.catch(testing.assert_checkpoints, function() return "x" end)
+    assert.matches("without passing through a checkpoint", err, 1, true)
+    -- so a retry loop in a cancelled scope stops before the first call
+    local called = false
+    err = helpers.catch_cancelled(retry, function() called = true end)
+    assert.is_true(corio.is_cancelled(err))
+    assert.is_false(called)
+  end)
+
+  it("a cancel during a backoff sleep ends it at once: no further call, the sleep's timer gone",
+    function()
+      testing.autojump(function()
+        local fn, calls = flaky(10)
+        local t0 = corio.now()
+        local task = corio.spawn(retry, fn, { tries = 10, base = 60 })
+        testing.wait_all_tasks_blocked()
+        assert.equal(1, #calls)                       -- first call failed, now backing off
+        local entry
+        for _, e in ipairs(corio.tasks()) do if e.task == task then entry = e end end
+        assert.equal("sleep", entry.waiting)
+        task:cancel()
+        local err = helpers.catch(task.join, task)
+        assert.is_true(corio.is_cancelled(err))
+        assert.equal(1, #calls)
+        assert.equal(0, corio.now() - t0)             -- no virtual time passed
+        -- nothing left armed: the clock would jump to a leftover timer
+        corio.sleep(1)
+        assert.equal(1, corio.now() - t0)
+      end)
+    end)
+
+  it("a Cancelled raised by the function is never retried", function()
+    testing.autojump(function()
+      local calls = 0
+      local done = corio.move_on_after(5, retry, function()
+        calls = calls + 1
+        corio.sleep(10)                               -- cut by the deadline
+      end, { tries = 5 })
+      assert.is_false(done)
+      assert.equal(1, calls)
+    end)
+  end)
+
+  it("a total deadline (corio.timeout) around the retries: the TimeoutError, not the last failure",
+    function()
+      testing.autojump(function()
+        local fn, calls = flaky(100)
+        local t0 = corio.now()
+        local err = helpers.catch(corio.timeout, 1, retry, fn, { tries = 100, base = 0.3, factor = 1 })
+        assert.equal("timeout", err.kind)
+        assert.equal(1, err.seconds)
+        helpers.near(1, corio.now() - t0, 1e-9)
+        assert.equal(4, #calls)                       -- at 0, 0.3, 0.6, 0.9
+      end)
+    end)
+
+  it("bad arguments are plain errors naming the argument", function()
+    local err = helpers.catch(retry, 42)
+    assert.matches("bad argument #1 to 'retry' (function expected, got number)", err, 1, true)
+    err = helpers.catch(retry, function() end, { tries = 0 })
+    assert.matches("bad argument #2 to 'retry' (tries must be >= 1, got 0)", err, 1, true)
+  end)
+end)
+
+-------------------------------------------------------------------------------
+-- corio.to_thread for CPU work and blocking calls
+-------------------------------------------------------------------------------
+
+describe("dogfood3: to_thread for CPU work and blocking calls", function()
+  -- counts primes below n by trial division: plain CPU work, no upvalues
+  local function count_primes(lo, hi)
+    local c = 0
+    for n = math.max(lo, 2), hi - 1 do
+      local p = true
+      for d = 2, math.floor(math.sqrt(n)) do
+        if n % d == 0 then p = false break end
+      end
+      if p then c = c + 1 end
+    end
+    return c
+  end
+
+  it("splits a prime count over workers while a ticker keeps ticking", cb.timeout(30, function()
+    local ticks, stop = 0, false
+    local total
+    corio.scope(function(s)
+      s:spawn(function() while not stop do corio.sleep(0.005); ticks = ticks + 1 end end)
+      local parts = corio.map({ 0, 1, 2, 3 }, function(k)
+        return corio.to_thread(count_primes, k * 250000, (k + 1) * 250000)
+      end)
+      total = parts[1] + parts[2] + parts[3] + parts[4]
+      stop = true
+    end)
+    assert.equal(78498, total)           -- primes below 10^6
+    assert.is_true(ticks >= 5, "the loop was held: " .. ticks .. " ticks")
+  end))
+
+  it("a blocking call (a child process) runs on a worker; the loop goes on", cb.timeout(10, function()
+    local ticks = 0
+    local out
+    corio.scope(function(s)
+      local ticker = s:spawn(function() while true do corio.sleep(0.01); ticks = ticks + 1 end end)
+      out = corio.to_thread(function(cmd)
+        local p = io.popen(cmd)
+        local o = p:read("*a")
+        p:close()
+        return o
+      end, "sleep 0.3; echo done")
+      ticker:cancel()
+    end)
+    assert.equal("done\n", out)
+    assert.is_true(ticks >= 10, "ticks " .. ticks)
+  end))
+
+  it("a caller cancelled while its worker runs gets Cancelled at once; a queued call never runs",
+    cb.timeout(20, function()
+      local dir, rmdir = helpers.temp_dir("th3")
+      corio.defer(rmdir)
+      local marker = dir .. "/queued-ran"
+      local t0 = corio.now()
+      local busy, queued
+      corio.scope(function(s)
+        busy = {}
+        for i = 1, 4 do                  -- the 4 workers of the default pool
+          busy[i] = s:spawn(corio.to_thread, function() os.execute("sleep 0.4") return "slept" end)
+        end
+        corio.sleep(0.05)
+        queued = s:spawn(corio.to_thread, function(p)
+          local f = io.open(p, "w") f:write("ran") f:close()
+        end, marker)
+        corio.sleep(0.05)
+        local t1 = corio.now()
+        busy[1]:cancel()
+        queued:cancel()
+        local err = helpers.catch(busy[1].join, busy[1])
+        assert.is_true(corio.is_cancelled(err))
+        assert.is_true(corio.now() - t1 < 0.05, "the cancel waited for the worker")
+      end)
+      -- the scope waited for the other workers, not for the queued call
+      assert.equal("slept", busy[2]:join())
+      assert.equal("cancelled", queued:status())
+      assert.is_true(corio.now() - t0 >= 0.35)
+      corio.to_thread(function() end)    -- a worker is free again
+      corio.sleep(0.1)
+      assert.is_false(fs.exists(marker), "the cancelled queued call ran")
+    end))
+
+  it("errors: the worker's error with its traceback, upvalues, functions and unsendable results",
+    cb.timeout(10, function()
+      local err = helpers.catch(corio.to_thread, function(x)
+        if x > 1 then error("too big: " .. x) end
+      end, 5)
+      assert.equal("error", err.kind)
+      assert.matches("too big: 5", err.message, 1, true)
+      assert.is_string(err.traceback)
+      local up = 1
+      err = helpers.catch(corio.to_thread, function() return up end)
+      assert.matches("bad argument #1 to 'to_thread' (the function has upvalues ('up')", err, 1, true)
+      err = helpers.catch(corio.to_thread, function() end, 1, print)
+      assert.matches("bad argument #3 to 'to_thread'", err, 1, true)
+      err = helpers.catch(corio.to_thread, function() return function() end end)
+      assert.equal("error", err.kind)
+      assert.matches("cannot send the results back", err.message, 1, true)
+      err = helpers.catch_cancelled(corio.to_thread, function() return 1 end)
+      assert.is_true(corio.is_cancelled(err))
+    end))
+end)
