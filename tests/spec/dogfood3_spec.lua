@@ -102,6 +102,7 @@ end
 
 describe("dogfood3: a download manager", function()
   local dir, rmdir, client, fds
+  local function mgr_fail(url) return client:get(url):raise_for_status() end
   before_each(function()
     fds = helpers.open_fds()
     dir, rmdir = helpers.temp_dir("dl3")
@@ -224,6 +225,52 @@ describe("dogfood3: a download manager", function()
       local r = client:get("/file/10" .. q)
       assert.equal(200, r.status)
       assert.equal(10, #r:text())
+    end))
+
+  it("races three mirrors with corio.first: the fastest wins, the losers' streams close and their parts go",
+    cb.timeout(20, function()
+      local cleaned = {}
+      local function from_mirror(i, rate)
+        local part = dir .. "/m" .. i .. ".part"
+        -- a loser is cancelled: its cleanup blocks (fs calls are
+        -- checkpoints), so it runs inside a shield
+        corio.defer(function()
+          corio.shield(function()
+            if fs.exists(part) then fs.remove(part) cleaned[#cleaned + 1] = i end
+          end)
+        end)
+        fs.with_open(part, "wb", function(f)
+          client:stream("GET", "/file/300000?rate=" .. rate .. "&tick=0.01&m=" .. i .. "&k=" .. run_id,
+            function(r)
+              r:raise_for_status()
+              for chunk in r:iter_bytes() do f:write(chunk) end
+            end)
+        end)
+        corio.shield(fs.rename, part, dir .. "/final.bin")
+        return i
+      end
+      local v, idx = corio.first({
+        function() return from_mirror(1, 4096) end,
+        function() return from_mirror(2, 65536) end,
+        function() error(corio.new_error("mirror", "mirror 3 is down")) end,
+        function() return from_mirror(4, 8192) end,
+      })
+      assert.equal(2, v)
+      assert.equal(2, idx)
+      table.sort(cleaned)
+      assert.same({ 1, 4 }, cleaned)
+      local left = {}
+      for name in fs.scandir(dir) do left[#left + 1] = name end
+      assert.same({ "final.bin" }, left)
+      check_file_bytes(fs.read_file(dir .. "/final.bin"), 300000, "final.bin")
+      assert.equal(0, client:stats().in_flight)
+      -- every mirror failing: the first error, with all of them listed
+      local err = helpers.catch(corio.first, {
+        function() return mgr_fail("/nope/1") end,
+        function() return mgr_fail("/nope/2") end,
+      })
+      assert.equal("status", err.kind)
+      assert.equal(2, #err.errors)
     end))
 
   it("bad input and server errors: a 404 is a status error, a missing directory an fs error naming the path",
