@@ -891,3 +891,44 @@ describe("dogfood3: to_thread for CPU work and blocking calls", function()
       assert.is_true(corio.is_cancelled(err))
     end))
 end)
+
+describe("dogfood3: corio inside a to_thread worker", function()
+  it("is a runtime of the worker's own: tasks, files and sleeps run there, synchronously",
+    cb.timeout(20, function()
+      local dir, rmdir = helpers.temp_dir("wk3")
+      corio.defer(rmdir)
+      local path = dir .. "/three"
+      helpers.io_write(path, "abc")
+      local t0 = corio.now()
+      local res = corio.map({ 1, 2, 3, 4, 5, 6 }, function(i)
+        return corio.to_thread(function(k, path)
+          local wc = require("corio")
+          local wfs = require("corio.fs")
+          return wc.run(function()
+            local r = wc.gather({
+              function() wc.sleep(0.1) return k end,
+              function() return #wfs.read_file(path) end,
+              function() return wc.to_thread(function(x) return x * 2 end, k) end,
+            })
+            return r[1] * 100 + r[2] * 10 + r[3]
+          end)
+        end, i, path)
+      end)
+      for i = 1, 6 do assert.equal(i * 100 + 30 + i * 2, res[i]) end
+      -- 6 calls on 4 workers, each 0.1 s in its own sleep
+      assert.is_true(corio.now() - t0 >= 0.19, "took " .. (corio.now() - t0))
+      -- an error of the worker's run comes back as the worker's error
+      local err = helpers.catch(corio.to_thread, function()
+        local wc = require("corio")
+        return wc.run(function() wc.spawn(error, "child failed") wc.sleep(1) end)
+      end)
+      assert.equal("error", err.kind)
+      assert.matches("child failed", err.message, 1, true)
+      -- the caller's cancel does not reach the worker's sleep: the
+      -- caller moves on, the worker ends on its own
+      local done = corio.move_on_after(0.05, corio.to_thread, function()
+        require("corio").sleep(0.2)
+      end)
+      assert.is_false(done)
+    end))
+end)
