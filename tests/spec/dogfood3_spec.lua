@@ -893,6 +893,24 @@ describe("dogfood3: to_thread for CPU work and blocking calls", function()
 end)
 
 describe("dogfood3: corio inside a to_thread worker", function()
+  local function core_so_mapped()
+    for l in io.lines("/proc/self/maps") do
+      if l:find("corio/core.so", 1, true) then return true end
+    end
+    return false
+  end
+
+  it("uses the corio code already in the process, not a second copy of corio.core", cb.timeout(10, function()
+    -- under the corio program the runtime is built in: a worker's
+    -- require "corio" loaded lib/lua/5.1/corio/core.so beside it, a second
+    -- copy of the runtime (its own globals; AddressSanitizer aborts on it)
+    local before = core_so_mapped()
+    assert.equal("function", corio.to_thread(function()
+      return type(require("corio").run)
+    end))
+    assert.equal(before, core_so_mapped())
+  end))
+
   it("is a runtime of the worker's own: tasks, files and sleeps run there, synchronously",
     cb.timeout(20, function()
       local dir, rmdir = helpers.temp_dir("wk3")
