@@ -924,7 +924,8 @@ static void add_task(corio_task *t, void *ud) {
   }
   if (t->site != 0) {
     const corio_site *site = corio__task_site(c->rt, t);
-    lua_pushfstring(L, "%s:%d", corio__src_shown(site->src), site->line);
+    char sb[CORIO_SRC_BUF];
+    lua_pushfstring(L, "%s:%d", corio__src_shown(site->src, sb), site->line);
     lua_setfield(L, -2, "spawned_at");
   }
   lua_rawseti(L, -2, ++c->n);

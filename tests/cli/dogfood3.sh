@@ -3,7 +3,8 @@
 # cut short by its caller's deadline (the worker goes on to its end and
 # the program waits for it before exiting), and Ctrl-C while a worker
 # computes (cleanup at once, exit 130 once the worker ended; a second
-# Ctrl-C exits at once). The specs of round 3 are
+# Ctrl-C exits at once), and the messages naming tasks spawned by code
+# loaded from a string (a deadlock, SIGUSR1's dump). The specs of round 3 are
 # tests/spec/dogfood3_spec.lua.
 # Usage: dogfood3.sh path/to/corio
 . "$(dirname "$0")/lib.sh"
@@ -48,6 +49,26 @@ if wait_for "ready" 10; then
   kill -INT "$PID"
   reap 3
   check_rc 130 && check_out_has "cleanup ran" && check_out_lacks "finished" && pass
+else
+  reap 1
+  fail "never printed 'ready'"
+fi
+
+# A chunk loaded from a string is named by its code: messages show it as
+# Lua's short_src does, [string "first line..."], not the whole code.
+SHOWN='[string "local corio, ev = require('"'"'corio'"'"'), ......"]'
+NAME="a deadlock names the spawn site of code loaded from a string as Lua does"
+run 10 "$CORIO" "$FIX/dogfood3/plugin.lua" deadlock
+check_rc 1 && check_err_has "deadlock" && check_err_has "spawned at $SHOWN:3" \
+  && check_err_lacks "long comment" && pass
+
+NAME="SIGUSR1's task tree names it the same way"
+start "$CORIO" "$FIX/dogfood3/plugin.lua" usr1
+if wait_for "ready" 10; then
+  kill -USR1 "$PID"
+  reap 10
+  check_rc 0 && check_out_has "deadline" && check_err_has "(spawned at $SHOWN:3)" \
+    && check_err_has "(spawned at $SHOWN:4)" && check_err_lacks "long comment" && pass
 else
   reap 1
   fail "never printed 'ready'"

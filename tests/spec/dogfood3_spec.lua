@@ -950,3 +950,42 @@ describe("dogfood3: corio inside a to_thread worker", function()
       assert.is_false(done)
     end))
 end)
+
+-------------------------------------------------------------------------------
+-- Plugins loaded from strings (load(code)) that spawn tasks
+-------------------------------------------------------------------------------
+
+describe("dogfood3: tasks spawned by code loaded from a string", function()
+  -- a plugin's code: its chunk name is the code itself, which Lua shows
+  -- as [string "first line..."] (short_src)
+  local plugin = table.concat({
+    "local corio, s, fail = require('corio'), ...",
+    "-- a plugin loaded from a string, " .. ("long comment "):rep(20),
+    "s:spawn(function() corio.sleep(0.01) if fail then error('plugin failed') end end)",
+    "s:spawn(function() corio.sleep(0.01) end)",
+  }, "\n")
+  local shown = '[string "local corio, s, fail = require(\'corio\'), ......"]'
+
+  it("an error's traceback names the spawn site as Lua does, not with the whole code", function()
+    local err = helpers.catch(corio.scope, function(s) assert(load(plugin))(s, true) end)
+    assert.equal("error", err.kind)
+    assert.matches("plugin failed", err.message, 1, true)
+    assert.matches("spawned at " .. shown .. ":3)", err.traceback, 1, true)
+    assert.is_nil(err.traceback:find("long comment", 1, true))
+  end)
+
+  -- (a deadlock's message and the SIGUSR1 dump: tests/cli/dogfood3.sh)
+  it("corio.tasks() shows it the same way", function()
+    corio.scope(function(s)
+      assert(load(plugin))(s, false)
+      local sites = {}
+      for _, e in ipairs(corio.tasks()) do
+        if e.spawned_at and e.spawned_at:find("[string", 1, true) then
+          sites[#sites + 1] = e.spawned_at
+        end
+      end
+      table.sort(sites)
+      assert.same({ shown .. ":3", shown .. ":4" }, sites)
+    end)
+  end)
+end)
