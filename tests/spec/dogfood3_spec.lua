@@ -685,6 +685,17 @@ describe("dogfood3: a retry library, tested on the virtual clock", function()
       assert.is_true(helpers.mono() - t_real < 0.5)
     end)
 
+  it("virtual times are exact to the nanosecond: compare them with a tolerance, as api.md says", function()
+    testing.autojump(function()
+      local t0 = corio.now()
+      retry(flaky(2), { tries = 3, base = 0.1 })
+      local dt = corio.now() - t0
+      assert.near(0.3, dt, 1e-9)
+      -- the rounding is the subtraction's: a difference of large doubles
+      assert.is_true(math.abs(dt - 0.3) < 1e-9)
+    end)
+  end)
+
   it("gives up after its tries with the last error; a kind it must not retry is raised at once",
     function()
       testing.autojump(function()
