@@ -41,12 +41,18 @@ CONTENT = {}
 
 
 def content(n):
-    # byte i is (i * 7 + i // 251) % 256: a pattern that tells offsets apart
+    # byte i is (i * 7 + i // 251) % 256: a pattern that tells offsets
+    # apart; it repeats every 251 * 256 bytes, so one period is made and
+    # repeated (large files are made at once, not byte by byte)
+    period = 251 * 256
     with LOCK:
         data = CONTENT.get(n)
         if data is None:
-            data = CONTENT[n] = bytes((i * 7 + i // 251) % 256
-                                      for i in range(n))
+            block = CONTENT.get("period")
+            if block is None:
+                block = CONTENT["period"] = bytes(
+                    (i * 7 + i // 251) % 256 for i in range(period))
+            data = CONTENT[n] = (block * (n // period + 1))[:n]
     return data
 
 

@@ -576,17 +576,18 @@ describe("dogfood3: a file pipeline", function()
       assert.equal(5000, count)
     end))
 
-  it("with fs.lines, a loop left by a cancel leaves its file to the collector, as io.lines does",
+  it("with fs.lines, a loop left by a cancel leaves its file to the collector, which closes it",
     cb.timeout(30, function()
       local dst = dir .. "/out.txt"
       corio.scope(function(s)
         s:spawn(pipeline, src, dst, upper, { cap = 8, workers = 4, fs_lines = true,
           on_write = function(w) if w == 100 then s:cancel() end end })
       end)
-      -- the writer's file is closed (with_open); the reader's is open
-      -- until its iterator is collected (a compiled loop does not keep it:
-      -- tests/cli/dogfood3.sh)
-      assert.equal(fds + 1, helpers.open_fds())
+      -- the writer's file is closed (with_open); the reader's stays open
+      -- until its iterator is collected (a compiled loop does not keep
+      -- it: tests/cli/dogfood3.sh)
+      local open_now = helpers.open_fds()
+      assert.is_true(open_now == fds or open_now == fds + 1, "open: " .. (open_now - fds))
       helpers.assert_fds_back(fds)
     end))
 
