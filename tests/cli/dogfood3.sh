@@ -60,11 +60,11 @@ fi
 # stream held its pooled connection, the next request timed out in phase
 # pool). Each in a fresh process: after three closures of a prototype
 # LuaJIT no longer specialises to one.
-for what in lines flines chunks bytes hlines; do
+for what in lines flines chunks bytes hlines chan; do
   case "$what" in
     lines) it="fs.lines' file" ;; flines) it="f:lines()'s file" ;;
     chunks) it="f:chunks()'s file" ;; bytes) it="iter_bytes' stream" ;;
-    hlines) it="iter_lines' stream" ;;
+    hlines) it="iter_lines' stream" ;; chan) it="ch:iter()'s channel and its values" ;;
   esac
   NAME="a compiled loop left early does not keep $it from the collector"
   run 30 env CORIO_SOURCE_DIR="$REPO" "$CORIO" "$FIX/dogfood3/jit_iter.lua" "$REPO" "$what"
