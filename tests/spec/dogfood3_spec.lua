@@ -6,9 +6,19 @@
 -- pool-limited client whose stats() are checked), a file pipeline
 -- (fs.lines -> channel -> workers -> channel -> writer, cancelled midway
 -- with no descriptor left), a retry/backoff library tested with
--- corio.testing, and corio.to_thread for CPU and blocking work. Rounds 1
--- and 2 are dogfood_spec.lua and dogfood2_spec.lua. The HTTP server is
--- tests/http/dogfood_server.py.
+-- corio.testing, corio.to_thread for CPU and blocking work (and corio
+-- inside a worker), and tasks spawned by code loaded from a string.
+-- Rounds 1 and 2 are dogfood_spec.lua and dogfood2_spec.lua. The HTTP
+-- server is tests/http/dogfood_server.py; the `corio script.lua` parts
+-- are tests/cli/dogfood3.sh, the C host tests/c/test_dogfood3_embed.c.
+--
+-- Defects found: a worker's require "corio" loaded corio/core.so, a
+-- second copy of the runtime (ASan: odr-violation; a host with corio
+-- linked in: module not found); a spawn site in a chunk loaded from a
+-- string was shown as the whole code; LuaJIT traces kept the first
+-- iterators of a process (fs.lines, f:lines, f:chunks, iter_bytes,
+-- iter_lines, ch:iter) and so their file, stream or channel from the
+-- collector (tests/cli/dogfood3.sh).
 
 local corio = require("corio")
 local helpers = require("tests.spec.helpers")
