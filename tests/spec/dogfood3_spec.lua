@@ -1009,3 +1009,36 @@ describe("dogfood3: tasks spawned by code loaded from a string", function()
     end)
   end)
 end)
+
+describe("dogfood3: copying a large file under a deadline", function()
+  it("fs.copy is one request a deadline waits for; a chunked copy stops between chunks",
+    cb.timeout(60, function()
+      local dir, rmdir = helpers.temp_dir("copy3")
+      corio.defer(rmdir)
+      local src = dir .. "/src.bin"
+      local block = ("0123456789abcdef"):rep(65536)   -- 1 MiB
+      fs.with_open(src, "wb", function(f) for _ = 1, 64 do f:write(block) end end)
+      local fds = helpers.open_fds()
+      -- fs.copy: the copy finishes whatever the deadline
+      local done = corio.move_on_after(0.001, fs.copy, src, dir .. "/whole.bin")
+      assert.is_true(done)
+      assert.equal(64 * 1048576, fs.stat(dir .. "/whole.bin").size)
+      -- a chunked copy: a cancel stops it between chunks, both files
+      -- are closed and the copy holds every chunk written
+      local copied = 0
+      corio.scope(function(s)
+        fs.with_open(src, "rb", function(f)
+          fs.with_open(dir .. "/part.bin", "wb", function(out)
+            for c in f:chunks(1048576) do
+              out:write(c)
+              copied = copied + #c
+              if copied == 8 * 1048576 then s:cancel() end
+            end
+          end)
+        end)
+      end)
+      assert.equal(8 * 1048576, copied)
+      assert.equal(copied, fs.stat(dir .. "/part.bin").size)
+      assert.equal(fds, helpers.open_fds())
+    end))
+end)
