@@ -1042,3 +1042,37 @@ describe("dogfood3: copying a large file under a deadline", function()
       assert.equal(fds, helpers.open_fds())
     end))
 end)
+
+describe("dogfood3: a total timeout on a stream read slowly", function()
+  it("fails the transfer at the deadline; the bytes taken before are handed over first; corio.timeout bounds the consumer",
+    cb.timeout(30, function()
+      local client = http.client { base_url = base }
+      corio.defer(function() client:close() end)
+      local url = "/file/5000000?rate=65536&tick=0.001&k=" .. run_id
+      local t0 = corio.now()
+      local n, at_deadline = 0, nil
+      local err = helpers.catch(client.stream, client, "GET", url, { timeout = { total = 0.5 } },
+        function(r)
+          for chunk in r:iter_bytes() do
+            n = n + #chunk
+            if not at_deadline and corio.now() - t0 >= 0.5 then at_deadline = n end
+            corio.sleep(0.02)
+          end
+        end)
+      assert.equal("timeout", err.kind)
+      assert.equal("total", err.phase)
+      assert.matches("total timeout (0.5 s) expired", err.message, 1, true)
+      -- handed over after the deadline: at most what one read had taken
+      assert.is_true(n - (at_deadline or n) <= 1100000, "after the deadline: " .. (n - (at_deadline or n)))
+      assert.equal(0, client:stats().in_flight)
+      -- corio.timeout around the consumer stops it at the deadline itself
+      t0 = corio.now()
+      err = helpers.catch(corio.timeout, 0.5, client.stream, client, "GET", url, function(r)
+        for _ in r:iter_bytes() do corio.sleep(0.02) end
+      end)
+      assert.equal("timeout", err.kind)
+      assert.is_true(corio.now() - t0 < 0.6, "took " .. (corio.now() - t0))
+      assert.equal(0, client:stats().in_flight)
+      assert.equal(200, client:get("/file/10?k=" .. run_id).status)
+    end))
+end)
