@@ -1075,4 +1075,20 @@ describe("dogfood3: a total timeout on a stream read slowly", function()
       assert.equal(0, client:stats().in_flight)
       assert.equal(200, client:get("/file/10?k=" .. run_id).status)
     end))
+
+  it("a consumer that never lets the loop run: curl's own timer fires, with the same message",
+    cb.timeout(30, function()
+      local client = http.client { base_url = base }
+      corio.defer(function() client:close() end)
+      local url = "/file/5000000?rate=65536&tick=0.001&k=" .. run_id
+      for _, hold in ipairs({ 0.005, 0.02 }) do
+        local err = helpers.catch(client.stream, client, "GET", url, { timeout = { total = 0.3 } },
+          function(r) for _ in r:iter_bytes() do helpers.hold(hold) end end)
+        assert.equal("timeout", err.kind)
+        assert.equal("total", err.phase)
+        -- was curl's "Operation timed out after 509 milliseconds with ..."
+        assert.equal("GET " .. base .. url .. ": total timeout (0.3 s) expired", err.message)
+      end
+      assert.equal(0, client:stats().in_flight)
+    end))
 end)
