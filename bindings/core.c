@@ -924,8 +924,7 @@ static void add_task(corio_task *t, void *ud) {
   }
   if (t->site != 0) {
     const corio_site *site = corio__task_site(c->rt, t);
-    char sb[CORIO_SRC_BUF];
-    lua_pushfstring(L, "%s:%d", corio__src_shown(site->src, sb), site->line);
+    lua_pushfstring(L, "%s:%d", corio__src_shown(site->src), site->line);
     lua_setfield(L, -2, "spawned_at");
   }
   lua_rawseti(L, -2, ++c->n);

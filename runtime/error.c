@@ -78,12 +78,11 @@ int corio__is_error(lua_State *L, int idx, const char *kind) {
 /* Text for the spawn site of t: "task 3 spawned at f.lua:12". */
 static void push_origin(corio_rt *rt, lua_State *L, corio_task *t) {
   const corio_site *site;
-  char sb[CORIO_SRC_BUF];
   corio__task_name(rt, L, t);
   site = corio__task_site(rt, t);   /* after what could make sites */
   if (site != NULL) {
     lua_pushfstring(L, "\n\t(%s spawned at %s:%d)", lua_tostring(L, -1),
-                    corio__src_shown(site->src, sb), site->line);
+                    corio__src_shown(site->src), site->line);
   } else {
     lua_pushfstring(L, "\n\t(in %s)", lua_tostring(L, -1));
   }

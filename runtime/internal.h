@@ -16,7 +16,6 @@
 
 #include <pthread.h>
 #include <stdint.h>
-#include <string.h>
 #include <lua.h>
 #include <lauxlib.h>
 #include <uv.h>
@@ -422,25 +421,9 @@ static inline const corio_site *corio__task_site(corio_rt *rt,
 }
 
 /* A chunk name as messages show it: without Lua's '@' (a file) or '='
-** (a literal name) prefix; a chunk loaded from a string, whose name is
-** its code, as Lua's short_src shows it, [string "its first line..."]
-** (in buf, of CORIO_SRC_BUF bytes), not the whole code. */
-#define CORIO_SRC_BUF 64
-static inline const char *corio__src_shown(const char *src, char *buf) {
-  size_t len, cut = 60 - 15;   /* LUA_IDSIZE - 15, as LuaJIT */
-  if (src[0] == '@' || src[0] == '=') return src + 1;
-  for (len = 0; len < 60 - 12; len++)
-    if (((const unsigned char *)src)[len] < ' ') break;
-  memcpy(buf, "[string \"", 9);
-  if (src[len] != '\0') {
-    if (len > cut) len = cut;
-    memcpy(buf + 9, src, len);
-    memcpy(buf + 9 + len, "...\"]", 6);
-  } else {
-    memcpy(buf + 9, src, len);
-    memcpy(buf + 9 + len, "\"]", 3);
-  }
-  return buf;
+** (a literal name) prefix. */
+static inline const char *corio__src_shown(const char *src) {
+  return src[0] == '@' || src[0] == '=' ? src + 1 : src;
 }
 
 int corio__is_own_src(corio_rt *rt, const char *src);

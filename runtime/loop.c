@@ -344,9 +344,8 @@ static void describe_blocked(corio_task *t, void *ud) {
     if (t->site != 0) {
       /* its function has left the stack: name it by where it was spawned */
       const corio_site *site = corio__task_site(c->rt, t);
-      char sb[CORIO_SRC_BUF];
       lua_pushfstring(L, ", spawned at %s:%d",
-                      corio__src_shown(site->src, sb), site->line);
+                      corio__src_shown(site->src), site->line);
       luaL_addvalue(c->b);
     }
     return;
@@ -421,12 +420,10 @@ static void dump_task(corio_rt *rt, corio_task *c, int depth) {
     fprintf(stderr, " at %s", where);
   if (c == rt->root)
     fputs(" (root)", stderr);
-  else if (c->site != 0) {
-    char sb[CORIO_SRC_BUF];
+  else if (c->site != 0)
     fprintf(stderr, " (spawned at %s:%d)",
-            corio__src_shown(corio__task_site(rt, c)->src, sb),
+            corio__src_shown(corio__task_site(rt, c)->src),
             corio__task_site(rt, c)->line);
-  }
   fputc('\n', stderr);
 }
 

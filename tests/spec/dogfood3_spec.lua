@@ -15,10 +15,13 @@
 -- Defects found: a worker's require "corio" loaded corio/core.so, a
 -- second copy of the runtime (ASan: odr-violation; a host with corio
 -- linked in: module not found); a spawn site in a chunk loaded from a
--- string was shown as the whole code; LuaJIT traces kept the first
+-- string was shown as the whole code (fixed on main meanwhile, in
+-- runtime/task.c: these tests cover tracebacks, corio.tasks(), the
+-- deadlock message and the SIGUSR1 dump); LuaJIT traces kept the first
 -- iterators of a process (fs.lines, f:lines, f:chunks, iter_bytes,
 -- iter_lines, ch:iter) and so their file, stream or channel from the
--- collector (tests/cli/dogfood3.sh).
+-- collector (tests/cli/dogfood3.sh); a timeout libcurl's own timer
+-- caught first had curl's message, not corio's.
 
 local corio = require("corio")
 local helpers = require("tests.spec.helpers")
