@@ -1811,9 +1811,21 @@ static int failed(corio_xfer *x) {
 /* [-0, +2] false, err. */
 static int push_err(lua_State *L, corio_xfer *x) {
   const char *phase = x->err_phase, *kind = x->err_kind, *msg;
+  char tmsg[96];
   if (kind == NULL) kind = rc_kind(x, x->rc, &phase);
+  uint32_t ms = 0;
+  if (x->rc == CURLE_OPERATION_TIMEDOUT && phase != NULL)
+    ms = strcmp(phase, "total") == 0 ? x->total : x->to[x->phase];
   if (x->err_kind != NULL) msg = x->errmsg;
-  else if (x->errbuf[0] != 0) msg = x->errbuf;
+  else if (ms != 0) {
+    /* curl's own timer fired before ours (curl ran, from a read, past
+    ** the deadline): the same message as when ours does, not curl's
+    ** "Operation timed out after N milliseconds ..." (a timeout of
+    ** curl's that is none of ours keeps curl's words) */
+    snprintf(tmsg, sizeof(tmsg), "%s timeout (%g s) expired", phase,
+             ms / 1000.0);
+    msg = tmsg;
+  } else if (x->errbuf[0] != 0) msg = x->errbuf;
   else msg = curl_easy_strerror(x->rc);
   lua_pushboolean(L, 0);
   corio__push_error(L, kind, msg);

@@ -292,6 +292,11 @@ static lua_State *worker_state(void) {
   lua_State *L = luaL_newstate();
   if (L == NULL) return NULL;
   luaL_openlibs(L);
+  /* A require "corio" in fn gets the corio.core of this very code, as the
+  ** caller's state does: found on package.cpath instead, it would map a
+  ** second copy of the runtime (core.so beside a corio program or a host
+  ** that has corio built in), with globals of its own. */
+  corio_preload(L);
   if (luaL_loadbuffer(L, DRIVER, sizeof(DRIVER) - 1, "=to_thread") != 0 ||
       lua_pcall(L, 0, 4, 0) != 0) {
     lua_close(L);

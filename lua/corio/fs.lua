@@ -273,6 +273,40 @@ function File.read(f, ...)
   return read_many(f, n, ...)
 end
 
+-- LuaJIT compiles a loop over an iterator closure specialised to that
+-- very closure, and the trace keeps it as a constant: the file it holds
+-- stayed open after the loop was left and the file dropped, until the
+-- trace was flushed (the collector could not close it). LuaJIT
+-- specialises to the prototype instead once the prototype made 3
+-- closures: poly() makes them when the module loads, for every iterator
+-- that holds a file (http.lua does so for streams).
+local function poly(maker, ...)
+  for _ = 1, 3 do maker(...) end
+end
+local function ffi_lines_iter(f, p, ikeep, k)
+  return function()
+    if ffi_line(p, pp, pn, ikeep) ~= 0 then return ffi_string(pp[0], pn[0]) end
+    return read1(f, k, 1)
+  end
+end
+local function c_lines_iter(f, ud, keep, k)
+  return function()
+    local s = c_line(ud, keep)
+    if s then return s end
+    return read1(f, k, 1)
+  end
+end
+local function formats_iter(f, n, fmts)
+  return function() return read_many(f, n, unpack(fmts, 1, n)) end
+end
+local function chunks_iter(f, size)
+  return function() return read1(f, size, 1) end
+end
+poly(ffi_lines_iter)
+poly(c_lines_iter)
+poly(formats_iter)
+poly(chunks_iter)
+
 -- f:lines(fmt...): an iterator of f:read(fmt...); "l"/"L" take whole
 -- lines straight from the C buffer. The file stays open at the end.
 function File.lines(f, ...)
@@ -285,23 +319,12 @@ function File.lines(f, ...)
     local keep = n == 1 and fmt:match("^%*?L") ~= nil or nil
     local k = keep and "L" or "l"
     local p = f._p
-    if p then
-      local ikeep = keep and 1 or 0
-      return function()
-        if ffi_line(p, pp, pn, ikeep) ~= 0 then return ffi_string(pp[0], pn[0]) end
-        return read1(f, k, 1)
-      end
-    end
-    return function()
-      local s = c_line(ud, keep)
-      if s then return s end
-      return read1(f, k, 1)
-    end
+    if p then return ffi_lines_iter(f, p, keep and 1 or 0, k) end
+    return c_lines_iter(f, ud, keep, k)
   end
   -- named 'lines', the function called (it said 'read')
   for i = 1, n do check_fmt((select(i, ...)), i, "lines") end
-  local fmts = { ... }
-  return function() return read_many(f, n, unpack(fmts, 1, n)) end
+  return formats_iter(f, n, { ... })
 end
 
 -- f:chunks([size]): an iterator of strings of size bytes (65536 by
@@ -314,7 +337,7 @@ function File.chunks(f, size)
       :format(tostring(size)), 2)
   end
   size = math.floor(size)
-  return function() return read1(f, size, 1) end
+  return chunks_iter(f, size)
 end
 
 -- writing -----------------------------------------------------------------
@@ -510,6 +533,24 @@ end
 
 -- fs.lines(path, fmt...): like io.lines: the file closes at the end.
 -- Every format's value, as io.lines returns them (fs.lines(p, "n", "n")).
+-- (Its iterators hold the file: made by makers poly() ran, as above.)
+local function close_at_end_iter(f, it)
+  return function()
+    local v = it()
+    if v == nil and c.state(f._ud) == "file" then f:close() end
+    return v
+  end
+end
+local function close_at_end_many_iter(f, it)
+  local function close_at_end(v, ...)
+    if v == nil and c.state(f._ud) == "file" then f:close() end
+    return v, ...
+  end
+  return function() return close_at_end(it()) end
+end
+poly(close_at_end_iter)
+poly(close_at_end_many_iter)
+
 function M.lines(path, ...)
   check_path(path, 1, "lines")
   local n = select("#", ...)
@@ -523,18 +564,8 @@ function M.lines(path, ...)
   end
   local f = M.open(path, "r")
   local it = File.lines(f, ...)
-  if n <= 1 then
-    return function()
-      local v = it()
-      if v == nil and c.state(f._ud) == "file" then f:close() end
-      return v
-    end
-  end
-  local function close_at_end(v, ...)
-    if v == nil and c.state(f._ud) == "file" then f:close() end
-    return v, ...
-  end
-  return function() return close_at_end(it()) end
+  if n <= 1 then return close_at_end_iter(f, it) end
+  return close_at_end_many_iter(f, it)
 end
 
 -- paths -------------------------------------------------------------------

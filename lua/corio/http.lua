@@ -699,6 +699,22 @@ next_held = function(r)
   return chunk
 end
 
+-- LuaJIT compiles a loop over an iterator closure specialised to that
+-- very closure, and the trace keeps it as a constant: the stream it holds
+-- stayed alive after the loop was left and the stream dropped, until
+-- the trace was flushed (the pool's collection could not take its
+-- connection back). LuaJIT specialises to the prototype instead once
+-- the prototype made 3 closures: poly() makes them when the module
+-- loads, for every iterator that holds a stream (and fs.lua does so for
+-- files).
+local function poly(maker, ...)
+  for _ = 1, 3 do maker(...) end
+end
+local function chunk_iter(r) return function() return read_chunk(r) end end
+local function held_iter(r) return function() return next_held(r) end end
+poly(chunk_iter)
+poly(held_iter)
+
 -- The bytes of a stream from where its readers got to: first what an
 -- iter_lines loop that was left still holds (its iterator is emptied, so
 -- that nothing is handed out twice). The plain iterator, with no held
@@ -715,10 +731,8 @@ local function stream_bytes(r)
       rawset(r, "_skip_lf", true)
     end
   end
-  if rawget(r, "_held") or rawget(r, "_skip_lf") then
-    return function() return next_held(r) end
-  end
-  return function() return read_chunk(r) end
+  if rawget(r, "_held") or rawget(r, "_skip_lf") then return held_iter(r) end
+  return chunk_iter(r)
 end
 
 function Response.iter_bytes(r)
@@ -826,6 +840,7 @@ local function line_iter(next_chunk)
   end
   return it, take
 end
+poly(line_iter, function() end)
 
 -- A stream's iter_lines state lives on the response: a loop that broke
 -- out and a later iter_lines loop go on with the same iterator, and
@@ -841,7 +856,7 @@ function Response.iter_lines(r)
   if it then return it end
   rawset(r, "_partial", true)  -- text() and json() cannot have all of it
   local take
-  it, take = line_iter(function() return next_held(r) end)
+  it, take = line_iter(held_iter(r))
   rawset(r, "_lines", it)
   rawset(r, "_lines_take", take)
   return it

@@ -627,6 +627,14 @@ do
     return recv_fail(ch, v)
   end
   Chan.send, Chan.recv = send, recv
+  -- LuaJIT compiles a loop over an iterator closure specialised to that
+  -- very closure and keeps it in the trace, with the channel and every
+  -- value still buffered in it, after the loop was left and the channel
+  -- dropped. Once a prototype made 3 closures it specialises to the
+  -- prototype instead: they are made here (fs.lua and http.lua do the
+  -- same for files and streams).
+  local function chan_iter(ch) return function() return (recv(ch)) end end
+  for _ = 1, 3 do chan_iter(nil) end
   function Chan.iter(ch)
     -- checked here, not at the first step: a bad self would be named
     -- there as a bad self to 'recv'
@@ -634,7 +642,7 @@ do
       error(("bad self to 'iter' (corio.Channel expected, got %s; call it as obj:iter(...))")
         :format(type(ch)), 2)
     end
-    return function() return (recv(ch)) end
+    return chan_iter(ch)
   end
 end
 

@@ -12,7 +12,12 @@ Routes (counters are per path+query, so each test uses its own key):
   /slow/<i>?d=S                          answers after S seconds
   /file/<n>?rate=B&tick=S                n deterministic bytes, B bytes
                                          every S seconds; honours
-                                         "Range: bytes=a-" (206)
+                                         "Range: bytes=a-" (206); with
+                                         cut=K&cuts=C the first C hits reset
+                                         the connection after K bytes of
+                                         their range; with stall=K&st=S a
+                                         pause of S seconds after K bytes
+  /moved/<i>?to=PATH                     a 301 to PATH (default /page/<i>)
   /events?n=N&d=S&k=K&p=P                N JSON lines (chunked), one every
                                          S seconds, a pause of P after line K
   /hits                                  the counters, as JSON
@@ -36,12 +41,18 @@ CONTENT = {}
 
 
 def content(n):
-    # byte i is (i * 7 + i // 251) % 256: a pattern that tells offsets apart
+    # byte i is (i * 7 + i // 251) % 256: a pattern that tells offsets
+    # apart; it repeats every 251 * 256 bytes, so one period is made and
+    # repeated (large files are made at once, not byte by byte)
+    period = 251 * 256
     with LOCK:
         data = CONTENT.get(n)
         if data is None:
-            data = CONTENT[n] = bytes((i * 7 + i // 251) % 256
-                                      for i in range(n))
+            block = CONTENT.get("period")
+            if block is None:
+                block = CONTENT["period"] = bytes(
+                    (i * 7 + i // 251) % 256 for i in range(period))
+            data = CONTENT[n] = (block * (n // period + 1))[:n]
     return data
 
 
@@ -100,6 +111,9 @@ class Handler(server.Handler):
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
             return
+        if path.startswith("/moved/"):
+            to = q.get("to", "/page/" + path.split("/")[2])
+            return self.send_body(301, "", headers=[("Location", to)])
         if path.startswith("/slow/"):
             time.sleep(float(q.get("d", "1")))
             return self.send_body(200, "slow %s\n" % path.split("/")[2])
@@ -128,12 +142,32 @@ class Handler(server.Handler):
                 self.send_header("Content-Range",
                                  "bytes %d-%d/%d" % (start, size - 1, size))
             self.end_headers()
+            cut = int(q.get("cut", "-1"))
+            if hit > int(q.get("cuts", "0")):
+                cut = -1
+            stall = int(q.get("stall", "-1"))
             try:
                 pos = start
                 while pos < size:
-                    self.wfile.write(data[pos:pos + rate])
+                    end = min(size, pos + rate)
+                    if cut >= 0 and end - start >= cut:
+                        end = start + cut
+                    if stall >= 0 and pos - start < stall <= end - start:
+                        self.wfile.write(data[pos:start + stall])
+                        self.wfile.flush()
+                        time.sleep(float(q.get("st", "30")))
+                        pos = start + stall
+                        continue
+                    self.wfile.write(data[pos:end])
                     self.wfile.flush()
-                    pos += rate
+                    pos = end
+                    if cut >= 0 and pos - start >= cut:
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER,
+                            struct.pack("ii", 1, 0))
+                        self.connection.close()
+                        self.close_connection = True
+                        return
                     if pos < size:
                         time.sleep(tick)
             except (BrokenPipeError, ConnectionResetError):
