@@ -172,12 +172,16 @@ void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
     if (want && !c->eff) mark(rt, c);
     else c->eff = (uint8_t)want;
   }
+  corio__http_cancelled(rt);
 }
 
 void corio__scope_cancel(corio_rt *rt, corio_scope *s) {
   if (s->cancelled) return;
   s->cancelled = 1;
-  if (!s->eff) mark(rt, s);
+  if (!s->eff) {
+    mark(rt, s);
+    corio__http_cancelled(rt);  /* uploads whose iterator runs */
+  }
 }
 
 /* Rule 5: the outermost cancelled scope below a shield absorbs Cancelled;

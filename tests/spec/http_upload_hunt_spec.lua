@@ -1,0 +1,325 @@
+-- http_upload_hunt_spec.lua: streamed request bodies at their edges (the
+-- pool, odd iterators, re-entrancy, cancellation, files, redirects,
+-- the module-level functions), against tests/http/upload_server.py. Every
+-- case runs under a deadline: a hang fails instead of stalling.
+
+local corio = require("corio")
+local helpers = require("tests.spec.helpers")
+local catch = helpers.catch
+local http = require("corio.http")
+local fs = require("corio.fs")
+local cb = require("corio.busted")
+
+local base, stop_server
+local within = corio.timeout
+
+setup(function() base, stop_server = helpers.http_server(nil, nil, "upload_server.py") end)
+teardown(function() if stop_server then stop_server() end end)
+
+local function chunks(n, size)
+  local i = 0
+  return function()
+    i = i + 1
+    if i > n then return nil end
+    return string.rep(string.char(96 + (i - 1) % 26 + 1), size)
+  end
+end
+
+local function want_of(n, size)
+  local t = {}
+  for chunk in chunks(n, size) do t[#t + 1] = chunk end
+  return table.concat(t)
+end
+
+local function sha(c, s)
+  return within(10, c.post, c, "/sha", { body = s }):text()
+end
+
+local function clean(c)
+  assert.equal(0, c:stats().in_flight)
+  helpers.http_still_works(c, 5)
+end
+
+describe("corio.http streamed request bodies: the hunt", function()
+  cb.timeout(60)
+  local c
+  before_each(function() c = http.client { base_url = base } end)
+  after_each(function() c:close() end)
+
+  it("more uploads than max_connections: the rest wait for the pool", function()
+    local p = http.client { base_url = base, limits = { max_connections = 2 } }
+    local tasks, res = {}, {}
+    for k = 1, 8 do
+      tasks[k] = corio.spawn(function()
+        local i = 0
+        local r = p:post("/slow-sum?d=0.001", { body = function()
+          i = i + 1
+          if i > 20 then return nil end
+          if i % 3 == 0 then corio.sleep(0.001) end
+          return string.rep(string.char(96 + k), 10000 + k)
+        end })
+        res[k] = r:json()
+      end)
+    end
+    within(30, function() for k = 1, 8 do tasks[k]:join() end end)
+    for k = 1, 8 do
+      assert.equal(20 * (10000 + k), res[k].n)
+      assert.is_true(res[k].chunked)
+    end
+    local st = p:stats()
+    assert.equal(0, st.in_flight)
+    assert.is_true(st.opened <= 2, "opened " .. st.opened)
+    p:close()
+  end)
+
+  it("empty chunks are skipped, extra return values ignored", function()
+    local i = 0
+    local r = within(5, c.post, c, "/sum", { body = function()
+      i = i + 1
+      if i > 6 then return nil, "extra" end
+      if i % 2 == 1 then return "", 1, 2 end
+      return "abc", "more", {}
+    end })
+    assert.equal(9, r:json().n)
+    -- only empty chunks: an empty body
+    local j = within(5, c.post, c, "/sum", { body = function()
+      i = i + 1
+      if i < 12 then return "" end
+    end }):json()
+    assert.equal(0, j.n)
+    clean(c)
+  end)
+
+  it("a 64 MiB chunk in one string", function()
+    local big = string.rep("0123456789abcdef", 4 * 1024 * 1024)
+    local want = sha(c, big)
+    local gave = false
+    local r = within(30, c.post, c, "/sha", { body = function()
+      if gave then return nil end
+      gave = true
+      return big
+    end })
+    assert.equal(want, r:text())
+    big = nil
+    clean(c)
+  end)
+
+  it("a chunk of a table, a boolean; an error that is a table", function()
+    for _, v in ipairs { {}, true, 1.5 } do
+      local err = catch(within, 5, c.post, c, "/sum", { body = function() return v end })
+      assert.equal("invalid", err.kind)
+      assert.matches("the body iterator gave a " .. type(v), err.message)
+      clean(c)
+    end
+    local e = { code = 7 }
+    local err = catch(within, 5, c.post, c, "/sum", { body = function() error(e) end })
+    assert.equal(e, err)
+    local n = 0
+    err = catch(within, 5, c.post, c, "/sum", { body = function()
+      n = n + 1
+      if n > 3 then error(e) end
+      return "x"
+    end })
+    assert.equal(e, err)
+    clean(c)
+  end)
+
+  it("the iterator makes another request on the same client", function()
+    local i = 0
+    local inner = {}
+    local r = within(10, c.post, c, "/sum", { body = function()
+      i = i + 1
+      if i > 3 then return nil end
+      inner[#inner + 1] = c:get("/ok").status
+      return "abc"
+    end })
+    assert.equal(9, r:json().n)
+    assert.same({ 200, 200, 200 }, inner)
+    -- and a nested upload from the iterator
+    i = 0
+    r = within(10, c.post, c, "/sum", { body = function()
+      i = i + 1
+      if i > 2 then return nil end
+      return c:post("/sum", { body = chunks(2, 5) }):text()
+    end })
+    assert.equal(200, r.status)
+    clean(c)
+  end)
+
+  it("a coroutine.wrap generator that blocks inside it", function()
+    local gen = coroutine.wrap(function()
+      for k = 1, 5 do
+        corio.sleep(0.001)
+        coroutine.yield(string.rep("g", k))
+      end
+    end)
+    local r = within(5, c.post, c, "/sum", { body = gen })
+    assert.equal(15, r:json().n)
+    clean(c)
+  end)
+
+  it("cancelled from another task while the iterator waits on a channel", function()
+    local ch = corio.channel()
+    local task = corio.spawn(c.post, c, "/sum", { body = ch:iter() })
+    ch:send("first")
+    corio.sleep(0.05)
+    assert.equal(1, c:stats().in_flight)
+    task:cancel()
+    -- rule 7: the transfer is removed by cancel() itself, not when the
+    -- task next runs
+    assert.equal(0, c:stats().in_flight)
+    local ok, err = pcall(task.join, task)
+    assert.is_false(ok)
+    assert.is_true(corio.is_cancelled(err))
+    clean(c)
+    -- the channel still works
+    local got
+    local t2 = corio.spawn(function() got = ch:recv() end)
+    ch:send("after")
+    t2:join()
+    assert.equal("after", got)
+  end)
+
+  it("a deadline inside the iterator that it absorbs leaves the upload alone", function()
+    local i = 0
+    local r = within(5, c.post, c, "/sum", { body = function()
+      i = i + 1
+      if i > 4 then return nil end
+      corio.move_on_after(0.01, corio.sleep, 1)  -- cancels an inner scope only
+      return "abcd"
+    end })
+    assert.equal(16, r:json().n)
+    clean(c)
+  end)
+
+  it("cancelled just as the server answers early, then the client is reused", function()
+    for delay = 0, 0.02, 0.002 do
+      local gave = 0
+      local task = corio.spawn(c.post, c, "/early?code=413", { body = function()
+        gave = gave + 1
+        corio.sleep(0.001)
+        return string.rep("e", 65536)
+      end })
+      corio.sleep(delay)
+      task:cancel()
+      assert.equal(0, c:stats().in_flight)
+      pcall(task.join, task)
+      helpers.http_still_works(c, 5)
+    end
+    local st = c:stats()
+    assert.equal(0, st.in_flight)
+    clean(c)
+  end)
+end)
+
+describe("corio.http streamed request bodies: files, redirects, module functions", function()
+  cb.timeout(60)
+  local c, dir, rmdir
+  before_each(function()
+    c = http.client { base_url = base }
+    dir, rmdir = helpers.temp_dir("uphunt")
+  end)
+  after_each(function() c:close(); rmdir() end)
+
+  it("a file at its end, from its middle, opened for writing only", function()
+    local p = dir .. "/f.bin"
+    helpers.io_write(p, string.rep("0123456789", 10000))
+    local f = fs.open(p, "rb")
+    f:seek("set", 40000)
+    local j = within(5, c.put, c, "/sum", { body = f }):json()
+    assert.same({ 60000, "60000", false }, { j.n, j.length, j.chunked })
+    -- now at its end: an empty body with Content-Length 0
+    j = within(5, c.put, c, "/sum", { body = f }):json()
+    assert.same({ 0, "0" }, { j.n, j.length })
+    f:close()
+    local w = fs.open(dir .. "/w.bin", "wb")
+    local err = catch(within, 5, c.put, c, "/sum", { body = w })
+    assert.is_truthy(err)
+    w:close()
+    clean(c)
+  end)
+
+  it("a file closed by another task during the upload", function()
+    local p = dir .. "/g.bin"
+    helpers.io_write(p, string.rep("x", 4 * 1024 * 1024))
+    local f = fs.open(p, "rb")
+    local t = corio.spawn(c.put, c, "/slow-sum?d=0.01", { body = f })
+    corio.sleep(0.05)
+    f:close()
+    local ok, err = pcall(within, 5, t.join, t)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err))
+    clean(c)
+  end)
+
+  it("a FIFO goes out chunked", function()
+    local p = dir .. "/fifo"
+    assert.is_true(os.execute("mkfifo " .. p) == 0)
+    local w = corio.spawn(function()
+      local f = fs.open(p, "wb")
+      for _ = 1, 10 do f:write(string.rep("w", 1000)) end
+      f:close()
+    end)
+    local f = fs.open(p, "rb")
+    local j = within(5, c.put, c, "/sum", { body = f }):json()
+    w:join()
+    f:close()
+    assert.same({ 10000, true }, { j.n, j.chunked })
+    clean(c)
+  end)
+
+  it("/dev/zero with a Content-Length", function()
+    local f = fs.open("/dev/zero", "rb")
+    local ok, r = pcall(within, 5, c.put, c, "/sum", { body = f,
+      headers = { ["Content-Length"] = "100000" } })
+    f:close()
+    print("devzero", ok, ok and r:text() or tostring(r))
+    f = fs.open("/dev/zero", "rb")
+    ok, r = pcall(within, 5, c.put, c, "/sum", { body = f })
+    f:close()
+    print("devzero nolen", ok, ok and r:text() or tostring(r))
+    clean(c)
+  end)
+
+  it("301/302/303 drop the body and its headers; Basic auth; base_url", function()
+    local f = http.client { base_url = base, follow_redirects = true }
+    for _, code in ipairs { 301, 302, 303 } do
+      local j = within(5, f.post, f, "/redirect-to?code=" .. code .. "&url=/echo",
+        { body = chunks(2, 10), headers = { ["Content-Length"] = "20", ["Content-Type"] = "x/y" } }):json()
+      assert.same({ "GET", "" }, { j.method, j.body })
+      assert.is_nil(j.headers["content-length"])
+      assert.is_nil(j.headers["content-type"])
+      assert.is_nil(j.headers["transfer-encoding"])
+    end
+    f:close()
+    local u = base:gsub("^http://", "http://me:secret@") .. "/echo"
+    local j = within(5, c.post, c, u, { body = chunks(2, 3) }):json()
+    assert.equal("Basic " .. "bWU6c2VjcmV0", j.headers["authorization"])
+    assert.equal("aaabbb", j.body)
+    clean(c)
+  end)
+
+  it("the module-level http.post with a function body", function()
+    local j = within(5, http.post, base .. "/sum", { body = chunks(3, 7) }):json()
+    assert.equal(21, j.n)
+  end)
+
+  it("outside a running loop: plain luajit", function()
+    local src = os.getenv("CORIO_SOURCE_DIR") or "."
+    local script = dir .. "/sync.lua"
+    helpers.io_write(script, ([[
+      local http = require "corio.http"
+      local i = 0
+      local r = http.post(%q, { body = function()
+        i = i + 1
+        if i > 3 then return nil end
+        return "abc"
+      end })
+      io.write(r:json().n, "\n")
+      local ok, err = pcall(http.post, %q, { body = function() error({ x = 1 }) end })
+      io.write(tostring(ok), " ", type(err), " ", tostring(err.kind), "\n")
+    ]]):format(base .. "/sum", base .. "/sum"))
+    local out = helpers.shell("cd " .. src .. " && CORIO_GC_STRESS= " .. (os.getenv("CORIO_LUAJIT") or "luajit") .. " " .. script .. " 2>&1")
+    print(out)
+  end)
+end)
