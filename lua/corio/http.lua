@@ -1299,8 +1299,10 @@ local function file_chunks(f)
 end
 
 -- What is left of a corio.fs file from its position, or nil if it cannot
--- be known (not seekable).
+-- be known (not seekable, or not a regular file: /dev/zero seeks, to 0,
+-- and was sent with Content-Length 0, then refused as running past it).
 local function file_left(f)
+  if not require("corio.fs")._regular(f) then return nil end
   local ok, size = pcall(function()
     local pos = f:seek("cur")
     local size = f:seek("end")
