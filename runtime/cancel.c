@@ -73,6 +73,8 @@ int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
 ** undone; otherwise note that Cancelled is owed. */
 static void wake_blocked(corio_rt *rt, corio_task *t) {
   corio_abort_fn abort;
+  /* whatever t waits on: an upload whose body iterator t runs ends now */
+  corio__http_cancelled(rt, t);
   if (t->state != CORIO_ST_BLOCKED || t->abort == NULL) return;
   abort = t->abort;
   if (!abort(rt, t)) return;
@@ -172,16 +174,12 @@ void corio__scope_reattach(corio_rt *rt, corio_task *t, corio_scope *bottom,
     if (want && !c->eff) mark(rt, c);
     else c->eff = (uint8_t)want;
   }
-  corio__http_cancelled(rt);
 }
 
 void corio__scope_cancel(corio_rt *rt, corio_scope *s) {
   if (s->cancelled) return;
   s->cancelled = 1;
-  if (!s->eff) {
-    mark(rt, s);
-    corio__http_cancelled(rt);  /* uploads whose iterator runs */
-  }
+  if (!s->eff) mark(rt, s);
 }
 
 /* Rule 5: the outermost cancelled scope below a shield absorbs Cancelled;

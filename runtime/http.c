@@ -197,7 +197,8 @@ struct corio_xfer {
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
   corio_scope *up_scope; /* while up_iter: the scope the request was made
-                            in (its task's innermost scope then) */
+                            in (its task's innermost scope then)... */
+  corio_task *up_task;   /* ...and its task (compared, never followed) */
   const char *err_phase; /* for kind "timeout" */
   char errmsg[128];      /* the message that goes with err_kind */
   char errbuf[CURL_ERROR_SIZE]; /* curl's own message */
@@ -444,6 +445,7 @@ static void up_iter_end(corio_xfer *x) {
   if (!x->up_iter) return;
   x->up_iter = 0;
   x->up_scope = NULL;
+  x->up_task = NULL;
   x->h->n_up_iter--;
 }
 
@@ -2028,6 +2030,7 @@ static void push_outcome(lua_State *L, corio_xfer *x, int w, corio_task *t) {
       x->h->n_up_iter++;
     }
     x->up_scope = t->cur;
+    x->up_task = t;
     lua_pushliteral(L, "more");
     return;
   }
@@ -2130,23 +2133,27 @@ int corio__xfer_feed(lua_State *L, corio_xfer *x, corio_task *t,
   return -1;
 }
 
-/* A scope was cancelled: an upload whose task is pulling its next chunk
-** (its iterator may block on anything: a channel, a sleep) in a scope
-** that is now effectively cancelled is removed from curl now, as a
-** request waiting inside corio.http is (rule 7: transfers removed and pool
-** slots freed synchronously). The task gets Cancelled at its next
-** checkpoint and lets go of x as it unwinds. A shield inside the
-** iterator does not keep the transfer: the request's scope is cancelled,
-** so the request ends with Cancelled once the iterator returns (its next
-** feed is a checkpoint). */
-void corio__http_cancelled(corio_rt *rt) {
+/* t's innermost scope was just cancelled (effectively, by an outer
+** cancel or deadline that reached it: not through a shield): an upload
+** whose body iterator t runs (the iterator may block on anything: a
+** channel, a sleep) in a scope now cancelled is removed from curl now, as
+** a request waiting inside corio.http is (rule 7: transfers removed and
+** pool slots freed synchronously). t gets Cancelled at its next
+** checkpoint and lets go of x as it unwinds. The scope is followed only
+** once found on t's chain of scopes: a request made in a user coroutine
+** that was dropped leaves up_scope behind, maybe freed, until x's box is
+** collected. */
+void corio__http_cancelled(corio_rt *rt, corio_task *t) {
   corio_link *l, *m;
   for (l = rt->http_clients.next; l != &rt->http_clients; l = l->next) {
     corio_http *h = corio_container_of(l, corio_http, rt_link);
     if (h->n_up_iter == 0 || h->dead || h->closed || in_curl(h)) continue;
     for (m = h->active.next; m != &h->active; m = m->next) {
       corio_xfer *x = corio_container_of(m, corio_xfer, link);
-      if (!x->up_iter || !x->up_scope->eff) continue;
+      corio_scope *s;
+      if (!x->up_iter || x->up_task != t) continue;
+      for (s = t->cur; s != x->up_scope && s != &t->root; s = s->parent) {}
+      if (s != x->up_scope || !s->eff) continue;
       up_iter_end(x);
       if (x->in_multi && !x->done)
         xfer_fail(x, "cancelled", NULL, "the request was cancelled while "

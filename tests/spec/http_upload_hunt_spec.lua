@@ -180,6 +180,27 @@ describe("corio.http streamed request bodies: the hunt", function()
     assert.equal("after", got)
   end)
 
+  it("cancelled while the iterator runs in a shield: removed once it returns", function()
+    local n, inside = 0, false
+    local task = corio.spawn(c.post, c, "/sum", { body = function()
+      n = n + 1
+      if n == 1 then return "first" end
+      if n > 2 then return nil end
+      inside = true
+      corio.shield(corio.sleep, 0.1)
+      return "late"
+    end })
+    while not inside do corio.sleep(0.001) end
+    task:cancel()
+    -- the shield keeps the outer cancel off the iterator, and the transfer
+    assert.equal(1, c:stats().in_flight)
+    local ok, err = pcall(within, 5, task.join, task)
+    assert.is_false(ok)
+    assert.is_true(corio.is_cancelled(err))
+    assert.equal(2, n)  -- not pulled again: feeding "late" raised Cancelled
+    clean(c)
+  end)
+
   it("a deadline inside the iterator that it absorbs leaves the upload alone", function()
     local i = 0
     local r = within(5, c.post, c, "/sum", { body = function()
@@ -310,5 +331,140 @@ describe("corio.http streamed request bodies: files, redirects, module functions
   it("the module-level http.post with a function body", function()
     local j = within(5, http.post, base .. "/sum", { body = chunks(3, 7) }):json()
     assert.equal(21, j.n)
+  end)
+end)
+
+-- HTTP/2: a private nginx (tests/http/nginx.sh, as http2_spec.lua), whose
+-- /up/ stores what is PUT there.
+describe("corio.http streamed request bodies over HTTP/2", function()
+  cb.timeout(90)
+  local src = os.getenv("CORIO_SOURCE_DIR") or "."
+  local dir, why_not, h2c, h2s, cert
+  setup(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir -p " .. dir) == 0)
+    local p = assert(io.popen(("bash %s/tests/http/nginx.sh start %s 2>&1"):format(src, dir)))
+    local out = p:read("*a")
+    p:close()
+    local a, b = out:match("PORTS (%d+) (%d+)")
+    if a then
+      h2c, h2s, cert = "http://127.0.0.1:" .. a, "https://127.0.0.1:" .. b, dir .. "/cert.pem"
+    elseif out:find("not installed", 1, true) then
+      why_not = out:gsub("%s+$", "")
+    else
+      error("tests/http/nginx.sh failed: " .. out)
+    end
+  end)
+  teardown(function()
+    if dir then os.execute(("bash %s/tests/http/nginx.sh stop %s; rm -rf %s"):format(src, dir, dir)) end
+  end)
+
+  for _, which in ipairs { "h2c", "h2 over TLS" } do
+    it(which .. ": 12 uploads at once share one connection", function()
+      if why_not then return pending(why_not) end
+      local c = http.client { base_url = which == "h2c" and h2c or h2s, http2 = true, verify = cert,
+        limits = { max_connections = 1 } }
+      within(5, c.get, c, "/up/")  -- (a 403 or 404: the connection is open)
+      local tasks = {}
+      for k = 1, 12 do
+        tasks[k] = corio.spawn(function()
+          local i = 0
+          return c:put("/up/m" .. k .. ".bin", { body = function()
+            i = i + 1
+            if i > 40 then return nil end
+            if i % 5 == 0 then corio.sleep(0.001) end
+            return string.rep(string.char(64 + k), 5000 + i)
+          end }).status
+        end)
+      end
+      within(30, function()
+        for k = 1, 12 do
+          local s = tasks[k]:join()
+          assert.is_true(s == 201 or s == 204, "status " .. tostring(s))
+        end
+      end)
+      for k = 1, 12 do
+        local want = {}
+        for i = 1, 40 do want[i] = string.rep(string.char(64 + k), 5000 + i) end
+        assert.is_true(within(5, c.get, c, "/up/m" .. k .. ".bin"):text() == table.concat(want))
+      end
+      assert.equal(1, c:stats().opened)
+      assert.equal(0, c:stats().in_flight)
+      -- one cancelled (its iterator blocked on a channel) while others go on
+      local ch = corio.channel()
+      local victim = corio.spawn(c.put, c, "/up/v.bin", { body = ch:iter() })
+      local other = corio.spawn(c.put, c, "/up/o.bin", { body = chunks(50, 1000) })
+      ch:send("first")
+      corio.sleep(0.02)
+      victim:cancel()
+      local s = within(10, other.join, other)
+      assert.is_true(s.status == 201 or s.status == 204)
+      assert.equal(0, c:stats().in_flight)
+      assert.equal(200, within(5, c.get, c, "/up/o.bin").status)
+      assert.equal(1, c:stats().opened)
+      c:close()
+    end)
+
+    it(which .. ": nginx refuses a body over its limit (413) mid-upload", function()
+      if why_not then return pending(why_not) end
+      local c = http.client { base_url = which == "h2c" and h2c or h2s, http2 = true, verify = cert }
+      local block = string.rep("b", 1024 * 1024)
+      local n = 0
+      local ok, r = pcall(within, 20, c.put, c, "/up/big.bin", { body = function()
+        n = n + 1
+        if n > 200 then return nil end
+        return block
+      end })
+      if ok then assert.equal(413, r.status) else assert.is_truthy(r.kind) end
+      assert.is_true(n < 200, "pulled " .. n)
+      assert.equal(0, c:stats().in_flight)
+      assert.is_true(within(5, c.get, c, "/up/o.bin").status < 500)
+      c:close()
+    end)
+  end
+end)
+
+describe("corio.http streamed request bodies outside a running loop", function()
+  local src = os.getenv("CORIO_SOURCE_DIR") or "."
+  local dir, rmdir
+  before_each(function() dir, rmdir = helpers.temp_dir("uphsync") end)
+  after_each(function() rmdir() end)
+
+  -- rule 11: plain luajit, require "corio.http", no corio.run
+  it("rule 11: an iterator, a file, a raising iterator, a client reused", function()
+    helpers.io_write(dir .. "/f.txt", string.rep("f", 70000))
+    helpers.io_write(dir .. "/s.lua", ([[
+      local http = require "corio.http"
+      local fs = require "corio.fs"
+      local u = %q
+      local i = 0
+      local c = http.client()
+      local r = c:post(u, { body = function()
+        i = i + 1
+        if i > 3 then return nil end
+        return "abc"
+      end })
+      io.write(r:json().n, " ")
+      r = c:put(u, { body = fs.open(%q, "rb") })
+      io.write(r:json().n, " ", r:json().length, " ")
+      local e = {}
+      local ok, err = pcall(c.post, c, u, { body = function() error(e) end })
+      io.write(tostring(ok), " ", type(err), " ", tostring(err.kind), " ")
+      ok, err = pcall(c.post, c, u, { body = function() return 42 end })
+      io.write(tostring(err.kind), " ")
+      io.write(http.post(u, { body = function() i = i + 1; if i < 8 then return "z" end end }):json().n, " ")
+      io.write(c:stats().in_flight)
+      c:close()
+    ]]):format(base .. "/sum", dir .. "/f.txt"))
+    local cmd = ("LUA_PATH=%q LUA_CPATH=%q %s %s 2>&1"):format(
+      os.getenv("CORIO_LUA_PATH") or (src .. "/lua/?.lua;" .. src .. "/lua/?/init.lua;;"),
+      os.getenv("CORIO_LUA_CPATH") or (src .. "/build/lib/lua/5.1/?.so;;"),
+      os.getenv("LUAJIT") or "luajit", dir .. "/s.lua")
+    local p = io.popen(cmd)
+    local out = p:read("*a")
+    p:close()
+    -- a raised non-corio value is wrapped by rule 11's corio.run (docs)
+    assert.equal("9 70000 70000 false table error invalid 3 0", out)
   end)
 end)
