@@ -146,6 +146,35 @@ describe("corio.http streamed request bodies: the hunt", function()
     clean(c)
   end)
 
+  it("from the iterator, with max_connections 1: the pool timeout", function()
+    local p = http.client { base_url = base, limits = { max_connections = 1 },
+      timeout = { pool = 0.2 } }
+    local n = 0
+    local err = catch(within, 5, p.post, p, "/sum", { body = function()
+      n = n + 1
+      if n == 1 then return "a" end  -- pulled before the request starts
+      return p:get("/ok"):text()
+    end })
+    assert.same({ "timeout", "pool" }, { err.kind, err.phase })
+    assert.equal(0, p:stats().in_flight)
+    helpers.http_still_works(p, 5)
+    p:close()
+  end)
+
+  it("a stream upload whose response is dropped unread gives its connection back", function()
+    local p = http.client { base_url = base, limits = { max_connections = 1 },
+      timeout = { pool = 2 } }
+    for k = 1, 4 do
+      local r = within(5, p.stream, p, "POST", "/stream?n=2000&size=1000",
+        { body = chunks(k, 100) })
+      assert.equal(200, r.status)
+      r = nil  -- dropped mid-body: the next request's collection closes it
+    end
+    assert.equal(200, within(5, p.get, p, "/ok").status)
+    assert.equal(0, p:stats().in_flight)
+    p:close()
+  end)
+
   it("a coroutine.wrap generator that blocks inside it", function()
     local gen = coroutine.wrap(function()
       for k = 1, 5 do
@@ -402,6 +431,25 @@ describe("corio.http streamed request bodies over HTTP/2", function()
       assert.is_true(s.status == 201 or s.status == 204)
       assert.equal(0, c:stats().in_flight)
       assert.equal(200, within(5, c.get, c, "/up/o.bin").status)
+      assert.equal(1, c:stats().opened)
+      c:close()
+    end)
+
+    it(which .. ": a request from the iterator shares the upload's connection", function()
+      if why_not then return pending(why_not) end
+      local c = http.client { base_url = which == "h2c" and h2c or h2s, http2 = true, verify = cert,
+        limits = { max_connections = 1 } }
+      within(5, c.get, c, "/up/")
+      local n, got = 0, {}
+      local r = within(10, c.put, c, "/up/r.bin", { body = function()
+        n = n + 1
+        if n > 3 then return nil end
+        got[n] = c:get("/up/").status
+        return "chunk" .. n
+      end })
+      assert.is_true(r.status == 201 or r.status == 204, "status " .. r.status)
+      assert.equal("chunk1chunk2chunk3", within(5, c.get, c, "/up/r.bin"):text())
+      assert.equal(3, #got)
       assert.equal(1, c:stats().opened)
       c:close()
     end)
