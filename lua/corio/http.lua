@@ -1202,6 +1202,9 @@ end
 local UP_CHUNK = 64 * 1024
 
 -- The next chunk of a body iterator: a non-empty string, or nil at the end.
+-- An empty chunk is skipped after a checkpoint (corio.yield): an iterator
+-- that polls a source and gives "" while it has nothing spun here without
+-- one, so no deadline could fire and no other task ran.
 local function up_next(method, url, iter)
   while true do
     local chunk = iter()
@@ -1211,6 +1214,7 @@ local function up_next(method, url, iter)
         .. " (a string, or nil at the end, expected)"), 0)
     end
     if chunk ~= "" then return chunk end
+    corio.yield()
   end
 end
 

@@ -90,6 +90,37 @@ describe("corio.http streamed request bodies: the hunt", function()
     clean(c)
   end)
 
+  it("an iterator that polls, giving \"\" while it has nothing, lets the loop run", function()
+    -- another task fills buf; the iterator gives "" until it has data
+    local buf, done, t0 = {}, false, os.clock()
+    local producer = corio.spawn(function()
+      for k = 1, 4 do
+        corio.sleep(0.005)
+        buf[#buf + 1] = "part" .. k
+      end
+      done = true
+    end)
+    local r = within(5, c.post, c, "/echo", { body = function()
+      -- (bounded: it spun, starving the producer, with no checkpoint)
+      if os.clock() - t0 > 2 then return nil end
+      if #buf > 0 then return table.remove(buf, 1) end
+      if done then return nil end
+      return ""
+    end })
+    producer:join()
+    assert.equal("part1part2part3part4", r:json().body)
+    -- and a deadline fires while it spins
+    local n = 0
+    local ok = corio.move_on_after(0.05, c.post, c, "/sum", { body = function()
+      n = n + 1
+      if n > 1e7 then return nil end
+      return ""
+    end })
+    assert.is_false(ok)
+    assert.is_true(n < 1e7)
+    clean(c)
+  end)
+
   it("a 64 MiB chunk in one string", function()
     local big = string.rep("0123456789abcdef", 4 * 1024 * 1024)
     local want = sha(c, big)
