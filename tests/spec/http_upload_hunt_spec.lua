@@ -240,6 +240,32 @@ describe("corio.http streamed request bodies: the hunt", function()
     assert.equal("after", got)
   end)
 
+  it("an upload left in a coroutine.wrap that yielded from its iterator: the cancel removes it", function()
+    local n = 0
+    local task = corio.spawn(function()
+      local gen = coroutine.wrap(function()
+        return c:post("/sum", { body = function()
+          n = n + 1
+          if n > 3 then return nil end
+          coroutine.yield("step" .. n)
+          return "abc"
+        end })
+      end)
+      assert.equal("step1", gen())
+      assert.equal("step2", gen())  -- the transfer is in curl now
+      corio.sleep(5)
+    end)
+    corio.sleep(0.05)
+    assert.equal(1, c:stats().in_flight)
+    task:cancel()
+    -- the request was made in the task's scope, now cancelled; the wrap
+    -- is never resumed (before: in flight until its box was collected)
+    assert.equal(0, c:stats().in_flight)
+    local ok, err = pcall(task.join, task)
+    assert.is_true(not ok and corio.is_cancelled(err))
+    clean(c)
+  end)
+
   it("cancelled while the iterator runs in a shield: removed once it returns", function()
     local n, inside = 0, false
     local task = corio.spawn(c.post, c, "/sum", { body = function()
@@ -461,6 +487,8 @@ describe("corio.http streamed request bodies over HTTP/2", function()
       local s = within(10, other.join, other)
       assert.is_true(s.status == 201 or s.status == 204)
       assert.equal(0, c:stats().in_flight)
+      local ok, err = pcall(within, 5, victim.join, victim)
+      assert.is_true(not ok and corio.is_cancelled(err), tostring(err))
       assert.equal(200, within(5, c.get, c, "/up/o.bin").status)
       assert.equal(1, c:stats().opened)
       c:close()
