@@ -346,6 +346,29 @@ describe("corio.http streamed request bodies: files, redirects, module functions
     clean(c)
   end)
 
+  it("a file that grows during the upload runs past its length", function()
+    local p = dir .. "/grow.log"
+    helpers.io_write(p, string.rep("g", 200000))
+    local f = fs.open(p, "rb")
+    local w = fs.open(p, "ab")
+    -- another task appends while the upload (its length taken at the
+    -- start: 200000) reads
+    local grower = corio.spawn(function()
+      for _ = 1, 10 do
+        w:write(string.rep("h", 100000))
+        w:flush()
+        corio.sleep(0.001)
+      end
+    end)
+    local err = catch(within, 5, c.put, c, "/slow-sum?d=0.001", { body = f })
+    grower:join()
+    w:close()
+    f:close()
+    assert.equal("invalid", err.kind)
+    assert.matches("the body ran past its Content%-Length 200000", err.message)
+    clean(c)
+  end)
+
   it("a file closed by another task during the upload", function()
     local p = dir .. "/g.bin"
     helpers.io_write(p, string.rep("x", 4 * 1024 * 1024))
