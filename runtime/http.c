@@ -447,6 +447,7 @@ static void up_iter_end(corio_xfer *x) {
   x->up_scope = NULL;
   x->up_task = NULL;
   x->h->n_up_iter--;
+  if (!x->h->dead) x->h->rt->http_up_iter--;
 }
 
 static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
@@ -2028,6 +2029,7 @@ static void push_outcome(lua_State *L, corio_xfer *x, int w, corio_task *t) {
     if (!x->up_iter) {
       x->up_iter = 1;
       x->h->n_up_iter++;
+      x->h->rt->http_up_iter++;
     }
     x->up_scope = t->cur;
     x->up_task = t;

@@ -294,6 +294,8 @@ struct corio_rt {
   int refs;                 /* registry ref: table of corio__ref values */
   int names;                /* registry ref: weak-keyed task names */
   corio_link http_clients;  /* live HTTP clients (http.c) */
+  uint32_t http_up_iter;    /* uploads whose task runs its body iterator
+                               (http.c): while 0, a cancel skips them */
   int foreign_tab;          /* registry ref: {nforeign}, read by init.lua */
   uint32_t nforeign;        /* open scopes entered by user coroutines
                                (scope.foreign), parked chains included: while
