@@ -219,6 +219,8 @@ describe("corio.http streamed request bodies: the hunt", function()
   end)
 
   it("cancelled from another task while the iterator waits on a channel", function()
+    within(5, c.get, c, "/ok")
+    assert.same({ 1, 1 }, { c:stats().idle, c:stats().opened })
     local ch = corio.channel()
     local task = corio.spawn(c.post, c, "/sum", { body = ch:iter() })
     ch:send("first")
@@ -228,10 +230,13 @@ describe("corio.http streamed request bodies: the hunt", function()
     -- rule 7: the transfer is removed by cancel() itself, not when the
     -- task next runs
     assert.equal(0, c:stats().in_flight)
+    -- its connection, with half a body sent, is closed, not kept idle
+    assert.equal(0, c:stats().idle)
     local ok, err = pcall(task.join, task)
     assert.is_false(ok)
     assert.is_true(corio.is_cancelled(err))
     clean(c)
+    assert.equal(2, c:stats().opened)
     -- the channel still works
     local got
     local t2 = corio.spawn(function() got = ch:recv() end)
