@@ -304,6 +304,23 @@ describe("corio.http streamed request bodies: the hunt", function()
     clean(c)
   end)
 
+  it("an early answer that comes while the iterator blocks: returned once it returns", function()
+    local n = 0
+    local ok, r = pcall(within, 5, c.post, c, "/early?code=413", { body = function()
+      n = n + 1
+      if n == 1 then return "first" end
+      corio.sleep(0.3)  -- the 413 comes meanwhile
+      return string.rep("s", 100)
+    end })
+    if ok then
+      assert.equal(413, r.status)
+      assert.equal(2, n)
+    else
+      assert.equal("network", r.kind)  -- (the server may reset first)
+    end
+    clean(c)
+  end)
+
   it("cancelled just as the server answers early, then the client is reused", function()
     for delay = 0, 0.02, 0.002 do
       local gave = 0
