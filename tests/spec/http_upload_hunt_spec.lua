@@ -465,6 +465,15 @@ describe("corio.http streamed request bodies: files, redirects, module functions
     clean(c)
   end)
 
+  it("base_url with a path and relative URLs", function()
+    local b = http.client { base_url = base .. "/" }
+    local j = within(5, b.put, b, "sum", { body = chunks(2, 4) }):json()
+    assert.same({ 8, "PUT", true }, { j.n, j.method, j.chunked })
+    j = within(5, b.request, b, "DELETE", "sum?x=1", { body = chunks(1, 3) }):json()
+    assert.same({ 3, "DELETE" }, { j.n, j.method })
+    b:close()
+  end)
+
   it("the module-level http.post with a function body", function()
     local j = within(5, http.post, base .. "/sum", { body = chunks(3, 7) }):json()
     assert.equal(21, j.n)
