@@ -558,11 +558,11 @@ static inline int corio__side_ready(const corio_rt *rt, int slot) {
   int c = slot / CORIO_SIDE_CHUNK;
   return c < rt->nside && rt->side[c] != NULL;
 }
-/* t's side record, made if it has none (t is alive). Allocates nothing
-** and cannot fail (corio__side_reserve). */
 /* http.c: t's innermost scope was just cancelled (effectively): an
 ** upload whose body iterator t runs there ends */
 void corio__http_cancelled(corio_rt *rt, corio_task *t);
+/* t's side record, made if it has none (t is alive). Allocates nothing
+** and cannot fail (corio__side_reserve). */
 corio_tside *corio__task_side(corio_rt *rt, corio_task *t);
 /* Where s keeps the anchor ref of its errors or of its deferred functions
 ** (a task's root scope: in its side record, made if need be). */
