@@ -787,6 +787,14 @@ static int l_state(lua_State *L) {
   return 1;
 }
 
+/* regular(f) -> whether f is a regular file or a block device (its size
+** is its length: corio.http sends it as a body's Content-Length) */
+static int l_regular(lua_State *L) {
+  corio_file_ud *u = corio__toobj(L, 1, sizeof(*u), CORIO_MAGIC_FILE);
+  lua_pushboolean(L, u != NULL && !u->f->noahead);
+  return 1;
+}
+
 /* ---- path requests ------------------------------------------------ */
 
 static int path_op(lua_State *L, int op, const char *fname, int npaths,
@@ -838,6 +846,7 @@ int luaopen_corio_fs(lua_State *L) {
       {"fill", l_fill},       {"write", l_write}, {"flush", l_flush}, {"push", l_push},
       {"wbig", l_wbig},
       {"seek", l_seek},       {"close", l_close}, {"state", l_state},
+      {"regular", l_regular},
       {"stat", l_stat},       {"mkdir", l_mkdir}, {"unlink", l_unlink},
       {"rmdir", l_rmdir},     {"rename", l_rename},   {"ptr", l_ptr},
       {"scandir", l_scandir}, {"copy", l_copy},   {NULL, NULL}};

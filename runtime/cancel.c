@@ -73,6 +73,8 @@ int corio__scope_leave(corio_rt *rt, corio_task *t, corio_scope *s) {
 ** undone; otherwise note that Cancelled is owed. */
 static void wake_blocked(corio_rt *rt, corio_task *t) {
   corio_abort_fn abort;
+  /* whatever t waits on: an upload whose body iterator t runs ends now */
+  if (rt->http_up_iter > 0) corio__http_cancelled(rt, t);
   if (t->state != CORIO_ST_BLOCKED || t->abort == NULL) return;
   abort = t->abort;
   if (!abort(rt, t)) return;

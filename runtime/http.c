@@ -187,12 +187,18 @@ struct corio_xfer {
   uint8_t up;            /* the body comes chunk by chunk from the task */
   uint8_t up_need;       /* read_cb found ubuf empty: the task owes a chunk */
   uint8_t up_eof;        /* the task said the body ended */
+  uint8_t up_iter;       /* the task is pulling the next chunk from its
+                            iterator (told "more", not fed yet): a cancel
+                            of up_scope removes the transfer at once */
   uint8_t up_done;       /* read_cb told curl the body ended */
   char *ubuf;            /* ubuf[uoff..ulen) not handed to curl yet */
   size_t uoff, ulen, ucap;
   curl_off_t up_read;    /* body bytes read_cb handed to curl */
   CURLcode rc;
   const char *err_kind;  /* our own verdict, overriding rc's mapping */
+  corio_scope *up_scope; /* while up_iter: the scope the request was made
+                            in (its task's innermost scope then)... */
+  corio_task *up_task;   /* ...and its task (compared, never followed) */
   const char *err_phase; /* for kind "timeout" */
   char errmsg[128];      /* the message that goes with err_kind */
   char errbuf[CURL_ERROR_SIZE]; /* curl's own message */
@@ -251,6 +257,7 @@ struct corio_http {
   uint32_t hdr_gen;      /* bumped when defhdrs changes */
   uint64_t timer_due;    /* loop time curl's timer fires at, 0: stopped */
   int in_curl;           /* a direct read is inside curl: see in_curl() */
+  unsigned n_up_iter;    /* transfers with up_iter set */
   int close_later;       /* closed while in_curl: close once curl returned */
   int piece_ref;         /* make_piece in the registry, or LUA_NOREF */
   uv_timer_t kick;       /* HTTP/2: see kick_cb */
@@ -432,6 +439,16 @@ static int grow(char **p, size_t *cap, size_t need) {
 /* ---- timers ---------------------------------------------------------- */
 
 static uint64_t loop_now(corio_http *h) { return uv_now(h->rt->loop); }
+
+/* The task no longer pulls a chunk for x (it fed one, or let go of x). */
+static void up_iter_end(corio_xfer *x) {
+  if (!x->up_iter) return;
+  x->up_iter = 0;
+  x->up_scope = NULL;
+  x->up_task = NULL;
+  x->h->n_up_iter--;
+  if (!x->h->dead) x->h->rt->http_up_iter--;
+}
 
 static void xfer_fail(corio_xfer *x, const char *kind, const char *phase,
                       const char *msg);
@@ -1394,6 +1411,7 @@ static void xfer_closed(uv_handle_t *hd) {
 }
 
 static void xfer_destroy(corio_xfer *x) {
+  up_iter_end(x);
   corio_list_remove(&x->link);
   curl_slist_free_all(x->hdrs);
   x->hdrs = NULL;
@@ -1461,6 +1479,7 @@ static void xfer_later(corio_xfer *x, int op) {
 /* Give x back: to the free list, or closed if the client is closed. The
 ** stream box, if any, no longer points to it. */
 static void xfer_release(corio_xfer *x) {
+  up_iter_end(x);
   if (in_curl(x->h)) {  /* see in_curl */
     if (x->box != NULL) *x->box = NULL;
     x->box = NULL;
@@ -1975,7 +1994,7 @@ static int push_chunk(lua_State *L, corio_xfer *x) {
 ** moved over: an allocation on the suspended thread can run a __gc
 ** finaliser there, and one that raises (even inside its own pcall)
 ** wrecks that thread's stack. */
-static void push_outcome(lua_State *L, corio_xfer *x, int w);
+static void push_outcome(lua_State *L, corio_xfer *x, int w, corio_task *t);
 
 static void deliver_on(lua_State *L, corio_task *t) {
   corio_xfer *x = t->wait_obj;
@@ -1989,7 +2008,7 @@ static void deliver_on(lua_State *L, corio_task *t) {
     }
     return;
   }
-  push_outcome(L, x, w);
+  push_outcome(L, x, w, t);
 }
 
 /* A streamed body's task, woken, or feeding: whether it has an outcome
@@ -2002,8 +2021,18 @@ static int up_settled(corio_xfer *x, int w) {
 /* What a task waiting for a response (W_RESPONSE) or a stream's headers
 ** (W_HEAD) gets: the response or headers, an error, or for a streamed
 ** body "more": pull the next chunk and feed it. */
-static void push_outcome(lua_State *L, corio_xfer *x, int w) {
+static void push_outcome(lua_State *L, corio_xfer *x, int w, corio_task *t) {
   if (x->up && !up_settled(x, w)) {
+    /* the task now runs its iterator, outside corio.http: a cancel that
+    ** reaches the scope of the request removes the transfer at once
+    ** (rule 7), see corio__http_cancelled */
+    if (!x->up_iter) {
+      x->up_iter = 1;
+      x->h->n_up_iter++;
+      x->h->rt->http_up_iter++;
+    }
+    x->up_scope = t->cur;
+    x->up_task = t;
     lua_pushliteral(L, "more");
     return;
   }
@@ -2068,6 +2097,7 @@ int corio__xfer_feed(lua_State *L, corio_xfer *x, corio_task *t,
   int w = x->stream ? W_HEAD : W_RESPONSE, base;
   if (in_curl(h)) return -4;
   if (!x->up || x->t != NULL || x->wait != W_NONE) return -2;
+  up_iter_end(x);
   if (!x->done && x->in_multi && !h->dead) {
     if (x->uoff == x->ulen) x->uoff = x->ulen = 0;
     if (n > 0) {
@@ -2096,13 +2126,42 @@ int corio__xfer_feed(lua_State *L, corio_xfer *x, corio_task *t,
   }
   if (x->done || up_settled(x, w)) {
     base = lua_gettop(L);
-    push_outcome(L, x, w);
+    push_outcome(L, x, w, t);
     return lua_gettop(L) - base;
   }
   x->t = t;
   x->wait = (uint8_t)w;
   h->rt->nexternal++;
   return -1;
+}
+
+/* t's innermost scope was just cancelled (effectively, by an outer
+** cancel or deadline that reached it: not through a shield): an upload
+** whose body iterator t runs (the iterator may block on anything: a
+** channel, a sleep) in a scope now cancelled is removed from curl now, as
+** a request waiting inside corio.http is (rule 7: transfers removed and
+** pool slots freed synchronously). t gets Cancelled at its next
+** checkpoint and lets go of x as it unwinds. The scope is followed only
+** once found on t's chain of scopes: a request made in a user coroutine
+** that was dropped leaves up_scope behind, maybe freed, until x's box is
+** collected. */
+void corio__http_cancelled(corio_rt *rt, corio_task *t) {
+  corio_link *l, *m;
+  for (l = rt->http_clients.next; l != &rt->http_clients; l = l->next) {
+    corio_http *h = corio_container_of(l, corio_http, rt_link);
+    if (h->n_up_iter == 0 || h->dead || h->closed || in_curl(h)) continue;
+    for (m = h->active.next; m != &h->active; m = m->next) {
+      corio_xfer *x = corio_container_of(m, corio_xfer, link);
+      corio_scope *s;
+      if (!x->up_iter || x->up_task != t) continue;
+      for (s = t->cur; s != x->up_scope && s != &t->root; s = s->parent) {}
+      if (s != x->up_scope || !s->eff) continue;
+      up_iter_end(x);
+      if (x->in_multi && !x->done)
+        xfer_fail(x, "cancelled", NULL, "the request was cancelled while "
+                  "its body iterator ran");
+    }
+  }
 }
 
 /* The first chunk, given with the request (before corio__xfer_start). */

@@ -294,6 +294,8 @@ struct corio_rt {
   int refs;                 /* registry ref: table of corio__ref values */
   int names;                /* registry ref: weak-keyed task names */
   corio_link http_clients;  /* live HTTP clients (http.c) */
+  uint32_t http_up_iter;    /* uploads whose task runs its body iterator
+                               (http.c): while 0, a cancel skips them */
   int foreign_tab;          /* registry ref: {nforeign}, read by init.lua */
   uint32_t nforeign;        /* open scopes entered by user coroutines
                                (scope.foreign), parked chains included: while
@@ -556,6 +558,9 @@ static inline int corio__side_ready(const corio_rt *rt, int slot) {
   int c = slot / CORIO_SIDE_CHUNK;
   return c < rt->nside && rt->side[c] != NULL;
 }
+/* http.c: t's innermost scope was just cancelled (effectively): an
+** upload whose body iterator t runs there ends */
+void corio__http_cancelled(corio_rt *rt, corio_task *t);
 /* t's side record, made if it has none (t is alive). Allocates nothing
 ** and cannot fail (corio__side_reserve). */
 corio_tside *corio__task_side(corio_rt *rt, corio_task *t);

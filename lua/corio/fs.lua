@@ -217,6 +217,13 @@ function M.type(f)
   return c.state(f._ud)
 end
 
+-- (for corio.http) whether an open file's size is its length: a regular
+-- file or a block device, not a FIFO or a character device (/dev/zero
+-- seeks, to 0, and never ends)
+function M._regular(f)
+  return c.regular(f._ud)
+end
+
 -- reading -----------------------------------------------------------------
 
 local c_read1, c_line = c.read1, c.line

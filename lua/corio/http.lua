@@ -1202,6 +1202,9 @@ end
 local UP_CHUNK = 64 * 1024
 
 -- The next chunk of a body iterator: a non-empty string, or nil at the end.
+-- An empty chunk is skipped after a checkpoint (corio.yield): an iterator
+-- that polls a source and gives "" while it has nothing spun here without
+-- one, so no deadline could fire and no other task ran.
 local function up_next(method, url, iter)
   while true do
     local chunk = iter()
@@ -1211,6 +1214,7 @@ local function up_next(method, url, iter)
         .. " (a string, or nil at the end, expected)"), 0)
     end
     if chunk ~= "" then return chunk end
+    corio.yield()
   end
 end
 
@@ -1299,8 +1303,10 @@ local function file_chunks(f)
 end
 
 -- What is left of a corio.fs file from its position, or nil if it cannot
--- be known (not seekable).
+-- be known (not seekable, or not a regular file: /dev/zero seeks, to 0,
+-- and was sent with Content-Length 0, then refused as running past it).
 local function file_left(f)
+  if not require("corio.fs")._regular(f) then return nil end
   local ok, size = pcall(function()
     local pos = f:seek("cur")
     local size = f:seek("end")
