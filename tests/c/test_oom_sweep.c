@@ -430,11 +430,15 @@ static int on_panic(lua_State *L) {
 ** function"; pthread_create fails with EAGAIN when it cannot allocate
 ** (corio.to_thread: "cannot start a worker: resource temporarily
 ** unavailable"). */
+static int http_request_error(const char *msg);
+
 static int is_oom(const char *msg) {
   return msg != NULL && (strstr(msg, "not enough memory") != NULL ||
                          strstr(msg, "out of memory") != NULL ||
-                         /* libcurl's (corio.http: kind "error") */
-                         strstr(msg, ": Out of memory") != NULL ||
+                         /* libcurl's, as a corio.http request error
+                         ** (kind "error", not "network") */
+                         (strstr(msg, ": Out of memory") != NULL &&
+                          http_request_error(msg)) ||
                          strstr(msg, "unable to dump given function") ||
                          strstr(msg, "cannot start a worker: resource "
                                      "temporarily unavailable"));
