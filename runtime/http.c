@@ -1026,6 +1026,18 @@ static int make_piece(lua_State *L) {
   return 1;
 }
 
+/* A buffer of x that could not grow (corio's malloc): the transfer ends
+** (0 to curl: CURLE_WRITE_ERROR) with kind "error", not curl's "Failure
+** writing output to destination" of kind "network". */
+static size_t out_of_memory(corio_xfer *x, const char *what) {
+  if (x->err_kind == NULL) {
+    x->err_kind = "error";
+    snprintf(x->errmsg, sizeof(x->errmsg), "out of memory holding %s",
+             what);
+  }
+  return 0;
+}
+
 static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
   corio_xfer *x = ud;
   n *= sz;
@@ -1061,7 +1073,8 @@ static size_t write_cb(char *p, size_t sz, size_t n, void *ud) {
     x->len -= x->off;
     x->off = 0;
   }
-  if (grow(&x->buf, &x->cap, x->len + n) != 0) return 0;
+  if (grow(&x->buf, &x->cap, x->len + n) != 0)
+    return out_of_memory(x, "the response body");
   memcpy(x->buf + x->len, p, n);
   x->len += n;
   if (x->stream && x->len - x->off >= STREAM_HIGH && !x->want_pause &&
@@ -1155,7 +1168,8 @@ static size_t header_cb(char *p, size_t sz, size_t n, void *ud) {
              "the response headers exceed %d bytes", MAX_HEADER_BYTES);
     return 0;
   }
-  if (grow(&x->head, &x->hcap, x->hlen + n) != 0) return 0;
+  if (grow(&x->head, &x->hcap, x->hlen + n) != 0)
+    return out_of_memory(x, "the response headers");
   memcpy(x->head + x->hlen, p, n);
   x->hlen += n;
   if ((n == 2 && p[0] == '\r') || (n == 1 && p[0] == '\n')) {
@@ -1818,6 +1832,8 @@ static const char *rc_kind(corio_xfer *x, CURLcode rc, const char **phase) {
     return "protocol";
   case CURLE_URL_MALFORMAT:
     return "invalid";
+  case CURLE_OUT_OF_MEMORY:  /* curl's malloc failed: as corio's own */
+    return "error";
   default:
     return "network";
   }
@@ -2002,13 +2018,23 @@ static void deliver_on(lua_State *L, corio_task *t) {
   t->wait_obj = NULL;
   x->wait = W_NONE;
   if (w == W_BODY) {
-    if (push_chunk(L, x) < 0) {  /* cannot happen: woken with data */
+    int n = push_chunk(L, x);
+    if (n == -3) {  /* a direct read's error (on top): false, err */
+      lua_pushboolean(L, 0);
+      lua_insert(L, -2);
+    } else if (n < 0) {  /* cannot happen: woken with data */
       lua_pushboolean(L, 1);
       lua_pushliteral(L, "");
     }
     return;
   }
   push_outcome(L, x, w, t);
+}
+
+/* In corio__pcall: [] -> what the task ud resumes with. */
+static void deliver_p(corio_rt *rt, lua_State *L, void *ud) {
+  (void)rt;
+  deliver_on(L, (corio_task *)ud);
 }
 
 /* A streamed body's task, woken, or feeding: whether it has an outcome
@@ -2050,11 +2076,24 @@ static void push_outcome(lua_State *L, corio_xfer *x, int w, corio_task *t) {
   if (w == W_RESPONSE) xfer_release(x);
 }
 
+/* This runs in the scheduler: the outcome is made in a protected call.
+** Without memory for it (or a finaliser that raised meanwhile) the task
+** gets false and that error: a read keeps the bytes it did not hand over
+** for the next one (push_chunk takes them once their string exists); a
+** request's outcome (a response, a stream's headers, an error) that was
+** not handed over lets go of its transfer here, as push_outcome does
+** after its allocations (a stream's box is emptied; an upload asked for
+** "more" keeps it, its task closes it). */
 static void deliver(corio_task *t) {
   corio_xfer *x = t->wait_obj;
-  lua_State *L = x->h->rt->L;
-  int base = lua_gettop(L);
-  deliver_on(L, t);
+  corio_rt *rt = x->h->rt;
+  lua_State *L = rt->L;
+  int base = lua_gettop(L), w = x->wait;
+  if (corio__pcall(rt, L, 0, LUA_MULTRET, deliver_p, t) != 0) {
+    if (w != W_BODY && (!x->up || up_settled(x, w))) xfer_release(x);
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+  }
   lua_xmove(L, t->co, lua_gettop(L) - base);
 }
 

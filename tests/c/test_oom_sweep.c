@@ -12,7 +12,9 @@
 ** whose message the scheduler builds) and "host" (a host's async
 ** function that the host fails with corio_op_fail between steps; every
 ** program is driven by corio_step, then corio_finish), "io" (corio.fs
-** and to_thread) and "usr1" (the task list SIGUSR1 prints). N sweeps the whole range of
+** and to_thread), "usr1" (the task list SIGUSR1 prints) and "http"
+** (corio.http against tests/http/server.py, which the sweep starts once
+** and kills at the end; every 2nd to 23rd N, see HTTP_STEP). N sweeps the whole range of
 ** allocations the run makes (counted by a first run that fails nothing),
 ** each N in a forked child with a time limit. A child must end with the
 ** program's own outcome, or with an error whose message says that memory
@@ -21,7 +23,7 @@
 ** hang, or another error; nor a run the scheduler abandoned (its last
 ** resort, runtime/loop.c step_failed: no crash, but a place no known path
 ** should reach, e.g. the fs and to_thread deliver functions did, leaking
-** the op in hand).
+** the op in hand; so did corio.http's delivery of a response or chunk).
 **
 ** Before the fix (one failing allocation, "main" without defer and event,
 ** 2171 allocations): 96 of the N ended in LuaJIT's panic: waking a task
@@ -52,7 +54,8 @@
 ** code runs there).
 **
 ** Environment: OOM_KIND=malloc runs the malloc pass only (OOM_KIND=lua
-** the other); OOM_PROG=i (0 main, 1 deadlock, 2 host, 3 io, 4 usr1) and OOM_LEN=n run that
+** the other); OOM_PROG=i (0 main, 1 deadlock, 2 host, 3 io, 4 usr1,
+** 5 http) and OOM_LEN=n run that
 ** one program and length; OOM_N=n runs that one N in this process (for
 ** gdb: break oom_failed, or on_panic); OOM_FROM/OOM_TO/OOM_STEP narrow
 ** the sweep; OOM_VERBOSE=1 prints every failing N's output. Under a
@@ -72,6 +75,7 @@
 #include <lualib.h>
 
 #include "corio.h"
+#include "curl_dyn.h"
 #include "check.h"
 #include "rt_helpers.h"
 
@@ -84,6 +88,17 @@
 #define PANIC_EXIT 86   /* a child that reached LuaJIT's panic */
 #define WRONG_EXIT 87   /* a child whose run ended with another error */
 #define CHILD_SECONDS 20
+/* The http program's step: each of its runs takes ~0.1 s (each request
+** but the first waits ~40 ms for the Python server's reply: its headers
+** and body go out in two writes, Nagle's algorithm against delayed ACKs;
+** and a malloc libcurl lost may stall a request until its 1 s timeout).
+** One failing Lua allocation, where a result delivered to a task would
+** abandon the run (a window of one or a few N): every 2nd N; the other
+** lengths, every 11th, malloc's every 23rd, from an offset that differs
+** for each length (they take different N) */
+#define HTTP_STEP_ONE 2
+#define HTTP_STEP 11
+#define HTTP_STEP_MALLOC 23
 
 static const char program[] =
     "local corio = require('corio')\n"
@@ -206,6 +221,56 @@ static const char program_usr1[] =
     "t:join()\n"
     "return 'fine'\n";
 
+/* corio.http against the test's own server (tests/http/server.py, started
+** once before the sweep; its port in the global "port"): text() and
+** json(), a POST with a string body, a stream closed early, a streamed
+** request body, a request timeout, a request cancelled by a scope
+** deadline, stats() and close(). json() is left out of the malloc pass
+** and under a sanitizer (no_cjson): lua-cjson, which it calls, exits the
+** process when its malloc fails (its strbuf's die()), and leaks its
+** buffer when a Lua memory error interrupts a decode (LeakSanitizer);
+** neither is corio's code. */
+static const char program_http[] =
+    "local corio = require('corio')\n"
+    "local http = require('corio.http')\n"
+    "local function oom(e)\n"
+    "  local s = tostring(e)\n"
+    "  if s:find('not enough memory', 1, true) or\n"
+    "     s:find('ut of memory', 1, true) then error(e, 0) end\n"
+    "  return s\n"
+    "end\n"
+    "local c = http.client({base_url = 'http://127.0.0.1:' .. port,\n"
+    "  timeout = 1})\n"
+    "assert(c:get('/ok'):text() == 'hello')\n"
+    "local function json(r)\n"
+    "  if no_cjson then return {b = 'c', body = r:text():match("
+    "'\"body\": \"(%w*)\"')} end\n"
+    "  return r:json()\n"
+    "end\n"
+    "assert(json(c:get('/json')).b == 'c')\n"
+    "local r = c:post('/echo', {body = 'abc'})\n"
+    "assert(json(r).body == 'abc')\n"
+    "local got = 0\n"
+    "c:stream('GET', '/stream', {params = {n = 4, size = 100}},\n"
+    "  function(s)\n"
+    "    for chunk in s:iter_bytes() do got = got + #chunk break end\n"
+    "  end)\n"
+    "assert(got > 0)\n"
+    "local parts, i = {'a', 'b', 'c'}, 0\n"
+    "r = c:post('/echo', {body = function() i = i + 1 return parts[i] end})\n"
+    "assert(json(r).body == 'abc')\n"
+    "local ok, e = pcall(c.get, c, '/slow-headers', {params = {d = 0.1},\n"
+    "  timeout = 0.002})\n"
+    "local m = oom(e)\n"
+    "assert(not ok and corio.is_error(e, 'timeout'), m)\n"
+    "ok, e = pcall(corio.timeout, 0.002, c.get, c, '/slow-headers',\n"
+    "  {params = {d = 0.1}})\n"
+    "m = oom(e)\n"
+    "assert(not ok and corio.is_error(e, 'timeout'), m)\n"
+    "assert(c:stats().opened >= 1)\n"
+    "c:close()\n"
+    "return 'fine'\n";
+
 static corio_op *pending_op;
 
 static int l_hostop(lua_State *L) {
@@ -231,8 +296,58 @@ static const struct prog {
     {"io", program_io, NULL, "require('corio.fs')"},
     {"usr1", program_usr1, NULL,
      "require('ffi').cdef('int kill(int, int); int getpid(void);')"},
+    {"http", program_http, NULL, "require('corio.http')"},
 };
 static const struct prog *prog = &progs[0];
+#define PROG_HTTP 5   /* progs[PROG_HTTP] needs the server */
+
+/* The http program's server: tests/http/server.py, started once by the
+** sweep's process (it exits when its parent does) and killed at the end.
+** Its port, for the children. */
+static int http_port;
+static pid_t http_pid;
+static unsigned long sweep_round;   /* which run length: the step's offset */
+
+static void server_start(void) {
+  int pfd[2];
+  char line[128];
+  ssize_t got, len = 0;
+  CHECK(pipe(pfd) == 0);
+  fflush(NULL);
+  http_pid = fork();
+  if (http_pid == 0) {
+    const char *py = CORIO_BUILD_LUA_DIR "/../tests/http/server.py";
+    close(pfd[0]);
+    dup2(pfd[1], 1);
+    execl("/usr/bin/python3", "python3", py, "--lifetime", "3600",
+          (char *)NULL);
+    _exit(127);
+  }
+  close(pfd[1]);
+  while (len < (ssize_t)sizeof(line) - 1 &&
+         (got = read(pfd[0], line + len, 1)) > 0 && line[len] != '\n')
+    len++;
+  line[len] = 0;
+  close(pfd[0]);
+  CHECK(sscanf(line, "PORT %d", &http_port) == 1);
+  /* libcurl (loaded by corio at its first client: dlopen, and OpenSSL's
+  ** start in curl_global_init) is loaded here, once, for every child:
+  ** most of a run's time and four fifths of its mallocs, none of them
+  ** corio's code */
+  {
+    char err[256];
+    CHECK(corio__curl_load(err, sizeof(err)) == 0);
+    CHECK(curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK);
+  }
+}
+
+static void server_stop(void) {
+  if (http_pid > 0) {
+    kill(http_pid, SIGTERM);
+    waitpid(http_pid, NULL, 0);
+    http_pid = 0;
+  }
+}
 
 /* ---- the allocator ---- */
 static unsigned long nalloc;   /* allocations so far */
@@ -317,12 +432,42 @@ static int on_panic(lua_State *L) {
 ** function"; pthread_create fails with EAGAIN when it cannot allocate
 ** (corio.to_thread: "cannot start a worker: resource temporarily
 ** unavailable"). */
+static int http_request_error(const char *msg);
+
 static int is_oom(const char *msg) {
   return msg != NULL && (strstr(msg, "not enough memory") != NULL ||
                          strstr(msg, "out of memory") != NULL ||
+                         /* libcurl's, as a corio.http request error
+                         ** (kind "error", not "network") */
+                         (strstr(msg, ": Out of memory") != NULL &&
+                          http_request_error(msg)) ||
                          strstr(msg, "unable to dump given function") ||
                          strstr(msg, "cannot start a worker: resource "
                                      "temporarily unavailable"));
+}
+
+/* A corio.http request's error ("<kind>: <METHOD> <url>: ..."): what the
+** http program may end with in the malloc pass. libcurl's own mallocs
+** that fail are not all reported as such: curl_easy_reset drops a default
+** it could not copy (the request then fails as libcurl sees it, e.g.
+** kind "protocol", "Empty reply from server"), a timer libcurl could not
+** set leaves the transfer to corio's timeout (kind "timeout": the
+** program's timeout is 1 s), and some say "memory shortage". Not corio's
+** code: such a run must still end in an error of the request, never a
+** signal, a panic, a hang or an abandoned run. */
+static int http_request_error(const char *msg) {
+  static const char *const kinds[] = {"error: ", "protocol: ", "timeout: "};
+  size_t i;
+  for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+    const char *k;
+    for (k = strstr(msg, kinds[i]); k != NULL; k = strstr(k + 1, kinds[i])) {
+      const char *rest = k + strlen(kinds[i]);
+      if (strncmp(rest, "GET http://", 11) == 0 ||
+          strncmp(rest, "POST http://", 12) == 0)
+        return 1;
+    }
+  }
+  return 0;
 }
 
 static void nop_work(uv_work_t *w) { (void)w; }
@@ -357,6 +502,10 @@ static int run_once(unsigned long n, unsigned long *total) {
     lua_pushstring(L, path);
     lua_setglobal(L, "tmppath");
   }
+  lua_pushinteger(L, http_port);
+  lua_setglobal(L, "port");
+  lua_pushboolean(L, kind_malloc || SANITIZED);
+  lua_setglobal(L, "no_cjson");
   pending_op = NULL;
   memset(&o, 0, sizeof(o));
   o.L = L;
@@ -413,7 +562,8 @@ static int run_once(unsigned long n, unsigned long *total) {
   }
   r = corio_start(rt, 0);
   /* stepped by the host, which fails its op between steps */
-  while (r == 0 && (r = corio_step(rt, 0)) == 1) {
+  /* (the http program waits in the step: not spinning beside its server) */
+  while (r == 0 && (r = corio_step(rt, prog == &progs[PROG_HTTP])) == 1) {
     r = 0;
     if (pending_op != NULL) {
       corio_op *op = pending_op;
@@ -426,6 +576,9 @@ static int run_once(unsigned long n, unsigned long *total) {
     const char *v = lua_tostring(L, -1);
     st = v != NULL && strcmp(v, "fine") == 0 ? 0 : WRONG_EXIT;
     if (st != 0) fprintf(stderr, "returned %s\n", v ? v : "?");
+  } else if (kind_malloc && prog == &progs[PROG_HTTP] &&
+             http_request_error(corio_errmsg(rt))) {
+    st = 3;
   } else if (is_oom(corio_errmsg(rt))) {
     /* 4: the scheduler's last resort (an unprotected site: the run was
     ** abandoned); allowed, and counted */
@@ -470,9 +623,14 @@ static unsigned long sweep(unsigned long *shared, int verbose) {
     CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     total = *shared;
   }
-  from = envnum("OOM_FROM", 1);
+  step = envnum("OOM_STEP", SANITIZED                   ? 23
+                            : prog != &progs[PROG_HTTP] ? 1
+                            : kind_malloc   ? HTTP_STEP_MALLOC
+                            : fail_len == 1 ? HTTP_STEP_ONE
+                                            : HTTP_STEP);
+  from = envnum("OOM_FROM", prog == &progs[PROG_HTTP]
+                                ? 1 + sweep_round % step : 1);
   to = envnum("OOM_TO", total + 20);
-  step = envnum("OOM_STEP", SANITIZED ? 23 : 1);
   for (n = from; n <= to; n += step) {
     int pfd[2], ws;
     pid_t pid;
@@ -563,12 +721,15 @@ int main(void) {
                 strcmp(getenv("OOM_KIND"), "malloc") == 0;
   if (getenv("OOM_PROG") != NULL)
     prog = &progs[envnum("OOM_PROG", 0) % (sizeof(progs) / sizeof(progs[0]))];
+  if (getenv("OOM_PROG") == NULL || prog == &progs[PROG_HTTP])
+    server_start();
   if (getenv("OOM_N") != NULL) {
     int st;
     fail_len = envnum("OOM_LEN", 1);
     st = run_once(envnum("OOM_N", 0), &total);
     printf("N=%lu: status %d (%lu allocations, %lu failed)\n",
            envnum("OOM_N", 0), st, total, nfailed);
+    server_stop();
     return st == 0 || st == 3 || st == 4 ? 0 : 1;
   }
   shared = mmap(NULL, sizeof(*shared), PROT_READ | PROT_WRITE,
@@ -585,10 +746,12 @@ int main(void) {
         if (getenv("OOM_LEN") != NULL && j > 0) break;
         fail_len = getenv("OOM_LEN") != NULL ? envnum("OOM_LEN", 1) : lens[j];
         prog = &progs[i];
+        sweep_round = j;
         CHECK(sweep(shared, verbose) == 0);
         prog = keep;
       }
     }
   }
+  server_stop();
   return check_done("test_oom_sweep");
 }
