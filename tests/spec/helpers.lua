@@ -242,4 +242,16 @@ function M.temp_dir(tag)
   end
 end
 
+
+-- A request body iterator (corio.http streamed bodies): n chunks of size
+-- bytes, the first all "a", the next all "b", ... ("z", then "a" again).
+function M.letter_chunks(n, size)
+  local i = 0
+  return function()
+    i = i + 1
+    if i > n then return nil end
+    return string.rep(string.char(96 + (i - 1) % 26 + 1), size)
+  end
+end
+
 return M

@@ -16,14 +16,7 @@ local within = corio.timeout
 setup(function() base, stop_server = helpers.http_server(nil, nil, "upload_server.py") end)
 teardown(function() if stop_server then stop_server() end end)
 
-local function chunks(n, size)
-  local i = 0
-  return function()
-    i = i + 1
-    if i > n then return nil end
-    return string.rep(string.char(96 + (i - 1) % 26 + 1), size)
-  end
-end
+local chunks = helpers.letter_chunks
 
 local function want_of(n, size)
   local t = {}

@@ -17,15 +17,8 @@ local within = corio.timeout
 setup(function() base, stop_server = helpers.http_server(nil, nil, "upload_server.py") end)
 teardown(function() if stop_server then stop_server() end end)
 
--- An iterator of n chunks of size bytes ("a", "b", ...), counting calls.
-local function chunks(n, size)
-  local i = 0
-  return function()
-    i = i + 1
-    if i > n then return nil end
-    return string.rep(string.char(96 + (i - 1) % 26 + 1), size)
-  end
-end
+-- An iterator of n chunks of size bytes ("a", "b", ...).
+local chunks = helpers.letter_chunks
 
 -- An iterator that never ends (chunks of 64 KiB), yielding to the loop
 -- every chunk; gave counts the chunks handed out.
