@@ -6,7 +6,8 @@ bodies). server.py's routes, and:
                 never holding it whole, and answers JSON: its length, its
                 SHA-256, how it was framed and the method
   /sha?rep=N    answers the SHA-256 of the body repeated N times
-  /early?code=C answers C at once without reading the body, and closes
+  /early?code=C answers C without reading the body, and closes (&wait=S:
+                after S seconds, else at once)
   /stall?d=S    reads the headers, then nothing for S seconds, then closes
   /slow-sum?d=S reads the body in 16 KiB pieces, S seconds apart, and
                 answers as /sum
@@ -82,6 +83,7 @@ class Handler(server.Handler):
                 h.update(body)
             return self.send_body(200, h.hexdigest())
         if u.path == "/early":
+            time.sleep(float(q.get("wait", "0")))
             self.close_connection = True
             return self.send_body(int(q.get("code", "413")), "too large",
                                   headers=[("Connection", "close")])
