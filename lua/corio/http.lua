@@ -49,8 +49,20 @@ local function shown(s)
   return (s:gsub("[%z\1-\31\127]", function(ch) return fmt("\\%d", byte(ch)) end))
 end
 
+-- A URL as messages show it: a password in it reads "[secure]" (as
+-- httpx's URL repr has it), so that errors can be logged; err.url keeps
+-- the URL as given.
+local function shown_url(u)
+  u = tostring(u)
+  local pre, auth, rest = u:match("^(%a[%w+.-]*://)([^/?#]*)(.*)$")
+  local ui, host = (auth or ""):match("^(.*)@(.-)$")
+  local user = ui and ui:match("^([^:]*):")
+  if user then u = pre .. user .. ":[secure]@" .. host .. rest end
+  return shown(u)
+end
+
 local function http_error(kind, method, url, msg, fields)
-  local e = new_error(kind, fmt("%s %s: %s", shown(method), shown(url), msg), fields)
+  local e = new_error(kind, fmt("%s %s: %s", shown(method), shown_url(url), msg), fields)
   e.method, e.url = method, url
   e.traceback = debug.traceback("", 3):gsub("^\n", "")
   return e
@@ -59,7 +71,7 @@ end
 -- An error from C names neither method nor URL: add them.
 local function decorate(e, method, url)
   if type(e) == "table" and e.kind and e.url == nil then
-    e.message = fmt("%s %s: %s", shown(method), shown(url), tostring(e.message))
+    e.message = fmt("%s %s: %s", shown(method), shown_url(url), tostring(e.message))
     e.method, e.url = method, url
   end
   return e
@@ -74,7 +86,7 @@ local function invalid(fname, n, what, msg)
   local e = new_error("invalid", fmt("bad argument #%d to '%s' (%s%s)", n, fname,
     what and (what .. ": ") or "", msg))
   if req_method then
-    e.message = fmt("%s %s: %s", shown(req_method), shown(req_url), e.message)
+    e.message = fmt("%s %s: %s", shown(req_method), shown_url(req_url), e.message)
     e.method, e.url = req_method, req_url
     req_method, req_url = nil, nil
   end

@@ -125,6 +125,28 @@ describe("corio.http responses", function()
     assert.equal("Basic dTpw", e.headers["authorization"])
   end)
 
+  -- Was: the password was in every error message (and so in logs).
+  it("hides a URL's password in error messages, as httpx's URL repr does", function()
+    local function fails(kind, fn)
+      local err = catch(corio.timeout, 3, fn)
+      assert.equal(kind, err.kind, tostring(err))
+      return err
+    end
+    local err = fails("connect", function()
+      return c:get("http://bob:s3c:ret@127.0.0.1:1/x?y=1")
+    end)
+    assert.truthy(err.message:find("GET http://bob:[secure]@127.0.0.1:1/x?y=1", 1, true),
+      err.message)
+    assert.falsy(err.message:find("s3c", 1, true), err.message)
+    assert.equal("http://bob:s3c:ret@127.0.0.1:1/x?y=1", err.url)
+    local bad = catch(c.get, c, "http://bob:s3cret@127.0.0.1:1/", { headers = 5 })
+    assert.equal("invalid", bad.kind)
+    assert.falsy(bad.message:find("s3cret", 1, true), bad.message)
+    -- a user without a password, and an @ in the path, are shown as given
+    err = fails("connect", function() return c:get("http://bob@127.0.0.1:1/a@b") end)
+    assert.truthy(err.message:find("GET http://bob@127.0.0.1:1/a@b", 1, true), err.message)
+  end)
+
   it("module-level functions use a shared pooled client", function()
     assert.equal(200, http.get(url("/ok")).status)
     assert.equal("POST", http.post(url("/echo"), { body = "x" }):json().method)
