@@ -254,4 +254,11 @@ function M.letter_chunks(n, size)
   end
 end
 
+-- No transfer of client c left in flight, and c still answers.
+function M.http_clean(c)
+  local n = c:stats().in_flight
+  if n ~= 0 then error(("%d request(s) still in flight"):format(n), 2) end
+  M.http_still_works(c, 5)
+end
+
 return M

@@ -28,10 +28,7 @@ local function sha(c, s)
   return within(10, c.post, c, "/sha", { body = s }):text()
 end
 
-local function clean(c)
-  assert.equal(0, c:stats().in_flight)
-  helpers.http_still_works(c, 5)
-end
+local clean = helpers.http_clean
 
 describe("corio.http streamed request bodies: the hunt", function()
   cb.timeout(60)

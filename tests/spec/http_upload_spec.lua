@@ -34,10 +34,7 @@ local function endless()
 end
 
 -- No transfer left in flight, and the client still answers.
-local function clean(c)
-  assert.equal(0, c:stats().in_flight)
-  helpers.http_still_works(c, 5)
-end
+local clean = helpers.http_clean
 
 describe("corio.http streamed request bodies", function()
   cb.timeout(60)
