@@ -6,6 +6,7 @@
 ** "invalid" errors); they build no response objects, which the module
 ** makes from the values pushed here.
 */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "bindings.h"
@@ -152,10 +153,13 @@ static int l_request(lua_State *L) {
   if (r == 0 && up) r = corio__xfer_first(x, body, body ? nbody : 0, eof);
   if (r == 0) r = corio__xfer_start(x, t);
   if (r != 0) {
-    lua_pushboolean(L, 0);
-    corio__push_error(L, r == UV_EINVAL ? "invalid" : "error",
-                      corio__xfer_errmsg(x));
+    /* the transfer goes back before anything that may raise (a memory
+    ** error while making the error object must not leak it) */
+    char msg[128];  /* the size of the transfer's errmsg */
+    snprintf(msg, sizeof msg, "%s", corio__xfer_errmsg(x));
     corio__xfer_put(x);
+    lua_pushboolean(L, 0);
+    corio__push_error(L, r == UV_EINVAL ? "invalid" : "error", msg);
     return 2;
   }
   if (box != NULL) {

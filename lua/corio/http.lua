@@ -624,9 +624,17 @@ end
 -- The next chunk of a transport's body iterator: strings (a number, as
 -- a whole body may be one, as its tostring), no empty ones (httpx hands
 -- out none), anything else kind "protocol" as a reply of another shape.
+-- Each empty one skipped is a fast-path checkpoint (rule 15): an iterator
+-- that gives "" until another task acts lets that task run, and a cancel
+-- or deadline ends the wait, rather than the loop spinning for ever.
+local c_checkpoint_fast = core.checkpoint_fast
 local function transport_chunk(r, iter)
-  local chunk
-  repeat chunk = iter() until chunk ~= ""
+  local chunk = iter()
+  while chunk == "" do
+    local ok, e = c_checkpoint_fast()
+    if not ok and e ~= NOLOOP then error(e, 0) end
+    chunk = iter()
+  end
   local t = type(chunk)
   if t == "string" then return chunk end
   if chunk == nil then

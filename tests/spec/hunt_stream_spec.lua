@@ -458,6 +458,52 @@ describe("defect: a transport's body iterator", function()
       assert.equal("protocol", e2.kind, tostring(e2))
     end
   end)
+
+  -- Before: the empty chunks were skipped in a loop that never reached
+  -- the scheduler, so an iterator that gives "" until another task acts
+  -- spun for ever (here: until its bound, then the test failed), and a
+  -- deadline could not end the read. Each "" skipped is now a checkpoint.
+  local function waiting(flag, bound)
+    local calls = 0
+    return http.client { transport = function()
+      return { status = 200, body = function()
+        if flag.done then return nil end
+        calls = calls + 1
+        if calls > bound then error("spun " .. bound .. " times: no other task ran", 0) end
+        if flag.set then flag.done = true; return "go" end
+        return ""
+      end }
+    end }, function() return calls end
+  end
+
+  for _, form in ipairs { "stream", "get" } do
+    it("that gives \"\" until another task acts lets that task run (" .. form .. ")", function()
+      local flag = {}
+      local c = waiting(flag, 100000)
+      local setter = corio.spawn(function() corio.yield(); flag.set = true end)
+      if form == "stream" then
+        local got = {}
+        for b in c:stream("GET", "http://t/"):iter_bytes() do got[#got + 1] = b end
+        assert.same({ "go" }, got)
+      else
+        assert.equal("go", c:get("http://t/"):text())
+      end
+      setter:join()
+    end)
+  end
+
+  it("that gives \"\" for ever is ended by a deadline", function()
+    local c, calls = waiting({}, 1e7)
+    local r = c:stream("GET", "http://t/")
+    local t0 = corio.now()
+    local ok, e = pcall(corio.timeout, 0.05, function()
+      for _ in r:iter_bytes() do end
+    end)
+    assert.is_false(ok)
+    assert.is_true(corio.is_error(e, "timeout"), tostring(e))
+    assert.is_true(corio.now() - t0 < 2)
+    assert.is_true(calls() > 0)
+  end)
 end)
 
 describe("defect: gather or first of a Task the call runs inside", function()
