@@ -1,0 +1,191 @@
+/*
+** test_dogfood4_embed.c: dogfooding round 4, a C host with its own libuv
+** loop (docs/c-api.md): corio adopts the host's loop and lua_State, the
+** host keeps uv timers of its own that call into Lua (a channel's
+** try_send) between corio's steps, a task consumes what they send, and
+** the host shuts down while tasks still sleep (a long sleep, a sleep
+** under a timeout, a task waiting on a channel, one with an open
+** corio.fs file, one in a shield), without finishing the run: corio_free
+** must cancel them, run their cleanup, and free everything (the ASan
+** build runs this with leak detection), leaving the host's loop
+** closable and its state usable.
+*/
+#define _GNU_SOURCE /* mkstemp */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <uv.h>
+
+#include "corio.h"
+#include "check.h"
+#include "rt_helpers.h"
+
+static corio_rt *rt;
+static int host_ticks, lua_refused, host_stop_at = 10;
+static char order[256];
+static size_t order_len;
+
+/* the host's timer: tick n goes to Lua as host_tick(n), called with a
+** plain lua_pcall on the runtime's state, outside any task */
+static void on_tick(uv_timer_t *t) {
+  lua_State *L = corio_lua(rt);
+  if (host_ticks >= host_stop_at) return;
+  host_ticks++;
+  if (order_len + 1 < sizeof(order)) order[order_len++] = 'H';
+  lua_getglobal(L, "host_tick");
+  lua_pushinteger(L, host_ticks);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    fprintf(stderr, "host_tick failed: %s\n", lua_tostring(L, -1));
+    failures++;
+  } else if (!lua_toboolean(L, -1)) {
+    lua_refused++;
+  }
+  lua_pop(L, 1);
+  (void)t;
+}
+
+/* the Lua side records each tick a task took, in the same order string */
+static int l_mark(lua_State *L) {
+  (void)L;
+  if (order_len + 1 < sizeof(order)) order[order_len++] = 'T';
+  return 0;
+}
+
+static const char *script =
+    "local corio = require 'corio'\n"
+    "local fs = require 'corio.fs'\n"
+    "local path = ...\n"
+    "cleanup = {}\n"
+    "local function note(s) cleanup[#cleanup + 1] = s end\n"
+    "local ticks = corio.channel(4)\n"
+    "function host_tick(n) return ticks:try_send(n) end\n"
+    "got = {}\n"
+    "corio.spawn(function()\n"              /* the consumer */
+    "  corio.defer(function() note('consumer') end)\n"
+    "  for n in ticks:iter() do got[#got + 1] = n; mark() end\n"
+    "end)\n"
+    "corio.spawn(function()\n"              /* a long sleep */
+    "  corio.defer(function() note('sleeper') end)\n"
+    "  corio.sleep(3600)\n"
+    "end)\n"
+    "corio.spawn(function()\n"              /* a sleep under a deadline */
+    "  corio.defer(function() note('timeout') end)\n"
+    "  corio.timeout(1800, corio.sleep, 3600)\n"
+    "end)\n"
+    "corio.spawn(function()\n"              /* an open file, written */
+    "  local f = fs.open(path, 'w')\n"
+    "  corio.defer(function() note('file'); corio.shield(f.close, f) end)\n"
+    "  f:write('kept\\n'); f:flush()\n"
+    "  corio.sleep(3600)\n"
+    "end)\n"
+    "corio.spawn(function()\n"              /* a scope of its own */
+    "  corio.scope(function(s)\n"
+    "    for i = 1, 3 do s:spawn(function()\n"
+    "      corio.defer(function() note('child ' .. i) end)\n"
+    "      corio.sleep(100 + i)\n"
+    "    end) end\n"
+    "  end)\n"
+    "end)\n"
+    "corio.defer(function() note('root') end)\n"
+    "corio.sleep(3600)\n";
+
+int main(void) {
+  uv_loop_t loop;
+  uv_timer_t timer;
+  corio_options opts;
+  lua_State *L;
+  char path[] = "/tmp/corio-dogfood4-XXXXXX";
+  int rc = 1, steps = 0, fd;
+
+  CHECK(uv_loop_init(&loop) == 0);
+  CHECK(uv_timer_init(&loop, &timer) == 0);
+
+  fd = mkstemp(path);
+  CHECK(fd >= 0);
+  close(fd);
+
+  memset(&opts, 0, sizeof(opts));
+  opts.L = luaL_newstate();
+  luaL_openlibs(opts.L);
+  opts.loop = &loop;
+  rt = corio_new(&opts);
+  CHECK(rt != NULL);
+  if (!rt) return check_done("test_dogfood4_embed");
+  add_paths(rt);
+  L = corio_lua(rt);
+  lua_pushcfunction(L, l_mark);
+  lua_setglobal(L, "mark");
+
+  CHECK(luaL_loadstring(L, script) == 0);
+  lua_pushstring(L, path);
+  CHECK(corio_start(rt, 1) == 0);
+  /* one step first: the script defines host_tick and spawns its tasks */
+  CHECK(corio_step(rt, 0) == 1);
+  CHECK(uv_timer_start(&timer, on_tick, 5, 5) == 0);
+  /* the host's frames: a step of corio, then a turn of the host's own;
+  ** ten host ticks, then the host shuts down with the tasks asleep */
+  while (host_ticks < host_stop_at && steps < 100000) {
+    rc = corio_step(rt, 0);
+    if (rc != 1) break;
+    uv_run(&loop, UV_RUN_ONCE);
+    steps++;
+  }
+  CHECK(rc == 1);               /* the run was still going */
+  CHECK(host_ticks == host_stop_at);
+  /* a last step: the consumer takes the last tick */
+  CHECK(corio_step(rt, 0) == 1);
+  uv_timer_stop(&timer);
+  CHECK(lua_refused == 0);      /* the channel never filled up */
+  /* the ticks and the task's takes alternate: H T H T ... */
+  order[order_len] = '\0';
+  CHECK(strcmp(order, "HTHTHTHTHTHTHTHTHTHT") == 0);
+  if (strcmp(order, "HTHTHTHTHTHTHTHTHTHT") != 0)
+    fprintf(stderr, "order: %s\n", order);
+  CHECK(lua_true(L, "return #got == 10 and got[1] == 1 and got[10] == 10"));
+
+  /* the host shuts down: no corio_finish, the tasks still sleep */
+  corio_free(rt);
+  rt = NULL;
+
+  /* every task's cleanup ran (the state is the host's, still open) */
+  CHECK(lua_true(L,
+      "local want = {'child 1', 'child 2', 'child 3', 'consumer', 'file',"
+      "  'root', 'sleeper', 'timeout'}\n"
+      "table.sort(cleanup)\n"
+      "if #cleanup ~= #want then return false end\n"
+      "for i = 1, #want do if cleanup[i] ~= want[i] then return false end end\n"
+      "return true"));
+  if (!lua_true(L, "return #cleanup == 8")) {
+    lua_true(L, "io.stderr:write('cleanup: ', table.concat(cleanup, ', '), '\\n') return true");
+  }
+  /* the file's write was flushed and the file closed */
+  {
+    FILE *f = fopen(path, "r");
+    char buf[16] = {0};
+    CHECK(f != NULL);
+    if (f) {
+      CHECK(fgets(buf, sizeof(buf), f) != NULL);
+      CHECK(strcmp(buf, "kept\n") == 0);
+      fclose(f);
+    }
+  }
+  /* corio is gone from the state: a plain coroutine works, and a new
+  ** require "corio" would load it afresh */
+  CHECK(lua_true(L, "return package.loaded.corio == nil"));
+  CHECK(lua_true(L,
+      "local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)\n"
+      "return co(1) == 2 and co(5) == 10"));
+  lua_close(opts.L);
+
+  /* the host's loop: its own timer is left; once closed, the loop closes */
+  uv_close((uv_handle_t *)&timer, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(uv_loop_close(&loop) == 0);
+  remove(path);
+  return check_done("test_dogfood4_embed");
+}
