@@ -549,12 +549,6 @@ describe("testing a poller with autojump and a mock transport", function()
       function() corio.sleep(60); return ready end,
       function() corio.sleep(0.5); return ready end,
     })
-    m.client = http.client { base_url = "http://jobs.test", timeout = 1,
-                             transport = m.client and nil or nil }
-    m = mock({
-      function() corio.sleep(60); return ready end,
-      function() corio.sleep(0.5); return ready end,
-    })
     local t_end
     local _, attempts = testing.autojump(function()
       m.t0 = corio.now()
@@ -605,6 +599,95 @@ describe("testing a poller with autojump and a mock transport", function()
     end)
     assert.equal("slow aj-" .. run_id .. "\n", body)
     assert.near(100, sleeper_dt, 1e-6)
+    client:close()
+  end)
+end)
+
+-------------------------------------------------------------------------------
+-- 5b. Stall detection on a stream, tested with a streaming mock
+-------------------------------------------------------------------------------
+
+-- The code under test: read a stream's lines, reporting a stall each
+-- time no line came for `stall` seconds (the read goes on: a read cut by
+-- move_on_after loses nothing, docs/http.md "Reading a stream in pieces").
+local function watch_lines(client, url, stall, on_line, on_stall)
+  client:stream("GET", url, function(r)
+    local next_line = r:iter_lines()
+    while true do
+      local done, line = corio.move_on_after(stall, next_line)
+      if not done then on_stall()
+      elseif line == nil then return
+      else on_line(line) end
+    end
+  end)
+end
+
+describe("stall detection on a stream", function()
+  it("a mock whose body comes from a channel: stalls reported, no line lost", function()
+    -- a mock server feeding lines 1 s apart, with a 12 s gap before line 4;
+    -- the body iterator takes them from a channel, so a read cut by the
+    -- stall deadline loses nothing (a channel's recv is undone, rule 7)
+    local lines = corio.channel()
+    local client = http.client { transport = function()
+      return { status = 200, body = function() return (lines:recv()) end }
+    end }
+    local got, stalls = {}, {}
+    testing.autojump(function()
+      local t0 = corio.now()
+      corio.scope(function(s)
+        s:spawn(function()
+          for i = 1, 6 do
+            corio.sleep(i == 4 and 12 or 1)
+            lines:send(('{"seq": %d}\n'):format(i))
+          end
+          lines:close()
+        end)
+        watch_lines(client, "http://feed.test/events", 5,
+          function(l) got[#got + 1] = { cjson.decode(l).seq, corio.now() - t0 } end,
+          function() stalls[#stalls + 1] = corio.now() - t0 end)
+      end)
+    end)
+    assert.equal(6, #got)
+    for i = 1, 6 do assert.equal(i, got[i][1]) end
+    near_all({ 1, 2, 3, 15, 16, 17 }, (function()
+      local t = {} for i = 1, 6 do t[i] = got[i][2] end return t end)())
+    near_all({ 8, 13 }, stalls)     -- 5 s and 10 s into the 12 s gap
+  end)
+
+  it("a mock body iterator that sleeps itself is cut by the stall deadline", function()
+    -- docs/http.md (mock transports): the iterator runs in the reading
+    -- task, so a deadline around the read cancels the iterator's own
+    -- sleep; the next read calls the iterator again. This mock counts
+    -- before it sleeps, so the line it was sleeping for is never given.
+    local i = 0
+    local client = http.client { transport = function()
+      return { status = 200, body = function()
+        i = i + 1
+        if i > 5 then return nil end
+        corio.sleep(i == 3 and 10 or 1)
+        return ('{"seq": %d}\n'):format(i)
+      end }
+    end }
+    local got, stalls = {}, 0
+    testing.autojump(function()
+      watch_lines(client, "http://feed.test/events", 5,
+        function(l) got[#got + 1] = cjson.decode(l).seq end,
+        function() stalls = stalls + 1 end)
+    end)
+    assert.same({ 1, 2, 4, 5 }, got)
+    assert.equal(1, stalls)
+  end)
+
+  it("a real server's pause: stalls reported, every line read", function()
+    local client = http.client { base_url = base }
+    local got, stalls = {}, 0
+    corio.timeout(5, watch_lines, client, "/events?n=8&d=0.005&k=3&p=0.35", 0.1,
+      function(l) got[#got + 1] = cjson.decode(l).seq end,
+      function() stalls = stalls + 1 end)
+    assert.same({ 1, 2, 3, 4, 5, 6, 7, 8 }, got)
+    assert.is_true(stalls >= 1 and stalls <= 3, stalls .. " stalls")
+    assert.equal(0, client:stats().in_flight)
+    assert.equal(1, client:stats().idle)
     client:close()
   end)
 end)
