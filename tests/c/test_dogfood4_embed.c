@@ -94,6 +94,51 @@ static const char *script =
     "corio.defer(function() note('root') end)\n"
     "corio.sleep(3600)\n";
 
+static const char *script2 =
+    "local corio = require 'corio'\n"
+    "local http = require 'corio.http'\n"
+    "local fs = require 'corio.fs'\n"
+    "local path = ...\n"
+    "cleanup2 = {}\n"
+    "local function note(s) cleanup2[#cleanup2 + 1] = s end\n"
+    "local client = http.client { timeout = 60 }\n"
+    "corio.spawn(function()\n"
+    "  local ok, err = pcall(client.get, client, http_url)\n"
+    "  note('http ' .. (ok and 'answered' or err.kind))\n"
+    "end)\n"
+    "corio.spawn(function()\n"
+    "  worker_started = true\n"
+    "  local ok, err = pcall(corio.to_thread, function()\n"
+    "    local t = os.clock() + 0.2 while os.clock() < t do end return 1\n"
+    "  end)\n"
+    "  note('worker ' .. (ok and 'returned' or err.kind))\n"
+    "end)\n"
+    "corio.spawn(function()\n"
+    "  corio.defer(function() note('reader') end)\n"
+    "  fs.with_open(path, 'r', function(f)\n"
+    "    while true do f:seek('set', 0); f:read('a'); corio.sleep(0.001) end\n"
+    "  end)\n"
+    "end)\n"
+    "corio.spawn(function()\n"
+    "  corio.defer(function() note('sleeper') end)\n"
+    "  corio.sleep(3600)\n"
+    "end)\n"
+    "corio.defer(function() note('root') end)\n"
+    "while client:stats().in_flight == 0 do corio.sleep(0.001) end\n"
+    "corio.sleep(0.02)\n"
+    "http_sent = true\n"
+    "corio.sleep(3600)\n";
+
+/* the host's own server: accepts connections and never answers */
+static uv_tcp_t server, conns[4];
+static int nconns, accepted;
+static void on_connection(uv_stream_t *srv, int status) {
+  if (status != 0 || nconns >= 4) return;
+  uv_tcp_init(srv->loop, &conns[nconns]);
+  if (uv_accept(srv, (uv_stream_t *)&conns[nconns]) == 0) accepted++;
+  nconns++;
+}
+
 int main(void) {
   uv_loop_t loop;
   uv_timer_t timer;
@@ -180,7 +225,49 @@ int main(void) {
   CHECK(lua_true(L,
       "local co = coroutine.wrap(function(a) local b = coroutine.yield(a + 1) return b * 2 end)\n"
       "return co(1) == 2 and co(5) == 10"));
+  /* phase 2: a new runtime on the same loop and state (corio loads
+  ** afresh), shut down while real work is pending: a to_thread worker
+  ** computing, an HTTP request to the host's own server (which accepts
+  ** and never answers), a file being read, a sleep */
+  CHECK(uv_tcp_init(&loop, &server) == 0);
+  {
+    struct sockaddr_in addr;
+    int alen = sizeof(addr);
+    char code[256];
+    uv_ip4_addr("127.0.0.1", 0, &addr);
+    CHECK(uv_tcp_bind(&server, (const struct sockaddr *)&addr, 0) == 0);
+    CHECK(uv_listen((uv_stream_t *)&server, 16, on_connection) == 0);
+    CHECK(uv_tcp_getsockname(&server, (struct sockaddr *)&addr, &alen) == 0);
+    snprintf(code, sizeof(code), "http_url = 'http://127.0.0.1:%d/hang'",
+             ntohs(addr.sin_port));
+    CHECK(luaL_dostring(L, code) == 0);
+  }
+  rt = corio_new(&opts);
+  CHECK(rt != NULL);
+  if (!rt) return check_done("test_dogfood4_embed");
+  CHECK(luaL_loadstring(L, script2) == 0);
+  lua_pushstring(L, path);
+  CHECK(corio_start(rt, 1) == 0);
+  steps = 0;
+  while (!lua_true(L, "return http_sent == true and worker_started == true")
+         && steps < 100000) {
+    if (corio_step(rt, 0) != 1) break;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    usleep(1000);
+    steps++;
+  }
+  CHECK(lua_true(L, "return http_sent == true and worker_started == true"));
+  CHECK(accepted == 1);
+  corio_free(rt);
+  rt = NULL;
+  CHECK(lua_true(L,
+      "table.sort(cleanup2)\n"
+      "return table.concat(cleanup2, ',') == 'http cancelled,reader,root,sleeper,worker cancelled'"));
+  if (!lua_true(L, "return #cleanup2 == 5"))
+    lua_true(L, "io.stderr:write('cleanup2: ', table.concat(cleanup2, ', '), '\\n') return true");
   lua_close(opts.L);
+  while (nconns > 0) uv_close((uv_handle_t *)&conns[--nconns], NULL);
+  uv_close((uv_handle_t *)&server, NULL);
 
   /* the host's loop: its own timer is left; once closed, the loop closes */
   uv_close((uv_handle_t *)&timer, NULL);
