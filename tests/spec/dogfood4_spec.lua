@@ -352,6 +352,33 @@ describe("hedged requests with corio.first", function()
     client:close()
   end)
 
+  it("stats().in_flight counts queued requests and open streams (api.md)", function()
+    -- with one connection, a hedge waits for the pool behind the primary
+    local client = http.client { base_url = base, limits = { max_connections = 1 } }
+    corio.timeout(5, function()
+      corio.scope(function(s)
+        s:spawn(function() client:get("/slow/q1-" .. run_id .. "?d=0.3") end)
+        local queued = s:spawn(function() client:get("/slow/q2-" .. run_id .. "?d=0") end)
+        testing.wait_all_tasks_blocked()
+        assert.equal(2, client:stats().in_flight)
+        queued:cancel()
+        assert.equal(1, client:stats().in_flight)
+      end)
+    end)
+    assert.equal(0, client:stats().in_flight)
+    assert.equal(1, client:stats().idle)
+    local r = client:stream("GET", "/events?n=3&d=0.001")
+    assert.equal(1, client:stats().in_flight)   -- an open stream
+    assert.equal(0, client:stats().idle)        -- holds its connection
+    local n = 0
+    for _ in r:iter_lines() do n = n + 1 end
+    assert.equal(3, n)
+    assert.equal(0, client:stats().in_flight)   -- read to its end
+    assert.equal(1, client:stats().idle)
+    r:close()
+    client:close()
+  end)
+
   it("hedging many requests with a limit leaves nothing in flight", function()
     local client = http.client { base_url = base, limits = { max_connections = 8 } }
     local results = corio.timeout(10, corio.map, { 1, 2, 3, 4, 5, 6 }, function(n)
