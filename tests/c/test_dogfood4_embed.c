@@ -1,14 +1,20 @@
 /*
 ** test_dogfood4_embed.c: dogfooding round 4, a C host with its own libuv
-** loop (docs/c-api.md): corio adopts the host's loop and lua_State, the
-** host keeps uv timers of its own that call into Lua (a channel's
-** try_send) between corio's steps, a task consumes what they send, and
-** the host shuts down while tasks still sleep (a long sleep, a sleep
-** under a timeout, a task waiting on a channel, one with an open
-** corio.fs file, one in a shield), without finishing the run: corio_free
-** must cancel them, run their cleanup, and free everything (the ASan
-** build runs this with leak detection), leaving the host's loop
-** closable and its state usable.
+** loop (docs/c-api.md): corio adopts the host's loop and lua_State, and
+** the host steps the run between its own turns of the loop.
+**  1. The host's uv timer calls into Lua (a channel's try_send) between
+**     corio's steps and a task consumes what it sends, in turn; then the
+**     host shuts down while tasks still sleep (a long sleep, a sleep under
+**     a timeout, a task waiting on the channel, one with an open corio.fs
+**     file closed by a shielded defer, a scope of sleepers), without
+**     finishing the run: corio_free cancels them and runs their cleanup.
+**  2. A second runtime on the same loop and state is freed with real work
+**     pending: a to_thread worker, an HTTP request to the host's own TCP
+**     server (which never answers), a file being read.
+**  3. A third one gets work from the host's callbacks: scope:spawn and
+**     task:cancel called outside any task; its run ends by itself.
+** Everything is freed (the ASan build runs this with leak detection), the
+** host's loop closes and its state stays usable.
 */
 #define _GNU_SOURCE /* mkstemp */
 #include <stdio.h>
@@ -128,6 +134,46 @@ static const char *script2 =
     "corio.sleep(0.02)\n"
     "http_sent = true\n"
     "corio.sleep(3600)\n";
+
+static const char *script3 =
+    "local corio = require 'corio'\n"
+    "local handled, sleeper_outcome = {}, nil\n"
+    "corio.scope(function(s)\n"
+    "  local sleeper = s:spawn(function()\n"
+    "    local ok, err = pcall(corio.sleep, 3600)\n"
+    "    sleeper_outcome = corio.is_cancelled(err) and 'cancelled' or tostring(ok)\n"
+    "    if not ok then error(err, 0) end\n"
+    "  end)\n"
+    "  function host_job(i)\n"          /* called by the host's timer */
+    "    if i == 4 then sleeper:cancel() return end\n"
+    "    if i == 2 then\n"   /* blocking calls are refused here, named */
+    "      local ch, ev = corio.channel(0), corio.event()\n"
+    "      local sem, lk = corio.semaphore(0), corio.lock()\n"
+    "      local function msg(f, ...)\n"
+    "        local ok, e = pcall(f, ...) return ok and 'returned' or tostring(e)\n"
+    "      end\n"
+    "      refusals = { msg(ch.send, ch, 1), msg(ch.recv, ch), msg(ev.wait, ev),\n"
+    "        msg(sem.acquire, sem), msg(lk.acquire, lk), msg(corio.sleep, 1),\n"
+    "        msg(sleeper.join, sleeper) }\n"
+    "    end\n"
+    "    s:spawn(function() corio.sleep(0.001) handled[#handled + 1] = i end)\n"
+    "  end\n"
+    "end)\n"
+    "return table.concat(handled, ',') .. ' ' .. sleeper_outcome\n";
+
+static void on_job(uv_timer_t *t) {
+  lua_State *L = corio_lua(rt);
+  (void)t;
+  if (host_ticks >= 4) return;
+  host_ticks++;
+  lua_getglobal(L, "host_job");
+  lua_pushinteger(L, host_ticks);
+  if (lua_pcall(L, 1, 0, 0) != 0) {
+    fprintf(stderr, "host_job failed: %s\n", lua_tostring(L, -1));
+    lua_pop(L, 1);
+    failures++;
+  }
+}
 
 /* the host's own server: accepts connections and never answers */
 static uv_tcp_t server, conns[4];
@@ -265,6 +311,44 @@ int main(void) {
       "return table.concat(cleanup2, ',') == 'http cancelled,reader,root,sleeper,worker cancelled'"));
   if (!lua_true(L, "return #cleanup2 == 5"))
     lua_true(L, "io.stderr:write('cleanup2: ', table.concat(cleanup2, ', '), '\\n') return true");
+
+  /* phase 3: the host hands work to a scope from its own callbacks
+  ** (scope:spawn outside any task, between steps) and cancels a task
+  ** (task:cancel); the run then ends by itself */
+  rt = corio_new(&opts);
+  CHECK(rt != NULL);
+  if (!rt) return check_done("test_dogfood4_embed");
+  CHECK(luaL_loadstring(L, script3) == 0);
+  CHECK(corio_start(rt, 0) == 0);
+  host_ticks = 0;
+  host_stop_at = 1000;
+  CHECK(uv_timer_start(&timer, on_job, 5, 5) == 0);
+  steps = 0;
+  while ((rc = corio_step(rt, 0)) == 1 && steps < 100000) {
+    uv_run(&loop, UV_RUN_ONCE);
+    steps++;
+  }
+  uv_timer_stop(&timer);
+  CHECK(rc == 0);
+  rc = corio_finish(rt, 1);
+  if (rc != 0) fprintf(stderr, "phase 3: %s\n", corio_errmsg(rt));
+  CHECK(rc == 0);
+  CHECK(lua_tostring(L, -1) != NULL && strcmp(lua_tostring(L, -1), "1,2,3 cancelled") == 0);
+  lua_settop(L, 0);
+  /* each refusal names the call as the script wrote it */
+  CHECK(lua_true(L,
+      "local want = { 'channel:send()', 'channel:recv()', 'event:wait()',\n"
+      "  'semaphore:acquire()', 'lock:acquire()', 'corio.sleep', 'task:join()' }\n"
+      "for i, w in ipairs(want) do\n"
+      "  local m = refusals[i]\n"
+      "  if m:sub(1, #w + 1) ~= w .. ':' or not m:find(': called outside any task', 1, true) then\n"
+      "    io.stderr:write('refusal ', i, ': ', m, '\\n') return false\n"
+      "  end\n"
+      "end\n"
+      "return true"));
+  corio_free(rt);
+  rt = NULL;
+
   lua_close(opts.L);
   while (nconns > 0) uv_close((uv_handle_t *)&conns[--nconns], NULL);
   uv_close((uv_handle_t *)&server, NULL);
