@@ -671,6 +671,41 @@ describe("testing a poller with autojump and a mock transport", function()
     assert.near(3, times[1], 1e-6)
   end)
 
+  it("the service's fixed-rate health check, an hour on the virtual clock", function()
+    -- every 10 s on a fixed schedule (the next check is due 10 s after
+    -- the last was due, however long a check took: 0.5 s here), until
+    -- the shutdown event; corio.sleep refuses a negative wait, hence max
+    local times, t0 = {}, nil
+    local client = http.client { base_url = "http://svc.test", transport = function()
+      times[#times + 1] = corio.now() - t0
+      corio.sleep(0.5)
+      return { status = 200, body = "ok" }
+    end }
+    local ended
+    testing.autojump(function()
+      t0 = corio.now()
+      local shutdown = corio.event()
+      corio.scope(function(s)
+        s:spawn(function()
+          local due = corio.now()
+          while true do
+            corio.move_on_after(2, client.get, client, "/health")
+            due = due + 10
+            if corio.move_on_after(math.max(0, due - corio.now()), shutdown.wait, shutdown) then
+              return
+            end
+          end
+        end)
+        corio.sleep(3600)
+        shutdown:set()
+      end)
+      ended = corio.now() - t0
+    end)
+    assert.equal(361, #times)         -- 0, 10, ..., 3600
+    for i = 1, #times do assert.near((i - 1) * 10, times[i], 1e-6) end
+    assert.near(3600.5, ended, 1e-6)  -- the check due at 3600 finished first
+  end)
+
   it("gives up after its tries with its own error kind", function()
     local m = mock({ busy })
     local err = helpers.catch(testing.autojump, function()
