@@ -40,15 +40,56 @@ double corio__checkseconds(lua_State *L, int level, int idx, int n,
   return s;
 }
 
+/* The blocking calls as their callers write them, for the error of one
+** made outside any task while the loop runs (a C host's callback between
+** steps, a finaliser): corio__enter's names are short ("send"), and
+** "corio.send" named a function that does not exist. */
+static const char *const enter_names[][2] = {
+    {"send", "channel:send()"},
+    {"recv", "channel:recv()"},
+    {"join", "task:join()"},
+    {"sleep", "corio.sleep"},
+    {"sleep_real", "corio.testing.sleep_real"},
+    {"yield", "corio.yield"},
+    {"checkpoint", "corio.gather, corio.map or corio.first"},
+    {"wait_all_tasks_blocked", "corio.testing.wait_all_tasks_blocked"},
+    {"sem acquire", "semaphore:acquire()"},
+    {"lock acquire", "lock:acquire()"},
+    {"wait", "event:wait()"},
+    {"to_thread", "corio.to_thread"},
+    {"open", "fs.open"},
+    {"read", "file:read()"},
+    {"write", "file:write()"},
+    {"flush", "file:flush()"},
+    {"close", "file:close()"},
+    {"stat", "fs.stat"},
+    {"mkdir", "fs.mkdir"},
+    {"remove", "fs.remove"},
+    {"rename", "fs.rename"},
+    {"scandir", "fs.scandir"},
+    {"copy", "fs.copy"},
+    {"http request", "corio.http: a request"},
+    {"http stream read", "corio.http: a stream read"},
+};
+
 int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
                  const char *fname) {
   /* Whether the task can suspend here is checked only when it must
   ** (corio__suspend): a fast path inside a C callback is fine. */
   corio_task *t = rt->current;
   if (t == NULL) {
-    if (rt->running)
-      return luaL_error(L, "corio.%s: called outside any task while the "
-                        "loop is running", fname);
+    if (rt->running) {
+      const char *who = NULL;
+      size_t i;
+      for (i = 0; i < sizeof(enter_names) / sizeof(enter_names[0]); i++)
+        if (strcmp(enter_names[i][0], fname) == 0) who = enter_names[i][1];
+      if (who == NULL) who = lua_pushfstring(L, "corio.%s", fname);
+      lua_pushfstring(L, "%s: called outside any task while the loop is "
+                      "running (a blocking call needs a task; from a C "
+                      "host's callback, use try_send, set or scope:spawn)",
+                      who);
+      return lua_error(L);
+    }
     lua_pushboolean(L, 0);
     lua_pushlightuserdata(L, CORIO_NOLOOP);
     return 2;

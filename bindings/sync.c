@@ -42,7 +42,7 @@ static int l_sem_acquire(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_sem *s = check_sem(L);
   corio_task *t;
-  int n = corio__enter(L, rt, &t, "acquire");
+  int n = corio__enter(L, rt, &t, "sem acquire");
   if (n != CORIO_GO) return n;
   if (s->count > 0 && corio_list_empty(&s->waiters)) {
     s->count--;
@@ -131,7 +131,7 @@ static int l_lock_acquire(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_lock *k = check_lock(L);
   corio_task *t;
-  int n = corio__enter(L, rt, &t, "acquire");
+  int n = corio__enter(L, rt, &t, "lock acquire");
   if (n != CORIO_GO) return n;
   if (k->broken_ref != LUA_NOREF) return push_broken(rt, L, k);
   if (k->owner == t) {
