@@ -666,6 +666,32 @@ describe("trio parity: cancelling a task blocked in each kind of wait", function
     os.remove(path)
   end)
 
+  it("a corio.fs read cancelled while its request runs loses no byte", function()
+    local fs = require("corio.fs")
+    local path = os.tmpname()
+    local chunk = {}
+    for i = 1, 4096 do chunk[i] = string.char(i % 251) end
+    local data = string.rep(table.concat(chunk), 512)   -- 2 MiB
+    local w = assert(io.open(path, "wb")); w:write(data); w:close()
+    local f = fs.open(path, "rb", { buffer_size = 2 ^ 21 })
+    local t = corio.spawn(function() return f:read(2 ^ 20) end)
+    testing.wait_all_tasks_blocked()
+    t:cancel()
+    local ok, first = guard(pcall, t.join, t)
+    -- either the read finished before the cancel came (its bytes are
+    -- the first MiB) or it raised Cancelled and its bytes are still in
+    -- the file's buffer for the next read (docs/api.md, corio.fs)
+    if ok then
+      assert.equal(data:sub(1, 2 ^ 20), first)
+      assert.equal(data:sub(2 ^ 20 + 1), f:read("a"))
+    else
+      assert.is_true(corio.is_cancelled(first))
+      assert.equal(data, f:read("a"))
+    end
+    f:close()
+    os.remove(path)
+  end)
+
   it("an http request whose transport blocks: the deadline cuts it, the client works on", function()
     local http = require("corio.http")
     local block = true
@@ -678,5 +704,164 @@ describe("trio parity: cancelling a task blocked in each kind of wait", function
     block = false
     assert.equal("ok", guard(c.get, c, "http://mock/"):text())
     c:close()
+  end)
+end)
+
+describe("trio parity: a waiter woken, then cancelled before it ran", function()
+  -- trio: once a task is rescheduled with its result, a cancel cannot
+  -- abort the wait; the result stands and the cancel surfaces at the
+  -- next checkpoint (corio: rule 3, nothing taken or lost)
+  it("keeps the permit, lock, value or result it was handed", function()
+    local sem = corio.semaphore(0)
+    local a = corio.spawn(function()
+      sem:acquire()
+      return "permit", helpers.outcome(pcall(corio.yield))
+    end)
+    testing.wait_all_tasks_blocked()
+    sem:release(); a:cancel()
+    assert.same({ "permit", "cancelled" }, { guard(a.join, a) })
+    assert.equal(0, sem.available)
+
+    local lock = corio.lock()
+    lock:acquire()
+    local b = corio.spawn(function()
+      lock:acquire()
+      local owner = lock:locked()
+      lock:release()
+      return owner
+    end)
+    testing.wait_all_tasks_blocked()
+    lock:release(); b:cancel()
+    assert.is_true(guard(b.join, b))
+    assert.is_false(lock:locked())
+
+    local ch = corio.channel()
+    local c = corio.spawn(function() return ch:recv() end)
+    testing.wait_all_tasks_blocked()
+    assert.is_true(ch:try_send("v")); c:cancel()
+    assert.equal("v", guard(c.join, c))
+
+    local ch2 = corio.channel()
+    local d = corio.spawn(function() ch2:send("w"); return "sent" end)
+    testing.wait_all_tasks_blocked()
+    assert.same({ true, "w" }, { ch2:try_recv() }); d:cancel()
+    assert.equal("sent", guard(d.join, d))
+
+    local ev = corio.event()
+    local e = corio.spawn(function() ev:wait(); return "woke" end)
+    testing.wait_all_tasks_blocked()
+    ev:set(); e:cancel()
+    assert.equal("woke", guard(e.join, e))
+  end)
+end)
+
+describe("trio parity: more scope cases", function()
+  it("a sibling's failure passes through a move_on_after as Cancelled, not as its timeout", function()
+    local inner
+    local err = catch(corio.scope, function(s)
+      s:spawn(function() corio.yield(); error("boom", 0) end)
+      local ok, e = pcall(corio.move_on_after, 30, corio.sleep, 30)
+      inner = helpers.outcome(ok, e)
+      if not ok then error(e, 0) end
+      inner = inner .. " and returned " .. tostring(e)
+    end)
+    assert.equal("boom", err.value)
+    assert.equal("cancelled", inner)
+  end)
+
+  it("two timeouts with the same deadline: the outer raises TimeoutError, the inner passes Cancelled", function()
+    testing.autojump(function()
+      local inner
+      local err = catch(corio.timeout, 1, function()
+        local ok, e = pcall(corio.timeout, 1, corio.sleep, 10)
+        inner = helpers.outcome(ok, e)
+        error(e, 0)
+      end)
+      assert.equal("timeout", err.kind)
+      assert.equal("cancelled", inner)
+    end)
+  end)
+
+  it("a zero deadline inside a shield in a cancelled scope is caught by its own scope", function()
+    local r, after
+    corio.scope(function(s)
+      s:cancel()
+      r = { corio.shield(corio.move_on_after, 0, corio.sleep, 1) }
+      after = helpers.outcome(pcall(corio.yield))
+    end)
+    assert.same({ false }, r)
+    assert.equal("cancelled", after)
+  end)
+
+  it("task:cancel() on a task whose body returned and waits for children: join raises Cancelled", function()
+    -- SPEC: "task:cancel() -- join() then raises Cancelled"; the cancel
+    -- cut the children short, so the task did not finish its work (as a
+    -- move_on_after whose deadline cut its children: semantics.md)
+    local child
+    local t = corio.spawn(function()
+      corio.spawn(function()
+        local ok, e = pcall(corio.sleep, 30)
+        child = helpers.outcome(ok, e)
+        error(e, 0)
+      end)
+      return "body done"
+    end)
+    testing.wait_all_tasks_blocked()
+    assert.equal("running", t:status())
+    t:cancel()
+    local ok, e = guard(pcall, t.join, t)
+    assert.is_false(ok)
+    assert.is_true(corio.is_cancelled(e))
+    assert.equal("cancelled", t:status())
+    assert.equal("cancelled", child)
+    -- its scope is not failed by it (rule 2)
+    assert.equal("ok", helpers.outcome(pcall(corio.yield)))
+  end)
+
+  it("a task whose children all ended before its cancel keeps its results", function()
+    local t = corio.spawn(function()
+      corio.spawn(function() end)
+      return "body done"
+    end)
+    guard(function() while t:status() ~= "done" do corio.yield() end end)
+    t:cancel()                        -- a no-op on an ended task
+    assert.equal("body done", t:join())
+  end)
+
+  it("a task that catches its own cancel and returns ends done (as a scope whose body swallowed it)", function()
+    local t = corio.spawn(function()
+      corio.current():cancel()
+      return helpers.outcome(pcall(corio.yield))
+    end)
+    assert.equal("cancelled", guard(t.join, t))
+    assert.equal("done", t:status())
+  end)
+
+  it("a deadline that cut the children of a timeout body counts as caught", function()
+    testing.autojump(function()
+      local err = catch(corio.timeout, 1, function()
+        corio.spawn(corio.sleep, 10)
+        return "body"
+      end)
+      assert.equal("timeout", err.kind)
+      assert.same({ false }, { corio.move_on_after(1, function()
+        corio.spawn(corio.sleep, 10)
+        return "body"
+      end) })
+    end)
+  end)
+
+  it("a child that cancels its scope and then fails: the failure is the scope's error", function()
+    local err = catch(corio.scope, function(s)
+      s:spawn(function() s:cancel(); error("child failed", 0) end)
+      corio.sleep(30)
+    end)
+    assert.equal("child failed", err.value)
+    assert.equal(1, #err.errors)
+  end)
+
+  it("an error raised after scope:cancel() with no checkpoint in between wins", function()
+    local err = catch(corio.scope, function(s) s:cancel(); error("E", 0) end)
+    assert.equal("E", err)
   end)
 end)
