@@ -206,7 +206,12 @@ static int l_sleep(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t;
   double s = corio__checkseconds(L, 2, 1, 1, "sleep");
-  int n = corio__enter_now(L, rt, &t, "sleep");
+  /* sleep(0) is a zero-wait checkpoint, as yield: it fires the deadlines
+  ** that have passed first; a longer sleep blocks, and the loop fires
+  ** them (firing other tasks' timers here would split the batch of
+  ** sleepers due together). */
+  int n = s == 0 ? corio__enter_now(L, rt, &t, "sleep")
+                 : corio__enter(L, rt, &t, "sleep");
   if (n != CORIO_GO) return n;
   if (s == 0) {
     if (!corio__can_suspend(rt, L))
