@@ -692,6 +692,27 @@ describe("trio parity: cancelling a task blocked in each kind of wait", function
     os.remove(path)
   end)
 
+  it("a corio.fs read of many buffer fills cancelled midway loses no byte", function()
+    local fs = require("corio.fs")
+    local path = os.tmpname()
+    local data = string.rep("0123456789abcdef", 2 ^ 18)   -- 4 MiB
+    local w = assert(io.open(path, "wb")); w:write(data); w:close()
+    local f = fs.open(path, "rb", { buffer_size = 2 ^ 16 })
+    local head = f:read(10)
+    local t = corio.spawn(function() return f:read("a") end)
+    for _ = 1, 3 do corio.yield() end
+    t:cancel()
+    local ok, r = guard(pcall, t.join, t)
+    if ok then
+      assert.equal(data, head .. r)
+    else
+      assert.is_true(corio.is_cancelled(r))
+      assert.equal(data, head .. f:read("a"))
+    end
+    f:close()
+    os.remove(path)
+  end)
+
   it("an http request whose transport blocks: the deadline cuts it, the client works on", function()
     local http = require("corio.http")
     local block = true
@@ -863,5 +884,88 @@ describe("trio parity: more scope cases", function()
   it("an error raised after scope:cancel() with no checkpoint in between wins", function()
     local err = catch(corio.scope, function(s) s:cancel(); error("E", 0) end)
     assert.equal("E", err)
+  end)
+end)
+
+describe("trio parity: fast paths, bad timeouts, broken locks, first and map", function()
+  it("every blocking call raises in a cancelled scope even when it could complete at once, taking nothing", function()
+    -- trio's fast paths start with checkpoint_if_cancelled
+    local sem = corio.semaphore(1)
+    local lock = corio.lock()
+    local ch = corio.channel(2)
+    ch:send("kept")
+    local ev = corio.event()
+    ev:set()
+    local ended = corio.spawn(function() return 1 end)
+    ended:join()
+    local calls = {
+      acquire = function() sem:acquire() end,
+      with = function() sem:with(function() end) end,
+      lock = function() lock:acquire() end,
+      recv = function() ch:recv() end,
+      send = function() ch:send("lost?") end,
+      wait = function() ev:wait() end,
+      join = function() ended:join() end,
+      to_thread = function() corio.to_thread(function() return 1 end) end,
+      gather = function() corio.gather({ function() return 1 end }) end,
+      yield = corio.yield,
+    }
+    for name, call in pairs(calls) do
+      local err = helpers.catch_cancelled(call)
+      assert.is_true(corio.is_cancelled(err), name)
+    end
+    assert.equal(1, sem.available)
+    assert.is_false(lock:locked())
+    assert.same({ true, "kept" }, { ch:try_recv() })
+    assert.same({ false }, { ch:try_recv() })
+  end)
+
+  it("negative and NaN timeouts raise; math.huge is no deadline", function()
+    assert.matches("seconds must be >= 0", tostring(catch(corio.timeout, -1, function() end)), 1, true)
+    assert.matches("seconds is NaN", tostring(catch(corio.move_on_after, 0 / 0, function() end)), 1, true)
+    testing.autojump(function()
+      assert.same({ true, "inf" }, { corio.move_on_after(math.huge, function()
+        corio.sleep(1e6)
+        return "inf"
+      end) })
+    end)
+  end)
+
+  it("a lock whose owner is cancelled while holding it is broken, for its waiter and later (trio 0.27)", function()
+    local lock = corio.lock()
+    corio.scope(function(s)
+      local owner = s:spawn(function() lock:acquire(); corio.sleep(math.huge) end)
+      local waiter = s:spawn(function() return helpers.catch(lock.acquire, lock) end)
+      testing.wait_all_tasks_blocked()
+      owner:cancel()
+      local err = guard(waiter.join, waiter)
+      assert.equal("broken", err.kind)
+    end)
+    assert.equal("broken", catch(lock.acquire, lock).kind)
+  end)
+
+  it("first cancels the losers; map cut by a deadline leaves no task behind", function()
+    local loser
+    local v, i = corio.first({
+      function()
+        local ok, e = pcall(corio.sleep, 30)
+        loser = helpers.outcome(ok, e)
+        error(e, 0)
+      end,
+      function() corio.yield(); return "win" end,
+    })
+    assert.same({ "win", 2 }, { v, i })
+    assert.equal("cancelled", loser)
+    testing.autojump(function()
+      local done = 0
+      local r = corio.move_on_after(0.05, corio.map, { 1, 2, 3, 4, 5, 6 }, function(x)
+        corio.sleep(0.03)
+        done = done + 1
+        return x
+      end, { limit = 2 })
+      assert.is_false(r)
+      assert.equal(2, done)
+    end)
+    assert.equal(1, #corio.tasks())
   end)
 end)
