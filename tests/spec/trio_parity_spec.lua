@@ -969,3 +969,78 @@ describe("trio parity: fast paths, bad timeouts, broken locks, first and map", f
     assert.equal(1, #corio.tasks())
   end)
 end)
+
+describe("trio parity: test_run.py basics", function()
+  it("two loopers interleave round by round (test_basic_interleave)", function()
+    local record = {}
+    corio.scope(function(s)
+      for _, who in ipairs({ "a", "b" }) do
+        s:spawn(function()
+          for i = 0, 2 do
+            record[#record + 1] = who .. i
+            corio.yield()
+          end
+        end)
+      end
+    end)
+    assert.same({ "a0", "b0", "a1", "b1", "a2", "b2" }, record)
+  end)
+
+  it("a crash cancels a sibling looping on checkpoints (test_task_crash_propagation)", function()
+    local looper
+    local err = catch(corio.scope, function(s)
+      s:spawn(function()
+        local ok, e = pcall(function() while true do corio.yield() end end)
+        looper = helpers.outcome(ok, e)
+        error(e, 0)
+      end)
+      s:spawn(function() error("argh", 0) end)
+    end)
+    assert.equal("argh", err.value)
+    assert.equal("cancelled", looper)
+  end)
+
+  it("a child crash wakes the body blocked for ever (test_child_crash_wakes_parent)", function()
+    local err = catch(guard, corio.scope, function(s)
+      s:spawn(function() error("this is a crash", 0) end)
+      corio.sleep(math.huge)
+    end)
+    assert.equal("this is a crash", err.value)
+  end)
+
+  it("cancelling the outermost of 1000 nested scopes reaches the innermost (test_very_deep_cancel_scope_nesting)", function()
+    local depth, innermost = 0, nil
+    corio.scope(function(outer)
+      local function nest(d)
+        if d == 0 then
+          outer:cancel()
+          innermost = helpers.outcome(pcall(corio.sleep, 30))
+          return
+        end
+        corio.scope(function() depth = depth + 1; nest(d - 1) end)
+      end
+      nest(1000)
+    end)
+    assert.equal(1000, depth)
+    assert.equal("cancelled", innermost)
+  end)
+
+  it("cancelling a scope reaches the end of a 2000-task chain", function()
+    local leaf
+    guard(corio.scope, function(s)
+      local function chain(d)
+        if d == 0 then
+          local ok, e = pcall(corio.sleep, 30)
+          leaf = helpers.outcome(ok, e)
+          error(e, 0)
+        end
+        corio.spawn(chain, d - 1)
+      end
+      s:spawn(chain, 2000)
+      testing.wait_all_tasks_blocked()
+      s:cancel()
+    end)
+    assert.equal("cancelled", leaf)
+    assert.equal(1, #corio.tasks())
+  end)
+end)
