@@ -872,6 +872,42 @@ describe("trio parity: more scope cases", function()
     end)
   end)
 
+  it("a deadline that fires while the scope waits only for shielded tasks cuts nothing", function()
+    -- an intended difference from trio (semantics.md, "Differences from trio")
+    testing.autojump(function()
+      local t0 = corio.now()
+      local r = { corio.move_on_after(1, function()
+        corio.scope(function(s) s:spawn(corio.shield, corio.sleep, 3) end)
+        return "finished"
+      end) }
+      assert.same({ true, "finished" }, r)
+      assert.near(3, corio.now() - t0, 1e-6)
+      -- an unshielded task cut by it makes the deadline caught, and the
+      -- code after the inner scope does not run
+      local after = false
+      assert.same({ false }, { corio.move_on_after(1, function()
+        corio.scope(function(s) s:spawn(corio.sleep, 3); return "body" end)
+        after = true
+      end) })
+      assert.is_false(after)
+    end)
+  end)
+
+  it("an error raised inside a shield in a cancelled scope comes out as itself; the cancel follows", function()
+    local e1, e2
+    corio.scope(function(s)
+      s:cancel()
+      local ok, e = pcall(corio.shield, function()
+        corio.sleep(0.001)
+        error("in shield", 0)
+      end)
+      e1 = ok and "ok" or e
+      e2 = helpers.outcome(pcall(corio.yield))
+    end)
+    assert.equal("in shield", e1)
+    assert.equal("cancelled", e2)
+  end)
+
   it("a child that cancels its scope and then fails: the failure is the scope's error", function()
     local err = catch(corio.scope, function(s)
       s:spawn(function() s:cancel(); error("child failed", 0) end)
