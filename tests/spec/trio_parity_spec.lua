@@ -207,6 +207,38 @@ describe("trio parity: deadlines", function()
     assert.is_true(s3.cancelled)
   end)
 
+  it("scope.cancel_caught is trio's cancelled_caught", function()
+    -- test_cancel_edge_cases, test_cancel_scope_nesting, test_trivial_yields
+    local scopes = {}
+    corio.scope(function(s) scopes.caught = s; s:cancel(); s:cancel(); corio.sleep(1) end)
+    corio.scope(function(s) scopes.swallowed = s; s:cancel(); pcall(corio.sleep, 1) end)
+    corio.scope(function(s) scopes.no_checkpoint = s; s:cancel() end)
+    corio.scope(function(s)
+      scopes.cut_child = s
+      s:spawn(corio.sleep, 30)
+      testing.wait_all_tasks_blocked()
+      s:cancel()
+    end)
+    corio.scope(function(outer)
+      scopes.outer = outer
+      corio.scope(function(s)
+        scopes.inner = s
+        s:cancel()
+        outer:cancel()
+        corio.sleep(1)
+      end)
+    end)
+    corio.scope(function(s) scopes.never = s; corio.yield() end)
+    local want = {
+      caught = { true, true }, swallowed = { true, false },
+      no_checkpoint = { true, false }, cut_child = { true, true },
+      outer = { true, true }, inner = { true, false }, never = { false, false },
+    }
+    for name, w in pairs(want) do
+      assert.same(w, { scopes[name].cancelled, scopes[name].cancel_caught }, name)
+    end
+  end)
+
   it("a body that swallows its deadline's Cancelled and returns: the scope returns normally", function()
     testing.autojump(function()
       -- trio: no Cancelled reached the scope, so cancelled_caught stays
@@ -906,6 +938,40 @@ describe("trio parity: more scope cases", function()
     end)
     assert.equal("in shield", e1)
     assert.equal("cancelled", e2)
+  end)
+
+  it("a child's failure while the body is shielded: the body finishes the shield, then its next checkpoint raises", function()
+    local log = {}
+    local err = catch(corio.scope, function(s)
+      s:spawn(function() corio.yield(); error("child", 0) end)
+      corio.shield(function() corio.sleep(0.02); log[#log + 1] = "shield done" end)
+      log[#log + 1] = helpers.outcome(pcall(corio.yield))
+    end)
+    assert.equal("child", err.value)
+    assert.same({ "shield done", "cancelled" }, log)
+  end)
+
+  it("sem:with and lock:with release when the task is cancelled inside", function()
+    local sem, lock = corio.semaphore(1), corio.lock()
+    local t = corio.spawn(function()
+      sem:with(function() lock:with(function() corio.sleep(30) end) end)
+    end)
+    testing.wait_all_tasks_blocked()
+    assert.same({ 0, true }, { sem.available, lock:locked() })
+    t:cancel()
+    assert.equal("cancelled", helpers.outcome(guard(pcall, t.join, t)))
+    assert.same({ 1, false }, { sem.available, lock:locked() })
+  end)
+
+  it("a channel iterator in a cancelled scope stops at its next recv, the rest stays", function()
+    local ch = corio.channel(4)
+    ch:send(1); ch:send(2)
+    local got = {}
+    corio.scope(function(s)
+      for v in ch:iter() do got[#got + 1] = v; s:cancel() end
+    end)
+    assert.same({ 1 }, got)
+    assert.same({ true, 2 }, { ch:try_recv() })
   end)
 
   it("a child that cancels its scope and then fails: the failure is the scope's error", function()
