@@ -1073,6 +1073,16 @@ describe("trio parity: fast paths, bad timeouts, broken locks, first and map", f
 end)
 
 describe("trio parity: test_run.py basics", function()
+  it("corio.run inside a task raises and names corio.scope (test_run_nesting)", function()
+    local err = catch(corio.run, function() return 1 end)
+    assert.matches("called inside a running task", tostring(err), 1, true)
+    assert.matches("corio.scope", tostring(err), 1, true)
+    local t = corio.spawn(function() return pcall(corio.run, function() end) end)
+    local ok, e = guard(t.join, t)
+    assert.is_false(ok)
+    assert.matches("corio.scope", tostring(e), 1, true)
+  end)
+
   it("two loopers interleave round by round (test_basic_interleave)", function()
     local record = {}
     corio.scope(function(s)
