@@ -57,6 +57,12 @@ double corio__checkseconds(lua_State *L, int level, int idx, int n,
 #define CORIO_GO (-1000)
 int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
                  const char *fname);
+/* As corio__enter, after firing the deadlines that have passed
+** (corio__timers_catch_up): for the checkpoints that may complete without
+** waiting for the loop (yield, sleep, checkpoint), so that a deadline
+** that passed while the task ran cancels the first of them. */
+int corio__enter_now(lua_State *L, corio_rt *rt, corio_task **pt,
+                     const char *fname);
 
 /* The object at idx if it is a userdata of at least size bytes whose
 ** first word is magic, else NULL. The size first: the magic is read only

@@ -206,7 +206,12 @@ static int l_sleep(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t;
   double s = corio__checkseconds(L, 2, 1, 1, "sleep");
-  int n = corio__enter(L, rt, &t, "sleep");
+  /* sleep(0) is a zero-wait checkpoint, as yield: it fires the deadlines
+  ** that have passed first; a longer sleep blocks, and the loop fires
+  ** them (firing other tasks' timers here would split the batch of
+  ** sleepers due together). */
+  int n = s == 0 ? corio__enter_now(L, rt, &t, "sleep")
+                 : corio__enter(L, rt, &t, "sleep");
   if (n != CORIO_GO) return n;
   if (s == 0) {
     if (!corio__can_suspend(rt, L))
@@ -303,7 +308,7 @@ static int l_yield(lua_State *L) {
   /* Any arguments stay on the stack: lua_yield passes none of them (only
   ** its nresults top values), and the errors below are raised from the
   ** top. Clearing them cost a lua_settop on every yield. */
-  n = corio__enter(L, rt, &t, "yield");
+  n = corio__enter_now(L, rt, &t, "yield");
   if (n != CORIO_GO) {
     /* yielded with false, Cancelled: init.lua's corio.yield raises it */
     if (n < 0) return n;
@@ -322,7 +327,7 @@ static int l_yield(lua_State *L) {
 ** Lua (gather, map, first). */
 static int l_checkpoint(lua_State *L) {
   corio_task *t;
-  int n = corio__enter(L, RT(L), &t, "checkpoint");
+  int n = corio__enter_now(L, RT(L), &t, "checkpoint");
   if (n != CORIO_GO) return n;
   lua_pushboolean(L, 1);
   return 1;
@@ -336,7 +341,7 @@ static int l_checkpoint(lua_State *L) {
 static int l_checkpoint_fast(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t;
-  int n = corio__enter(L, rt, &t, "checkpoint");
+  int n = corio__enter_now(L, rt, &t, "checkpoint");
   if (n != CORIO_GO) return n;
   lua_pushboolean(L, 1);
   return corio__fast(rt, L, t, 1);

@@ -600,6 +600,7 @@ int corio__timer_start(corio_rt *rt, corio_timer *tm, uint64_t when);
 void corio__timer_stop(corio_rt *rt, corio_timer *tm);
 void corio__timers_sync(corio_rt *rt);
 void corio__timers_fire(corio_rt *rt);
+void corio__timers_catch_up(corio_rt *rt);
 uint64_t corio__timers_next(corio_rt *rt);
 /* Move every armed deadline by the same amount, keeping what is left of
 ** it counted from `from` now counted from `to` (the virtual clock). */

@@ -665,7 +665,12 @@ static corio_task *finalize(corio_rt *rt, corio_task *t) {
     if (parent != NULL) corio__scope_cancel(rt, parent);   /* rule 2 */
     corio__unref(rt, L, sd->errs);
     sd->errs = LUA_NOREF;
-  } else if (t->root.caught) {
+  } else if (t->root.caught || (t->root.eff && t->root.child_cancelled)) {
+    /* Cancelled (task:cancel() or its scope) and absorbed; or its body
+    ** returned but the cancel cut its children short: as a scope whose
+    ** deadline cut children it waited for (bindings/core.c scope_exit),
+    ** that cancel counts as caught, and join raises Cancelled instead of
+    ** returning results as if the children had finished. */
     t->status = CORIO_CANCELLED;
     if (parent != NULL) parent->child_cancelled = 1;
   } else {

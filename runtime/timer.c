@@ -138,6 +138,17 @@ void corio__timers_sync(corio_rt *rt) {
   rt->armed_when = when;
 }
 
+/* A checkpoint that need not wait for the loop (corio.yield, corio.sleep,
+** the entry check of gather/map/first) first fires the deadlines that
+** have passed, so that a deadline that passed while the task ran without
+** a checkpoint cancels that very checkpoint, as trio's do: the scheduler
+** polls timers only when the ready queue empties or every few resumes,
+** and a task alone in the queue that yields would otherwise go on. */
+void corio__timers_catch_up(corio_rt *rt) {
+  if (rt->nheap != 0 && rt->heap[0].when <= corio__now(rt))
+    corio__timers_fire(rt);
+}
+
 /* Fire every deadline that has passed, earliest first. Sleepers become
 ** ready; scopes are cancelled (which may wake many tasks). */
 void corio__timers_fire(corio_rt *rt) {
