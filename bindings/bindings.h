@@ -61,8 +61,12 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
 ** (corio__timers_catch_up): for the checkpoints that may complete without
 ** waiting for the loop (yield, sleep, checkpoint), so that a deadline
 ** that passed while the task ran cancels the first of them. */
-int corio__enter_now(lua_State *L, corio_rt *rt, corio_task **pt,
-                     const char *fname);
+static inline int corio__enter_now(lua_State *L, corio_rt *rt,
+                                   corio_task **pt, const char *fname) {
+  /* inline: with no timer armed (W1, W6, W7) this is a load and a test */
+  if (rt->nheap != 0 && rt->current != NULL) corio__timers_catch_up(rt);
+  return corio__enter(L, rt, pt, fname);
+}
 
 /* The object at idx if it is a userdata of at least size bytes whose
 ** first word is magic, else NULL. The size first: the magic is read only

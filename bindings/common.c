@@ -104,12 +104,6 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
   return CORIO_GO;
 }
 
-int corio__enter_now(lua_State *L, corio_rt *rt, corio_task **pt,
-                     const char *fname) {
-  if (rt->current != NULL) corio__timers_catch_up(rt);
-  return corio__enter(L, rt, pt, fname);
-}
-
 void corio__push_task(corio_rt *rt, lua_State *L, corio_task *t) {
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->anchor);
   lua_rawgeti(L, -1, 2 * t->slot + 1);
