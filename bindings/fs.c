@@ -426,8 +426,8 @@ static int take(lua_State *L, corio_file *f, int fmt, size_t count) {
   }
 }
 
-/* read1(f, fmt, argn) -> value (nil: fail) | NEED_FILL | NEED_FLUSH |
-** false, err */
+/* read1(f, fmt, argn [, filled]) -> value (nil: fail) | NEED_FILL |
+** NEED_FLUSH | false, err */
 static int l_read1(lua_State *L) {
   corio_file *f = check_file(L, 1, "read");
   int fmt, n, argn = (int)lua_tointeger(L, 3);
@@ -449,7 +449,9 @@ static int l_read1(lua_State *L) {
   if (!(f->mode & CORIO_FS_READ))
     return push_fail(L, "read", f->path, UV_EBADF);
   if (FG_BUSY(f)) return push_busy(L, f, "read");
-  if ((n = cancelled(L, RT(L))) != 0) return n;
+  /* a checkpoint, but not right after a fill of this read (argument 4):
+  ** see fs.lua read1 */
+  if (!lua_toboolean(L, 4) && (n = cancelled(L, RT(L))) != 0) return n;
   if (f->wlen > 0 || f->op == CORIO_FOP_BEHIND) {
     /* "+" modes: what was written goes out before reading */
     lua_pushlightuserdata(L, NEED_FLUSH);

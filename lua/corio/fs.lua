@@ -239,12 +239,19 @@ local function check_fmt(fmt, i, fname)
 end
 
 -- One format: its value (nil at EOF), filling the buffer as needed.
+-- The first c_read1 is the call's checkpoint; the ones after a fill are
+-- not (filled = true): a cancel that came while a fill ran (which cannot
+-- be undone, rule 7) lets the read return what that fill brought, and
+-- surfaces at the next checkpoint, which is the next fill if the read
+-- needs more (its bytes then stay in the buffer for the next read).
 local function read1(f, fmt, i)
   f = f._ud
+  local filled = false
   while true do
-    local v, e = c_read1(f, fmt, i)
+    local v, e = c_read1(f, fmt, i, filled)
     if v == NEED_FILL then
       fill(f)
+      filled = true
     elseif v == NEED_FLUSH then
       flush(f)
     elseif v == false then
