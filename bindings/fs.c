@@ -526,11 +526,11 @@ static int l_write(lua_State *L) {
   for (i = 2; i <= top; i++) {
     size_t n;
     const char *s;
-    char num[64];
     int r;
     if (lua_type(L, i) == LUA_TNUMBER) {
-      n = (size_t)snprintf(num, sizeof(num), "%.14g", lua_tonumber(L, i));
-      s = num;
+      /* as io and tostring write it (LuaJIT's own "%.14g"): C's
+      ** snprintf wrote the NaN of 0/0 as "-nan", and io writes "nan" */
+      s = lua_tolstring(L, i, &n);
     } else {
       s = lua_tolstring(L, i, &n);
       if (IS_BIG(f, n)) {
