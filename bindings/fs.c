@@ -328,9 +328,11 @@ static int is_num_char(int c) {
 }
 
 /* "n": skip white space, then take the longest prefix strtod accepts
-** (fscanf's "%lf", as LuaJIT's io reads numbers). */
+** (fscanf's "%lf", as LuaJIT's io reads numbers) of the run of numeral
+** characters, however long it is: a run cut at 200 characters read
+** 1 followed by 230 zeros, or 230 zeros and a 1, as another number. */
 static int read_number(lua_State *L, corio_file *f) {
-  char tmp[201];
+  char tmp[201], *s = tmp;
   size_t i, n;
   char *end;
   double d;
@@ -339,18 +341,22 @@ static int read_number(lua_State *L, corio_file *f) {
          f->rbuf[f->rpos] != '\0')
     f->rpos++;
   if (f->rpos == f->rlen && !f->eof) return -1;
-  for (i = f->rpos, n = 0; i < f->rlen && n < 200; i++, n++) {
+  for (i = f->rpos; i < f->rlen; i++)
     if (!is_num_char((unsigned char)f->rbuf[i])) break;
-    tmp[n] = f->rbuf[i];
-  }
-  if (i == f->rlen && n < 200 && !f->eof) return -1;
-  tmp[n] = '\0';
-  d = strtod(tmp, &end);
-  if (end == tmp) {
+  if (i == f->rlen && !f->eof) return -1;  /* the run may go on */
+  n = i - f->rpos;
+  if (n >= sizeof(tmp) && (s = malloc(n + 1)) == NULL)
+    return luaL_error(L, "not enough memory");
+  memcpy(s, f->rbuf + f->rpos, n);
+  s[n] = '\0';
+  d = strtod(s, &end);
+  n = (size_t)(end - s);
+  if (s != tmp) free(s);
+  if (n == 0) {
     lua_pushnil(L);
     return 1;
   }
-  f->rpos += (size_t)(end - tmp);
+  f->rpos += n;
   lua_pushnumber(L, d);
   return 1;
 }
