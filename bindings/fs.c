@@ -795,6 +795,14 @@ static int l_state(lua_State *L) {
   return 1;
 }
 
+/* closed(f, op) -> the "closed" error of op on f (f:lines raises it when
+** called, as io does, not at the iterator's first call) */
+static int l_closed(lua_State *L) {
+  corio_file *f = check_file(L, 1, "lines");
+  push_closed(L, f, luaL_checkstring(L, 2));
+  return 1;
+}
+
 /* regular(f) -> whether f is a regular file or a block device (its size
 ** is its length: corio.http sends it as a body's Content-Length) */
 static int l_regular(lua_State *L) {
@@ -854,7 +862,7 @@ int luaopen_corio_fs(lua_State *L) {
       {"fill", l_fill},       {"write", l_write}, {"flush", l_flush}, {"push", l_push},
       {"wbig", l_wbig},
       {"seek", l_seek},       {"close", l_close}, {"state", l_state},
-      {"regular", l_regular},
+      {"regular", l_regular}, {"closed", l_closed},
       {"stat", l_stat},       {"mkdir", l_mkdir}, {"unlink", l_unlink},
       {"rmdir", l_rmdir},     {"rename", l_rename},   {"ptr", l_ptr},
       {"scandir", l_scandir}, {"copy", l_copy},   {NULL, NULL}};

@@ -327,6 +327,9 @@ function File.lines(f, ...)
   -- self first, for every format: f.lines(x, "n") returned an iterator
   -- that failed inside corio at its first call
   local ud = ud_of(f, "lines")
+  -- a closed file raises here, as io's lines does (it returned an
+  -- iterator that raised at its first call)
+  if c.state(ud) == "closed file" then error(c.closed(ud, "lines"), 2) end
   local n = select("#", ...)
   local fmt = ...
   if n == 0 or (n == 1 and type(fmt) == "string" and fmt:match("^%*?[lL]")) then
