@@ -173,7 +173,7 @@ local function describe_op(op)
   local a = {}
   for i = 1, op.n or #op.args do a[i] = show(op.args[i]) end
   local s = op[1] .. "(" .. table.concat(a, ", ") .. ")"
-  if op[1] == "lines" then s = s .. " x" .. op.count end
+  if op.count then s = s .. " x" .. op.count end
   return s
 end
 
@@ -252,10 +252,11 @@ local function run_case(case, label)
       iodir = nil
       rio = io_outcome(name, fi, pcall(fi[name], fi, unpack(args, 1, nargs)))
       rco = co_outcome(name, fc, p_co, pcall(fc[name], fc, unpack(args, 1, nargs)))
-    elseif name == "lines" then
+    elseif name == "lines" or name == "chunks" then
+      -- f:chunks(size) is corio's; io's f:lines(size) is the same iterator
       switch("r")
       local oki, iti = pcall(fi.lines, fi, unpack(args, 1, nargs))
-      local okc, itc = pcall(fc.lines, fc, unpack(args, 1, nargs))
+      local okc, itc = pcall(fc[name], fc, unpack(args, 1, nargs))
       if not oki or not okc then
         rio = oki and "iterator" or io_outcome(name, fi, false, iti)
         rco = okc and "iterator" or co_outcome(name, fc, p_co, false, itc)
@@ -314,6 +315,7 @@ local function R(...) return { "read", args = { ... }, n = select("#", ...) } en
 local function W(...) return { "write", args = { ... }, n = select("#", ...) } end
 local function S(...) return { "seek", args = { ... }, n = select("#", ...) } end
 local function L(count, ...) return { "lines", args = { ... }, n = select("#", ...), count = count } end
+local function C(count, size) return { "chunks", args = { size }, n = 1, count = count } end
 local FLUSH = { "flush", args = {}, n = 0 }
 local CLOSE = { "close", args = {}, n = 0 }
 
@@ -498,6 +500,11 @@ describe("io parity: tables", function()
       assert.is_false(iok)
       assert.truthy(tostring(ie):find("attempt to use a closed file", 1, true))
     end
+    -- f:chunks (corio's f:lines(size)) raises when called, as lines does
+    local ok, e = pcall(fc.chunks, fc, 4)
+    assert.is_false(ok)
+    assert.are.equal("closed", e.kind)
+    assert.are.equal("chunks " .. p_co .. ": the file is closed", e.message)
     assert.are.equal("closed file", fs.type(fc))
     assert.are.equal("closed file", io.type((function()
       local f = io.open(p_io) f:close() return f end)()))
@@ -637,6 +644,7 @@ local function gen_op(r)
   elseif k <= 82 then
     return FLUSH
   elseif k <= 90 then
+    if r.chance(0.25) then return C(r.int(1, 4), r.pick({ 1, 2, 3, 7, 64 })) end
     if BIN then return L(r.int(1, 4), r.pick(CFMTS)) end
     local f = r.pick({ false, "l", "L", 1, 3, "a" })
     if f then return L(r.int(1, 4), f) end
@@ -672,6 +680,39 @@ describe("io parity: random sequences (seed " .. SEED .. ")", function()
       end
     end)
   end
+
+  -- Files larger than the default buffer (64 KiB): read-ahead on "r"
+  -- files, lines longer than its headroom (16 KiB), counts across fills.
+  it("large files on the default buffer", function()
+    local big_ops = {
+      function(r) return R(r.pick({ "l", "L", "n", 1, 100, 16385, 65535, 65536, 70000, 0 })) end,
+      function(r) return R(r.pick({ "l", "L" }), r.pick({ 3000, "l", 0 })) end,
+      function(r) return L(r.int(1, 30), r.pick({ "l", "L", 40000 })) end,
+      function(r) return C(r.int(1, 5), r.pick({ 4096, 65536, 100000 })) end,
+      function(r) return S(r.pick({ "set", "cur", "end" }), r.int(-70000, 140000)) end,
+      function() return S() end,
+      function(r) return W(("w"):rep(r.pick({ 1, 10, 70000 })) .. "\n") end,
+      function() return FLUSH end,
+    }
+    for i = 1, 24 do
+      local seed = SEED * 7 + i
+      local r = rng(seed)
+      local parts = {}
+      for j = 1, r.int(3, 12) do
+        parts[j] = ("%d:"):format(j) .. ("x"):rep(r.pick({ 0, 10, 5000, 16383, 16384, 16385, 40000, 70000 }))
+      end
+      local content = table.concat(parts, "\n") .. (r.chance(0.5) and "\n" or "")
+      local mode = r.pick({ "r", "r", "rb", "r+", "a+", "w+" })
+      local ops = {}
+      for j = 1, r.int(5, 30) do
+        local g = big_ops[r.int(1, mode:find("[+wa]") and #big_ops or 6)]
+        ops[j] = g(r)
+      end
+      ops[#ops + 1] = S()
+      check({ content = content, mode = mode, ops = ops },
+            ("large seed %d (SEED %d, sequence %d)"):format(seed, SEED, i))
+    end
+  end)
 
   it("compared many sequences", function()
     -- (busted runs the its in order: the counts of every test above)
