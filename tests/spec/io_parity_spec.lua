@@ -372,6 +372,8 @@ describe("io parity: tables", function()
       { R("L"), S("cur", -1), R("L"), S("cur", 2), R("l"), R(1.9), S() },
       { R(), R(), R(), S(), R(7), R(7), R(7) },
       { S("end"), R(0), R("a"), R("l"), R("n"), R(1), S("end", 3), R("a"), S() },
+      -- fractional offsets and counts; formats by their first letter
+      { S("set", 2.7), R("line"), S("cur", -1.5), R("*all"), S("set", 0.2), R("Lx", 2.5), S() },
     }
     for ci, content in ipairs(CONTENTS) do
       for si, ops in ipairs(seqs) do
