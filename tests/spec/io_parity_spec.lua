@@ -20,7 +20,10 @@
 --    with a NUL byte is cut there (read("l") on "\0" is nil). corio keeps
 --    the bytes, as Lua 5.2+ does; so the sequences here put NUL bytes only
 --    where they are read by counts and "a" (and an explicit test checks
---    corio's lines with NULs).
+--    corio's lines with NULs). A hole (a seek past the end, then a write)
+--    holds NULs too: a sequence whose line read differs there ends at
+--    that point (counted, and the count must stay small).
+--  * f:chunks(size) is corio's; it is compared with io's f:lines(size).
 --  * f:write() or f:write("") on a file not open for writing: io (fwrite
 --    of no bytes) succeeds, corio raises EBADF as for any write there.
 --  * corio checks every format of f:read before reading; io stops at the
@@ -441,6 +444,19 @@ describe("io parity: tables", function()
                 ("switch %s seq #%d buffer %s"):format(mode, si, tostring(b)))
         end
       end
+    end
+  end)
+
+  it("the switch example of docs/api.md (no seek between read and write)", function()
+    for _, b in ipairs(BUFS) do
+      helpers.io_write(p_co, "abc\ndef")
+      local f = fs.open(p_co, "r+", b and { buffer_size = b } or nil)
+      assert.are.equal("a", f:read(1))
+      assert.are.equal(f, f:write("XY"))
+      assert.are.equal("\ndef", f:read("a"))
+      assert.are.equal(7, f:seek())
+      f:close()
+      assert.are.equal("aXY\ndef", read_all(p_co))
     end
   end)
 
