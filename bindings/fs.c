@@ -328,9 +328,11 @@ static int is_num_char(int c) {
 }
 
 /* "n": skip white space, then take the longest prefix strtod accepts
-** (fscanf's "%lf", as LuaJIT's io reads numbers). */
+** (fscanf's "%lf", as LuaJIT's io reads numbers) of the run of numeral
+** characters, however long it is: a run cut at 200 characters read
+** 1 followed by 230 zeros, or 230 zeros and a 1, as another number. */
 static int read_number(lua_State *L, corio_file *f) {
-  char tmp[201];
+  char tmp[201], *s = tmp;
   size_t i, n;
   char *end;
   double d;
@@ -339,18 +341,22 @@ static int read_number(lua_State *L, corio_file *f) {
          f->rbuf[f->rpos] != '\0')
     f->rpos++;
   if (f->rpos == f->rlen && !f->eof) return -1;
-  for (i = f->rpos, n = 0; i < f->rlen && n < 200; i++, n++) {
+  for (i = f->rpos; i < f->rlen; i++)
     if (!is_num_char((unsigned char)f->rbuf[i])) break;
-    tmp[n] = f->rbuf[i];
-  }
-  if (i == f->rlen && n < 200 && !f->eof) return -1;
-  tmp[n] = '\0';
-  d = strtod(tmp, &end);
-  if (end == tmp) {
+  if (i == f->rlen && !f->eof) return -1;  /* the run may go on */
+  n = i - f->rpos;
+  if (n >= sizeof(tmp) && (s = malloc(n + 1)) == NULL)
+    return luaL_error(L, "not enough memory");
+  memcpy(s, f->rbuf + f->rpos, n);
+  s[n] = '\0';
+  d = strtod(s, &end);
+  n = (size_t)(end - s);
+  if (s != tmp) free(s);
+  if (n == 0) {
     lua_pushnil(L);
     return 1;
   }
-  f->rpos += (size_t)(end - tmp);
+  f->rpos += n;
   lua_pushnumber(L, d);
   return 1;
 }
@@ -526,11 +532,11 @@ static int l_write(lua_State *L) {
   for (i = 2; i <= top; i++) {
     size_t n;
     const char *s;
-    char num[64];
     int r;
     if (lua_type(L, i) == LUA_TNUMBER) {
-      n = (size_t)snprintf(num, sizeof(num), "%.14g", lua_tonumber(L, i));
-      s = num;
+      /* as io and tostring write it (LuaJIT's own "%.14g"): C's
+      ** snprintf wrote the NaN of 0/0 as "-nan", and io writes "nan" */
+      s = lua_tolstring(L, i, &n);
     } else {
       s = lua_tolstring(L, i, &n);
       if (IS_BIG(f, n)) {
@@ -789,6 +795,14 @@ static int l_state(lua_State *L) {
   return 1;
 }
 
+/* closed(f, op) -> the "closed" error of op on f (f:lines raises it when
+** called, as io does, not at the iterator's first call) */
+static int l_closed(lua_State *L) {
+  corio_file *f = check_file(L, 1, "lines");
+  push_closed(L, f, luaL_checkstring(L, 2));
+  return 1;
+}
+
 /* regular(f) -> whether f is a regular file or a block device (its size
 ** is its length: corio.http sends it as a body's Content-Length) */
 static int l_regular(lua_State *L) {
@@ -848,7 +862,7 @@ int luaopen_corio_fs(lua_State *L) {
       {"fill", l_fill},       {"write", l_write}, {"flush", l_flush}, {"push", l_push},
       {"wbig", l_wbig},
       {"seek", l_seek},       {"close", l_close}, {"state", l_state},
-      {"regular", l_regular},
+      {"regular", l_regular}, {"closed", l_closed},
       {"stat", l_stat},       {"mkdir", l_mkdir}, {"unlink", l_unlink},
       {"rmdir", l_rmdir},     {"rename", l_rename},   {"ptr", l_ptr},
       {"scandir", l_scandir}, {"copy", l_copy},   {NULL, NULL}};

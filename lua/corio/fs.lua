@@ -327,6 +327,9 @@ function File.lines(f, ...)
   -- self first, for every format: f.lines(x, "n") returned an iterator
   -- that failed inside corio at its first call
   local ud = ud_of(f, "lines")
+  -- a closed file raises here, as io's lines does (it returned an
+  -- iterator that raised at its first call)
+  if c.state(ud) == "closed file" then error(c.closed(ud, "lines"), 2) end
   local n = select("#", ...)
   local fmt = ...
   if n == 0 or (n == 1 and type(fmt) == "string" and fmt:match("^%*?[lL]")) then
@@ -344,7 +347,9 @@ end
 -- f:chunks([size]): an iterator of strings of size bytes (65536 by
 -- default; the last may be shorter).
 function File.chunks(f, size)
-  ud_of(f, "chunks")
+  local ud = ud_of(f, "chunks")
+  -- a closed file raises here, as f:lines(size) does
+  if c.state(ud) == "closed file" then error(c.closed(ud, "chunks"), 2) end
   if size == nil then size = 65536 end
   if type(size) ~= "number" or size < 1 or size ~= size then
     error(("bad argument #1 to 'chunks' (positive number expected, got %s)")
