@@ -674,8 +674,10 @@ describe("trio parity: cancelling a task blocked in each kind of wait", function
   it("to_thread: the caller gets Cancelled at once, the worker's result is dropped", function()
     local t0 = helpers.mono()
     local r = guard(corio.move_on_after, 0.05, corio.to_thread, function()
-      local t = os.time() + 1
-      while os.time() < t do end        -- about 1 s on a worker
+      -- a second of the process's CPU time: at least half a second of
+      -- wall time on a worker (os.time() + 1 may be a few ms away)
+      local t = os.clock() + 1
+      while os.clock() < t do end
       return "late"
     end)
     assert.is_false(r)
