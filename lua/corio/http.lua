@@ -192,15 +192,35 @@ local function remove_dots(path)
   return "/" .. concat(out, "/", 1, n)
 end
 
+-- A query in base_url goes with every request made against it (an API
+-- key), as httpx keeps it: its pairs come first, less those whose name
+-- the request's own query has (which wins), then the request's query.
+local function merge_query(bquery, rquery)
+  if bquery == "" then return rquery end
+  if rquery == "" then return "?" .. bquery end
+  local names, out = {}, {}
+  for pair in (sub(rquery, 2) .. "&"):gmatch("([^&]*)&") do
+    names[pair:match("^[^=]*")] = true
+  end
+  for pair in (bquery .. "&"):gmatch("([^&]*)&") do
+    if pair ~= "" and not names[pair:match("^[^=]*")] then out[#out + 1] = pair end
+  end
+  if #out == 0 then return rquery end
+  return "?" .. concat(out, "&") .. (rquery ~= "?" and "&" .. sub(rquery, 2) or "")
+end
+
 -- Join a relative URL to base_url keeping the base path ("/x" and "x" both
--- append to it, as httpx does).
+-- append to it, as httpx does) and its query (merge_query).
 local function join(base, rel)
-  local origin, bpath = base:match("^(%a[%w+.-]*://[^/?#]*)([^?#]*)")
+  local origin, bpath, bquery = base:match("^(%a[%w+.-]*://[^/?#]*)([^?#]*)%??([^#]*)")
   if not origin then return nil end
   if bpath == "" or bpath:sub(-1) ~= "/" then bpath = bpath .. "/" end
-  local rpath, rest = rel:match("^([^?#]*)(.*)$")
+  local rpath, rquery, frag = rel:match("^([^?#]*)(%??[^#]*)(.*)$")
+  local rest = merge_query(bquery, rquery) .. frag
   rpath = rpath:gsub("^/", "")
-  if rpath == "" and rest == "" then return origin .. (bpath == "/" and "/" or bpath:sub(1, -2)) end
+  if rpath == "" and rel:match("^/?$") then
+    return origin .. (bpath == "/" and "/" or bpath:sub(1, -2)) .. rest
+  end
   return origin .. remove_dots(bpath .. rpath) .. rest
 end
 M._join = join

@@ -67,6 +67,24 @@ describe("httpx parity: URLs and base_url", function()
       url_for("https://www.example.com/api?token=1", "https://other.example.com/path"))
   end)
 
+  it("keeps a query in base_url, the request's query winning for a key "
+    .. "(test_merge_relative_url_with_base_url_query)", function()
+    local b = "https://www.example.com/api?token=1"
+    assert.equal("https://www.example.com/api/path?token=1&x=2", url_for(b, "path?x=2"))
+    assert.equal("https://www.example.com/api/path?token=1", url_for(b, "/path"))
+    assert.equal("https://www.example.com/api/path?token=2", url_for(b, "path?token=2"))
+    assert.equal("https://www.example.com/api/path?token=1",
+      url_for("https://www.example.com/api/?token=1", "path"))
+    -- params go after both
+    assert.equal("https://www.example.com/api/path?token=1&x=2&y=3",
+      url_for(b, "path?x=2", { params = { y = 3 } }))
+  end)
+
+  it("base_url's own path is requested for an empty URL, with its query", function()
+    assert.equal("https://www.example.com/a", url_for("https://www.example.com/a", ""))
+    assert.equal("https://www.example.com/a?k=v", url_for("https://www.example.com/a?k=v", ""))
+  end)
+
   it("percent-encodes non-ASCII bytes of the path (UTF-8), keeps %XX as given", function()
     assert.equal("https://x.org/caf%C3%A9/%41", url_for("https://x.org", "/caf\195\169/%41"))
   end)
