@@ -1456,6 +1456,12 @@ local function send(self, fname, method, url, opts)
     if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
       error(http_error("redirect", method, url, "redirect to an unsupported URL: " .. target), 0)
     end
+    -- a Location without a fragment inherits the request's (RFC 9110
+    -- 10.2.2, as httpx does); curl sends no fragment, r.url keeps it
+    if not find(target, "#", 1, true) then
+      local frag = url:match("#.*$")
+      if frag then target = target .. frag end
+    end
     local s = r.status
     local changed = false
     if (s == 301 or s == 302 or s == 303) and method ~= "GET" and method ~= "HEAD" then

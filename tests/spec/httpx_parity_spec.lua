@@ -277,6 +277,14 @@ describe("httpx parity: redirects", function()
     assert.equal("http://example.org/", r.url)
   end)
 
+  it("a Location without a fragment inherits the request's (test_fragment_redirect)", function()
+    local r = c:get("https://example.org/relative_redirect#fragment")
+    assert.equal("https://example.org/#fragment", r.url)
+    -- a Location's own fragment wins
+    r = c:get("https://example.org/fragment_redirect#fragment")
+    assert.equal("https://example.org/x#loc", r.url)
+  end)
+
   it("a redirect to another scheme is kind 'redirect'", function()
     local err = catch(c.get, c, "https://example.org/redirect_custom_scheme")
     assert.equal("redirect", err.kind)
