@@ -1454,7 +1454,12 @@ local function send(self, fname, method, url, opts)
     end
     local scheme = target:match("^(%a[%w+.-]*):")
     if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
-      error(http_error("redirect", method, url, "redirect to an unsupported URL: " .. target), 0)
+      error(http_error("redirect", method, url, "redirect to an unsupported URL: " .. shown_url(target)), 0)
+    end
+    -- "https://:443/": curl, or a transport, would get a URL without a
+    -- host (request URLs without one are refused as kind "invalid")
+    if not has_host(target) then
+      error(http_error("redirect", method, url, "redirect to a URL without a host: " .. shown_url(target)), 0)
     end
     -- a Location without a fragment inherits the request's (RFC 9110
     -- 10.2.2, as httpx does); curl sends no fragment, r.url keeps it
@@ -1470,7 +1475,7 @@ local function send(self, fname, method, url, opts)
     if up then
       error(http_error("redirect", method, url, fmt("cannot follow the %d redirect to %s: the "
         .. "request body (a function or file) was consumed as it was sent and cannot be "
-        .. "replayed; send it to the new URL yourself", s, target)), 0)
+        .. "replayed; send it to the new URL yourself", s, shown_url(target))), 0)
     end
     -- Another origin gets no Authorization and no Cookie (as curl's own
     -- redirects and httpx), and its own Host; a GET no body's headers.

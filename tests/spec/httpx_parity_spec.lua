@@ -285,10 +285,41 @@ describe("httpx parity: redirects", function()
     assert.equal("https://example.org/x#loc", r.url)
   end)
 
+  it("a Location without a host is kind 'redirect' and nothing is sent to it", function()
+    local n = #seen
+    local err = catch(c.get, c, "http://example.org/malformed_redirect")
+    assert.equal("redirect", err.kind)
+    assert.matches("https://:443/", tostring(err), 1, true)
+    assert.equal(n + 1, #seen)
+  end)
+
   it("a redirect to another scheme is kind 'redirect'", function()
     local err = catch(c.get, c, "https://example.org/redirect_custom_scheme")
     assert.equal("redirect", err.kind)
     assert.matches("market://details", tostring(err), 1, true)
+  end)
+
+  it("a redirect error shows a password of the Location as [secure]", function()
+    local locs = { ["/r1"] = "ftp://u:pw123@x.org/", ["/r2"] = "http://u:pw123@:1/",
+      ["/r3"] = "http://u:pw123@example.org/t" }
+    local routes2 = {}
+    for p, loc in pairs(locs) do
+      routes2[p] = function() return { status = 307, headers = { Location = loc } } end
+    end
+    local c2 = mock({ follow_redirects = true }, routes2)
+    for _, p in ipairs { "/r1", "/r2" } do
+      local err = catch(c2.get, c2, "http://example.org" .. p)
+      assert.equal("redirect", err.kind)
+      assert.matches("u:[secure]@", tostring(err), 1, true)
+      assert.is_nil(tostring(err):find("pw123", 1, true))
+    end
+    -- a 307 of a streamed body names its target the same way
+    local err = catch(c2.post, c2, "http://example.org/r3",
+      { body = coroutine.wrap(function() coroutine.yield("x") end) })
+    assert.equal("redirect", err.kind)
+    assert.matches("u:[secure]@", tostring(err), 1, true)
+    assert.is_nil(tostring(err):find("pw123", 1, true))
+    c2:close()
   end)
 
   it("follows 20 hops; 21 or a loop are kind 'redirect' (TooManyRedirects)", function()
