@@ -408,6 +408,23 @@ describe("httpx parity: redirects on the wire", function()
     end
   end)
 
+  it("to another origin (127.0.0.1 -> localhost): no Authorization, the new Host "
+    .. "(test_cross_domain_redirect_with_auth_header)", function()
+    local port = base:match(":(%d+)$")
+    local target = "http://localhost:" .. port .. "/echo"
+    local r = within(SECS, c.get, c, "/redirect-to?code=302&url=" .. http.urlencode(target),
+      { headers = { Authorization = "abc", Host = "custom.example", ["user-agent"] = "mine/1" } })
+    local j = r:json()
+    assert.equal(target, r.url)
+    assert.is_nil(j.headers.authorization)
+    assert.equal("localhost:" .. port, j.headers.host)
+    assert.equal("mine/1", j.headers["user-agent"])
+    -- the same origin keeps them
+    j = within(SECS, c.get, c, "/redirect-to?code=302&url=" .. http.urlencode(base .. "/echo"),
+      { headers = { Authorization = "abc" } }):json()
+    assert.equal("abc", j.headers.authorization)
+  end)
+
   it("HEAD responses have no body", function()
     local r = within(SECS, c.head, c, "/ok")
     assert.equal(200, r.status)
