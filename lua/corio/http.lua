@@ -192,15 +192,35 @@ local function remove_dots(path)
   return "/" .. concat(out, "/", 1, n)
 end
 
+-- A query in base_url goes with every request made against it (an API
+-- key), as httpx keeps it: its pairs come first, less those whose name
+-- the request's own query has (which wins), then the request's query.
+local function merge_query(bquery, rquery)
+  if bquery == "" then return rquery end
+  if rquery == "" then return "?" .. bquery end
+  local names, out = {}, {}
+  for pair in (sub(rquery, 2) .. "&"):gmatch("([^&]*)&") do
+    names[pair:match("^[^=]*")] = true
+  end
+  for pair in (bquery .. "&"):gmatch("([^&]*)&") do
+    if pair ~= "" and not names[pair:match("^[^=]*")] then out[#out + 1] = pair end
+  end
+  if #out == 0 then return rquery end
+  return "?" .. concat(out, "&") .. (rquery ~= "?" and "&" .. sub(rquery, 2) or "")
+end
+
 -- Join a relative URL to base_url keeping the base path ("/x" and "x" both
--- append to it, as httpx does).
+-- append to it, as httpx does) and its query (merge_query).
 local function join(base, rel)
-  local origin, bpath = base:match("^(%a[%w+.-]*://[^/?#]*)([^?#]*)")
+  local origin, bpath, bquery = base:match("^(%a[%w+.-]*://[^/?#]*)([^?#]*)%??([^#]*)")
   if not origin then return nil end
   if bpath == "" or bpath:sub(-1) ~= "/" then bpath = bpath .. "/" end
-  local rpath, rest = rel:match("^([^?#]*)(.*)$")
+  local rpath, rquery, frag = rel:match("^([^?#]*)(%??[^#]*)(.*)$")
+  local rest = merge_query(bquery, rquery) .. frag
   rpath = rpath:gsub("^/", "")
-  if rpath == "" and rest == "" then return origin .. (bpath == "/" and "/" or bpath:sub(1, -2)) end
+  if rpath == "" and rel:match("^/?$") then
+    return origin .. (bpath == "/" and "/" or bpath:sub(1, -2)) .. rest
+  end
   return origin .. remove_dots(bpath .. rpath) .. rest
 end
 M._join = join
@@ -1434,7 +1454,18 @@ local function send(self, fname, method, url, opts)
     end
     local scheme = target:match("^(%a[%w+.-]*):")
     if not scheme or (scheme:lower() ~= "http" and scheme:lower() ~= "https") then
-      error(http_error("redirect", method, url, "redirect to an unsupported URL: " .. target), 0)
+      error(http_error("redirect", method, url, "redirect to an unsupported URL: " .. shown_url(target)), 0)
+    end
+    -- "https://:443/": curl, or a transport, would get a URL without a
+    -- host (request URLs without one are refused as kind "invalid")
+    if not has_host(target) then
+      error(http_error("redirect", method, url, "redirect to a URL without a host: " .. shown_url(target)), 0)
+    end
+    -- a Location without a fragment inherits the request's (RFC 9110
+    -- 10.2.2, as httpx does); curl sends no fragment, r.url keeps it
+    if not find(target, "#", 1, true) then
+      local frag = url:match("#.*$")
+      if frag then target = target .. frag end
     end
     local s = r.status
     local changed = false
@@ -1444,7 +1475,7 @@ local function send(self, fname, method, url, opts)
     if up then
       error(http_error("redirect", method, url, fmt("cannot follow the %d redirect to %s: the "
         .. "request body (a function or file) was consumed as it was sent and cannot be "
-        .. "replayed; send it to the new URL yourself", s, target)), 0)
+        .. "replayed; send it to the new URL yourself", s, shown_url(target))), 0)
     end
     -- Another origin gets no Authorization and no Cookie (as curl's own
     -- redirects and httpx), and its own Host; a GET no body's headers.

@@ -321,6 +321,10 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/bom-json":
             return self.send_body(200, b'\xef\xbb\xbf{"a": 1}',
                                   "application/json; charset=utf-8")
+        if path == "/raw-target":
+            # the request target exactly as it came on the request line
+            # (a fragment sent by mistake would show here)
+            return self.send_body(200, self.path)
         return self.send_body(404, "not found")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = \
