@@ -456,6 +456,95 @@ describe("sync parity: channel cancellation (rule 7)", function()
       assert.same(sent, got)
     end)
   end)
+
+  it("a deadline that fires as a value reaches a waiting receiver loses and duplicates nothing", function()
+    guard(function()
+      -- the receiver waits with a short deadline, the sender keeps
+      -- sending: every value sent is received exactly once, in order
+      local ch = corio.channel(0)
+      local sent, got = 0, {}
+      corio.scope(function(s)
+        s:spawn(function()
+          for i = 1, 200 do
+            ch:send(i)
+            sent = sent + 1
+            if i % 4 == 0 then corio.sleep(0.001) end
+          end
+          ch:close()
+        end)
+        s:spawn(function()
+          while true do
+            local ok, v, closed = corio.move_on_after(0.0003, ch.recv, ch)
+            if ok then
+              if closed then break end
+              got[#got + 1] = v
+            end
+          end
+        end)
+      end)
+      assert.equal(200, sent)
+      assert.equal(200, #got)
+      for i = 1, 200 do assert.equal(i, got[i]) end
+    end)
+  end)
+
+  it("a deadline racing semaphore hand-offs loses and invents no permit", function()
+    guard(function()
+      local sem = corio.semaphore(2)
+      local held, peak = 0, 0
+      corio.scope(function(s)
+        for _ = 1, 30 do
+          s:spawn(function()
+            for _ = 1, 10 do
+              corio.move_on_after(0.0005, sem.with, sem, function()
+                held = held + 1
+                if held > peak then peak = held end
+                corio.defer(function() held = held - 1 end)
+                corio.sleep(0.0003)
+              end)
+            end
+          end)
+        end
+      end)
+      assert.equal(0, held)
+      assert.is_true(peak <= 2)
+      assert.equal(2, sem.available)
+    end)
+  end)
+end)
+
+-- ---------------------------------------------------------------------
+describe("sync parity: channel against a model queue", function()
+  it("random try_send/try_recv/send/recv keep FIFO order and counts, across buffer wrap-around", function()
+    guard(function()
+      local seed = 12345
+      local function rand(n)   -- a small LCG: the same sequence every run
+        seed = (seed * 1103515245 + 12345) % 2147483648
+        return seed % n + 1
+      end
+      for _, cap in ipairs { 1, 2, 3, 5, 8, math.huge } do
+        local ch, model, next_v = corio.channel(cap), {}, 1
+        for _ = 1, 2000 do
+          local op = rand(4)
+          if op <= 2 then
+            local room = #model < cap
+            local ok = ch:try_send(next_v)
+            assert.equal(room, ok)
+            if ok then model[#model + 1] = next_v; next_v = next_v + 1 end
+          elseif op == 3 then
+            local ok, v = ch:try_recv()
+            assert.equal(#model > 0, ok)
+            if ok then assert.equal(table.remove(model, 1), v) end
+          elseif #model > 0 then
+            assert.equal(table.remove(model, 1), ch:recv())
+          end
+          assert.equal(#model, #ch)
+        end
+        ch:close()
+        assert.same(model, drain(ch))
+      end
+    end)
+  end)
 end)
 
 -- ---------------------------------------------------------------------
@@ -734,6 +823,21 @@ describe("sync parity: lock", function()
       local e = catch(lock.acquire, lock)
       assert.equal("broken", e.kind)
       assert.equal("corio.Lock(broken)", tostring(lock))
+    end)
+  end)
+
+  it("a lock handed to a waiter that then ends holding it is broken naming that waiter (trio test_lock_handover)", function()
+    guard(function()
+      local lock = corio.lock()
+      local second
+      corio.scope(function(s)
+        s:spawn(function() lock:acquire(); corio.sleep(0.01); lock:release() end)
+        settle()
+        second = s:spawn(function() lock:acquire() end)   -- ends holding it
+      end)
+      local e = catch(lock.acquire, lock)
+      assert.equal("broken", e.kind)
+      assert.matches(second.name:gsub("%p", "%%%0"), e.message)
     end)
   end)
 
