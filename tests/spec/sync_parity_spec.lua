@@ -853,6 +853,38 @@ describe("sync parity: lock", function()
     end)
   end)
 
+  it("with(): when fn fails and the release fails too, both errors reach the caller (rule 9)", function()
+    guard(function()
+      local lock = corio.lock()
+      -- fn raises a string after releasing the lock itself: with's
+      -- release then raises too; fn's error is raised, the release's
+      -- chained in err.errors (Python chains it as __context__)
+      local e = catch(lock.with, lock, function() lock:release(); error("from fn", 0) end)
+      assert.is_true(corio.is_error(e, "error"))
+      assert.equal("from fn", e.value)
+      assert.equal(2, #e.errors)
+      assert.equal(e, e.errors[1])
+      assert.matches("lock:release%(%): the lock is not held", tostring(e.errors[2]))
+      assert.matches("from fn", tostring(e))
+      -- a corio error from fn keeps its object and gets the release's appended
+      local mine = corio.new_error("mine", "from fn")
+      local e2 = catch(lock.with, lock, function() lock:release(); error(mine, 0) end)
+      assert.equal(mine, e2)
+      assert.equal(2, #e2.errors)
+      assert.matches("the lock is not held", tostring(e2.errors[2]))
+      -- fn cancelled: the Cancelled is not reported, the release's error is
+      local e3
+      corio.scope(function(s)
+        e3 = catch(lock.with, lock, function() lock:release(); s:cancel(); corio.yield() end)
+      end)
+      assert.is_false(corio.is_cancelled(e3))
+      assert.matches("lock:release%(%): the lock is not held", tostring(e3))
+      -- fn succeeds: the release's error is raised
+      assert.matches("the lock is not held", tostring(catch(lock.with, lock, function() lock:release() end)))
+      assert.is_false(lock:locked())
+    end)
+  end)
+
   it("an owner that releases and acquires again at once queues behind the waiter (trio fairness)", function()
     guard(function()
       local lock = corio.lock()
