@@ -15,16 +15,19 @@ static corio_sem *check_sem(lua_State *L) {
   return CORIO_CHECK(L, 1, corio_sem, CORIO_MAGIC_SEM, "corio.Semaphore");
 }
 
+/* The most permits a semaphore counts: a double holds every integer up to
+** 2^53 exactly; past it count++ and count-- would lose or invent permits. */
+#define SEM_MAX 9007199254740992.0 /* 2^53 */
+
 static int l_sem_new(lua_State *L) {
   corio_sem *s;
-  double n = lua_type(L, 1) == LUA_TNONE ? 1 : -1;
+  double n = 1;  /* none or nil: the default, as corio.channel(nil) */
   if (lua_type(L, 1) == LUA_TNUMBER) n = lua_tonumber(L, 1);
-  else if (lua_type(L, 1) != LUA_TNONE)
+  else if (!lua_isnoneornil(L, 1))
     return corio__argerror(L, 1, 1, "semaphore",
                            lua_pushfstring(L, "number expected, got %s",
                                            luaL_typename(L, 1)));
-  /* range first: casting a double out of range is undefined */
-  if (!(n >= 0 && n < 9.2233720368547758e18) || n != floor(n))
+  if (!(n >= 0 && n <= SEM_MAX) || n != floor(n))
     return corio__argerror(L, 1, 1, "semaphore",
                            lua_pushfstring(L, "non-negative integer "
                                            "expected, got %s",
@@ -56,7 +59,15 @@ static int l_sem_acquire(lua_State *L) {
 static int l_sem_release(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_sem *s = check_sem(L);
-  corio_task *w = corio__wq_shift(&s->waiters);
+  corio_task *w;
+  if (s->count >= SEM_MAX && corio_list_empty(&s->waiters)) {
+    luaL_where(L, 1);
+    lua_pushliteral(L, "semaphore:release(): the count cannot exceed 2^53 "
+                       "(9007199254740992) permits");
+    lua_concat(L, 2);
+    return lua_error(L);
+  }
+  w = corio__wq_shift(&s->waiters);
   if (w != NULL) corio__ready(rt, w, corio__deliver_true);
   else s->count++;
   return 0;
@@ -79,6 +90,7 @@ static int ffi_sem_release(corio_rt *rt, void *p) {
   corio_sem *s = p;
   corio_task *w;
   if (s == NULL || s->magic != CORIO_MAGIC_SEM) return 0;
+  if (s->count >= SEM_MAX && corio_list_empty(&s->waiters)) return 0;
   w = corio__wq_shift(&s->waiters);
   if (w != NULL) corio__ready(rt, w, corio__deliver_true);
   else s->count++;

@@ -533,10 +533,28 @@ local function blocking_method(methods, name)
   methods[name] = wrapper
 end
 
+-- fn failed with e and the release raised rerr too (fn released a lock
+-- itself, say): rerr is chained to e, as a defer handler's error is to the
+-- error in flight (rule 9), not lost. A Cancelled is not reported (rule
+-- 2): the release's error is raised instead.
+local function chain_release_error(e, rerr)
+  if is_error(e, "cancelled") then return rerr end
+  if not is_error(e) then e = core.wrap_error(e, coroutine.running()) end
+  local list = e.errors
+  if #list == 0 then list[1] = e end
+  list[#list + 1] = rerr
+  return e
+end
+
 local function release_after(self, ok, ...)
-  self:release()
-  if ok then return ... end
-  error((...), 0)
+  if ok then
+    self:release()
+    return ...
+  end
+  local e = ...
+  local rok, rerr = pcall(self.release, self)
+  if not rok then e = chain_release_error(e, rerr) end
+  error(e, 0)
 end
 
 local sem_mt, lock_mt = core.metatable("corio.Semaphore"), core.metatable("corio.Lock")
