@@ -58,10 +58,38 @@ local function is_task(v)
   return type(v) == "userdata" and tostring(v):sub(1, 11) == "corio.Task("
 end
 
+-- v must be an array: keys 1..#v and no other. With a hole, #v may stop
+-- before it or not (Lua leaves it open), so the elements after a hole were
+-- dropped or kept by chance, and a table with only other keys ({a = f})
+-- ran nothing and returned {}: refuse both, naming the index or the key,
+-- before anything starts. Returns #v.
 local function check_list(v, fname)
   if type(v) ~= "table" then
     error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(v)), 3)
   end
+  local n, count = #v, 0
+  for _ in pairs(v) do count = count + 1 end
+  if count == n then return n end
+  -- some key is not in 1..n (n counts each of 1..n once, the nil ones
+  -- included, when #v stopped after a hole)
+  for i = 1, n do
+    if v[i] == nil then
+      error(("bad argument #1 to '%s' (element %d is a nil: an array without holes expected)")
+        :format(fname, i), 3)
+    end
+  end
+  for k in pairs(v) do
+    if type(k) == "number" and k >= 1 and k == math.floor(k) and k < math.huge then
+      if k > n then
+        error(("bad argument #1 to '%s' (element %d is a nil but element %d is set: an array"
+          .. " without holes expected)"):format(fname, n + 1, k), 3)
+      end
+    else
+      error(("bad argument #1 to '%s' (key %s is not an array index: an array expected)")
+        :format(fname, type(k) == "string" and ("'" .. k .. "'") or tostring(k)), 3)
+    end
+  end
+  return n
 end
 
 -- fn(...) as a body of its own: its deferred functions run, and the tasks
@@ -104,9 +132,8 @@ local GATHER_OPTS, MAP_OPTS = { return_errors = true }, { return_errors = true, 
 
 function M.gather(fns, opts)
   local c = lib()
-  check_list(fns, "gather")
+  local n = check_list(fns, "gather")
   c._check_opts(opts, GATHER_OPTS, 2, "gather")
-  local n = #fns
   for i = 1, n do
     local f = fns[i]
     if type(f) ~= "function" and not is_task(f) then
@@ -133,12 +160,11 @@ end
 
 function M.map(items, fn, opts)
   local c = lib()
-  check_list(items, "map")
+  local n = check_list(items, "map")
   if type(fn) ~= "function" then
     error(("bad argument #2 to 'map' (function expected, got %s)"):format(type(fn)), 2)
   end
   c._check_opts(opts, MAP_OPTS, 3, "map")
-  local n = #items
   local limit = opts and opts.limit or math.max(n, 1)
   if type(limit) ~= "number" or limit < 1 or limit ~= math.floor(limit) then
     error(("bad argument #3 to 'map' (limit must be a positive integer, got %s)")
@@ -171,8 +197,7 @@ end
 
 function M.first(fns)
   local c = lib()
-  check_list(fns, "first")
-  local n = #fns
+  local n = check_list(fns, "first")
   if n == 0 then error("bad argument #1 to 'first' (empty list)", 2) end
   for i = 1, n do
     local f = fns[i]
