@@ -181,8 +181,11 @@ function M.map(items, fn, opts)
   local own = limit < n   -- a worker runs several calls
   -- `limit` workers pull the next index in turn: order is kept in results
   -- and at most `limit` calls run at once.
+  -- A worker takes no item once the scope is cancelled (a call failed, or
+  -- an outer cancel): a call that had finished while the failing one was
+  -- raising would otherwise start the next item, past the failure.
   local function worker()
-    while next_i < n do
+    while next_i < n and c_checkpoint() do
       next_i = next_i + 1
       local i = next_i
       collect(results, errors, own, i, fn, items[i], i)
