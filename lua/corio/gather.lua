@@ -210,7 +210,17 @@ function M.first(fns)
     end
   end
   local winner, value
-  local errs, nerr = {}, 0
+  local errs, nerr, seen = {}, 0, {}
+  -- as a scope lists its errors (rule 2): each once (a Task given twice
+  -- fails twice with one error), and the errors an error already lists (a
+  -- gather that failed inside a function) kept, since the first error's
+  -- own list is replaced by this one
+  local function add_error(e)
+    if seen[e] then return end
+    seen[e] = true
+    nerr = nerr + 1
+    errs[nerr] = e
+  end
   c.scope(function(s)
     for i = 1, n do
       local f = fns[i]
@@ -224,8 +234,11 @@ function M.first(fns)
         elseif own_cancel(v) then
           error(v, 0)
         else
-          nerr = nerr + 1
-          errs[nerr] = v
+          add_error(v)
+          local inner = rawget(v, "errors")
+          if type(inner) == "table" then
+            for k = 1, #inner do add_error(inner[k]) end
+          end
         end
       end)
     end
