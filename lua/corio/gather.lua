@@ -114,7 +114,11 @@ local function collect(results, errs, own, i, fn, a, b)
   local ok, v = xpcall(own_body, boundary, fn, a, b)
   if ok then
     results[i] = v
-  elseif own_cancel(v) then
+  elseif not c_checkpoint() then
+    -- the call itself is cancelled (with return_errors only an outer
+    -- cancel or deadline does that): its Cancelled goes on, and so does
+    -- an error raised while it was being cancelled (a deferred cleanup's):
+    -- kept in errs, the call would return as if not cancelled
     error(v, 0)
   else
     errs[i] = v
@@ -225,7 +229,10 @@ function M.first(fns)
     for i = 1, n do
       local f = fns[i]
       s:spawn(function()
-        local ok, v = xpcall(call_one, boundary, f)
+        -- in a body of its own, so that what the function deferred runs
+        -- before it counts: a cleanup that fails makes a failure (which
+        -- does not end the race), not an error of the whole first
+        local ok, v = xpcall(own_body, boundary, call_one, f)
         if ok then
           if winner == nil then
             winner, value = i, v

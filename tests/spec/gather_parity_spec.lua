@@ -188,6 +188,26 @@ describe("gather parity: errors", function()
     end)
   end)
 
+  it("return_errors: a cleanup error while the gather is cancelled is raised,"
+    .. " the gather does not return as if not cancelled", function()
+    testing.autojump(function()
+      for _, call in ipairs({
+        function(f) return corio.gather({ f }, { return_errors = true }) end,
+        function(f) return corio.map({ 1 }, f, { return_errors = true }) end,
+        function(f) return corio.map({ 1, 2 }, f, { return_errors = true, limit = 1 }) end,
+      }) do
+        local function f()
+          corio.defer(function() error("cleanup", 0) end)
+          corio.sleep(30)
+        end
+        local ok, a = pcall(corio.move_on_after, 1, call, f)
+        assert.is_false(ok, "move_on_after returned " .. tostring(a))
+        assert.equal("cleanup", a.value)
+        assert.equal(0, others())
+      end
+    end)
+  end)
+
   it("a child's traceback names the child function and the gather call site (rule 9)", function()
     local function child_fn_here() corio.sleep(0); error("boom") end
     local line = debug.getinfo(1, "l").currentline
@@ -417,6 +437,25 @@ describe("gather parity: first", function()
       assert.equal(2, i)
       assert.equal(2, loser_cleanup)
       assert.equal(0, others())
+    end)
+  end)
+
+  it("a function whose cleanup fails has failed: it neither wins nor ends the race", function()
+    guarded(function()
+      local v, i = corio.first({
+        function() corio.defer(function() error("cleanup", 0) end); return "dirty" end,
+        function() corio.sleep(0.01); return "clean" end,
+      })
+      assert.same({ "clean", 2 }, { v, i })
+      v, i = corio.first({
+        function() corio.defer(function() error("cleanup", 0) end); error("body", 0) end,
+        function() corio.sleep(0.01); return "clean" end,
+      })
+      assert.same({ "clean", 2 }, { v, i })
+      local err = catch(corio.first, {
+        function() corio.defer(function() error("cleanup", 0) end); return 1 end,
+      })
+      assert.equal("cleanup", err.value)
     end)
   end)
 
