@@ -51,7 +51,9 @@ local function boundary(e)
   elseif rawget(e, "traceback") == nil then
     e.traceback = (debug.traceback("", 2):gsub("^\n", ""))
   end
-  return e
+  -- and the spawn site of this task, once (rule 9): the error leaves it
+  -- in errors[i] or first's list, not through the task's end
+  return wrap_error(e, nil, true)
 end
 
 local function is_task(v)
@@ -101,6 +103,11 @@ end
 -- function), so that LuaJIT compiles it (see init.lua's scope0).
 local function own_body(fn, a, b) return corio._body(fn, a, b) end
 
+-- The user's function, called through this so that a traceback names it
+-- by where it was defined ("in function <app.lua:12>"), as xpcall's callee
+-- is named, instead of by corio's local that held it ("in function 'f'").
+local function unnamed(f) return f end
+
 -- Run fn(a, b) for results[i], in a body of its own when own (the task runs
 -- other calls too, or errs is given); with return_errors (errs given), a
 -- failure goes to errs[i] instead of failing the scope (a Cancelled still
@@ -108,7 +115,7 @@ local function own_body(fn, a, b) return corio._body(fn, a, b) end
 local function collect(results, errs, own, i, fn, a, b)
   if not errs then
     if own then results[i] = (own_body(fn, a, b))
-    else results[i] = (fn(a, b)) end
+    else results[i] = (unnamed(fn)(a, b)) end
     return
   end
   local ok, v = xpcall(own_body, boundary, fn, a, b)
@@ -127,7 +134,7 @@ end
 
 local function call_one(f)
   if is_task(f) then return (f:join()) end
-  return (f())
+  return (unnamed(f)())
 end
 
 -- The options each takes: a misspelt key ({return_error = true}) was

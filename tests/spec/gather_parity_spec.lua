@@ -214,12 +214,37 @@ describe("gather parity: errors", function()
     local ok, err = pcall(corio.gather, { child_fn_here })
     assert.is_false(ok)
     assert.matches("gather_parity_spec.lua:" .. (line - 1) .. ":", err.traceback, 1, true) -- error()
+    -- the frame names the function by its definition, not by corio's local
+    assert.matches("gather_parity_spec.lua:" .. (line - 1) .. ": in function <[^\n]*"
+      .. "gather_parity_spec.lua:" .. (line - 1) .. ">", err.traceback)
     assert.matches("spawned at [^\n]*gather_parity_spec.lua:" .. (line + 1) .. "%)", err.traceback)
     line = debug.getinfo(1, "l").currentline
     ok, err = pcall(corio.map, { 1 }, function() error("m", 0) end, { limit = 1 })
     assert.is_false(ok)
-    assert.matches("gather_parity_spec.lua:" .. (line + 1) .. ":", err.traceback, 1, true)
+    assert.matches("gather_parity_spec.lua:" .. (line + 1) .. ": in function <", err.traceback, 1, true)
+    line = debug.getinfo(1, "l").currentline
+    ok, err = pcall(corio.map, { 1 }, function() error("m", 0) end)
+    assert.is_false(ok)
+    assert.matches("gather_parity_spec.lua:" .. (line + 1) .. ": in function <", err.traceback, 1, true)
+    line = debug.getinfo(1, "l").currentline
+    ok, err = pcall(corio.first, { function() error("m", 0) end })
+    assert.is_false(ok)
+    assert.matches("gather_parity_spec.lua:" .. (line + 1) .. ": in function <", err.traceback, 1, true)
     assert.matches("spawned at [^\n]*gather_parity_spec.lua:" .. (line + 1) .. "%)", err.traceback)
+  end)
+
+  it("an error kept by return_errors or first has the child's spawn site too, once", function()
+    local line = debug.getinfo(1, "l").currentline
+    local _, errs = corio.gather({ function() error("g", 0) end }, { return_errors = true })
+    local _, merrs = corio.map({ 1, 2 }, function() error("m", 0) end,
+      { return_errors = true, limit = 1 })
+    local _, ferr = pcall(corio.first, { function() error(corio.new_error("k", "f")) end })
+    for _, e in ipairs({ errs[1], merrs[1], merrs[2], ferr }) do
+      local site = e == ferr and line + 4 or e == errs[1] and line + 1 or line + 2
+      local _, count = e.traceback:gsub("spawned at", "")
+      assert.equal(1, count, e.traceback)
+      assert.matches("spawned at [^\n]*gather_parity_spec.lua:" .. site .. "%)", e.traceback)
+    end
   end)
 end)
 
