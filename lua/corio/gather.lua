@@ -10,6 +10,7 @@ local M = {}
 local corio -- resolved at first use: corio requires this module
 
 local type, pcall, xpcall, error = type, pcall, xpcall, error
+local floor = math.floor
 local is_error, wrap_error = core.is_error, core.wrap_error
 local c_checkpoint = core.checkpoint
 local c_checkpoint_fast = core.checkpoint_fast
@@ -69,29 +70,29 @@ local function check_list(v, fname)
   if type(v) ~= "table" then
     error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(v)), 3)
   end
-  local n, count = #v, 0
-  for _ in pairs(v) do count = count + 1 end
-  if count == n then return n end
-  -- some key is not in 1..n (n counts each of 1..n once, the nil ones
-  -- included, when #v stopped after a hole)
+  local n, inside, other = #v, 0, nil
+  for k in pairs(v) do
+    if type(k) == "number" and k >= 1 and k <= n and k == floor(k) then
+      inside = inside + 1
+    elseif other == nil then
+      other = k
+    end
+  end
+  if inside == n and other == nil then return n end
+  -- #v stopped after a hole, or before one (a key beyond n), or a key is
+  -- no array index at all
   for i = 1, n do
     if v[i] == nil then
       error(("bad argument #1 to '%s' (element %d is a nil: an array without holes expected)")
         :format(fname, i), 3)
     end
   end
-  for k in pairs(v) do
-    if type(k) == "number" and k >= 1 and k == math.floor(k) and k < math.huge then
-      if k > n then
-        error(("bad argument #1 to '%s' (element %d is a nil but element %d is set: an array"
-          .. " without holes expected)"):format(fname, n + 1, k), 3)
-      end
-    else
-      error(("bad argument #1 to '%s' (key %s is not an array index: an array expected)")
-        :format(fname, type(k) == "string" and ("'" .. k .. "'") or tostring(k)), 3)
-    end
+  if type(other) == "number" and other > n and other == floor(other) and other < math.huge then
+    error(("bad argument #1 to '%s' (element %d is a nil but element %d is set: an array"
+      .. " without holes expected)"):format(fname, n + 1, other), 3)
   end
-  return n
+  error(("bad argument #1 to '%s' (key %s is not an array index: an array expected)")
+    :format(fname, type(other) == "string" and ("'" .. other .. "'") or tostring(other)), 3)
 end
 
 -- fn(...) as a body of its own: its deferred functions run, and the tasks

@@ -107,6 +107,14 @@ describe("gather parity: bad lists start nothing", function()
     assert.matches("bad argument #1 to 'map' (key 'x' is not an array index", err, 1, true)
     err = catch(corio.map, { 1, nil, 3 }, f)
     assert.matches("bad argument #1 to 'map' (element 2 is a nil", err, 1, true)
+    -- a hole inside #items and another key: as many keys as #items (with
+    -- LuaJIT, #items is 4 here)
+    items = { 1, 2, 3, 4, x = true }
+    items[2] = nil
+    err = catch(corio.map, items, f)
+    assert.matches("bad argument #1 to 'map' (", err, 1, true)
+    err = catch(corio.map, { [0] = 0, 1 }, f)
+    assert.matches("bad argument #1 to 'map' (key 0 is not an array index", err, 1, true)
     corio.sleep(0)
     assert.equal(0, started)
   end)
