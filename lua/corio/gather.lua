@@ -109,6 +109,9 @@ local function own_body(fn, a, b) return corio._body(fn, a, b) end
 -- is named, instead of by corio's local that held it ("in function 'f'").
 local function unnamed(f) return f end
 
+-- An error handler that changes nothing (see map's worker).
+local function pass(e) return e end
+
 -- Run fn(a, b) for results[i], in a body of its own when own (the task runs
 -- other calls too, or errs is given); with return_errors (errs given), a
 -- failure goes to errs[i] instead of failing the scope (a Cancelled still
@@ -193,14 +196,29 @@ function M.map(items, fn, opts)
   local own = limit < n   -- a worker runs several calls
   -- `limit` workers pull the next index in turn: order is kept in results
   -- and at most `limit` calls run at once.
-  -- A worker takes no item once the scope is cancelled (a call failed, or
-  -- an outer cancel): a call that had finished while the failing one was
-  -- raising would otherwise start the next item, past the failure.
+  -- Once a call failed (its error, or a Cancelled, leaves its worker), no
+  -- worker takes another item: a call that had finished while the failing
+  -- one was raising would otherwise start the next item, past the failure.
+  -- A flag, not a checkpoint per item, which costs a C call each (an outer
+  -- cancel then lets a worker start one more item, which its first
+  -- checkpoint cancels, as for a task spawned into a cancelled scope).
+  -- Only when own: a worker then runs several calls, each in a body whose
+  -- handler kept the traceback, so catching and raising the error again
+  -- loses nothing; otherwise a worker runs one call and has no next item.
+  local stopped = false
   local function worker()
-    while next_i < n and c_checkpoint() do
+    while next_i < n and not stopped do
       next_i = next_i + 1
       local i = next_i
-      collect(results, errors, own, i, fn, items[i], i)
+      if own then
+        local ok, e = xpcall(collect, pass, results, errors, own, i, fn, items[i], i)
+        if not ok then
+          stopped = true
+          error(e, 0)
+        end
+      else
+        collect(results, errors, own, i, fn, items[i], i)
+      end
     end
   end
   c.scope(function(s)

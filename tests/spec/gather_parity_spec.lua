@@ -230,6 +230,15 @@ describe("gather parity: errors", function()
     ok, err = pcall(corio.map, { 1 }, function() error("m", 0) end, { limit = 1 })
     assert.is_false(ok)
     assert.matches("gather_parity_spec.lua:" .. (line + 1) .. ": in function <", err.traceback, 1, true)
+    -- a worker that runs several calls (limit < #items), a string and a
+    -- corio error
+    for _, mk in ipairs({ function() return "m" end, function() return corio.new_error("k", "m") end }) do
+      line = debug.getinfo(1, "l").currentline
+      ok, err = pcall(corio.map, { 1, 2, 3 }, function() error(mk(), 0) end, { limit = 2 })
+      assert.is_false(ok)
+      assert.matches("gather_parity_spec.lua:" .. (line + 1) .. ": in function <", err.traceback, 1, true)
+      assert.matches("spawned at [^\n]*gather_parity_spec.lua:" .. (line + 1) .. "%)", err.traceback)
+    end
     line = debug.getinfo(1, "l").currentline
     ok, err = pcall(corio.map, { 1 }, function() error("m", 0) end)
     assert.is_false(ok)
