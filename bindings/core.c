@@ -1235,12 +1235,16 @@ static int l_is_error(lua_State *L) {
   return 1;
 }
 
-/* wrap(err [, thread]) -> err as a boundary error (rule 10) */
+/* wrap(err [, thread [, here]]) -> err as a boundary error (rule 10);
+** with here, err crosses the running task's boundary: a traceback it
+** already has gains that task's spawn site, as at the end of a task
+** (gather.lua's return_errors and first keep a child's error in Lua). */
 static int l_error_wrap(lua_State *L) {
   corio_rt *rt = RT(L);
   lua_State *co = lua_tothread(L, 2);
+  corio_task *t = lua_toboolean(L, 3) ? rt->current : NULL;
   lua_settop(L, 1);
-  corio__wrap_error(rt, L, co, NULL);
+  corio__wrap_error(rt, L, co, t);
   return 1;
 }
 
