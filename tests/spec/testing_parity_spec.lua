@@ -100,6 +100,32 @@ describe("parity: deadlines on the virtual clock", function()
     end)
 end)
 
+describe("parity: autojump beside real work", function()
+  -- trio's autojump_threshold=0 would jump while a task waits on real
+  -- work; corio documents that the clock does not (docs/api.md).
+  it("file operations run before a sleeper's timer: no jump past them",
+    function()
+      local fs = require("corio.fs")
+      local path = os.tmpname()
+      local log = testing.autojump(function()
+        local log = {}
+        corio.scope(function(s)
+          s:spawn(function() corio.sleep(2); log[#log + 1] = "sleeper" end)
+          s:spawn(function()
+            for i = 1, 20 do
+              fs.write_file(path, ("x"):rep(i))
+              assert.are.equal(i, #fs.read_file(path))
+            end
+            log[#log + 1] = "files"
+          end)
+        end)
+        return log
+      end)
+      os.remove(path)
+      assert.are.same({ "files", "sleeper" }, log)
+    end)
+end)
+
 describe("parity: assert_checkpoints on fast paths", function()
   -- trio: acquire with a free permit and a buffered send/receive still
   -- checkpoint; the *_nowait forms do not.
