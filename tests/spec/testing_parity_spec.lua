@@ -4,6 +4,7 @@
 -- these tests pin what it does.
 local corio = require("corio")
 local testing = require("corio.testing")
+local mono = require("tests.spec.helpers").mono
 
 describe("parity: wait_all_tasks_blocked", function()
   it("two tasks calling it at once both return (each counts the other as blocked)",
@@ -97,6 +98,39 @@ describe("parity: deadlines on the virtual clock", function()
       end)
       assert.are.same({ "timeout 1@1", "sleep 2@2",
         "move_on_after 2.5 around timeout 10@2.5", "move_on_after 3@3" }, log)
+    end)
+end)
+
+describe("parity: autojump nested and around deadlines", function()
+  it("nested in one task: the clock stays virtual until the outer ends, "
+    .. "also after the inner one raised", function()
+      local inner, outer, after_error = testing.autojump(function()
+        local t0 = corio.now()
+        local inner = testing.autojump(function()
+          corio.sleep(100); return corio.now() - t0
+        end)
+        corio.sleep(50)
+        local outer = corio.now() - t0
+        pcall(testing.autojump, function() error("inner", 0) end)
+        local t1 = corio.now()
+        corio.sleep(1000)
+        return inner, outer, corio.now() - t1
+      end)
+      assert.is_true(math.abs(inner - 100) < 1e-6)
+      assert.is_true(math.abs(outer - 150) < 1e-6)
+      assert.is_true(math.abs(after_error - 1000) < 1e-6)
+    end)
+
+  it("a deadline armed before autojump began runs on the virtual clock "
+    .. "inside it", function()
+      local t0, r0 = corio.now(), mono()
+      local ok, e = pcall(corio.timeout, 1, testing.autojump, function()
+        corio.sleep(3600)
+      end)
+      assert.is_false(ok)
+      assert.is_true(corio.is_error(e, "timeout"))
+      assert.is_true(math.abs(corio.now() - t0 - 1) < 0.5)
+      assert.is_true(mono() - r0 < 0.5)      -- it jumped, no real wait
     end)
 end)
 
