@@ -757,6 +757,17 @@ local function install(busted)
   busted.subscribe({ "describe", "end" }, closed)
   busted.subscribe({ "failure" }, count)
   busted.subscribe({ "error" }, count)
+  -- busted publishes a file that does not compile with an empty trace, and
+  -- its TAP handler concatenates the trace's line: the run died there and
+  -- the other files never ran. Give it the file and the compile error's
+  -- line. (Subscribers of this sub-channel run before those of "error".)
+  busted.subscribe({ "error", "file" }, function(element, _, message, trace)
+    if type(trace) == "table" and trace.currentline == nil then
+      trace.short_src = trace.short_src or element.name
+      trace.currentline = tonumber(tostring(message):match(":(%d+):")) or 0
+    end
+    return nil, true
+  end, { priority = 1 })
 
   local safe, get_trace = busted.safe, busted.getTrace
 

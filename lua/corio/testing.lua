@@ -37,7 +37,14 @@ function M.sleep_real(seconds)
   error(e, 0)
 end
 
-function M.wait_all_tasks_blocked()
+-- trio's wait_all_tasks_blocked(cushion) waits until the tasks stayed
+-- blocked for `cushion` seconds; this one has no cushion, and a port that
+-- passes one must learn so rather than silently get none.
+function M.wait_all_tasks_blocked(...)
+  if select("#", ...) > 0 then
+    error(("bad argument #1 to 'wait_all_tasks_blocked' (no arguments "
+      .. "expected, got %s: there is no cushion)"):format(type((...))), 2)
+  end
   local ok, e = core.idle()
   if ok then return end
   if e == core.NOLOOP then return end
