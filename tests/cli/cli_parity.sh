@@ -13,8 +13,8 @@ if ! command -v "$LUAJIT" >/dev/null 2>&1; then
 fi
 
 # both LIMIT ARGS...: run ARGS under luajit (LJ_RC, LJ_OUT, LJ_ERR), then
-# under corio (RC, OUT, ERR, as run sets them). The interpreter's own path
-# (arg[-1] or lower) is written INTERP in both outputs. Runs in $TMP/w.
+# under corio (RC, OUT, ERR, as run sets them), in $TMP/w. args.lua
+# writes the interpreter's own path (the lowest arg index) as INTERP.
 W="$TMP/w"
 mkdir -p "$W"
 both() {
@@ -25,12 +25,10 @@ both() {
    cp "$TMP/err" "$TMP/lj_err")
   LJ_RC="$(cat "$TMP/lj_rc")"
   LJ_OUT="$(cat "$TMP/lj_out")"
-  LJ_OUT="${LJ_OUT//$LUAJIT/INTERP}"
   LJ_ERR="$(cat "$TMP/lj_err")"
   cd "$W"
   run "$limit" "$CORIO" "$@"
   cd - >/dev/null
-  OUT="${OUT//$CORIO/INTERP}"
 }
 same_rc() {
   if [ "$RC" -ne "$LJ_RC" ]; then
@@ -57,8 +55,11 @@ same_err_line1() {
 }
 
 cat >"$W/args.lua" <<'LUA'
-local t = {}
-for i = -3, #arg do t[#t + 1] = i .. "=" .. tostring(arg[i]) end
+local t, lo = {}, 0
+while arg[lo - 1] ~= nil do lo = lo - 1 end   -- the interpreter's index
+for i = -3, #arg do
+  t[#t + 1] = i .. "=" .. (i == lo and lo < 0 and "INTERP" or tostring(arg[i]))
+end
 print(table.concat(t, " "))
 print(select("#", ...), ...)
 LUA
@@ -196,8 +197,8 @@ LJ_RC=$?
 (cd "$W" && timeout 10 "$CORIO" - x "y z" <args.lua >"$TMP/out" 2>"$TMP/err")
 RC=$?
 set -e
-LJ_OUT="$(cat "$TMP/lj_out")"; LJ_OUT="${LJ_OUT//$LUAJIT/INTERP}"
-OUT="$(cat "$TMP/out")"; OUT="${OUT//$CORIO/INTERP}"
+LJ_OUT="$(cat "$TMP/lj_out")"
+OUT="$(cat "$TMP/out")"
 check_rc 0 && same_rc && same_out && check_out_has "0=- 1=x 2=y z" && pass
 
 # luajit leaves arg nil here; corio keeps a table (arg[-1] the interpreter)
