@@ -5,6 +5,8 @@
 ** With no script, stdin is run as a script. Errors print their traceback
 ** on stderr and exit 1; SIGINT cancels the root task and exits 130.
 */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +40,24 @@ static void usage(FILE *f) {
           "  --          end of options: the next argument is the script\n"
           "With no script: a REPL on a terminal (each entry runs as a "
           "task),\nelse the program is read from standard input.\n");
+}
+
+/* A standard descriptor the caller closed (`corio x.lua >&-`) would be
+** taken by the first descriptor the runtime opens (libuv's epoll, its
+** wakeup eventfd), and libuv aborts when it closes a descriptor <= 2
+** (an assertion in uv__close). Put /dev/null there first, as many
+** programs do: print then writes nowhere and succeeds, as under luajit. */
+static void open_std_fds(void) {
+  int fd;
+  for (fd = 0; fd <= 2; fd++) {
+    if (fcntl(fd, F_GETFD) == -1 && errno == EBADF) {
+      int nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+      if (nfd >= 0 && nfd != fd) {
+        dup2(nfd, fd);
+        close(nfd);
+      }
+    }
+  }
 }
 
 static int file_exists(const char *p) { return access(p, R_OK) == 0; }
@@ -177,6 +197,7 @@ int main(int argc, char **argv) {
   int i, r, status = 0, script = 0, dashdash = 0;
   const char *code = NULL;
 
+  open_std_fds();
   for (i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--version") == 0 || strcmp(argv[i], "-v") == 0) {
       printf("corio %s (%s)\n", CORIO_VERSION, LUAJIT_VERSION);
@@ -279,12 +300,12 @@ int main(int argc, char **argv) {
       return 1;
     }
   } else if (code == NULL && isatty(0)) {
-    set_arg(L, argv, argc, 0);
+    set_arg(L, argv, argc, argc);   /* no script: no arg[0] */
     status = corio__repl(rt);
     corio_free(rt);
     return status;
   } else if (code == NULL) {
-    set_arg(L, argv, argc, 0);
+    set_arg(L, argv, argc, argc);   /* no script: no arg[0], as luajit */
     if (luaL_loadfile(L, NULL) != 0) {  /* stdin */
       fprintf(stderr, "corio: %s\n", lua_tostring(L, -1));
       corio_free(rt);

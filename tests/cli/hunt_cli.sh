@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # hunt_cli.sh: odd command lines for the corio program (SPEC §5, README
 # "CLI"): each gets a clear message and the documented exit status (1 for
-# a script that cannot load or fails, 2 for a usage error, as luajit).
+# a script that cannot load or fails, as luajit; 2 for a usage error,
+# where luajit uses 1).
 # Usage: hunt_cli.sh path/to/corio   (or CORIO=path/to/corio)
 . "$(dirname "$0")/lib.sh"
 

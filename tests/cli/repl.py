@@ -42,6 +42,8 @@ def check(name, ok):
         failed += 1; print("FAIL - " + name); print("  output so far: %r" % out[-600:])
 
 check("banner", read_until("each entry runs as a task"))
+# no script: no arg[0] (it was the corio binary's path), arg[-1] the program
+send("= arg[0], arg[-1] ~= nil\n");   check("arg[0] is nil at the REPL", read_until("\r\nnil\ttrue\r\n"))
 send("1 + 2\n");                       check("bare expression prints", read_until("\r\n3\r\n"))
 send("x = 20\n"); send("= x * 2\n");  check("= expr prints", read_until("40"))
 send("corio.sleep(0.05) print('slept ' .. 7)\n"); check("a line that sleeps", read_until("slept 7"))
