@@ -255,6 +255,12 @@ typedef struct corio_srccache {
   uint32_t site;      /* its corio__intern_site id */
 } corio_srccache;
 
+/* Bounds of the interned chunk names and spawn sites, kept for the
+** runtime's life (docs/internals.md "Spawn sites"): past them a new
+** chunk name or site is not kept and the task's site is unknown. */
+#define CORIO_MAX_SRCS 1024
+#define CORIO_MAX_SITES 65536
+
 /* A spawn site: task->site - 1 indexes rt->sites. */
 typedef struct corio_site {
   const char *src;    /* interned chunk name */
@@ -375,9 +381,11 @@ struct corio_rt {
   int nown;
   char errmsg[512];         /* last error of the C API */
   char *errmsg_long;        /* ... when it does not fit (malloc'd), or NULL */
-  /* interned spawn-site chunk names (strdup'd, freed with the runtime) */
+  /* interned spawn-site chunk names (strdup'd, freed with the runtime),
+  ** at most CORIO_MAX_SRCS of them */
   char **srcs;
   uint32_t nsrcs, srcscap;
+  uint16_t *srchash;        /* 2 * CORIO_MAX_SRCS slots: index + 1, 0 = empty */
   corio_site *sites;        /* spawn sites (corio__intern_site) */
   uint32_t nsites, sitescap;
   uint32_t *sitehash;       /* open addressing: site id, 0 = empty */
@@ -441,7 +449,8 @@ uint64_t corio__coarse(corio_rt *rt);
 uint64_t corio__burst(corio_rt *rt);
 const char *corio__intern_src(corio_rt *rt, const char *src);
 /* The id of spawn site src:line (src interned), made if new; 0 if src is
-** NULL or memory ran out (the site is then unknown). */
+** NULL, memory ran out or CORIO_MAX_SITES are kept (the site is then
+** unknown). corio__intern_src returns NULL past CORIO_MAX_SRCS names. */
 uint32_t corio__intern_site(corio_rt *rt, const char *src, int line);
 /* Where t was spawned, or NULL if unknown. */
 static inline const corio_site *corio__task_site(corio_rt *rt,

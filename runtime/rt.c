@@ -139,15 +139,28 @@ uint64_t corio__base(corio_rt *rt, corio_task *t) {
   return now;
 }
 
+static uint32_t src_hash(const char *s) {
+  uint32_t h = 2166136261u;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
 const char *corio__intern_src(corio_rt *rt, const char *src) {
-  uint32_t i;
+  uint32_t i, m = 2 * CORIO_MAX_SRCS - 1;
   char *copy;
   if (src == NULL) return NULL;
-  /* Most programs spawn from a handful of chunks: a linear scan from the
-  ** most recent one is cheaper than hashing. */
-  for (i = rt->nsrcs; i-- > 0;)
-    if (rt->srcs[i] == src || strcmp(rt->srcs[i], src) == 0)
-      return rt->srcs[i];
+  /* Was: a linear scan of every name, and no bound: a program that
+  ** spawned from load()ed chunks of distinct names kept ~70 bytes a name
+  ** for good, and each such spawn scanned them all. */
+  if (rt->srchash == NULL) {
+    rt->srchash = calloc(2 * CORIO_MAX_SRCS, sizeof(*rt->srchash));
+    if (rt->srchash == NULL) return NULL;
+  }
+  for (i = src_hash(src) & m; rt->srchash[i] != 0; i = (i + 1) & m) {
+    char *s = rt->srcs[rt->srchash[i] - 1];
+    if (s == src || strcmp(s, src) == 0) return s;
+  }
+  if (rt->nsrcs >= CORIO_MAX_SRCS) return NULL;   /* full: unknown */
   if (rt->nsrcs == rt->srcscap) {
     uint32_t nc = rt->srcscap ? rt->srcscap * 2 : 16;
     char **nv = realloc(rt->srcs, sizeof(char *) * nc);
@@ -158,6 +171,7 @@ const char *corio__intern_src(corio_rt *rt, const char *src) {
   copy = strdup(src);
   if (copy == NULL) return NULL;
   rt->srcs[rt->nsrcs++] = copy;
+  rt->srchash[i] = (uint16_t)rt->nsrcs;
   return copy;
 }
 
@@ -176,6 +190,7 @@ uint32_t corio__intern_site(corio_rt *rt, const char *src, int line) {
       if (s->src == src && s->line == line) return rt->sitehash[i];
     }
   }
+  if (rt->nsites >= CORIO_MAX_SITES) return 0;   /* full: unknown */
   if (rt->nsites == rt->sitescap) {
     uint32_t nc = rt->sitescap ? rt->sitescap * 2 : 16;
     corio_site *nv = realloc(rt->sites, sizeof(*nv) * nc);
@@ -562,6 +577,7 @@ void corio__rt_destroy(corio_rt *rt, int lua_alive) {
   for (i = 0; i < rt->nsrcs; i++) free(rt->srcs[i]);
   for (j = 0; j < rt->nown; j++) free((void *)rt->own_srcs[j]);
   free(rt->srcs);
+  free(rt->srchash);
   free(rt->sites);
   free(rt->sitehash);
   free(rt->own_srcs);
