@@ -13,15 +13,7 @@ local function index_of(list, v)
   return nil
 end
 
-local function drain(ch)
-  local out = {}
-  while true do
-    local ok, v = ch:try_recv()
-    if not ok then break end
-    out[#out + 1] = v
-  end
-  return out
-end
+local drain = helpers.drain
 
 describe("corio.channel", function()
   it("is unbuffered by default: send waits for a receiver", function()

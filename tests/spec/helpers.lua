@@ -50,6 +50,17 @@ end
 
 -- Run fn(...) inside a scope cancelled before the call; it must raise,
 -- and the error is returned (a blocking call's checkpoint, rule 3).
+-- Every value a channel holds now, taken with try_recv, in order.
+function M.drain(ch)
+  local out = {}
+  while true do
+    local ok, v = ch:try_recv()
+    if not ok then break end
+    out[#out + 1] = v
+  end
+  return out
+end
+
 function M.catch_cancelled(fn, ...)
   local args = { n = select("#", ...), ... }
   local err

@@ -24,15 +24,7 @@ local function settle()
   testing.wait_all_tasks_blocked()
 end
 
-local function drain(ch)
-  local out = {}
-  while true do
-    local ok, v = ch:try_recv()
-    if not ok then break end
-    out[#out + 1] = v
-  end
-  return out
-end
+local drain = helpers.drain
 
 -- ---------------------------------------------------------------------
 describe("sync parity: channel close", function()
