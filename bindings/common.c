@@ -82,7 +82,10 @@ int corio__enter(lua_State *L, corio_rt *rt, corio_task **pt,
       const char *who = NULL;
       size_t i;
       for (i = 0; i < sizeof(enter_names) / sizeof(enter_names[0]); i++)
-        if (strcmp(enter_names[i][0], fname) == 0) who = enter_names[i][1];
+        if (strcmp(enter_names[i][0], fname) == 0) {
+          who = enter_names[i][1];
+          break;
+        }
       if (who == NULL) who = lua_pushfstring(L, "corio.%s", fname);
       lua_pushfstring(L, "%s: called outside any task while the loop is "
                       "running (a blocking call needs a task; from a C "

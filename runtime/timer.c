@@ -138,7 +138,7 @@ void corio__timers_sync(corio_rt *rt) {
   rt->armed_when = when;
 }
 
-/* A checkpoint that need not wait for the loop (corio.yield, corio.sleep,
+/* A checkpoint that need not wait for the loop (corio.yield, sleep(0),
 ** the entry check of gather/map/first) first fires the deadlines that
 ** have passed, so that a deadline that passed while the task ran without
 ** a checkpoint cancels that very checkpoint, as trio's do: the scheduler
