@@ -3,27 +3,38 @@
  * string is, but with no Lua, no GC and no corio. Like the shared harness's
  * floor-c-curl-multi.c (curl_multi_perform + curl_multi_poll), whose write
  * callback only counts bytes.
- *   gcc -O2 -o /tmp/ceiling bench/ceilings/w4-one-copy.c -lcurl
+ *   gcc -O2 -o /tmp/ceiling bench/ceilings/w4-one-copy.c -lcurl \
+ *       $(pkg-config --cflags --libs luajit)
  *   BENCH_CURL_BUFSIZE=262144 COPY=2 /tmp/ceiling
  * COPY=0: count only (the floor); 1: malloc + memcpy + free each piece;
  * 2: keep the last 64 blocks live (~1 MiB), like strings awaiting the
- * collector. Prints MiB/s and the process's CPU seconds. */
+ * collector; 3: make each piece a Lua string in a plain LuaJIT state
+ * (lua_pushlstring, then dropped; LuaJIT's allocator and collector as
+ * they are): what any reader that hands out Lua strings pays, with no
+ * scheduler, no corio and no resume. Prints MiB/s and the process's CPU
+ * seconds. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/resource.h>
 #include <curl/curl.h>
+#include <lua.h>
+#include <lauxlib.h>
 
 static long long bytes;
 static int mode;
 static void *keep[64];
 static int nkeep;
+static lua_State *L;
 
 static size_t on_data(char *p, size_t sz, size_t n, void *ud) {
   size_t len = sz * n;
   (void)ud;
-  if (mode) {
+  if (mode == 3) {
+    lua_pushlstring(L, p, len);
+    lua_pop(L, 1);
+  } else if (mode) {
     char *b = malloc(len);
     if (b == NULL) return 0;
     memcpy(b, p, len);
@@ -55,6 +66,10 @@ int main(void) {
   int running = 1, i;
   if (url == NULL) url = "http://127.0.0.1:18080/512m.bin";
   mode = (e = getenv("COPY")) ? atoi(e) : 0;
+  if (mode == 3 && (L = luaL_newstate()) == NULL) {
+    fprintf(stderr, "no Lua state\n");
+    return 1;
+  }
   curl_global_init(CURL_GLOBAL_DEFAULT);
   m = curl_multi_init();
   h = curl_easy_init();
@@ -80,5 +95,6 @@ int main(void) {
   curl_easy_cleanup(h);
   curl_multi_cleanup(m);
   curl_global_cleanup();
+  if (L != NULL) lua_close(L);
   return 0;
 }
