@@ -680,8 +680,11 @@ typedef struct corio_fsop {
                                  holds it (deliver_op) */
 } corio_fsop;
 
+/* The op an error names: the function called (fs.remove's rmdir of a
+** directory, too, is "remove"), but for stat's {follow = false}, which
+** says "lstat" so that a message about a link tells which was asked. */
 static const char *const OPNAMES[] = {"open", "stat", "lstat", "mkdir",
-                                      "remove", "rmdir", "rename",
+                                      "remove", "remove", "rename",
                                       "scandir", "copy"};
 
 static void fsop_free(corio_fsop *o) {
