@@ -468,6 +468,20 @@ describe("fsops parity: scandir", function()
     assert.same({ "in" }, got)
   end)
 
+  it("names are bytes: a newline, a space, a byte that is not UTF-8 come back as made", function()
+    local d = fresh("sodd")
+    fs.mkdir(d)
+    local names = { " sp ", "a\nb", "\255\254" }
+    for i, name in ipairs(names) do fs.write_file(d .. "/" .. name, tostring(i)) end
+    local got = {}
+    for name, t in fs.scandir(d) do
+      got[#got + 1] = name
+      assert.equal("file", t)
+    end
+    assert.same(names, got)
+    for i, name in ipairs(names) do assert.equal(tostring(i), fs.read_file(d .. "/" .. name)) end
+  end)
+
   it("an iterator left early holds no descriptor, before or after a collection", function()
     local d = fresh("sfd")
     fs.mkdir(d)
@@ -585,6 +599,14 @@ describe("fsops parity: copy", function()
     io_write(big, chunk:rep(2048) .. "tail")   -- 8 MiB + 4
     fs.copy(big, big2)
     assert.equal(io_read(big), io_read(big2))
+  end)
+
+  it("a /proc file (stat says 0 bytes) is copied whole, as cp and shutil.copyfile copy it", function()
+    local c = fresh("cproc")
+    fs.copy("/proc/self/mounts", c)
+    local got = io_read(c)
+    assert.is_true(#got > 0)
+    assert.truthy(got:find(" / ", 1, true))
   end)
 
   it("rule 7: a task cancelled during a large copy waits for the whole copy; Cancelled at its next checkpoint", function()
@@ -774,6 +796,20 @@ describe("fsops parity: bad arguments", function()
 end)
 
 describe("fsops parity: cancellation and outside a loop", function()
+  it("rule 13: the path operations work inside the user's own coroutines", function()
+    local d = fresh("co")
+    fs.mkdir(d)
+    io_write(d .. "/f", "abc")
+    local it = coroutine.wrap(function()
+      for name in fs.scandir(d) do coroutine.yield(name, fs.stat(d .. "/" .. name).size) end
+      fs.mkdir(d .. "/x/y", { parents = true })
+      fs.copy(d .. "/f", d .. "/x/y/g")
+      coroutine.yield("copied", fs.read_file(d .. "/x/y/g"))
+    end)
+    assert.same({ "f", 3 }, { it() })
+    assert.same({ "copied", "abc" }, { it() })
+  end)
+
   it("rule 3: each operation checks for cancellation on entry, and does nothing then", function()
     local p, d = fresh("cx"), fresh("cxd")
     io_write(p, "x")
