@@ -881,8 +881,12 @@ static int copy_file(corio_fsop *o) {
     return r;
   }
   o->err_dst = 1;
+  /* a new copy: the source's permission bits less the umask, as cp;
+  ** never its set-user-ID, set-group-ID or sticky bit (cp drops them
+  ** without -p: a setuid program copied by root must not become a
+  ** setuid program of root's) */
   out = open(o->path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-             si.st_mode & 07777);
+             si.st_mode & 0777);
   if (out < 0 && errno == EEXIST) {
     out = open(o->path2, O_WRONLY | O_CLOEXEC);
     if (out >= 0) {
