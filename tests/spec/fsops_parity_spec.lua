@@ -170,6 +170,11 @@ describe("fsops parity: exists", function()
     assert.equal("ELOOP", catch(fs.stat, a).code)
     assert.is_false(fs.exists(a))
   end)
+
+  it("other errors raise, as pathlib's exists does (ENAMETOOLONG; os.path.exists says False)", function()
+    local long = dir .. "/" .. ("x"):rep(300)
+    assert_fs_error(catch(fs.exists, long), "stat", long, "ENAMETOOLONG", 36)
+  end)
 end)
 
 describe("fsops parity: mkdir", function()
