@@ -115,6 +115,19 @@ describe("fsops parity: stat", function()
     assert.is_true(fs.exists(f))
   end)
 
+  it("a Unix socket: type 'socket' in stat and scandir; copy and read_file raise ENXIO (open(2))", function()
+    local d = fresh("sockd")
+    fs.mkdir(d)
+    local so = d .. "/s"
+    sh(("/usr/bin/python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind(%q)'"):format(so))
+    assert.equal("socket", fs.stat(so).type)
+    local got = {}
+    for name, t in fs.scandir(d) do got[name] = t end
+    assert.same({ s = "socket" }, got)
+    assert_fs_error(catch(fs.copy, so, so .. "2"), "copy", so, "ENXIO", 6)
+    assert_fs_error(catch(fs.read_file, so), "open", so, "ENXIO", 6)
+  end)
+
   it("a missing path and a path below a file: ENOENT, ENOTDIR", function()
     local p = fresh("file")
     io_write(p, "x")
@@ -616,6 +629,19 @@ describe("fsops parity: copy", function()
     assert.equal(io_read(big), io_read(big2))
   end)
 
+  it("a write error (ENOSPC on /dev/full) raises naming the destination; /dev/null takes a copy", function()
+    if not fs.exists("/dev/full") then
+      pending("no /dev/full here")
+      return
+    end
+    local f = fresh("cfull")
+    io_write(f, ("x"):rep(100000))
+    assert_fs_error(catch(fs.copy, f, "/dev/full"), "copy", "/dev/full", "ENOSPC", 28)
+    assert_fs_error(catch(fs.write_file, "/dev/full", "x"), "write", "/dev/full", "ENOSPC", 28)
+    fs.copy(f, "/dev/null")
+    assert.equal("char", fs.stat("/dev/null").type)
+  end)
+
   it("a /proc file (stat says 0 bytes) is copied whole, as cp and shutil.copyfile copy it", function()
     local c = fresh("cproc")
     fs.copy("/proc/self/mounts", c)
@@ -771,6 +797,15 @@ describe("fsops parity: bad arguments", function()
             tostring(e):match("bad argument.*"), name)
         end
       end
+    end
+  end)
+
+  it("the error points at the caller's line, for each function", function()
+    for _, op in ipairs(ops) do
+      local name, fn = op[1], op[2]
+      local e = catch(function() local x = fn(nil); return x end)
+      assert.truthy(tostring(e):match("fsops_parity_spec%.lua:%d+: bad argument #1 to '" .. name .. "'"),
+        tostring(e))
     end
   end)
 
