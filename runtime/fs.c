@@ -680,8 +680,11 @@ typedef struct corio_fsop {
                                  holds it (deliver_op) */
 } corio_fsop;
 
+/* The op an error names: the function called (fs.remove's rmdir of a
+** directory, too, is "remove"), but for stat's {follow = false}, which
+** says "lstat" so that a message about a link tells which was asked. */
 static const char *const OPNAMES[] = {"open", "stat", "lstat", "mkdir",
-                                      "remove", "rmdir", "rename",
+                                      "remove", "remove", "rename",
                                       "scandir", "copy"};
 
 static void fsop_free(corio_fsop *o) {
@@ -878,8 +881,12 @@ static int copy_file(corio_fsop *o) {
     return r;
   }
   o->err_dst = 1;
+  /* a new copy: the source's permission bits less the umask, as cp;
+  ** never its set-user-ID, set-group-ID or sticky bit (cp drops them
+  ** without -p: a setuid program copied by root must not become a
+  ** setuid program of root's) */
   out = open(o->path2, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-             si.st_mode & 07777);
+             si.st_mode & 0777);
   if (out < 0 && errno == EEXIST) {
     out = open(o->path2, O_WRONLY | O_CLOEXEC);
     if (out >= 0) {

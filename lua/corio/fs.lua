@@ -197,6 +197,7 @@ local check_opts = corio._check_opts
 local OPEN_OPTS = { buffer_size = true }
 local STAT_OPTS = { follow = true }
 local MKDIR_OPTS = { parents = true, mode = true }
+local PARENTS_ONLY = { parents = true }
 
 -- fs.open(path [, mode [, {buffer_size = n}]]) -> File. A checkpoint.
 function M.open(path, mode, opts)
@@ -542,12 +543,20 @@ function M.read_file(path)
   return M.with_open(path, "rb", read_all)
 end
 
+-- Once the open has truncated the file, the data is written under a
+-- shield: a task cancelled while the open ran (which cannot be undone,
+-- rule 7) finishes the write, and gets Cancelled at its next checkpoint,
+-- rather than leave the file empty. (A cancel before the open raises
+-- there, and the file is untouched.) As trio's and anyio's
+-- Path.write_text/write_bytes, which run on a thread a cancel waits for.
+local function write_all(f, data) shield(f.write, f, data) end
+
 function M.write_file(path, data)
   check_path(path, 1, "write_file")
   if type(data) ~= "string" and type(data) ~= "number" then
     error(("bad argument #2 to 'write_file' (string expected, got %s)"):format(type(data)), 2)
   end
-  return M.with_open(path, "wb", function(f) f:write(data) end)
+  return M.with_open(path, "wb", function(f) write_all(f, data) end)
 end
 
 -- fs.lines(path, fmt...): like io.lines: the file closes at the end.
@@ -599,13 +608,16 @@ function M.stat(path, opts)
 end
 
 -- fs.exists(path) -> boolean: false when the path (or a parent) is
--- missing; other errors (EACCES) raise.
+-- missing, or a symbolic link loop; other errors (EACCES) raise.
 function M.exists(path)
   check_path(path, 1, "exists")
   local ok, v = c_stat(path)
   if ok then return true end
   if v == NOLOOP then return run(M.exists, path) end
-  if type(v) == "table" and (v.code == "ENOENT" or v.code == "ENOTDIR") then
+  -- ELOOP: a symbolic link loop leads nowhere, as a dangling link does
+  -- (Python's os.path.exists and pathlib's exists say False for it too)
+  if type(v) == "table" and (v.code == "ENOENT" or v.code == "ENOTDIR"
+      or v.code == "ELOOP") then
     return false
   end
   error(v, 0)
@@ -633,10 +645,17 @@ function M.mkdir(path, opts)
     if e.code == "EEXIST" then
       local st_ok, st = pcall(M.stat, path)
       if st_ok and st.type == "directory" then return end
+      -- the stat is a checkpoint: a task cancelled while the mkdir ran
+      -- gets Cancelled there, not this EEXIST of a directory that exists
+      if not st_ok and corio.is_cancelled(st) then error(st, 0) end
     elseif e.code == "ENOENT" then
       local parent = path:match("^(.*[^/])/+[^/]+/*$")
       if parent then
-        M.mkdir(parent, opts)
+        -- opts.mode is for path only: missing parents get the default
+        -- (0777 less the umask), as with mkdir -p -m and Python's
+        -- os.makedirs since 3.7 (a mode without write or search bits
+        -- on a parent would stop the next mkdir, unless run as root)
+        M.mkdir(parent, PARENTS_ONLY)
         return M.mkdir(path, opts)
       end
     end
