@@ -150,6 +150,14 @@ static int pool_size_env(void) {
   return (int)n;
 }
 
+int corio__pool_size_now(void) {
+  int n;
+  pthread_mutex_lock(&size_lock);
+  n = pool_size_env();
+  pthread_mutex_unlock(&size_lock);
+  return n;
+}
+
 /* ---- buffers and packets --------------------------------------------- */
 
 static int buf_reserve(corio_buf *b, size_t more) {
