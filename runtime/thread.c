@@ -475,9 +475,29 @@ static void run_work(corio_worker *wk, corio_work *w) {
     lua_pushvalue(L, S_ENCODE);
     lua_insert(L, -2);
     if (lua_pcall(L, 1, 1, 0) != 0) {
-      const char *e = lua_tostring(L, -1);
+      const char *e;
+      int bad = 0;
+      /* which result: name the first that cannot cross on its own, as
+      ** the caller's side names the argument (the message used to say
+      ** only the type, so with several results the user had to guess) */
+      for (i = 0; i < nres && bad == 0; i++) {
+        lua_pushvalue(L, S_ENCODE);
+        lua_pushvalue(L, base + i);
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+          bad = i + 1;
+          lua_replace(L, -2);   /* its message instead of the whole's */
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+      e = lua_tostring(L, -1);
       if (e != NULL && strstr(e, "too deep") != NULL) {
         lua_pushliteral(L, CORIO_TOO_DEEP);
+        lua_concat(L, 2);
+      }
+      if (bad > 0) {
+        lua_pushfstring(L, "result #%d: ", bad);
+        lua_insert(L, -2);
         lua_concat(L, 2);
       }
       fail_top(L, w, "corio.to_thread: cannot send the results back: ");
