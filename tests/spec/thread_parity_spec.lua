@@ -505,6 +505,46 @@ describe("thread parity: outside a loop and at the edges of the process", functi
     assert.matches("result:\tcorio.to_thread: cannot send the results back: result #1: cannot serialize 'function'", out)
   end)
 
+  it("a worker that never returns keeps corio.run waiting through one SIGINT; a second ends the process", function()
+    local path, pidfile = os.tmpname(), os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write([[
+      local corio = require "corio"
+      corio.run(function()
+        corio.move_on_after(0.02, corio.to_thread, function()
+          local ffi = require("ffi")
+          pcall(ffi.cdef, "int usleep(unsigned int);")
+          for _ = 1, 300 do ffi.C.usleep(100000) end   -- 30 s: "forever"
+        end)
+        io.stdout:write("body done\n")
+        io.stdout:flush()
+      end)
+      print("run returned")
+    ]])
+    f:close()
+    local out = corio.to_thread(function(cmd)
+      local p = io.popen(cmd)
+      local o = p:read("*a")
+      p:close()
+      return o
+    -- (the script runs in the foreground: a non-interactive shell starts
+    -- a background job with SIGINT ignored; the signals come from a
+    -- background subshell, the script's pid from the shell it replaces)
+    end, ("(sleep 1; kill -INT $(cat %q); sleep 1; kill -0 $(cat %q) 2>/dev/null && "
+      .. "echo 'alive after one SIGINT'; kill -INT $(cat %q)) & "
+      .. "sh -c 'echo $$ > %q; exec env LUA_PATH=\"$0\" LUA_CPATH=\"$1\" \"$2\" \"$3\"' %q %q %q %q 2>&1; "
+      .. "echo \"rc=$?\"; wait"):format(pidfile, pidfile, pidfile, pidfile,
+      os.getenv("CORIO_LUA_PATH") or "./lua/?.lua;./lua/?/init.lua;;",
+      os.getenv("CORIO_LUA_CPATH") or "./build/lib/lua/5.1/?.so;;",
+      os.getenv("LUAJIT") or "luajit", path))
+    os.remove(path)
+    os.remove(pidfile)
+    assert.matches("^body done\n", out)
+    assert.matches("alive after one SIGINT\n", out)
+    assert.not_matches("run returned", out)
+    assert.matches("rc=130\n", out)
+  end)
+
   it("os.exit in a worker ends the whole process with that status (as Python's os._exit)", function()
     local out, rc = run_script("luajit", [[
       local corio = require "corio"
