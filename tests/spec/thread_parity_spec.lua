@@ -269,6 +269,31 @@ describe("thread parity: errors raised in the worker", function()
     assert.matches("attempt to index local 'x' %(a nil value%)", err.message)
   end)
 
+  it("the traceback ends with where to_thread was called (Python's and trio's show the caller too)", function()
+    local function hash(s) error("bad input " .. s) end
+    local function caller()
+      local r = corio.to_thread(hash, "x")
+      return r
+    end
+    local line = debug.getinfo(1, "l").currentline - 3
+    local err = catch(caller)
+    assert.matches("bad input x$", err.message)
+    assert.matches("in function <[^\n]*thread_parity_spec%.lua:" .. (line - 2) .. ">", err.traceback)
+    assert.matches("\n\t%(to_thread called at [^\n]*thread_parity_spec%.lua:" .. line .. "%)$",
+      err.traceback)
+    -- called through pcall, a deadline or with a result that cannot come
+    -- back: the line of the call that made it
+    local ok
+    ok, err = pcall(corio.move_on_after, 5, corio.to_thread, hash, "y")
+    line = debug.getinfo(1, "l").currentline - 1
+    assert.is_false(ok)
+    assert.matches("%(to_thread called at [^\n]*thread_parity_spec%.lua:" .. line .. "%)$", err.traceback)
+    ok, err = pcall(corio.to_thread, function() return print end)
+    line = debug.getinfo(1, "l").currentline - 1
+    assert.matches("^stack traceback:\n\t%(to_thread called at [^\n]*thread_parity_spec%.lua:"
+      .. line .. "%)$", err.traceback)
+  end)
+
   it("error() with values that are not strings", function()
     local err = catch(corio.to_thread, function() error(42) end)
     assert.matches("thread_parity_spec%.lua:%d+: 42$", err.message)   -- as plain Lua
