@@ -531,7 +531,8 @@ describe("thread parity: outside a loop and at the edges of the process", functi
   end)
 
   it("a worker that never returns keeps corio.run waiting through one SIGINT; a second ends the process", function()
-    local path, pidfile = os.tmpname(), os.tmpname()
+    local path, pidfile, ready = os.tmpname(), os.tmpname(), os.tmpname()
+    os.remove(ready)
     local f = assert(io.open(path, "w"))
     f:write([[
       local corio = require "corio"
@@ -543,6 +544,7 @@ describe("thread parity: outside a loop and at the edges of the process", functi
         end)
         io.stdout:write("body done\n")
         io.stdout:flush()
+        assert(io.open(arg[1], "w")):close()   -- ready for the signals
       end)
       print("run returned")
     ]])
@@ -554,16 +556,19 @@ describe("thread parity: outside a loop and at the edges of the process", functi
       return o
     -- (the script runs in the foreground: a non-interactive shell starts
     -- a background job with SIGINT ignored; the signals come from a
-    -- background subshell, the script's pid from the shell it replaces)
-    end, ("(sleep 1; kill -INT $(cat %q); sleep 1; kill -0 $(cat %q) 2>/dev/null && "
+    -- background subshell once the script is ready, the script's pid
+    -- from the shell it replaces)
+    end, ("(i=0; while [ ! -e %q ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; "
+      .. "kill -INT $(cat %q); sleep 1; kill -0 $(cat %q) 2>/dev/null && "
       .. "echo 'alive after one SIGINT'; kill -INT $(cat %q)) & "
-      .. "sh -c 'echo $$ > %q; exec env LUA_PATH=\"$0\" LUA_CPATH=\"$1\" \"$2\" \"$3\"' %q %q %q %q 2>&1; "
-      .. "echo \"rc=$?\"; wait"):format(pidfile, pidfile, pidfile, pidfile,
+      .. "sh -c 'echo $$ > %q; exec env LUA_PATH=\"$0\" LUA_CPATH=\"$1\" \"$2\" \"$3\" \"$4\"' "
+      .. "%q %q %q %q %q 2>&1; echo \"rc=$?\"; wait"):format(ready, pidfile, pidfile, pidfile, pidfile,
       os.getenv("CORIO_LUA_PATH") or "./lua/?.lua;./lua/?/init.lua;;",
       os.getenv("CORIO_LUA_CPATH") or "./build/lib/lua/5.1/?.so;;",
-      os.getenv("LUAJIT") or "luajit", path))
+      os.getenv("LUAJIT") or "luajit", path, ready))
     os.remove(path)
     os.remove(pidfile)
+    os.remove(ready)
     assert.matches("^body done\n", out)
     assert.matches("alive after one SIGINT\n", out)
     assert.not_matches("run returned", out)
