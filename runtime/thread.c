@@ -276,13 +276,24 @@ static const char DRIVER[] =
     "pcall(require, 'ffi')\n"
     "local traceback, pcall, tostring, type = debug.traceback, pcall, "
     "tostring, type\n"
+    "local getmetatable, rawget = debug.getmetatable, rawget\n"
     /* a table raised is kept for take_raised, to be sent back as well */
     "local raised\n"
+    /* the message of a value that is not a string, as a task's error gets
+    ** it (corio__wrap_error) and lua.c prints it: a number as itself, a
+    ** value with __tostring as that, else "(error object is a T value)"
+    ** (it used to be tostring's "nil", "true", "table: 0x...") */
     "local function handler(e)\n"
     "  raised = type(e) == 'table' and e or nil\n"
-    "  if type(e) ~= 'string' then\n"
-    "    local ok, s = pcall(tostring, e)\n"
-    "    e = ok and s or '(error object is a ' .. type(e) .. ' value)'\n"
+    "  if type(e) == 'number' then\n"
+    "    e = tostring(e)\n"
+    "  elseif type(e) ~= 'string' then\n"
+    "    local mt, s = getmetatable(e)\n"
+    "    if type(mt) == 'table' and rawget(mt, '__tostring') ~= nil then\n"
+    "      local ok, r = pcall(tostring, e)\n"
+    "      if ok and type(r) == 'string' then s = r end\n"
+    "    end\n"
+    "    e = s or '(error object is a ' .. type(e) .. ' value)'\n"
     "  end\n"
     "  return traceback(e, 2)\n"
     "end\n"

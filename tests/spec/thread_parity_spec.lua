@@ -294,21 +294,36 @@ describe("thread parity: errors raised in the worker", function()
       .. line .. "%)$", err.traceback)
   end)
 
-  it("error() with values that are not strings", function()
+  it("error() with values that are not strings: the message a task's error would have", function()
     local err = catch(corio.to_thread, function() error(42) end)
     assert.matches("thread_parity_spec%.lua:%d+: 42$", err.message)   -- as plain Lua
-    err = catch(corio.to_thread, function() error(nil) end)
-    assert.equal("nil", err.message)
-    err = catch(corio.to_thread, function() error(true) end)
-    assert.equal("true", err.message)
+    err = catch(corio.to_thread, function() error(42, 0) end)
+    assert.equal("42", err.message)
+    -- each as a task's error (and lua.c) says it; it was tostring's
+    -- "nil", "true", "table: 0x..."
+    local values = {
+      { "nil", function() error(nil) end },
+      { "boolean", function() error(true) end },
+      { "table", function() error({ code = 7 }) end },
+      { "userdata", function() error(newproxy()) end },
+    }
+    for _, c in ipairs(values) do
+      err = catch(corio.to_thread, c[2])
+      assert.equal("(error object is a " .. c[1] .. " value)", err.message)
+      local ok, terr = pcall(corio.scope, function(s) s:spawn(c[2]) end)
+      assert.is_false(ok)
+      assert.equal(err.message, terr.message)
+    end
     err = catch(corio.to_thread, function() error({ code = 7 }) end)
     assert.same({ code = 7 }, err.value)
+    err = catch(corio.to_thread, function() error(io.stdout) end)   -- __tostring
+    assert.matches("^file %(0x", err.message)
     err = catch(corio.to_thread, function()
       error(setmetatable({}, { __tostring = function() error("no") end }))
     end)
     assert.equal("(error object is a table value)", err.message)
     err = catch(corio.to_thread, function() local t = {} t.t = t error(t) end)
-    assert.matches("^table: ", err.message)    -- cannot cross: the message only
+    assert.equal("(error object is a table value)", err.message)    -- cannot cross: the message only
     assert.is_nil(err.value)
     -- a corio error of the worker's own runtime: its kind kept in err.value
     err = catch(corio.to_thread, function()
