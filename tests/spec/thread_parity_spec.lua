@@ -459,6 +459,25 @@ describe("thread parity: cancellation", function()
     os.remove(path)
   end)
 
+  it("a worker that fails after its caller was cancelled: the error is dropped with the result", function()
+    local out, rc = run_script("luajit", [[
+      local corio = require "corio"
+      local ok, err = pcall(corio.run, function()
+        print("moved on:", corio.move_on_after(0.02, corio.to_thread, function()
+          local ffi = require("ffi")
+          pcall(ffi.cdef, "int usleep(unsigned int);")
+          ffi.C.usleep(200000)
+          error("late failure")
+        end))
+        corio.sleep(0.4)   -- the worker has failed by now
+        return "body done"
+      end)
+      print("run:", ok, err)
+    ]])
+    assert.equal(0, rc, out)
+    assert.equal("moved on:\tfalse\nrun:\ttrue\tbody done\n", out)
+  end)
+
   it("task:cancel() and a timeout end a waiting call the same way", function()
     local t0 = mono()
     local task = corio.spawn(corio.to_thread, real_sleep, 0.3)
