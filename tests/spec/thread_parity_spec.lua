@@ -92,6 +92,37 @@ describe("thread parity: values that cross", function()
     assert.equal(1, val)
   end)
 
+  it("random nested values come back equal (round trip, both directions, many at once)", function()
+    for _, seed in ipairs(helpers.stress_seeds({ 7, 8 })) do
+      local rand = helpers.lcg(seed)
+      local function value(depth)
+        local k = rand(depth > 3 and 5 or 7)
+        if k == 1 then return nil
+        elseif k == 2 then return rand(2) == 1
+        elseif k == 3 then return (rand(2000) - 1000) / (rand(7))
+        elseif k == 4 then
+          local t = {}
+          for i = 1, rand(40) - 1 do t[i] = string.char(rand(256) - 1) end
+          return table.concat(t)
+        elseif k == 5 then return ({ 1 / 0, -1 / 0, 2 ^ 60, -0.0, 2 ^ -1074 })[rand(5)]
+        end
+        local t = {}
+        for i = 1, rand(6) - 1 do t[i] = value(depth + 1) end
+        for _ = 1, rand(4) - 1 do
+          local key = rand(2) == 1 and ("k" .. rand(100)) or (rand(100) + 0.5)
+          t[key] = value(depth + 1)
+        end
+        return t
+      end
+      local args = {}
+      for i = 1, 40 do args[i] = pack(value(0), value(0), value(0)) end
+      local back = corio.map(args, function(a)
+        return pack(corio.to_thread(function(...) return ... end, unpack(a, 1, a.n)))
+      end, { limit = 16 })
+      for i = 1, #args do assert.same(args[i], back[i]) end
+    end
+  end)
+
   it("values are copies: a shared subtable arrives as two tables (Python passes references)", function()
     local sub = { 1 }
     local same_in_worker = corio.to_thread(function(t) return rawequal(t.a, t.b) end,
