@@ -142,10 +142,15 @@ void corio__pool_used(void) {
   pthread_mutex_unlock(&size_lock);
 }
 
+/* UV_THREADPOOL_SIZE read as libuv reads it for its pool (file I/O), so
+** that the variable gives both pools one size: unset 4, else atoi's value
+** as an unsigned number, 0 (empty, not a number) taken as 1, above 1024
+** (a negative number too) as 1024. It used to take an empty value as 4
+** and a negative one as 1, where libuv's pool has 1 and 1024. */
 static int pool_size_env(void) {
   const char *s = getenv("UV_THREADPOOL_SIZE");
-  long n = s != NULL ? strtol(s, NULL, 10) : 4;
-  if (n < 1) n = s != NULL && *s ? 1 : 4;
+  unsigned n = s != NULL ? (unsigned)strtol(s, NULL, 10) : 4;
+  if (n == 0) n = 1;
   if (n > 1024) n = 1024;
   return (int)n;
 }

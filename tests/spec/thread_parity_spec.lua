@@ -437,15 +437,18 @@ describe("thread parity: many calls and the pool", function()
   end)
 
   it("once the pool runs, thread_pool_size names the size in force, not UV_THREADPOOL_SIZE as set", function()
-    -- below 1 (or not a number) the pool has 1 worker, above 1024 it has
-    -- 1024; the message used to echo the variable as it was set
+    -- read as libuv reads it for its own pool (file I/O), so that both
+    -- pools have one size: 0, empty or not a number is 1, above 1024 (a
+    -- negative number too, as libuv's unsigned count) is 1024. The message
+    -- used to echo the variable as it was set, and the pool took an empty
+    -- value as 4 and a negative one as 1.
     for env, want in pairs({ ["0"] = "1 thread", abc = "1 thread", ["2000"] = "1024 threads",
-                             ["3"] = "3 threads" }) do
+                             ["3"] = "3 threads", [""] = "1 thread", ["-3"] = "1024 threads" }) do
       local out, rc = run_script("luajit", [[
         local corio = require "corio"
         corio.to_thread(function() end)
         print(select(2, pcall(corio.thread_pool_size, 2)))
-      ]], "UV_THREADPOOL_SIZE=" .. env)
+      ]], "UV_THREADPOOL_SIZE=" .. ("%q"):format(env))
       assert.equal(0, rc, out)
       assert.matches("the thread pool already runs %(with " .. want .. "%)", out)
     end
