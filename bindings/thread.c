@@ -145,7 +145,6 @@ static int l_to_thread(lua_State *L) {
 /* thread_pool_size(n): size the thread pools before they start. */
 static int l_pool_size(lua_State *L) {
   lua_Number n;
-  const char *env;
   if (lua_type(L, 1) != LUA_TNUMBER)
     return corio__argerror(L, 1, 1, "thread_pool_size",
                            lua_pushfstring(L, "number expected, got %s",
@@ -158,10 +157,14 @@ static int l_pool_size(lua_State *L) {
                                            "expected, got %s",
                                            lua_tostring(L, 1)));
   if (corio__pool_size((int)n) != 0) {
-    env = getenv("UV_THREADPOOL_SIZE");
+    /* the size in force, as the pool read it: it used to print
+    ** UV_THREADPOOL_SIZE as set ("with 0 threads", "with abc threads",
+    ** "with 2000 threads" for pools of 1, 1 and 1024) */
+    int now = corio__pool_size_now();
     return luaL_error(L, "corio.thread_pool_size: the thread pool already "
-                      "runs (with %s threads): set the size before the "
-                      "first to_thread or file call", env ? env : "4");
+                      "runs (with %d thread%s): set the size before the "
+                      "first to_thread or file call", now,
+                      now == 1 ? "" : "s");
   }
   return 0;
 }

@@ -633,6 +633,8 @@ extern corio_abort_fn corio__abort_work_hook;
 extern _Thread_local corio_rt *corio__tls_rt;
 void corio__work_states_free(corio_rt *rt);
 int corio__pool_size(int n);
+/* The size the pools take (or took) from UV_THREADPOOL_SIZE: 1..1024. */
+int corio__pool_size_now(void);
 void corio__pool_used(void);
 
 /* debug.c */

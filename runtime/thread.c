@@ -142,12 +142,25 @@ void corio__pool_used(void) {
   pthread_mutex_unlock(&size_lock);
 }
 
+/* UV_THREADPOOL_SIZE read as libuv reads it for its pool (file I/O), so
+** that the variable gives both pools one size: unset 4, else atoi's value
+** as an unsigned number, 0 (empty, not a number) taken as 1, above 1024
+** (a negative number too) as 1024. It used to take an empty value as 4
+** and a negative one as 1, where libuv's pool has 1 and 1024. */
 static int pool_size_env(void) {
   const char *s = getenv("UV_THREADPOOL_SIZE");
-  long n = s != NULL ? strtol(s, NULL, 10) : 4;
-  if (n < 1) n = s != NULL && *s ? 1 : 4;
+  unsigned n = s != NULL ? (unsigned)strtol(s, NULL, 10) : 4;
+  if (n == 0) n = 1;
   if (n > 1024) n = 1024;
   return (int)n;
+}
+
+int corio__pool_size_now(void) {
+  int n;
+  pthread_mutex_lock(&size_lock);
+  n = pool_size_env();
+  pthread_mutex_unlock(&size_lock);
+  return n;
 }
 
 /* ---- buffers and packets --------------------------------------------- */
@@ -268,13 +281,24 @@ static const char DRIVER[] =
     "pcall(require, 'ffi')\n"
     "local traceback, pcall, tostring, type = debug.traceback, pcall, "
     "tostring, type\n"
+    "local getmetatable, rawget = debug.getmetatable, rawget\n"
     /* a table raised is kept for take_raised, to be sent back as well */
     "local raised\n"
+    /* the message of a value that is not a string, as a task's error gets
+    ** it (corio__wrap_error) and lua.c prints it: a number as itself, a
+    ** value with __tostring as that, else "(error object is a T value)"
+    ** (it used to be tostring's "nil", "true", "table: 0x...") */
     "local function handler(e)\n"
     "  raised = type(e) == 'table' and e or nil\n"
-    "  if type(e) ~= 'string' then\n"
-    "    local ok, s = pcall(tostring, e)\n"
-    "    e = ok and s or '(error object is a ' .. type(e) .. ' value)'\n"
+    "  if type(e) == 'number' then\n"
+    "    e = tostring(e)\n"
+    "  elseif type(e) ~= 'string' then\n"
+    "    local mt, s = getmetatable(e)\n"
+    "    if type(mt) == 'table' and rawget(mt, '__tostring') ~= nil then\n"
+    "      local ok, r = pcall(tostring, e)\n"
+    "      if ok and type(r) == 'string' then s = r end\n"
+    "    end\n"
+    "    e = s or '(error object is a ' .. type(e) .. ' value)'\n"
     "  end\n"
     "  return traceback(e, 2)\n"
     "end\n"
@@ -467,9 +491,29 @@ static void run_work(corio_worker *wk, corio_work *w) {
     lua_pushvalue(L, S_ENCODE);
     lua_insert(L, -2);
     if (lua_pcall(L, 1, 1, 0) != 0) {
-      const char *e = lua_tostring(L, -1);
+      const char *e;
+      int bad = 0;
+      /* which result: name the first that cannot cross on its own, as
+      ** the caller's side names the argument (the message used to say
+      ** only the type, so with several results the user had to guess) */
+      for (i = 0; i < nres && bad == 0; i++) {
+        lua_pushvalue(L, S_ENCODE);
+        lua_pushvalue(L, base + i);
+        if (lua_pcall(L, 1, 1, 0) != 0) {
+          bad = i + 1;
+          lua_replace(L, -2);   /* its message instead of the whole's */
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+      e = lua_tostring(L, -1);
       if (e != NULL && strstr(e, "too deep") != NULL) {
         lua_pushliteral(L, CORIO_TOO_DEEP);
+        lua_concat(L, 2);
+      }
+      if (bad > 0) {
+        lua_pushfstring(L, "result #%d: ", bad);
+        lua_insert(L, -2);
         lua_concat(L, 2);
       }
       fail_top(L, w, "corio.to_thread: cannot send the results back: ");

@@ -897,19 +897,38 @@ do
     dumped[fn] = code
     return code
   end
+  -- Where the caller called to_thread, for the end of the worker's
+  -- traceback (as "(task N spawned at ...)" ends a task's): the first Lua
+  -- frame outside this file above slow (done and to_thread tail-called
+  -- it). The worker's traceback alone did not say which call failed;
+  -- Python's and trio's show the caller's frames too.
+  local here = getinfo(1, "S").source
+  local function called_at()
+    for level = 3, 50 do
+      local info = getinfo(level, "Sl")
+      if info == nil then return "" end
+      if info.currentline > 0 and info.source ~= here then
+        return ("\n\t(to_thread called at %s:%d)"):format(info.short_src, info.currentline)
+      end
+    end
+    return ""
+  end
+  local function worker_error(s, value)
+    local msg, tb = s:match("^(.-)\n(stack traceback:.*)$")
+    local at = called_at()
+    if tb ~= nil then tb = tb .. at
+    elseif at ~= "" then tb = "stack traceback:" .. at end
+    error(core.error("error", msg or s, { traceback = tb or "", value = value }), 0)
+  end
   local function slow(kind, ...)
     if kind == 1 then   -- results that needed string.buffer
       local r = buffer.decode((...))
       return unpack(r, 1, r.n)
     elseif kind == 2 then   -- the worker's error, with its traceback
-      local s = ...
-      local msg, tb = s:match("^(.-)\n(stack traceback:.*)$")
-      error(core.error("error", msg or s, { traceback = tb or "" }), 0)
+      worker_error((...))
     elseif kind == 3 then   -- the same for a table raised: {message, table}
       local r = buffer.decode((...))
-      local s = r[1]
-      local msg, tb = s:match("^(.-)\n(stack traceback:.*)$")
-      error(core.error("error", msg or s, { traceback = tb or "", value = r[2] }), 0)
+      worker_error(r[1], r[2])
     elseif kind == NOLOOP then
       return run(M.to_thread, (...), select(3, ...))
     end

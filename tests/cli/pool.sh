@@ -21,6 +21,18 @@ local corio = require "corio"
 require("corio.fs").exists("/")
 print(pcall(corio.thread_pool_size, 3))' 2>&1)
 check "file I/O starts the pool too" "already runs"
+# the size in force, not the variable as set (it said "with 0 threads",
+# "with 2000 threads" for pools of 1 and 1024)
+out=$(UV_THREADPOOL_SIZE=0 "$CORIO" -e '
+local corio = require "corio"
+corio.to_thread(function() end)
+print(pcall(corio.thread_pool_size, 3))' 2>&1)
+check "UV_THREADPOOL_SIZE=0 is a pool of 1, and said so" "already runs (with 1 thread)"
+out=$(UV_THREADPOOL_SIZE=2000 "$CORIO" -e '
+local corio = require "corio"
+corio.to_thread(function() end)
+print(pcall(corio.thread_pool_size, 3))' 2>&1)
+check "UV_THREADPOOL_SIZE=2000 is a pool of 1024, and said so" "already runs (with 1024 threads)"
 
 # The pool size is honoured: two calls that each block for 0.3 s run one
 # after the other on 1 worker, side by side on 2 (set by the environment).
