@@ -171,14 +171,29 @@ describe("asyncio bugs: wait_for / timeout races", function()
     end)
   end)
 
-  it("a deadline that passed while the body finished without a checkpoint does not discard the result", function()
-    -- asyncio.timeout raises TimeoutError in __aexit__ if the deadline
-    -- expired, even when the body completed; corio returns the result
+  it("a deadline that passes as the body finishes neither discards the result nor leaks a cancel out", function()
+    -- asyncio.timeout: when the deadline's task.cancel() is pending as the
+    -- body completes, __aexit__ lets the result through, but the cancel
+    -- stays requested and hits the task's next await, outside the timeout.
+    -- In corio the deadline belongs to the scope, which is gone
     local r = { corio.timeout(0.02, function()
       helpers.hold(0.05)
       return "finished"
     end) }
     assert.same({ "finished" }, r)
+    assert.is_true(pcall(corio.yield))
+    assert.is_true(pcall(corio.sleep, 0.001))
+    -- the same where the deadline and the completing wait race on the clock
+    for _, d in ipairs({ 0.999, 1, 1.001 }) do
+      testing.autojump(function()
+        local ev = corio.event()
+        corio.spawn(function() corio.sleep(d); ev:set() end)
+        local done = corio.move_on_after(1, ev.wait, ev)
+        if d ~= 1 then assert.equal(d < 1, done, "d = " .. d) end
+        assert.is_true(pcall(corio.yield), "d = " .. d)
+        assert.is_true(pcall(corio.sleep, 1), "d = " .. d)
+      end)
+    end
   end)
 
   it("gh-155433: an inner scope's own cancel does not absorb an outer deadline", function()
@@ -570,6 +585,32 @@ describe("asyncio bugs: semaphore, lock, event, channel", function()
     end)
   end)
 
+  it("asyncio's fast paths never yield (an acquire of a free lock starves the loop); corio's do, within a budget", function()
+    guard(function()
+      local sem, lock, ev = corio.semaphore(1), corio.lock(), corio.event()
+      ev:set()
+      local ch = corio.channel(math.huge)
+      local ended = corio.spawn(function() end)
+      ended:join()
+      for name, step in pairs({
+        sem = function() sem:acquire(); sem:release() end,
+        sem_with = function() sem:with(function() end) end,
+        lock = function() lock:acquire(); lock:release() end,
+        lock_with = function() lock:with(function() end) end,
+        event = function() ev:wait() end,
+        channel = function() ch:send(1); ch:recv() end,
+        join = function() ended:join() end,
+      }) do
+        local n, seen_at = 0, nil
+        corio.scope(function(s)
+          s:spawn(function() for i = 1, 20000 do n = i; step() end end)
+          s:spawn(function() seen_at = n end)
+        end)
+        assert.is_true(seen_at ~= nil and seen_at < 1000, name .. ": other task ran at " .. tostring(seen_at))
+      end
+    end)
+  end)
+
   it("a cancel that lands during a fast path's budget yield loses nothing the call took (rule 3)", function()
     for k = 1, 70 do
       local sem = corio.semaphore(1000)
@@ -800,8 +841,11 @@ describe("asyncio bugs: TaskGroup / scope", function()
         end)
       end)
       assert.is_true(late)
-      local err = catch(saved.spawn, saved, function() end)
+      local ran = false
+      local err = catch(saved.spawn, saved, function() ran = true end)
       assert.matches("spawn", tostring(err))
+      corio.sleep(0)
+      assert.is_false(ran)   -- the function is never started either
     end)
   end)
 
