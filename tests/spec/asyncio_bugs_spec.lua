@@ -791,6 +791,34 @@ describe("asyncio bugs: TaskGroup / scope", function()
     end)
   end)
 
+  it("a task cancelled while its scope handles a child's error: the error is raised, and the cancel is not lost", function()
+    -- asyncio: TaskGroup cancels its parent task for the child error and
+    -- uncancels it at exit; an outside cancel in between had to be
+    -- counted apart (gh-116720)
+    testing.autojump(function()
+      local log = {}
+      local t = corio.spawn(function()
+        local ok, e = pcall(corio.scope, function(s)
+          s:spawn(function() corio.sleep(1); error("boom", 0) end)
+          corio.defer(function() corio.shield(corio.sleep, 1) end)
+          corio.sleep(10)
+        end)
+        log[#log + 1] = ok and "ok" or e.value
+        log[#log + 1] = corio.now()
+        corio.sleep(5)
+        log[#log + 1] = "not reached"
+      end)
+      local t0 = corio.now()
+      corio.sleep(1.5)
+      t:cancel()                         -- while the body's cleanup runs
+      assert.equal("cancelled", outcome(pcall(t.join, t)))
+      assert.equal("boom", log[1])
+      assert.near(2, log[2] - t0, 1e-6)
+      assert.equal(2, #log)
+      assert.near(2, corio.now() - t0, 1e-6)   -- the sleep(5) raised at once
+    end)
+  end)
+
   it("a body that swallows every Cancelled cannot hang the scope: the level-triggered cancel ends it", function()
     testing.autojump(function()
       local attempts = 0
@@ -1122,6 +1150,35 @@ describe("asyncio bugs: gather", function()
       assert.equal("early", r[1])
       assert.is_nil(errs[1])
       assert.equal("late", errs[2].value)
+    end)
+  end)
+
+  it("gather + Semaphore, cancelled from outside: no call starts after the cancel, every cleanup ran, the permits are back", function()
+    testing.autojump(function()
+      local started, cleaned, active, peak = 0, 0, 0, 0
+      local items = {}
+      for i = 1, 10 do items[i] = i end
+      local r = corio.move_on_after(2.5, corio.map, items, function(i)
+        started = started + 1
+        active = active + 1
+        if active > peak then peak = active end
+        corio.defer(function() cleaned = cleaned + 1; active = active - 1 end)
+        corio.sleep(1)
+        return i
+      end, { limit = 2 })
+      assert.is_false(r)
+      assert.equal(6, started)    -- 1-4 finished, 5 and 6 were cut at 2.5 s
+      assert.equal(6, cleaned)
+      assert.equal(2, peak)
+      -- asyncio's way: every call waits on one semaphore
+      local sem = corio.semaphore(2)
+      started = 0
+      r = corio.move_on_after(2.5, corio.map, items, function(i)
+        return sem:with(function() started = started + 1; corio.sleep(1); return i end)
+      end)
+      assert.is_false(r)
+      assert.equal(6, started)
+      assert.equal(2, sem.available)
     end)
   end)
 end)
