@@ -1141,8 +1141,15 @@ local function url_auth(url)
   return "Basic " .. base64(ui)
 end
 
--- One exchange through the transport function.
+-- One exchange through the transport function. It is a checkpoint as a
+-- request over the network is (rule 3): Cancelled on entry in a cancelled
+-- scope, naming the request, before the transport is called; and one that
+-- counts against the task's budget (rule 15), since a transport that
+-- answers at once completes like a fast path: a loop of such requests
+-- (a program under test) lets the other tasks and the deadlines run.
 local function via_transport(self, method, url, hlist, body, stream)
+  local ok, e = c_checkpoint_fast()
+  if not ok and e ~= NOLOOP then error(decorate(e, method, url), 0) end
   local h = setmetatable({}, Headers)
   for _, e in ipairs(hlist) do
     local v = e[3]

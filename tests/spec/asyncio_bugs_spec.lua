@@ -1182,3 +1182,57 @@ describe("asyncio bugs: gather", function()
     end)
   end)
 end)
+
+describe("asyncio bugs: a request through a mock transport is a checkpoint too", function()
+  -- httpx's MockTransport answers without awaiting anything, and so does
+  -- a corio transport that returns at once: the request must still check
+  -- the cancel on entry (rule 3) and count against the budget (rule 15),
+  -- as it does over the network, or a program tested with a mock spins
+  -- where it would be cancelled in production
+  local http = require("corio.http")
+
+  it("raises Cancelled on entry in a cancelled scope, naming the request, and does not call the transport", function()
+    local called = 0
+    local c = http.client{ transport = function(req)
+      called = called + 1
+      return { status = 200, body = "ok" }
+    end }
+    for name, call in pairs({
+      get = function() return c:get("http://mock/a") end,
+      post_body = function() return c:post("http://mock/a", { body = "x" }) end,
+      post_iter = function()
+        local sent = false
+        return c:post("http://mock/a", { body = function()
+          if sent then return nil end
+          sent = true
+          return "x"
+        end })
+      end,
+      request = function() return c:request("DELETE", "http://mock/a") end,
+      stream = function() return c:stream("GET", "http://mock/a") end,
+    }) do
+      local err = helpers.catch_cancelled(call)
+      assert.is_true(corio.is_cancelled(err), name)
+      assert.matches("http://mock/a", err.message, 1, true)
+    end
+    assert.equal(0, called)
+    c:close()
+  end)
+
+  it("a loop of requests answered at once lets the other tasks run, and a deadline cuts it", function()
+    local c = http.client{ transport = function() return { status = 204 } end }
+    local n, seen_at = 0, nil
+    corio.scope(function(s)
+      s:spawn(function() for i = 1, 20000 do n = i; c:get("http://mock/") end end)
+      s:spawn(function() seen_at = n end)
+    end)
+    assert.is_true(seen_at ~= nil and seen_at < 1000, "other task ran at " .. tostring(seen_at))
+    local count = 0
+    local r = corio.move_on_after(0.05, function()
+      while true do c:get("http://mock/"); count = count + 1 end
+    end)
+    assert.is_false(r)
+    assert.is_true(count > 0)
+    c:close()
+  end)
+end)
