@@ -680,6 +680,13 @@ read_chunk = function(r)
   local box = rawget(r, "_stream")
   if box == nil or rawget(r, "_closed") then error(stream_closed(r), 3) end
   if rawget(r, "_iter") then  -- a transport's body iterator
+    -- a checkpoint on entry that counts against the budget, as a read of
+    -- a stream over the network is (bindings/http.c l_read): Cancelled
+    -- in a cancelled scope before the iterator is asked (no chunk is
+    -- taken), and a loop over a body the mock makes at once lets the
+    -- other tasks and the deadlines run
+    local ok, e = c_checkpoint_fast()
+    if not ok and e ~= NOLOOP then error(decorate(e, r.request_method, r.url), 0) end
     return transport_chunk(r, r._iter)
   end
   local ok, chunk = queue(r, c_read(box))

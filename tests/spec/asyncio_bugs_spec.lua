@@ -1235,4 +1235,41 @@ describe("asyncio bugs: a request through a mock transport is a checkpoint too",
     assert.is_true(count > 0)
     c:close()
   end)
+
+  it("a stream read from a transport's body iterator checks the cancel on entry and loses no chunk", function()
+    local n = 0
+    local c = http.client{ transport = function()
+      return { status = 200, body = function()
+        n = n + 1
+        return "chunk" .. n      -- endless
+      end }
+    end }
+    local r = c:stream("GET", "http://mock/endless")
+    local it = r:iter_bytes()
+    assert.equal("chunk1", it())
+    for name, call in pairs({
+      iter_bytes = function() return it() end,
+      read = function() return r:read(3) end,
+    }) do
+      local err = helpers.catch_cancelled(call)
+      assert.is_true(corio.is_cancelled(err), name)
+      assert.matches("http://mock/endless", err.message, 1, true)
+    end
+    assert.equal("chunk2", it())   -- nothing was taken by the cancelled reads
+    -- a loop over an endless body: a deadline cuts it, the others run
+    local seen_at, count = nil, 0
+    local done
+    corio.scope(function(s)
+      s:spawn(function()
+        done = corio.move_on_after(0.05, function()
+          while true do it(); count = count + 1 end
+        end)
+      end)
+      s:spawn(function() seen_at = count end)
+    end)
+    assert.is_false(done)
+    assert.is_true(seen_at ~= nil and seen_at < 1000, "other task ran at " .. tostring(seen_at))
+    r:close()
+    c:close()
+  end)
 end)
