@@ -1022,6 +1022,22 @@ describe("asyncio bugs: task cancel", function()
     end)
   end)
 
+  it("asyncio.shield's inner error after an outer cancel is 'never retrieved'; corio's fails the task with it", function()
+    testing.autojump(function()
+      local t
+      local err = catch(corio.scope, function(s)
+        t = s:spawn(function()
+          corio.shield(function() corio.sleep(1); error("boom", 0) end)
+        end)
+        corio.sleep(0.5)
+        t:cancel()
+      end)
+      assert.equal("boom", err.value)   -- an error of the scope (rule 9)
+      assert.equal("failed", t:status())
+      assert.equal("boom", catch(t.join, t).value)
+    end)
+  end)
+
   it("a shield entered in an already cancelled scope runs its checkpoints; its own deadline still applies", function()
     testing.autojump(function()
       local log = {}
