@@ -157,7 +157,7 @@ describe("asyncio bugs: wait_for / timeout races", function()
     assert.equal("timeout", catch(corio.timeout, 0, corio.yield).kind)
   end)
 
-  it("gh-96764: a body that swallows its deadline's Cancelled cannot block, and its value is returned", function()
+  it("bpo-42130 (an inner call that suppresses the cancel): the body cannot block after it, and its value is returned", function()
     testing.autojump(function()
       local seen = {}
       local r = { corio.timeout(1, function()
@@ -857,7 +857,7 @@ describe("asyncio bugs: TaskGroup / scope", function()
     end)
   end)
 
-  it("gh-94398: spawn into a scope that returned raises; into one whose body ended it is accepted", function()
+  it("TaskGroup.create_task after the group exited: spawn into a returned scope raises; into one whose body ended it is accepted", function()
     guard(function()
       local saved
       local late = false
