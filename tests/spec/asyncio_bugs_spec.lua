@@ -1289,3 +1289,70 @@ describe("asyncio bugs: a request through a mock transport is a checkpoint too",
     c:close()
   end)
 end)
+
+describe("asyncio bugs: a stream read that needs no wait still checks the cancel (rule 3)", function()
+  -- a network read can hand over several chunks at once, and iter_lines
+  -- splits a chunk into many lines: the steps that take those without a
+  -- read of their own are fast paths of a blocking call, and check the
+  -- cancel on entry as fs's buffered reads do; nothing is taken or lost
+  local http = require("corio.http")
+  local base, stop, client
+  setup(function()
+    base, stop = helpers.http_server()
+    client = http.client{}
+  end)
+  teardown(function()
+    client:close()
+    stop()
+  end)
+
+  local function expect_cancelled(call, what)
+    local err = helpers.catch_cancelled(call)
+    assert.is_true(corio.is_cancelled(err), what)
+    return err
+  end
+
+  it("iter_bytes and read: chunks a read already got are not handed out in a cancelled scope", function()
+    -- ~290 kB: curl hands the stream many chunks per read
+    local whole = client:get(base .. "/numbers?n=50000"):text()
+    local r = client:stream("GET", base .. "/numbers?n=50000")
+    corio.sleep(0.2)                 -- the whole body has come
+    local it = r:iter_bytes()
+    local got = { it() }
+    for _ = 1, 3 do expect_cancelled(it, "iter_bytes") end
+    expect_cancelled(function() return r:read() end, "read")
+    for chunk in it do got[#got + 1] = chunk end
+    assert.equal(whole, table.concat(got))
+    r:close()
+  end)
+
+  it("iter_lines: lines split from a chunk already read are not handed out in a cancelled scope", function()
+    local r = client:stream("GET", base .. "/numbers?n=500")
+    corio.sleep(0.2)
+    local lines = r:iter_lines()
+    assert.equal("0", lines())
+    for _ = 1, 3 do expect_cancelled(lines, "iter_lines") end
+    local n = 1
+    for line in lines do
+      assert.equal(tostring(n), line)
+      n = n + 1
+    end
+    assert.equal(500, n)
+    r:close()
+  end)
+
+  it("iter_bytes after a left iter_lines loop: the bytes it held are not handed out in a cancelled scope", function()
+    local r = client:stream("GET", base .. "/numbers?n=500")
+    corio.sleep(0.2)
+    local lines = r:iter_lines()
+    assert.equal("0", lines())
+    local it = r:iter_bytes()      -- starts with what the lines loop held
+    expect_cancelled(it, "iter_bytes")
+    local rest = {}
+    for chunk in it do rest[#rest + 1] = chunk end
+    local want = {}
+    for i = 1, 499 do want[i] = i .. "\n" end
+    assert.equal(table.concat(want), table.concat(rest))
+    r:close()
+  end)
+end)
