@@ -1232,6 +1232,10 @@ describe("asyncio bugs: a request through a mock transport is a checkpoint too",
       assert.matches("http://mock/a", err.message, 1, true)
     end
     assert.equal(0, called)
+    -- and corio.testing sees the checkpoint (trio's assert_checkpoints)
+    testing.assert_checkpoints(function() return c:get("http://mock/a") end)
+    local lines = c:stream("GET", "http://mock/a"):iter_lines()
+    testing.assert_checkpoints(lines)
     c:close()
   end)
 
