@@ -892,6 +892,59 @@ describe("asyncio bugs: TaskGroup / scope", function()
       assert.same({ "started", "cleanup" }, log)
     end)
   end)
+
+  it("randomized: nested scopes, deadlines, shields and cancels: every defer runs once, no task is left, no cancel leaks", function()
+    for _, seed in ipairs(helpers.stress_seeds({ 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 })) do
+      local rand = helpers.lcg(seed)
+      local entered, deferred = 0, 0
+      local scopes, tasks = {}, {}
+      local function body(depth)
+        entered = entered + 1
+        corio.defer(function() deferred = deferred + 1 end)
+        local k = rand(6)
+        if depth > 3 or k == 1 then
+          corio.sleep(rand(10) / 10)
+        elseif k == 2 then
+          corio.move_on_after(rand(10) / 10, body, depth + 1)
+        elseif k == 3 then
+          local ok, e = pcall(corio.timeout, rand(10) / 10, body, depth + 1)
+          if not ok and not corio.is_error(e, "timeout") then error(e, 0) end
+        elseif k == 4 then
+          corio.shield(corio.move_on_after, rand(10) / 10, body, depth + 1)
+        elseif k == 5 then
+          corio.scope(function(s)
+            scopes[#scopes + 1] = s
+            for _ = 1, rand(3) do tasks[#tasks + 1] = s:spawn(body, depth + 1) end
+            body(depth + 1)
+          end)
+        else
+          local ok, e = pcall(corio.sleep, rand(10) / 10)
+          if not ok then error(e, 0) end
+          corio.yield()
+        end
+      end
+      local before = #corio.tasks()
+      testing.autojump(function()
+        corio.scope(function(top)
+          top:spawn(function()
+            for _ = 1, 5 do
+              corio.sleep(rand(10) / 10)
+              local which = rand(3)
+              if which == 1 and #scopes > 0 then scopes[rand(#scopes)]:cancel()
+              elseif which == 2 and #tasks > 0 then tasks[rand(#tasks)]:cancel() end
+            end
+          end)
+          corio.move_on_after(3, body, 0)
+        end)
+        -- nothing of the cancels and deadlines inside leaks out
+        corio.sleep(0.1)
+        corio.yield()
+      end)
+      assert.is_true(entered > 0, "seed " .. seed)
+      assert.equal(entered, deferred, "seed " .. seed)
+      assert.equal(before, #corio.tasks(), "seed " .. seed)
+    end
+  end)
 end)
 
 describe("asyncio bugs: task cancel", function()
