@@ -648,6 +648,19 @@ end
 -- that gives "" until another task acts lets that task run, and a cancel
 -- or deadline ends the wait, rather than the loop spinning for ever.
 local c_checkpoint_fast = core.checkpoint_fast
+local c_checkpoint = core.checkpoint
+
+-- Rule 3 for a stream read that needs no read of its own (a chunk queued
+-- by the read before, bytes an iter_lines loop held, a line split from a
+-- chunk already read): Cancelled on entry in a cancelled scope, before
+-- anything is taken, as a read that waits raises it (bindings/http.c
+-- l_read) and as fs's buffered reads do. Not counted against the budget:
+-- what it hands out is bounded by what that one read got.
+local function read_check(r)
+  local ok, e = c_checkpoint()
+  if not ok and e ~= NOLOOP then error(decorate(e, r.request_method, r.url), 0) end
+end
+
 local function transport_chunk(r, iter)
   local chunk = iter()
   while chunk == "" do
@@ -671,6 +684,7 @@ local read_chunk
 read_chunk = function(r)
   local q = rawget(r, "_q")
   if q then
+    read_check(r)
     local i = rawget(r, "_qi")
     local chunk = q[i]
     if q[i + 1] == nil then rawset(r, "_q", nil) else rawset(r, "_qi", i + 1) end
@@ -680,6 +694,13 @@ read_chunk = function(r)
   local box = rawget(r, "_stream")
   if box == nil or rawget(r, "_closed") then error(stream_closed(r), 3) end
   if rawget(r, "_iter") then  -- a transport's body iterator
+    -- a checkpoint on entry that counts against the budget, as a read of
+    -- a stream over the network is (bindings/http.c l_read): Cancelled
+    -- in a cancelled scope before the iterator is asked (no chunk is
+    -- taken), and a loop over a body the mock makes at once lets the
+    -- other tasks and the deadlines run
+    local ok, e = c_checkpoint_fast()
+    if not ok and e ~= NOLOOP then error(decorate(e, r.request_method, r.url), 0) end
     return transport_chunk(r, r._iter)
   end
   local ok, chunk = queue(r, c_read(box))
@@ -728,7 +749,12 @@ end
 local next_held
 next_held = function(r)
   local chunk = rawget(r, "_held")
-  if chunk ~= nil then rawset(r, "_held", nil) else chunk = read_chunk(r) end
+  if chunk ~= nil then
+    read_check(r)
+    rawset(r, "_held", nil)
+  else
+    chunk = read_chunk(r)
+  end
   if chunk ~= nil and chunk ~= "" and rawget(r, "_skip_lf") then
     rawset(r, "_skip_lf", nil)
     if byte(chunk, 1) == 10 then
@@ -790,11 +816,13 @@ end
 -- many chunks is kept as its pieces and joined once, when its end comes.
 -- A chunk that ends with "\r" ends a line; if the next chunk starts with
 -- "\n", that "\n" belongs to the same line end.
+-- check, when given, runs before a line split from a chunk already read
+-- is handed out (a stream's read_check: rule 3).
 -- Returns the iterator and take(), which empties it and returns the
 -- bytes it holds but did not hand out (the lines split from the current
 -- chunk and a line not ended yet, as they came) and whether an LF that
 -- comes next still belongs to the last line end handed out.
-local function line_iter(next_chunk)
+local function line_iter(next_chunk, check)
   local parts, np = {}, 0      -- the pieces of a line not ended yet
   local pending, i, n, done = {}, 0, 0, false
   local after_cr = false       -- the last chunk ended with "\r"
@@ -803,6 +831,7 @@ local function line_iter(next_chunk)
   local function it()
     while true do
       if i < n then
+        if check then check() end   -- a stream's: read_check
         i = i + 1
         local line = pending[i]
         pending[i] = nil
@@ -881,6 +910,10 @@ local function line_iter(next_chunk)
   return it, take
 end
 poly(line_iter, function() end)
+-- a stream's check for the lines line_iter splits from a chunk already
+-- read (made 3 times at load, as the iterators above, since it holds r)
+local function line_check(r) return function() read_check(r) end end
+poly(line_check)
 
 -- A stream's iter_lines state lives on the response: a loop that broke
 -- out and a later iter_lines loop go on with the same iterator, and
@@ -896,7 +929,7 @@ function Response.iter_lines(r)
   if it then return it end
   rawset(r, "_partial", true)  -- text() and json() cannot have all of it
   local take
-  it, take = line_iter(held_iter(r))
+  it, take = line_iter(held_iter(r), line_check(r))
   rawset(r, "_lines", it)
   rawset(r, "_lines_take", take)
   return it
@@ -1141,8 +1174,15 @@ local function url_auth(url)
   return "Basic " .. base64(ui)
 end
 
--- One exchange through the transport function.
+-- One exchange through the transport function. It is a checkpoint as a
+-- request over the network is (rule 3): Cancelled on entry in a cancelled
+-- scope, naming the request, before the transport is called; and one that
+-- counts against the task's budget (rule 15), since a transport that
+-- answers at once completes like a fast path: a loop of such requests
+-- (a program under test) lets the other tasks and the deadlines run.
 local function via_transport(self, method, url, hlist, body, stream)
+  local ok, e = c_checkpoint_fast()
+  if not ok and e ~= NOLOOP then error(decorate(e, method, url), 0) end
   local h = setmetatable({}, Headers)
   for _, e in ipairs(hlist) do
     local v = e[3]
