@@ -364,6 +364,21 @@ static int l_now(lua_State *L) {
 /* corio.now through the FFI (init.lua). */
 static double ffi_now(corio_rt *rt) { return now_secs(rt); }
 
+/* The entry check of a call that needs no wait and is not counted against
+** the budget (http.lua: a stream read of bytes it already holds), through
+** the FFI: 1 if the running task goes on (not cancelled, no deadline
+** near; the checkpoint counted), else 0 and the caller takes
+** core.checkpoint, which raises or catches up. A Lua C function call for
+** every line of an iter_lines loop made such a loop ~25% slower (~35 ns a
+** line); this one JIT-compiles to a call and two loads. */
+static int ffi_check(corio_rt *rt) {
+  corio_task *me = rt->current;
+  if (me == NULL || me->cur->eff) return 0;
+  if (rt->nheap != 0 && corio__deadline_near(rt)) return 0;
+  corio__checkpoint(rt, me);
+  return 1;
+}
+
 /* ---- scopes ------------------------------------------------------- */
 
 static corio_xscope *check_scope(lua_State *L, int idx) {
@@ -1402,6 +1417,8 @@ int luaopen_corio_core(lua_State *L) {
   lua_setfield(L, -2, "ffi_join");
   lua_pushlightuserdata(L, (void *)ffi_now);
   lua_setfield(L, -2, "ffi_now");
+  lua_pushlightuserdata(L, (void *)ffi_check);
+  lua_setfield(L, -2, "ffi_check");
   lua_pushlightuserdata(L, (void *)ffi_scope_leave);
   lua_setfield(L, -2, "ffi_scope_leave");
   lua_pushlightuserdata(L, (void *)ffi_body_enter);

@@ -610,6 +610,12 @@ void corio__timer_stop(corio_rt *rt, corio_timer *tm);
 void corio__timers_sync(corio_rt *rt);
 void corio__timers_fire(corio_rt *rt);
 void corio__timers_catch_up(corio_rt *rt);
+/* Whether corio__timers_catch_up might fire a deadline now: the earliest
+** one is within two coarse ticks (or the virtual clock runs). The caller
+** saw nheap != 0. For the FFI checks, which must not fire timers (a scope
+** cancelled there aborts waiters, which may reach libcurl): near, they
+** take the Lua C function, which catches up. */
+int corio__deadline_near(corio_rt *rt);
 uint64_t corio__timers_next(corio_rt *rt);
 /* Move every armed deadline by the same amount, keeping what is left of
 ** it counted from `from` now counted from `to` (the virtual clock). */

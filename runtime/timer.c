@@ -159,6 +159,11 @@ void corio__timers_catch_up(corio_rt *rt) {
   if (when <= corio__now(rt)) corio__timers_fire(rt);
 }
 
+int corio__deadline_near(corio_rt *rt) {
+  return rt->vclock || corio__coarse(rt) + rt->clock_off +
+                           2 * rt->coarse_res >= rt->heap[0].when;
+}
+
 /* Fire every deadline that has passed, earliest first. Sleepers become
 ** ready; scopes are cancelled (which may wake many tasks). */
 void corio__timers_fire(corio_rt *rt) {

@@ -656,7 +656,13 @@ local c_checkpoint = core.checkpoint
 -- anything is taken, as a read that waits raises it (bindings/http.c
 -- l_read) and as fs's buffered reads do. Not counted against the budget:
 -- what it hands out is bounded by what that one read got.
+local ffi_ok, ffi = pcall(require, "ffi")
+local ffi_check = ffi_ok and ffi.cast("int (*)(void *)", core.ffi_check) or nil
+local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
 local function read_check(r)
+  -- the common case (not cancelled, no deadline near) through the FFI
+  -- (bindings/core.c ffi_check), else the C function, which raises
+  if ffi_check ~= nil and ffi_check(rt_ptr) ~= 0 then return end
   local ok, e = c_checkpoint()
   if not ok and e ~= NOLOOP then error(decorate(e, r.request_method, r.url), 0) end
 end

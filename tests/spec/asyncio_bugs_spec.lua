@@ -1412,4 +1412,33 @@ describe("asyncio bugs: a stream read that needs no wait still checks the cancel
     assert.equal(table.concat(want), table.concat(rest))
     r:close()
   end)
+
+  it("iter_lines under a deadline that passed while the loop body computed: the next line raises", function()
+    -- the lines come without a read of their own, and no timer fired
+    -- (nothing yielded): the entry check catches the deadline up, as
+    -- corio.yield does (trio_parity_spec)
+    local r = client:stream("GET", base .. "/numbers?n=500")
+    corio.sleep(0.2)
+    local lines = r:iter_lines()
+    local got = {}
+    local ok = corio.move_on_after(0.05, function()
+      for line in lines do
+        got[#got + 1] = line
+        if #got == 3 then
+          local t0 = os.clock()
+          while os.clock() - t0 < 0.1 do end   -- past the deadline, no checkpoint
+        end
+      end
+    end)
+    assert.is_false(ok)
+    assert.same({ "0", "1", "2" }, got)
+    -- nothing was lost: the loop goes on outside the scope
+    local n = 3
+    for line in lines do
+      assert.equal(tostring(n), line)
+      n = n + 1
+    end
+    assert.equal(500, n)
+    r:close()
+  end)
 end)
