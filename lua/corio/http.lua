@@ -822,8 +822,13 @@ end
 -- many chunks is kept as its pieces and joined once, when its end comes.
 -- A chunk that ends with "\r" ends a line; if the next chunk starts with
 -- "\n", that "\n" belongs to the same line end.
--- check, when given, runs before a line split from a chunk already read
--- is handed out (a stream's read_check: rule 3).
+-- check, when given, runs before a line split from a chunk an earlier
+-- call read is handed out (a stream's read_check: rule 3). The first line
+-- of a chunk this call read is not checked again: the read was this
+-- call's checkpoint, and a read that completed returns its result even
+-- if a cancel came meanwhile (rule 7; the next call raises). That keeps
+-- take()'s i >= 1 too: a check raising at i = 0 left the chunk split
+-- and nothing handed out, and take() then failed on rest_at[0].
 -- Returns the iterator and take(), which empties it and returns the
 -- bytes it holds but did not hand out (the lines split from the current
 -- chunk and a line not ended yet, as they came) and whether an LF that
@@ -837,7 +842,7 @@ local function line_iter(next_chunk, check)
   local function it()
     while true do
       if i < n then
-        if check then check() end   -- a stream's: read_check
+        if check and i > 0 then check() end   -- a stream's: read_check
         i = i + 1
         local line = pending[i]
         pending[i] = nil

@@ -1309,6 +1309,34 @@ describe("asyncio bugs: a request through a mock transport is a checkpoint too",
     c:close()
   end)
 
+  it("iter_lines: a chunk read while the scope was cancelled gives its first line; the next call raises", function()
+    -- the body iterator finishes its read under a shield while a
+    -- deadline passes: the read completed, so its first line comes back
+    -- (rule 7), and the lines after it wait for a call outside the scope
+    local c = http.client{ transport = function()
+      local sent = false
+      return { status = 200, body = function()
+        if sent then return nil end
+        sent = true
+        corio.shield(corio.sleep, 0.05)
+        return "a\nb\nc\n"
+      end }
+    end }
+    local r = c:stream("GET", "http://mock/lines")
+    local lines = r:iter_lines()
+    local got = {}
+    local ok = corio.move_on_after(0.01, function()
+      for line in lines do got[#got + 1] = line end
+    end)
+    assert.is_false(ok)
+    assert.same({ "a" }, got)
+    -- iter_bytes takes over what the lines loop held, whole
+    local rest = {}
+    for chunk in r:iter_bytes() do rest[#rest + 1] = chunk end
+    assert.equal("b\nc\n", table.concat(rest))
+    r:close()
+  end)
+
   it("a stream read from a transport's body iterator checks the cancel on entry and loses no chunk", function()
     local n = 0
     local c = http.client{ transport = function()
