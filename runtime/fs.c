@@ -25,7 +25,9 @@
 void corio__fs_push_error(lua_State *L, const char *op, const char *path,
                           int code) {
   const char *name = uv_err_name(code);
-  lua_pushfstring(L, "%s %s: %s (%s)", op, path ? path : "?", name,
+  /* an empty path is shown as "" (it read "stat : ENOENT") */
+  lua_pushfstring(L, "%s %s: %s (%s)", op,
+                  path == NULL ? "?" : path[0] == 0 ? "\"\"" : path, name,
                   uv_strerror(code));
   corio__push_error(L, "fs", lua_tostring(L, -1));
   lua_remove(L, -2);

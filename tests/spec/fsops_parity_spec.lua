@@ -134,7 +134,11 @@ describe("fsops parity: stat", function()
     assert_fs_error(catch(fs.stat, p .. "-none"), "stat", p .. "-none", "ENOENT", ENOENT)
     assert_fs_error(catch(fs.stat, p .. "/below"), "stat", p .. "/below", "ENOTDIR", ENOTDIR)
     -- the empty path: ENOENT, as stat("") in C and os.stat("") in Python
-    assert.equal("ENOENT", catch(fs.stat, "").code)
+    local e = catch(fs.stat, "")
+    assert.equal("ENOENT", e.code)
+    assert.equal("", e.path)
+    -- the message shows the empty path, rather than "stat : ENOENT"
+    assert.matches('stat "": ENOENT', e.message, 1, true)
   end)
 
   it("sizes past 4 GiB are exact (a sparse file); times keep their fraction", function()
