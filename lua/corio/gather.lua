@@ -14,6 +14,11 @@ local floor = math.floor
 local is_error, wrap_error = core.is_error, core.wrap_error
 local c_checkpoint = core.checkpoint
 local c_checkpoint_fast = core.checkpoint_fast
+-- the entry check of a call that needs no wait, through the FFI (as
+-- http.lua's stream reads; bindings/core.c ffi_check)
+local ffi_ok, ffi = pcall(require, "ffi")
+local ffi_check = ffi_ok and ffi.cast("int (*)(void *)", core.ffi_check) or nil
+local rt_ptr = ffi_ok and ffi.cast("void *", core.rt) or nil
 
 -- gather or map of an empty list: nothing to spawn or wait for, so the
 -- call completes at once, like a fast path, and counts against the task's
@@ -199,15 +204,26 @@ function M.map(items, fn, opts)
   -- Once a call failed (its error, or a Cancelled, leaves its worker), no
   -- worker takes another item: a call that had finished while the failing
   -- one was raising would otherwise start the next item, past the failure.
-  -- A flag, not a checkpoint per item, which costs a C call each (an outer
-  -- cancel then lets a worker start one more item, which its first
-  -- checkpoint cancels, as for a task spawned into a cancelled scope).
+  -- A flag, not a checkpoint per item, which costs a C call each. An
+  -- outer cancel is seen before each later item through the FFI check
+  -- (a few ns): otherwise, with functions that catch their Cancelled, a
+  -- worker went on through every remaining item after the cancel.
   -- Only when own: a worker then runs several calls, each in a body whose
   -- handler kept the traceback, so catching and raising the error again
   -- loses nothing; otherwise a worker runs one call and has no next item.
   local stopped = false
   local function worker()
+    local later = false
     while next_i < n and not stopped do
+      if later and (ffi_check == nil or ffi_check(rt_ptr) == 0) then
+        -- cancelled, a deadline near, or no FFI: the C check decides
+        local ok, e = c_checkpoint()
+        if not ok and e ~= core.NOLOOP then
+          stopped = true
+          error(e, 0)
+        end
+      end
+      later = own
       next_i = next_i + 1
       local i = next_i
       if own then

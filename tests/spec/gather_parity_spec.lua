@@ -363,6 +363,27 @@ describe("gather parity: Tasks", function()
 end)
 
 describe("gather parity: map", function()
+  it("an outer cancel stops the workers before their next item, even when the calls catch their Cancelled", function()
+    -- trio's workers pulling from a channel stop at the next receive; here
+    -- each worker checks before it takes another item (it used to go on
+    -- through every remaining item, each cancelled at its first sleep)
+    testing.autojump(function()
+      local started = 0
+      local items = {}
+      for i = 1, 100 do items[i] = i end
+      local finished = corio.move_on_after(0.05, function()
+        corio.map(items, function(x)
+          started = started + 1
+          pcall(corio.sleep, 0.02)   -- swallows the Cancelled
+          return x
+        end, { limit = 2 })
+      end)
+      assert.is_false(finished)
+      -- 0.05 s: two rounds of two done, the third round cut; no item after
+      assert.equal(6, started)
+    end)
+  end)
+
   it("limit = 1 runs one after another, in order", function()
     guarded(function()
       local log, add = new_log()
