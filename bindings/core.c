@@ -182,6 +182,8 @@ static int l_task_newindex(lua_State *L) {
     return luaL_error(L, "task: field 'name' must be a string, got %s",
                       luaL_typename(L, 3));
   lua_settop(L, 3);
+  lua_tolstring(L, 3, NULL);   /* a number is kept as its string: the
+                               ** name is a string, as documented */
   corio__task_set_name(rt, L, t, 1);
   return 0;
 }
@@ -190,6 +192,7 @@ static int l_task_tostring(lua_State *L) {
   corio_rt *rt = RT(L);
   corio_task *t = corio__check_task(L, 1);
   corio__task_name_at(rt, L, t, 1);
+  corio__name_shown(L);   /* one line, whatever the name holds */
   lua_pushfstring(L, "corio.Task(%s, %s)", lua_tostring(L, -1),
                   STATUS[t->status]);
   return 1;

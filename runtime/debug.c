@@ -20,6 +20,47 @@
 
 static uint64_t mono_ns(void) { return uv_hrtime(); }
 
+/* [-0, +1] t's name as the one-line-per-task reports show it (the
+** deadlock error, SIGUSR1's tree, the spawn-site line of tracebacks, the
+** slow-step report): control characters escaped as "\n", "\t", "\ddd",
+** so a name cannot break a report into lines of its own or end it early
+** (an embedded NUL), and cut after CORIO_NAME_SHOWN bytes with "...", so
+** that a very long name does not make each line of a report that long.
+** task.name and corio.tasks() keep the name as it was set. */
+#define CORIO_NAME_SHOWN 200
+void corio__name_shown(lua_State *L) {
+  size_t n, i;
+  const char *s;
+  luaL_Buffer b;
+  s = lua_tolstring(L, -1, &n);
+  if (s == NULL) return;
+  for (i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    if (ch < 0x20 || ch == 0x7f) break;
+  }
+  if (i == n && n <= CORIO_NAME_SHOWN) return;   /* as it is: the usual */
+  luaL_buffinit(L, &b);
+  for (i = 0; i < n && i < CORIO_NAME_SHOWN; i++) {
+    unsigned char ch = (unsigned char)s[i];
+    char esc[8];
+    if (ch == '\n') luaL_addstring(&b, "\\n");
+    else if (ch == '\t') luaL_addstring(&b, "\\t");
+    else if (ch == '\r') luaL_addstring(&b, "\\r");
+    else if (ch < 0x20 || ch == 0x7f) {
+      snprintf(esc, sizeof(esc), "\\%d", ch);
+      luaL_addstring(&b, esc);
+    } else luaL_addchar(&b, (char)ch);
+  }
+  if (n > CORIO_NAME_SHOWN) luaL_addstring(&b, "...");
+  luaL_pushresult(&b);
+  lua_remove(L, -2);
+}
+
+void corio__task_name_shown(corio_rt *rt, lua_State *L, corio_task *t) {
+  corio__task_name(rt, L, t);
+  corio__name_shown(L);
+}
+
 /* Runs on the loop thread, inside the slow step, once. */
 static void slow_hook(lua_State *L, lua_Debug *unused) {
   corio_rt *rt = corio__rt(L);
@@ -41,7 +82,7 @@ static void slow_hook(lua_State *L, lua_Debug *unused) {
     }
   }
   if (!found) ar = first;
-  if (rt->current != NULL) corio__task_name(rt, L, rt->current);
+  if (rt->current != NULL) corio__task_name_shown(rt, L, rt->current);
   else lua_pushliteral(L, "the main chunk");
   fprintf(stderr,
           "corio: slow step: %s has held the loop for over %d ms and is "
@@ -56,7 +97,7 @@ static void slow_hook(lua_State *L, lua_Debug *unused) {
 ** watchdog may read it, then the step's mark. */
 void corio__debug_step_begin(corio_rt *rt, corio_task *t) {
   lua_State *L = rt->L;
-  corio__task_name(rt, L, t);
+  corio__task_name_shown(rt, L, t);
   snprintf(rt->dbg_name, sizeof(rt->dbg_name), "%s",
            lua_tostring(L, -1) ? lua_tostring(L, -1) : "a task");
   lua_pop(L, 1);

@@ -78,7 +78,7 @@ int corio__is_error(lua_State *L, int idx, const char *kind) {
 /* Text for the spawn site of t: "task 3 spawned at f.lua:12". */
 static void push_origin(corio_rt *rt, lua_State *L, corio_task *t) {
   const corio_site *site;
-  corio__task_name(rt, L, t);
+  corio__task_name_shown(rt, L, t);
   site = corio__task_site(rt, t);   /* after what could make sites */
   if (site != NULL) {
     lua_pushfstring(L, "\n\t(%s spawned at %s:%d)", lua_tostring(L, -1),

@@ -579,6 +579,10 @@ int *corio__scope_errs(corio_rt *rt, corio_scope *s);
 int *corio__scope_defers(corio_rt *rt, corio_scope *s);
 int corio__where(corio_rt *rt, corio_task *t, char *buf, size_t len);
 void corio__task_name(corio_rt *rt, lua_State *L, corio_task *t);
+/* [-0, +1] The name as the reports show it (debug.c); [-1, +1] the
+** string on top of the stack made so. */
+void corio__name_shown(lua_State *L);
+void corio__task_name_shown(corio_rt *rt, lua_State *L, corio_task *t);
 void corio__task_name_at(corio_rt *rt, lua_State *L, corio_task *t, int ud);
 void corio__task_set_name(corio_rt *rt, lua_State *L, corio_task *t, int ud);
 int corio__cancel_task(corio_rt *rt, corio_task *t);

@@ -350,7 +350,7 @@ static void describe_blocked(corio_task *t, void *ud) {
     ** part of the deadlock too (a task that ended its body holding a
     ** lock its child waits for), so it is named with the others. */
     c->n++;
-    corio__task_name(c->rt, L, t);
+    corio__task_name_shown(c->rt, L, t);
     lua_pushfstring(L, "\n  %s waits for its tasks (its body has returned)",
                     lua_tostring(L, -1));
     lua_remove(L, -2);
@@ -366,7 +366,7 @@ static void describe_blocked(corio_task *t, void *ud) {
   }
   if (t->state != CORIO_ST_BLOCKED) return;
   c->n++;
-  corio__task_name(c->rt, L, t);
+  corio__task_name_shown(c->rt, L, t);
   lua_pushfstring(L, "\n  %s waits in %s", lua_tostring(L, -1),
                   t->wait_what ? t->wait_what : "?");
   lua_remove(L, -2);
@@ -436,7 +436,7 @@ static void dump_task(corio_rt *rt, corio_task *c, int depth) {
   char where[256];
   static const char *const st[] = {"pending", "running", "done", "failed",
                                    "cancelled"};
-  corio__task_name(rt, L, c);
+  corio__task_name_shown(rt, L, c);
   fprintf(stderr, "%*s%s [%s]", 2 * depth, "", lua_tostring(L, -1),
           st[c->status]);
   lua_pop(L, 1);
