@@ -501,7 +501,9 @@ end
 -- over base.
 local function norm_timeout(fname, an, t, base)
   if t == nil then return base end
-  if t == false then return { 0, 0, 0, 0, 0 } end
+  -- 0 is false's equal (no limit at all, total included), as documented;
+  -- another number keeps base's total
+  if t == false or t == 0 then return { 0, 0, 0, 0, 0 } end
   if type(t) == "number" then
     check_secs(fname, an, "timeout", t)
     return { t, t, t, t, base and base[5] or 0 }
