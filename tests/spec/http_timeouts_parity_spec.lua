@@ -206,6 +206,29 @@ describe("total against the phases", function()
   end)
 end)
 
+describe("total and redirects", function()
+  -- total bounds the call, as libcurl's CURLOPT_TIMEOUT does with its own
+  -- redirects, not each hop (httpx has no total; its timeouts are per
+  -- request sent)
+  it("bounds the whole chain followed, naming the hop it expired on", function()
+    local c = http.client { base_url = base, follow_redirects = true }
+    local t0 = corio.now()
+    local err = timeout_err(c.get, c, "/slow-redirect/3?d=0.3", { timeout = { read = 5, total = 0.7 } })
+    assert.equal("total", err.phase)
+    assert.is_true(corio.now() - t0 < 1.1, "took " .. (corio.now() - t0))
+    has(err.message, "/slow-redirect/")
+    has(err.message, "total timeout (0.7 s) expired")  -- the total set, not what was left
+    assert.is_nil(err.url:find("/slow-redirect/3", 1, true))  -- a later hop
+    -- within total, the chain is followed
+    local r = within(SECS, c.get, c, "/slow-redirect/2?d=0.1", { timeout = { total = 2 } })
+    assert.equal("landed", r:text())
+    -- and a stream's chain as well
+    err = timeout_err(c.stream, c, "GET", "/slow-redirect/3?d=0.3", { timeout = { total = 0.7 } })
+    assert.equal("total", err.phase)
+    c:close()
+  end)
+end)
+
 describe("a stream whose consumer is slow", function()
   it("does not hit the read timeout: the transfer is paused, not the server slow", function()
     local c = http.client { base_url = base, timeout = { read = 0.2 } }
