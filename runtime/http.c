@@ -1369,7 +1369,10 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
     double up = expiry > 1e6 ? 1e6 : expiry;
     h->maxage = (long)up;
     if ((double)h->maxage == up) h->maxage--;
-    else h->expiry_ms = (uint64_t)(up * 1000 + 0.5);  /* see expire_idle */
+    else {  /* see expire_idle; at least 1 ms (0 would be "none") */
+      h->expiry_ms = (uint64_t)(up * 1000 + 0.5);
+      if (h->expiry_ms == 0) h->expiry_ms = 1;
+    }
   }
   h->no_reuse = expiry == 0 || max_keep == 0;
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);

@@ -259,6 +259,17 @@ describe("keepalive_expiry", function()
     c:close()
   end)
 
+  it("a tiny one (0.1 ms) is not taken for none: a connection idle 50 ms is not reused", function()
+    local c = http.client { base_url = base, limits = { keepalive_expiry = 0.0001 } }
+    within(SECS, c.get, c, "/ok")
+    corio.sleep(0.05)
+    within(SECS, c.get, c, "/ok")
+    local s = c:stats()
+    assert.equal(2, s.opened)
+    assert.equal(0, s.reused)
+    c:close()
+  end)
+
   it("1.5 s: idle 1.8 s is not reused", function()
     local c = http.client { base_url = base, limits = { keepalive_expiry = 1.5 } }
     within(SECS, c.get, c, "/ok")
