@@ -223,6 +223,7 @@ typedef struct http_sock {
   int events;            /* UV_READABLE|UV_WRITABLE being polled */
   int idle;              /* curl said CURL_POLL_REMOVE (a socket of ours) */
   uint64_t rd_at;        /* loop time it was last readable while watched */
+  uint64_t idle_at;      /* loop time it became idle (see expire_idle) */
   int gone;              /* GONE_*: poll closed by corio__http_rt_gone */
 } http_sock;
 
@@ -265,6 +266,7 @@ struct corio_http {
   corio_xfer *later;     /* transfers with an operation put off (in_curl) */
   char *cainfo;
   long maxage;           /* CURLOPT_MAXAGE_CONN, or -1: curl's default */
+  uint64_t expiry_ms;    /* keepalive_expiry when not whole seconds, or 0 */
   int no_reuse;          /* max_keepalive or keepalive_expiry 0 */
   long keep_idle;        /* max_keepalive when it bounds idle connections
                             below what may be busy (see keep_sync), else 0 */
@@ -890,6 +892,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
       return 0;
     }
     s->idle = 1;  /* see http_sock */
+    s->idle_at = loop_now(h);
     if (s->events & UV_WRITABLE) {  /* would fire at once */
       uv_poll_stop(&s->poll);
       s->events = 0;
@@ -908,7 +911,7 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp,
     s->fd = fd;
     s->gone = GONE_NO;
     s->events = 0;
-    s->rd_at = 0;
+    s->rd_at = s->idle_at = 0;
     corio_list_push(&h->socks, &s->link);
     h->nhandles++;
     f->s = s;
@@ -1366,6 +1369,10 @@ corio_http *corio__http_new(corio_rt *rt, long max_conn, long max_keep,
     double up = expiry > 1e6 ? 1e6 : expiry;
     h->maxage = (long)up;
     if ((double)h->maxage == up) h->maxage--;
+    else {  /* see expire_idle; at least 1 ms (0 would be "none") */
+      h->expiry_ms = (uint64_t)(up * 1000 + 0.5);
+      if (h->expiry_ms == 0) h->expiry_ms = 1;
+    }
   }
   h->no_reuse = expiry == 0 || max_keep == 0;
   curl_multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
@@ -1755,12 +1762,41 @@ again:
 
 const char *corio__xfer_errmsg(corio_xfer *x) { return x->errmsg; }
 
+/* curl judges a kept connection's age in whole seconds (idle seconds >
+** CURLOPT_MAXAGE_CONN): exact for a keepalive_expiry of whole seconds,
+** but 0.5 would reuse a connection idle for 0.9 s, 1.5 one idle for
+** 1.9 s. For such an expiry, a request first shuts down (as keep_trim
+** does) the idle connections of ours older than it: curl finds them dead
+** and opens another. (Not the HTTP/2 ones that h2c keeps track of.) */
+static void expire_idle(corio_http *h) {
+  corio_link *l;
+  uint64_t now;
+  uv_update_time(h->rt->loop);
+  now = loop_now(h);
+  for (l = h->socks.next; l != &h->socks; l = l->next) {
+    http_sock *s = corio_container_of(l, http_sock, link);
+    fd_slot *f;
+    uint32_t id;
+    if (!s->idle || now < s->idle_at + h->expiry_ms) continue;
+    f = fd_at(h, s->fd, 0);
+    if (f == NULL || !f->ours || f->shut) continue;
+    if (sock_is_h2c(h, s->fd)) continue;
+    if (f->ino == 0 || sock_ino(s->fd) != f->ino) continue;
+    id = sock_conn_id(s->fd);
+    if (id == 0 || sock_held(h, s->fd, id)) continue;
+    if (shutdown(s->fd, SHUT_RDWR) != 0) continue;
+    f->shut = 1;
+    h->nopen--;
+  }
+}
+
 /* Add the transfer to the multi; task t waits for its response (or, for
 ** a stream, its headers). */
 int corio__xfer_start(corio_xfer *x, corio_task *t) {
   corio_http *h = x->h;
   CURLMcode mc;
   if (h->closed) return UV_ECANCELED;
+  if (h->expiry_ms != 0) expire_idle(h);
   mc = curl_multi_add_handle(h->multi, x->easy);
   if (mc != CURLM_OK) {
     snprintf(x->errmsg, sizeof(x->errmsg), "%s", curl_multi_strerror(mc));

@@ -501,7 +501,9 @@ end
 -- over base.
 local function norm_timeout(fname, an, t, base)
   if t == nil then return base end
-  if t == false then return { 0, 0, 0, 0, 0 } end
+  -- 0 is false's equal (no limit at all, total included), as documented;
+  -- another number keeps base's total
+  if t == false or t == 0 then return { 0, 0, 0, 0, 0 } end
   if type(t) == "number" then
     check_secs(fname, an, "timeout", t)
     return { t, t, t, t, base and base[5] or 0 }
@@ -1407,6 +1409,23 @@ local function file_left(f)
   return ok and size or nil
 end
 
+-- A hop after a redirect, under what is left of the total timeout
+-- (to[5]): its timeout error names the total set, not what was left.
+local function later_hop(self, method, url, hlist, lines, body, uplen, to, stream, up, total)
+  local ok, r
+  if up then
+    ok, r = pcall(upload, self, method, url, hlist, lines, body, uplen, to, stream)
+  else
+    ok, r = pcall(exchange, self, method, url, hlist, lines, body, to, stream)
+  end
+  if ok then return r end
+  if type(r) == "table" and r.kind == "timeout" and r.phase == "total" and type(r.message) == "string" then
+    r.message = r.message:gsub("total timeout %(.-%) expired",
+      fmt("total timeout (%g s) expired", total):gsub("%%", "%%%%"), 1)
+  end
+  error(r, 0)
+end
+
 -- Send a request and follow redirects if asked to.
 local function send(self, fname, method, url, opts)
   local an = URL_ARG[fname] and 3 or 2  -- opts' argument number
@@ -1488,10 +1507,12 @@ local function send(self, fname, method, url, opts)
     -- a file's length is known, as httpx finds it (curl sends it)
     uplen = file_left(opts.body)
   end
-  local hops = 0
+  local hops, spent, total = 0, 0, nil
   while true do
     local r
-    if up then
+    if total then
+      r = later_hop(self, method, url, hlist, lines, body, uplen, to, stream, up, total)
+    elseif up then
       r = upload(self, method, url, hlist, lines, body, uplen, to, stream)
     else
       r = exchange(self, method, url, hlist, lines, body, to, stream)
@@ -1555,6 +1576,15 @@ local function send(self, fname, method, url, opts)
       lines = header_lines(hlist, body ~= nil)
     end
     url = target
+    -- total bounds the whole call, as curl's own redirects count it: the
+    -- next hop gets what the ones before left (at least 1 ms, so that it
+    -- fails as a timeout naming its URL)
+    if to[5] > 0 then
+      spent = spent + (r.elapsed or 0)
+      local left = (total or to[5]) - spent
+      total = total or to[5]
+      to = { to[1], to[2], to[3], to[4], left > 0.001 and left or 0.001 }
+    end
   end
 end
 

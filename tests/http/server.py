@@ -187,6 +187,14 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_body(200, "landed")
             return self.send_body(302, "", headers=[
                 ("Location", "/redirect/%d" % (n - 1))])
+        if path.startswith("/slow-redirect/"):
+            # waits d seconds, then redirects to /slow-redirect/<n-1>
+            n, d = int(path.split("/")[2]), float(q.get("d", "0.3"))
+            time.sleep(d)
+            if n <= 0:
+                return self.send_body(200, "landed")
+            return self.send_body(302, "", headers=[
+                ("Location", "/slow-redirect/%d?d=%s" % (n - 1, q.get("d", "0.3")))])
         if path == "/redirect-to":
             code = int(q.get("code", "302"))
             return self.send_body(code, "", headers=[("Location", q["url"])])
