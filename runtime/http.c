@@ -742,6 +742,24 @@ static int sock_is_h2c(corio_http *h, curl_socket_t fd) {
 
 static uint64_t busy_conns(corio_http *h);
 
+/* Shut down s if it is an idle connection of ours that no transfer holds
+** (not an h2c one): curl then finds it dead and opens another. The fd
+** number may be another socket's now, had curl closed ours unseen: only
+** the very socket that opensocket_cb made is shut. 1 if it was. */
+static int shut_idle(corio_http *h, http_sock *s) {
+  fd_slot *f = fd_at(h, s->fd, 0);
+  uint32_t id;
+  if (!s->idle || f == NULL || !f->ours || f->shut) return 0;
+  if (sock_is_h2c(h, s->fd)) return 0;
+  if (f->ino == 0 || sock_ino(s->fd) != f->ino) return 0;
+  id = sock_conn_id(s->fd);
+  if (id == 0 || sock_held(h, s->fd, id)) return 0;
+  if (shutdown(s->fd, SHUT_RDWR) != 0) return 0;
+  f->shut = 1;
+  h->nopen--;
+  return 1;
+}
+
 /* keep_sync's bound holds while transfers end one at a time. When several
 ** end inside one socket_action (curl's timer runs every due transfer, and
 ** a loaded machine lets many come due at once), each hands its connection
@@ -768,22 +786,8 @@ static void keep_trim(corio_http *h) {
   }
   if (h->nopen <= busy + keep) return;
   idle = h->nopen - busy;
-  for (l = h->socks.next; l != &h->socks && idle > keep; l = l->next) {
-    http_sock *s = corio_container_of(l, http_sock, link);
-    fd_slot *f = fd_at(h, s->fd, 0);
-    uint32_t id;
-    if (!s->idle || f == NULL || !f->ours || f->shut) continue;
-    if (sock_is_h2c(h, s->fd)) continue;
-    /* the fd number may be another socket's now, had curl closed ours
-    ** unseen: shut down only the very socket that opensocket_cb made */
-    if (f->ino == 0 || sock_ino(s->fd) != f->ino) continue;
-    id = sock_conn_id(s->fd);
-    if (id == 0 || sock_held(h, s->fd, id)) continue;
-    if (shutdown(s->fd, SHUT_RDWR) != 0) continue;
-    f->shut = 1;
-    h->nopen--;
-    idle--;
-  }
+  for (l = h->socks.next; l != &h->socks && idle > keep; l = l->next)
+    if (shut_idle(h, corio_container_of(l, http_sock, link))) idle--;
 }
 
 static void check_done(corio_http *h) {
@@ -1775,18 +1779,7 @@ static void expire_idle(corio_http *h) {
   now = loop_now(h);
   for (l = h->socks.next; l != &h->socks; l = l->next) {
     http_sock *s = corio_container_of(l, http_sock, link);
-    fd_slot *f;
-    uint32_t id;
-    if (!s->idle || now < s->idle_at + h->expiry_ms) continue;
-    f = fd_at(h, s->fd, 0);
-    if (f == NULL || !f->ours || f->shut) continue;
-    if (sock_is_h2c(h, s->fd)) continue;
-    if (f->ino == 0 || sock_ino(s->fd) != f->ino) continue;
-    id = sock_conn_id(s->fd);
-    if (id == 0 || sock_held(h, s->fd, id)) continue;
-    if (shutdown(s->fd, SHUT_RDWR) != 0) continue;
-    f->shut = 1;
-    h->nopen--;
+    if (s->idle && now >= s->idle_at + h->expiry_ms) (void)shut_idle(h, s);
   }
 }
 
