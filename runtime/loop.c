@@ -339,42 +339,68 @@ void corio__walk_tasks(corio_rt *rt, void (*fn)(corio_task *, void *),
     walk(&corio_container_of(l, corio_xscope, parked)->s, fn, ud);
 }
 
-typedef struct dl_ctx { corio_rt *rt; luaL_Buffer *b; int n; } dl_ctx;
+/* The deadlock error names the first DL_NAMED blocked tasks one a line;
+** the others are counted by what and where they wait, one line for each
+** of the first DL_GROUPS such places, and one count for the rest: a
+** deadlock of 100,000 tasks is a short message, not 5 MB of one. */
+#define DL_NAMED 20
+#define DL_GROUPS 10
+
+typedef struct dl_ctx {
+  corio_rt *rt;
+  luaL_Buffer *b;
+  int n;
+  int groups;   /* stack index of {where -> count} and {where...} in order */
+} dl_ctx;
+
+/* [-1, +0] Count the task whose line (without its name) is on top. */
+static void dl_group(dl_ctx *c) {
+  lua_State *L = c->rt->L;
+  lua_pushvalue(L, -1);
+  lua_rawget(L, c->groups);                  /* [what count|nil] */
+  if (lua_isnil(L, -1)) {
+    int k = (int)lua_objlen(L, c->groups + 1) + 1;
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, c->groups + 1, k);        /* first seen: in order */
+  }
+  lua_pushinteger(L, lua_tointeger(L, -1) + 1);
+  lua_remove(L, -2);
+  lua_rawset(L, c->groups);                  /* [] */
+}
 
 static void describe_blocked(corio_task *t, void *ud) {
   dl_ctx *c = ud;
   char where[256];
   lua_State *L = c->rt->L;
+  int top = lua_gettop(L);
   if (t->state == CORIO_ST_ENDING) {
     /* Its body returned and it waits for the tasks it spawned: it is
     ** part of the deadlock too (a task that ended its body holding a
     ** lock its child waits for), so it is named with the others. */
-    c->n++;
-    corio__task_name_shown(c->rt, L, t);
-    lua_pushfstring(L, "\n  %s waits for its tasks (its body has returned)",
-                    lua_tostring(L, -1));
-    lua_remove(L, -2);
-    luaL_addvalue(c->b);
+    lua_pushliteral(L, "waits for its tasks (its body has returned)");
     if (t->site != 0) {
       /* its function has left the stack: name it by where it was spawned */
       const corio_site *site = corio__task_site(c->rt, t);
       lua_pushfstring(L, ", spawned at %s:%d",
                       corio__src_shown(site->src), site->line);
-      luaL_addvalue(c->b);
     }
+  } else if (t->state == CORIO_ST_BLOCKED) {
+    lua_pushfstring(L, "waits in %s", t->wait_what ? t->wait_what : "?");
+    if (corio__where(c->rt, t, where, sizeof(where)))
+      lua_pushfstring(L, " at %s", where);
+  } else {
     return;
   }
-  if (t->state != CORIO_ST_BLOCKED) return;
-  c->n++;
-  corio__task_name_shown(c->rt, L, t);
-  lua_pushfstring(L, "\n  %s waits in %s", lua_tostring(L, -1),
-                  t->wait_what ? t->wait_what : "?");
-  lua_remove(L, -2);
-  luaL_addvalue(c->b);
-  if (corio__where(c->rt, t, where, sizeof(where))) {
-    lua_pushfstring(L, " at %s", where);
-    luaL_addvalue(c->b);
+  lua_concat(L, lua_gettop(L) - top);        /* [what] */
+  if (++c->n > DL_NAMED) {
+    dl_group(c);
+    return;
   }
+  corio__task_name_shown(c->rt, L, t);
+  lua_pushfstring(L, "\n  %s %s", lua_tostring(L, -1), lua_tostring(L, -2));
+  lua_replace(L, -3);
+  lua_pop(L, 1);
+  luaL_addvalue(c->b);
 }
 
 /* Rule 14: nothing can ever wake a task. Describe the blocked tasks in a
@@ -409,15 +435,48 @@ static void deadlock(corio_rt *rt) {
 static void deadlock_error(corio_rt *rt, lua_State *L, void *ud) {
   luaL_Buffer b;
   dl_ctx c;
+  int i, ngroups;
   (void)ud;
   c.rt = rt;
   c.b = &b;
   c.n = 0;
+  lua_newtable(L);
+  lua_newtable(L);
+  c.groups = lua_gettop(L) - 1;
   luaL_buffinit(L, &b);
   luaL_addstring(&b, "every task is blocked and nothing can wake them "
                      "(no timers, I/O or thread work pending):");
   corio__walk_tasks(rt, describe_blocked, &c);
+  ngroups = (int)lua_objlen(L, c.groups + 1);
+  for (i = 1; i <= ngroups; i++) {
+    int more;
+    lua_rawgeti(L, c.groups + 1, i);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, c.groups);
+    more = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    if (i <= DL_GROUPS) {
+      lua_pushfstring(L, "\n  %d more %s: %s", more,
+                      more == 1 ? "task" : "tasks", lua_tostring(L, -1));
+      lua_remove(L, -2);
+      luaL_addvalue(&b);
+      continue;
+    }
+    lua_pop(L, 1);
+    /* the rest, in one count */
+    for (more = 0; i <= ngroups; i++) {
+      lua_rawgeti(L, c.groups + 1, i);
+      lua_rawget(L, c.groups);
+      more += (int)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+    lua_pushfstring(L, "\n  %d more %s elsewhere", more,
+                    more == 1 ? "task" : "tasks");
+    luaL_addvalue(&b);
+  }
   luaL_pushresult(&b);
+  lua_replace(L, c.groups);
+  lua_pop(L, 1);
   corio__push_error(L, "deadlock", lua_tostring(L, -1));
   /* Where each task waits, the useful trace, is the message already: an
   ** empty traceback keeps tostring(err) (and the CLI's report) from

@@ -40,6 +40,21 @@ corio.yield()
 l:acquire()'
 check_rc 1 && check_err_has "deadlock" && pass
 
+NAME="rule 14: a deadlock of 5,000 tasks is a bounded report: 20 tasks named, the rest counted by where they wait"
+run 30 "$CORIO" "$FIX/deadlock_many.lua"
+check_rc 1 && check_err_has "deadlock" && check_out_lacks "not reached" \
+  && check_err_has "task 20 (" && check_err_lacks "task 21 (" \
+  && check_err_has_re "2981 more tasks: waits in event wait at [^ ]*deadlock_many.lua:7$" \
+  && check_err_has_re "1000 more tasks: waits in channel recv at [^ ]*deadlock_many.lua:8$" \
+  && check_err_has "84 more tasks: waits in event wait at place1:1" \
+  && check_err_has "83 more tasks: waits in event wait at place8:1" \
+  && check_err_lacks "place9:1" \
+  && check_err_has "332 more tasks elsewhere" && {
+    lines="$(wc -l < "$TMP/err")"
+    if [ "$lines" -le 40 ]; then pass
+    else fail "the report has $lines lines"; fi
+  }
+
 NAME="rule 14: tasks a timer will wake are not deadlocked"
 run 15 "$CORIO" "$FIX/no_deadlock.lua"
 check_rc 0 && check_out_eq "event set" && pass
