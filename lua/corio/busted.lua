@@ -620,6 +620,10 @@ local function run_body(body, element, seconds, name, descriptor)
     trace_tb = nil
   end
   value = with_note(value, note)
+  -- in the shape of busted's own (debug.traceback's "\nstack traceback:
+  -- ...\n"): its junit handler writes message .. traceback, and -v's
+  -- handlers print it after a line of its own
+  if trace_tb then trace_tb = "\n" .. trace_tb .. "\n" end
   return true, value, make_trace(element, file, line, trace_tb)
 end
 
@@ -792,6 +796,7 @@ local function install(busted)
     local t = handoff_trace
     if t then
       handoff_trace = nil
+      t.message = msg -- as busted's trace carries the error raised
       return t
     end
     -- one level more: this wrapper's own frame

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# busted_parity.sh: `corio test` against stock busted 2.1.1, for what a
+# busted user relies on (output handlers, hook order, exit status). Each
+# case names what busted itself does; the differences corio keeps on
+# purpose are in docs/api.md ("corio.busted").
+# Usage: busted_parity.sh path/to/corio
+. "$(dirname "$0")/lib.sh"
+
+# check_next FILE A B: some line equal to A is followed by a line equal to B
+check_next() {
+  if ! awk -v a="$2" -v b="$3" 'prev == a && $0 == b { found = 1 }
+      { prev = $0 } END { exit !found }' "$1"; then
+    fail "expected a line '$2' followed by a line '$3'"
+    return 1
+  fi
+}
+
+cat >"$TMP/fail_spec.lua" <<'LUA'
+local corio = require "corio"
+it("fails", function()
+  corio.sleep(0.001)
+  assert.is_true(false)
+end)
+LUA
+
+# busted hands its handlers a traceback shaped as debug.traceback's
+# ("\nstack traceback:\n\t...\n"); corio's started at "stack traceback:",
+# so junit wrote "(boolean) truestack traceback:" into the failure, and
+# -v printed it with no blank line before it.
+NAME="-o junit: a failure's message and its traceback on lines of their own, as busted"
+run 30 "$CORIO" test -o junit "$TMP/fail_spec.lua"
+check_rc 1 \
+  && check_next "$TMP/out" "(boolean) true" "stack traceback:" \
+  && check_next "$TMP/out" "	$TMP/fail_spec.lua:4: in function &lt;$TMP/fail_spec.lua:2&gt;" "</failure>" \
+  && pass
+
+NAME="-v: a failure's traceback after a blank line, as busted"
+run 30 "$CORIO" test -v "$TMP/fail_spec.lua"
+check_rc 1 \
+  && check_next "$TMP/out" "(boolean) true" "" \
+  && check_next "$TMP/out" "" "stack traceback:" \
+  && pass
+
+finish
