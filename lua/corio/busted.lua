@@ -19,6 +19,7 @@ the default, "off" disables it):
                           -- and everything nested in it, wherever the call
                           -- sits in the block (like busted's randomize())
   it("slow", cb.timeout(1, function() ... end))   -- this one body
+  describe("io", cb.timeout(10, function() ... end)) -- this block
   cb.timeout(false)       -- no timeout (a hung test then hangs)
 
 A body that has not ended when its timeout fires fails with "test timed out
@@ -295,6 +296,12 @@ local function timeout_for(run, element)
   while ctx do
     t = block_timeouts[ctx]
     if t ~= nil then return t end
+    -- describe(name, timeout(n, fn)): fn is that block's body (it was
+    -- ignored without a word: its tests had the default)
+    if ctx ~= element and type(ctx.run) == "function" then
+      t = fn_timeouts[ctx.run]
+      if t ~= nil then return t end
+    end
     ctx = the_busted.context.parent(ctx)
   end
   return default_timeout()

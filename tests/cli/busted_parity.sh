@@ -41,4 +41,34 @@ check_rc 1 \
   && check_next "$TMP/out" "" "stack traceback:" \
   && pass
 
+# corio.busted's own API. describe(name, timeout(n, fn)) reads as the
+# per-body form that it(name, timeout(n, fn)) documents; it was ignored
+# without a word (the block's tests had the default 5 s).
+NAME="describe(name, timeout(n, fn)): the block's tests and hooks get n s"
+cat >"$TMP/block_timeout_spec.lua" <<'LUA'
+local corio = require "corio"
+local cb = require "corio.busted"
+describe("wrapped", cb.timeout(0.2, function()
+  it("sleeps past it", function() corio.sleep(1.5) end)
+  describe("nested", function()
+    before_each(function() corio.sleep(1.5) end)
+    it("waits in its hook", function() end)
+  end)
+  describe("its own", function()
+    cb.timeout(3)
+    it("sleeps within it", function() corio.sleep(0.4) end)
+  end)
+end))
+insulate("insulated", cb.timeout(0.2, function()
+  it("sleeps past it too", function() corio.sleep(1.5) end)
+end))
+LUA
+run 30 "$CORIO" test "$TMP/block_timeout_spec.lua"
+check_rc 3 \
+  && check_out_has "1 success / 2 failures / 1 error" \
+  && check_out_has "block_timeout_spec.lua:4: test timed out after 0.2 s" \
+  && check_out_has "block_timeout_spec.lua:6: test timed out after 0.2 s" \
+  && check_out_has "block_timeout_spec.lua:15: test timed out after 0.2 s" \
+  && pass
+
 finish
