@@ -603,6 +603,9 @@ local function run_body(body, element, seconds, name, descriptor)
     tb = e.traceback
   end
   tb = tb and trim_traceback(tb)
+  -- nothing left but the heading (every frame was the integration's, as
+  -- for it(name, 5)): no traceback, rather than an empty one
+  if tb and tb:match("^%s*stack traceback:%s*$") then tb = nil end
   local file, line = user_frame(tb)
   if not file and type(value) == "table" and type(value.message) == "string"
   then

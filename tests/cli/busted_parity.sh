@@ -71,4 +71,17 @@ check_rc 3 \
   && check_out_has "block_timeout_spec.lua:15: test timed out after 0.2 s" \
   && pass
 
+# A body that is no function: busted reports "attempt to call a number
+# value"; corio added a "stack traceback:" heading with no frame under it
+# (every frame was the runner's, which it trims).
+NAME="it(name, 5): the error alone, no empty traceback heading"
+cat >"$TMP/number_body_spec.lua" <<'LUA'
+it("number body", 5)
+LUA
+run 30 "$CORIO" test "$TMP/number_body_spec.lua"
+check_rc 1 \
+  && check_out_has "attempt to call a number value" \
+  && check_out_lacks "stack traceback" \
+  && pass
+
 finish
