@@ -84,4 +84,42 @@ check_rc 1 \
   && check_out_lacks "stack traceback" \
   && pass
 
+# Documented behaviour (docs/api.md, corio.busted), checked here.
+NAME="os.exit(3) in a test: the run ends there with status 3, as busted"
+cat >"$TMP/exit_spec.lua" <<'LUA'
+local corio = require "corio"
+it("a", function() end)
+it("exits", function() io.write("before exit\n") corio.sleep(0.01) os.exit(3) end)
+it("b", function() print("RAN AFTER EXIT") end)
+LUA
+run 30 "$CORIO" test -o TAP "$TMP/exit_spec.lua"
+check_rc 3 \
+  && check_out_has "ok 1 - a" \
+  && check_out_has "before exit" \
+  && check_out_lacks "RAN AFTER EXIT" \
+  && pass
+
+NAME="a task a setup leaves running: the setup fails, its block's tests are skipped, its teardown runs; a channel it made is the tests'"
+cat >"$TMP/setup_task_spec.lua" <<'LUA'
+local corio = require "corio"
+describe("background task from setup", function()
+  setup(function() corio.spawn(function() corio.sleep(60) end) end)
+  teardown(function() print("TEARDOWN RAN") end)
+  it("skipped", function() print("SKIPPED TEST RAN") end)
+end)
+describe("a channel from setup", function()
+  local ch
+  setup(function() ch = corio.channel(1) end)
+  it("uses it", function() ch:send(1) assert.equal(1, ch:recv()) end)
+end)
+LUA
+run 30 "$CORIO" test "$TMP/setup_task_spec.lua"
+check_rc 1 \
+  && check_out_has "1 success / 0 failures / 1 error" \
+  && check_out_has "background task from setup setup" \
+  && check_out_has "setup_task_spec.lua:3: test left 1 task running:" \
+  && check_out_has "TEARDOWN RAN" \
+  && check_out_lacks "SKIPPED TEST RAN" \
+  && pass
+
 finish
