@@ -122,4 +122,18 @@ check_rc 1 \
   && check_out_lacks "SKIPPED TEST RAN" \
   && pass
 
+NAME="corio.busted.timeout(n) in busted's --helper and -e: the whole run's timeout"
+cat >"$TMP/helper.lua" <<'LUA'
+require("corio.busted").timeout(0.2)
+LUA
+cat >"$TMP/sleep_spec.lua" <<'LUA'
+local corio = require "corio"
+it("sleeps 1.5 s", function() corio.sleep(1.5) end)
+LUA
+run 30 "$CORIO" test --helper="$TMP/helper.lua" "$TMP/sleep_spec.lua"
+check_rc 1 && check_out_has "test timed out after 0.2 s" && pass
+NAME="... and with -e"
+run 30 "$CORIO" test -e 'require("corio.busted").timeout(0.2)' "$TMP/sleep_spec.lua"
+check_rc 1 && check_out_has "test timed out after 0.2 s" && pass
+
 finish
