@@ -359,6 +359,7 @@ end
 -- running and ends the process. Only a clean end (out.finished) stops
 -- the watcher without a grace.
 local task_lines   -- defined below, with the other reports
+local register_framework -- ditto, with the installing
 local stop_run     -- ditto
 
 local function cancel_all(list)
@@ -730,6 +731,47 @@ local function task_name(descriptor, element)
   return HOOK_NAMES[descriptor] or descriptor
 end
 
+-- busted's and luassert's Lua files are corio's own to the runtime
+-- (core.register_own), as corio's are: a task's suspension site and spawn
+-- site, --debug's slow-step report and the position of corio's errors
+-- then name the spec's line, not busted's environment (which every
+-- global a test reads goes through) or luassert's spy. Their sources are
+-- taken from the functions of the modules loaded by the time the suite
+-- starts (busted, its output handler, luassert).
+local register_own = require("corio.core").register_own
+local FRAMEWORK = { "busted", "luassert", "say", "mediator" }
+local registered = {}
+local function register_source(f)
+  local src = debug.getinfo(f, "S").source
+  if src:sub(1, 1) == "@" and not registered[src] then
+    registered[src] = true
+    register_own(src)
+  end
+end
+function register_framework()
+  for name, mod in pairs(package.loaded) do
+    local top = name:match("^[^.]+")
+    for _, prefix in ipairs(FRAMEWORK) do
+      if top == prefix then
+        if type(mod) == "function" then
+          register_source(mod)
+        elseif type(mod) == "table" then
+          for _, v in pairs(mod) do
+            if type(v) == "function" then register_source(v) end
+          end
+          local mt = getmetatable(mod)
+          if type(mt) == "table" then
+            for _, v in pairs(mt) do
+              if type(v) == "function" then register_source(v) end
+            end
+          end
+        end
+        break
+      end
+    end
+  end
+end
+
 local function install(busted)
   the_busted = busted
 
@@ -763,6 +805,7 @@ local function install(busted)
   end
   busted.subscribe({ "suite", "start" }, function(...)
     suite_args, open_blocks = { ... }, {}
+    register_framework()
     return nil, true
   end)
   busted.subscribe({ "file", "start" }, opened("file"))

@@ -136,4 +136,31 @@ NAME="... and with -e"
 run 30 "$CORIO" test -e 'require("corio.busted").timeout(0.2)' "$TMP/sleep_spec.lua"
 check_rc 1 && check_out_has "test timed out after 0.2 s" && pass
 
+# --debug's slow-step report names the innermost line outside corio's
+# own Lua. Every global a spec reads goes through busted's environment
+# (an __index on the body's fenv), so a busy test was mostly reported
+# "now at .../busted/environment.lua:21" or "busted/context.lua:115".
+# busted's and luassert's files now count as corio's own there.
+NAME="CORIO_DEBUG=1: a busy test's slow step is reported at the spec's line, not in busted"
+cat >"$TMP/busy_spec.lua" <<'LUA'
+describe("a", function() describe("b", function()
+  it("busy reading globals", function()
+    local t = os.clock()
+    while os.clock() - t < 0.3 do
+      local _ = assert, spy, stub, mock, match, describe, it, pending
+    end
+  end)
+end) end)
+LUA
+ok=1
+for i in 1 2 3; do
+  run 30 env CORIO_DEBUG=1 "$CORIO" test "$TMP/busy_spec.lua"
+  if ! check_rc 0 || ! grep -q "slow step: busy reading globals has held the loop for over 100 ms and is still running, now at $TMP/busy_spec.lua:[45]\$" "$TMP/err"; then
+    ok=0
+    fail "run $i: no report at busy_spec.lua:4 or 5"
+    break
+  fi
+done
+[ "$ok" = 1 ] && pass
+
 finish
