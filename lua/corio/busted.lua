@@ -875,6 +875,17 @@ function M.run(args)
   if args ~= nil and type(args) ~= "table" then
     error(("bad argument #1 to 'run' (table expected, got %s)"):format(type(args)), 2)
   end
+  -- Each body is its own corio.run. Inside a task (the main chunk of
+  -- `corio script.lua` or -e is one) that corio.run makes the body a
+  -- child of the caller, so the caller was taken for a task the test
+  -- left running: reported after the grace, cancelled, and the run
+  -- stopped after the first test.
+  if corio.current() ~= nil then
+    error("corio.busted.run: called inside a running task (under the corio "
+      .. "program a script's main chunk is one); run the specs with "
+      .. "`corio test [busted args]`, or call it from a luajit script "
+      .. "outside corio.run", 2)
+  end
   if ran then
     error("corio.busted.run: busted runs only once per process", 2)
   end

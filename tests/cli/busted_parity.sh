@@ -163,4 +163,28 @@ for i in 1 2 3; do
 done
 [ "$ok" = 1 ] && pass
 
+# corio.busted.run runs each body as its own corio.run; called from the
+# main chunk of `corio script.lua` (a task), those runs were children of
+# the script's task, which the first test then "left running": after a
+# 5 s grace the script's own task was cancelled and the run stopped.
+NAME="corio.busted.run inside a running task (corio script.lua): refused at once, naming it"
+cat >"$TMP/ok_spec.lua" <<'LUA'
+it("passes", function() end)
+LUA
+cat >"$TMP/runner.lua" <<'LUA'
+local status = require("corio.busted").run({ (...) })
+print("status", status)
+LUA
+run 30 "$CORIO" "$TMP/runner.lua" "$TMP/ok_spec.lua"
+check_rc 1 \
+  && check_err_has "runner.lua:1: corio.busted.run: called inside a running task" \
+  && check_err_has "corio test [busted args]" \
+  && check_out_lacks "status" \
+  && check_err_lacks "still running" \
+  && pass
+
+NAME="corio.busted.run from a plain luajit script still runs the specs"
+luajit_run 30 "$TMP/runner.lua" "$TMP/ok_spec.lua"
+check_rc 0 && check_out_has "1 success / 0 failures" && check_out_has "status	0" && pass
+
 finish
