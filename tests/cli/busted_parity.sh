@@ -187,4 +187,114 @@ NAME="corio.busted.run from a plain luajit script still runs the specs"
 luajit_run 30 "$TMP/runner.lua" "$TMP/ok_spec.lua"
 check_rc 0 && check_out_has "1 success / 0 failures" && check_out_has "status	0" && pass
 
+# Side by side with stock busted (when it is installed): the same specs,
+# plain Lua, under both; stdout must match but for the run's duration
+# and the tracebacks corio adds to string errors (docs/api.md). Covers
+# hook order across nesting (setup/teardown, lazy_, strict_, before_each
+# and after_each, finally), pending forms, errors in every hook kind and
+# which tests they skip, --lazy, --shuffle with a seed, --tags and
+# --filter, -o TAP and gtest.
+BUSTED_BIN="$(command -v busted || true)"
+# plain luajit, as tests/busted/fixtures.sh: $LUAJIT may preload the
+# sanitizer runtimes, and the reference run must be stock busted
+BUSTED_LUA="$(command -v luajit || true)"
+norm() {
+  sed -E 's/0x[0-9a-f]+/0xX/g; s/[0-9]+(\.[0-9]+)?(e-?[0-9]+)? seconds/X seconds/; s/\([0-9.]+ ms( total)?\)/(X ms)/' "$1" |
+    awk '/^(# )?stack traceback:$/ { skip = 1; next }
+         skip && /^(# )?\t/ { next }
+         { skip = 0; print }'
+}
+cat >"$TMP/hooks_spec.lua" <<'LUA'
+local function log(s) io.write(s, "\n") end
+describe("outer", function()
+  setup(function() log("outer setup") end)
+  teardown(function() log("outer teardown") end)
+  lazy_setup(function() log("outer lazy_setup") end)
+  lazy_teardown(function() log("outer lazy_teardown") end)
+  strict_setup(function() log("outer strict_setup") end)
+  strict_teardown(function() log("outer strict_teardown") end)
+  before_each(function() log("outer before_each") end)
+  after_each(function() log("outer after_each") end)
+  it("t1 #fast", function() log("t1") finally(function() log("t1 finally") end) end)
+  describe("inner", function()
+    setup(function() log("inner setup") end)
+    teardown(function() log("inner teardown") end)
+    lazy_setup(function() log("inner lazy_setup") end)
+    before_each(function() log("inner before_each 1") end)
+    before_each(function() log("inner before_each 2") end)
+    after_each(function() log("inner after_each 1") end)
+    after_each(function() log("inner after_each 2") end)
+    it("t2", function() log("t2") end)
+    pending("p1")
+    it("p3 #fast", function() pending("not yet") log("after pending") end)
+  end)
+  describe("lazy only, no tests", function()
+    lazy_setup(function() log("never") end)
+  end)
+  it("t3", function() log("t3") end)
+end)
+describe("failing hooks", function()
+  before_each(function() log("o be") end)
+  after_each(function() log("o ae") end)
+  teardown(function() log("o td") end)
+  describe("m", function()
+    setup(function() log("m setup") end)
+    before_each(function() log("m be") error("m be fails") end)
+    after_each(function() log("m ae") end)
+    teardown(function() log("m td") end)
+    describe("i", function()
+      lazy_setup(function() log("i lazy") end)
+      before_each(function() log("i be") end)
+      after_each(function() log("i ae") end)
+      it("t4", function() log("t4") end)
+    end)
+    it("t5 #fast", function() log("t5") end)
+  end)
+  describe("s", function()
+    lazy_setup(function() log("s lazy") error({ code = 1 }) end)
+    lazy_teardown(function() log("s lazy td") end)
+    describe("s2", function()
+      setup(function() log("s2 setup") end)
+      teardown(function() log("s2 td") end)
+      it("t6", function() log("t6") end)
+    end)
+    it("t7", function() log("t7") end)
+  end)
+  describe("f", function()
+    after_each(function() log("f ae") assert.is_true(false) end)
+    it("t8", function() log("t8") finally(function() log("t8 fin") end) error("t8 fails") end)
+    it("t9 #fast", function() log("t9") assert.are.same({ 1 }, { 2 }) end)
+  end)
+  describe("td", function()
+    describe("inner", function()
+      teardown(function() log("inner td") error("inner td fails") end)
+      it("t10", function() log("t10") end)
+    end)
+    it("t11", function() log("t11") end)
+  end)
+end)
+LUA
+for args in "" "--lazy" "--shuffle --seed=11" "--tags=fast" "--exclude-tags=fast" \
+    "--filter=t1 --filter=inner" "--filter-out=t" "-o TAP" "-o gtest" "-l" \
+    "--no-keep-going"; do
+  NAME="same as stock busted: $args"
+  if [ -z "$BUSTED_BIN" ] || [ -z "$BUSTED_LUA" ]; then
+    echo "ok - $NAME # SKIP busted or luajit not installed"
+    continue
+  fi
+  # shellcheck disable=SC2086
+  run 60 "$BUSTED_LUA" "$BUSTED_BIN" $args "$TMP/hooks_spec.lua"
+  brc=$RC
+  cp "$TMP/out" "$TMP/busted.out"
+  # shellcheck disable=SC2086
+  run 60 "$CORIO" test $args "$TMP/hooks_spec.lua"
+  if { [ "$brc" -eq 0 ] && [ "$RC" -ne 0 ]; } || { [ "$brc" -ne 0 ] && [ "$RC" -eq 0 ]; }; then
+    fail "busted exited $brc, corio test $RC"
+  elif ! diff <(norm "$TMP/busted.out") <(norm "$TMP/out") >"$TMP/diff"; then
+    fail "stdout differs from busted's: $(head -c 1500 "$TMP/diff")"
+  else
+    pass
+  fi
+done
+
 finish
