@@ -88,7 +88,7 @@ local M = {}
 -- for the runner's reports.
 local all_tasks = corio.tasks
 local hidden = setmetatable({}, { __mode = "k" })
-corio.tasks = function()
+local function visible_tasks()
   local list = all_tasks()
   if next(hidden) == nil then return list end
   local out = {}
@@ -97,6 +97,17 @@ corio.tasks = function()
   end
   return out
 end
+corio.tasks = visible_tasks
+
+-- The runner's own references: a spec may stub corio's functions
+-- (stub(corio, "spawn") to test code that spawns) and not revert them,
+-- as busted reverts nothing; the next body's runner then met the stub
+-- (its watcher was nil: every later test failed with an error of this
+-- file).
+local c_run, c_spawn, c_current = corio.run, corio.spawn, corio.current
+local c_shield, c_is_cancelled = corio.shield, corio.is_cancelled
+local sleep_real = testing.sleep_real
+local wait_all_tasks_blocked = testing.wait_all_tasks_blocked
 
 local DEFAULT_TIMEOUT = 5
 
@@ -327,7 +338,7 @@ end
 -- corio.tasks() without the given tasks.
 local function tasks_but(a, b)
   local list = {}
-  for _, e in ipairs(corio.tasks()) do
+  for _, e in ipairs(visible_tasks()) do
     if not rawequal(e.task, a) and not rawequal(e.task, b) then
       list[#list + 1] = e
     end
@@ -374,7 +385,7 @@ end
 -- that never ends hung the whole run after the test's timeout.
 local pending_work = require("corio.core").pending_work
 local function settle(out, grace)
-  local me = corio.current()
+  local me = c_current()
   local waited, step = 0, 0.001
   local function ended()
     return out.body_done and #tasks_but(me, out.root) == 0
@@ -388,7 +399,7 @@ local function settle(out, grace)
       break
     end
     local s = math.min(step, grace - waited)
-    testing.sleep_real(s)
+    sleep_real(s)
     waited = waited + s
     step = math.min(step * 2, 0.05)
   end
@@ -396,14 +407,14 @@ local function settle(out, grace)
 end
 
 local function watch(out, seconds, ctx)
-  if pcall(testing.sleep_real, seconds) then
+  if pcall(sleep_real, seconds) then
     out.timed_out = true
     if out.returned then
       -- a task that never blocks kept wait_all_tasks_blocked busy
-      out.left = tasks_but(corio.current(), out.root)
+      out.left = tasks_but(c_current(), out.root)
       cancel_all(out.left)
     else
-      out.tasks = tasks_but(corio.current())
+      out.tasks = tasks_but(c_current())
       out.root:cancel()
     end
   elseif out.finished and pending_work() == 0 then
@@ -411,9 +422,9 @@ local function watch(out, seconds, ctx)
   end
   -- cancelled: the root cancelled it (tasks left, the body raised) or the
   -- run's scope was (a child's error, SIGINT); or the timeout fired
-  corio.shield(function()
+  c_shield(function()
     if not settle(out, seconds) then
-      stop_run(out, seconds, ctx, corio.current())
+      stop_run(out, seconds, ctx, c_current())
     end
   end)
 end
@@ -424,13 +435,13 @@ local function run_task(body, seconds, name, ctx)
     out.body_tb = (debug.traceback("", 2):gsub("^\n", ""))
     return e
   end
-  local ok, err = pcall(corio.run, function()
-    local root = corio.current()
+  local ok, err = pcall(c_run, function()
+    local root = c_current()
     root.name = name
     out.root = root
     local watcher
     if seconds then
-      watcher = corio.spawn(watch, out, seconds, ctx)
+      watcher = c_spawn(watch, out, seconds, ctx)
       watcher.name = "corio.busted timeout"
       hidden[watcher] = true
     end
@@ -446,7 +457,7 @@ local function run_task(body, seconds, name, ctx)
       return
     end
     out.returned = true
-    testing.wait_all_tasks_blocked()
+    wait_all_tasks_blocked()
     if out.timed_out then return end
     local left = tasks_but(root, watcher)
     if #left > 0 then
@@ -579,9 +590,9 @@ local function run_body(body, element, seconds, name, descriptor)
   end
   -- what the test raised after the timeout or with tasks left, if real
   local trailer = ""
-  if out.raised and not corio.is_cancelled(out.body_error) then
+  if out.raised and not c_is_cancelled(out.body_error) then
     trailer = "\nafterwards the test raised: " .. one_line(out.body_error)
-  elseif not ok and not corio.is_cancelled(err) then
+  elseif not ok and not c_is_cancelled(err) then
     trailer = "\nafterwards the test raised: " .. one_line(err)
   end
   local msg, file, line = cancel_report(out, seconds)
@@ -593,9 +604,9 @@ local function run_body(body, element, seconds, name, descriptor)
   -- The error to report: the body's own, unless it is the Cancelled that
   -- a child's real error caused; then corio.run raises that error.
   local e, tb, note = err, nil, ""
-  if out.raised and not (corio.is_cancelled(out.body_error) and not ok) then
+  if out.raised and not (c_is_cancelled(out.body_error) and not ok) then
     e, tb = out.body_error, out.body_tb
-    if not ok and not corio.is_cancelled(err) then
+    if not ok and not c_is_cancelled(err) then
       note = "\nthe test's other tasks raised: " .. one_line(err)
     end
   end
@@ -661,7 +672,7 @@ function stop_run(out, grace, ctx, watcher)
   local lines = task_lines(still, out.root)
   local why, file, line = cancel_report(out, grace)
   if not why then
-    if out.raised and not corio.is_cancelled(out.body_error) then
+    if out.raised and not c_is_cancelled(out.body_error) then
       why = "test raised: " .. one_line(out.body_error)
         .. "; its other tasks were cancelled"
     else
@@ -673,7 +684,7 @@ function stop_run(out, grace, ctx, watcher)
   local what
   if n > 0 then
     what = ("%d task%s still running %s s after %s cancelled (%s "
-      .. "cancellation: inside corio.shield, or catching Cancelled)"):format(
+      .. "cancellation: inside c_shield, or catching Cancelled)"):format(
       n, n == 1 and "" or "s", fmt_seconds(grace),
       n == 1 and "it was" or "they were", n == 1 and "it ignores"
       or "they ignore")
@@ -748,7 +759,10 @@ local function register_source(f)
     register_own(src)
   end
 end
+local busted_core_fn  -- busted.core's own function (package.loaded holds
+                      -- the wrapper while busted runs)
 function register_framework()
+  if busted_core_fn then register_source(busted_core_fn) end
   for name, mod in pairs(package.loaded) do
     local top = name:match("^[^.]+")
     for _, prefix in ipairs(FRAMEWORK) do
@@ -880,11 +894,11 @@ function M.run(args)
   -- child of the caller, so the caller was taken for a task the test
   -- left running: reported after the grace, cancelled, and the run
   -- stopped after the first test.
-  if corio.current() ~= nil then
+  if c_current() ~= nil then
     error("corio.busted.run: called inside a running task (under the corio "
       .. "program a script's main chunk is one); run the specs with "
       .. "`corio test [busted args]`, or call it from a luajit script "
-      .. "outside corio.run", 2)
+      .. "outside c_run", 2)
   end
   if ran then
     error("corio.busted.run: busted runs only once per process", 2)
@@ -903,6 +917,7 @@ function M.run(args)
   -- raises instead of exiting so that run() can return the status.
   local compat = require "busted.compatibility"
   local make_core = require "busted.core"
+  busted_core_fn = make_core
   local saved_exit = compat.exit
   compat.exit = function(code)
     error(setmetatable({ code = code }, Exit), 0)
