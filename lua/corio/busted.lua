@@ -106,6 +106,7 @@ corio.tasks = visible_tasks
 -- file).
 local c_run, c_spawn, c_current = corio.run, corio.spawn, corio.current
 local c_shield, c_is_cancelled = corio.shield, corio.is_cancelled
+local os_exit -- os.exit as run() found it (a test may stub os.exit)
 local sleep_real = testing.sleep_real
 local wait_all_tasks_blocked = testing.wait_all_tasks_blocked
 
@@ -684,7 +685,7 @@ function stop_run(out, grace, ctx, watcher)
   local what
   if n > 0 then
     what = ("%d task%s still running %s s after %s cancelled (%s "
-      .. "cancellation: inside c_shield, or catching Cancelled)"):format(
+      .. "cancellation: inside corio.shield, or catching Cancelled)"):format(
       n, n == 1 and "" or "s", fmt_seconds(grace),
       n == 1 and "it was" or "they were", n == 1 and "it ignores"
       or "they ignore")
@@ -725,7 +726,7 @@ function stop_run(out, grace, ctx, watcher)
   b.publish({ "exit" })
   io.stdout:flush()
   io.stderr:flush()
-  os.exit(math.max(1, math.min(failures, 255)))
+  os_exit(math.max(1, math.min(failures, 255)))
 end
 
 ---------------------------------------------------------------------------
@@ -898,12 +899,13 @@ function M.run(args)
     error("corio.busted.run: called inside a running task (under the corio "
       .. "program a script's main chunk is one); run the specs with "
       .. "`corio test [busted args]`, or call it from a luajit script "
-      .. "outside c_run", 2)
+      .. "outside corio.run", 2)
   end
   if ran then
     error("corio.busted.run: busted runs only once per process", 2)
   end
   ran = true
+  os_exit = os.exit
   local ok_env, env_err = env_timeout()
   if ok_env == nil then error(env_err, 0) end
   if type(args) == "table" then

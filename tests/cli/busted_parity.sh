@@ -178,7 +178,7 @@ LUA
 run 30 "$CORIO" "$TMP/runner.lua" "$TMP/ok_spec.lua"
 check_rc 1 \
   && check_err_has "runner.lua:1: corio.busted.run: called inside a running task" \
-  && check_err_has "corio test [busted args]" \
+  && check_err_has "corio test [busted args]\`, or call it from a luajit script outside corio.run" \
   && check_out_lacks "status" \
   && check_err_lacks "still running" \
   && pass
@@ -296,5 +296,26 @@ for args in "" "--lazy" "--shuffle --seed=11" "--tags=fast" "--exclude-tags=fast
     pass
   fi
 done
+
+# A test may stub os.exit (to test a CLI) and, busted reverting nothing,
+# leave it stubbed: the stop after a grace (docs/api.md) then called the
+# stub, went on, and the run hung on the task that ignores its cancel.
+NAME="os.exit left stubbed by a test: the stop after the grace still ends the run"
+cat >"$TMP/stub_exit_spec.lua" <<'LUA'
+local corio = require "corio"
+local cb = require "corio.busted"
+it("stubs os.exit and leaves it", function() stub(os, "exit") end)
+it("leaves a shielded task", cb.timeout(0.2, function()
+  corio.spawn(function() corio.shield(function() corio.sleep(1e6) end) end)
+  corio.sleep(0.01)
+end))
+it("never runs", function() print("RAN AFTER THE STOP") end)
+LUA
+run 30 "$CORIO" test "$TMP/stub_exit_spec.lua"
+check_rc 1 \
+  && check_out_has "1 success / 1 failure" \
+  && check_out_has "(it ignores cancellation: inside corio.shield, or catching Cancelled); corio test stopped the run here:" \
+  && check_out_lacks "RAN AFTER THE STOP" \
+  && pass
 
 finish
