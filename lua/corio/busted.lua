@@ -332,6 +332,12 @@ local function describe_task(e, root)
     s = s .. " suspended at " .. e.where
   elseif e.status == "pending" then
     s = s .. " not started yet"
+  elseif type(e.spawned_at) == "string" then
+    -- suspended with no frame of the user's (corio.spawn(corio.sleep, 60)
+    -- runs corio's function only): say what it waits in and where it was
+    -- spawned, or the report named a bare 'task 14'
+    s = s .. (e.waiting and (" waiting in " .. tostring(e.waiting)) or "")
+      .. ", spawned at " .. e.spawned_at
   end
   return s
 end

@@ -318,4 +318,19 @@ check_rc 1 \
   && check_out_lacks "RAN AFTER THE STOP" \
   && pass
 
+# A task left running whose function is corio's own (corio.spawn(corio.
+# sleep, 60)) has no frame of the user's to be suspended at: the report
+# named a bare "'task 3' (running, child of ...)" and nothing else.
+NAME="a left task with no user frame: what it waits in and where it was spawned"
+cat >"$TMP/bare_spec.lua" <<'LUA'
+local corio = require "corio"
+it("leaves a sleeper", function()
+  corio.spawn(corio.sleep, 60)
+end)
+LUA
+run 30 "$CORIO" test "$TMP/bare_spec.lua"
+check_rc 1 \
+  && check_out_has "(running, child of 'leaves a sleeper') waiting in sleep, spawned at $TMP/bare_spec.lua:3" \
+  && pass
+
 finish
