@@ -270,3 +270,52 @@ describe("a stub of corio's functions left by a test", function()
     assert.equal(1, #corio.tasks())
   end)
 end)
+
+-- A spec written for plain busted under luajit wraps each test in
+-- corio.run. Under `corio test` the body is already a root task, and
+-- corio.run raised "called inside a running task" in every such test;
+-- like the corio program's main chunk (rule 11's exception), a body's
+-- own corio.run now runs fn as its child and returns its results.
+describe("corio.run called by a body, as specs for plain busted do", function()
+  it("returns fn's results", function()
+    local a, b = corio.run(function(x)
+      corio.sleep(0.001)
+      return x + 1, "two"
+    end, 1)
+    assert.are.same({ 2, "two" }, { a, b })
+  end)
+
+  it("waits for the tasks fn started", function()
+    local done = false
+    corio.run(function()
+      corio.spawn(function() corio.sleep(0.01) done = true end)
+    end)
+    assert.is_true(done)
+  end)
+
+  it("raises fn's error, wrapped as corio.run does", function()
+    local ok, err = pcall(corio.run, function()
+      corio.sleep(0.001)
+      error("inner", 0)
+    end)
+    assert.is_false(ok)
+    assert.are.equal("error", err.kind)
+    assert.are.equal("inner", err.value)
+  end)
+
+  it("works in hooks too", function()
+    local v
+    finally(function() v = corio.run(function() return 5 end) assert.equal(5, v) end)
+  end)
+
+  it("still raises when called from a child task", function()
+    local ok, err
+    corio.scope(function(s)
+      s:spawn(function()
+        ok, err = pcall(corio.run, function() end)
+      end)
+    end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("called inside a running task", 1, true))
+  end)
+end)
