@@ -333,4 +333,58 @@ check_rc 1 \
   && check_out_has "(running, child of 'leaves a sleeper') waiting in sleep, spawned at $TMP/bare_spec.lua:3" \
   && pass
 
+# A suite written for plain busted under luajit wraps each test in
+# corio.run; under corio test that raised "called inside a running task"
+# in every test. Now both report the same; an assertion failing inside
+# is a failure under corio test, where busted shows corio's wrapper of
+# it as an error (corio test unwraps it: docs/api.md).
+NAME="a spec that wraps its tests in corio.run: the same under stock busted and corio test"
+cat >"$TMP/wrapped_spec.lua" <<'LUA'
+local corio = require "corio"
+describe("wrapped in corio.run", function()
+  before_each(function() corio.run(corio.sleep, 0.001) end)
+  it("passes", function()
+    assert.equal(3, corio.run(function() corio.sleep(0.001) return 3 end))
+  end)
+  it("joins", function()
+    corio.run(function()
+      local t = corio.spawn(function() corio.sleep(0.001) return 1 end)
+      assert.equal(1, t:join())
+    end)
+  end)
+end)
+LUA
+if [ -z "$BUSTED_BIN" ] || [ -z "$BUSTED_LUA" ]; then
+  echo "ok - $NAME # SKIP busted or luajit not installed"
+else
+  run 60 env LUA_PATH="$CORIO_LUA_PATH" LUA_CPATH="$CORIO_LUA_CPATH" \
+    "$BUSTED_LUA" "$BUSTED_BIN" "$TMP/wrapped_spec.lua"
+  brc=$RC
+  cp "$TMP/out" "$TMP/busted.out"
+  run 60 "$CORIO" test "$TMP/wrapped_spec.lua"
+  if [ "$brc" -ne 0 ] || [ "$RC" -ne 0 ]; then
+    fail "busted exited $brc, corio test $RC (0 and 0 expected)"
+  elif ! diff <(norm "$TMP/busted.out") <(norm "$TMP/out") >"$TMP/diff"; then
+    fail "stdout differs from busted's: $(head -c 1500 "$TMP/diff")"
+  else
+    check_out_has "2 successes / 0 failures / 0 errors" && pass
+  fi
+fi
+
+NAME="an assertion failing inside a body's corio.run: a failure at its line"
+cat >"$TMP/wrapped_fail_spec.lua" <<'LUA'
+local corio = require "corio"
+it("fails", function()
+  corio.run(function()
+    corio.sleep(0.001)
+    assert.equal(1, 2)
+  end)
+end)
+LUA
+run 30 "$CORIO" test "$TMP/wrapped_fail_spec.lua"
+check_rc 1 \
+  && check_out_has "0 successes / 1 failure / 0 errors" \
+  && check_out_has "wrapped_fail_spec.lua:5: Expected objects to be equal." \
+  && pass
+
 finish
