@@ -255,11 +255,6 @@ int main(int argc, char **argv) {
 
   if (script && !dashdash && strcmp(argv[script], "test") == 0 &&
       code == NULL) {
-    /* each test body is a root task (lua/corio/busted.lua), and like the
-    ** main chunk of a script, a body's corio.run(fn) runs fn as its child
-    ** (rule 11's exception): a spec written for plain busted, which wraps
-    ** each test in corio.run, runs unchanged */
-    corio_set_cli(rt, 1);
     status = run_test(rt, argc, argv, script + 1);
     corio_free(rt);
     return status;
