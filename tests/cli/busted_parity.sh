@@ -333,4 +333,17 @@ check_rc 1 \
   && check_out_has "(running, child of 'leaves a sleeper') waiting in sleep, spawned at $TMP/bare_spec.lua:3" \
   && pass
 
+NAME="a spec that wraps its tests in corio.run, as for plain busted: each test raises rule 11's error, naming corio.scope"
+cat >"$TMP/wrapped_spec.lua" <<'LUA'
+local corio = require "corio"
+it("wrapped", function()
+  corio.run(function() corio.sleep(0.001) end)
+end)
+LUA
+run 30 "$CORIO" test "$TMP/wrapped_spec.lua"
+check_rc 1 \
+  && check_out_has "0 successes / 0 failures / 1 error" \
+  && check_out_has "wrapped_spec.lua:3: corio.run: called inside a running task; use corio.scope(fn)" \
+  && pass
+
 finish
