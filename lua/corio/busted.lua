@@ -19,6 +19,7 @@ the default, "off" disables it):
                           -- and everything nested in it, wherever the call
                           -- sits in the block (like busted's randomize())
   it("slow", cb.timeout(1, function() ... end))   -- this one body
+  describe("io", cb.timeout(10, function() ... end)) -- this block
   cb.timeout(false)       -- no timeout (a hung test then hangs)
 
 A body that has not ended when its timeout fires fails with "test timed out
@@ -87,7 +88,7 @@ local M = {}
 -- for the runner's reports.
 local all_tasks = corio.tasks
 local hidden = setmetatable({}, { __mode = "k" })
-corio.tasks = function()
+local function visible_tasks()
   local list = all_tasks()
   if next(hidden) == nil then return list end
   local out = {}
@@ -96,6 +97,18 @@ corio.tasks = function()
   end
   return out
 end
+corio.tasks = visible_tasks
+
+-- The runner's own references: a spec may stub corio's functions
+-- (stub(corio, "spawn") to test code that spawns) and not revert them,
+-- as busted reverts nothing; the next body's runner then met the stub
+-- (its watcher was nil: every later test failed with an error of this
+-- file).
+local c_run, c_spawn, c_current = corio.run, corio.spawn, corio.current
+local c_shield, c_is_cancelled = corio.shield, corio.is_cancelled
+local os_exit -- os.exit as run() found it (a test may stub os.exit)
+local sleep_real = testing.sleep_real
+local wait_all_tasks_blocked = testing.wait_all_tasks_blocked
 
 local DEFAULT_TIMEOUT = 5
 
@@ -295,6 +308,12 @@ local function timeout_for(run, element)
   while ctx do
     t = block_timeouts[ctx]
     if t ~= nil then return t end
+    -- describe(name, timeout(n, fn)): fn is that block's body (it was
+    -- ignored without a word: its tests had the default)
+    if ctx ~= element and type(ctx.run) == "function" then
+      t = fn_timeouts[ctx.run]
+      if t ~= nil then return t end
+    end
     ctx = the_busted.context.parent(ctx)
   end
   return default_timeout()
@@ -313,6 +332,12 @@ local function describe_task(e, root)
     s = s .. " suspended at " .. e.where
   elseif e.status == "pending" then
     s = s .. " not started yet"
+  elseif type(e.spawned_at) == "string" then
+    -- suspended with no frame of the user's (corio.spawn(corio.sleep, 60)
+    -- runs corio's function only): say what it waits in and where it was
+    -- spawned, or the report named a bare 'task 14'
+    s = s .. (e.waiting and (" waiting in " .. tostring(e.waiting)) or "")
+      .. ", spawned at " .. e.spawned_at
   end
   return s
 end
@@ -320,7 +345,7 @@ end
 -- corio.tasks() without the given tasks.
 local function tasks_but(a, b)
   local list = {}
-  for _, e in ipairs(corio.tasks()) do
+  for _, e in ipairs(visible_tasks()) do
     if not rawequal(e.task, a) and not rawequal(e.task, b) then
       list[#list + 1] = e
     end
@@ -352,6 +377,7 @@ end
 -- running and ends the process. Only a clean end (out.finished) stops
 -- the watcher without a grace.
 local task_lines   -- defined below, with the other reports
+local register_framework -- ditto, with the installing
 local stop_run     -- ditto
 
 local function cancel_all(list)
@@ -366,7 +392,7 @@ end
 -- that never ends hung the whole run after the test's timeout.
 local pending_work = require("corio.core").pending_work
 local function settle(out, grace)
-  local me = corio.current()
+  local me = c_current()
   local waited, step = 0, 0.001
   local function ended()
     return out.body_done and #tasks_but(me, out.root) == 0
@@ -380,7 +406,7 @@ local function settle(out, grace)
       break
     end
     local s = math.min(step, grace - waited)
-    testing.sleep_real(s)
+    sleep_real(s)
     waited = waited + s
     step = math.min(step * 2, 0.05)
   end
@@ -388,14 +414,14 @@ local function settle(out, grace)
 end
 
 local function watch(out, seconds, ctx)
-  if pcall(testing.sleep_real, seconds) then
+  if pcall(sleep_real, seconds) then
     out.timed_out = true
     if out.returned then
       -- a task that never blocks kept wait_all_tasks_blocked busy
-      out.left = tasks_but(corio.current(), out.root)
+      out.left = tasks_but(c_current(), out.root)
       cancel_all(out.left)
     else
-      out.tasks = tasks_but(corio.current())
+      out.tasks = tasks_but(c_current())
       out.root:cancel()
     end
   elseif out.finished and pending_work() == 0 then
@@ -403,9 +429,9 @@ local function watch(out, seconds, ctx)
   end
   -- cancelled: the root cancelled it (tasks left, the body raised) or the
   -- run's scope was (a child's error, SIGINT); or the timeout fired
-  corio.shield(function()
+  c_shield(function()
     if not settle(out, seconds) then
-      stop_run(out, seconds, ctx, corio.current())
+      stop_run(out, seconds, ctx, c_current())
     end
   end)
 end
@@ -416,13 +442,13 @@ local function run_task(body, seconds, name, ctx)
     out.body_tb = (debug.traceback("", 2):gsub("^\n", ""))
     return e
   end
-  local ok, err = pcall(corio.run, function()
-    local root = corio.current()
+  local ok, err = pcall(c_run, function()
+    local root = c_current()
     root.name = name
     out.root = root
     local watcher
     if seconds then
-      watcher = corio.spawn(watch, out, seconds, ctx)
+      watcher = c_spawn(watch, out, seconds, ctx)
       watcher.name = "corio.busted timeout"
       hidden[watcher] = true
     end
@@ -438,7 +464,7 @@ local function run_task(body, seconds, name, ctx)
       return
     end
     out.returned = true
-    testing.wait_all_tasks_blocked()
+    wait_all_tasks_blocked()
     if out.timed_out then return end
     local left = tasks_but(root, watcher)
     if #left > 0 then
@@ -571,9 +597,9 @@ local function run_body(body, element, seconds, name, descriptor)
   end
   -- what the test raised after the timeout or with tasks left, if real
   local trailer = ""
-  if out.raised and not corio.is_cancelled(out.body_error) then
+  if out.raised and not c_is_cancelled(out.body_error) then
     trailer = "\nafterwards the test raised: " .. one_line(out.body_error)
-  elseif not ok and not corio.is_cancelled(err) then
+  elseif not ok and not c_is_cancelled(err) then
     trailer = "\nafterwards the test raised: " .. one_line(err)
   end
   local msg, file, line = cancel_report(out, seconds)
@@ -585,9 +611,9 @@ local function run_body(body, element, seconds, name, descriptor)
   -- The error to report: the body's own, unless it is the Cancelled that
   -- a child's real error caused; then corio.run raises that error.
   local e, tb, note = err, nil, ""
-  if out.raised and not (corio.is_cancelled(out.body_error) and not ok) then
+  if out.raised and not (c_is_cancelled(out.body_error) and not ok) then
     e, tb = out.body_error, out.body_tb
-    if not ok and not corio.is_cancelled(err) then
+    if not ok and not c_is_cancelled(err) then
       note = "\nthe test's other tasks raised: " .. one_line(err)
     end
   end
@@ -596,6 +622,9 @@ local function run_body(body, element, seconds, name, descriptor)
     tb = e.traceback
   end
   tb = tb and trim_traceback(tb)
+  -- nothing left but the heading (every frame was the integration's, as
+  -- for it(name, 5)): no traceback, rather than an empty one
+  if tb and tb:match("^%s*stack traceback:%s*$") then tb = nil end
   local file, line = user_frame(tb)
   if not file and type(value) == "table" and type(value.message) == "string"
   then
@@ -620,6 +649,10 @@ local function run_body(body, element, seconds, name, descriptor)
     trace_tb = nil
   end
   value = with_note(value, note)
+  -- in the shape of busted's own (debug.traceback's "\nstack traceback:
+  -- ...\n"): its junit handler writes message .. traceback, and -v's
+  -- handlers print it after a line of its own
+  if trace_tb then trace_tb = "\n" .. trace_tb .. "\n" end
   return true, value, make_trace(element, file, line, trace_tb)
 end
 
@@ -646,7 +679,7 @@ function stop_run(out, grace, ctx, watcher)
   local lines = task_lines(still, out.root)
   local why, file, line = cancel_report(out, grace)
   if not why then
-    if out.raised and not corio.is_cancelled(out.body_error) then
+    if out.raised and not c_is_cancelled(out.body_error) then
       why = "test raised: " .. one_line(out.body_error)
         .. "; its other tasks were cancelled"
     else
@@ -699,7 +732,7 @@ function stop_run(out, grace, ctx, watcher)
   b.publish({ "exit" })
   io.stdout:flush()
   io.stderr:flush()
-  os.exit(math.max(1, math.min(failures, 255)))
+  os_exit(math.max(1, math.min(failures, 255)))
 end
 
 ---------------------------------------------------------------------------
@@ -714,6 +747,50 @@ local function task_name(descriptor, element)
     return element.name
   end
   return HOOK_NAMES[descriptor] or descriptor
+end
+
+-- busted's and luassert's Lua files are corio's own to the runtime
+-- (core.register_own), as corio's are: a task's suspension site and spawn
+-- site, --debug's slow-step report and the position of corio's errors
+-- then name the spec's line, not busted's environment (which every
+-- global a test reads goes through) or luassert's spy. Their sources are
+-- taken from the functions of the modules loaded by the time the suite
+-- starts (busted, its output handler, luassert).
+local register_own = require("corio.core").register_own
+local FRAMEWORK = { "busted", "luassert", "say", "mediator" }
+local registered = {}
+local function register_source(f)
+  local src = debug.getinfo(f, "S").source
+  if src:sub(1, 1) == "@" and not registered[src] then
+    registered[src] = true
+    register_own(src)
+  end
+end
+local busted_core_fn  -- busted.core's own function (package.loaded holds
+                      -- the wrapper while busted runs)
+function register_framework()
+  if busted_core_fn then register_source(busted_core_fn) end
+  for name, mod in pairs(package.loaded) do
+    local top = name:match("^[^.]+")
+    for _, prefix in ipairs(FRAMEWORK) do
+      if top == prefix then
+        if type(mod) == "function" then
+          register_source(mod)
+        elseif type(mod) == "table" then
+          for _, v in pairs(mod) do
+            if type(v) == "function" then register_source(v) end
+          end
+          local mt = getmetatable(mod)
+          if type(mt) == "table" then
+            for _, v in pairs(mt) do
+              if type(v) == "function" then register_source(v) end
+            end
+          end
+        end
+        break
+      end
+    end
+  end
 end
 
 local function install(busted)
@@ -749,6 +826,7 @@ local function install(busted)
   end
   busted.subscribe({ "suite", "start" }, function(...)
     suite_args, open_blocks = { ... }, {}
+    register_framework()
     return nil, true
   end)
   busted.subscribe({ "file", "start" }, opened("file"))
@@ -792,6 +870,7 @@ local function install(busted)
     local t = handoff_trace
     if t then
       handoff_trace = nil
+      t.message = msg -- as busted's trace carries the error raised
       return t
     end
     -- one level more: this wrapper's own frame
@@ -817,10 +896,22 @@ function M.run(args)
   if args ~= nil and type(args) ~= "table" then
     error(("bad argument #1 to 'run' (table expected, got %s)"):format(type(args)), 2)
   end
+  -- Each body is its own corio.run. Inside a task (the main chunk of
+  -- `corio script.lua` or -e is one) that corio.run makes the body a
+  -- child of the caller, so the caller was taken for a task the test
+  -- left running: reported after the grace, cancelled, and the run
+  -- stopped after the first test.
+  if c_current() ~= nil then
+    error("corio.busted.run: called inside a running task (under the corio "
+      .. "program a script's main chunk is one); run the specs with "
+      .. "`corio test [busted args]`, or call it from a luajit script "
+      .. "outside corio.run", 2)
+  end
   if ran then
     error("corio.busted.run: busted runs only once per process", 2)
   end
   ran = true
+  os_exit = os.exit
   local ok_env, env_err = env_timeout()
   if ok_env == nil then error(env_err, 0) end
   if type(args) == "table" then
@@ -834,6 +925,7 @@ function M.run(args)
   -- raises instead of exiting so that run() can return the status.
   local compat = require "busted.compatibility"
   local make_core = require "busted.core"
+  busted_core_fn = make_core
   local saved_exit = compat.exit
   compat.exit = function(code)
     error(setmetatable({ code = code }, Exit), 0)

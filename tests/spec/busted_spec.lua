@@ -238,3 +238,35 @@ describe("corio.testing.autojump under the test's timeout", function()
       assert.is_true(os.time() - t0 < 2)
     end)
 end)
+
+-- busted reverts no stub at the end of a test, and the runner used to
+-- call corio.spawn, corio.current, ... through the module table: a test
+-- that stubbed corio.spawn (to test code that spawns) and left the stub
+-- made every later test fail with "attempt to index local 'watcher'".
+describe("a stub of corio's functions left by a test", function()
+  local real = {}
+
+  it("stubs corio.spawn, current, shield, run and tasks, and leaves them", function()
+    for _, name in ipairs({ "spawn", "current", "shield", "run", "tasks",
+        "is_cancelled" }) do
+      real[name] = corio[name]
+      stub(corio, name)
+    end
+    corio.spawn(function() end)
+    assert.stub(corio.spawn).was.called(1)
+  end)
+
+  it("does not break the runner for the next test", function()
+    finally(function()
+      for name, f in pairs(real) do corio[name] = f end
+    end)
+    assert.is_nil(corio.current())   -- still the stub
+    assert.is_not_nil(real.current())
+  end)
+
+  it("and the next one has the real functions back", function()
+    local t = corio.spawn(function() corio.sleep(0.001) return 1 end)
+    assert.equal(1, t:join())
+    assert.equal(1, #corio.tasks())
+  end)
+end)
