@@ -346,9 +346,47 @@ end
 -- fn is checked first, also outside a loop: raised inside the corio.run
 -- of rule 11, a bad fn came back wrapped in kind "error", with corio's own
 -- frames for its traceback, instead of the plain string raised in a task.
+--
+-- A body run that way outside a loop (rule 11) runs as the root task of
+-- a corio.run of its own, not in the caller's thread: called from the
+-- user's coroutine (a generator under a stock luajit whose corio.timeout
+-- or sem:with body yields each item), a coroutine.yield in the body would
+-- reach that run's scheduler, which takes a bare yield for corio.yield
+-- and drops its values: the generator would run to its end with nothing
+-- yielded. The run cannot hand the yield on (its loop runs inside a C
+-- call), so while it runs, coroutine.yield refuses one made by the body's
+-- own thread, naming the function and what works instead.
+local co_yield0 = coroutine.yield
+local function restore_yield(prev, guard, ok, ...)
+  if coroutine.yield == guard then coroutine.yield = prev end
+  if ok then return ... end
+  error((...), 0)
+end
+local function run_body(name, public, ...)
+  if co_running() == nil then return run(public, ...) end
+  local root
+  local function guard(...)
+    if root ~= nil and co_running() == root then
+      error(("coroutine.yield in the body of %s, called outside a running "
+        .. "loop from a coroutine: the body runs in a corio.run of its own "
+        .. "(rule 11), and the yield cannot reach the coroutine that called "
+        .. "%s; resume that coroutine inside corio.run (or under the corio "
+        .. "program), where the body runs in it"):format(name, name), 2)
+    end
+    return co_yield0(...)
+  end
+  local prev = coroutine.yield
+  coroutine.yield = guard
+  return restore_yield(prev, guard, pcall(run, function(...)
+    root = co_running()
+    return public(...)
+  end, ...))
+end
+M._run_body = run_body
+
 local function not_entered(public, name, n, ...)
   check_fn((select(n, ...)), name, n)
-  return run(public, ...)
+  return run_body("corio." .. name, public, ...)
 end
 
 local function scope0(fn)
@@ -572,7 +610,7 @@ local function with(self, fn, ...)
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'with' (function expected, got %s)"):format(type(fn)), 2)
   end
-  if not in_task() then return run(with, self, fn, ...) end
+  if not in_task() then return run_body("obj:with", with, self, fn, ...) end
   self:acquire()
   return release_after(self, pcall(fn, ...))
 end
