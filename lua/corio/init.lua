@@ -802,7 +802,12 @@ do
       local ok, e = pcall(finish, d, kind, false, err)
       if not ok then err = e end
     end
-    rec.closing = nil
+    -- Closed as if its body had raised: the coroutine cannot go on in a
+    -- body whose scope was finished (its defers ran, its tasks ended, the
+    -- enclosing scope raised for it), as a Python generator is not
+    -- resumed after aclose(): resuming it is refused and coroutine.status
+    -- says "dead"
+    rec.closing, rec.closed = nil, true
     error(err, 0)
   end
 
@@ -871,9 +876,14 @@ do
   local CLOSING = "cannot resume a coroutine whose scopes are being closed "
     .. "(it yielded out of a scope inside another that has ended, which "
     .. "closes them and raises that error)"
+  local CLOSED = "cannot resume dead coroutine (its scopes were closed: it "
+    .. "yielded out of a scope inside another that ended, which closed them "
+    .. "as if their bodies had raised)"
   local function closing(co)
     local rec = parked[co]
-    return rec ~= nil and rec.closing
+    if rec == nil then return nil end
+    if rec.closing then return CLOSING end
+    if rec.closed then return CLOSED end
   end
   local my_resume, my_wrap
   my_resume = function(co, ...)
@@ -884,7 +894,8 @@ do
     if resumers[co] ~= nil and co_status(co) == "suspended" then
       return false, BUSY
     end
-    if closing(co) then return false, CLOSING end
+    local refused = closing(co)
+    if refused then return false, refused end
     resumers[co] = co_running()
     local base
     if foreign[1] ~= 0 then
@@ -899,7 +910,8 @@ do
       if resumers[co] ~= nil and co_status(co) == "suspended" then
         error(BUSY, 2)
       end
-      if closing(co) then error(CLOSING, 2) end
+      local refused = closing(co)
+      if refused then error(refused, 2) end
       resumers[co] = co_running()
       local base
       if foreign[1] ~= 0 then
@@ -909,8 +921,21 @@ do
       return unwrap(co, pass(co, base, co_resume(co, ...)))
     end
   end
+  local function my_status(co)
+    if type(co) ~= "thread" then
+      error(("bad argument #1 to 'status' (coroutine expected, got %s)")
+        :format(type(co)), 2)
+    end
+    local st = co_status(co)
+    if st == "suspended" then
+      local rec = parked[co]
+      if rec ~= nil and rec.closed then return "dead" end
+    end
+    return st
+  end
   patch(coroutine, "resume", my_resume)
   patch(coroutine, "wrap", my_wrap)
+  patch(coroutine, "status", my_status)
 end
 
 -- to_thread ------------------------------------------------------------------

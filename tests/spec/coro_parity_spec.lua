@@ -67,3 +67,57 @@ describe("a generator resumed from inside a C call (rule 13)", function()
     assert.equal(200, n)
   end)
 end)
+
+describe("a generator whose abandoned scopes were closed (rule 13)", function()
+  -- api.md: an abandoned scope is closed as if its body had raised (its
+  -- defers ran, its tasks ended, the enclosing scope raised). The body
+  -- must not run on afterwards inside a scope that no longer exists, with
+  -- its cleanup already done (a Python generator is not resumed after
+  -- aclose()): it is dead, as plain Lua says of a coroutine that raised.
+  for _, kind in ipairs { "scope", "shield", "timeout", "move_on_after" } do
+    it(kind .. ": is dead afterwards; resume and wrap refuse it, status says so", function()
+      local log = {}
+      local function body()
+        corio.defer(function() log[#log + 1] = "defer" end)
+        coroutine.yield(1)
+        log[#log + 1] = "ran on after close"
+        corio.spawn(function() log[#log + 1] = "spawned after close" end)
+        coroutine.yield(2)
+      end
+      local function enter()
+        if kind == "scope" or kind == "shield" then corio[kind](body)
+        else corio[kind](5, body) end
+        coroutine.yield(3)
+      end
+      local co = coroutine.create(enter)
+      local g = coroutine.wrap(enter)
+      local ok, err = pcall(corio.scope, function()
+        assert.same({ true, 1 }, { coroutine.resume(co) })
+        assert.equal(1, g())
+      end)
+      assert.is_false(ok)
+      assert.matches("still open", tostring(err))
+      assert.same({ "defer", "defer" }, log)
+      assert.equal("dead", coroutine.status(co))
+      local rok, rmsg = coroutine.resume(co)
+      assert.is_false(rok)
+      assert.matches("^cannot resume dead coroutine", rmsg)
+      local wok, wmsg = pcall(g)
+      assert.is_false(wok)
+      assert.matches("^cannot resume dead coroutine", wmsg)
+      -- a loop that resumes until dead ends at once
+      local n = 0
+      while coroutine.status(co) ~= "dead" and n < 10 do coroutine.resume(co); n = n + 1 end
+      assert.equal(0, n)
+      corio.sleep(0.001)
+      assert.same({ "defer", "defer" }, log)
+    end)
+  end
+
+  it("coroutine.status names a bad argument as plain Lua does", function()
+    local ok, err = pcall(coroutine.status, 5)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'status' (coroutine expected, got number)", err, 1, true)
+    assert.equal("running", coroutine.status(coroutine.running()))
+  end)
+end)
