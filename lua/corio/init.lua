@@ -891,8 +891,12 @@ do
       error(("bad argument #1 to 'resume' (coroutine expected, got %s)")
         :format(type(co)), 2)
     end
-    if resumers[co] ~= nil and co_status(co) == "suspended" then
-      return false, BUSY
+    if resumers[co] ~= nil then
+      if co_status(co) == "suspended" then return false, BUSY end
+      -- running or normal (it resumed the caller's chain): Lua refuses
+      -- it; its resumer stays noted (cleared, the chain from a corio
+      -- call below it would no longer reach the task)
+      return co_resume(co, ...)
     end
     local refused = closing(co)
     if refused then return false, refused end
@@ -905,10 +909,16 @@ do
     return pass(co, base, co_resume(co, ...))
   end
   my_wrap = function(f)
+    if type(f) ~= "function" then
+      error(("bad argument #1 to 'wrap' (function expected, got %s)")
+        :format(type(f)), 2)
+    end
     local co = co_create(f)
     return function(...)
-      if resumers[co] ~= nil and co_status(co) == "suspended" then
-        error(BUSY, 2)
+      if resumers[co] ~= nil then
+        if co_status(co) == "suspended" then error(BUSY, 2) end
+        local _, e = co_resume(co, ...)   -- running or normal: refused
+        error(e, 0)
       end
       local refused = closing(co)
       if refused then error(refused, 2) end

@@ -121,3 +121,52 @@ describe("a generator whose abandoned scopes were closed (rule 13)", function()
     assert.equal("running", coroutine.status(coroutine.running()))
   end)
 end)
+
+describe("resuming a coroutine that is not suspended (rule 13)", function()
+  -- Plain Lua refuses to resume a running or normal coroutine, and the
+  -- refused resume changes nothing. corio's wrapper noted the caller as
+  -- that coroutine's resumer and then cleared it: the chain from a later
+  -- corio call no longer reached the task, which raised the error meant
+  -- for a stale copy of coroutine.resume.
+  it("a normal coroutine (an outer generator) refused, the chain still suspends", function()
+    local outer_co, seen
+    local outer = coroutine.wrap(function()
+      outer_co = coroutine.running()
+      local inner = coroutine.wrap(function()
+        seen = { coroutine.resume(outer_co) }
+        corio.sleep(0.001)
+        coroutine.yield("inner")
+      end)
+      coroutine.yield(inner())
+      corio.sleep(0.001)
+      coroutine.yield("outer")
+    end)
+    assert.equal("inner", outer())
+    assert.is_false(seen[1])
+    assert.matches("cannot resume", seen[2])
+    assert.equal("outer", outer())
+  end)
+
+  it("the running coroutine itself, through resume and through its wrap function", function()
+    local g
+    g = coroutine.wrap(function()
+      local ok, msg = coroutine.resume(coroutine.running())
+      local wok, wmsg = pcall(g)
+      corio.sleep(0.001)
+      coroutine.yield({ ok, msg, wok, wmsg })
+    end)
+    local r = g()
+    assert.is_false(r[1])
+    assert.matches("cannot resume", r[2])
+    assert.is_false(r[3])
+    assert.matches("cannot resume", r[4])
+  end)
+end)
+
+describe("coroutine.wrap's argument check", function()
+  it("names wrap and the caller's line", function()
+    local ok, err = pcall(function() local g = coroutine.wrap(5); return g end)
+    assert.is_false(ok)
+    assert.matches("coro_parity_spec.lua:%d+: bad argument #1 to 'wrap' %(function expected, got number%)", err)
+  end)
+end)
