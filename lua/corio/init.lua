@@ -820,10 +820,23 @@ do
       -- loop does not pile up deferred functions
       rec = { base = base, co = setmetatable({ co }, { __mode = "v" }) }
       parked[co] = rec
-      c_defer(function()
+      -- Run after the handlers deferred before this one (LIFO would run
+      -- it first): one of those may close the generator itself, as
+      -- Python's aclosing does (a defer that resumes it to its end),
+      -- registered right after the generator was made and so before its
+      -- first yield out of a scope. The closer defers itself once more,
+      -- behind them; it closes the scopes only if they are still parked.
+      local closer
+      closer = function()
+        if rec.detached and not rec.again then
+          rec.again = true
+          c_defer(closer)
+          return
+        end
         rec.base = nil
         if rec.detached then close_parked(rec) end
-      end)
+      end
+      c_defer(closer)
     end
     rec.top, rec.bottom, rec.detached = top, bottom, true
   end

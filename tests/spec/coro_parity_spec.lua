@@ -170,3 +170,61 @@ describe("coroutine.wrap's argument check", function()
     assert.matches("coro_parity_spec.lua:%d+: bad argument #1 to 'wrap' %(function expected, got number%)", err)
   end)
 end)
+
+describe("closing a generator from a defer handler, as Python's aclosing (rule 13)", function()
+  -- `async with aclosing(gen()) as g:` closes the generator when the block
+  -- ends. In corio: corio.defer(function() g("close") end) right after the
+  -- generator is made, before its first yield out of a scope. That handler
+  -- was deferred before the closer of the parked scope, so LIFO ran the
+  -- closer first: the scope was closed as abandoned and the enclosing
+  -- scope raised, though the user closed the generator properly.
+  local function gen(log)
+    return coroutine.wrap(function()
+      corio.scope(function(s)
+        s:spawn(function()
+          local ok = pcall(corio.sleep, 5)
+          log[#log + 1] = ok and "child slept" or "child cancelled"
+        end)
+        corio.defer(function() log[#log + 1] = "gen defer" end)
+        for i = 1, 10 do
+          if coroutine.yield(i) == "close" then s:cancel(); break end
+        end
+      end)
+      log[#log + 1] = "gen scope returned"
+    end)
+  end
+
+  it("in a scope body: the generator closes itself, nothing raises", function()
+    local log = {}
+    corio.scope(function()
+      local g = gen(log)
+      corio.defer(function() log[#log + 1] = "aclosing"; g("close") end)
+      assert.equal(1, g())
+      assert.equal(2, g())
+    end)
+    assert.same({ "aclosing", "child cancelled", "gen defer", "gen scope returned" }, log)
+  end)
+
+  it("in a task body cut short by a deadline, the handler in a shield", function()
+    local log = {}
+    assert.is_false(corio.move_on_after(0.01, function()
+      local g = gen(log)
+      corio.defer(function() corio.shield(function() log[#log + 1] = "aclosing"; g("close") end) end)
+      assert.equal(1, g())
+      corio.sleep(1)
+    end))
+    assert.same({ "aclosing", "child cancelled", "gen defer", "gen scope returned" }, log)
+  end)
+
+  it("a handler that leaves it open: the scope is still closed as abandoned, after that handler", function()
+    local log = {}
+    local ok, err = pcall(corio.scope, function()
+      local g = gen(log)
+      corio.defer(function() log[#log + 1] = "user defer" end)
+      assert.equal(1, g())
+    end)
+    assert.is_false(ok)
+    assert.matches("still open", tostring(err))
+    assert.same({ "user defer", "child cancelled", "gen defer" }, log)
+  end)
+end)
