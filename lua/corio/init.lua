@@ -889,6 +889,10 @@ do
   local CLOSING = "cannot resume a coroutine whose scopes are being closed "
     .. "(it yielded out of a scope inside another that has ended, which "
     .. "closes them and raises that error)"
+  local TASK = false
+  local TASK_THREAD = "cannot resume the thread of a task: it runs under "
+    .. "corio's scheduler only, which resumes it when what it waits for "
+    .. "is done (wake it with an event or a channel, or cancel its task)"
   local CLOSED = "cannot resume dead coroutine (its scopes were closed: it "
     .. "yielded out of a scope inside another that ended, which closed them "
     .. "as if their bodies had raised)"
@@ -905,6 +909,9 @@ do
         :format(type(co)), 2)
     end
     if resumers[co] ~= nil then
+      if resumers[co] == TASK and co_status(co) == "suspended" then
+        return false, TASK_THREAD
+      end
       if co_status(co) == "suspended" then return false, BUSY end
       -- running or normal (it resumed the caller's chain): Lua refuses
       -- it; its resumer stays noted (cleared, the chain from a corio
@@ -944,6 +951,20 @@ do
       return unwrap(co, pass(co, base, co_resume(co, ...)))
     end
   end
+  -- A task's own thread (got from coroutine.running in the task) is
+  -- resumed by the scheduler only: resumed by another task it would
+  -- return from its corio call with that task's values, run on as that
+  -- task, and fail when the scheduler resumed it later. Marked as its
+  -- own resumer TASK (no thread: a chain that reaches it ends there),
+  -- so that coroutine.resume refuses it in the check it makes anyway.
+  local task_thread = core.task_thread
+  local function my_running()
+    local co = co_running()
+    if co ~= nil and resumers[co] == nil and co == task_thread() then
+      resumers[co] = TASK
+    end
+    return co
+  end
   local function my_status(co)
     if type(co) ~= "thread" then
       error(("bad argument #1 to 'status' (coroutine expected, got %s)")
@@ -959,6 +980,7 @@ do
   patch(coroutine, "resume", my_resume)
   patch(coroutine, "wrap", my_wrap)
   patch(coroutine, "status", my_status)
+  patch(coroutine, "running", my_running)
 end
 
 -- to_thread ------------------------------------------------------------------

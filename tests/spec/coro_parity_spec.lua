@@ -228,3 +228,43 @@ describe("closing a generator from a defer handler, as Python's aclosing (rule 1
     assert.same({ "user defer", "child cancelled", "gen defer" }, log)
   end)
 end)
+
+describe("a task's own thread resumed by another task (rule 13)", function()
+  -- coroutine.running() in a task gives its thread; coroutine.resume on it
+  -- from another task returned from the first task's corio call with the
+  -- other's values, ran the first task's body on as the other task, and
+  -- the first task failed later ("attempt to call a nil value") when the
+  -- scheduler resumed its thread.
+  it("is refused, and the task's wait completes as it should", function()
+    local athread, slept, refused
+    corio.scope(function(s)
+      s:spawn(function()
+        athread = coroutine.running()
+        local t0 = corio.now()
+        corio.sleep(0.03)
+        slept = corio.now() - t0
+      end)
+      s:spawn(function()
+        corio.sleep(0.005)
+        assert.equal("suspended", coroutine.status(athread))
+        refused = { coroutine.resume(athread, "bogus") }
+      end)
+    end)
+    assert.is_false(refused[1])
+    assert.matches("cannot resume the thread of a task", refused[2], 1, true)
+    assert.is_true(slept >= 0.025)
+  end)
+
+  it("the running task's own thread: refused as plain Lua refuses it", function()
+    local me = coroutine.running()
+    local ok, msg = coroutine.resume(me)
+    assert.is_false(ok)
+    assert.matches("cannot resume", msg)
+    local g = coroutine.wrap(function()
+      coroutine.yield({ coroutine.resume(me) })
+    end)
+    local r = g()
+    assert.is_false(r[1])
+    assert.matches("cannot resume", r[2])
+  end)
+end)
