@@ -81,6 +81,17 @@ static int l_current(lua_State *L) {
   return 1;
 }
 
+/* task_thread() -> the running task's own thread (its body's, or that of
+** its root defers), or nothing outside a task. init.lua's
+** coroutine.running marks it, so that coroutine.resume refuses it. */
+static int l_task_thread(lua_State *L) {
+  corio_rt *rt = RT(L);
+  if (rt->current == NULL) return 0;
+  lua_pushthread(rt->current->co);
+  lua_xmove(rt->current->co, L, 1);
+  return 1;
+}
+
 static int l_task_status(lua_State *L) {
   corio_task *t = corio__check_task(L, 1);
   lua_pushstring(L, STATUS[t->status]);
@@ -1283,6 +1294,7 @@ static const corio_reg scope_meta[] = {{"__index", l_scope_index},
 static const corio_reg funcs[] = {
     {"run", l_run},   /* and spawn: set_spawn */
     {"current", l_current},
+    {"task_thread", l_task_thread},
     {"sleep", l_sleep},
     {"yield", l_yield},
     {"sleep_real", l_sleep_real},

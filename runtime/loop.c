@@ -71,8 +71,15 @@ int corio__yieldable(corio_rt *rt, lua_State *L) {
 ** scheduler. init.lua notes in the registry's "corio.resumers" which
 ** coroutine resumed which; a copy of the original coroutine.resume
 ** taken before require "corio" notes nothing, and would take the yield
-** for its own (the task would then run on while counted as blocked). */
-int corio__resumed_by_corio(lua_State *L, corio_task *t) {
+** for its own (the task would then run on while counted as blocked).
+** Each resumer on the chain must itself be able to yield on: one that
+** resumed the coroutine from inside a C call (a generator called from a
+** table.sort comparator, a string.gsub callback or a __gc) cannot pass
+** the suspension up, and LuaJIT would raise "attempt to yield across
+** C-call boundary" in init.lua with the task counted as blocked.
+** -> 1 the chain reaches t->co; 0 a resumer noted nothing; -1 a resumer
+** is inside a C call. */
+static int resume_chain(lua_State *L, corio_task *t) {
   int ok = 0, i;
   lua_getfield(L, LUA_REGISTRYINDEX, "corio.resumers");
   if (!lua_istable(L, -1)) {
@@ -85,6 +92,10 @@ int corio__resumed_by_corio(lua_State *L, corio_task *t) {
     lua_rawget(L, -2);             /* [resumers, resumer of the key] */
     p = lua_tothread(L, -1);
     if (p == NULL) break;
+    if (!lua_isyieldable(p)) {
+      ok = -1;
+      break;
+    }
     if (p == t->co) {
       ok = 1;
       break;
@@ -92,6 +103,10 @@ int corio__resumed_by_corio(lua_State *L, corio_task *t) {
   }
   lua_pop(L, 2);
   return ok;
+}
+
+int corio__resumed_by_corio(lua_State *L, corio_task *t) {
+  return resume_chain(L, t) == 1;
 }
 
 int corio__cannot_suspend(lua_State *L, const char *what) {
@@ -122,7 +137,9 @@ static void where_user(corio_rt *rt, lua_State *L) {
 ** cannot suspend from L. */
 void corio__push_cannot_suspend(lua_State *L, const char *what) {
   corio_rt *rt = corio__rt(L);
-  if (rt != NULL && (rt->isyieldable == NULL || corio__yieldable(rt, L))) {
+  if (rt != NULL && (rt->isyieldable == NULL || corio__yieldable(rt, L)) &&
+      (rt->current == NULL || L == rt->current->co ||
+       resume_chain(L, rt->current) != -1)) {
     where_user(rt, L);
     lua_pushfstring(
         L,

@@ -19,6 +19,7 @@ local NOLOOP = core.NOLOOP
 local NEED_FILL, NEED_FLUSH, NEED_BIG = c.NEED_FILL, c.NEED_FLUSH, c.NEED_BIG
 local error, type, select, pcall, unpack, tostring = error, type, select, pcall, unpack, tostring
 local run, shield, in_task = corio.run, corio.shield, core.in_task
+local co_running = coroutine.running
 
 local M = {}
 
@@ -531,7 +532,16 @@ function M.with_open(path, mode, fn)
   if type(fn) ~= "function" then
     error(("bad argument #3 to 'with_open' (function expected, got %s)"):format(type(fn)), 2)
   end
-  if not in_task() then return run(M.with_open, path, mode, fn) end
+  if not in_task() then
+    if co_running() == nil then return run(M.with_open, path, mode, fn) end
+    -- In the user's coroutine (rule 13, outside a loop): fn runs in it, so
+    -- that its yields reach that coroutine's resumer, and each blocking
+    -- call runs its own corio.run. Under one run, fn would run in that
+    -- run's root task, whose bare yields are corio.yield: a generator's
+    -- lines would be dropped (init.lua, run_body).
+    local f = M.open(path, mode)
+    return close_after(f, pcall(fn, f))
+  end
   local f = M.open(path, mode)
   return close_after(f, pcall(fn, f))
 end

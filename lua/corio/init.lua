@@ -346,9 +346,47 @@ end
 -- fn is checked first, also outside a loop: raised inside the corio.run
 -- of rule 11, a bad fn came back wrapped in kind "error", with corio's own
 -- frames for its traceback, instead of the plain string raised in a task.
+--
+-- A body run that way outside a loop (rule 11) runs as the root task of
+-- a corio.run of its own, not in the caller's thread: called from the
+-- user's coroutine (a generator under a stock luajit whose corio.timeout
+-- or sem:with body yields each item), a coroutine.yield in the body would
+-- reach that run's scheduler, which takes a bare yield for corio.yield
+-- and drops its values: the generator would run to its end with nothing
+-- yielded. The run cannot hand the yield on (its loop runs inside a C
+-- call), so while it runs, coroutine.yield refuses one made by the body's
+-- own thread, naming the function and what works instead.
+local co_yield0 = coroutine.yield
+local function restore_yield(prev, guard, ok, ...)
+  if coroutine.yield == guard then coroutine.yield = prev end
+  if ok then return ... end
+  error((...), 0)
+end
+local function run_body(name, public, ...)
+  if co_running() == nil then return run(public, ...) end
+  local root
+  local function guard(...)
+    if root ~= nil and co_running() == root then
+      error(("coroutine.yield in the body of %s, called outside a running "
+        .. "loop from a coroutine: the body runs in a corio.run of its own "
+        .. "(rule 11), and the yield cannot reach the coroutine that called "
+        .. "%s; resume that coroutine inside corio.run (or under the corio "
+        .. "program), where the body runs in it"):format(name, name), 2)
+    end
+    return co_yield0(...)
+  end
+  local prev = coroutine.yield
+  coroutine.yield = guard
+  return restore_yield(prev, guard, pcall(run, function(...)
+    root = co_running()
+    return public(...)
+  end, ...))
+end
+M._run_body = run_body
+
 local function not_entered(public, name, n, ...)
   check_fn((select(n, ...)), name, n)
-  return run(public, ...)
+  return run_body("corio." .. name, public, ...)
 end
 
 local function scope0(fn)
@@ -572,7 +610,7 @@ local function with(self, fn, ...)
   if type(fn) ~= "function" then
     error(("bad argument #1 to 'with' (function expected, got %s)"):format(type(fn)), 2)
   end
-  if not in_task() then return run(with, self, fn, ...) end
+  if not in_task() then return run_body("obj:with", with, self, fn, ...) end
   self:acquire()
   return release_after(self, pcall(fn, ...))
 end
@@ -764,7 +802,12 @@ do
       local ok, e = pcall(finish, d, kind, false, err)
       if not ok then err = e end
     end
-    rec.closing = nil
+    -- Closed as if its body had raised: the coroutine cannot go on in a
+    -- body whose scope was finished (its defers ran, its tasks ended, the
+    -- enclosing scope raised for it), as a Python generator is not
+    -- resumed after aclose(): resuming it is refused and coroutine.status
+    -- says "dead"
+    rec.closing, rec.closed = nil, true
     error(err, 0)
   end
 
@@ -777,10 +820,23 @@ do
       -- loop does not pile up deferred functions
       rec = { base = base, co = setmetatable({ co }, { __mode = "v" }) }
       parked[co] = rec
-      c_defer(function()
+      -- Run after the handlers deferred before this one (LIFO would run
+      -- it first): one of those may close the generator itself, as
+      -- Python's aclosing does (a defer that resumes it to its end),
+      -- registered right after the generator was made and so before its
+      -- first yield out of a scope. The closer defers itself once more,
+      -- behind them; it closes the scopes only if they are still parked.
+      local closer
+      closer = function()
+        if rec.detached and not rec.again then
+          rec.again = true
+          c_defer(closer)
+          return
+        end
         rec.base = nil
         if rec.detached then close_parked(rec) end
-      end)
+      end
+      c_defer(closer)
     end
     rec.top, rec.bottom, rec.detached = top, bottom, true
   end
@@ -833,9 +889,18 @@ do
   local CLOSING = "cannot resume a coroutine whose scopes are being closed "
     .. "(it yielded out of a scope inside another that has ended, which "
     .. "closes them and raises that error)"
+  local TASK = false
+  local TASK_THREAD = "cannot resume the thread of a task: it runs under "
+    .. "corio's scheduler only, which resumes it when what it waits for "
+    .. "is done (wake it with an event or a channel, or cancel its task)"
+  local CLOSED = "cannot resume dead coroutine (its scopes were closed: it "
+    .. "yielded out of a scope inside another that ended, which closed them "
+    .. "as if their bodies had raised)"
   local function closing(co)
     local rec = parked[co]
-    return rec ~= nil and rec.closing
+    if rec == nil then return nil end
+    if rec.closing then return CLOSING end
+    if rec.closed then return CLOSED end
   end
   local my_resume, my_wrap
   my_resume = function(co, ...)
@@ -843,10 +908,18 @@ do
       error(("bad argument #1 to 'resume' (coroutine expected, got %s)")
         :format(type(co)), 2)
     end
-    if resumers[co] ~= nil and co_status(co) == "suspended" then
-      return false, BUSY
+    if resumers[co] ~= nil then
+      if resumers[co] == TASK and co_status(co) == "suspended" then
+        return false, TASK_THREAD
+      end
+      if co_status(co) == "suspended" then return false, BUSY end
+      -- running or normal (it resumed the caller's chain): Lua refuses
+      -- it; its resumer stays noted (cleared, the chain from a corio
+      -- call below it would no longer reach the task)
+      return co_resume(co, ...)
     end
-    if closing(co) then return false, CLOSING end
+    local refused = closing(co)
+    if refused then return false, refused end
     resumers[co] = co_running()
     local base
     if foreign[1] ~= 0 then
@@ -856,12 +929,19 @@ do
     return pass(co, base, co_resume(co, ...))
   end
   my_wrap = function(f)
+    if type(f) ~= "function" then
+      error(("bad argument #1 to 'wrap' (function expected, got %s)")
+        :format(type(f)), 2)
+    end
     local co = co_create(f)
     return function(...)
-      if resumers[co] ~= nil and co_status(co) == "suspended" then
-        error(BUSY, 2)
+      if resumers[co] ~= nil then
+        if co_status(co) == "suspended" then error(BUSY, 2) end
+        local _, e = co_resume(co, ...)   -- running or normal: refused
+        error(e, 0)
       end
-      if closing(co) then error(CLOSING, 2) end
+      local refused = closing(co)
+      if refused then error(refused, 2) end
       resumers[co] = co_running()
       local base
       if foreign[1] ~= 0 then
@@ -871,8 +951,36 @@ do
       return unwrap(co, pass(co, base, co_resume(co, ...)))
     end
   end
+  -- A task's own thread (got from coroutine.running in the task) is
+  -- resumed by the scheduler only: resumed by another task it would
+  -- return from its corio call with that task's values, run on as that
+  -- task, and fail when the scheduler resumed it later. Marked as its
+  -- own resumer TASK (no thread: a chain that reaches it ends there),
+  -- so that coroutine.resume refuses it in the check it makes anyway.
+  local task_thread = core.task_thread
+  local function my_running()
+    local co = co_running()
+    if co ~= nil and resumers[co] == nil and co == task_thread() then
+      resumers[co] = TASK
+    end
+    return co
+  end
+  local function my_status(co)
+    if type(co) ~= "thread" then
+      error(("bad argument #1 to 'status' (coroutine expected, got %s)")
+        :format(type(co)), 2)
+    end
+    local st = co_status(co)
+    if st == "suspended" then
+      local rec = parked[co]
+      if rec ~= nil and rec.closed then return "dead" end
+    end
+    return st
+  end
   patch(coroutine, "resume", my_resume)
   patch(coroutine, "wrap", my_wrap)
+  patch(coroutine, "status", my_status)
+  patch(coroutine, "running", my_running)
 end
 
 -- to_thread ------------------------------------------------------------------

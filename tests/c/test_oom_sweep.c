@@ -408,12 +408,19 @@ void *realloc(void *p, size_t n) {
 
 static void *test_alloc(void *ud, void *p, size_t osize, size_t nsize) {
   (void)ud;
-  (void)osize;
   if (nsize == 0) {
     LUA_FREE(p);
     return NULL;
   }
-  if (!kind_malloc && fail_now()) return NULL;
+  /* Lua's allocator contract (Lua 5.1 manual, lua_Alloc): "Lua assumes
+  ** that the allocator never fails when osize >= nsize". LuaJIT shrinks
+  ** a thread's stack inside the collector's traversal, and a shrink that
+  ** failed raised a memory error from the middle of a GC step, on a stack
+  ** whose top that code had not set: the error value was then a stale
+  ** slot (a function, a Scope, a number) or the process crashed. Only
+  ** growth and fresh blocks fail. */
+  if (!kind_malloc && (p == NULL || nsize > osize) && fail_now())
+    return NULL;
   return LUA_REALLOC(p, nsize);
 }
 
