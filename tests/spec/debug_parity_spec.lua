@@ -187,9 +187,12 @@ describe("corio.tasks(): order and parents", function()
   end)
 
   it("a parent whose body returned stays listed (its tasks still run)", function()
+    -- the child waits for an event, not a short sleep: on a loaded box
+    -- a 0.05 s sleep ended before the listing was taken
     local child
+    local go = corio.event()
     local p = corio.spawn(function()
-      child = corio.spawn(function() corio.sleep(0.05) end)
+      child = corio.spawn(function() go:wait() end)
     end)
     p.name = "the parent"
     corio.sleep(0.01)
@@ -200,6 +203,7 @@ describe("corio.tasks(): order and parents", function()
     assert.equal(p, m[child].parent_task)
     assert.equal("the parent", m[child].parent)
     assert.is_true(m[p].index < m[child].index)
+    go:set()
     child:join()
     p:join()
     assert.equal("done", p:status())
